@@ -1,0 +1,42 @@
+# `make run` and `make test` each set up everything they need first:
+# a virtualenv in .venv with fastroute installed in editable mode, which
+# builds the Cython extension. Re-running is cheap: the install is redone
+# only when the packaging or the extension's source changes.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.fastroute-installed
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: all install run test bench typecheck clean
+
+all: test
+
+$(STAMP): pyproject.toml setup.py fastroute/_table.pyx
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+# The gateway, in the foreground. Pass flags with ARGS="...".
+run: $(STAMP)
+	$(VENV)/bin/fastroute serve $(ARGS)
+
+# Every test. Docker tests skip without an engine, unless
+# FASTROUTE_REQUIRE_DOCKER=1 (CI), which makes them fail instead.
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m pytest bench --benchmark-only $(PYTEST_ARGS)
+
+typecheck: $(STAMP)
+	$(PY) -m pip install --quiet mypy
+	$(PY) -m mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info fastroute/_table.c fastroute/*.so

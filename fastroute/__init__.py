@@ -1,0 +1,53 @@
+"""fastroute: a longest-prefix route table over URL path segments.
+
+`RouteTable` is the compiled (Cython) table when the extension is built, and
+the pure-Python twin `PyRouteTable` otherwise; `COMPILED` says which.
+Set FASTROUTE_NO_EXTENSIONS=1 to force the twin. No I/O, no trio, no docker.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import TYPE_CHECKING
+
+from ._errors import FastrouteError, InvalidPrefix
+from ._table_py import PyRouteTable
+from ._version import __version__
+
+__all__ = [
+    "COMPILED",
+    "FastrouteError",
+    "InvalidPrefix",
+    "PyRouteTable",
+    "RouteTable",
+    "__version__",
+]
+
+
+def _extensions_disabled() -> bool:
+    return os.environ.get("FASTROUTE_NO_EXTENSIONS", "") not in ("", "0")
+
+
+if TYPE_CHECKING:
+    # Type checkers read the Python twin; the extension has the same API.
+    RouteTable = PyRouteTable
+    COMPILED: bool
+elif _extensions_disabled():
+    RouteTable = PyRouteTable
+    COMPILED = False
+else:
+    try:
+        from ._table import RouteTable
+    except ImportError as error:
+        warnings.warn(
+            f"fastroute: the compiled RouteTable is not built ({error}); "
+            "using the pure-Python PyRouteTable, which is slower. "
+            "Build it with `pip install -e .` or `python setup.py build_ext --inplace`.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        RouteTable = PyRouteTable
+        COMPILED = False
+    else:
+        COMPILED = True

@@ -1,0 +1,10 @@
+# Declares the Cython extension; everything else is in pyproject.toml.
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=cythonize(
+        [Extension("fastroute._table", ["fastroute/_table.pyx"], extra_compile_args=["-O3"])],
+        compiler_directives={"language_level": "3"},
+    ),
+)

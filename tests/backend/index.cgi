@@ -1,0 +1,9 @@
+#!/bin/busybox sh
+# The test backend's answer to every path that ends in "/": who answered
+# (the container's hostname), and what it was asked.
+bb=/bin/busybox
+printf 'Content-Type: text/plain\r\n\r\n'
+echo "host=$($bb hostname)"
+echo "method=$REQUEST_METHOD"
+echo "uri=$REQUEST_URI"
+$bb env | $bb grep '^HTTP_' | $bb sort

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import fastroute
+
+from . import docker_support
+from .docker_support import DockerLab
+
+
+def _compiled_required() -> bool:
+    return os.environ.get("FASTROUTE_REQUIRE_COMPILED", "") not in ("", "0")
+
+
+def _compiled_table() -> type:
+    try:
+        from fastroute._table import RouteTable
+    except ImportError as error:
+        reason = f"the compiled RouteTable is not built ({error})"
+        if _compiled_required():
+            pytest.fail(f"FASTROUTE_REQUIRE_COMPILED=1 but {reason}")
+        pytest.skip(reason)
+    return RouteTable
+
+
+@pytest.fixture(params=["py", "c"])
+def table_cls(request: pytest.FixtureRequest) -> type:
+    """Each route table implementation: the pure-Python twin and the compiled one."""
+    if request.param == "py":
+        return fastroute.PyRouteTable
+    return _compiled_table()
+
+
+# --- Docker -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    """A client of a Docker engine that answers.
+
+    Without one, Docker tests skip with the reason; with
+    FASTROUTE_REQUIRE_DOCKER=1 (CI), they fail instead.
+    """
+    try:
+        client = docker_support.connect()
+    except Exception as error:  # noqa: BLE001 - any failure means "no engine"
+        reason = f"no Docker engine answers: {type(error).__name__}: {error}"
+        if docker_support.docker_required():
+            pytest.fail(f"FASTROUTE_REQUIRE_DOCKER=1 but {reason}")
+        pytest.skip(reason)
+    try:
+        yield client
+    finally:
+        docker_support.remove_run_leftovers(client)
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def backend_image(docker_client: Any) -> str:
+    """Tag of the test backend image (busybox httpd FROM scratch, port 8000)."""
+    return docker_support.build_backend_image(docker_client)
+
+
+@pytest.fixture(scope="session")
+def docker_network(docker_client: Any) -> Iterator[str]:
+    """A bridge network of this test run's own; test containers join it."""
+    network = docker_client.networks.create(
+        f"{docker_support.NAME_PREFIX}-net", labels={docker_support.RUN_LABEL: docker_support.RUN_ID}
+    )
+    try:
+        yield str(network.name)
+    finally:
+        for container in docker_client.containers.list(
+            all=True, filters={"network": network.id}
+        ):
+            container.remove(force=True)
+        network.remove()
+
+
+@pytest.fixture
+def docker_lab(docker_client: Any, backend_image: str, docker_network: str) -> Iterator[DockerLab]:
+    """Starts backend containers for one test; removes them afterwards, pass or fail."""
+    with docker_support.lab(docker_client, backend_image, docker_network) as the_lab:
+        yield the_lab

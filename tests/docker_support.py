@@ -1,0 +1,211 @@
+# Docker for the tests: the engine, the backend image, and containers and
+# networks that are always removed.
+#
+# Every object a test run creates is named "fastroute-test-<run>-..." and
+# labelled fastroute.test.run=<run>, so nothing can collide with a user's
+# containers and a run can find and remove exactly its own leftovers.
+#
+# No registry is reachable: the backend image is built FROM scratch around
+# busybox-static's binary (see tests/backend/) and nothing is ever pulled.
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BACKEND_DIR = Path(__file__).parent / "backend"
+BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
+BACKEND_PORT = 8000
+RUN_ID = uuid.uuid4().hex[:8]
+RUN_LABEL = "fastroute.test.run"
+NAME_PREFIX = f"fastroute-test-{RUN_ID}"
+
+
+def docker_required() -> bool:
+    return os.environ.get("FASTROUTE_REQUIRE_DOCKER", "") not in ("", "0")
+
+
+def connect() -> Any:
+    """A docker SDK client that has answered a ping; raises why not otherwise."""
+    import docker  # the router library never imports docker; only the tests and proxy/
+
+    client = docker.from_env(timeout=60)
+    client.ping()
+    return client
+
+
+def find_static_busybox() -> Path:
+    for candidate in BUSYBOX_CANDIDATES:
+        path = Path(candidate)
+        if path.is_file():
+            head = path.read_bytes()[:4096]
+            if b"ld-linux" in head or b"/lib/ld-" in head:
+                continue  # dynamically linked: it would not run FROM scratch
+            return path
+    raise RuntimeError(
+        "no statically linked busybox found (apt-get install busybox-static); "
+        f"looked at {', '.join(BUSYBOX_CANDIDATES)}"
+    )
+
+
+def _backend_context() -> tuple[bytes, str]:
+    files = {
+        "Dockerfile": (BACKEND_DIR / "Dockerfile").read_bytes(),
+        "index.cgi": (BACKEND_DIR / "index.cgi").read_bytes(),
+        "busybox": find_static_busybox().read_bytes(),
+    }
+    digest = hashlib.sha256()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in sorted(files.items()):
+            digest.update(name.encode() + b"\0" + data)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue(), digest.hexdigest()[:16]
+
+
+def build_backend_image(client: Any) -> str:
+    """Build (or reuse) the backend image; returns its tag."""
+    import docker.errors
+
+    context, digest = _backend_context()
+    tag = f"fastroute-test-backend:{digest}"
+    try:
+        client.images.get(tag)
+        return tag
+    except docker.errors.ImageNotFound:
+        pass
+    client.images.build(
+        fileobj=io.BytesIO(context), custom_context=True, tag=tag, rm=True, pull=False
+    )
+    return tag
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A running test backend container."""
+
+    id: str
+    name: str
+    ip: str
+    port: int = BACKEND_PORT
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.ip, self.port)
+
+
+class DockerLab:
+    """Starts containers and networks for one test and removes them all."""
+
+    def __init__(self, client: Any, image: str, network: str) -> None:
+        self.client = client
+        self.image = image
+        self.network = network
+        self._containers: list[Any] = []
+        self._networks: list[Any] = []
+
+    def name(self, what: str) -> str:
+        return f"{NAME_PREFIX}-{what}-{uuid.uuid4().hex[:6]}"
+
+    def labels(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {RUN_LABEL: RUN_ID, **(extra or {})}
+
+    def start_backend(
+        self, *, labels: dict[str, str] | None = None, network: str | None = None
+    ) -> Backend:
+        """Start one backend container and wait until its port 8000 answers."""
+        name = self.name("backend")
+        container = self.client.containers.run(
+            self.image,
+            name=name,
+            hostname=name,
+            detach=True,
+            labels=self.labels(labels),
+            network=network or self.network,
+        )
+        self._containers.append(container)
+        container.reload()
+        ip = container.attrs["NetworkSettings"]["Networks"][network or self.network]["IPAddress"]
+        backend = Backend(id=container.id, name=name, ip=ip)
+        wait_for_port(backend.address)
+        return backend
+
+    def create_network(self) -> str:
+        network = self.client.networks.create(self.name("net"), labels=self.labels())
+        self._networks.append(network)
+        return str(network.name)
+
+    def close(self) -> None:
+        errors = []
+        for container in reversed(self._containers):
+            try:
+                container.remove(force=True)
+            except Exception as error:  # noqa: BLE001 - collect, report after cleanup
+                if "No such container" not in str(error):
+                    errors.append(error)
+        for network in reversed(self._networks):
+            try:
+                network.remove()
+            except Exception as error:  # noqa: BLE001
+                errors.append(error)
+        if errors:
+            raise RuntimeError(f"could not clean up: {errors}")
+
+
+def remove_run_leftovers(client: Any) -> None:
+    """Remove anything this run created that a fixture did not."""
+    selector = {"label": f"{RUN_LABEL}={RUN_ID}"}
+    for container in client.containers.list(all=True, filters=selector):
+        container.remove(force=True)
+    for network in client.networks.list(filters=selector):
+        network.remove()
+
+
+@contextmanager
+def lab(client: Any, image: str, network: str) -> Iterator[DockerLab]:
+    the_lab = DockerLab(client, image, network)
+    try:
+        yield the_lab
+    finally:
+        the_lab.close()
+
+
+def wait_for_port(address: tuple[str, int], limit: float = 10.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            with socket.create_connection(address, timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def http_get(address: tuple[str, int], path: str = "/") -> tuple[int, bytes]:
+    """A minimal blocking HTTP/1.0 GET: (status, body). For smoke checks."""
+    import socket
+
+    with socket.create_connection(address, timeout=5.0) as sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: test\r\n\r\n".encode())
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, body
