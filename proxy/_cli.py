@@ -1,14 +1,21 @@
-# Command line: parse arguments, then hand a Config to the right runner.
-# Errors in the arguments are one line on stderr and exit status 2.
+# Command line: parse arguments into a Config, then run. Every error is one
+# line on stderr: usage errors (argparse) exit 2, anything that stops the
+# gateway from starting (a bad route, routes file or address) exits 1.
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from fastroute import __version__
+
+from ._config import DEFAULT_LISTEN, Config, Limits, Timeouts, parse_address, routes_from_flags
+from ._errors import ConfigError
 
 __all__ = ["main"]
 
@@ -17,7 +24,83 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line on stderr (and exit status 2)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"fastroute: error: {message} (see {self.prog} --help)\n")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive whole number")
+    return int(text)
+
+
+def _bytes(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    number, unit = (text[:-1], units[text[-1].lower()]) if text and text[-1].lower() in units else (text, 1)
+    if not number.isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive size in bytes (suffix k, m or g allowed)")
+    return int(number) * unit
+
+
+def _networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    try:
+        return [ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    t, lim = Timeouts(), Limits()
+    serve = commands.add_parser(
+        "serve", help="run the gateway",
+        description="Run the gateway. Timeouts are in seconds; sizes in bytes (k, m, g suffixes allowed).",
+    )
+    serve.add_argument("--listen", action="append", metavar="HOST:PORT",
+                       help=f"address to listen on; may repeat (default {DEFAULT_LISTEN})")
+    serve.add_argument("--route", action="append", default=[], metavar="PREFIX=HOST:PORT",
+                       help="a static route; repeating a prefix makes a pool")
+    serve.add_argument("--routes-file", type=Path, metavar="FILE",
+                       help="TOML file of [[routes]] (prefix, backends, strip_prefix); re-read on SIGHUP")
+    serve.add_argument("--no-docker", action="store_true", help="serve static routes only")
+    serve.add_argument("--trusted-proxies", type=_networks, action="append", default=[], metavar="CIDR[,CIDR]",
+                       help="clients whose X-Forwarded-* headers are kept and appended to")
+    serve.add_argument("--access-log", choices=["text", "json", "off"], default="text",
+                       help="one line per request on stderr (default text)")
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    g = serve.add_argument_group("timeouts")
+    g.add_argument("--request-head-timeout", type=_seconds, default=t.request_head,
+                   help=f"first byte to complete request head (default {t.request_head:g})")
+    g.add_argument("--keepalive-timeout", type=_seconds, default=t.keepalive,
+                   help=f"idle client connection between requests (default {t.keepalive:g})")
+    g.add_argument("--connect-timeout", type=_seconds, default=t.connect,
+                   help=f"opening a backend connection (default {t.connect:g})")
+    g.add_argument("--response-timeout", type=_seconds, default=t.response_head,
+                   help=f"request sent to backend response head (default {t.response_head:g})")
+    g.add_argument("--body-timeout", type=_seconds, default=t.body_idle,
+                   help=f"no body bytes moving, either way (default {t.body_idle:g})")
+    g.add_argument("--tunnel-timeout", type=_seconds, default=t.tunnel_idle,
+                   help=f"no bytes moving through an upgraded connection (default {t.tunnel_idle:g})")
+    g.add_argument("--drain-timeout", type=_seconds, default=t.drain,
+                   help=f"in-flight requests after SIGTERM/SIGINT (default {t.drain:g})")
+    g = serve.add_argument_group("limits")
+    g.add_argument("--max-header-bytes", type=_bytes, default=lim.max_header_bytes,
+                   help=f"request header fields, in bytes (default {lim.max_header_bytes})")
+    g.add_argument("--max-headers", type=_count, default=lim.max_headers,
+                   help=f"request header fields, in number (default {lim.max_headers})")
+    g.add_argument("--max-target", type=_bytes, default=lim.max_target,
+                   help=f"request target length (default {lim.max_target})")
+    g.add_argument("--max-body", type=_bytes, default=None, help="request body size (default: no limit)")
+    g.add_argument("--max-connections", type=_count, default=lim.max_connections,
+                   help=f"concurrent client connections (default {lim.max_connections})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,8 +110,32 @@ def build_parser() -> argparse.ArgumentParser:
         "goes to a running container of owner/image on port 8000.",
     )
     parser.add_argument("--version", action="version", version=f"fastroute {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_serve(commands)
     return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Raises ConfigError with a one-line message."""
+    if not args.no_docker:
+        raise ConfigError("Docker discovery is not built yet: run with --no-docker and static routes")
+    return Config(
+        listen=tuple(parse_address(a, what="--listen address") for a in (args.listen or [DEFAULT_LISTEN])),
+        routes=routes_from_flags(args.route),
+        routes_file=args.routes_file,
+        timeouts=Timeouts(
+            request_head=args.request_head_timeout, keepalive=args.keepalive_timeout,
+            connect=args.connect_timeout, response_head=args.response_timeout,
+            body_idle=args.body_timeout, tunnel_idle=args.tunnel_timeout, drain=args.drain_timeout,
+        ),
+        limits=Limits(
+            max_header_bytes=args.max_header_bytes, max_headers=args.max_headers, max_target=args.max_target,
+            max_body=args.max_body, max_connections=args.max_connections,
+        ),
+        trusted_proxies=tuple(n for group in args.trusted_proxies for n in group),
+        access_log=args.access_log,
+        docker=not args.no_docker,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,4 +144,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    return 0
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()), format="fastroute: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from ._app import load_routes, run
+
+    try:
+        config = config_from_args(args)
+        load_routes(config)  # fail fast on a bad routes file, before listening
+    except ConfigError as error:
+        print(f"fastroute: error: {error}", file=sys.stderr)
+        return 1
+    return run(config)

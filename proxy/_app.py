@@ -1,0 +1,82 @@
+# `fastroute serve`: the gateway with static routes, signals and reload.
+#
+# SIGTERM / SIGINT: drain (stop accepting, close idle keep-alive connections,
+# let in-flight requests finish for up to the drain timeout), then exit 0.
+# SIGHUP: re-read --routes-file and swap the table; on any error keep the
+# old table and log why. Open connections are never touched by a reload.
+
+from __future__ import annotations
+
+import logging
+import signal
+from typing import Any
+
+import trio
+
+from ._config import Config, Route, load_routes_file, merge_routes
+from ._errors import ConfigError
+from ._server import Gateway
+
+__all__ = ["load_routes", "run", "serve"]
+
+log = logging.getLogger("fastroute")
+
+
+def load_routes(config: Config) -> tuple[Route, ...]:
+    """Every static route: --route flags, then the routes file.
+
+    Raises:
+        ConfigError: the file is unreadable or invalid, or a prefix is routed twice.
+    """
+    from_file = load_routes_file(config.routes_file) if config.routes_file is not None else ()
+    return merge_routes(config.routes, from_file)
+
+
+def reload_routes(gateway: Gateway, config: Config) -> bool:
+    try:
+        routes = load_routes(config)
+    except ConfigError as error:
+        log.error("reload failed, keeping the current routes: %s", error)
+        return False
+    gateway.set_routes(routes)
+    log.info("reloaded: %d routes", len(routes))
+    return True
+
+
+async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the gateway until SIGTERM or SIGINT, then drain and return.
+
+    task_status.started() gets the Gateway once it listens.
+    """
+    gateway = Gateway(config)
+    gateway.set_routes(load_routes(config))
+    await gateway.listen()
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gateway.serve)
+            log.info(
+                "listening on %s with %d routes",
+                ", ".join(f"{h}:{p}" for h, p in gateway.addresses), len(gateway.table),
+            )
+            task_status.started(gateway)
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    if config.routes_file is None:
+                        log.info("SIGHUP: no --routes-file to re-read")
+                    else:
+                        reload_routes(gateway, config)
+                    continue
+                log.info("%s: draining (up to %gs)", signal.Signals(signum).name, config.timeouts.drain)
+                await gateway.drain()
+                nursery.cancel_scope.cancel()
+                break
+
+
+def run(config: Config) -> int:
+    """Blocking entry point for the CLI. Returns the exit status."""
+    try:
+        trio.run(serve, config)
+    except ConfigError as error:
+        log.error("%s", error)
+        return 1
+    return 0

@@ -1,0 +1,201 @@
+# The gateway's configuration: frozen dataclasses built from the command
+# line and the routes file, and the parsing of both. Pure: no trio, no I/O
+# except reading the routes file.
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastroute import InvalidPrefix, PyRouteTable
+
+from ._errors import ConfigError
+
+__all__ = [
+    "Address",
+    "Config",
+    "Limits",
+    "Route",
+    "Timeouts",
+    "load_routes_file",
+    "merge_routes",
+    "parse_address",
+    "parse_route_flag",
+]
+
+DEFAULT_LISTEN = "0.0.0.0:8080"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A TCP address: host (name, IPv4 or IPv6 without brackets) and port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_address(text: str, *, what: str = "address", where: str = "") -> Address:
+    """Parse "HOST:PORT" or "[IPv6]:PORT".
+
+    Raises:
+        ConfigError: with a one-line message naming `text`.
+    """
+    what = f"{what} {text!r}{where}"
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text:
+        raise ConfigError(f"invalid {what}: expected HOST:PORT")
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ConfigError(f"invalid {what}: unclosed '['")
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(f"invalid {what}: {host!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ConfigError(f"invalid {what}: write an IPv6 address as [ADDR]:PORT")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"invalid {what}: port must be 1-65535")
+    return Address(host, int(port_text))
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One prefix and the backends that serve it."""
+
+    prefix: str
+    backends: tuple[Address, ...]
+    strip_prefix: bool = False
+    source: str = "static"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. Defaults are documented in the README's table."""
+
+    request_head: float = 10.0  # first byte of a request to its complete head (slowloris)
+    keepalive: float = 60.0  # idle client connection between requests
+    connect: float = 5.0  # opening a backend connection
+    response_head: float = 60.0  # request sent to the backend's response head
+    body_idle: float = 60.0  # no body bytes moving, either direction
+    tunnel_idle: float = 3600.0  # no bytes moving through an upgraded connection
+    drain: float = 10.0  # in-flight requests after SIGTERM
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_header_bytes: int = 16 * 1024  # the whole request head (431)
+    max_headers: int = 100  # header fields in a request (431)
+    max_target: int = 8 * 1024  # request target length in bytes (414)
+    max_body: int | None = None  # request body bytes (413); None: no limit
+    max_connections: int = 10_000  # concurrent client connections
+    max_idle_upstream: int = 64  # idle pooled connections per backend
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    listen: tuple[Address, ...] = (parse_address(DEFAULT_LISTEN),)
+    routes: tuple[Route, ...] = ()
+    routes_file: Path | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    limits: Limits = field(default_factory=Limits)
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    access_log: str = "text"  # text | json | off
+    docker: bool = False
+
+
+def parse_route_flag(text: str) -> tuple[str, Address]:
+    """Parse one --route PREFIX=HOST:PORT."""
+    prefix, sep, backend = text.partition("=")
+    if not sep:
+        raise ConfigError(f"invalid --route {text!r}: expected PREFIX=HOST:PORT")
+    return _checked_prefix(prefix, f"--route {text!r}"), parse_address(backend, what="backend", where=f" in --route {text!r}")
+
+
+def _checked_prefix(prefix: object, where: str) -> str:
+    try:
+        return next(iter(PyRouteTable({prefix: None})))  # type: ignore[dict-item]
+    except (InvalidPrefix, TypeError) as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def routes_from_flags(flags: Iterable[str]) -> tuple[Route, ...]:
+    """--route flags, in order; repeating a prefix adds backends to its pool."""
+    pools: dict[str, list[Address]] = {}
+    for flag in flags:
+        prefix, backend = parse_route_flag(flag)
+        pool = pools.setdefault(prefix, [])
+        if backend not in pool:
+            pool.append(backend)
+    return tuple(Route(prefix, tuple(backends), source="--route") for prefix, backends in pools.items())
+
+
+def load_routes_file(path: Path) -> tuple[Route, ...]:
+    """Read a TOML routes file.
+
+    The file holds an array of tables named `routes`, each with `prefix`
+    (str), `backends` (a list of "HOST:PORT") and optional `strip_prefix`
+    (bool)::
+
+        [[routes]]
+        prefix = "/steve/foo"
+        backends = ["10.0.0.5:8000", "10.0.0.6:8000"]
+        strip_prefix = true
+
+    Raises:
+        ConfigError: unreadable, not TOML, or not of that shape; one line.
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"cannot read routes file {str(path)!r}: {error.strerror or error}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"routes file {str(path)!r} is not valid TOML: {error}") from None
+    unknown = set(data) - {"routes"}
+    if unknown:
+        raise ConfigError(f"routes file {str(path)!r}: unknown key {sorted(unknown)[0]!r} (expected [[routes]])")
+    entries = data.get("routes", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f"routes file {str(path)!r}: 'routes' must be an array of tables ([[routes]])")
+    routes: dict[str, Route] = {}
+    for number, entry in enumerate(entries, 1):
+        where = f"routes file {str(path)!r}, route {number}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: must be a table")
+        extra = set(entry) - {"prefix", "backends", "strip_prefix"}
+        if extra:
+            raise ConfigError(f"{where}: unknown key {sorted(extra)[0]!r}")
+        if "prefix" not in entry:
+            raise ConfigError(f"{where}: 'prefix' is missing")
+        prefix = _checked_prefix(entry["prefix"], where)
+        backends = entry.get("backends")
+        if not isinstance(backends, list) or not backends or not all(isinstance(b, str) for b in backends):
+            raise ConfigError(f"{where}: 'backends' must be a non-empty list of \"HOST:PORT\" strings")
+        strip = entry.get("strip_prefix", False)
+        if not isinstance(strip, bool):
+            raise ConfigError(f"{where}: 'strip_prefix' must be true or false")
+        if prefix in routes:
+            raise ConfigError(f"{where}: prefix {prefix!r} is already routed by an earlier entry")
+        addresses = tuple(dict.fromkeys(parse_address(b, what="backend", where=f" in {where}") for b in backends))
+        routes[prefix] = Route(prefix, addresses, strip, source=f"file:{path}")
+    return tuple(routes.values())
+
+
+def merge_routes(*groups: Iterable[Route]) -> tuple[Route, ...]:
+    """Routes from several sources; one prefix may come from one source only."""
+    merged: dict[str, Route] = {}
+    for group in groups:
+        for route in group:
+            earlier = merged.get(route.prefix)
+            if earlier is not None:
+                raise ConfigError(
+                    f"prefix {route.prefix!r} is routed twice: by {earlier.source} and by {route.source}"
+                )
+            merged[route.prefix] = route
+    return tuple(merged.values())

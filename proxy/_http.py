@@ -1,0 +1,68 @@
+# The one adapter between h11 and a trio stream. Everything that parses or
+# serialises HTTP/1.1 goes through HttpStream, so a faster parser can replace
+# h11 behind this interface (the hot-path issue) without touching the relay.
+#
+# Rules:
+# - no timeouts here: callers wrap calls in trio.fail_after / move_on_after;
+# - the peer going away surfaces as trio.BrokenResourceError or
+#   trio.ClosedResourceError, or h11's ConnectionClosed event;
+# - a peer that breaks the protocol surfaces as h11.RemoteProtocolError.
+
+from __future__ import annotations
+
+from typing import Any
+
+import h11
+import trio
+
+__all__ = ["MAX_RECV", "HttpStream"]
+
+MAX_RECV = 64 * 1024  # bytes per receive_some
+
+
+class HttpStream:
+    """A trio stream with an h11 connection on it, for either role."""
+
+    __slots__ = ("stream", "conn", "bytes_received")
+
+    def __init__(self, stream: trio.abc.Stream, role: Any, *, max_incomplete_event_size: int) -> None:
+        self.stream = stream
+        self.conn = h11.Connection(role, max_incomplete_event_size=max_incomplete_event_size)
+        self.bytes_received = 0
+
+    async def receive(self) -> bool:
+        """Read once from the stream into the parser. Returns False at EOF."""
+        data = await self.stream.receive_some(MAX_RECV)
+        self.bytes_received += len(data)
+        self.conn.receive_data(data)
+        return bool(data)
+
+    def has_buffered_bytes(self) -> bool:
+        return bool(self.conn.trailing_data[0])
+
+    async def next_event(self) -> Any:
+        """The next h11 event, reading from the stream as needed (never NEED_DATA)."""
+        while True:
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA:
+                await self.receive()
+                continue
+            return event
+
+    async def send(self, event: Any) -> None:
+        data = self.conn.send(event)
+        if data:
+            await self.stream.send_all(data)
+
+    async def send_many(self, *events: Any) -> None:
+        data = b"".join(self.conn.send(event) or b"" for event in events)
+        if data:
+            await self.stream.send_all(data)
+
+    def reusable(self) -> bool:
+        """Both sides finished the exchange cleanly and may start another."""
+        return self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE
+
+    async def aclose(self) -> None:
+        """Close at once, whatever state the exchange is in."""
+        await trio.aclose_forcefully(self.stream)

@@ -1,0 +1,103 @@
+# Backend pools: which backend gets the next request, and which backends are
+# out of rotation. Pure: the clock is passed in, and idle connections are
+# opaque objects kept here for the trio shell (_upstream.py) to use.
+#
+# Rules:
+# - least outstanding requests wins; ties go round-robin, so an idle pool
+#   spreads requests instead of sending them all to its first backend;
+# - a backend that refuses connections is out for EJECT_BASE seconds, doubled
+#   on each further failure up to EJECT_MAX; the first success resets it;
+# - a BackendState outlives route table swaps: the table's values (Upstream)
+#   are rebuilt on a swap, but they take their BackendState from a Registry,
+#   so counts, ejections and pooled connections carry over.
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ._config import Address, Route
+
+__all__ = ["EJECT_BASE", "EJECT_MAX", "BackendState", "Registry", "Upstream"]
+
+EJECT_BASE = 1.0  # seconds out of rotation after the first refused connection
+EJECT_MAX = 30.0  # seconds, the longest time out of rotation
+
+
+class BackendState:
+    __slots__ = ("address", "outstanding", "failures", "down_until", "idle", "host_header")
+
+    def __init__(self, address: Address) -> None:
+        self.address = address
+        self.outstanding = 0
+        self.failures = 0
+        self.down_until = 0.0
+        self.idle: list[Any] = []  # pooled upstream connections, most recent last
+        self.host_header = str(address).encode("ascii", "replace")
+
+    def is_up(self, now: float) -> bool:
+        return now >= self.down_until
+
+    def mark_failed(self, now: float) -> float:
+        """Take the backend out of rotation; returns for how long (seconds)."""
+        self.failures += 1
+        pause = min(EJECT_BASE * 2 ** (self.failures - 1), EJECT_MAX)
+        self.down_until = now + pause
+        return pause
+
+    def mark_ok(self) -> None:
+        self.failures = 0
+        self.down_until = 0.0
+
+    def __repr__(self) -> str:
+        return f"BackendState({self.address}, outstanding={self.outstanding}, failures={self.failures})"
+
+
+@dataclass(eq=False, slots=True)
+class Upstream:
+    """A route table value: the route and its pool's live states."""
+
+    route: Route
+    backends: tuple[BackendState, ...]
+    next_index: int = 0
+
+    def pick(self, now: float, exclude: Iterable[BackendState] = ()) -> BackendState | None:
+        """The up backend with the fewest outstanding requests, or None."""
+        best: BackendState | None = None
+        count = len(self.backends)
+        start = self.next_index
+        for offset in range(count):
+            backend = self.backends[(start + offset) % count]
+            if not backend.is_up(now) or backend in exclude:
+                continue
+            if best is None or backend.outstanding < best.outstanding:
+                best = backend
+        self.next_index = (start + 1) % count if count else 0
+        return best
+
+
+class Registry:
+    """The BackendState of every address currently in some route."""
+
+    def __init__(self) -> None:
+        self.states: dict[Address, BackendState] = {}
+
+    def build(self, routes: Iterable[Route]) -> tuple[dict[str, Upstream], list[BackendState]]:
+        """Table values for `routes`, and the states no route uses any more.
+
+        The caller swaps the table in and then closes the idle connections of
+        the states it got back.
+        """
+        states: dict[Address, BackendState] = {}
+        values: dict[str, Upstream] = {}
+        for route in routes:
+            pool = []
+            for address in route.backends:
+                state = states.get(address) or self.states.get(address) or BackendState(address)
+                states[address] = state
+                pool.append(state)
+            values[route.prefix] = Upstream(route, tuple(pool))
+        gone = [state for address, state in self.states.items() if address not in states]
+        self.states = states
+        return values, gone

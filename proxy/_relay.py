@@ -1,0 +1,358 @@
+# One proxied exchange: pick a backend, send the request head, stream the
+# body up and the response back, relay an upgrade. Thin trio code; header
+# decisions live in _rewrite.py, pool decisions in _pool.py.
+#
+# Failure rules:
+# - nothing reached a backend (connect failed): retry once on another
+#   backend of the pool; none left: 502 (503 if none was up to begin with);
+# - a pooled connection turned out dead before any response byte, and no
+#   request body byte was read from the client: retry once on a new
+#   connection (the backend closed an idle keep-alive, a normal race);
+# - after the response head went to the client, any failure closes the
+#   client connection (Abort): a truncated body is never framed as whole.
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+import trio
+
+from ._config import Config
+from ._errors import (
+    BadGateway,
+    ClientProtocolError,
+    GatewayTimeout,
+    NoBackendAvailable,
+    PayloadTooLarge,
+    ProxyError,
+    RequestTimeout,
+    UpstreamConnectError,
+)
+from ._http import HttpStream
+from ._pool import BackendState, Upstream
+from ._rewrite import is_upgrade_request, request_headers, response_headers, strip_target
+from ._upstream import acquire, release
+
+__all__ = ["Abort", "Exchange", "has_body", "relay"]
+
+LOG_NAME = "fastroute"
+
+
+class Abort(Exception):
+    """Close the client connection now; no response can be sent any more."""
+
+
+class _Stale(Exception):
+    """A reused upstream connection was dead before it answered."""
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the access log says about one request."""
+
+    method: bytes = b"-"
+    target: bytes = b"-"
+    status: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    backend: str = "-"
+    started: float = field(default_factory=time.monotonic)
+    response_started: bool = False
+    body_started: bool = False  # a request body byte was read from the client
+    keep_client: bool = True
+
+
+def _content_length(headers: Any) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)  # h11 validated it
+    return None
+
+
+def has_body(headers: Any) -> bool:
+    """Whether a request head announces a body (h11 validated the framing)."""
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length" and value != b"0":
+            return True
+    return False
+
+
+def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
+    # The exchange's nursery can fail in two tasks at once; the client gets
+    # the most specific answer: a ProxyError or Abort over anything else.
+    leaves: list[BaseException] = []
+
+    def walk(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                walk(inner)
+        else:
+            leaves.append(error)
+
+    walk(group)
+    for kind in (Abort, ProxyError, _Stale):
+        for leaf in leaves:
+            if isinstance(leaf, kind):
+                return leaf
+    for leaf in leaves:
+        if not isinstance(leaf, trio.Cancelled):
+            return leaf
+    return leaves[0]
+
+
+async def relay(
+    client: HttpStream,
+    request: h11.Request,
+    upstream: Upstream,
+    prefix: str,
+    config: Config,
+    exchange: Exchange,
+    *,
+    client_ip: str,
+    trusted: bool,
+    closing: bool,
+) -> None:
+    """Forward `request` to a backend of `upstream` and its response to the client.
+
+    Raises:
+        ProxyError: nothing was sent to the client yet; it gets that status.
+        Abort: the response is under way and cannot be completed.
+    """
+    limits = config.limits
+    length = _content_length(request.headers)
+    if limits.max_body is not None and length is not None and length > limits.max_body:
+        raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limits.max_body}")
+    with_body = has_body(request.headers)
+    upgrade = is_upgrade_request(request.headers)
+    route = upstream.route
+    target = strip_target(request.target, prefix) if route.strip_prefix else request.target
+
+    tried: list[BackendState] = []
+    stale_retried = False
+    last_error: ProxyError | None = None
+    while True:
+        now = time.monotonic()
+        backend = upstream.pick(now, exclude=tried)
+        if backend is None:
+            if last_error is not None:
+                raise last_error
+            raise NoBackendAvailable(f"every backend of {prefix!r} is out of rotation")
+        exchange.backend = str(backend.address)
+        try:
+            conn, reused = await acquire(backend, config.timeouts)
+        except UpstreamConnectError as error:
+            backend.mark_failed(time.monotonic())
+            tried.append(backend)
+            last_error = error
+            if len(tried) >= 2:
+                raise
+            continue
+        backend.mark_ok()
+        headers = request_headers(
+            request.headers,
+            client_ip=client_ip,
+            trusted=trusted,
+            upstream_host=backend.host_header,
+            prefix=prefix if route.strip_prefix else None,
+            upgrade=upgrade,
+        )
+        head = h11.Request(method=request.method, target=target, headers=headers)
+        backend.outstanding += 1
+        try:
+            await _exchange_on(conn, reused, client, head, with_body, upgrade, config, exchange, closing)
+        except _Stale:
+            await conn.aclose()
+            if stale_retried:
+                raise BadGateway(f"backend {backend.address} closed the connection") from None
+            stale_retried = True
+            continue
+        except BaseException:
+            await conn.aclose()
+            raise
+        finally:
+            backend.outstanding -= 1
+        await release(backend, conn, limits)
+        return
+
+
+async def _exchange_on(
+    conn: HttpStream,
+    reused: bool,
+    client: HttpStream,
+    head: h11.Request,
+    has_body: bool,
+    upgrade: bool,
+    config: Config,
+    exchange: Exchange,
+    closing: bool,
+) -> None:
+    try:
+        if has_body:
+            await conn.send(head)
+        else:
+            await conn.send_many(head, h11.EndOfMessage())
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        if reused:
+            raise _Stale() from None
+        raise BadGateway("backend closed the connection") from None
+    if not has_body:
+        await _relay_response(conn, reused, client, upgrade, config, exchange, closing)
+        return
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_pump_request_body, client, conn, config, exchange)
+            await _relay_response(conn, reused, client, upgrade, config, exchange, closing)
+            # The backend answered before reading the whole body: stop
+            # reading it; the client connection cannot be reused now.
+            nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        raise _first_error(group) from None
+    if client.conn.their_state is not h11.DONE:
+        exchange.keep_client = False
+
+
+async def _pump_request_body(client: HttpStream, conn: HttpStream, config: Config, exchange: Exchange) -> None:
+    max_body = config.limits.max_body
+    while True:
+        try:
+            with trio.fail_after(config.timeouts.body_idle):
+                event = await client.next_event()
+        except trio.TooSlowError:
+            raise RequestTimeout("request body stalled") from None
+        except h11.RemoteProtocolError as error:
+            raise ClientProtocolError(f"malformed request body: {error}") from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise Abort("client went away during the request body") from None
+        if type(event) is h11.Data:
+            exchange.body_started = True
+            exchange.bytes_in += len(event.data)
+            if max_body is not None and exchange.bytes_in > max_body:
+                raise PayloadTooLarge(f"request body is over the limit of {max_body} bytes")
+            try:
+                await conn.send(h11.Data(data=event.data))
+            except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+                return  # the backend stopped reading; its response (or lack of one) decides
+        elif type(event) is h11.EndOfMessage:
+            try:
+                await conn.send(h11.EndOfMessage())
+            except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+                pass
+            return
+        elif type(event) is h11.ConnectionClosed:
+            raise Abort("client closed the connection during the request body")
+
+
+async def _relay_response(
+    conn: HttpStream,
+    reused: bool,
+    client: HttpStream,
+    upgrade: bool,
+    config: Config,
+    exchange: Exchange,
+    closing: bool,
+) -> None:
+    timeouts = config.timeouts
+    try:
+        with trio.fail_after(timeouts.response_head):
+            while True:
+                event = await conn.next_event()
+                if type(event) is h11.InformationalResponse:
+                    if event.status_code == 101:
+                        if not upgrade:
+                            raise BadGateway("backend switched protocols unasked")
+                        await _tunnel(conn, client, event, timeouts.tunnel_idle, exchange)
+                        return
+                    await client.send(h11.InformationalResponse(
+                        status_code=event.status_code, headers=response_headers(event.headers), reason=event.reason
+                    ))
+                    continue
+                break
+    except trio.TooSlowError:
+        raise GatewayTimeout("backend did not answer in time") from None
+    except (h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+        if reused and conn.bytes_received == 0 and not exchange.body_started:
+            raise _Stale() from None
+        raise BadGateway(f"backend failed before its response: {error}") from None
+    if type(event) is h11.ConnectionClosed:
+        if reused and not exchange.body_started:
+            raise _Stale()
+        raise BadGateway("backend closed the connection without a response")
+    assert type(event) is h11.Response, event
+    headers = response_headers(event.headers)
+    if closing:
+        headers.append((b"connection", b"close"))
+    exchange.status = event.status_code
+    try:
+        await client.send(h11.Response(status_code=event.status_code, headers=headers, reason=event.reason))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        raise Abort("client went away") from None
+    exchange.response_started = True
+    while True:
+        try:
+            with trio.fail_after(timeouts.body_idle):
+                event = await conn.next_event()
+        except trio.TooSlowError:
+            raise Abort("backend response body stalled") from None
+        except (h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+            raise Abort(f"backend failed during its response body: {error}") from None
+        try:
+            if type(event) is h11.Data:
+                exchange.bytes_out += len(event.data)
+                await client.send(h11.Data(data=event.data))
+            elif type(event) is h11.EndOfMessage:
+                await client.send(h11.EndOfMessage())
+                return
+            else:
+                raise Abort(f"unexpected {type(event).__name__} in the response body")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise Abort("client went away during the response") from None
+
+
+async def _tunnel(
+    conn: HttpStream, client: HttpStream, switch: h11.InformationalResponse, idle: float, exchange: Exchange
+) -> None:
+    """Relay an upgraded connection's bytes both ways until one side is done."""
+    exchange.status = 101
+    await client.send(h11.InformationalResponse(
+        status_code=101, headers=response_headers(switch.headers, upgrade=True), reason=switch.reason
+    ))
+    exchange.response_started = True
+    exchange.keep_client = False
+    early_up = client.conn.trailing_data[0]
+    early_down = conn.conn.trailing_data[0]
+    if early_up:
+        await conn.stream.send_all(early_up)
+    if early_down:
+        await client.stream.send_all(early_down)
+    exchange.bytes_in += len(early_up)
+    exchange.bytes_out += len(early_down)
+
+    async with trio.open_nursery() as nursery:
+        scope = nursery.cancel_scope
+        scope.deadline = trio.current_time() + idle
+
+        async def pump(source: trio.abc.Stream, sink: trio.abc.Stream, up: bool) -> None:
+            try:
+                while True:
+                    data = await source.receive_some(64 * 1024)
+                    if not data:
+                        break
+                    scope.deadline = trio.current_time() + idle
+                    if up:
+                        exchange.bytes_in += len(data)
+                    else:
+                        exchange.bytes_out += len(data)
+                    await sink.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            # One side is done: so is the tunnel (most upgraded protocols,
+            # WebSocket included, end with a close from either side).
+            scope.cancel()
+
+        nursery.start_soon(pump, client.stream, conn.stream, True)
+        nursery.start_soon(pump, conn.stream, client.stream, False)

@@ -1,0 +1,278 @@
+# The gateway's trio shell: listeners, the per-connection loop, the route
+# table swap, and graceful drain.
+#
+# Rules:
+# - the route table is replaced whole, by one assignment (set_routes); a
+#   request reads self.table once and keeps that snapshot;
+# - a connection slot is taken before accept(), so past --max-connections
+#   new connections wait in the kernel's listen backlog, never accepted and
+#   then dropped;
+# - the peer going away is a normal end; anything else escaping a connection
+#   is a bug, logged once, and ends that connection only.
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import h11
+import trio
+
+from fastroute import RouteTable
+
+from ._accesslog import AccessLog
+from ._config import Config, Route
+from ._decide import decide
+from ._errors import REASONS, ClientProtocolError, ConfigError, ProxyError
+from ._http import HttpStream
+from ._pool import Registry
+from ._relay import Abort, Exchange, has_body, relay
+from ._upstream import close_idle
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("fastroute")
+
+
+class _Connection:
+    __slots__ = ("idle_scope",)
+
+    def __init__(self) -> None:
+        self.idle_scope: trio.CancelScope | None = None
+
+
+class Gateway:
+    """The proxy: serve() listens, set_routes() swaps the table, drain() stops."""
+
+    def __init__(self, config: Config, *, access_log: AccessLog | None = None) -> None:
+        self.config = config
+        self.registry = Registry()
+        self.table: Any = RouteTable({})
+        self.draining = False
+        self.addresses: list[tuple[str, int]] = []
+        self._access = access_log or AccessLog(config.access_log)
+        self._slots = trio.Semaphore(config.limits.max_connections)
+        self._connections: set[_Connection] = set()
+        self._idle_again = trio.Event()
+        self._accepting: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self._listeners: list[trio.SocketListener] = []
+        self._trusted = config.trusted_proxies
+        limits = config.limits
+        self._max_head = limits.max_header_bytes + limits.max_target + 1024
+        self.swaps = 0
+
+    # --- routes ------------------------------------------------------------
+
+    def set_routes(self, routes: Iterable[Route]) -> None:
+        """Build a new table for `routes` and swap it in (one assignment)."""
+        values, gone = self.registry.build(routes)
+        table = RouteTable(values)
+        self.table = table
+        self.swaps += 1
+        if gone and self._nursery is not None:
+            for state in gone:
+                self._nursery.start_soon(close_idle, state)
+
+    # --- serving -----------------------------------------------------------
+
+    async def listen(self) -> None:
+        """Open every configured listening socket.
+
+        Raises:
+            ConfigError: an address cannot be listened on (in use, say).
+        """
+        listeners: list[trio.SocketListener] = []
+        for address in self.config.listen:
+            try:
+                listeners += await trio.open_tcp_listeners(address.port, host=address.host, backlog=1024)
+            except OSError as error:
+                for listener in listeners:
+                    await listener.aclose()
+                raise ConfigError(f"cannot listen on {address}: {error.strerror or error}") from None
+        self._listeners = listeners
+        self.addresses = [listener.socket.getsockname()[:2] for listener in listeners]
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Accept and serve connections until drained or cancelled.
+
+        Opens the listeners first unless listen() did. task_status.started()
+        gets the bound (host, port) pairs.
+        """
+        if not self._listeners:
+            await self.listen()
+        listeners = self._listeners
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            with trio.CancelScope() as accepting:
+                self._accepting = accepting
+                async with trio.open_nursery() as accept_nursery:
+                    for listener in listeners:
+                        accept_nursery.start_soon(self._accept_loop, listener, nursery)
+                    task_status.started(self.addresses)
+            for listener in listeners:
+                await listener.aclose()
+            # Draining: the connection tasks in `nursery` finish by themselves.
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                stream = await listener.accept()
+            except BaseException:
+                self._slots.release()
+                raise
+            nursery.start_soon(self._handle, stream)
+
+    async def drain(self) -> None:
+        """Stop accepting, close idle connections, wait for in-flight requests.
+
+        Waits at most the drain timeout; the caller then cancels what is left.
+        """
+        self.draining = True
+        if self._accepting is not None:
+            self._accepting.cancel()
+        for connection in list(self._connections):
+            if connection.idle_scope is not None:
+                connection.idle_scope.cancel()
+        with trio.move_on_after(self.config.timeouts.drain):
+            while self._connections:
+                await self._idle_again.wait()
+                self._idle_again = trio.Event()
+
+    # --- one client connection ---------------------------------------------
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        connection = _Connection()
+        self._connections.add(connection)
+        client = HttpStream(stream, h11.SERVER, max_incomplete_event_size=self._max_head)
+        try:
+            peer = stream.socket.getpeername()
+            client_ip = peer[0] if isinstance(peer, tuple) else str(peer)
+            trusted = self._is_trusted(client_ip)
+            first = True
+            while not self.draining or first:
+                request = await self._read_head(client, connection, first)
+                if request is None:
+                    break
+                first = False
+                if not await self._serve_request(client, request, client_ip, trusted):
+                    break
+                client.conn.start_next_cycle()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception:
+            log.exception("bug: unexpected error on a client connection; closing it")
+        finally:
+            await client.aclose()
+            self._connections.discard(connection)
+            self._slots.release()
+            self._idle_again.set()
+
+    def _is_trusted(self, ip: str) -> bool:
+        if not self._trusted:
+            return False
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(address in network for network in self._trusted)
+
+    async def _read_head(self, client: HttpStream, connection: _Connection, first: bool) -> h11.Request | None:
+        """The next request head, or None when the connection should just close.
+
+        A client that sends nothing within the idle time (the head timeout for
+        a new connection, the keep-alive timeout after a response) is closed
+        without a word; one that starts a head and does not finish it within
+        the head timeout gets 408.
+        """
+        timeouts = self.config.timeouts
+        idle = timeouts.request_head if first else timeouts.keepalive
+        deadline = trio.current_time() + idle
+        started = client.has_buffered_bytes()
+        if started:
+            deadline = trio.current_time() + timeouts.request_head
+        while True:
+            try:
+                event = client.conn.next_event()
+            except h11.RemoteProtocolError as error:
+                await self._answer(client, None, ClientProtocolError(str(error), status=error.error_status_hint))
+                return None
+            if event is not h11.NEED_DATA:
+                break
+            with trio.CancelScope(deadline=deadline) as scope:
+                if not started:
+                    connection.idle_scope = scope
+                    if self.draining and not first:
+                        scope.cancel()
+                more = await client.receive()
+            connection.idle_scope = None
+            if scope.cancelled_caught:
+                if started:
+                    await self._answer(client, None, ProxyError("request head not received in time", status=408))
+                return None
+            if more and not started:
+                started = True
+                deadline = trio.current_time() + timeouts.request_head
+        if type(event) is h11.ConnectionClosed:
+            return None
+        assert type(event) is h11.Request, event
+        return event
+
+    async def _serve_request(self, client: HttpStream, request: h11.Request, client_ip: str, trusted: bool) -> bool:
+        """Answer one request. Returns whether the connection may carry another."""
+        exchange = Exchange(method=request.method, target=request.target)
+        table = self.table  # one snapshot for the whole request
+        if not has_body(request.headers):
+            # h11 holds the EndOfMessage already: take it, so the client side
+            # is DONE (or ready to switch protocols) when the response ends.
+            event = client.conn.next_event()
+            assert type(event) is h11.EndOfMessage, event
+        try:
+            prefix, upstream = decide(
+                table, request.method, request.target, request.http_version, request.headers, self.config.limits
+            )
+            await relay(
+                client, request, upstream, prefix, self.config, exchange,
+                client_ip=client_ip, trusted=trusted, closing=self.draining,
+            )
+        except ProxyError as error:
+            if exchange.response_started:
+                exchange.keep_client = False
+            else:
+                await self._answer(client, exchange, error)
+        except Abort as reason:
+            log.debug("closing client connection: %s", reason)
+            exchange.keep_client = False
+        finally:
+            self._access.write(client_ip, exchange)
+        return exchange.keep_client and client.reusable() and not self.draining
+
+    async def _answer(self, client: HttpStream, exchange: Exchange | None, error: ProxyError) -> None:
+        """The proxy's own short plain-text answer."""
+        status = error.status
+        reason = REASONS.get(status, error.reason)
+        body = f"{status} {reason}: {error.detail}\n".encode() if error.detail else f"{status} {reason}\n".encode()
+        closing = status in (400, 408, 413, 414, 431, 501, 505) or self.draining
+        if client.conn.their_state is h11.SEND_BODY:
+            closing = True  # the request body was not read: framing is in doubt
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+        if closing:
+            headers.append((b"connection", b"close"))
+        if exchange is not None:
+            exchange.status = status
+            exchange.bytes_out = len(body)
+            exchange.keep_client = not closing
+        if client.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        try:
+            await client.send_many(
+                h11.Response(status_code=status, headers=headers, reason=reason.encode()),
+                h11.Data(data=body),
+                h11.EndOfMessage(),
+            )
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+            pass

@@ -1,0 +1,73 @@
+# Backend connections: open, pool, reuse, close. The trio half of _pool.py.
+
+from __future__ import annotations
+
+import select
+import time
+
+import h11
+import trio
+
+from ._config import Limits, Timeouts
+from ._errors import UpstreamConnectError
+from ._http import HttpStream
+from ._pool import BackendState
+
+__all__ = ["IDLE_UPSTREAM_MAX_AGE", "acquire", "release", "close_idle"]
+
+IDLE_UPSTREAM_MAX_AGE = 30.0  # seconds a pooled connection may sit unused
+UPSTREAM_MAX_INCOMPLETE_EVENT = 64 * 1024  # bytes of a backend's response head
+
+
+def _looks_alive(conn: HttpStream) -> bool:
+    # An idle keep-alive connection has nothing to read. If it is readable,
+    # the backend closed it (EOF) or sent something unasked: either way, do
+    # not send a request on it. One poll() of one fd, no waiting.
+    try:
+        fd = conn.stream.socket.fileno()  # type: ignore[attr-defined]
+        readable, _, _ = select.select([fd], [], [], 0)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return not readable
+
+
+async def acquire(backend: BackendState, timeouts: Timeouts) -> tuple[HttpStream, bool]:
+    """A connection to `backend`: a pooled one if a live one is idle, else a new one.
+
+    Returns:
+        (connection, reused)
+
+    Raises:
+        UpstreamConnectError: the backend refused, was unreachable, or did not
+            accept within the connect timeout. Nothing was sent.
+    """
+    now = time.monotonic()
+    while backend.idle:
+        conn, since = backend.idle.pop()
+        if now - since < IDLE_UPSTREAM_MAX_AGE and _looks_alive(conn):
+            return conn, True
+        await conn.aclose()
+    address = backend.address
+    try:
+        with trio.fail_after(timeouts.connect):
+            stream = await trio.open_tcp_stream(address.host, address.port)
+    except trio.TooSlowError:
+        raise UpstreamConnectError(f"connecting to {address} timed out") from None
+    except OSError as error:
+        raise UpstreamConnectError(f"cannot connect to {address}: {error.strerror or error}") from error
+    return HttpStream(stream, h11.CLIENT, max_incomplete_event_size=UPSTREAM_MAX_INCOMPLETE_EVENT), False
+
+
+async def release(backend: BackendState, conn: HttpStream, limits: Limits) -> None:
+    """Pool `conn` if its exchange ended cleanly and there is room; else close it."""
+    if conn.reusable() and len(backend.idle) < limits.max_idle_upstream:
+        conn.conn.start_next_cycle()
+        backend.idle.append((conn, time.monotonic()))
+    else:
+        await conn.aclose()
+
+
+async def close_idle(backend: BackendState) -> None:
+    while backend.idle:
+        conn, _ = backend.idle.pop()
+        await conn.aclose()
