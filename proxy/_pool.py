@@ -26,7 +26,7 @@ EJECT_MAX = 30.0  # seconds, the longest time out of rotation
 
 
 class BackendState:
-    __slots__ = ("address", "outstanding", "failures", "down_until", "idle", "host_header")
+    __slots__ = ("address", "outstanding", "failures", "down_until", "idle", "host_header", "retired")
 
     def __init__(self, address: Address) -> None:
         self.address = address
@@ -35,6 +35,7 @@ class BackendState:
         self.down_until = 0.0
         self.idle: list[Any] = []  # pooled upstream connections, most recent last
         self.host_header = str(address).encode("ascii", "replace")
+        self.retired = False  # no route uses it any more: pool nothing
 
     def is_up(self, now: float) -> bool:
         return now >= self.down_until
@@ -99,5 +100,7 @@ class Registry:
                 pool.append(state)
             values[route.prefix] = Upstream(route, tuple(pool))
         gone = [state for address, state in self.states.items() if address not in states]
+        for state in gone:
+            state.retired = True
         self.states = states
         return values, gone

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -115,7 +116,7 @@ async def relay(
     *,
     client_ip: str,
     trusted: bool,
-    closing: bool,
+    closing: Callable[[], bool],
 ) -> None:
     """Forward `request` to a backend of `upstream` and its response to the client.
 
@@ -161,6 +162,8 @@ async def relay(
             prefix=prefix if route.strip_prefix else None,
             upgrade=upgrade,
         )
+        if with_body and length is None:
+            headers.append((b"transfer-encoding", b"chunked"))  # the client's body was chunked
         head = h11.Request(method=request.method, target=target, headers=headers)
         backend.outstanding += 1
         try:
@@ -189,7 +192,7 @@ async def _exchange_on(
     upgrade: bool,
     config: Config,
     exchange: Exchange,
-    closing: bool,
+    closing: Callable[[], bool],
 ) -> None:
     try:
         if has_body:
@@ -254,7 +257,7 @@ async def _relay_response(
     upgrade: bool,
     config: Config,
     exchange: Exchange,
-    closing: bool,
+    closing: Callable[[], bool],
 ) -> None:
     timeouts = config.timeouts
     try:
@@ -284,7 +287,7 @@ async def _relay_response(
         raise BadGateway("backend closed the connection without a response")
     assert type(event) is h11.Response, event
     headers = response_headers(event.headers)
-    if closing:
+    if closing():  # draining: this is the connection's last response
         headers.append((b"connection", b"close"))
     exchange.status = event.status_code
     try:

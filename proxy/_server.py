@@ -105,17 +105,25 @@ class Gateway:
         if not self._listeners:
             await self.listen()
         listeners = self._listeners
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            with trio.CancelScope() as accepting:
-                self._accepting = accepting
-                async with trio.open_nursery() as accept_nursery:
-                    for listener in listeners:
-                        accept_nursery.start_soon(self._accept_loop, listener, nursery)
-                    task_status.started(self.addresses)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                with trio.CancelScope() as accepting:
+                    self._accepting = accepting
+                    async with trio.open_nursery() as accept_nursery:
+                        for listener in listeners:
+                            accept_nursery.start_soon(self._accept_loop, listener, nursery)
+                        task_status.started(self.addresses)
+                for listener in listeners:
+                    listener.socket.close()
+                # Draining: the connection tasks in `nursery` finish by themselves.
+        finally:
             for listener in listeners:
-                await listener.aclose()
-            # Draining: the connection tasks in `nursery` finish by themselves.
+                listener.socket.close()
+            for state in self.registry.states.values():
+                while state.idle:
+                    conn, _ = state.idle.pop()
+                    conn.stream.socket.close()  # type: ignore[attr-defined]
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
@@ -171,6 +179,9 @@ class Gateway:
             self._connections.discard(connection)
             self._slots.release()
             self._idle_again.set()
+
+    def _is_draining(self) -> bool:
+        return self.draining
 
     def _is_trusted(self, ip: str) -> bool:
         if not self._trusted:
@@ -237,7 +248,7 @@ class Gateway:
             )
             await relay(
                 client, request, upstream, prefix, self.config, exchange,
-                client_ip=client_ip, trusted=trusted, closing=self.draining,
+                client_ip=client_ip, trusted=trusted, closing=self._is_draining,
             )
         except ProxyError as error:
             if exchange.response_started:

@@ -60,7 +60,7 @@ async def acquire(backend: BackendState, timeouts: Timeouts) -> tuple[HttpStream
 
 async def release(backend: BackendState, conn: HttpStream, limits: Limits) -> None:
     """Pool `conn` if its exchange ended cleanly and there is room; else close it."""
-    if conn.reusable() and len(backend.idle) < limits.max_idle_upstream:
+    if conn.reusable() and not backend.retired and len(backend.idle) < limits.max_idle_upstream:
         conn.conn.start_next_cycle()
         backend.idle.append((conn, time.monotonic()))
     else:

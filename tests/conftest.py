@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -33,6 +33,15 @@ def table_cls(request: pytest.FixtureRequest) -> type:
     if request.param == "py":
         return fastroute.PyRouteTable
     return _compiled_table()
+
+
+@pytest.fixture
+async def clients_closed() -> AsyncIterator[None]:
+    """Closes every helpers.Client a test opened (used by the proxy tests)."""
+    from .helpers import Client
+
+    yield
+    await Client.close_all()
 
 
 # --- Docker -----------------------------------------------------------------

@@ -1,0 +1,583 @@
+# End to end over real loopback sockets: clients, the in-process gateway,
+# and in-process backends (tests/helpers.py).
+
+from __future__ import annotations
+
+import h11
+import trio
+
+from proxy._config import Address
+
+from ..helpers import (
+    LOOPBACK,
+    Backend,
+    BackendExchange,
+    Client,
+    Seen,
+    fetch,
+    raw_exchange,
+    route,
+    start_backend,
+    start_gateway,
+    unused_port,
+)
+
+
+async def test_routes_by_longest_prefix(nursery: trio.Nursery) -> None:
+    foo, deep, root = [await start_backend(nursery, n) for n in ("foo", "deep", "root")]
+    gateway = await start_gateway(
+        nursery, [route("/steve/foo", foo), route("/steve/foo/deep", deep), route("/", root)]
+    )
+
+    answers = {}
+    for path in ["/steve/foo", "/steve/foo/x?q=1", "/steve/foo/deep/er", "/steve/foobar", "/other"]:
+        reply = await fetch(gateway, "GET", path)
+        assert reply.status == 200
+        answers[path] = reply.json()["backend"]
+
+    assert answers == {
+        "/steve/foo": "foo", "/steve/foo/x?q=1": "foo", "/steve/foo/deep/er": "deep",
+        "/steve/foobar": "root", "/other": "root",
+    }
+
+
+async def test_backend_sees_the_original_path_by_default(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/steve/foo", backend)])
+
+    reply = await fetch(gateway, "GET", "/steve/foo/x/y?q=1")
+
+    assert reply.json()["target"] == "/steve/foo/x/y?q=1"
+    assert backend.seen[0].header(b"x-forwarded-prefix") is None
+
+
+async def test_strip_prefix(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/steve/foo", backend, strip=True)])
+
+    targets = [(await fetch(gateway, "GET", path)).json()["target"]
+               for path in ["/steve/foo/x?q", "/steve/foo", "/steve/foo/", "/steve/foo?q=1"]]
+
+    assert targets == ["/x?q", "/", "/", "/?q=1"]
+    assert all(seen.header(b"x-forwarded-prefix") == b"/steve/foo" for seen in backend.seen)
+
+
+async def test_keep_alive_routes_each_request_and_reuses_upstream(nursery: trio.Nursery) -> None:
+    a, b = await start_backend(nursery, "a"), await start_backend(nursery, "b")
+    gateway = await start_gateway(nursery, [route("/a", a), route("/b", b)])
+    client = await Client.connect(gateway)
+
+    names = [(await client.request("GET", f"/{n}/{i}")).json()["backend"] for i in range(5) for n in "ab"]
+
+    assert names == ["a", "b"] * 5
+    assert (a.connections, b.connections) == (1, 1)  # pooled and reused
+    await client.aclose()
+
+
+async def test_http_1_0_client(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+
+    raw = await raw_exchange(gateway, b"GET /x HTTP/1.0\r\n\r\n")
+
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b'"target": "/x"' in body
+    assert backend.seen[0].header(b"host") == str(backend.address).encode()
+
+
+async def test_no_route_is_404_and_keeps_the_connection(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/a", backend)])
+    client = await Client.connect(gateway)
+
+    missing = await client.request("GET", "/b")
+    found = await client.request("GET", "/a")
+
+    assert missing.status == 404
+    assert missing.header(b"content-type") == b"text/plain; charset=utf-8"
+    assert b"no route" in missing.body
+    assert found.status == 200
+    await client.aclose()
+
+
+async def test_hop_by_hop_headers_are_not_forwarded(nursery: trio.Nursery) -> None:
+    async def handler(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        await exchange.respond(200, b"ok", [(b"keep-alive", b"timeout=5"), (b"x-private", b"1"),
+                                            (b"connection", b"x-private"), (b"x-kept", b"yes")])
+
+    backend = await start_backend(nursery, handler=handler)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+
+    reply = await fetch(gateway, "GET", "/", headers=[
+        ("connection", "x-secret, keep-alive"), ("x-secret", "1"), ("keep-alive", "300"),
+        ("proxy-connection", "keep-alive"), ("te", "trailers"), ("trailer", "x"), ("upgrade", "h2c"),
+        ("x-normal", "yes"),
+    ])
+
+    sent = {name for name, _ in backend.seen[0].headers}
+    assert sent.isdisjoint({b"connection", b"x-secret", b"keep-alive", b"proxy-connection", b"te",
+                            b"trailer", b"upgrade"})
+    assert b"x-normal" in sent
+    got = {name for name, _ in reply.headers}
+    assert b"x-private" not in got and b"keep-alive" not in got
+    assert reply.header(b"x-kept") == b"yes"
+
+
+async def test_forwarded_headers_replace_an_untrusted_clients(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+
+    await fetch(gateway, "GET", "/", host="example.test", headers=[
+        ("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "https"), ("x-forwarded-host", "evil"),
+        ("forwarded", "for=6.6.6.6"), ("via", "1.0 other"),
+    ])
+
+    seen = backend.seen[0]
+    assert seen.header(b"x-forwarded-for") == b"127.0.0.1"
+    assert seen.header(b"x-forwarded-proto") == b"http"
+    assert seen.header(b"x-forwarded-host") == b"example.test"
+    assert seen.header(b"forwarded") is None
+    assert seen.header(b"via") == b"1.0 other, 1.1 fastroute"
+    assert seen.header(b"host") == b"example.test"
+
+
+async def test_forwarded_headers_are_appended_for_a_trusted_proxy(nursery: trio.Nursery) -> None:
+    import ipaddress
+
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(
+        nursery, [route("/", backend)], trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),)
+    )
+
+    await fetch(gateway, "GET", "/", headers=[
+        ("x-forwarded-for", "203.0.113.7"), ("x-forwarded-proto", "https"), ("x-forwarded-host", "app.test"),
+    ])
+
+    seen = backend.seen[0]
+    assert seen.header(b"x-forwarded-for") == b"203.0.113.7, 127.0.0.1"
+    assert seen.header(b"x-forwarded-proto") == b"https"
+    assert seen.header(b"x-forwarded-host") == b"app.test"
+
+
+async def test_backend_refusing_is_502(nursery: trio.Nursery) -> None:
+    gateway = await start_gateway(nursery, [route("/", Address(LOOPBACK, unused_port()))])
+
+    reply = await fetch(gateway, "GET", "/")
+
+    assert reply.status == 502
+    assert b"cannot connect" in reply.body
+
+
+async def test_refused_request_is_retried_on_another_backend(nursery: trio.Nursery) -> None:
+    good = await start_backend(nursery, "good")
+    dead = Address(LOOPBACK, unused_port())
+    gateway = await start_gateway(nursery, [route("/", dead, good.address)])
+
+    replies = [await fetch(gateway, "GET", "/") for _ in range(4)]
+
+    assert [r.status for r in replies] == [200] * 4
+    assert len(good.seen) == 4
+    dead_state = gateway.registry.states[dead]
+    assert dead_state.failures == 1  # tried once, then out of rotation
+    assert not dead_state.is_up(trio.current_time() * 0 + __import__("time").monotonic())
+
+
+async def test_all_backends_out_of_rotation_is_503(nursery: trio.Nursery) -> None:
+    dead = Address(LOOPBACK, unused_port())
+    gateway = await start_gateway(nursery, [route("/", dead)])
+
+    first = await fetch(gateway, "GET", "/")
+    second = await fetch(gateway, "GET", "/")
+
+    assert first.status == 502
+    assert second.status == 503
+    assert b"out of rotation" in second.body
+
+
+async def test_least_outstanding_requests(nursery: trio.Nursery) -> None:
+    release = trio.Event()
+
+    async def slow(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        if seen.target == b"/slow":
+            await release.wait()
+        await exchange.respond(200, backend.name.encode())
+
+    a, b = await start_backend(nursery, "a", slow), await start_backend(nursery, "b", slow)
+    gateway = await start_gateway(nursery, [route("/", a, b)])
+    slow_client = await Client.connect(gateway)
+    await slow_client.send(h11.Request(method="GET", target="/slow", headers=[("host", "x")]), h11.EndOfMessage())
+    await trio.sleep(0.2)
+    busy = "a" if a.seen else "b"
+
+    quick = [(await fetch(gateway, "GET", "/quick")).body.decode() for _ in range(4)]
+
+    assert set(quick) == {"ab".replace(busy, "")}
+    release.set()
+    assert (await slow_client.read_reply()).body.decode() == busy
+    await slow_client.aclose()
+
+
+async def test_backend_that_stalls_is_504(nursery: trio.Nursery) -> None:
+    async def stall(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        await trio.sleep_forever()
+
+    backend = await start_backend(nursery, handler=stall)
+    gateway = await start_gateway(nursery, [route("/", backend)], timeouts={"response_head": 0.3})
+
+    reply = await fetch(gateway, "GET", "/")
+
+    assert reply.status == 504
+
+
+async def test_backend_dying_mid_response_closes_the_client_connection(nursery: trio.Nursery) -> None:
+    async def die(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        await exchange.send(h11.Response(status_code=200, headers=[(b"content-length", b"1000")]),
+                            h11.Data(data=b"x" * 100))
+        await trio.aclose_forcefully(exchange.stream)
+
+    backend = await start_backend(nursery, handler=die)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+    client = await Client.connect(gateway)
+    await client.send(h11.Request(method="GET", target="/", headers=[("host", "x")]), h11.EndOfMessage())
+
+    response = await client.next_event()
+    assert response.status_code == 200
+    received = b""
+    with trio.fail_after(5):
+        try:
+            while True:
+                event = await client.next_event()
+                assert type(event) is h11.Data, event
+                received += event.data
+        except h11.RemoteProtocolError as error:
+            assert "incomplete" in str(error) or "closed" in str(error)
+    assert received == b"x" * 100
+
+
+async def test_chunked_backend_dying_never_ends_the_chunked_body(nursery: trio.Nursery) -> None:
+    async def die(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        await exchange.send(h11.Response(status_code=200, headers=[]), h11.Data(data=b"part"))
+        await trio.aclose_forcefully(exchange.stream)
+
+    backend = await start_backend(nursery, handler=die)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+
+    raw = await raw_exchange(gateway, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    assert raw.startswith(b"HTTP/1.1 200 ")
+    assert b"transfer-encoding: chunked" in raw.lower()
+    assert b"part" in raw
+    assert not raw.endswith(b"0\r\n\r\n")
+
+
+async def test_close_delimited_response_is_rechunked(nursery: trio.Nursery) -> None:
+    async def close_delimited(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        await exchange.stream.send_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it")
+        await trio.aclose_forcefully(exchange.stream)
+
+    backend = await start_backend(nursery, handler=close_delimited)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+    client = await Client.connect(gateway)
+
+    reply = await client.request("GET", "/")
+    again = await client.request("GET", "/")  # the client connection stays usable
+
+    assert reply.body == b"all of it" and again.body == b"all of it"
+    assert reply.header(b"transfer-encoding") == b"chunked"
+    await client.aclose()
+
+
+async def test_chunked_upload_is_streamed(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+    client = await Client.connect(gateway)
+
+    await client.send(h11.Request(method="POST", target="/", headers=[("host", "x"), ("transfer-encoding", "chunked")]))
+    for _ in range(10):
+        await client.send(h11.Data(data=b"y" * 10_000))
+    await client.send(h11.EndOfMessage())
+    reply = await client.read_reply()
+
+    assert reply.json()["body_length"] == 100_000
+    assert backend.seen[0].body == b"y" * 100_000
+    await client.aclose()
+
+
+async def test_expect_100_continue_end_to_end(nursery: trio.Nursery) -> None:
+    async def continuing(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        raise AssertionError("not used")
+
+    got_body = []
+
+    async def handle(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        from ..helpers import _next
+
+        request = await _next(conn, stream)
+        assert request.headers and (b"expect", b"100-continue") in list(request.headers)
+        await stream.send_all(conn.send(h11.InformationalResponse(status_code=100, headers=[])))
+        while True:
+            event = await _next(conn, stream)
+            if type(event) is h11.EndOfMessage:
+                break
+            got_body.append(event.data)
+        await stream.send_all(conn.send(h11.Response(status_code=201, headers=[("content-length", "0")])))
+        await stream.send_all(conn.send(h11.EndOfMessage()))
+
+    listeners = await trio.open_tcp_listeners(0, host=LOOPBACK)
+    nursery.start_soon(trio.serve_listeners, handle, listeners)
+    port = listeners[0].socket.getsockname()[1]
+    gateway = await start_gateway(nursery, [route("/", Address(LOOPBACK, port))])
+    client = await Client.connect(gateway)
+
+    await client.send(h11.Request(method="PUT", target="/", headers=[
+        ("host", "x"), ("content-length", "5"), ("expect", "100-continue")]))
+    with trio.fail_after(5):
+        interim = await client.next_event()
+    assert type(interim) is h11.InformationalResponse and interim.status_code == 100
+    await client.send(h11.Data(data=b"hello"), h11.EndOfMessage())
+    reply = await client.read_reply()
+
+    assert reply.status == 201
+    assert b"".join(got_body) == b"hello"
+    await client.aclose()
+
+
+async def test_websocket_style_upgrade_is_relayed_both_ways(nursery: trio.Nursery) -> None:
+    async def handle(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        from ..helpers import _next
+
+        request = await _next(conn, stream)
+        assert (b"upgrade", b"websocket") in list(request.headers)
+        assert await _next(conn, stream) == h11.EndOfMessage()
+        await stream.send_all(conn.send(h11.InformationalResponse(
+            status_code=101, headers=[("upgrade", "websocket"), ("connection", "Upgrade")])))
+        await stream.send_all(b"server-hello")
+        while data := await stream.receive_some(100):
+            await stream.send_all(b"echo:" + data)
+
+    listeners = await trio.open_tcp_listeners(0, host=LOOPBACK)
+    nursery.start_soon(trio.serve_listeners, handle, listeners)
+    port = listeners[0].socket.getsockname()[1]
+    gateway = await start_gateway(nursery, [route("/", Address(LOOPBACK, port))])
+    host, gport = gateway.addresses[0]
+    stream = await trio.open_tcp_stream(host, gport)
+
+    await stream.send_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    received = b""
+    with trio.fail_after(5):
+        while b"server-hello" not in received:
+            received += await stream.receive_some(1000)
+    assert received.startswith(b"HTTP/1.1 101 ")
+    assert b"upgrade: websocket" in received.lower()
+    await stream.send_all(b"ping")
+    echoed = b""
+    with trio.fail_after(5):
+        while b"echo:ping" not in echoed:
+            echoed += await stream.receive_some(1000)
+    await stream.aclose()
+
+
+async def test_tunnel_idle_timeout_closes_it(nursery: trio.Nursery) -> None:
+    async def handle(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        from ..helpers import _next
+
+        await _next(conn, stream)
+        await _next(conn, stream)
+        await stream.send_all(conn.send(h11.InformationalResponse(
+            status_code=101, headers=[("upgrade", "x"), ("connection", "upgrade")])))
+        await trio.sleep_forever()
+
+    listeners = await trio.open_tcp_listeners(0, host=LOOPBACK)
+    nursery.start_soon(trio.serve_listeners, handle, listeners)
+    port = listeners[0].socket.getsockname()[1]
+    gateway = await start_gateway(nursery, [route("/", Address(LOOPBACK, port))], timeouts={"tunnel_idle": 0.3})
+
+    raw = await raw_exchange(gateway, b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n")
+
+    assert raw.startswith(b"HTTP/1.1 101 ")  # and then the gateway closed it: raw_exchange returned
+
+
+async def test_max_body_by_content_length_is_413_before_the_backend(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)], limits={"max_body": 10})
+
+    raw = await raw_exchange(gateway, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n")
+
+    assert raw.startswith(b"HTTP/1.1 413 ")
+    assert backend.seen == []
+
+
+async def test_max_body_chunked_is_413_without_buffering(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery, read_body=False, handler=lambda b, s, e: trio.sleep_forever())
+    gateway = await start_gateway(nursery, [route("/", backend)], limits={"max_body": 100})
+    client = await Client.connect(gateway)
+
+    await client.send(h11.Request(method="POST", target="/", headers=[("host", "x"), ("transfer-encoding", "chunked")]))
+    await client.send(h11.Data(data=b"z" * 60))
+    await client.send(h11.Data(data=b"z" * 60))
+    with trio.fail_after(5):
+        response = await client.next_event()
+
+    assert response.status_code == 413
+    await client.aclose()
+
+
+async def test_head_not_finished_in_time_is_408(nursery: trio.Nursery) -> None:
+    gateway = await start_gateway(nursery, [], timeouts={"request_head": 0.3})
+
+    raw = await raw_exchange(gateway, b"GET / HTTP/1.1\r\nHost: x\r\n")
+
+    assert raw.startswith(b"HTTP/1.1 408 ")
+
+
+async def test_silent_connection_is_closed_without_a_word(nursery: trio.Nursery) -> None:
+    gateway = await start_gateway(nursery, [], timeouts={"request_head": 0.3})
+
+    assert await raw_exchange(gateway, b"") == b""
+
+
+async def test_idle_keep_alive_connection_is_closed(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)], timeouts={"keepalive": 0.3})
+    client = await Client.connect(gateway)
+    await client.request("GET", "/")
+
+    with trio.fail_after(5):
+        assert await client.stream.receive_some(10) == b""
+
+
+async def test_limits_give_414_and_431(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(
+        nursery, [route("/", backend)], limits={"max_target": 100, "max_headers": 5, "max_header_bytes": 1000}
+    )
+
+    long_target = await fetch(gateway, "GET", "/" + "a" * 100)
+    many = await fetch(gateway, "GET", "/", headers=[(f"x-{i}", "1") for i in range(5)])
+    large = await fetch(gateway, "GET", "/", headers=[("x-big", "b" * 1000)])
+
+    assert (long_target.status, many.status, large.status) == (414, 431, 431)
+    assert backend.seen == []
+
+
+async def test_malformed_request_is_400_and_closed(nursery: trio.Nursery) -> None:
+    gateway = await start_gateway(nursery, [])
+
+    raw = await raw_exchange(gateway, b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+
+    assert raw.startswith(b"HTTP/1.1 400 ")
+    assert b"connection: close" in raw
+
+
+async def test_unsupported_version_is_505_and_transfer_coding_501(nursery: trio.Nursery) -> None:
+    gateway = await start_gateway(nursery, [])
+
+    version = await raw_exchange(gateway, b"GET / HTTP/2.0\r\nHost: x\r\n\r\n")
+    coding = await raw_exchange(gateway, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n")
+
+    assert version.startswith(b"HTTP/1.1 505 ")
+    assert coding.startswith(b"HTTP/1.1 501 ")
+
+
+async def test_table_swap_mid_request_keeps_the_snapshot(nursery: trio.Nursery) -> None:
+    entered, release = trio.Event(), trio.Event()
+
+    async def slow(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        entered.set()
+        await release.wait()
+        await exchange.respond(200, backend.name.encode())
+
+    old, new = await start_backend(nursery, "old", slow), await start_backend(nursery, "new")
+    gateway = await start_gateway(nursery, [route("/", old)])
+    client = await Client.connect(gateway)
+    await client.send(h11.Request(method="GET", target="/", headers=[("host", "x")]), h11.EndOfMessage())
+    await entered.wait()
+
+    gateway.set_routes([route("/", new)])
+    after_swap = await fetch(gateway, "GET", "/")
+    release.set()
+    in_flight = await client.read_reply()
+
+    assert in_flight.body == b"old"
+    assert after_swap.json()["backend"] == "new"
+    await client.aclose()
+
+
+async def test_backend_closing_an_idle_pooled_connection_is_retried(nursery: trio.Nursery) -> None:
+    async def close_after(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        await exchange.respond(200, b"ok")
+        # The backend keeps the connection "alive", then drops it later,
+        # as a keep-alive timeout would.
+        async def drop_soon() -> None:
+            await trio.sleep(0.1)
+            await trio.aclose_forcefully(exchange.stream)
+        trio.lowlevel.spawn_system_task(drop_soon)
+
+    backend = await start_backend(nursery, handler=close_after)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+
+    first = await fetch(gateway, "GET", "/")
+    await trio.sleep(0.3)
+    second = await fetch(gateway, "GET", "/")
+
+    assert (first.status, second.status) == (200, 200)
+    assert backend.connections == 2
+
+
+async def test_max_connections_leaves_extra_ones_in_the_backlog(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)], limits={"max_connections": 1})
+    first = await Client.connect(gateway)
+    await first.request("GET", "/")
+
+    second = await Client.connect(gateway)  # the kernel completes the handshake (backlog)
+    await second.send(h11.Request(method="GET", target="/", headers=[("host", "x")]), h11.EndOfMessage())
+    with trio.move_on_after(0.5) as waited:
+        await second.read_reply()
+    assert waited.cancelled_caught  # not served while the first holds the only slot
+
+    await first.aclose()
+    with trio.fail_after(5):
+        reply = await second.read_reply()
+    assert reply.status == 200
+    await second.aclose()
+
+
+async def test_drain_finishes_in_flight_and_closes_idle(nursery: trio.Nursery) -> None:
+    entered, release = trio.Event(), trio.Event()
+
+    async def slow(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        if seen.target == b"/slow":
+            entered.set()
+            await release.wait()
+        await exchange.respond(200, b"done")
+
+    backend = await start_backend(nursery, handler=slow)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+    idle = await Client.connect(gateway)
+    await idle.request("GET", "/quick")
+    busy = await Client.connect(gateway)
+    await busy.send(h11.Request(method="GET", target="/slow", headers=[("host", "x")]), h11.EndOfMessage())
+    await entered.wait()
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(gateway.drain)
+        with trio.fail_after(5):
+            assert await idle.stream.receive_some(10) == b""  # idle: closed at once
+        release.set()
+        reply = await busy.read_reply()
+    assert reply.status == 200 and reply.body == b"done"
+    assert reply.header(b"connection") == b"close"
+    host, port = gateway.addresses[0]
+    try:
+        stream = await trio.open_tcp_stream(host, port)
+    except OSError:
+        pass  # refused: not listening any more
+    else:
+        with trio.fail_after(5):
+            assert await stream.receive_some(10) == b""
+        await stream.aclose()
