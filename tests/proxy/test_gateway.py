@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import h11
+import pytest
 import trio
 
 from proxy._config import Address
@@ -21,6 +22,8 @@ from ..helpers import (
     start_gateway,
     unused_port,
 )
+
+pytestmark = pytest.mark.usefixtures("clients_closed")
 
 
 async def test_routes_by_longest_prefix(nursery: trio.Nursery) -> None:
