@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from proxy._config import Address, Route
+from proxy._pool import EJECT_BASE, EJECT_MAX, BackendState, Registry, Upstream
+
+A, B, C = (Address("10.0.0.%d" % i, 8000) for i in (1, 2, 3))
+
+
+def upstream(*addresses: Address) -> Upstream:
+    return Upstream(Route("/x", addresses), tuple(BackendState(a) for a in addresses))
+
+
+def test_ties_go_round_robin() -> None:
+    pool = upstream(A, B, C)
+    picks = [pool.pick(0.0).address for _ in range(6)]  # type: ignore[union-attr]
+    assert picks == [A, B, C, A, B, C]
+
+
+def test_least_outstanding_wins() -> None:
+    pool = upstream(A, B, C)
+    pool.backends[0].outstanding = 2
+    pool.backends[1].outstanding = 1
+    pool.backends[2].outstanding = 3
+    assert {pool.pick(0.0).address for _ in range(5)} == {B}  # type: ignore[union-attr]
+
+
+def test_ejection_grows_and_resets() -> None:
+    state = BackendState(A)
+    pauses = [state.mark_failed(100.0) for _ in range(8)]
+    assert pauses[:3] == [EJECT_BASE, 2 * EJECT_BASE, 4 * EJECT_BASE]
+    assert pauses[-1] == EJECT_MAX
+    assert not state.is_up(100.0 + EJECT_MAX - 0.1)
+    assert state.is_up(100.0 + EJECT_MAX)
+    state.mark_ok()
+    assert state.is_up(100.0) and state.mark_failed(0.0) == EJECT_BASE
+
+
+def test_pick_skips_down_and_excluded() -> None:
+    pool = upstream(A, B)
+    pool.backends[0].mark_failed(0.0)
+    assert pool.pick(0.5).address == B  # type: ignore[union-attr]
+    assert pool.pick(0.5, exclude=[pool.backends[1]]) is None
+
+
+def test_registry_keeps_state_across_builds_and_retires_the_rest() -> None:
+    registry = Registry()
+    first, _ = registry.build([Route("/a", (A, B)), Route("/b", (B,))])
+    assert first["/a"].backends[1] is first["/b"].backends[0]  # one state per address
+    state_b = first["/b"].backends[0]
+    state_b.outstanding = 3
+
+    second, gone = registry.build([Route("/b", (B, C))])
+
+    assert second["/b"].backends[0] is state_b and state_b.outstanding == 3
+    assert [s.address for s in gone] == [A]
+    assert gone[0].retired and not state_b.retired
