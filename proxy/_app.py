@@ -2,6 +2,7 @@
 #
 # SIGTERM / SIGINT: drain (stop accepting, close idle keep-alive connections,
 # let in-flight requests finish for up to the drain timeout), then exit 0.
+# A second SIGTERM / SIGINT while draining stops at once (still exit 0).
 # SIGHUP: re-read --routes-file and swap the table; on any error keep the
 # old table and log why. Open connections are never touched by a reload.
 
@@ -59,6 +60,11 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
                 ", ".join(f"{h}:{p}" for h, p in gateway.addresses), len(gateway.table),
             )
             task_status.started(gateway)
+
+            async def drain_then_stop() -> None:
+                await gateway.drain()
+                nursery.cancel_scope.cancel()
+
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     if config.routes_file is None:
@@ -66,14 +72,26 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
                     else:
                         reload_routes(gateway, config)
                     continue
-                log.info("%s: draining (up to %gs)", signal.Signals(signum).name, config.timeouts.drain)
-                await gateway.drain()
-                nursery.cancel_scope.cancel()
-                break
+                name = signal.Signals(signum).name
+                if gateway.draining:
+                    log.info("%s again: stopping now", name)
+                    nursery.cancel_scope.cancel()
+                    break
+                log.info("%s: draining (up to %gs)", name, config.timeouts.drain)
+                nursery.start_soon(drain_then_stop)
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    pass
 
 
 def run(config: Config) -> int:
     """Blocking entry point for the CLI. Returns the exit status."""
+    # Between serve()'s signal receiver closing and the process exiting, a
+    # late SIGTERM or SIGINT (a supervisor repeating itself) must not turn a
+    # clean exit into a kill: ignore them outside the receiver.
+    signal.signal(signal.SIGTERM, _ignore)
+    signal.signal(signal.SIGINT, _ignore)
     try:
         trio.run(serve, config)
     except ConfigError as error:

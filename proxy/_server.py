@@ -217,8 +217,8 @@ class Gateway:
             with trio.CancelScope(deadline=deadline) as scope:
                 if not started:
                     connection.idle_scope = scope
-                    if self.draining and not first:
-                        scope.cancel()
+                    if self.draining:
+                        scope.cancel()  # accepted just as draining began, or idle
                 more = await client.receive()
             connection.idle_scope = None
             if scope.cancelled_caught:

@@ -1,0 +1,281 @@
+# `fastroute serve` as a real subprocess: start-up errors, SIGHUP reload,
+# SIGTERM drain with a request in flight, and constant memory on a 1 GiB body.
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ..helpers import LOOPBACK, unused_port
+
+GIB = 1024**3
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path.startswith("/slow"):
+            time.sleep(1.0)
+        if self.path.startswith("/big"):
+            size = int(self.path.rsplit("/", 1)[1])
+            self.send_response(200)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            block = b"z" * (1 << 20)
+            left = size
+            while left:
+                n = min(left, len(block))
+                self.wfile.write(block[:n])
+                left -= n
+            return
+        body = f"{self.server.name} {self.path}".encode()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers["Content-Length"])
+        left, total = length, 0
+        while left:
+            chunk = self.rfile.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            left -= len(chunk)
+            total += len(chunk)
+        body = str(total).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def backends() -> Iterator[list[int]]:
+    servers = []
+    for name in ("one", "two"):
+        server = ThreadingHTTPServer((LOOPBACK, 0), _Handler)
+        server.daemon_threads = True
+        server.name = name  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    yield [s.server_address[1] for s in servers]
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+class Gateway:
+    def __init__(self, *args: str) -> None:
+        self.port = unused_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "proxy", "serve", "--no-docker", "--listen", f"{LOOPBACK}:{self.port}", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection((LOOPBACK, self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"gateway did not start: {self.proc.communicate()}") from None
+                time.sleep(0.05)
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        with socket.create_connection((LOOPBACK, self.port), timeout=10) as sock:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), body
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def stop(self) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "proxy", *args], capture_output=True, text=True, timeout=30)
+
+
+def test_serves_routes_given_as_flags(backends: list[int]) -> None:
+    gateway = Gateway("--route", f"/one={LOOPBACK}:{backends[0]}", "--route", f"/two={LOOPBACK}:{backends[1]}")
+    try:
+        assert gateway.get("/one/x") == (200, b"one /one/x")
+        assert gateway.get("/two") == (200, b"two /two")
+        assert gateway.get("/three")[0] == 404
+    finally:
+        code, err = gateway.stop()
+    assert code == 0
+    assert "GET /one/x 200" in err  # the access log
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--route", "nope"], "expected PREFIX=HOST:PORT", id="malformed_route"),
+        pytest.param(["--routes-file", "/nonexistent.toml"], "cannot read routes file", id="missing_file"),
+        pytest.param(["--listen", "256.0.0.1:1"], "cannot listen on", id="bad_listen"),
+        pytest.param(["--drain-timeout", "-1"], "positive number of seconds", id="bad_timeout"),
+    ],
+)
+def test_start_up_errors_are_one_line_and_non_zero(args: list[str], message: str) -> None:
+    result = run_cli("serve", "--no-docker", "--listen", f"{LOOPBACK}:{unused_port()}", *args)
+    if args[0] == "--listen":
+        result = run_cli("serve", "--no-docker", *args)
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert message in lines[0]
+
+
+def test_invalid_routes_file_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text("[[routes]]\nprefix = 'x'\nbackends = ['a:1']\n")
+
+    result = run_cli("serve", "--no-docker", "--routes-file", str(path))
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"fastroute: error: routes file {str(path)!r}, route 1: invalid route prefix 'x': does not start with '/'"
+    ]
+
+
+def test_address_in_use() -> None:
+    with socket.socket() as holder:
+        holder.bind((LOOPBACK, 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_cli("serve", "--no-docker", "--listen", f"{LOOPBACK}:{port}")
+
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot listen on" in lines[0] and "in use" in lines[0]
+
+
+def test_without_no_docker_says_what_to_do() -> None:
+    result = run_cli("serve")
+
+    assert result.returncode == 1
+    assert "--no-docker" in result.stderr
+
+
+def test_sighup_reloads_and_a_bad_file_keeps_the_old_table(tmp_path: Path, backends: list[int]) -> None:
+    path = tmp_path / "routes.toml"
+    path.write_text(f'[[routes]]\nprefix = "/a"\nbackends = ["{LOOPBACK}:{backends[0]}"]\n')
+    gateway = Gateway("--routes-file", str(path))
+    try:
+        assert gateway.get("/a") == (200, b"one /a")
+        assert gateway.get("/b")[0] == 404
+
+        path.write_text(f'[[routes]]\nprefix = "/b"\nbackends = ["{LOOPBACK}:{backends[1]}"]\nstrip_prefix = true\n')
+        gateway.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while gateway.get("/b/x")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gateway.get("/b/x") == (200, b"two /x")
+        assert gateway.get("/a")[0] == 404
+
+        path.write_text("[[routes]\nbroken")
+        gateway.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert gateway.get("/b/x") == (200, b"two /x")
+    finally:
+        code, err = gateway.stop()
+    assert code == 0
+    assert "reload failed, keeping the current routes" in err and "not valid TOML" in err
+
+
+def test_sigterm_lets_the_request_in_flight_finish(backends: list[int]) -> None:
+    gateway = Gateway("--route", f"/={LOOPBACK}:{backends[0]}")
+    results: list[tuple[int, bytes]] = []
+    worker = threading.Thread(target=lambda: results.append(gateway.get("/slow")))
+    worker.start()
+    time.sleep(0.3)  # the request is at the backend now (it sleeps 1 s)
+
+    gateway.proc.send_signal(signal.SIGTERM)
+    worker.join(10)
+    code, err = gateway.stop()
+
+    assert results == [(200, b"one /slow")]
+    assert code == 0
+    assert "SIGTERM: draining" in err
+
+
+def test_sigterm_with_nothing_in_flight_exits_at_once(backends: list[int]) -> None:
+    gateway = Gateway("--route", f"/={LOOPBACK}:{backends[0]}")
+    idle = socket.create_connection((LOOPBACK, gateway.port))  # an idle keep-alive client
+    started = time.monotonic()
+
+    code, _ = gateway.stop()
+
+    assert code == 0
+    assert time.monotonic() - started < 5  # well under the 10 s drain timeout
+    idle.close()
+
+
+def test_1_gib_each_way_in_constant_memory(backends: list[int]) -> None:
+    gateway = Gateway("--route", f"/={LOOPBACK}:{backends[0]}", "--access-log", "off")
+    try:
+        gateway.get("/warm-up")
+        before = gateway.rss_kib()
+        peak = before
+        with socket.create_connection((LOOPBACK, gateway.port), timeout=30) as sock:
+            sock.sendall(f"GET /big/{GIB} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            received = 0
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(65536)
+            received = len(head.partition(b"\r\n\r\n")[2])
+            while received < GIB:
+                chunk = sock.recv(1 << 20)
+                assert chunk, "connection closed early"
+                received += len(chunk)
+                if received % (64 << 20) < len(chunk):
+                    peak = max(peak, gateway.rss_kib())
+            assert received == GIB
+
+            sock.sendall(f"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {GIB}\r\n\r\n".encode())
+            block = b"u" * (1 << 20)
+            for i in range(GIB // len(block)):
+                sock.sendall(block)
+                if i % 64 == 0:
+                    peak = max(peak, gateway.rss_kib())
+            answer = b""
+            while not answer.endswith(str(GIB).encode()):
+                answer += sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+    finally:
+        gateway.stop()
+    # Flat: the gateway grew by less than 64 MiB while moving 2 GiB.
+    print(f"RSS before {before} KiB, peak {peak} KiB")
+    assert peak - before < 64 * 1024, (before, peak)
