@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Whole-system comparison: wrk against fastroute, HAProxy and nginx in front
+of one nginx backend, all on loopback, in one run. Prints one table.
+
+    .venv/bin/python bench/compare.py [--duration 5] [--connections 32]
+
+Needs Debian's wrk, haproxy and nginx. Every load run is bounded by
+--duration; every process it starts is stopped before it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BODY = "hello from backend\n"  # 19 bytes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], limit: float = 15.0) -> None:
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"bench: {proc.args[0]} did not start on port {port}")
+            time.sleep(0.05)
+
+
+def nginx_conf(workdir: Path, body: str) -> str:
+    return f"""
+worker_processes 1;
+daemon off;
+pid {workdir}/nginx-%s.pid;
+error_log {workdir}/nginx-%s-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {workdir}/body-%s;
+    proxy_temp_path {workdir}/proxy-%s;
+    keepalive_requests 1000000;
+    {body}
+}}
+"""
+
+
+def start(cmd: list[str], port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc)
+    return proc
+
+
+def wrk(port: int, connections: int, duration: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, timeout=duration + 30, check=True,
+    ).stdout
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    for pct in ("50", "99"):
+        match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if match:
+            scale = {"us": 1.0, "ms": 1000.0, "s": 1e6}[match.group(2)]
+            result[f"p{pct}"] = float(match.group(1)) * scale
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    if errors:
+        print(f"bench: wrk reported errors on port {port}: {errors.group(0)}", file=sys.stderr)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    args = parser.parse_args()
+    for tool in ("wrk", "haproxy", "nginx"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            print(f"bench: {tool} is not installed (apt-get install {tool})", file=sys.stderr)
+            return 1
+
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="fastroute-bench-") as tmp:
+        work = Path(tmp)
+        os.chmod(work, 0o755)
+        try:
+            backend_port = free_port()
+            conf = nginx_conf(work, f'server {{ listen 127.0.0.1:{backend_port}; location / {{ return 200 "{BODY.strip()}\\n"; }} }}')
+            (work / "backend.conf").write_text(conf.replace("%s", "backend"))
+            procs.append(start(["nginx", "-c", str(work / "backend.conf"), "-p", str(work)], backend_port))
+
+            ports = {}
+            ports["haproxy (1 thread)"] = free_port()
+            (work / "haproxy.cfg").write_text(f"""
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend front
+    bind 127.0.0.1:{ports["haproxy (1 thread)"]}
+    default_backend back
+backend back
+    server s1 127.0.0.1:{backend_port}
+""")
+            procs.append(start(["haproxy", "-f", str(work / "haproxy.cfg")], ports["haproxy (1 thread)"]))
+
+            ports["nginx (1 worker)"] = free_port()
+            conf = nginx_conf(work, f"""
+    upstream back {{ server 127.0.0.1:{backend_port}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{ports["nginx (1 worker)"]};
+        location / {{ proxy_pass http://back; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+    }}""")
+            (work / "proxy.conf").write_text(conf.replace("%s", "proxy"))
+            procs.append(start(["nginx", "-c", str(work / "proxy.conf"), "-p", str(work)], ports["nginx (1 worker)"]))
+
+            ports["fastroute (1 process)"] = free_port()
+            procs.append(start([
+                sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off",
+                "--listen", f"127.0.0.1:{ports['fastroute (1 process)']}", "--route", f"/=127.0.0.1:{backend_port}",
+            ], ports["fastroute (1 process)"]))
+
+            rows = {"direct (no proxy)": backend_port, **ports}
+            results: dict[str, dict[str, dict[str, float]]] = {}
+            for name, port in rows.items():
+                wrk(port, args.connections, 1)  # warm up: pools, caches
+                results[name] = {
+                    "many": wrk(port, args.connections, args.duration),
+                    "one": wrk(port, 1, args.duration),
+                }
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            for proc in procs:
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+    base = results["haproxy (1 thread)"]
+    direct_p50 = results["direct (no proxy)"]["one"].get("p50", 0.0)
+    base_added = base["one"].get("p50", 0.0) - direct_p50
+    print(f"wrk -t1, {args.connections} connections and 1 connection, {args.duration}s each, one nginx backend "
+          f"answering {len(BODY)} bytes, all on loopback; {os.cpu_count()} CPUs")
+    print()
+    print(f"| in front of the backend | req/s ({args.connections} conns) | ratio to HAProxy | p50 µs | p99 µs "
+          "| 1 conn: p50 µs | 1 conn: added p50 over direct | added vs HAProxy's |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, result in results.items():
+        many, one = result["many"], result["one"]
+        added = one.get("p50", 0.0) - direct_p50
+        print(
+            f"| {name} | {many['rps']:.0f} | {many['rps'] / base['many']['rps']:.2f} | {many.get('p50', 0):.0f} "
+            f"| {many.get('p99', 0):.0f} | {one.get('p50', 0):.0f} | {added:.0f} "
+            f"| {added / base_added if base_added > 0 else float('nan'):.2f}x |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,102 @@
+# Per-request overhead of the gateway's HTTP work, in process, no sockets:
+# parse the client's head (h11), choose the route, rewrite the headers,
+# serialise the upstream request, parse the backend's response, rewrite and
+# serialise it for the client. `make bench`; figures in bench/README.md.
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import h11
+
+sys.path.insert(0, str(Path(__file__).parent))
+from routes_data import make_routes  # noqa: E402
+
+from fastroute import RouteTable  # noqa: E402
+from proxy._config import Address, Limits, Route  # noqa: E402
+from proxy._decide import decide  # noqa: E402
+from proxy._pool import Registry  # noqa: E402
+from proxy._rewrite import request_headers, response_headers  # noqa: E402
+
+# A browser-like request, as h11's own benchmarks use "realistic headers".
+REQUEST = (
+    b"GET /steve/foo/api/items?page=2 HTTP/1.1\r\n"
+    b"Host: gateway.example.com\r\n"
+    b"User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n"
+    b"Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n"
+    b"Accept-Language: en-US,en;q=0.5\r\n"
+    b"Accept-Encoding: gzip, deflate, br\r\n"
+    b"Connection: keep-alive\r\n"
+    b"Cookie: session=3f9a7c2e1b; theme=dark\r\n"
+    b"\r\n"
+)
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Server: nginx\r\nDate: Fri, 27 Nov 2026 18:00:00 GMT\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: 19\r\nConnection: keep-alive\r\n\r\n"
+    b"hello from backend\n"
+)
+LIMITS = Limits()
+
+
+def table_of(size: int) -> RouteTable:
+    routes = [Route(prefix, (Address("10.0.0.1", 8000),)) for prefix in make_routes(size)]
+    routes.append(Route("/steve/foo", (Address("10.0.0.2", 8000),)))
+    values, _ = Registry().build(routes)
+    return RouteTable(values)
+
+
+def proxy_once(table: RouteTable, server: h11.Connection, client: h11.Connection) -> bytes:
+    server.receive_data(REQUEST)
+    request = server.next_event()
+    server.next_event()  # EndOfMessage
+    prefix, upstream = decide(table, request.method, request.target, request.http_version, request.headers, LIMITS)
+    backend = upstream.backends[0]
+    headers = request_headers(request.headers, client_ip="192.0.2.7", trusted=False, upstream_host=backend.host_header)
+    up = client.send(h11.Request(method=request.method, target=request.target, headers=headers))
+    up += client.send(h11.EndOfMessage())
+    client.receive_data(RESPONSE)
+    response = client.next_event()
+    body = client.next_event()
+    client.next_event()  # EndOfMessage
+    down = server.send(h11.Response(status_code=response.status_code, headers=response_headers(response.headers)))
+    down += server.send(h11.Data(data=body.data))
+    down += server.send(h11.EndOfMessage())
+    server.start_next_cycle()
+    client.start_next_cycle()
+    return up + down
+
+
+def test_proxy_one_request(benchmark) -> None:  # type: ignore[no-untyped-def]
+    table = table_of(1000)
+    server, client = h11.Connection(h11.SERVER), h11.Connection(h11.CLIENT)
+    benchmark.group = "per request"
+    out = benchmark(proxy_once, table, server, client)
+    assert b"hello from backend" in out and b"x-forwarded-for: 192.0.2.7" in out
+
+
+def test_decide_only(benchmark) -> None:  # type: ignore[no-untyped-def]
+    table = table_of(1000)
+    server = h11.Connection(h11.SERVER)
+    server.receive_data(REQUEST)
+    request = server.next_event()
+    benchmark.group = "per request"
+    benchmark(decide, table, request.method, request.target, request.http_version, request.headers, LIMITS)
+
+
+def test_rewrite_only(benchmark) -> None:  # type: ignore[no-untyped-def]
+    server = h11.Connection(h11.SERVER)
+    server.receive_data(REQUEST)
+    request = server.next_event()
+    headers = list(request.headers)
+    benchmark.group = "per request"
+    benchmark(request_headers, headers, client_ip="192.0.2.7", trusted=False, upstream_host=b"10.0.0.2:8000")
+
+
+if __name__ == "__main__":
+    # A loop for profilers: py-spy record -- python bench/test_request_bench.py
+    table = table_of(1000)
+    server, client = h11.Connection(h11.SERVER), h11.Connection(h11.CLIENT)
+    for _ in range(50_000):
+        proxy_once(table, server, client)
