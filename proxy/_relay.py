@@ -5,9 +5,10 @@
 # Failure rules:
 # - nothing reached a backend (connect failed): retry once on another
 #   backend of the pool; none left: 502 (503 if none was up to begin with);
-# - a pooled connection turned out dead before any response byte, and no
-#   request body byte was read from the client: retry once on a new
-#   connection (the backend closed an idle keep-alive, a normal race);
+# - a pooled connection turned out dead before any response byte, no request
+#   body byte was read from the client, and the method is idempotent: retry
+#   once on a new connection (the backend closed an idle keep-alive, a
+#   normal race); otherwise 502;
 # - after the response head went to the client, any failure closes the
 #   client connection (Abort): a truncated body is never framed as whole.
 
@@ -39,7 +40,8 @@ from ._upstream import acquire, release
 
 __all__ = ["Abort", "Exchange", "has_body", "relay"]
 
-LOG_NAME = "fastroute"
+# RFC 9110 section 9.2.2: safe to send twice when unsure the first arrived.
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
 class Abort(Exception):
@@ -170,7 +172,7 @@ async def relay(
             await _exchange_on(conn, reused, client, head, with_body, upgrade, config, exchange, closing)
         except _Stale:
             await conn.aclose()
-            if stale_retried:
+            if stale_retried or request.method not in IDEMPOTENT:
                 raise BadGateway(f"backend {backend.address} closed the connection") from None
             stale_retried = True
             continue

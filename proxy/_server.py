@@ -163,7 +163,7 @@ class Gateway:
             trusted = self._is_trusted(client_ip)
             first = True
             while not self.draining or first:
-                request = await self._read_head(client, connection, first)
+                request = await self._read_head(client, connection, first, client_ip)
                 if request is None:
                     break
                 first = False
@@ -192,7 +192,9 @@ class Gateway:
             return False
         return any(address in network for network in self._trusted)
 
-    async def _read_head(self, client: HttpStream, connection: _Connection, first: bool) -> h11.Request | None:
+    async def _read_head(
+        self, client: HttpStream, connection: _Connection, first: bool, client_ip: str
+    ) -> h11.Request | None:
         """The next request head, or None when the connection should just close.
 
         A client that sends nothing within the idle time (the head timeout for
@@ -210,7 +212,9 @@ class Gateway:
             try:
                 event = client.conn.next_event()
             except h11.RemoteProtocolError as error:
-                await self._answer(client, None, ClientProtocolError(str(error), status=error.error_status_hint))
+                exchange = Exchange()
+                await self._answer(client, exchange, ClientProtocolError(str(error), status=error.error_status_hint))
+                self._access.write(client_ip, exchange)
                 return None
             if event is not h11.NEED_DATA:
                 break
@@ -223,7 +227,9 @@ class Gateway:
             connection.idle_scope = None
             if scope.cancelled_caught:
                 if started:
-                    await self._answer(client, None, ProxyError("request head not received in time", status=408))
+                    exchange = Exchange()
+                    await self._answer(client, exchange, ProxyError("request head not received in time", status=408))
+                    self._access.write(client_ip, exchange)
                 return None
             if more and not started:
                 started = True
@@ -262,7 +268,7 @@ class Gateway:
             self._access.write(client_ip, exchange)
         return exchange.keep_client and client.reusable() and not self.draining
 
-    async def _answer(self, client: HttpStream, exchange: Exchange | None, error: ProxyError) -> None:
+    async def _answer(self, client: HttpStream, exchange: Exchange, error: ProxyError) -> None:
         """The proxy's own short plain-text answer."""
         status = error.status
         reason = REASONS.get(status, error.reason)
@@ -273,10 +279,9 @@ class Gateway:
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
         if closing:
             headers.append((b"connection", b"close"))
-        if exchange is not None:
-            exchange.status = status
-            exchange.bytes_out = len(body)
-            exchange.keep_client = not closing
+        exchange.status = status
+        exchange.bytes_out = len(body)
+        exchange.keep_client = not closing
         if client.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         try:

@@ -584,3 +584,51 @@ async def test_drain_finishes_in_flight_and_closes_idle(nursery: trio.Nursery) -
         with trio.fail_after(5):
             assert await stream.receive_some(10) == b""
         await stream.aclose()
+
+
+async def test_client_leaving_mid_upload_frees_the_backend_and_the_gateway_carries_on(
+    nursery: trio.Nursery,
+) -> None:
+    closed = trio.Event()
+
+    async def reader(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        try:
+            while await exchange.stream.receive_some(1000):
+                pass
+        except trio.BrokenResourceError:
+            pass
+        closed.set()
+
+    slow = await start_backend(nursery, "slow", reader, read_body=False)
+    other = await start_backend(nursery, "other")
+    gateway = await start_gateway(nursery, [route("/up", slow), route("/", other)])
+    client = await Client.connect(gateway)
+    await client.send(h11.Request(method="POST", target="/up", headers=[("host", "x"), ("content-length", "1000")]))
+    await client.send(h11.Data(data=b"a" * 10))
+    await trio.sleep(0.1)
+
+    await client.aclose()
+
+    with trio.fail_after(5):
+        await closed.wait()  # the gateway closed its backend connection too
+    assert (await fetch(gateway, "GET", "/")).status == 200
+
+
+async def test_non_idempotent_request_on_a_dead_pooled_connection_is_not_retried(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from proxy import _upstream
+
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+    assert (await fetch(gateway, "GET", "/")).status == 200
+    state = gateway.registry.states[backend.address]
+    conn, _ = state.idle[0]
+    # A connection the backend has already dropped, that still looks alive.
+    await trio.aclose_forcefully(conn.stream)
+    monkeypatch.setattr(_upstream, "_looks_alive", lambda conn: True)
+
+    reply = await fetch(gateway, "POST", "/")
+
+    assert reply.status == 502
+    assert len(backend.seen) == 1
