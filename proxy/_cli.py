@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from fastroute import __version__
 
-from ._config import DEFAULT_LISTEN, Config, Limits, Timeouts, parse_address, routes_from_flags
+from ._config import DEFAULT_LISTEN, Config, Discovery, Limits, Timeouts, parse_address, routes_from_flags
 from ._errors import ConfigError
 
 __all__ = ["main"]
@@ -70,7 +70,8 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help="a static route; repeating a prefix makes a pool")
     serve.add_argument("--routes-file", type=Path, metavar="FILE",
                        help="TOML file of [[routes]] (prefix, backends, strip_prefix); re-read on SIGHUP")
-    serve.add_argument("--no-docker", action="store_true", help="serve static routes only")
+    serve.add_argument("--no-docker", action="store_true", help="serve static routes only; do not watch Docker")
+    _add_discovery(serve)
     serve.add_argument("--trusted-proxies", type=_networks, action="append", default=[], metavar="CIDR[,CIDR]",
                        help="clients whose X-Forwarded-* headers are kept and appended to")
     serve.add_argument("--access-log", choices=["text", "json", "off"], default="text",
@@ -103,6 +104,58 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help=f"concurrent client connections (default {lim.max_connections})")
 
 
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+
+
+def _add_discovery(parser: argparse.ArgumentParser) -> None:
+    d = Discovery()
+    g = parser.add_argument_group("Docker discovery")
+    g.add_argument("--docker", metavar="URL", default=None,
+                   help="Docker engine, e.g. unix:///var/run/docker.sock or tcp://host:2375 "
+                   "(default: DOCKER_HOST, else the local socket)")
+    g.add_argument("--network", metavar="NAME", default=None,
+                   help="reach containers by their IP on this network")
+    g.add_argument("--exposed-by-default", type=_bool, default=d.exposed_by_default, metavar="true|false",
+                   help="route every container unless labelled fastroute.enable=false (default true)")
+    g.add_argument("--route-by", choices=["image", "name"], default=d.route_by,
+                   help="prefix from the image's repository path or the container name (default image)")
+    g.add_argument("--hold", type=_seconds_or_zero, default=d.hold,
+                   help=f"seconds a route outlives its last container, holding requests (default {d.hold:g})")
+    g.add_argument("--resync-interval", type=_seconds, default=d.resync_interval,
+                   help=f"seconds between full resyncs with the engine (default {d.resync_interval:g})")
+    g.add_argument("--docker-label", action="append", default=[], metavar="KEY[=VALUE]",
+                   help="only consider containers with this label; may repeat")
+
+
+def _seconds_or_zero(text: str) -> float:
+    if text.strip() in ("0", "0.0"):
+        return 0.0
+    return _seconds(text)
+
+
+def _discovery(args: argparse.Namespace) -> Discovery:
+    return Discovery(
+        network=args.network, exposed_by_default=args.exposed_by_default, route_by=args.route_by,
+        hold=args.hold, resync_interval=args.resync_interval,
+    )
+
+
+def _add_routes(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    routes = commands.add_parser(
+        "routes", help="print the routes Docker would give now",
+        description="Print the routes the running containers give now: prefix, containers and "
+        "addresses, and every container skipped, with why.",
+    )
+    routes.add_argument("--json", action="store_true", help="one JSON document, for machines")
+    _add_discovery(routes)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fastroute",
@@ -112,13 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fastroute {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_serve(commands)
+    _add_routes(commands)
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """Raises ConfigError with a one-line message."""
-    if not args.no_docker:
-        raise ConfigError("Docker discovery is not built yet: run with --no-docker and static routes")
     return Config(
         listen=tuple(parse_address(a, what="--listen address") for a in (args.listen or [DEFAULT_LISTEN])),
         routes=routes_from_flags(args.route),
@@ -135,6 +187,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         trusted_proxies=tuple(n for group in args.trusted_proxies for n in group),
         access_log=args.access_log,
         docker=not args.no_docker,
+        docker_url=args.docker,
+        docker_labels=tuple(args.docker_label),
+        discovery=_discovery(args),
     )
 
 
@@ -145,9 +200,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()), format="fastroute: %(levelname)s: %(message)s",
+        level=getattr(logging, getattr(args, "log_level", "info").upper()), format="fastroute: %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.command == "routes":
+        from ._routes_cmd import print_routes
+
+        return print_routes(args.docker, _discovery(args), tuple(args.docker_label), as_json=args.json)
+
     from ._app import load_routes, run
 
     try:

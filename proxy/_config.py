@@ -17,6 +17,7 @@ from ._errors import ConfigError
 __all__ = [
     "Address",
     "Config",
+    "Discovery",
     "Limits",
     "Route",
     "Timeouts",
@@ -73,6 +74,9 @@ class Route:
     backends: tuple[Address, ...]
     strip_prefix: bool = False
     source: str = "static"
+    # A route whose last container left is held (no backends) until this
+    # time.monotonic(): requests wait for a container to join.
+    hold_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +103,18 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Discovery:
+    """How Docker containers become routes (the discovery flags)."""
+
+    network: str | None = None  # --network
+    own_networks: frozenset[str] = frozenset()  # networks fastroute's own container is on
+    exposed_by_default: bool = True  # --exposed-by-default
+    route_by: str = "image"  # --route-by image|name
+    hold: float = 10.0  # --hold: seconds a route outlives its last container
+    resync_interval: float = 60.0  # --resync-interval: seconds between full resyncs
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     listen: tuple[Address, ...] = (parse_address(DEFAULT_LISTEN),)
     routes: tuple[Route, ...] = ()
@@ -108,6 +124,9 @@ class Config:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     access_log: str = "text"  # text | json | off
     docker: bool = False
+    docker_url: str | None = None  # None: DOCKER_HOST, else the local socket
+    docker_labels: tuple[str, ...] = ()  # only containers with these labels (KEY or KEY=VALUE)
+    discovery: Discovery = field(default_factory=Discovery)
 
 
 def parse_route_flag(text: str) -> tuple[str, Address]:

@@ -28,10 +28,11 @@ class ProxyError(Exception):
     status = 500
     reason = "Internal Server Error"
 
-    def __init__(self, detail: str = "", *, status: int | None = None) -> None:
+    def __init__(self, detail: str = "", *, status: int | None = None, retry_after: int | None = None) -> None:
         if status is not None:
             self.status = status
         self.detail = detail
+        self.retry_after = retry_after  # seconds, for a Retry-After header
         super().__init__(f"{self.status} {detail or self.reason}")
 
 

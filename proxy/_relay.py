@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from collections.abc import Callable
@@ -144,7 +145,12 @@ async def relay(
         if backend is None:
             if last_error is not None:
                 raise last_error
-            raise NoBackendAvailable(f"every backend of {prefix!r} is out of rotation")
+            if not upstream.backends:
+                raise NoBackendAvailable(f"no backend serves {prefix!r} now", retry_after=5)
+            back_in = min(b.down_until for b in upstream.backends) - now
+            raise NoBackendAvailable(
+                f"every backend of {prefix!r} is out of rotation", retry_after=max(1, math.ceil(back_in))
+            )
         exchange.backend = str(backend.address)
         try:
             conn, reused = await acquire(backend, config.timeouts)

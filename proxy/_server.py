@@ -26,7 +26,7 @@ from fastroute import RouteTable
 from ._accesslog import AccessLog
 from ._config import Config, Route
 from ._decide import decide
-from ._errors import REASONS, ClientProtocolError, ConfigError, ProxyError
+from ._errors import REASONS, ClientProtocolError, ConfigError, NoBackendAvailable, ProxyError
 from ._http import HttpStream
 from ._pool import Registry
 from ._relay import Abort, Exchange, has_body, relay
@@ -35,6 +35,8 @@ from ._upstream import close_idle
 __all__ = ["Gateway"]
 
 log = logging.getLogger("fastroute")
+
+HOLD_RETRY_AFTER = 5  # seconds, in the 503 when a held route's hold runs out
 
 
 class _Connection:
@@ -64,6 +66,8 @@ class Gateway:
         limits = config.limits
         self._max_head = limits.max_header_bytes + limits.max_target + 1024
         self.swaps = 0
+        self.watcher: Any = None  # the DockerWatcher feeding this gateway, if any
+        self._table_changed = trio.Event()  # set (and replaced) on every swap
 
     # --- routes ------------------------------------------------------------
 
@@ -73,6 +77,8 @@ class Gateway:
         table = RouteTable(values)
         self.table = table
         self.swaps += 1
+        self._table_changed.set()
+        self._table_changed = trio.Event()
         if gone and self._nursery is not None:
             for state in gone:
                 self._nursery.start_soon(close_idle, state)
@@ -252,6 +258,8 @@ class Gateway:
             prefix, upstream = decide(
                 table, request.method, request.target, request.http_version, request.headers, self.config.limits
             )
+            if not upstream.backends:
+                prefix, upstream = await self._wait_for_backends(request, prefix, upstream)
             await relay(
                 client, request, upstream, prefix, self.config, exchange,
                 client_ip=client_ip, trusted=trusted, closing=self._is_draining,
@@ -268,6 +276,26 @@ class Gateway:
             self._access.write(client_ip, exchange)
         return exchange.keep_client and client.reusable() and not self.draining
 
+    async def _wait_for_backends(self, request: h11.Request, prefix: str, upstream: Any) -> tuple[str, Any]:
+        """A held route (its last container left): wait for one to join, until the hold ends.
+
+        Raises:
+            NoBackendAvailable: the hold ran out (503 with Retry-After).
+        """
+        while not upstream.backends:
+            until = upstream.route.hold_until
+            remaining = (until or 0.0) - time.monotonic()
+            if remaining <= 0:
+                raise NoBackendAvailable(f"no container serves {prefix!r} now", retry_after=HOLD_RETRY_AFTER)
+            changed = self._table_changed
+            with trio.move_on_after(remaining):
+                await changed.wait()
+            prefix, upstream = decide(
+                self.table, request.method, request.target, request.http_version, request.headers,
+                self.config.limits,
+            )
+        return prefix, upstream
+
     async def _answer(self, client: HttpStream, exchange: Exchange, error: ProxyError) -> None:
         """The proxy's own short plain-text answer."""
         status = error.status
@@ -277,6 +305,8 @@ class Gateway:
         if client.conn.their_state is h11.SEND_BODY:
             closing = True  # the request body was not read: framing is in doubt
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+        if error.retry_after is not None:
+            headers.append((b"retry-after", str(error.retry_after).encode()))
         if closing:
             headers.append((b"connection", b"close"))
         exchange.status = status

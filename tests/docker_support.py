@@ -61,6 +61,7 @@ def _backend_context() -> tuple[bytes, str]:
     files = {
         "Dockerfile": (BACKEND_DIR / "Dockerfile").read_bytes(),
         "index.cgi": (BACKEND_DIR / "index.cgi").read_bytes(),
+        "run.sh": (BACKEND_DIR / "run.sh").read_bytes(),
         "busybox": find_static_busybox().read_bytes(),
     }
     digest = hashlib.sha256()
@@ -116,6 +117,7 @@ class DockerLab:
         self.network = network
         self._containers: list[Any] = []
         self._networks: list[Any] = []
+        self._tags: list[str] = []
 
     def name(self, what: str) -> str:
         return f"{NAME_PREFIX}-{what}-{uuid.uuid4().hex[:6]}"
@@ -124,24 +126,40 @@ class DockerLab:
         return {RUN_LABEL: RUN_ID, **(extra or {})}
 
     def start_backend(
-        self, *, labels: dict[str, str] | None = None, network: str | None = None
+        self,
+        *,
+        labels: dict[str, str] | None = None,
+        network: str | None = None,
+        image: str | None = None,
+        wait: bool = True,
+        **run_options: Any,
     ) -> Backend:
-        """Start one backend container and wait until its port 8000 answers."""
-        name = self.name("backend")
+        """Start one backend container; wait until its port 8000 answers unless told not to."""
+        name = run_options.pop("name", None) or self.name("backend")
+        network = network or self.network
         container = self.client.containers.run(
-            self.image,
+            image or self.image,
             name=name,
-            hostname=name,
+            hostname=name[:63],
             detach=True,
             labels=self.labels(labels),
-            network=network or self.network,
+            network=network,
+            **run_options,
         )
         self._containers.append(container)
         container.reload()
-        ip = container.attrs["NetworkSettings"]["Networks"][network or self.network]["IPAddress"]
-        backend = Backend(id=container.id, name=name, ip=ip)
-        wait_for_port(backend.address)
+        settings = container.attrs["NetworkSettings"]["Networks"].get(network) or {}
+        backend = Backend(id=container.id, name=name, ip=settings.get("IPAddress", ""))
+        if wait:
+            wait_for_port(backend.address)
         return backend
+
+    def tag(self, reference: str) -> str:
+        """Tag the backend image as `reference` (removed again by close())."""
+        repository, _, tag = reference.rpartition(":") if ":" in reference.split("/")[-1] else (reference, "", "latest")
+        self.client.images.get(self.image).tag(repository, tag)
+        self._tags.append(f"{repository}:{tag}")
+        return reference
 
     def create_network(self) -> str:
         network = self.client.networks.create(self.name("net"), labels=self.labels())
@@ -159,6 +177,11 @@ class DockerLab:
         for network in reversed(self._networks):
             try:
                 network.remove()
+            except Exception as error:  # noqa: BLE001
+                errors.append(error)
+        for tag in self._tags:
+            try:
+                self.client.images.remove(tag, noprune=True)
             except Exception as error:  # noqa: BLE001
                 errors.append(error)
         if errors:

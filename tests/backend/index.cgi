@@ -1,7 +1,9 @@
 #!/bin/busybox sh
 # The test backend's answer to every path that ends in "/": who answered
-# (the container's hostname), and what it was asked.
+# (the container's hostname), and what it was asked. "?sleep=N" answers
+# after N seconds.
 bb=/bin/busybox
+case "$QUERY_STRING" in sleep=*) $bb sleep "${QUERY_STRING#sleep=}" ;; esac
 printf 'Content-Type: text/plain\r\n\r\n'
 echo "host=$($bb hostname)"
 echo "method=$REQUEST_METHOD"

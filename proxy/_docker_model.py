@@ -1,0 +1,319 @@
+# Pure: Docker's view of containers -> routes. No `import docker`, no I/O.
+#
+# Input is the container summary the engine's list endpoint returns
+# (GET /containers/json: Id, Names, Image, Labels, State, Status, HostConfig,
+# NetworkSettings), for one container or all. Output is Route tuples.
+#
+# Rules:
+# - a container is routed while it runs, is not paused, is healthy if it has
+#   a HEALTHCHECK, and has not been told to stop (ContainerSet.leave, fed by
+#   kill/stop/die/pause events, so it leaves *before* it dies);
+# - its prefixes: the fastroute.route label (comma-separated), else its
+#   image's repository path (registry host, tag and digest dropped;
+#   docker.io's "library/" too), or its name with --route-by name;
+# - labels: fastroute.enable, fastroute.route, fastroute.port (default
+#   8000), fastroute.strip_prefix; an invalid one skips that container only;
+# - its address: the IP on --network if given, else on a network fastroute's
+#   own container shares, else on its only network; never a guess: several
+#   candidates, or network mode host/none, skip it with a reason;
+# - one prefix, one pool: containers that give the same prefix share it; if
+#   they disagree on strip_prefix, the prefix keeps the first container's
+#   setting (by name) and the others are skipped with a reason.
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastroute import InvalidPrefix, PyRouteTable
+
+from ._config import Address, Discovery, Route
+
+__all__ = [
+    "DEFAULT_PORT",
+    "LABEL_PREFIX",
+    "Container",
+    "ContainerSet",
+    "event_action",
+    "image_prefix",
+    "parse_container",
+]
+
+DEFAULT_PORT = 8000
+LABEL_PREFIX = "fastroute."
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+# Signals after which a container is on its way out (kill events carry one).
+_TERMINATING = {"2", "3", "9", "15", "SIGINT", "SIGQUIT", "SIGKILL", "SIGTERM", "INT", "QUIT", "KILL", "TERM"}
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """What discovery made of one container."""
+
+    id: str
+    name: str
+    prefixes: tuple[str, ...] = ()
+    address: Address | None = None
+    strip_prefix: bool = False
+    source: str = "image"  # label | image | name
+    routable: bool = False  # running, unpaused, healthy
+    state: str = ""  # Docker's State and health, for `fastroute routes`
+    skip: str | None = None  # why it is not routed although running, or None
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+
+def image_prefix(image: str) -> str | None:
+    """The route prefix of an image reference, or None for a bare image ID.
+
+    "steve/foo:1.2" -> "/steve/foo"; "registry.example:5000/team/app@sha256:..."
+    -> "/team/app"; "nginx" and "docker.io/library/nginx" -> "/nginx".
+    """
+    reference = image.split("@", 1)[0]
+    if reference.startswith("sha256:") or (len(reference) in (12, 64) and _is_hex(reference)):
+        return None
+    parts = reference.split("/")
+    registry = None
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        registry = parts.pop(0)
+    last = parts[-1]
+    if ":" in last:
+        parts[-1] = last.split(":", 1)[0]
+    if registry in (None, "docker.io", "index.docker.io", "registry-1.docker.io") and len(parts) > 1 \
+            and parts[0] == "library":
+        parts.pop(0)
+    if not all(parts):
+        return None
+    return "/" + "/".join(parts)
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
+def _label_bool(labels: Mapping[str, str], key: str, default: bool) -> bool:
+    value = labels.get(key)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"label {key}={value!r} is not true or false")
+
+
+def _checked_prefix(prefix: str, what: str) -> str:
+    try:
+        return next(iter(PyRouteTable({prefix: None})))
+    except InvalidPrefix as error:
+        raise ValueError(f"{what}: {error}") from None
+
+
+def _health(status: str) -> str | None:
+    # The list endpoint reports health inside Status: "Up 3 minutes (healthy)".
+    for health in ("healthy", "unhealthy", "health: starting"):
+        if status.endswith(f"({health})"):
+            return health
+    return None
+
+
+def _address(summary: Mapping[str, Any], name: str, discovery: Discovery, port: int) -> Address:
+    mode = (summary.get("HostConfig") or {}).get("NetworkMode", "")
+    if mode in ("host", "none") or mode.startswith("container:"):
+        raise ValueError(f"network mode {mode!r} has no address of its own; give it a network and pass --network")
+    networks: Mapping[str, Any] = (summary.get("NetworkSettings") or {}).get("Networks") or {}
+    if discovery.network is not None:
+        if discovery.network not in networks:
+            raise ValueError(f"not on network {discovery.network!r} (given by --network)")
+        candidates = [discovery.network]
+    else:
+        shared = [n for n in networks if n in discovery.own_networks]
+        candidates = shared or list(networks)
+        if not candidates:
+            raise ValueError("on no network")
+        if len(candidates) > 1:
+            raise ValueError(
+                f"on several networks ({', '.join(sorted(candidates))}): pass --network to choose one"
+            )
+    settings = networks[candidates[0]] or {}
+    ip = settings.get("IPAddress") or settings.get("GlobalIPv6Address")
+    if not ip:
+        raise ValueError(f"has no IP address on network {candidates[0]!r}")
+    ipaddress.ip_address(ip)
+    return Address(ip, port)
+
+
+def parse_container(summary: Mapping[str, Any], discovery: Discovery) -> Container | None:
+    """What discovery makes of a container summary; None if it is hidden.
+
+    Hidden: fastroute.enable=false, or not enabled with --exposed-by-default=false.
+    """
+    cid = summary["Id"]
+    names = summary.get("Names") or []
+    name = names[0].lstrip("/") if names else cid[:12]
+    labels: Mapping[str, str] = summary.get("Labels") or {}
+    docker_state = summary.get("State", "")
+    health = _health(summary.get("Status", ""))
+    routable = docker_state == "running" and health in (None, "healthy")
+    state = docker_state + (f" ({health})" if health else "")
+    if docker_state not in ("running", "paused", "restarting"):
+        return Container(cid, name, state=state, routable=False)  # on its way out: nothing to check
+    try:
+        if not _label_bool(labels, "fastroute.enable", discovery.exposed_by_default):
+            return None
+        strip = _label_bool(labels, "fastroute.strip_prefix", False)
+        port_text = labels.get("fastroute.port", str(DEFAULT_PORT)).strip()
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"label fastroute.port={port_text!r} is not a port number (1-65535)")
+        port = int(port_text)
+        if "fastroute.route" in labels:
+            raw = labels["fastroute.route"]
+            pieces = [p.strip() for p in raw.split(",") if p.strip()]
+            if not pieces:
+                raise ValueError(f"label fastroute.route={raw!r} names no prefix")
+            prefixes = tuple(dict.fromkeys(_checked_prefix(p, f"label fastroute.route={raw!r}") for p in pieces))
+            source = "label"
+        elif discovery.route_by == "name":
+            prefixes = (_checked_prefix("/" + name, f"container name {name!r}"),)
+            source = "name"
+        else:
+            image = summary.get("Image", "")
+            prefix = image_prefix(image)
+            if prefix is None:
+                raise ValueError(
+                    f"image {image!r} has no repository name (run it by name, or set the fastroute.route label)"
+                )
+            prefixes = (_checked_prefix(prefix, f"image {image!r}"),)
+            source = "image"
+        address = _address(summary, name, discovery, port)
+    except ValueError as error:
+        return Container(cid, name, state=state, routable=routable, skip=str(error))
+    return Container(cid, name, prefixes, address, strip, source, routable, state)
+
+
+@dataclass
+class ContainerSet:
+    """Every container discovery knows, and which are leaving. Not thread-safe; trio only."""
+
+    discovery: Discovery
+    containers: dict[str, Container] = field(default_factory=dict)
+    leaving: set[str] = field(default_factory=set)
+    held: dict[str, tuple[float, Route]] = field(default_factory=dict)  # prefix -> (until, route)
+    _last: dict[str, Route] = field(default_factory=dict)
+
+    def replace_all(self, summaries: Iterable[Mapping[str, Any]]) -> None:
+        """A full resync: exactly these containers exist now."""
+        fresh: dict[str, Container] = {}
+        for summary in summaries:
+            container = parse_container(summary, self.discovery)
+            if container is not None:
+                fresh[container.id] = container
+        self.leaving &= set(fresh)
+        self.containers = fresh
+
+    def update(self, summary: Mapping[str, Any] | None, cid: str, *, joining: bool) -> None:
+        """One container's fresh summary (None: it no longer exists).
+
+        `joining` is true for start/unpause/healthy events: they clear a
+        leave mark. Other refreshes (network, rename) keep it.
+        """
+        if summary is None:
+            self.remove(cid)
+            return
+        container = parse_container(summary, self.discovery)
+        if joining:
+            self.leaving.discard(cid)
+        if container is None:
+            self.containers.pop(cid, None)
+        else:
+            self.containers[cid] = container
+
+    def leave(self, cid: str) -> None:
+        """Out of every pool now (kill/stop/die/pause/unhealthy); no I/O needed."""
+        self.leaving.add(cid)
+
+    def remove(self, cid: str) -> None:
+        self.containers.pop(cid, None)
+        self.leaving.discard(cid)
+
+    def skipped(self) -> list[Container]:
+        return [c for c in self.containers.values() if c.skip is not None]
+
+    def routes(self, now: float) -> tuple[tuple[Route, ...], list[str]]:
+        """The routes for what is routable now, plus held ones, and warnings.
+
+        A prefix whose last container left is kept, with no backends and
+        `hold_until`, for the hold time; requests for it wait for a container.
+        """
+        pools: dict[str, list[Container]] = {}
+        warnings: list[str] = []
+        for container in sorted(self.containers.values(), key=lambda c: (c.name, c.id)):
+            if container.skip is not None or not container.routable or container.id in self.leaving:
+                continue
+            for prefix in container.prefixes:
+                pools.setdefault(prefix, []).append(container)
+        routes: dict[str, Route] = {}
+        for prefix, members in pools.items():
+            first = members[0]
+            agreeing = [c for c in members if c.strip_prefix == first.strip_prefix]
+            for other in members:
+                if other.strip_prefix != first.strip_prefix:
+                    warnings.append(
+                        f"container {other.name} ({other.short_id}) skipped for {prefix}: its "
+                        f"fastroute.strip_prefix differs from {first.name}'s, which serves that prefix"
+                    )
+            addresses = tuple(dict.fromkeys(c.address for c in agreeing if c.address is not None))
+            source = f"docker:{first.source}"
+            routes[prefix] = Route(prefix, addresses, first.strip_prefix, source)
+        for prefix, route in self._last.items():
+            if prefix not in routes and route.backends and self.discovery.hold > 0:
+                self.held[prefix] = (now + self.discovery.hold, route)
+        for prefix in list(self.held):
+            until, route = self.held[prefix]
+            if prefix in routes or until <= now:
+                del self.held[prefix]
+                continue
+            routes[prefix] = Route(prefix, (), route.strip_prefix, route.source, hold_until=until)
+        self._last = routes
+        return tuple(routes.values()), warnings
+
+    def next_hold_expiry(self) -> float | None:
+        return min((until for until, _ in self.held.values()), default=None)
+
+
+def event_action(event: Mapping[str, Any]) -> tuple[str, str] | None:
+    """What a Docker event means for discovery: (action, container id) or None.
+
+    Actions: "join" (refresh, clearing a leave mark), "refresh", "leave", "remove".
+    """
+    kind = event.get("Type")
+    action = event.get("Action", "") or event.get("status", "")
+    actor = event.get("Actor") or {}
+    attributes = actor.get("Attributes") or {}
+    if kind == "network":
+        cid = attributes.get("container")
+        if cid and action in ("connect", "disconnect"):
+            return ("refresh", cid)
+        return None
+    if kind != "container":
+        return None
+    cid = actor.get("ID") or event.get("id")
+    if not cid:
+        return None
+    if action in ("start", "unpause", "health_status: healthy"):
+        return ("join", cid)
+    if action == "kill":
+        return ("leave", cid) if str(attributes.get("signal", "")).upper() in _TERMINATING else None
+    if action in ("stop", "die", "pause", "oom", "health_status: unhealthy"):
+        return ("leave", cid)
+    if action == "destroy":
+        return ("remove", cid)
+    if action in ("rename", "update"):
+        return ("refresh", cid)
+    return None

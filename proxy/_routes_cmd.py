@@ -1,0 +1,56 @@
+# `fastroute routes`: the table Docker would give now, for people and machines.
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from ._config import Discovery
+from ._docker_model import ContainerSet
+from ._watcher import connect, describe, list_containers, own_networks
+
+__all__ = ["print_routes"]
+
+
+def print_routes(url: str | None, discovery: Discovery, labels: Sequence[str], *, as_json: bool) -> int:
+    """Print the routes; returns the exit status (1 if the engine cannot be read)."""
+    try:
+        client = connect(url)
+        try:
+            if discovery.network is None:
+                from dataclasses import replace
+
+                discovery = replace(discovery, own_networks=own_networks(client))
+            summaries = list_containers(client, labels)
+        finally:
+            client.close()
+    except Exception as error:  # noqa: BLE001 - any engine failure is one line
+        first = (str(error).strip().splitlines() or [""])[0]
+        print(f"fastroute: error: cannot read the Docker engine: {type(error).__name__}: {first}", file=sys.stderr)
+        return 1
+    containers = ContainerSet(discovery)
+    containers.replace_all(summaries)
+    rows = describe(containers, time.monotonic())
+    if as_json:
+        json.dump({
+            "routes": [r for r in rows if "prefix" in r],
+            "skipped": [r for r in rows if "skipped" in r],
+            "warnings": [r["warning"] for r in rows if "warning" in r],
+        }, sys.stdout, indent=2)
+        print()
+        return 0
+    for row in rows:
+        if "prefix" in row:
+            strip = "  (strip prefix)" if row["strip_prefix"] else ""
+            print(f"{row['prefix']}  [{row['source']}]{strip}")
+            for c in row["containers"]:
+                print(f"    {c['address']:<24} {c['name']} ({c['id']}) {c['state']}")
+        elif "skipped" in row:
+            print(f"skipped: {row['skipped']} ({row['id']}): {row['reason']}")
+        else:
+            print(f"warning: {row['warning']}")
+    if not rows:
+        print("no running containers")
+    return 0

@@ -1,0 +1,247 @@
+# The Docker watcher: a trio task that keeps the gateway's routes equal to
+# what runs. The docker SDK blocks, so every call runs in a worker thread;
+# events come over a memory channel.
+#
+# Rules:
+# - open the events stream first, then list: an event racing the list is
+#   seen twice, never lost (handling is idempotent);
+# - an event updates only the container it names (one list call filtered by
+#   id), never a full re-list; bursts are applied together, one swap;
+# - leave events (kill with a terminating signal, stop, die, pause,
+#   unhealthy) take the container out at once, with no engine call;
+# - the stream ending or failing is not fatal: keep the last good routes,
+#   reconnect with capped backoff forever, then resync in full; a periodic
+#   full resync guards against missed events.
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import trio
+
+from ._config import Discovery, Route
+from ._docker_model import ContainerSet, event_action
+
+__all__ = ["BACKOFF_MAX", "DockerWatcher", "connect", "list_containers"]
+
+log = logging.getLogger("fastroute.docker")
+
+BACKOFF_MIN = 0.5  # seconds before the first reconnect
+BACKOFF_MAX = 30.0  # seconds, the longest wait between reconnects
+EVENT_BATCH = 256  # events applied before one table swap, at most
+
+
+def connect(url: str | None) -> Any:
+    """A docker SDK client for `url` (None: DOCKER_HOST, else the local socket)."""
+    import docker
+
+    if url:
+        return docker.DockerClient(base_url=url, timeout=30)
+    return docker.from_env(timeout=30)
+
+
+def list_containers(client: Any, labels: Sequence[str], cid: str | None = None) -> list[dict[str, Any]]:
+    """Container summaries: running and paused ones, or the one with id `cid` in any state."""
+    filters: dict[str, Any] = {}
+    if labels:
+        filters["label"] = list(labels)
+    if cid is not None:
+        filters["id"] = cid
+        return list(client.api.containers(all=True, filters=filters))
+    filters["status"] = ["running", "paused", "restarting"]
+    return list(client.api.containers(all=True, filters=filters))
+
+
+def own_networks(client: Any) -> frozenset[str]:
+    """The networks of the container fastroute runs in, if it runs in one."""
+    if not os.path.exists("/.dockerenv"):
+        return frozenset()
+    try:
+        attrs = client.api.inspect_container(socket.gethostname())
+    except Exception:  # noqa: BLE001 - not our container, or no access: no shared networks
+        return frozenset()
+    return frozenset((attrs.get("NetworkSettings") or {}).get("Networks") or {})
+
+
+class DockerWatcher:
+    """Follows one Docker engine and hands every new set of routes to `publish`."""
+
+    def __init__(
+        self,
+        publish: Callable[[tuple[Route, ...]], None],
+        discovery: Discovery,
+        *,
+        url: str | None = None,
+        labels: Sequence[str] = (),
+        client_factory: Callable[[str | None], Any] = connect,
+    ) -> None:
+        self.publish = publish
+        self.discovery = discovery
+        self.url = url
+        self.labels = tuple(labels)
+        self.client_factory = client_factory
+        self.containers = ContainerSet(discovery)
+        self.status = "starting"  # starting | following | reconnecting
+        self.last_event = 0.0  # time.monotonic() of the last event or resync
+        self.reconnects = 0
+        self.synced = trio.Event()  # set after the first full sync
+        self._warned: set[str] = set()
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Follow the engine forever. Started at once: the gateway serves meanwhile."""
+        task_status.started()
+        backoff = BACKOFF_MIN
+        while True:
+            try:
+                await self._session()
+                log.warning("Docker events stream ended; reconnecting")
+                backoff = BACKOFF_MIN
+            except trio.Cancelled:
+                raise
+            except Exception as error:  # noqa: BLE001 - any engine failure: keep serving, retry
+                log.warning("Docker engine unreachable (%s); retrying in %.1fs", _one_line(error), backoff)
+                self.status = "reconnecting"
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                self.reconnects += 1
+                continue
+            self.status = "reconnecting"
+            self.reconnects += 1
+            await trio.sleep(backoff)
+
+    async def _session(self) -> None:
+        client = await trio.to_thread.run_sync(self.client_factory, self.url)
+        try:
+            if self.discovery.network is None and not self.discovery.own_networks:
+                shared = await trio.to_thread.run_sync(own_networks, client)
+                if shared:
+                    self.discovery = _with_networks(self.discovery, shared)
+                    self.containers.discovery = self.discovery
+            stream = await trio.to_thread.run_sync(
+                lambda: client.events(decode=True, filters={"type": ["container", "network"]})
+            )
+            try:
+                await self._resync(client)
+                self.status = "following"
+                self.synced.set()
+                await self._follow(client, stream)
+            finally:
+                stream.close()
+        finally:
+            client.close()
+
+    async def _resync(self, client: Any) -> None:
+        summaries = await trio.to_thread.run_sync(list_containers, client, self.labels)
+        self.containers.replace_all(summaries)
+        self.last_event = time.monotonic()
+        self._publish()
+
+    async def _follow(self, client: Any, stream: Iterator[dict[str, Any]]) -> None:
+        send, receive = trio.open_memory_channel[dict[str, Any]](EVENT_BATCH * 4)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_pump, stream, send)
+            next_resync = time.monotonic() + self.discovery.resync_interval
+            async with receive:
+                while True:
+                    wake = next_resync
+                    expiry = self.containers.next_hold_expiry()
+                    if expiry is not None:
+                        wake = min(wake, expiry)
+                    with trio.move_on_after(max(0.0, wake - time.monotonic())) as scope:
+                        try:
+                            batch = [await receive.receive()]
+                        except trio.EndOfChannel:
+                            nursery.cancel_scope.cancel()
+                            return
+                        while len(batch) < EVENT_BATCH:
+                            try:
+                                batch.append(receive.receive_nowait())
+                            except (trio.WouldBlock, trio.EndOfChannel):
+                                break
+                        await self._apply(client, batch)
+                    if scope.cancelled_caught:
+                        if time.monotonic() >= next_resync:
+                            await self._resync(client)
+                            next_resync = time.monotonic() + self.discovery.resync_interval
+                        else:
+                            self._publish()  # a hold ran out
+
+    async def _apply(self, client: Any, events: list[dict[str, Any]]) -> None:
+        changed = False
+        for event in events:
+            found = event_action(event)
+            if found is None:
+                continue
+            action, cid = found
+            changed = True
+            if action == "leave":
+                self.containers.leave(cid)
+            elif action == "remove":
+                self.containers.remove(cid)
+            else:
+                summaries = await trio.to_thread.run_sync(list_containers, client, self.labels, cid)
+                summary = next((s for s in summaries if s["Id"].startswith(cid)), None)
+                self.containers.update(summary, cid, joining=action == "join")
+        self.last_event = time.monotonic()
+        if changed:
+            self._publish()
+
+    def _publish(self) -> None:
+        routes, warnings = self.containers.routes(time.monotonic())
+        for container in self.containers.skipped():
+            warnings.append(f"container {container.name} ({container.short_id}) skipped: {container.skip}")
+        for warning in warnings:
+            if warning not in self._warned:
+                self._warned.add(warning)
+                log.warning("%s", warning)
+        self.publish(routes)
+
+
+async def _pump(stream: Iterator[dict[str, Any]], send: trio.MemorySendChannel[dict[str, Any]]) -> None:
+    # docker-py's events iterator ends quietly when the connection breaks.
+    async with send:
+        while True:
+            event = await trio.to_thread.run_sync(next, stream, None, abandon_on_cancel=True)
+            if event is None:
+                return
+            await send.send(event)
+
+
+def _with_networks(discovery: Discovery, networks: frozenset[str]) -> Discovery:
+    from dataclasses import replace
+
+    return replace(discovery, own_networks=networks)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def describe(containers: ContainerSet, now: float) -> list[Mapping[str, Any]]:
+    """Rows for `fastroute routes`: each routed prefix, then each skipped container."""
+    routes, warnings = containers.routes(now)
+    rows: list[Mapping[str, Any]] = []
+    for route in routes:
+        members = [c for c in containers.containers.values()
+                   if route.prefix in c.prefixes and c.address in route.backends]
+        rows.append({
+            "prefix": route.prefix,
+            "strip_prefix": route.strip_prefix,
+            "source": route.source,
+            "containers": [{"name": c.name, "id": c.short_id, "address": str(c.address), "state": c.state}
+                           for c in sorted(members, key=lambda c: c.name)],
+        })
+    for container in sorted(containers.containers.values(), key=lambda c: c.name):
+        if container.skip is not None:
+            rows.append({"skipped": container.name, "id": container.short_id, "reason": container.skip})
+        elif not container.routable:
+            rows.append({"skipped": container.name, "id": container.short_id, "reason": f"not serving: {container.state}"})
+    for warning in warnings:
+        rows.append({"warning": warning})
+    return rows

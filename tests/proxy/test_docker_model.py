@@ -1,0 +1,221 @@
+# Pure: container summaries and events -> routes, with no engine.
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from proxy._config import Address, Discovery
+from proxy._docker_model import ContainerSet, event_action, image_prefix, parse_container
+
+
+def summary(name: str = "app", image: str = "steve/foo:1.2", *, labels: dict[str, str] | None = None,
+            networks: dict[str, dict[str, str]] | None = None, state: str = "running",
+            status: str = "Up 2 seconds", mode: str = "bridge", cid: str | None = None) -> dict[str, Any]:
+    return {
+        "Id": cid or (name.encode().hex() * 8)[:64],
+        "Names": [f"/{name}"],
+        "Image": image,
+        "Labels": labels or {},
+        "State": state,
+        "Status": status,
+        "HostConfig": {"NetworkMode": mode},
+        "NetworkSettings": {"Networks": networks if networks is not None else {"net": {"IPAddress": "10.0.0.2"}}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("image", "prefix"),
+    [
+        pytest.param("steve/foo:1.2", "/steve/foo", id="tag"),
+        pytest.param("steve/foo", "/steve/foo", id="no_tag"),
+        pytest.param("registry.example:5000/team/app@sha256:" + "a" * 64, "/team/app", id="registry_digest"),
+        pytest.param("registry.example/team/app:2", "/team/app", id="registry_no_port"),
+        pytest.param("localhost/app:dev", "/app", id="localhost_registry"),
+        pytest.param("localhost:5000/a/b/c:1", "/a/b/c", id="deep"),
+        pytest.param("nginx", "/nginx", id="official"),
+        pytest.param("nginx:1.25", "/nginx", id="official_tag"),
+        pytest.param("docker.io/library/nginx", "/nginx", id="docker_io_library"),
+        pytest.param("library/nginx", "/nginx", id="library"),
+        pytest.param("ghcr.io/library/x", "/library/x", id="library_elsewhere_is_kept"),
+        pytest.param("sha256:" + "b" * 64, None, id="image_id"),
+        pytest.param("0123456789ab", None, id="short_image_id"),
+    ],
+)
+def test_image_prefix(image: str, prefix: str | None) -> None:
+    assert image_prefix(image) == prefix
+
+
+D = Discovery()
+
+
+def test_default_route_by_image() -> None:
+    c = parse_container(summary(), D)
+    assert c is not None and c.prefixes == ("/steve/foo",)
+    assert c.address == Address("10.0.0.2", 8000) and c.routable and c.skip is None
+
+
+def test_labels() -> None:
+    c = parse_container(summary(labels={"fastroute.route": "/a, /b/c/", "fastroute.port": "9000",
+                                        "fastroute.strip_prefix": "true"}), D)
+    assert c is not None
+    assert c.prefixes == ("/a", "/b/c") and c.address == Address("10.0.0.2", 9000) and c.strip_prefix
+    assert c.source == "label"
+
+
+@pytest.mark.parametrize(
+    ("labels", "reason"),
+    [
+        pytest.param({"fastroute.port": "http"}, "fastroute.port='http' is not a port", id="port_word"),
+        pytest.param({"fastroute.port": "70000"}, "not a port", id="port_range"),
+        pytest.param({"fastroute.route": "nope"}, "start with '/'", id="route_relative"),
+        pytest.param({"fastroute.route": "/a?b"}, "contains '?'", id="route_query"),
+        pytest.param({"fastroute.route": " , "}, "names no prefix", id="route_empty"),
+        pytest.param({"fastroute.strip_prefix": "maybe"}, "not true or false", id="strip_word"),
+        pytest.param({"fastroute.enable": "perhaps"}, "not true or false", id="enable_word"),
+    ],
+)
+def test_invalid_label_skips_the_container_naming_the_label(labels: dict[str, str], reason: str) -> None:
+    c = parse_container(summary(labels=labels), D)
+    assert c is not None and c.skip is not None and reason in c.skip
+
+
+def test_enable_and_exposed_by_default() -> None:
+    assert parse_container(summary(labels={"fastroute.enable": "false"}), D) is None
+    hidden = Discovery(exposed_by_default=False)
+    assert parse_container(summary(), hidden) is None
+    assert parse_container(summary(labels={"fastroute.enable": "true"}), hidden) is not None
+
+
+def test_route_by_name() -> None:
+    c = parse_container(summary(name="web"), Discovery(route_by="name"))
+    assert c is not None and c.prefixes == ("/web",) and c.source == "name"
+
+
+def test_image_without_a_name_is_skipped_with_a_way_out() -> None:
+    c = parse_container(summary(image="sha256:" + "c" * 64), D)
+    assert c is not None and "fastroute.route" in (c.skip or "")
+
+
+@pytest.mark.parametrize(
+    ("discovery", "networks", "mode", "expected"),
+    [
+        pytest.param(D, {"a": {"IPAddress": "10.0.0.2"}}, "bridge", "10.0.0.2", id="only_network"),
+        pytest.param(D, {"a": {"IPAddress": "10.0.0.2"}, "b": {"IPAddress": "10.1.0.2"}}, "bridge",
+                     "several networks (a, b): pass --network", id="several"),
+        pytest.param(Discovery(network="b"), {"a": {"IPAddress": "10.0.0.2"}, "b": {"IPAddress": "10.1.0.2"}},
+                     "bridge", "10.1.0.2", id="network_flag"),
+        pytest.param(Discovery(network="c"), {"a": {"IPAddress": "10.0.0.2"}}, "bridge",
+                     "not on network 'c'", id="not_on_flagged"),
+        pytest.param(Discovery(own_networks=frozenset({"b"})),
+                     {"a": {"IPAddress": "10.0.0.2"}, "b": {"IPAddress": "10.1.0.2"}}, "bridge", "10.1.0.2",
+                     id="shared_with_own_container"),
+        pytest.param(D, {}, "host", "network mode 'host'", id="host"),
+        pytest.param(D, {}, "none", "network mode 'none'", id="none"),
+        pytest.param(D, {"v6": {"IPAddress": "", "GlobalIPv6Address": "fd00::5"}}, "bridge", "fd00::5",
+                     id="ipv6_only"),
+    ],
+)
+def test_addresses(discovery: Discovery, networks: dict[str, Any], mode: str, expected: str) -> None:
+    c = parse_container(summary(networks=networks, mode=mode), discovery)
+    assert c is not None
+    if c.skip is None:
+        assert c.address is not None and c.address.host == expected
+    else:
+        assert expected in c.skip
+
+
+@pytest.mark.parametrize(
+    ("state", "status", "routable"),
+    [("running", "Up 1 second", True), ("running", "Up 1 second (healthy)", True),
+     ("running", "Up 1 second (health: starting)", False), ("running", "Up 1 second (unhealthy)", False),
+     ("paused", "Up 1 second (Paused)", False), ("exited", "Exited (0) 1 second ago", False)],
+)
+def test_routable_states(state: str, status: str, routable: bool) -> None:
+    c = parse_container(summary(state=state, status=status), D)
+    assert c is not None and c.routable is routable and c.skip is None
+
+
+def test_pools_leave_and_hold() -> None:
+    containers = ContainerSet(Discovery(hold=10.0))
+    a = summary("a", networks={"n": {"IPAddress": "10.0.0.2"}})
+    b = summary("b", networks={"n": {"IPAddress": "10.0.0.3"}})
+    containers.replace_all([a, b])
+    routes, _ = containers.routes(0.0)
+    assert [(r.prefix, r.backends) for r in routes] == [
+        ("/steve/foo", (Address("10.0.0.2", 8000), Address("10.0.0.3", 8000)))
+    ]
+
+    containers.leave(a["Id"])
+    assert containers.routes(1.0)[0][0].backends == (Address("10.0.0.3", 8000),)
+    containers.update(a, a["Id"], joining=False)  # a refresh does not undo a leave
+    assert containers.routes(1.5)[0][0].backends == (Address("10.0.0.3", 8000),)
+
+    containers.remove(b["Id"])
+    held = containers.routes(2.0)[0][0]
+    assert held.backends == () and held.hold_until == 12.0
+    assert containers.next_hold_expiry() == 12.0
+    assert containers.routes(11.9)[0][0].hold_until == 12.0
+    assert containers.routes(12.0)[0] == ()
+
+    containers.update(a, a["Id"], joining=True)  # start clears the leave
+    assert containers.routes(13.0)[0][0].backends == (Address("10.0.0.2", 8000),)
+
+
+def test_hold_ends_when_a_container_joins() -> None:
+    containers = ContainerSet(Discovery(hold=10.0))
+    a = summary("a")
+    containers.replace_all([a])
+    containers.routes(0.0)
+    containers.leave(a["Id"])
+    assert containers.routes(1.0)[0][0].hold_until == 11.0
+    containers.update(summary("a2", networks={"n": {"IPAddress": "10.0.0.9"}}), "x", joining=True)
+    route = containers.routes(2.0)[0][0]
+    assert route.hold_until is None and route.backends == (Address("10.0.0.9", 8000),)
+
+
+def test_strip_prefix_disagreement_skips_the_odd_one() -> None:
+    containers = ContainerSet(D)
+    containers.replace_all([summary("a", labels={"fastroute.strip_prefix": "true"}),
+                            summary("b", networks={"n": {"IPAddress": "10.0.0.3"}})])
+    routes, warnings = containers.routes(0.0)
+    assert routes[0].strip_prefix and routes[0].backends == (Address("10.0.0.2", 8000),)
+    assert len(warnings) == 1 and "container b" in warnings[0]
+
+
+def test_resync_drops_vanished_containers() -> None:
+    containers = ContainerSet(Discovery(hold=0))
+    containers.replace_all([summary("a"), summary("b", image="x/y")])
+    containers.replace_all([summary("a")])
+    assert [r.prefix for r in containers.routes(0.0)[0]] == ["/steve/foo"]
+
+
+def event(kind: str, action: str, cid: str = "c1", **attributes: str) -> dict[str, Any]:
+    return {"Type": kind, "Action": action, "Actor": {"ID": cid, "Attributes": attributes}}
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (event("container", "start"), ("join", "c1")),
+        (event("container", "unpause"), ("join", "c1")),
+        (event("container", "health_status: healthy"), ("join", "c1")),
+        (event("container", "health_status: unhealthy"), ("leave", "c1")),
+        (event("container", "kill", signal="15"), ("leave", "c1")),
+        (event("container", "kill", signal="SIGKILL"), ("leave", "c1")),
+        (event("container", "kill", signal="1"), None),  # SIGHUP: a reload, not a stop
+        (event("container", "stop"), ("leave", "c1")),
+        (event("container", "die"), ("leave", "c1")),
+        (event("container", "pause"), ("leave", "c1")),
+        (event("container", "destroy"), ("remove", "c1")),
+        (event("container", "rename"), ("refresh", "c1")),
+        (event("container", "exec_start: sh"), None),
+        (event("network", "connect", cid="n1", container="c9"), ("refresh", "c9")),
+        (event("network", "disconnect", cid="n1", container="c9"), ("refresh", "c9")),
+        (event("network", "create", cid="n1"), None),
+        (event("image", "pull"), None),
+    ],
+)
+def test_event_action(given: dict[str, Any], expected: tuple[str, str] | None) -> None:
+    assert event_action(given) == expected
