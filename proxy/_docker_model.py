@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastroute import InvalidPrefix, PyRouteTable
@@ -217,16 +217,20 @@ class ContainerSet:
         self.leaving &= set(fresh)
         self.containers = fresh
 
-    def update(self, summary: Mapping[str, Any] | None, cid: str, *, joining: bool) -> None:
+    def update(self, summary: Mapping[str, Any] | None, cid: str, *, joining: bool, resumed: bool = False) -> None:
         """One container's fresh summary (None: it no longer exists).
 
         `joining` is true for start/unpause/healthy events: they clear a
-        leave mark. Other refreshes (network, rename) keep it.
+        leave mark. Other refreshes (network, rename) keep it. `resumed` is
+        true for unpause and healthy events: the engine's list can still say
+        "paused" or "health: starting" just after them, so the event wins.
         """
         if summary is None:
             self.remove(cid)
             return
         container = parse_container(summary, self.discovery)
+        if resumed and container is not None and container.skip is None and not container.routable:
+            container = replace(container, routable=True, state="running")
         if joining:
             self.leaving.discard(cid)
         if container is None:
@@ -290,7 +294,9 @@ class ContainerSet:
 def event_action(event: Mapping[str, Any]) -> tuple[str, str] | None:
     """What a Docker event means for discovery: (action, container id) or None.
 
-    Actions: "join" (refresh, clearing a leave mark), "refresh", "leave", "remove".
+    Actions: "join" (refresh, clearing a leave mark), "resume" (the same, and
+    the container serves whatever a lagging list says), "refresh", "leave",
+    "remove".
     """
     kind = event.get("Type")
     action = event.get("Action", "") or event.get("status", "")
@@ -306,8 +312,10 @@ def event_action(event: Mapping[str, Any]) -> tuple[str, str] | None:
     cid = actor.get("ID") or event.get("id")
     if not cid:
         return None
-    if action in ("start", "unpause", "health_status: healthy"):
+    if action == "start":
         return ("join", cid)
+    if action in ("unpause", "health_status: healthy"):
+        return ("resume", cid)
     if action == "kill":
         return ("leave", cid) if str(attributes.get("signal", "")).upper() in _TERMINATING else None
     if action in ("stop", "die", "pause", "oom", "health_status: unhealthy"):

@@ -26,7 +26,7 @@ from fastroute import RouteTable
 from ._accesslog import AccessLog
 from ._config import Config, Route
 from ._decide import decide
-from ._errors import REASONS, ClientProtocolError, ConfigError, NoBackendAvailable, ProxyError
+from ._errors import REASONS, ClientProtocolError, ConfigError, NoBackendAvailable, NoRoute, ProxyError
 from ._http import HttpStream
 from ._pool import Registry
 from ._relay import Abort, Exchange, has_body, relay
@@ -290,10 +290,14 @@ class Gateway:
             changed = self._table_changed
             with trio.move_on_after(remaining):
                 await changed.wait()
-            prefix, upstream = decide(
-                self.table, request.method, request.target, request.http_version, request.headers,
-                self.config.limits,
-            )
+            try:
+                prefix, upstream = decide(
+                    self.table, request.method, request.target, request.http_version, request.headers,
+                    self.config.limits,
+                )
+            except NoRoute:
+                # The hold ran out while this request waited for it.
+                raise NoBackendAvailable(f"no container serves {prefix!r} now", retry_after=HOLD_RETRY_AFTER) from None
         return prefix, upstream
 
     async def _answer(self, client: HttpStream, exchange: Exchange, error: ProxyError) -> None:

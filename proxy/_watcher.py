@@ -186,7 +186,9 @@ class DockerWatcher:
             else:
                 summaries = await trio.to_thread.run_sync(list_containers, client, self.labels, cid)
                 summary = next((s for s in summaries if s["Id"].startswith(cid)), None)
-                self.containers.update(summary, cid, joining=action == "join")
+                self.containers.update(
+                    summary, cid, joining=action in ("join", "resume"), resumed=action == "resume"
+                )
         self.last_event = time.monotonic()
         if changed:
             self._publish()

@@ -163,6 +163,13 @@ def test_pools_leave_and_hold() -> None:
     assert containers.routes(13.0)[0][0].backends == (Address("10.0.0.2", 8000),)
 
 
+def test_a_resume_event_beats_a_lagging_list() -> None:
+    containers = ContainerSet(D)
+    paused = summary("a", state="paused", status="Up 3 seconds (Paused)")
+    containers.update(paused, paused["Id"], joining=True, resumed=True)
+    assert containers.routes(0.0)[0][0].backends == (Address("10.0.0.2", 8000),)
+
+
 def test_hold_ends_when_a_container_joins() -> None:
     containers = ContainerSet(Discovery(hold=10.0))
     a = summary("a")
@@ -199,8 +206,8 @@ def event(kind: str, action: str, cid: str = "c1", **attributes: str) -> dict[st
     ("given", "expected"),
     [
         (event("container", "start"), ("join", "c1")),
-        (event("container", "unpause"), ("join", "c1")),
-        (event("container", "health_status: healthy"), ("join", "c1")),
+        (event("container", "unpause"), ("resume", "c1")),
+        (event("container", "health_status: healthy"), ("resume", "c1")),
         (event("container", "health_status: unhealthy"), ("leave", "c1")),
         (event("container", "kill", signal="15"), ("leave", "c1")),
         (event("container", "kill", signal="SIGKILL"), ("leave", "c1")),

@@ -182,13 +182,6 @@ def test_address_in_use() -> None:
     assert len(lines) == 1 and "cannot listen on" in lines[0] and "in use" in lines[0]
 
 
-def test_without_no_docker_says_what_to_do() -> None:
-    result = run_cli("serve")
-
-    assert result.returncode == 1
-    assert "--no-docker" in result.stderr
-
-
 def test_sighup_reloads_and_a_bad_file_keeps_the_old_table(tmp_path: Path, backends: list[int]) -> None:
     path = tmp_path / "routes.toml"
     path.write_text(f'[[routes]]\nprefix = "/a"\nbackends = ["{LOOPBACK}:{backends[0]}"]\n')

@@ -1,0 +1,302 @@
+# Docker discovery against the real engine: containers of the busybox test
+# image become routes through real HTTP, and leave before they die.
+#
+# The watcher here only sees this test run's containers (the run label), on
+# the run's own network, so a user's containers on the same engine never
+# take part.
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+
+from proxy._app import RouteSources
+from proxy._config import Discovery
+from proxy._server import Gateway
+from proxy._watcher import DockerWatcher
+
+from ..docker_support import RUN_ID, RUN_LABEL, Backend, DockerLab
+from ..helpers import Reply, fetch, start_gateway
+
+pytestmark = pytest.mark.usefixtures("clients_closed")
+
+WAIT = 15.0  # seconds: the longest any test waits for the engine to act
+
+
+async def start_discovery(nursery: trio.Nursery, lab: DockerLab, **discovery: Any) -> tuple[Gateway, DockerWatcher]:
+    discovery.setdefault("network", lab.network)
+    discovery.setdefault("hold", 0.0)
+    url = discovery.pop("url", None)
+    gateway = await start_gateway(nursery, [])
+    sources = RouteSources(gateway, ())
+    watcher = DockerWatcher(sources.set_docker, Discovery(**discovery), url=url, labels=[f"{RUN_LABEL}={RUN_ID}"])
+    await nursery.start(watcher.run)
+    with trio.fail_after(WAIT):
+        await watcher.synced.wait()
+    return gateway, watcher
+
+
+async def run(lab: DockerLab, **options: Any) -> Backend:
+    return await trio.to_thread.run_sync(lambda: lab.start_backend(**options))
+
+
+async def docker(lab: DockerLab, action: Callable[[Any], Any], backend: Backend) -> None:
+    await trio.to_thread.run_sync(lambda: action(lab.client.containers.get(backend.id)))
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    with trio.move_on_after(WAIT):
+        while not await check():
+            await trio.sleep(0.02)
+        return
+    raise AssertionError(f"not within {WAIT}s: {what}")
+
+
+def host_of(reply: Reply) -> str:
+    return reply.body.decode().splitlines()[0].removeprefix("host=") if reply.status == 200 else ""
+
+
+async def answered_by(gateway: Gateway, path: str, backend: Backend | None) -> bool:
+    reply = await fetch(gateway, "GET", path)
+    if backend is None:
+        return reply.status == 404
+    return host_of(reply) == backend.name
+
+
+async def test_lifecycle_start_stop_kill_pause_restart_rm(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    gateway, _ = await start_discovery(nursery, docker_lab)
+    backend = await run(docker_lab, labels={"fastroute.route": "/life"})
+    await eventually(lambda: answered_by(gateway, "/life/", backend), "routed after start")
+
+    await docker(docker_lab, lambda c: c.pause(), backend)
+    await eventually(lambda: answered_by(gateway, "/life/", None), "gone after pause")
+    await docker(docker_lab, lambda c: c.unpause(), backend)
+    await eventually(lambda: answered_by(gateway, "/life/", backend), "back after unpause")
+
+    await docker(docker_lab, lambda c: c.stop(timeout=1), backend)
+    await eventually(lambda: answered_by(gateway, "/life/", None), "gone after stop")
+    await docker(docker_lab, lambda c: c.start(), backend)
+    await eventually(lambda: answered_by(gateway, "/life/", backend), "back after start")
+
+    await docker(docker_lab, lambda c: c.restart(timeout=1), backend)
+    await eventually(lambda: answered_by(gateway, "/life/", backend), "back after restart")
+
+    await docker(docker_lab, lambda c: c.kill(), backend)
+    await eventually(lambda: answered_by(gateway, "/life/", None), "gone after kill")
+    await docker(docker_lab, lambda c: c.start(), backend)
+    await eventually(lambda: answered_by(gateway, "/life/", backend), "back after start")
+
+    await docker(docker_lab, lambda c: c.remove(force=True), backend)
+    await eventually(lambda: answered_by(gateway, "/life/", None), "gone after rm -f")
+
+
+async def test_leaves_on_the_kill_event_before_it_dies(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    gateway, watcher = await start_discovery(nursery, docker_lab)
+    backend = await run(docker_lab, labels={"fastroute.route": "/grace"}, environment={"GRACE": "3"})
+    await eventually(lambda: answered_by(gateway, "/grace/", backend), "routed")
+
+    await docker(docker_lab, lambda c: c.kill(signal="SIGTERM"), backend)
+    await eventually(lambda: answered_by(gateway, "/grace/", None), "gone after SIGTERM")
+
+    container = await trio.to_thread.run_sync(lambda: docker_lab.client.containers.get(backend.id))
+    assert container.status == "running"  # still alive for its grace period, yet out of the table
+
+
+async def test_restart_uses_the_new_address(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    gateway, _ = await start_discovery(nursery, docker_lab)
+    first = await run(docker_lab, labels={"fastroute.route": "/moving"})
+    await eventually(lambda: answered_by(gateway, "/moving/", first), "routed")
+    filler = await run(docker_lab)  # will take the old IP if it is freed
+
+    await docker(docker_lab, lambda c: c.stop(timeout=1), first)
+    await docker(docker_lab, lambda c: c.remove(force=True), filler)
+    await trio.to_thread.run_sync(lambda: docker_lab.start_backend(labels={"occupy": "1"}))
+    await docker(docker_lab, lambda c: c.start(), first)
+
+    container = await trio.to_thread.run_sync(lambda: docker_lab.client.containers.get(first.id))
+    new_ip = container.attrs["NetworkSettings"]["Networks"][docker_lab.network]["IPAddress"]
+    await eventually(lambda: answered_by(gateway, "/moving/", first), "routed again")
+    assert str(gateway.table.lookup(b"/moving")[1].backends[0].address.host) == new_ip
+
+
+async def test_replicas_are_balanced(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    gateway, _ = await start_discovery(nursery, docker_lab)
+    replicas = [await run(docker_lab, labels={"fastroute.route": "/pool"}) for _ in range(3)]
+    await eventually(lambda: _pool_size(gateway, "/pool", 3), "three replicas in the pool")
+
+    hosts = [host_of(await fetch(gateway, "GET", "/pool/")) for _ in range(9)]
+
+    assert sorted(set(hosts)) == sorted(r.name for r in replicas)
+
+
+async def _pool_size(gateway: Gateway, prefix: str, size: int) -> bool:
+    found = gateway.table.lookup(prefix.encode())
+    return found is not None and len(found[1].backends) == size
+
+
+async def test_image_name_rules(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    gateway, _ = await start_discovery(nursery, docker_lab)
+    owner = f"frt{RUN_ID}"
+    tagged = await trio.to_thread.run_sync(docker_lab.tag, f"{owner}/foo:1.2")
+    registry = await trio.to_thread.run_sync(docker_lab.tag, f"registry.example:5000/{owner}/app:7")
+    official = await trio.to_thread.run_sync(docker_lab.tag, f"{owner}x")
+    a = await run(docker_lab, image=tagged)
+    b = await run(docker_lab, image=registry)
+    c = await run(docker_lab, image=official)
+
+    await eventually(lambda: answered_by(gateway, f"/{owner}/foo/x/", a), "tag dropped")
+    await eventually(lambda: answered_by(gateway, f"/{owner}/app/", b), "registry host dropped")
+    await eventually(lambda: answered_by(gateway, f"/{owner}x/", c), "single-name image")
+    assert (await fetch(gateway, "GET", f"/{owner}/foobar/")).status == 404
+
+
+async def test_labels_port_strip_prefix_and_enable(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    gateway, watcher = await start_discovery(nursery, docker_lab)
+    on_9000 = await run(docker_lab, labels={"fastroute.route": "/nine,/also/nine", "fastroute.port": "9000",
+                                            "fastroute.strip_prefix": "true"}, environment={"PORT": "9000"},
+                        wait=False)
+    hidden = await run(docker_lab, labels={"fastroute.route": "/hidden", "fastroute.enable": "false"})
+    broken = await run(docker_lab, labels={"fastroute.route": "/broken", "fastroute.port": "http"})
+    fine = await run(docker_lab, labels={"fastroute.route": "/fine"})
+
+    await eventually(lambda: answered_by(gateway, "/fine/", fine), "the valid container is routed")
+    await eventually(lambda: answered_by(gateway, "/nine/x/", on_9000), "port label")
+    reply = await fetch(gateway, "GET", "/also/nine/x/")
+    assert host_of(reply) == on_9000.name and "uri=/x/" in reply.body.decode()  # stripped
+    assert (await fetch(gateway, "GET", "/hidden/")).status == 404
+    assert (await fetch(gateway, "GET", "/broken/")).status == 404
+    skipped = {c.name: c.skip for c in watcher.containers.skipped()}
+    assert "fastroute.port='http'" in (skipped[broken.name] or "")
+    del hidden
+
+
+async def test_route_by_name(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    gateway, _ = await start_discovery(nursery, docker_lab, route_by="name")
+    backend = await run(docker_lab)
+
+    await eventually(lambda: answered_by(gateway, f"/{backend.name}/", backend), "routed by name")
+
+
+async def test_exposed_by_default_false(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    gateway, _ = await start_discovery(nursery, docker_lab, exposed_by_default=False)
+    plain = await run(docker_lab, labels={"fastroute.route": "/plain"})
+    enabled = await run(docker_lab, labels={"fastroute.route": "/enabled", "fastroute.enable": "true"})
+
+    await eventually(lambda: answered_by(gateway, "/enabled/", enabled), "opted in")
+    assert (await fetch(gateway, "GET", "/plain/")).status == 404
+    del plain
+
+
+async def test_two_networks_need_the_network_flag(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    other = await trio.to_thread.run_sync(docker_lab.create_network)
+    backend = await run(docker_lab, labels={"fastroute.route": "/two"})
+    await trio.to_thread.run_sync(lambda: docker_lab.client.networks.get(other).connect(backend.id))
+
+    guessing, watcher = await start_discovery(nursery, docker_lab, network=None)
+    await eventually(lambda: _skipped(watcher, backend.name, "several networks"), "skipped with a reason")
+    assert (await fetch(guessing, "GET", "/two/")).status == 404
+
+    chosen, _ = await start_discovery(nursery, docker_lab, network=other)
+    await eventually(lambda: answered_by(chosen, "/two/", backend), "routed on the chosen network")
+    ip = chosen.table.lookup(b"/two")[1].backends[0].address.host
+    attrs = await trio.to_thread.run_sync(lambda: docker_lab.client.containers.get(backend.id).attrs)
+    assert ip == attrs["NetworkSettings"]["Networks"][other]["IPAddress"]
+
+
+async def _skipped(watcher: DockerWatcher, name: str, reason: str) -> bool:
+    return any(c.name == name and reason in (c.skip or "") for c in watcher.containers.skipped())
+
+
+async def test_network_disconnect_and_connect_update_the_address(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    gateway, _ = await start_discovery(nursery, docker_lab)
+    backend = await run(docker_lab, labels={"fastroute.route": "/netmove"})
+    await eventually(lambda: answered_by(gateway, "/netmove/", backend), "routed")
+    network = await trio.to_thread.run_sync(lambda: docker_lab.client.networks.get(docker_lab.network))
+
+    await trio.to_thread.run_sync(lambda: network.disconnect(backend.id))
+    await eventually(lambda: answered_by(gateway, "/netmove/", None), "gone when disconnected")
+    await trio.to_thread.run_sync(lambda: network.connect(backend.id))
+    await eventually(lambda: answered_by(gateway, "/netmove/", backend), "back when connected")
+
+
+async def test_healthcheck_gates_the_route(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    gateway, _ = await start_discovery(nursery, docker_lab)
+    check = {"test": ["CMD", "/bin/busybox", "test", "-f", "/www/ok"], "interval": 200_000_000,
+             "timeout": 1_000_000_000, "retries": 1}
+    backend = await run(docker_lab, labels={"fastroute.route": "/health"}, healthcheck=check)
+    await trio.sleep(0.6)
+    assert (await fetch(gateway, "GET", "/health/")).status == 404  # starting: not yet
+
+    await docker(docker_lab, lambda c: c.exec_run(["/bin/busybox", "touch", "/www/ok"]), backend)
+    await eventually(lambda: answered_by(gateway, "/health/", backend), "routed once healthy")
+    await docker(docker_lab, lambda c: c.exec_run(["/bin/busybox", "rm", "/www/ok"]), backend)
+    await eventually(lambda: answered_by(gateway, "/health/", None), "gone once unhealthy")
+
+
+async def test_slow_request_in_flight_finishes_when_its_container_stops(
+    nursery: trio.Nursery, docker_lab: DockerLab
+) -> None:
+    gateway, _ = await start_discovery(nursery, docker_lab)
+    backend = await run(docker_lab, labels={"fastroute.route": "/slow"}, environment={"GRACE": "4"})
+    await eventually(lambda: answered_by(gateway, "/slow/", backend), "routed")
+    replies: list[Reply] = []
+
+    async def slow_request() -> None:
+        replies.append(await fetch(gateway, "GET", "/slow/?sleep=2"))
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(slow_request)
+        await trio.sleep(0.5)
+        await docker(docker_lab, lambda c: c.stop(timeout=10), backend)
+
+    assert replies[0].status == 200 and host_of(replies[0]) == backend.name
+
+
+async def test_recreate_under_load_fails_no_request(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    gateway, _ = await start_discovery(nursery, docker_lab, hold=10.0)
+    # Like any real service, the old container finishes what it is doing on
+    # SIGTERM (for 1 s); the gateway must send it nothing new after that.
+    old = await run(docker_lab, labels={"fastroute.route": "/recreate"}, environment={"GRACE": "1"})
+    await eventually(lambda: answered_by(gateway, "/recreate/", old), "routed")
+    statuses: list[int] = []
+    hosts: set[str] = set()
+    done = trio.Event()
+
+    async def load() -> None:
+        for _ in range(2000):  # bounded in count, and stops when the swap is over
+            if done.is_set():
+                return
+            reply = await fetch(gateway, "GET", "/recreate/")
+            statuses.append(reply.status)
+            hosts.add(host_of(reply))
+
+    async with trio.open_nursery() as inner:
+        for _ in range(4):
+            inner.start_soon(load)
+        await trio.sleep(0.3)
+        await docker(docker_lab, lambda c: c.stop(timeout=2), old)
+        new = await run(docker_lab, labels={"fastroute.route": "/recreate"})
+        await eventually(lambda: answered_by(gateway, "/recreate/", new), "the new container serves")
+        await trio.sleep(0.3)
+        done.set()
+
+    assert statuses and set(statuses) == {200}, sorted(set(statuses))
+    assert {old.name, new.name} <= hosts
+
+
+async def test_held_route_answers_503_with_retry_after_when_the_hold_runs_out(
+    nursery: trio.Nursery, docker_lab: DockerLab
+) -> None:
+    gateway, _ = await start_discovery(nursery, docker_lab, hold=1.0)
+    backend = await run(docker_lab, labels={"fastroute.route": "/held"})
+    await eventually(lambda: answered_by(gateway, "/held/", backend), "routed")
+    await docker(docker_lab, lambda c: c.stop(timeout=1), backend)
+    await eventually(lambda: _pool_size(gateway, "/held", 0), "held with no backends")
+
+    reply = await fetch(gateway, "GET", "/held/")
+
+    assert reply.status == 503 and reply.header(b"retry-after") is not None
+    await eventually(lambda: answered_by(gateway, "/held/", None), "dropped after the hold")
