@@ -300,3 +300,106 @@ async def test_held_route_answers_503_with_retry_after_when_the_hold_runs_out(
 
     assert reply.status == 503 and reply.header(b"retry-after") is not None
     await eventually(lambda: answered_by(gateway, "/held/", None), "dropped after the hold")
+
+
+class SocketCut:
+    """A TCP front for the engine's socket that a test can cut and restore,
+    as a dockerd restart or a network fault would."""
+
+    def __init__(self, socket_path: str = "/var/run/docker.sock") -> None:
+        self.socket_path = socket_path
+        self.port = 0
+        self.up = True
+        self._live: set[trio.SocketStream] = set()
+        self._opened: list[trio.SocketStream] = []
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started(self)
+        try:
+            await trio.serve_listeners(self._handle, listeners)
+        finally:
+            for listener in listeners:
+                listener.socket.close()
+            for stream in self._opened:
+                stream.socket.close()
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        if not self.up:
+            await trio.aclose_forcefully(stream)
+            return
+        engine = await trio.open_unix_socket(self.socket_path)
+        self._opened.append(engine)
+        self._live.update({stream, engine})
+
+        async def pipe(source: trio.SocketStream, sink: trio.SocketStream) -> None:
+            try:
+                while data := await source.receive_some(65536):
+                    await sink.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            nursery.cancel_scope.cancel()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pipe, stream, engine)
+                nursery.start_soon(pipe, engine, stream)
+        finally:
+            for s in (stream, engine):
+                self._live.discard(s)
+                await trio.aclose_forcefully(s)
+
+    async def cut(self) -> None:
+        self.up = False
+        for stream in list(self._live):
+            await trio.aclose_forcefully(stream)
+
+
+async def test_events_stream_breaking_reconnects_and_resyncs(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    front = SocketCut()
+    await nursery.start(front.serve)
+    gateway, watcher = await start_discovery(nursery, docker_lab, url=f"tcp://127.0.0.1:{front.port}")
+    stays = await run(docker_lab, labels={"fastroute.route": "/stays"})
+    goes = await run(docker_lab, labels={"fastroute.route": "/goes"})
+    await eventually(lambda: answered_by(gateway, "/stays/", stays), "routed")
+    await eventually(lambda: answered_by(gateway, "/goes/", goes), "routed")
+
+    await front.cut()
+    await eventually(lambda: _status(watcher, "reconnecting"), "the watcher noticed")
+    await docker(docker_lab, lambda c: c.remove(force=True), goes)  # while the watcher is blind
+    arrives = await run(docker_lab, labels={"fastroute.route": "/arrives"})
+    assert await answered_by(gateway, "/stays/", stays)  # the last good table keeps serving
+
+    front.up = True
+    await eventually(lambda: answered_by(gateway, "/arrives/", arrives), "resynced: new container routed")
+    assert await answered_by(gateway, "/goes/", None)  # resynced: the removed one is gone
+    assert watcher.reconnects >= 1
+
+
+async def _status(watcher: DockerWatcher, status: str) -> bool:
+    return watcher.status == status
+
+
+async def test_static_route_wins_a_clash_with_docker(
+    nursery: trio.Nursery, docker_lab: DockerLab, caplog: pytest.LogCaptureFixture
+) -> None:
+    from proxy._config import Route
+
+    from ..helpers import start_backend
+
+    static_backend = await start_backend(nursery, "static")
+    gateway = await start_gateway(nursery, [])
+    sources = RouteSources(gateway, (Route("/clash", (static_backend.address,), source="--route"),))
+    sources.set_static(sources.static)
+    watcher = DockerWatcher(sources.set_docker, Discovery(network=docker_lab.network, hold=0),
+                            labels=[f"{RUN_LABEL}={RUN_ID}"])
+    await nursery.start(watcher.run)
+    await watcher.synced.wait()
+    container = await run(docker_lab, labels={"fastroute.route": "/clash,/docker-only"})
+
+    await eventually(lambda: answered_by(gateway, "/docker-only/", container), "docker route")
+    reply = await fetch(gateway, "GET", "/clash/")
+    assert reply.json()["backend"] == "static"
+    assert any("routed by --route and by Docker" in r.getMessage() for r in caplog.records)
+

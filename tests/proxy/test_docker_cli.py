@@ -1,0 +1,69 @@
+# The Docker side of the command line: `fastroute routes` and `fastroute
+# serve` following the engine, as real subprocesses.
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from ..docker_support import RUN_ID, RUN_LABEL, DockerLab, wait_for_port
+from ..helpers import unused_port
+from .test_serve_cli import Gateway as CliGateway
+
+WAIT = 15.0  # seconds: the longest any test waits for the engine to act
+
+
+def test_routes_command_prints_the_table_and_why_containers_are_skipped(docker_lab: DockerLab) -> None:
+    good = docker_lab.start_backend(labels={"fastroute.route": "/cli/good"})
+    bad = docker_lab.start_backend(labels={"fastroute.route": "/cli/bad", "fastroute.port": "eighty"})
+    args = [sys.executable, "-m", "proxy", "routes", "--network", docker_lab.network,
+            "--docker-label", f"{RUN_LABEL}={RUN_ID}"]
+
+    text = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+    data = json.loads(subprocess.run([*args, "--json"], capture_output=True, text=True, timeout=60,
+                                     check=True).stdout)
+
+    assert f"/cli/good  [docker:label]\n    {good.ip}:8000" in text
+    assert f"skipped: {bad.name}" in text and "fastroute.port='eighty'" in text
+    route = next(r for r in data["routes"] if r["prefix"] == "/cli/good")
+    assert route["containers"][0]["address"] == f"{good.ip}:8000"
+    assert any(s["skipped"] == bad.name for s in data["skipped"])
+
+
+def test_routes_command_without_an_engine_is_one_line() -> None:
+    result = subprocess.run([sys.executable, "-m", "proxy", "routes", "--docker", "tcp://127.0.0.1:9"],
+                            capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fastroute: error: cannot read the Docker engine")
+
+
+def test_serve_follows_docker_from_the_command_line(docker_lab: DockerLab) -> None:
+    import signal
+    from ..helpers import unused_port
+    from .test_serve_cli import Gateway as CliGateway
+
+    gateway = CliGateway.__new__(CliGateway)
+    port = unused_port()
+    gateway.port = port
+    gateway.proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve", "--listen", f"127.0.0.1:{port}", "--network", docker_lab.network,
+         "--docker-label", f"{RUN_LABEL}={RUN_ID}", "--hold", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for_port(("127.0.0.1", port))
+        backend = docker_lab.start_backend(labels={"fastroute.route": "/from-cli"})
+        deadline = time.monotonic() + WAIT
+        while gateway.get("/from-cli/")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status, body = gateway.get("/from-cli/")
+        assert status == 200 and f"host={backend.name}\n" in body.decode()  # the body arrives chunked
+    finally:
+        gateway.proc.send_signal(signal.SIGTERM)
+        _, err = gateway.proc.communicate(timeout=30)
+    assert gateway.proc.returncode == 0, err
