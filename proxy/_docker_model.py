@@ -36,7 +36,9 @@ __all__ = [
     "LABEL_PREFIX",
     "Container",
     "ContainerSet",
+    "network_change",
     "event_action",
+    "has_ip_on",
     "image_prefix",
     "parse_container",
 ]
@@ -325,3 +327,20 @@ def event_action(event: Mapping[str, Any]) -> tuple[str, str] | None:
     if action in ("rename", "update"):
         return ("refresh", cid)
     return None
+
+
+def network_change(event: Mapping[str, Any]) -> tuple[str, bool] | None:
+    """For a network connect or disconnect event: (network name, connected).
+
+    The engine announces a change before its list shows it, so the watcher
+    asks again until the list agrees with the event.
+    """
+    if event.get("Type") != "network" or event.get("Action") not in ("connect", "disconnect"):
+        return None
+    name = ((event.get("Actor") or {}).get("Attributes") or {}).get("name")
+    return (str(name), event.get("Action") == "connect") if name else None
+
+
+def has_ip_on(summary: Mapping[str, Any], network: str) -> bool:
+    settings = ((summary.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
+    return bool(settings.get("IPAddress") or settings.get("GlobalIPv6Address"))

@@ -25,7 +25,7 @@ from typing import Any
 import trio
 
 from ._config import Discovery, Route
-from ._docker_model import ContainerSet, event_action
+from ._docker_model import ContainerSet, event_action, has_ip_on, network_change
 
 __all__ = ["BACKOFF_MAX", "DockerWatcher", "connect", "list_containers"]
 
@@ -34,6 +34,8 @@ log = logging.getLogger("fastroute.docker")
 BACKOFF_MIN = 0.5  # seconds before the first reconnect
 BACKOFF_MAX = 30.0  # seconds, the longest wait between reconnects
 EVENT_BATCH = 256  # events applied before one table swap, at most
+LAGGING_LIST_RETRIES = 20  # asks after a network event the list does not show yet
+LAGGING_LIST_PAUSE = 0.025  # seconds between those asks
 
 
 def connect(url: str | None) -> Any:
@@ -184,14 +186,22 @@ class DockerWatcher:
             elif action == "remove":
                 self.containers.remove(cid)
             else:
-                summaries = await trio.to_thread.run_sync(list_containers, client, self.labels, cid)
-                summary = next((s for s in summaries if s["Id"].startswith(cid)), None)
+                summary = await self._summary(client, cid, network_change(event))
                 self.containers.update(
                     summary, cid, joining=action in ("join", "resume"), resumed=action == "resume"
                 )
         self.last_event = time.monotonic()
         if changed:
             self._publish()
+
+    async def _summary(self, client: Any, cid: str, change: tuple[str, bool] | None) -> dict[str, Any] | None:
+        for _ in range(LAGGING_LIST_RETRIES):
+            summaries = await trio.to_thread.run_sync(list_containers, client, self.labels, cid)
+            summary = next((s for s in summaries if s["Id"].startswith(cid)), None)
+            if summary is None or change is None or has_ip_on(summary, change[0]) == change[1]:
+                return summary
+            await trio.sleep(LAGGING_LIST_PAUSE)
+        return summary
 
     def _publish(self) -> None:
         routes, warnings = self.containers.routes(time.monotonic())

@@ -226,3 +226,14 @@ def event(kind: str, action: str, cid: str = "c1", **attributes: str) -> dict[st
 )
 def test_event_action(given: dict[str, Any], expected: tuple[str, str] | None) -> None:
     assert event_action(given) == expected
+
+
+def test_network_change() -> None:
+    from proxy._docker_model import has_ip_on, network_change
+
+    assert network_change(event("network", "connect", cid="n", container="c", name="front")) == ("front", True)
+    assert network_change(event("network", "disconnect", cid="n", container="c", name="front")) == ("front", False)
+    assert network_change(event("container", "start")) is None
+    assert has_ip_on(summary(networks={"front": {"IPAddress": "10.0.0.2"}}), "front")
+    assert not has_ip_on(summary(networks={"front": {"IPAddress": ""}}), "front")
+    assert not has_ip_on(summary(networks={}), "front")
