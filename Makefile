@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fastroute-installed
-ARGS ?= --no-docker
+ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: all install run test bench typecheck clean

@@ -200,6 +200,8 @@ class DockerWatcher:
             summary = next((s for s in summaries if s["Id"].startswith(cid)), None)
             if summary is None or change is None or has_ip_on(summary, change[0]) == change[1]:
                 return summary
+            if summary.get("State") != "running":
+                return summary  # being created or stopped: its start or die event will follow
             await trio.sleep(LAGGING_LIST_PAUSE)
         return summary
 
