@@ -41,6 +41,7 @@ __all__ = [
     "has_ip_on",
     "image_prefix",
     "parse_container",
+    "summary_from_inspect",
 ]
 
 DEFAULT_PORT = 8000
@@ -344,3 +345,30 @@ def network_change(event: Mapping[str, Any]) -> tuple[str, bool] | None:
 def has_ip_on(summary: Mapping[str, Any], network: str) -> bool:
     settings = ((summary.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
     return bool(settings.get("IPAddress") or settings.get("GlobalIPv6Address"))
+
+
+def summary_from_inspect(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The list endpoint's summary shape, made from one container's inspect data.
+
+    Inspecting one container costs the engine the same whatever else runs;
+    listing filtered by id walks every container. The watcher inspects on
+    events and lists only for full resyncs, and both feed parse_container.
+    """
+    state = attrs.get("State") or {}
+    health = (state.get("Health") or {}).get("Status")
+    status = "Up" if state.get("Running") else "Exited"
+    if health in ("healthy", "unhealthy"):
+        status += f" ({health})"
+    elif health == "starting":
+        status += " (health: starting)"
+    config = attrs.get("Config") or {}
+    return {
+        "Id": attrs["Id"],
+        "Names": [attrs.get("Name", "")],
+        "Image": config.get("Image", ""),
+        "Labels": config.get("Labels") or {},
+        "State": state.get("Status", ""),
+        "Status": status,
+        "HostConfig": {"NetworkMode": (attrs.get("HostConfig") or {}).get("NetworkMode", "")},
+        "NetworkSettings": {"Networks": (attrs.get("NetworkSettings") or {}).get("Networks") or {}},
+    }

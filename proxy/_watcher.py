@@ -5,8 +5,8 @@
 # Rules:
 # - open the events stream first, then list: an event racing the list is
 #   seen twice, never lost (handling is idempotent);
-# - an event updates only the container it names (one list call filtered by
-#   id), never a full re-list; bursts are applied together, one swap;
+# - an event updates only the container it names (one inspect), never a
+#   full re-list; bursts are applied together, one swap;
 # - leave events (kill with a terminating signal, stop, die, pause,
 #   unhealthy) take the container out at once, with no engine call;
 # - the stream ending or failing is not fatal: keep the last good routes,
@@ -25,9 +25,9 @@ from typing import Any
 import trio
 
 from ._config import Discovery, Route
-from ._docker_model import ContainerSet, event_action, has_ip_on, network_change
+from ._docker_model import ContainerSet, event_action, has_ip_on, network_change, summary_from_inspect
 
-__all__ = ["BACKOFF_MAX", "DockerWatcher", "connect", "list_containers"]
+__all__ = ["BACKOFF_MAX", "DockerWatcher", "connect", "has_labels", "inspect_one", "list_containers"]
 
 log = logging.getLogger("fastroute.docker")
 
@@ -47,16 +47,33 @@ def connect(url: str | None) -> Any:
     return docker.from_env(timeout=30)
 
 
-def list_containers(client: Any, labels: Sequence[str], cid: str | None = None) -> list[dict[str, Any]]:
-    """Container summaries: running and paused ones, or the one with id `cid` in any state."""
-    filters: dict[str, Any] = {}
+def list_containers(client: Any, labels: Sequence[str]) -> list[dict[str, Any]]:
+    """Summaries of the running, paused and restarting containers."""
+    filters: dict[str, Any] = {"status": ["running", "paused", "restarting"]}
     if labels:
         filters["label"] = list(labels)
-    if cid is not None:
-        filters["id"] = cid
-        return list(client.api.containers(all=True, filters=filters))
-    filters["status"] = ["running", "paused", "restarting"]
     return list(client.api.containers(all=True, filters=filters))
+
+
+def inspect_one(client: Any, labels: Sequence[str], cid: str) -> dict[str, Any] | None:
+    """One container as a list summary, or None if it is gone or filtered out."""
+    import docker.errors
+
+    try:
+        attrs = client.api.inspect_container(cid)
+    except docker.errors.NotFound:
+        return None
+    summary = summary_from_inspect(attrs)
+    return summary if has_labels(summary["Labels"], labels) else None
+
+
+def has_labels(present: Mapping[str, str], wanted: Sequence[str]) -> bool:
+    """Whether `present` carries every KEY or KEY=VALUE in `wanted`."""
+    for item in wanted:
+        key, sep, value = item.partition("=")
+        if key not in present or (sep and present[key] != value):
+            return False
+    return True
 
 
 def own_networks(client: Any) -> frozenset[str]:
@@ -196,8 +213,7 @@ class DockerWatcher:
 
     async def _summary(self, client: Any, cid: str, change: tuple[str, bool] | None) -> dict[str, Any] | None:
         for _ in range(LAGGING_LIST_RETRIES):
-            summaries = await trio.to_thread.run_sync(list_containers, client, self.labels, cid)
-            summary = next((s for s in summaries if s["Id"].startswith(cid)), None)
+            summary = await trio.to_thread.run_sync(inspect_one, client, self.labels, cid)
             if summary is None or change is None or has_ip_on(summary, change[0]) == change[1]:
                 return summary
             if summary.get("State") != "running":

@@ -237,3 +237,45 @@ def test_network_change() -> None:
     assert has_ip_on(summary(networks={"front": {"IPAddress": "10.0.0.2"}}), "front")
     assert not has_ip_on(summary(networks={"front": {"IPAddress": ""}}), "front")
     assert not has_ip_on(summary(networks={}), "front")
+
+
+def inspect_data(**changes: Any) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "Id": "c" * 64, "Name": "/web",
+        "State": {"Status": "running", "Running": True},
+        "Config": {"Image": "steve/foo:1.2", "Labels": {"fastroute.port": "9000"}},
+        "HostConfig": {"NetworkMode": "front"},
+        "NetworkSettings": {"Networks": {"front": {"IPAddress": "10.0.0.7"}}},
+    }
+    attrs.update(changes)
+    return attrs
+
+
+@pytest.mark.parametrize(
+    ("state", "routable", "shown"),
+    [
+        ({"Status": "running", "Running": True}, True, "running"),
+        ({"Status": "running", "Running": True, "Health": {"Status": "healthy"}}, True, "running (healthy)"),
+        ({"Status": "running", "Running": True, "Health": {"Status": "starting"}}, False,
+         "running (health: starting)"),
+        ({"Status": "running", "Running": True, "Health": {"Status": "unhealthy"}}, False, "running (unhealthy)"),
+        ({"Status": "paused", "Running": True, "Paused": True}, False, "paused"),
+        ({"Status": "exited", "Running": False}, False, "exited"),
+    ],
+)
+def test_inspect_data_reads_like_a_list_summary(state: dict[str, Any], routable: bool, shown: str) -> None:
+    from proxy._docker_model import summary_from_inspect
+
+    c = parse_container(summary_from_inspect(inspect_data(State=state)), D)
+    assert c is not None and c.name == "web" and c.routable is routable and c.state == shown
+    if state["Status"] == "running":
+        assert c.prefixes == ("/steve/foo",) and c.address == Address("10.0.0.7", 9000)
+
+
+def test_label_filter() -> None:
+    from proxy._watcher import has_labels
+
+    assert has_labels({"a": "1", "b": "2"}, ["a", "b=2"])
+    assert not has_labels({"a": "1"}, ["a=2"])
+    assert not has_labels({"a": "1"}, ["c"])
+    assert has_labels({}, [])
