@@ -210,14 +210,20 @@ class ContainerSet:
     held: dict[str, tuple[float, Route]] = field(default_factory=dict)  # prefix -> (until, route)
     _last: dict[str, Route] = field(default_factory=dict)
 
-    def replace_all(self, summaries: Iterable[Mapping[str, Any]]) -> None:
-        """A full resync: exactly these containers exist now."""
+    def replace_all(self, summaries: Iterable[Mapping[str, Any]], *, events_missed: bool = False) -> None:
+        """A full resync: exactly these containers exist now.
+
+        Leave marks are kept for containers still listed (one stopping slowly
+        is listed as running), unless events were missed (the stream broke):
+        then the start that would have cleared a mark may be among them, and
+        the list is the only truth left.
+        """
         fresh: dict[str, Container] = {}
         for summary in summaries:
             container = parse_container(summary, self.discovery)
             if container is not None:
                 fresh[container.id] = container
-        self.leaving &= set(fresh)
+        self.leaving = set() if events_missed else self.leaving & set(fresh)
         self.containers = fresh
 
     def update(self, summary: Mapping[str, Any] | None, cid: str, *, joining: bool, resumed: bool = False) -> None:

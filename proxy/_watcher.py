@@ -145,18 +145,18 @@ class DockerWatcher:
                 lambda: client.events(decode=True, filters={"type": ["container", "network"]})
             )
             try:
-                await self._resync(client)
+                await self._resync(client, events_missed=self.synced.is_set())
                 self.status = "following"
                 self.synced.set()
                 await self._follow(client, stream)
             finally:
-                stream.close()
+                _close_stream(stream)
         finally:
             client.close()
 
-    async def _resync(self, client: Any) -> None:
+    async def _resync(self, client: Any, *, events_missed: bool = False) -> None:
         summaries = await trio.to_thread.run_sync(list_containers, client, self.labels)
-        self.containers.replace_all(summaries)
+        self.containers.replace_all(summaries, events_missed=events_missed)
         self.last_event = time.monotonic()
         self._publish()
 
@@ -240,6 +240,19 @@ async def _pump(stream: Iterator[dict[str, Any]], send: trio.MemorySendChannel[d
             if event is None:
                 return
             await send.send(event)
+
+
+def _close_stream(stream: Any) -> None:
+    # docker-py's CancellableStream.close() shuts the socket only while the
+    # response is open; after the engine hung up it leaves the connection to
+    # the garbage collector. Closing the response closes it now.
+    try:
+        stream.close()
+    except Exception:  # noqa: BLE001 - already half gone: the response close below is what matters
+        pass
+    response = getattr(stream, "_response", None)
+    if response is not None:
+        response.close()
 
 
 def _with_networks(discovery: Discovery, networks: frozenset[str]) -> Discovery:

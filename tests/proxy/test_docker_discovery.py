@@ -47,12 +47,12 @@ async def docker(lab: DockerLab, action: Callable[[Any], Any], backend: Backend)
     await trio.to_thread.run_sync(lambda: action(lab.client.containers.get(backend.id)))
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    with trio.move_on_after(WAIT):
+async def eventually(check: Callable[[], Awaitable[bool]], what: str, limit: float = WAIT) -> None:
+    with trio.move_on_after(limit):
         while not await check():
             await trio.sleep(0.02)
         return
-    raise AssertionError(f"not within {WAIT}s: {what}")
+    raise AssertionError(f"not within {limit}s: {what}")
 
 
 def host_of(reply: Reply) -> str:

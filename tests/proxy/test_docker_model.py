@@ -279,3 +279,18 @@ def test_label_filter() -> None:
     assert not has_labels({"a": "1"}, ["a=2"])
     assert not has_labels({"a": "1"}, ["c"])
     assert has_labels({}, [])
+
+
+def test_a_resync_after_missed_events_forgets_leave_marks() -> None:
+    a = summary("a")
+    periodic = ContainerSet(D)
+    periodic.replace_all([a])
+    periodic.leave(a["Id"])  # stopping slowly: still listed as running
+    periodic.replace_all([a])
+    assert periodic.routes(0.0)[0] == ()
+
+    reconnected = ContainerSet(D)
+    reconnected.replace_all([a])
+    reconnected.leave(a["Id"])  # then the stream broke; its start event was lost
+    reconnected.replace_all([a], events_missed=True)
+    assert reconnected.routes(0.0)[0][0].backends == (Address("10.0.0.2", 8000),)
