@@ -12,6 +12,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 from ._errors import FastrouteError, InvalidPrefix
+from ._keys import normalise_prefix
 from ._table_py import PyRouteTable
 from ._version import __version__
 
@@ -22,6 +23,7 @@ __all__ = [
     "PyRouteTable",
     "RouteTable",
     "__version__",
+    "normalise_prefix",
 ]
 
 

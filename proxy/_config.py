@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastroute import InvalidPrefix, PyRouteTable
+from fastroute import InvalidPrefix, normalise_prefix
 
 from ._errors import ConfigError
 
@@ -139,7 +139,7 @@ def parse_route_flag(text: str) -> tuple[str, Address]:
 
 def _checked_prefix(prefix: object, where: str) -> str:
     try:
-        return next(iter(PyRouteTable({prefix: None})))  # type: ignore[dict-item]
+        return normalise_prefix(prefix)
     except (InvalidPrefix, TypeError) as error:
         raise ConfigError(f"{where}: {error}") from None
 

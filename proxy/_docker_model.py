@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fastroute import InvalidPrefix, PyRouteTable
+from fastroute import InvalidPrefix, normalise_prefix
 
 from ._config import Address, Discovery, Route
 
@@ -113,7 +113,7 @@ def _label_bool(labels: Mapping[str, str], key: str, default: bool) -> bool:
 
 def _checked_prefix(prefix: str, what: str) -> str:
     try:
-        return next(iter(PyRouteTable({prefix: None})))
+        return normalise_prefix(prefix)
     except InvalidPrefix as error:
         raise ValueError(f"{what}: {error}") from None
 
