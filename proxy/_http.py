@@ -23,12 +23,16 @@ MAX_RECV = 64 * 1024  # bytes per receive_some
 class HttpStream:
     """A trio stream with an h11 connection on it, for either role."""
 
-    __slots__ = ("stream", "conn", "bytes_received")
+    __slots__ = ("stream", "conn", "bytes_received", "pending")
 
     def __init__(self, stream: trio.abc.Stream, role: Any, *, max_incomplete_event_size: int) -> None:
         self.stream = stream
         self.conn = h11.Connection(role, max_incomplete_event_size=max_incomplete_event_size)
         self.bytes_received = 0
+        # Server side: bytes of the next request head, read but not parsed
+        # yet. Heads are checked (_head.py) before h11 sees them, and each
+        # request gets a fresh h11 connection.
+        self.pending = bytearray()
 
     async def receive(self) -> bool:
         """Read once from the stream into the parser. Returns False at EOF."""
@@ -36,9 +40,6 @@ class HttpStream:
         self.bytes_received += len(data)
         self.conn.receive_data(data)
         return bool(data)
-
-    def has_buffered_bytes(self) -> bool:
-        return bool(self.conn.trailing_data[0])
 
     async def next_event(self) -> Any:
         """The next h11 event, reading from the stream as needed (never NEED_DATA)."""

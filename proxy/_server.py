@@ -27,7 +27,8 @@ from ._accesslog import AccessLog
 from ._config import Config, Route
 from ._decide import decide
 from ._errors import REASONS, ClientProtocolError, ConfigError, NoBackendAvailable, NoRoute, ProxyError
-from ._http import HttpStream
+from ._head import Refused, check_head, find_head
+from ._http import MAX_RECV, HttpStream
 from ._pool import Registry
 from ._relay import Abort, Exchange, has_body, relay
 from ._upstream import close_idle
@@ -37,6 +38,7 @@ __all__ = ["Gateway"]
 log = logging.getLogger("fastroute")
 
 HOLD_RETRY_AFTER = 5  # seconds, in the 503 when a held route's hold runs out
+ALLOW = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"  # the answer to OPTIONS *
 
 
 class _Connection:
@@ -175,7 +177,8 @@ class Gateway:
                 first = False
                 if not await self._serve_request(client, request, client_ip, trusted):
                     break
-                client.conn.start_next_cycle()
+                # What the client sent after this request starts the next head.
+                client.pending += client.conn.trailing_data[0]
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception:
@@ -201,49 +204,83 @@ class Gateway:
     async def _read_head(
         self, client: HttpStream, connection: _Connection, first: bool, client_ip: str
     ) -> h11.Request | None:
-        """The next request head, or None when the connection should just close.
+        """The next request head, checked (_head.py), or None to just close.
 
         A client that sends nothing within the idle time (the head timeout for
         a new connection, the keep-alive timeout after a response) is closed
         without a word; one that starts a head and does not finish it within
-        the head timeout gets 408.
+        the head timeout gets 408. A head that breaks a rule gets its 4xx/5xx
+        and the connection closes. The checked head, and whatever followed
+        it, go to a fresh h11 connection for this one request.
         """
         timeouts = self.config.timeouts
-        idle = timeouts.request_head if first else timeouts.keepalive
-        deadline = trio.current_time() + idle
-        started = client.has_buffered_bytes()
-        if started:
-            deadline = trio.current_time() + timeouts.request_head
+        limits = self.config.limits
+        buffer = client.pending
+        deadline = trio.current_time() + (timeouts.request_head if first else timeouts.keepalive)
+        started = False
         while True:
+            while buffer[:2] == b"\r\n":
+                del buffer[:2]  # RFC 9112 section 2.2: ignore empty lines before a request
+            if buffer and not started:
+                started = True
+                deadline = trio.current_time() + timeouts.request_head
             try:
-                event = client.conn.next_event()
-            except h11.RemoteProtocolError as error:
-                exchange = Exchange()
-                await self._answer(client, exchange, ClientProtocolError(str(error), status=error.error_status_hint))
-                self._access.write(client_ip, exchange)
+                end = find_head(buffer, limits)
+            except Refused:
                 return None
-            if event is not h11.NEED_DATA:
+            except ClientProtocolError as error:
+                await self._reject(client, client_ip, error)
+                return None
+            if end is not None:
                 break
             with trio.CancelScope(deadline=deadline) as scope:
                 if not started:
                     connection.idle_scope = scope
                     if self.draining:
                         scope.cancel()  # accepted just as draining began, or idle
-                more = await client.receive()
+                data = await client.stream.receive_some(MAX_RECV)
             connection.idle_scope = None
             if scope.cancelled_caught:
                 if started:
-                    exchange = Exchange()
-                    await self._answer(client, exchange, ProxyError("request head not received in time", status=408))
-                    self._access.write(client_ip, exchange)
+                    await self._reject(client, client_ip, ProxyError("request head not received in time", status=408))
                 return None
-            if more and not started:
-                started = True
-                deadline = trio.current_time() + timeouts.request_head
-        if type(event) is h11.ConnectionClosed:
+            if not data:
+                return None  # the client closed (mid-head or between requests)
+            buffer += data
+        try:
+            head = check_head(bytes(buffer[:end]), limits)
+        except ClientProtocolError as error:
+            await self._reject(client, client_ip, error)
+            return None
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
+        conn.receive_data(head.encode() + bytes(buffer[end:]))
+        buffer.clear()
+        client.conn = conn
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as error:  # h11 is stricter somewhere: still a 4xx
+            await self._reject(client, client_ip, ClientProtocolError(str(error), status=error.error_status_hint))
             return None
         assert type(event) is h11.Request, event
         return event
+
+    async def _reject(self, client: HttpStream, client_ip: str, error: ProxyError) -> None:
+        """Answer a head that cannot be served, and log it; the caller closes."""
+        exchange = Exchange()
+        status = error.status
+        reason = REASONS.get(status, error.reason)
+        body = f"{status} {reason}: {error.detail}\n".encode()
+        exchange.status = status
+        exchange.bytes_out = len(body)
+        data = (
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n" % (status, reason.encode(), len(body))
+        ) + body
+        try:
+            await client.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        self._access.write(client_ip, exchange)
 
     async def _serve_request(self, client: HttpStream, request: h11.Request, client_ip: str, trusted: bool) -> bool:
         """Answer one request. Returns whether the connection may carry another."""
@@ -254,6 +291,14 @@ class Gateway:
             # is DONE (or ready to switch protocols) when the response ends.
             event = client.conn.next_event()
             assert type(event) is h11.EndOfMessage, event
+        if request.target == b"*":  # OPTIONS * (_head.py lets no other method through)
+            await client.send_many(
+                h11.Response(status_code=200, headers=[(b"allow", ALLOW), (b"content-length", b"0")], reason=b"OK"),
+                h11.EndOfMessage(),
+            )
+            exchange.status = 200
+            self._access.write(client_ip, exchange)
+            return client.reusable() and not self.draining
         try:
             prefix, upstream = decide(
                 table, request.method, request.target, request.http_version, request.headers, self.config.limits

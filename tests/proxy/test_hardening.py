@@ -1,0 +1,151 @@
+# Bad input through the real gateway: the head checks of proxy/_head.py hold
+# on a socket, whether the bytes come in one write or one at a time, and
+# nothing after a rejected head reaches a backend.
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from proxy._server import Gateway
+
+from ..helpers import Backend, raw_exchange, route, start_backend, start_gateway
+
+pytestmark = pytest.mark.usefixtures("clients_closed")
+
+
+async def gateway_with_backend(nursery: trio.Nursery, **changes: object) -> tuple[Gateway, Backend]:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)], **changes)
+    return gateway, backend
+
+
+async def send_slowly(gateway: Gateway, data: bytes) -> bytes:
+    host, port = gateway.addresses[0]
+    stream = await trio.open_tcp_stream(host, port)
+    received = b""
+    try:
+        for i in range(len(data)):
+            try:
+                await stream.send_all(data[i : i + 1])
+            except trio.BrokenResourceError:
+                break
+        with trio.move_on_after(5):
+            while chunk := await stream.receive_some(65536):
+                received += chunk
+    except trio.BrokenResourceError:
+        pass
+    finally:
+        await trio.aclose_forcefully(stream)
+    return received
+
+
+SMUGGLING = [
+    pytest.param(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", b"400", id="cl_te"),
+    pytest.param(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n"
+                 b"0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", b"400", id="two_te"),
+    pytest.param(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 44\r\n\r\n"
+                 b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", b"400", id="two_cl"),
+    pytest.param(b"POST / HTTP/1.1\r\nHost: x\r\nX: y\r\n Transfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n"
+                 b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", b"400", id="obs_fold"),
+    pytest.param(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                 b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", b"400", id="te_http10"),
+    pytest.param(b"GET / HTTP/1.1\nHost: x\nContent-Length: 0\n\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+                 b"400", id="bare_lf"),
+    pytest.param(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"zz\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", b"400", id="bad_chunk_size"),
+    pytest.param(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"3\r\nabcGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", b"400", id="chunk_without_crlf"),
+    pytest.param(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"ffffffffffffffffffffffff\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", b"400",
+                 id="chunk_size_overflow"),
+]
+
+
+@pytest.mark.parametrize(("data", "status"), SMUGGLING)
+@pytest.mark.parametrize("delivery", ["whole", "byte_at_a_time"])
+async def test_smuggling_never_reaches_a_backend(
+    nursery: trio.Nursery, data: bytes, status: bytes, delivery: str
+) -> None:
+    gateway, backend = await gateway_with_backend(nursery)
+
+    raw = await (raw_exchange(gateway, data) if delivery == "whole" else send_slowly(gateway, data))
+
+    assert b"/smuggled" not in b"".join(seen.target for seen in backend.seen)
+    statuses = [line.split(b" ")[1] for line in raw.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+    assert statuses and statuses[-1] == status, raw
+    assert b"connection: close" in raw.lower() or statuses[0] == b"200"
+
+
+@pytest.mark.parametrize("delivery", ["whole", "byte_at_a_time"])
+async def test_pipelined_requests_are_each_routed(nursery: trio.Nursery, delivery: str) -> None:
+    gateway, backend = await gateway_with_backend(nursery)
+    data = b"".join(b"GET /p%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(3))
+    data += b"POST /p3 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+
+    raw = await (raw_exchange(gateway, data) if delivery == "whole" else send_slowly(gateway, data))
+
+    assert [seen.target for seen in backend.seen] == [b"/p0", b"/p1", b"/p2", b"/p3"]
+    assert backend.seen[3].body == b"hello"
+    assert raw.count(b"HTTP/1.1 200 ") == 4
+
+
+async def test_the_route_is_chosen_on_the_path_the_backend_receives(nursery: trio.Nursery) -> None:
+    foo = await start_backend(nursery, "foo")
+    other = await start_backend(nursery, "other")
+    gateway = await start_gateway(nursery, [route("/steve/foo", foo), route("/", other)])
+
+    raw = await raw_exchange(gateway, b"GET //%73teve/%66oo//x?q=%2F HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+
+    assert raw.startswith(b"HTTP/1.1 200 ")
+    assert [s.target for s in foo.seen] == [b"/steve/foo/x?q=%2F"] and other.seen == []
+
+
+@pytest.mark.parametrize(
+    "target", [b"/other/../steve/foo", b"/other/%2e%2e/steve/foo", b"/steve%2ffoo", b"/steve/foo/%00"]
+)
+async def test_path_tricks_are_refused(nursery: trio.Nursery, target: bytes) -> None:
+    gateway, backend = await gateway_with_backend(nursery)
+
+    raw = await raw_exchange(gateway, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    assert raw.startswith(b"HTTP/1.1 400 ") and backend.seen == []
+
+
+async def test_options_asterisk_is_answered_by_the_gateway(nursery: trio.Nursery) -> None:
+    gateway, backend = await gateway_with_backend(nursery)
+
+    raw = await raw_exchange(gateway, b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+
+    assert raw.startswith(b"HTTP/1.1 200 ") and b"allow: get, head" in raw.lower() and backend.seen == []
+
+
+async def test_absolute_form_naming_the_host_is_forwarded_in_origin_form(nursery: trio.Nursery) -> None:
+    gateway, backend = await gateway_with_backend(nursery)
+
+    raw = await raw_exchange(gateway, b"GET http://app.test/x?y HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+
+    assert raw.startswith(b"HTTP/1.1 200 ")
+    assert backend.seen[0].target == b"/x?y" and backend.seen[0].header(b"host") == b"app.test"
+
+
+async def test_tls_on_the_plain_port_is_closed_at_once(nursery: trio.Nursery) -> None:
+    gateway, _ = await gateway_with_backend(nursery)
+
+    with trio.fail_after(2):
+        raw = await raw_exchange(gateway, b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03")
+
+    assert raw == b""
+
+
+@pytest.mark.parametrize("delivery", ["whole", "byte_at_a_time"])
+async def test_oversized_heads_whatever_the_split(nursery: trio.Nursery, delivery: str) -> None:
+    gateway, backend = await gateway_with_backend(nursery, limits={"max_header_bytes": 1000, "max_target": 200})
+    big_head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 2000 + b"\r\n\r\n"
+    long_line = b"GET /" + b"a" * 400 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    send = raw_exchange if delivery == "whole" else send_slowly
+    assert (await send(gateway, big_head)).startswith(b"HTTP/1.1 431 ")
+    assert (await send(gateway, long_line)).startswith(b"HTTP/1.1 414 ")
+    assert backend.seen == []
