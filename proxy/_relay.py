@@ -41,6 +41,7 @@ from ._upstream import acquire, release
 
 __all__ = ["Abort", "Exchange", "has_body", "relay"]
 
+MAX_INTERIM_RESPONSES = 16  # 1xx responses before a final one; more is a broken backend (502)
 # RFC 9110 section 9.2.2: safe to send twice when unsure the first arrived.
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
@@ -268,11 +269,15 @@ async def _relay_response(
     closing: Callable[[], bool],
 ) -> None:
     timeouts = config.timeouts
+    interim = 0
     try:
         with trio.fail_after(timeouts.response_head):
             while True:
                 event = await conn.next_event()
                 if type(event) is h11.InformationalResponse:
+                    interim += 1
+                    if interim > MAX_INTERIM_RESPONSES:
+                        raise BadGateway(f"backend sent over {MAX_INTERIM_RESPONSES} 1xx responses")
                     if event.status_code == 101:
                         if not upgrade:
                             raise BadGateway("backend switched protocols unasked")
@@ -294,6 +299,11 @@ async def _relay_response(
             raise _Stale()
         raise BadGateway("backend closed the connection without a response")
     assert type(event) is h11.Response, event
+    framing = {name for name, _ in event.headers if name in (b"content-length", b"transfer-encoding")}
+    if len(framing) == 2:
+        # RFC 9112 section 6.1: a sender must not send both; a proxy that
+        # picks one can disagree with the next hop about where the body ends.
+        raise BadGateway("backend sent both Content-Length and Transfer-Encoding")
     headers = response_headers(event.headers)
     if closing():  # draining: this is the connection's last response
         headers.append((b"connection", b"close"))

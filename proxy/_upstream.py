@@ -60,7 +60,15 @@ async def acquire(backend: BackendState, timeouts: Timeouts) -> tuple[HttpStream
 
 async def release(backend: BackendState, conn: HttpStream, limits: Limits) -> None:
     """Pool `conn` if its exchange ended cleanly and there is room; else close it."""
-    if conn.reusable() and not backend.retired and len(backend.idle) < limits.max_idle_upstream:
+    # Bytes the backend sent past the end of its response (a body longer than
+    # its Content-Length, say) would be read as the answer to the next
+    # request on this connection: such a connection is never reused.
+    if (
+        conn.reusable()
+        and not conn.conn.trailing_data[0]
+        and not backend.retired
+        and len(backend.idle) < limits.max_idle_upstream
+    ):
         conn.conn.start_next_cycle()
         backend.idle.append((conn, time.monotonic()))
     else:

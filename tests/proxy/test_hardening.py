@@ -149,3 +149,90 @@ async def test_oversized_heads_whatever_the_split(nursery: trio.Nursery, deliver
     assert (await send(gateway, big_head)).startswith(b"HTTP/1.1 431 ")
     assert (await send(gateway, long_line)).startswith(b"HTTP/1.1 414 ")
     assert backend.seen == []
+
+
+# --- the response side ----------------------------------------------------------
+
+
+async def test_backend_body_longer_than_its_content_length_never_desyncs(nursery: trio.Nursery) -> None:
+    from ..helpers import BackendExchange, Client, Seen
+
+    calls = 0
+
+    async def handler(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        nonlocal calls
+        calls += 1
+        # 5 bytes of body announced, 5 + a whole fake response sent.
+        fake = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nhijack!"
+        await exchange.stream.send_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst" + fake
+        )
+        await trio.sleep_forever()  # and keep the connection open, looking reusable
+
+    backend = await start_backend(nursery, handler=handler)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+    client = await Client.connect(gateway)
+
+    first = await client.request("GET", "/1")
+    second = await client.request("GET", "/2")
+
+    assert first.body == b"first"
+    assert second.body == b"first"  # from a new backend connection, never "hijack!"
+    assert calls == 2
+
+
+async def test_backend_sending_cl_and_te_is_502(nursery: trio.Nursery) -> None:
+    from ..helpers import BackendExchange, Seen, fetch
+
+    async def handler(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        await exchange.stream.send_all(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        )
+        await trio.aclose_forcefully(exchange.stream)
+
+    backend = await start_backend(nursery, handler=handler)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+
+    assert (await fetch(gateway, "GET", "/")).status == 502
+
+
+async def test_backend_sending_differing_content_lengths_is_502(nursery: trio.Nursery) -> None:
+    from ..helpers import BackendExchange, Seen, fetch
+
+    async def handler(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        await exchange.stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd")
+        await trio.aclose_forcefully(exchange.stream)
+
+    backend = await start_backend(nursery, handler=handler)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+
+    assert (await fetch(gateway, "GET", "/")).status == 502
+
+
+async def test_endless_1xx_is_502(nursery: trio.Nursery) -> None:
+    from ..helpers import BackendExchange, Seen, fetch
+
+    async def handler(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        for _ in range(1000):
+            await exchange.stream.send_all(b"HTTP/1.1 102 Processing\r\n\r\n")
+            await trio.sleep(0)
+
+    backend = await start_backend(nursery, handler=handler)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+
+    reply = await fetch(gateway, "GET", "/")
+
+    assert reply.status == 502 and b"1xx" in reply.body
+    assert len(reply.informational) <= 16
+
+
+async def test_backend_head_over_the_limit_is_502(nursery: trio.Nursery) -> None:
+    from ..helpers import BackendExchange, Seen, fetch
+
+    async def handler(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        await exchange.stream.send_all(b"HTTP/1.1 200 OK\r\nX-Big: " + b"b" * 200_000 + b"\r\n\r\n")
+
+    backend = await start_backend(nursery, handler=handler)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+
+    assert (await fetch(gateway, "GET", "/")).status == 502
