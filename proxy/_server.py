@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import time
@@ -39,6 +40,8 @@ log = logging.getLogger("fastroute")
 
 HOLD_RETRY_AFTER = 5  # seconds, in the 503 when a held route's hold runs out
 ALLOW = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"  # the answer to OPTIONS *
+ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+ACCEPT_RETRY = 0.1  # seconds between accept attempts while out of descriptors
 
 
 class _Connection:
@@ -64,6 +67,7 @@ class Gateway:
         self._accepting: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._listeners: list[trio.SocketListener] = []
+        self._last_capacity_warning = 0.0
         self._trusted = config.trusted_proxies
         limits = config.limits
         self._max_head = limits.max_header_bytes + limits.max_target + 1024
@@ -138,6 +142,18 @@ class Gateway:
             await self._slots.acquire()
             try:
                 stream = await listener.accept()
+            except OSError as error:
+                self._slots.release()
+                if error.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                # Out of file descriptors or memory: the connection stays in
+                # the backlog; serve what is open and try again shortly.
+                now = time.monotonic()
+                if now - self._last_capacity_warning > 5:
+                    self._last_capacity_warning = now
+                    log.error("accept failed (%s); retrying every %gs", error.strerror, ACCEPT_RETRY)
+                await trio.sleep(ACCEPT_RETRY)
+                continue
             except BaseException:
                 self._slots.release()
                 raise

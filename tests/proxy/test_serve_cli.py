@@ -272,3 +272,53 @@ def test_1_gib_each_way_in_constant_memory(backends: list[int]) -> None:
     # Flat: the gateway grew by less than 64 MiB while moving 2 GiB.
     print(f"RSS before {before} KiB, peak {peak} KiB")
     assert peak - before < 64 * 1024, (before, peak)
+
+
+def test_running_out_of_file_descriptors_is_survived(backends: list[int]) -> None:
+    import resource
+
+    limit = 64
+
+    def low_fd_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    port = unused_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off", "--listen",
+         f"{LOOPBACK}:{port}", "--route", f"/={LOOPBACK}:{backends[0]}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=low_fd_limit,
+    )
+    gateway = Gateway.__new__(Gateway)
+    gateway.port, gateway.proc = port, proc
+    flood: list[socket.socket] = []
+    try:
+        from ..docker_support import wait_for_port
+
+        wait_for_port((LOOPBACK, port))
+        busy = socket.create_connection((LOOPBACK, port))  # a request in flight through the flood
+        busy.sendall(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        for _ in range(3 * limit):  # far more connections than descriptors
+            flood.append(socket.create_connection((LOOPBACK, port), timeout=5))
+        time.sleep(0.5)
+        busy.settimeout(10)
+        assert busy.recv(65536).startswith(b"HTTP/1.1 200 ")  # the request in flight finished
+        busy.close()
+        assert proc.poll() is None  # the accept loop survived
+        for sock in flood:
+            sock.close()
+        flood.clear()
+        deadline = time.monotonic() + 15
+        while True:  # recovery once the load is gone
+            try:
+                assert gateway.get("/after")[0] == 200
+                break
+            except (OSError, IndexError, AssertionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        for sock in flood:
+            sock.close()
+        code, err = gateway.stop()
+    assert code == 0
+    assert "accept failed (Too many open files)" in err
