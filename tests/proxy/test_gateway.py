@@ -632,3 +632,110 @@ async def test_non_idempotent_request_on_a_dead_pooled_connection_is_not_retried
 
     assert reply.status == 502
     assert len(backend.seen) == 1
+
+
+async def test_sigterm_with_100_in_flight_and_idle_keep_alives(nursery: trio.Nursery) -> None:
+    release = trio.Event()
+
+    async def slow(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        if seen.target.startswith(b"/slow"):
+            await release.wait()
+        await exchange.respond(200, b"ok")
+
+    backend = await start_backend(nursery, handler=slow)
+    gateway = await start_gateway(nursery, [route("/", backend)], timeouts={"drain": 10.0})
+    idle = [await Client.connect(gateway) for _ in range(20)]
+    for client in idle:
+        await client.request("GET", "/warm")
+    busy = [await Client.connect(gateway) for _ in range(100)]
+    for i, client in enumerate(busy):
+        await client.send(h11.Request(method="GET", target=f"/slow/{i}", headers=[("host", "x")]), h11.EndOfMessage())
+    with trio.fail_after(10):
+        while len([s for s in backend.seen if s.target.startswith(b"/slow")]) < 100:
+            await trio.sleep(0.01)
+
+    replies = []
+    async with trio.open_nursery() as inner:
+        inner.start_soon(gateway.drain)
+        with trio.fail_after(5):
+            for client in idle:
+                assert await client.stream.receive_some(10) == b""  # idle ones: closed
+        release.set()
+        for client in busy:
+            replies.append(await client.read_reply())
+
+    assert [r.status for r in replies] == [200] * 100
+    assert all(r.header(b"connection") == b"close" for r in replies)
+
+
+async def test_a_backend_that_resets_before_its_head_is_502_and_a_post_is_not_retried(
+    nursery: trio.Nursery,
+) -> None:
+    import socket as stdlib_socket
+    import struct
+
+    async def reset(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        sock = exchange.stream.socket
+        sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0))
+        exchange.stream.socket.close()  # RST
+
+    backend = await start_backend(nursery, handler=reset)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+
+    reply = await fetch(gateway, "POST", "/", body=b"data")
+
+    assert reply.status == 502
+    assert len(backend.seen) == 1
+
+
+async def test_a_blackholed_connect_times_out_as_502(nursery: trio.Nursery) -> None:
+    import socket as stdlib_socket
+
+    # A listener whose backlog is full drops new SYNs: connects hang, as to
+    # a blackholed address, but all on loopback.
+    hole = stdlib_socket.socket()
+    hole.bind((LOOPBACK, 0))
+    hole.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = stdlib_socket.socket()
+            filler.setblocking(False)
+            try:
+                filler.connect(hole.getsockname())
+            except BlockingIOError:
+                pass
+            fillers.append(filler)
+        gateway = await start_gateway(
+            nursery, [route("/", Address(LOOPBACK, hole.getsockname()[1]))], timeouts={"connect": 0.5}
+        )
+        with trio.fail_after(5):
+            reply = await fetch(gateway, "GET", "/")
+        assert reply.status == 502 and b"timed out" in reply.body
+    finally:
+        for filler in fillers:
+            filler.close()
+        hole.close()
+
+
+async def test_slowloris_clients_do_not_stop_normal_ones(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)], timeouts={"request_head": 2.0})
+    host, port = gateway.addresses[0]
+    slow = []
+    for i in range(1000):  # bounded: 1,000 connections, each a few bytes of a head
+        stream = await trio.open_tcp_stream(host, port)
+        await stream.send_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nX-%d: " % i)
+        slow.append(stream)
+    try:
+        statuses = [(await fetch(gateway, "GET", f"/normal/{i}")).status for i in range(20)]
+        assert statuses == [200] * 20
+        with trio.fail_after(10):  # the head deadline fires for every slow one
+            for stream in slow:
+                data = b""
+                while chunk := await stream.receive_some(1000):
+                    data += chunk
+                assert data.startswith(b"HTTP/1.1 408 ")
+    finally:
+        for stream in slow:
+            await trio.aclose_forcefully(stream)
