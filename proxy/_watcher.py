@@ -11,7 +11,8 @@
 #   unhealthy) take the container out at once, with no engine call;
 # - the stream ending or failing is not fatal: keep the last good routes,
 #   reconnect with capped backoff forever, then resync in full; a periodic
-#   full resync guards against missed events.
+#   full resync guards against missed events, and a ping watchdog against a
+#   stream that stays open while the engine is frozen.
 
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ log = logging.getLogger("fastroute.docker")
 BACKOFF_MIN = 0.5  # seconds before the first reconnect
 BACKOFF_MAX = 30.0  # seconds, the longest wait between reconnects
 EVENT_BATCH = 256  # events applied before one table swap, at most
+WATCHDOG_INTERVAL = 10.0  # seconds between pings of the engine while following it
+WATCHDOG_TIMEOUT = 5.0  # seconds a ping may take before the engine counts as stalled
 LAGGING_LIST_RETRIES = 20  # asks after a network event the list does not show yet
 LAGGING_LIST_PAUSE = 0.025  # seconds between those asks
 
@@ -164,6 +167,7 @@ class DockerWatcher:
         send, receive = trio.open_memory_channel[dict[str, Any]](EVENT_BATCH * 4)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_pump, stream, send)
+            nursery.start_soon(_watchdog, client)
             next_resync = time.monotonic() + self.discovery.resync_interval
             async with receive:
                 while True:
@@ -230,6 +234,22 @@ class DockerWatcher:
                 self._warned.add(warning)
                 log.warning("%s", warning)
         self.publish(routes)
+
+
+class EngineStalled(Exception):
+    """The engine stopped answering while the events stream looked open."""
+
+
+async def _watchdog(client: Any) -> None:
+    # A frozen dockerd (SIGSTOP, a hung host) leaves the events stream
+    # half-open: no error, no events. A ping that does not come back in time
+    # ends the session, and run() reconnects and resyncs.
+    while True:
+        await trio.sleep(WATCHDOG_INTERVAL)
+        with trio.move_on_after(WATCHDOG_TIMEOUT):
+            await trio.to_thread.run_sync(client.ping, abandon_on_cancel=True)
+            continue
+        raise EngineStalled(f"no answer to a ping within {WATCHDOG_TIMEOUT:g}s")
 
 
 async def _pump(stream: Iterator[dict[str, Any]], send: trio.MemorySendChannel[dict[str, Any]]) -> None:

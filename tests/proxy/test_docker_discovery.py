@@ -403,3 +403,23 @@ async def test_static_route_wins_a_clash_with_docker(
     assert reply.json()["backend"] == "static"
     assert any("routed by --route and by Docker" in r.getMessage() for r in caplog.records)
 
+
+
+async def test_fifty_containers_started_at_once_all_converge(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    gateway, _ = await start_discovery(nursery, docker_lab)
+    started: list[Backend] = []
+
+    async def start_one(i: int) -> None:
+        started.append(await trio.to_thread.run_sync(
+            lambda: docker_lab.start_backend(labels={"fastroute.route": f"/burst/{i}"}, wait=False)))
+
+    async with trio.open_nursery() as inner:
+        for i in range(50):
+            inner.start_soon(start_one, i)
+
+    async def all_routed() -> bool:
+        return all(gateway.table.lookup(f"/burst/{i}".encode()) is not None for i in range(50))
+
+    await eventually(all_routed, "all 50 routed", limit=60)
+    by_prefix = {gateway.table.lookup(f"/burst/{i}".encode())[1].backends[0].address.host for i in range(50)}
+    assert by_prefix == {b.ip for b in started}

@@ -90,3 +90,30 @@ async def test_dockerd_restarted_under_a_running_gateway(
                      limit=BACKOFF_MAX + 30)
     await eventually(lambda: answered_by(gateway, "/stays-down/", None), "gone: it did not come back")
     assert watcher.reconnects > reconnects
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_frozen_dockerd_is_detected_and_recovered_from(
+    nursery: trio.Nursery, docker_lab: DockerLab, dockerd_restartable: None
+) -> None:
+    from proxy._watcher import WATCHDOG_INTERVAL, WATCHDOG_TIMEOUT
+
+    gateway, watcher = await start_discovery(nursery, docker_lab)
+    before = await trio.to_thread.run_sync(lambda: docker_lab.start_backend(labels={"fastroute.route": "/frozen"}))
+    await eventually(lambda: answered_by(gateway, "/frozen/", before), "routed")
+    pid, _ = dockerd_command()
+
+    os.kill(pid, signal.SIGSTOP)  # the events stream stays open, silent
+    try:
+        await eventually(lambda: _reconnecting(watcher), "the watchdog noticed",
+                         limit=WATCHDOG_INTERVAL + WATCHDOG_TIMEOUT + 5)
+        assert await answered_by(gateway, "/frozen/", before)  # the last table keeps serving
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+    after = await trio.to_thread.run_sync(lambda: docker_lab.start_backend(labels={"fastroute.route": "/thawed"}))
+    await eventually(lambda: answered_by(gateway, "/thawed/", after), "following again", limit=BACKOFF_MAX + 30)
+
+
+async def _reconnecting(watcher: object) -> bool:
+    return getattr(watcher, "status") == "reconnecting"
