@@ -423,3 +423,33 @@ async def test_fifty_containers_started_at_once_all_converge(nursery: trio.Nurse
     await eventually(all_routed, "all 50 routed", limit=60)
     by_prefix = {gateway.table.lookup(f"/burst/{i}".encode())[1].backends[0].address.host for i in range(50)}
     assert by_prefix == {b.ip for b in started}
+
+
+async def test_a_container_started_between_subscribing_and_listing_is_routed(
+    nursery: trio.Nursery, docker_lab: DockerLab
+) -> None:
+    from proxy._watcher import connect
+
+    racer: list[Backend] = []
+
+    def client_with_a_race(url: str | None) -> Any:
+        client = connect(url)
+        subscribe = client.events
+
+        def events(**kwargs: Any) -> Any:
+            stream = subscribe(**kwargs)
+            if not racer:  # the first session only: start one in the gap
+                racer.append(docker_lab.start_backend(labels={"fastroute.route": "/racer"}, wait=False))
+            return stream
+
+        client.events = events
+        return client
+
+    gateway = await start_gateway(nursery, [])
+    sources = RouteSources(gateway, ())
+    watcher = DockerWatcher(sources.set_docker, Discovery(network=docker_lab.network, hold=0),
+                            labels=[f"{RUN_LABEL}={RUN_ID}"], client_factory=client_with_a_race)
+    await nursery.start(watcher.run)
+    await watcher.synced.wait()
+
+    await eventually(lambda: answered_by(gateway, "/racer/", racer[0]), "routed")
