@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Many connections: 10,000 idle keep-alive clients held, then wrk at 256.
+
+    .venv/bin/python bench/connections.py [--idle 10000] [--wrk-seconds 30]
+
+Starts a stdlib backend and `fastroute serve --no-docker` as a subprocess.
+1. Opens --idle client connections, each sending one request and keeping
+   the connection, and reports the gateway's RSS before and after.
+2. Closes them, runs `wrk -c256` for --wrk-seconds (bounded), and reports
+   requests/s, errors, and the gateway's RSS before and after (a leak check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.docker_support import wait_for_port  # noqa: E402
+from tests.helpers import unused_port  # noqa: E402
+
+
+class Hello(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # head and body are two writes: no 40 ms delayed-ACK stall
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(200)
+        self.send_header("Content-Length", "19")
+        self.end_headers()
+        self.wfile.write(b"hello from backend\n")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--idle", type=int, default=10_000)
+    parser.add_argument("--wrk-seconds", type=int, default=30)
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < args.idle + 200:
+        print(f"bench: the file descriptor limit ({hard}) is too low for {args.idle} connections", file=sys.stderr)
+        return 1
+    backend = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    backend.daemon_threads = True
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    port = unused_port()
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off", "--listen",
+         f"127.0.0.1:{port}", "--route", f"/=127.0.0.1:{backend.server_address[1]}"],
+        stderr=subprocess.DEVNULL,
+    )
+    clients: list[socket.socket] = []
+    try:
+        wait_for_port(("127.0.0.1", port))
+        base = rss_mib(gateway.pid)
+        request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+        answered = 0
+        for _ in range(args.idle):  # one at a time, so the backend side stays one pooled connection
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(request)
+            clients.append(sock)
+            sock.settimeout(30)
+            data = b""
+            while not data.endswith(b"hello from backend\n"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            answered += data.startswith(b"HTTP/1.1 200 ")
+        held = rss_mib(gateway.pid)
+        print(f"{args.idle} idle keep-alive connections (each after one request): {answered} answered 200; "
+              f"gateway RSS {base:.1f} MiB -> {held:.1f} MiB "
+              f"({(held - base) * 1024 / args.idle:.1f} KiB per connection)")
+        for sock in clients:
+            sock.close()
+        clients.clear()
+        before = rss_mib(gateway.pid)
+        out = subprocess.run(
+            ["wrk", "-t1", "-c256", f"-d{args.wrk_seconds}s", f"http://127.0.0.1:{port}/"],
+            capture_output=True, text=True, timeout=args.wrk_seconds + 60,
+        ).stdout
+        rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        errors = re.search(r"Socket errors: (.*)|Non-2xx or 3xx responses: (\d+)", out)
+        after = rss_mib(gateway.pid)
+        print(f"wrk -c256 for {args.wrk_seconds} s: {rps.group(1) if rps else '?'} req/s, "
+              f"errors: {errors.group(0) if errors else 'none'}; gateway RSS {before:.1f} -> {after:.1f} MiB")
+    finally:
+        for sock in clients:
+            sock.close()
+        gateway.send_signal(signal.SIGTERM)
+        gateway.wait(timeout=30)
+        backend.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
