@@ -246,7 +246,10 @@ async def _pump_request_body(client: HttpStream, conn: HttpStream, config: Confi
             if max_body is not None and exchange.bytes_in > max_body:
                 raise PayloadTooLarge(f"request body is over the limit of {max_body} bytes")
             try:
-                await conn.send(h11.Data(data=event.data))
+                with trio.fail_after(config.timeouts.body_idle):
+                    await conn.send(h11.Data(data=event.data))
+            except trio.TooSlowError:
+                raise Abort("backend stopped reading the request body") from None
             except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
                 return  # the backend stopped reading; its response (or lack of one) decides
         elif type(event) is h11.EndOfMessage:
@@ -322,14 +325,20 @@ async def _relay_response(
         except (h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
             raise Abort(f"backend failed during its response body: {error}") from None
         try:
-            if type(event) is h11.Data:
-                exchange.bytes_out += len(event.data)
-                await client.send(h11.Data(data=event.data))
-            elif type(event) is h11.EndOfMessage:
-                await client.send(h11.EndOfMessage())
-                return
-            else:
-                raise Abort(f"unexpected {type(event).__name__} in the response body")
+            # A client that stops reading blocks this send (backpressure:
+            # nothing piles up here); one that reads nothing for the body
+            # timeout is cut off, which frees the backend connection too.
+            with trio.fail_after(timeouts.body_idle):
+                if type(event) is h11.Data:
+                    exchange.bytes_out += len(event.data)
+                    await client.send(h11.Data(data=event.data))
+                elif type(event) is h11.EndOfMessage:
+                    await client.send(h11.EndOfMessage())
+                    return
+                else:
+                    raise Abort(f"unexpected {type(event).__name__} in the response body")
+        except trio.TooSlowError:
+            raise Abort("client stopped reading the response") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise Abort("client went away during the response") from None
 
