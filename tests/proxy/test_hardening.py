@@ -236,3 +236,4 @@ async def test_backend_head_over_the_limit_is_502(nursery: trio.Nursery) -> None
     gateway = await start_gateway(nursery, [route("/", backend)])
 
     assert (await fetch(gateway, "GET", "/")).status == 502
+
