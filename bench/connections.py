@@ -3,7 +3,8 @@
 
     .venv/bin/python bench/connections.py [--idle 10000] [--wrk-seconds 30]
 
-Starts a stdlib backend and `fastroute serve --no-docker` as a subprocess.
+Starts an nginx backend (one worker, 19-byte answer, as bench/compare.py)
+and `fastroute serve --no-docker` as a subprocess.
 1. Opens --idle client connections, each sending one request and keeping
    the connection, and reports the gateway's RSS before and after.
 2. Closes them, runs `wrk -c256` for --wrk-seconds (bounded), and reports
@@ -19,27 +20,15 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import shutil
+import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.compare import nginx_conf, start  # noqa: E402
 from tests.docker_support import wait_for_port  # noqa: E402
 from tests.helpers import unused_port  # noqa: E402
-
-
-class Hello(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # head and body are two writes: no 40 ms delayed-ACK stall
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802
-        self.send_response(200)
-        self.send_header("Content-Length", "19")
-        self.end_headers()
-        self.wfile.write(b"hello from backend\n")
 
 
 def rss_mib(pid: int) -> float:
@@ -53,19 +42,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle", type=int, default=10_000)
     parser.add_argument("--wrk-seconds", type=int, default=30)
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds between closing the idle ones and wrk")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if hard < args.idle + 200:
         print(f"bench: the file descriptor limit ({hard}) is too low for {args.idle} connections", file=sys.stderr)
         return 1
-    backend = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
-    backend.daemon_threads = True
-    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    work = Path(tempfile.mkdtemp(prefix="fastroute-bench-"))
+    backend_port = unused_port()
+    conf = nginx_conf(work, f'server {{ listen 127.0.0.1:{backend_port}; location / {{ return 200 "hello from backend\\n"; }} }}')
+    (work / "backend.conf").write_text(conf.replace("%s", "backend"))
+    backend = start(["nginx", "-c", str(work / "backend.conf"), "-p", str(work)], backend_port)
     port = unused_port()
     gateway = subprocess.Popen(
         [sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off", "--listen",
-         f"127.0.0.1:{port}", "--route", f"/=127.0.0.1:{backend.server_address[1]}"],
+         f"127.0.0.1:{port}", "--route", f"/=127.0.0.1:{backend_port}"],
         stderr=subprocess.DEVNULL,
     )
     clients: list[socket.socket] = []
@@ -93,6 +85,7 @@ def main() -> int:
         for sock in clients:
             sock.close()
         clients.clear()
+        time.sleep(args.settle)  # let the gateway finish closing them before the load starts
         before = rss_mib(gateway.pid)
         out = subprocess.run(
             ["wrk", "-t1", "-c256", f"-d{args.wrk_seconds}s", f"http://127.0.0.1:{port}/"],
@@ -108,7 +101,9 @@ def main() -> int:
             sock.close()
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(timeout=30)
-        backend.shutdown()
+        backend.send_signal(signal.SIGTERM)
+        backend.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
