@@ -237,3 +237,30 @@ async def test_backend_head_over_the_limit_is_502(nursery: trio.Nursery) -> None
 
     assert (await fetch(gateway, "GET", "/")).status == 502
 
+
+
+async def test_trailers_never_reach_a_backend(nursery: trio.Nursery) -> None:
+    from ..helpers import LOOPBACK
+    from proxy._config import Address
+
+    received = b""
+    done = trio.Event()
+
+    async def handle(stream: trio.SocketStream) -> None:
+        nonlocal received
+        while b"\r\n0\r\n\r\n" not in received:
+            received += await stream.receive_some(65536)
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        done.set()
+
+    listeners = await trio.open_tcp_listeners(0, host=LOOPBACK)
+    nursery.start_soon(trio.serve_listeners, handle, listeners)
+    gateway = await start_gateway(nursery, [route("/", Address(LOOPBACK, listeners[0].socket.getsockname()[1]))])
+
+    raw = await raw_exchange(gateway, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                             b"3\r\nabc\r\n0\r\nContent-Length: 99\r\nTransfer-Encoding: identity\r\nX-T: 1\r\n\r\n")
+
+    assert raw.startswith(b"HTTP/1.1 200 ")
+    await done.wait()
+    assert b"abc" in received
+    assert b"99" not in received and b"identity" not in received and b"X-T" not in received
