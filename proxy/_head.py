@@ -194,8 +194,6 @@ def _origin_form(method: bytes, target: bytes, host: bytes | None) -> bytes:
         if host is None or authority.lower() != host.lower():
             raise _error(400, "an absolute-form target must name the Host")
         target = b"/" + path if slash else b"/"
-        if target.startswith(b"/?"):
-            pass
     return normalise_path(target)
 
 

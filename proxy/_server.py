@@ -316,9 +316,7 @@ class Gateway:
             self._access.write(client_ip, exchange)
             return client.reusable() and not self.draining
         try:
-            prefix, upstream = decide(
-                table, request.method, request.target, request.http_version, request.headers, self.config.limits
-            )
+            prefix, upstream = decide(table, request.target)
             if not upstream.backends:
                 prefix, upstream = await self._wait_for_backends(request, prefix, upstream)
             await relay(
@@ -352,10 +350,7 @@ class Gateway:
             with trio.move_on_after(remaining):
                 await changed.wait()
             try:
-                prefix, upstream = decide(
-                    self.table, request.method, request.target, request.http_version, request.headers,
-                    self.config.limits,
-                )
+                prefix, upstream = decide(self.table, request.target)
             except NoRoute:
                 # The hold ran out while this request waited for it.
                 raise NoBackendAvailable(f"no container serves {prefix!r} now", retry_after=HOLD_RETRY_AFTER) from None
