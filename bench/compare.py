@@ -39,7 +39,7 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], limit: float = 15.0) -> 
             return
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"bench: {proc.args[0]} did not start on port {port}")
+                raise SystemExit(f"bench: {proc.args[0]} did not start on port {port}") from None
             time.sleep(0.05)
 
 

@@ -61,7 +61,7 @@ async def time_to_first_request(client: Any, image: str, network: str, rounds: i
                 while (await fetch(gateway, "GET", prefix + "/")).status != 200:
                     await trio.sleep(0.0005)
             times.append(time.perf_counter() - started)
-            await trio.to_thread.run_sync(lambda: container.remove(force=True))
+            await trio.to_thread.run_sync(lambda c=container: c.remove(force=True))
         nursery.cancel_scope.cancel()
     return times
 
@@ -95,7 +95,7 @@ async def update_and_resync(client: Any, image: str, network: str, rounds: int) 
             with trio.fail_after(30):
                 while gateway.table.lookup(f"/upd{i}".encode()) is None:
                     await trio.sleep(0.001)
-            await trio.to_thread.run_sync(lambda: container.remove(force=True))
+            await trio.to_thread.run_sync(lambda c=container: c.remove(force=True))
         docker_client.close()
         nursery.cancel_scope.cancel()
     return updates, resyncs
@@ -116,7 +116,7 @@ def main() -> int:
     try:
         alone = trio.run(time_to_first_request, client, image, network.name, args.rounds)
         print(f"docker run -> first answer, 0 other containers: {ms(alone)}", flush=True)
-        for i in range(args.others):
+        for _ in range(args.others):
             start(client, image, network.name)
         crowded = trio.run(time_to_first_request, client, image, network.name, args.rounds)
         print(f"docker run -> first answer, {args.others} other containers: {ms(crowded)}", flush=True)

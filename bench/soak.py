@@ -94,11 +94,11 @@ async def churn(client: Any, image: str, network: str, replicas: list[Any], stop
     while not stop.is_set():
         await trio.sleep(2)
         old = replicas.pop(0)
-        await trio.to_thread.run_sync(lambda: old.stop(timeout=5))
+        await trio.to_thread.run_sync(lambda c=old: c.stop(timeout=5))
         new = await trio.to_thread.run_sync(lambda: client.containers.run(
             image, detach=True, labels=LABELS, network=network, environment={"GRACE": "1"}))
         replicas.append(new)
-        await trio.to_thread.run_sync(lambda: old.remove(force=True))
+        await trio.to_thread.run_sync(lambda c=old: c.remove(force=True))
         recreated += 1
     return recreated
 

@@ -43,10 +43,6 @@ def test_routes_command_without_an_engine_is_one_line() -> None:
 
 
 def test_serve_follows_docker_from_the_command_line(docker_lab: DockerLab) -> None:
-    import signal
-    from ..helpers import unused_port
-    from .test_serve_cli import Gateway as CliGateway
-
     gateway = CliGateway.__new__(CliGateway)
     port = unused_port()
     gateway.port = port

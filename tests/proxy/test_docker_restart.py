@@ -16,7 +16,7 @@ import time
 import pytest
 import trio
 
-from proxy._watcher import BACKOFF_MAX
+from proxy._watcher import BACKOFF_MAX, DockerWatcher
 
 from ..docker_support import DockerLab, docker_required
 from .test_docker_discovery import answered_by, eventually, start_discovery
@@ -115,5 +115,5 @@ async def test_a_frozen_dockerd_is_detected_and_recovered_from(
     await eventually(lambda: answered_by(gateway, "/thawed/", after), "following again", limit=BACKOFF_MAX + 30)
 
 
-async def _reconnecting(watcher: object) -> bool:
-    return getattr(watcher, "status") == "reconnecting"
+async def _reconnecting(watcher: DockerWatcher) -> bool:
+    return watcher.status == "reconnecting"
