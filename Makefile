@@ -35,7 +35,6 @@ bench: $(STAMP)
 	$(PY) -m pytest bench --benchmark-only $(PYTEST_ARGS)
 
 typecheck: $(STAMP)
-	$(PY) -m pip install --quiet mypy
 	$(PY) -m mypy
 
 clean:

@@ -38,7 +38,7 @@ class HttpStream:
         """Read once from the stream into the parser. Returns False at EOF."""
         data = await self.stream.receive_some(MAX_RECV)
         self.bytes_received += len(data)
-        self.conn.receive_data(data)
+        self.conn.receive_data(bytes(data))
         return bool(data)
 
     async def next_event(self) -> Any:

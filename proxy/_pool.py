@@ -43,7 +43,7 @@ class BackendState:
     def mark_failed(self, now: float) -> float:
         """Take the backend out of rotation; returns for how long (seconds)."""
         self.failures += 1
-        pause = min(EJECT_BASE * 2 ** (self.failures - 1), EJECT_MAX)
+        pause: float = min(EJECT_BASE * 2.0 ** (self.failures - 1), EJECT_MAX)
         self.down_until = now + pause
         return pause
 

@@ -135,7 +135,7 @@ class Gateway:
             for state in self.registry.states.values():
                 while state.idle:
                     conn, _ = state.idle.pop()
-                    conn.stream.socket.close()  # type: ignore[attr-defined]
+                    conn.stream.socket.close()
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
