@@ -172,6 +172,11 @@ backend back
             f"| {many.get('p99', 0):.0f} | {one.get('p50', 0):.0f} | {added:.0f} "
             f"| {added / base_added if base_added > 0 else float('nan'):.2f}x |"
         )
+    ours = results["fastroute (1 process)"]
+    for name in ("haproxy (1 thread)", "nginx (1 worker)"):
+        theirs = results[name]
+        print(f"fastroute / {name}: req/s {ours['many']['rps'] / theirs['many']['rps']:.2f}x, "
+              f"p99 {ours['many'].get('p99', 0) / max(theirs['many'].get('p99', 1), 1):.2f}x")
     return 0
 
 
