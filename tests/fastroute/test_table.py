@@ -288,3 +288,13 @@ def test_package_exports() -> None:
     assert set(fastroute.__all__) >= {"RouteTable", "PyRouteTable", "COMPILED", "InvalidPrefix"}
     assert issubclass(fastroute.InvalidPrefix, fastroute.FastrouteError)
     assert issubclass(fastroute.InvalidPrefix, ValueError)
+
+
+def test_the_whitespace_rule_is_str_isspace_over_every_code_point() -> None:
+    # _keys.py's pattern uses \s for "whitespace"; it must mean str.isspace().
+    import re
+    import sys
+
+    pattern = re.compile(r"\s")
+    disagree = [c for c in map(chr, range(sys.maxunicode + 1)) if bool(pattern.match(c)) != c.isspace()]
+    assert disagree == []
