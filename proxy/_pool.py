@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ EJECT_MAX = 30.0  # seconds, the longest time out of rotation
 
 
 class BackendState:
-    __slots__ = ("address", "outstanding", "failures", "down_until", "idle", "host_header", "retired")
+    __slots__ = ("address", "outstanding", "failures", "down_until", "idle", "host_header", "retired", "on_retire")
 
     def __init__(self, address: Address) -> None:
         self.address = address
@@ -36,6 +36,7 @@ class BackendState:
         self.idle: list[Any] = []  # pooled upstream connections, most recent last
         self.host_header = str(address).encode("ascii", "replace")
         self.retired = False  # no route uses it any more: pool nothing
+        self.on_retire: set[Callable[[], None]] = set()  # called once when it is retired
 
     def is_up(self, now: float) -> bool:
         return now >= self.down_until
@@ -102,5 +103,7 @@ class Registry:
         gone = [state for address, state in self.states.items() if address not in states]
         for state in gone:
             state.retired = True
+            for callback in list(state.on_retire):
+                callback()
         self.states = states
         return values, gone

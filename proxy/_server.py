@@ -27,12 +27,12 @@ from fastroute import RouteTable
 from ._accesslog import AccessLog
 from ._config import Config, Route
 from ._decide import decide
-from ._errors import REASONS, ClientProtocolError, ConfigError, NoBackendAvailable, NoRoute, ProxyError
+from ._errors import REASONS, BadGateway, ClientProtocolError, ConfigError, NoBackendAvailable, NoRoute, ProxyError
 from ._head import Refused, check_head, find_head
 from ._http import MAX_RECV, HttpStream
 from ._pool import Registry
 from ._relay import Abort, Exchange, has_body, relay
-from ._upstream import close_idle
+from ._upstream import BackendLeft, close_idle
 
 __all__ = ["Gateway"]
 
@@ -42,6 +42,7 @@ HOLD_RETRY_AFTER = 5  # seconds, in the 503 when a held route's hold runs out
 ALLOW = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"  # the answer to OPTIONS *
 ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 ACCEPT_RETRY = 0.1  # seconds between accept attempts while out of descriptors
+REROUTES = 2  # times a request is routed again when its backend leaves during the connect
 
 
 class _Connection:
@@ -316,13 +317,22 @@ class Gateway:
             self._access.write(client_ip, exchange)
             return client.reusable() and not self.draining
         try:
-            prefix, upstream = decide(table, request.target)
-            if not upstream.backends:
-                prefix, upstream = await self._wait_for_backends(request, prefix, upstream)
-            await relay(
-                client, request, upstream, prefix, self.config, exchange,
-                client_ip=client_ip, trusted=trusted, closing=self._is_draining,
-            )
+            for attempt in range(REROUTES + 1):
+                prefix, upstream = decide(table, request.target)
+                if not upstream.backends:
+                    prefix, upstream = await self._wait_for_backends(request, prefix, upstream)
+                try:
+                    await relay(
+                        client, request, upstream, prefix, self.config, exchange,
+                        client_ip=client_ip, trusted=trusted, closing=self._is_draining,
+                    )
+                    break
+                except BackendLeft:
+                    # Its backend left the table while we connected to it:
+                    # nothing was sent, so route again on the table now in force.
+                    if attempt == REROUTES:
+                        raise BadGateway("every backend chosen left the route table") from None
+                    table = self.table
         except ProxyError as error:
             if exchange.response_started:
                 exchange.keep_client = False

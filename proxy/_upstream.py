@@ -13,7 +13,11 @@ from ._errors import UpstreamConnectError
 from ._http import HttpStream
 from ._pool import BackendState
 
-__all__ = ["IDLE_UPSTREAM_MAX_AGE", "acquire", "release", "close_idle"]
+__all__ = ["IDLE_UPSTREAM_MAX_AGE", "BackendLeft", "acquire", "release", "close_idle"]
+
+
+class BackendLeft(Exception):
+    """The backend was removed from the route table while a connection to it was being opened."""
 
 IDLE_UPSTREAM_MAX_AGE = 30.0  # seconds a pooled connection may sit unused
 UPSTREAM_MAX_INCOMPLETE_EVENT = 64 * 1024  # bytes of a backend's response head
@@ -40,6 +44,7 @@ async def acquire(backend: BackendState, timeouts: Timeouts) -> tuple[HttpStream
     Raises:
         UpstreamConnectError: the backend refused, was unreachable, or did not
             accept within the connect timeout. Nothing was sent.
+        BackendLeft: the backend left the route table meanwhile. Nothing was sent.
     """
     now = time.monotonic()
     while backend.idle:
@@ -48,13 +53,22 @@ async def acquire(backend: BackendState, timeouts: Timeouts) -> tuple[HttpStream
             return conn, True
         await conn.aclose()
     address = backend.address
-    try:
-        with trio.fail_after(timeouts.connect):
-            stream = await trio.open_tcp_stream(address.host, address.port)
-    except trio.TooSlowError:
-        raise UpstreamConnectError(f"connecting to {address} timed out") from None
-    except OSError as error:
-        raise UpstreamConnectError(f"cannot connect to {address}: {error.strerror or error}") from error
+    # If the backend leaves the table while this connect waits (its container
+    # died or left the network: the SYN may never be answered), stop waiting:
+    # the request can go where the new table says, nothing having been sent.
+    with trio.CancelScope() as left:
+        backend.on_retire.add(left.cancel)
+        try:
+            with trio.fail_after(timeouts.connect):
+                stream = await trio.open_tcp_stream(address.host, address.port)
+        except trio.TooSlowError:
+            raise UpstreamConnectError(f"connecting to {address} timed out") from None
+        except OSError as error:
+            raise UpstreamConnectError(f"cannot connect to {address}: {error.strerror or error}") from error
+        finally:
+            backend.on_retire.discard(left.cancel)
+    if left.cancelled_caught:
+        raise BackendLeft(f"{address} left the route table while connecting")
     return HttpStream(stream, h11.CLIENT, max_incomplete_event_size=UPSTREAM_MAX_INCOMPLETE_EVENT), False
 
 

@@ -761,3 +761,45 @@ async def test_a_client_that_stops_reading_is_cut_off_and_frees_the_backend(nurs
     with trio.fail_after(10):
         await finished.wait()  # the gateway gave up on the slow reader and closed the backend side
     await trio.aclose_forcefully(stream)
+
+
+async def test_a_request_connecting_to_a_backend_that_leaves_is_routed_again(nursery: trio.Nursery) -> None:
+    import socket as stdlib_socket
+
+    # The old backend blackholes connects (a full backlog), like a container
+    # that died without a word; the table then moves the route elsewhere.
+    hole = stdlib_socket.socket()
+    hole.bind((LOOPBACK, 0))
+    hole.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = stdlib_socket.socket()
+            filler.setblocking(False)
+            try:
+                filler.connect(hole.getsockname())
+            except BlockingIOError:
+                pass
+            fillers.append(filler)
+        new = await start_backend(nursery, "new")
+        gateway = await start_gateway(
+            nursery, [route("/", Address(LOOPBACK, hole.getsockname()[1]))], timeouts={"connect": 60.0}
+        )
+        replies = []
+
+        async def request() -> None:
+            replies.append(await fetch(gateway, "GET", "/x"))
+
+        async with trio.open_nursery() as inner:
+            inner.start_soon(request)
+            await trio.sleep(0.3)  # it is waiting on the blackholed connect now
+            gateway.set_routes([route("/", new)])
+            with trio.fail_after(10):  # far less than the 60 s connect timeout
+                while not replies:
+                    await trio.sleep(0.01)
+
+        assert replies[0].status == 200 and replies[0].json()["backend"] == "new"
+    finally:
+        for filler in fillers:
+            filler.close()
+        hole.close()
