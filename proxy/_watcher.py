@@ -42,12 +42,33 @@ LAGGING_LIST_PAUSE = 0.025  # seconds between those asks
 
 
 def connect(url: str | None) -> Any:
-    """A docker SDK client for `url` (None: DOCKER_HOST, else the local socket)."""
+    """A docker SDK client for `url` (None: DOCKER_HOST, else the local socket).
+
+    Raises:
+        OSError: nothing listens there (checked first, see _check_reachable).
+        docker.errors.DockerException: the engine did not answer its version probe.
+    """
     import docker
 
+    _check_reachable(url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock")
     if url:
         return docker.DockerClient(base_url=url, timeout=30)
     return docker.from_env(timeout=30)
+
+
+def _check_reachable(url: str) -> None:
+    # docker-py's version probe, when the engine is down, leaves its socket
+    # to the garbage collector (a ResourceWarning at some later moment). A
+    # plain connect, closed here, answers "is anyone there" without that.
+    scheme, _, rest = url.partition("://")
+    if scheme in ("unix", "http+unix"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(5)
+            probe.connect("/" + rest.lstrip("/"))
+    elif scheme in ("tcp", "http", "https"):
+        host, _, port = rest.split("/", 1)[0].rpartition(":")
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port or 2375)), timeout=5):
+            pass
 
 
 def list_containers(client: Any, labels: Sequence[str]) -> list[dict[str, Any]]:

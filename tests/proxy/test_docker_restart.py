@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shlex
 import shutil
@@ -90,6 +91,7 @@ async def test_dockerd_restarted_under_a_running_gateway(
                      limit=BACKOFF_MAX + 30)
     await eventually(lambda: answered_by(gateway, "/stays-down/", None), "gone: it did not come back")
     assert watcher.reconnects > reconnects
+    gc.collect()  # any socket docker-py left behind is finalised now, under this test's filter
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -113,6 +115,7 @@ async def test_a_frozen_dockerd_is_detected_and_recovered_from(
 
     after = await trio.to_thread.run_sync(lambda: docker_lab.start_backend(labels={"fastroute.route": "/thawed"}))
     await eventually(lambda: answered_by(gateway, "/thawed/", after), "following again", limit=BACKOFF_MAX + 30)
+    gc.collect()  # any socket docker-py left behind is finalised now, under this test's filter
 
 
 async def _reconnecting(watcher: DockerWatcher) -> bool:
