@@ -20,6 +20,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 BODY = "hello from backend\n"  # 19 bytes
@@ -64,6 +66,35 @@ def start(cmd: list[str], port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port, proc)
     return proc
+
+
+@contextmanager
+def gateway_over_nginx(*gateway_args: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """An nginx backend answering BODY and `fastroute serve --no-docker` in
+    front of it, both stopped on exit. Yields (gateway port, gateway process)."""
+    work = Path(tempfile.mkdtemp(prefix="fastroute-bench-"))
+    os.chmod(work, 0o755)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        backend_port = free_port()
+        conf = nginx_conf(work, f'server {{ listen 127.0.0.1:{backend_port}; location / {{ return 200 "{BODY.strip()}\\n"; }} }}')
+        (work / "backend.conf").write_text(conf.replace("%s", "backend"))
+        procs.append(start(["nginx", "-c", str(work / "backend.conf"), "-p", str(work)], backend_port))
+        port = free_port()
+        gateway = start([
+            sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off",
+            "--listen", f"127.0.0.1:{port}", "--route", f"/=127.0.0.1:{backend_port}", *gateway_args,
+        ], port)
+        procs.append(gateway)
+        yield port, gateway
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def wrk(port: int, connections: int, duration: int) -> dict[str, float]:

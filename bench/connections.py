@@ -16,19 +16,14 @@ from __future__ import annotations
 import argparse
 import re
 import resource
-import signal
 import socket
 import subprocess
 import sys
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.compare import nginx_conf, start  # noqa: E402
-from tests.docker_support import wait_for_port  # noqa: E402
-from tests.helpers import unused_port  # noqa: E402
+from bench.compare import gateway_over_nginx  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
@@ -49,42 +44,31 @@ def main() -> int:
     if hard < args.idle + 200:
         print(f"bench: the file descriptor limit ({hard}) is too low for {args.idle} connections", file=sys.stderr)
         return 1
-    work = Path(tempfile.mkdtemp(prefix="fastroute-bench-"))
-    backend_port = unused_port()
-    conf = nginx_conf(work, f'server {{ listen 127.0.0.1:{backend_port}; location / {{ return 200 "hello from backend\\n"; }} }}')
-    (work / "backend.conf").write_text(conf.replace("%s", "backend"))
-    backend = start(["nginx", "-c", str(work / "backend.conf"), "-p", str(work)], backend_port)
-    port = unused_port()
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off", "--listen",
-         f"127.0.0.1:{port}", "--route", f"/=127.0.0.1:{backend_port}"],
-        stderr=subprocess.DEVNULL,
-    )
     clients: list[socket.socket] = []
-    try:
-        wait_for_port(("127.0.0.1", port))
-        base = rss_mib(gateway.pid)
-        request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
-        answered = 0
-        for _ in range(args.idle):  # one at a time, so the backend side stays one pooled connection
-            sock = socket.create_connection(("127.0.0.1", port))
-            sock.sendall(request)
-            clients.append(sock)
-            sock.settimeout(30)
-            data = b""
-            while not data.endswith(b"hello from backend\n"):
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            answered += data.startswith(b"HTTP/1.1 200 ")
-        held = rss_mib(gateway.pid)
-        print(f"{args.idle} idle keep-alive connections (each after one request): {answered} answered 200; "
-              f"gateway RSS {base:.1f} MiB -> {held:.1f} MiB "
-              f"({(held - base) * 1024 / args.idle:.1f} KiB per connection)")
-        for sock in clients:
-            sock.close()
-        clients.clear()
+    with gateway_over_nginx() as (port, gateway):
+        try:
+            base = rss_mib(gateway.pid)
+            request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+            answered = 0
+            for _ in range(args.idle):  # one at a time, so the backend side stays one pooled connection
+                sock = socket.create_connection(("127.0.0.1", port))
+                sock.sendall(request)
+                clients.append(sock)
+                sock.settimeout(30)
+                data = b""
+                while not data.endswith(b"hello from backend\n"):
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                answered += data.startswith(b"HTTP/1.1 200 ")
+            held = rss_mib(gateway.pid)
+            print(f"{args.idle} idle keep-alive connections (each after one request): {answered} answered 200; "
+                  f"gateway RSS {base:.1f} MiB -> {held:.1f} MiB "
+                  f"({(held - base) * 1024 / args.idle:.1f} KiB per connection)")
+        finally:
+            for sock in clients:
+                sock.close()
         time.sleep(args.settle)  # let the gateway finish closing them before the load starts
         before = rss_mib(gateway.pid)
         out = subprocess.run(
@@ -96,14 +80,6 @@ def main() -> int:
         after = rss_mib(gateway.pid)
         print(f"wrk -c256 for {args.wrk_seconds} s: {rps.group(1) if rps else '?'} req/s, "
               f"errors: {errors.group(0) if errors else 'none'}; gateway RSS {before:.1f} -> {after:.1f} MiB")
-    finally:
-        for sock in clients:
-            sock.close()
-        gateway.send_signal(signal.SIGTERM)
-        gateway.wait(timeout=30)
-        backend.send_signal(signal.SIGTERM)
-        backend.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -14,21 +14,15 @@ asks for at most 2x). Slow bodies and slow readers are covered by tests.
 from __future__ import annotations
 
 import argparse
-import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.compare import nginx_conf, start  # noqa: E402
-from tests.docker_support import wait_for_port  # noqa: E402
-from tests.helpers import unused_port  # noqa: E402
+from bench.compare import gateway_over_nginx  # noqa: E402
 
 
 def measure(port: int, count: int) -> list[float]:
@@ -54,52 +48,37 @@ def main() -> int:
     parser.add_argument("--slow", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="fastroute-bench-"))
-    backend_port = unused_port()
-    conf = nginx_conf(work, f'server {{ listen 127.0.0.1:{backend_port}; location / {{ return 200 "hello from backend\\n"; }} }}')
-    (work / "backend.conf").write_text(conf.replace("%s", "backend"))
-    backend = start(["nginx", "-c", str(work / "backend.conf"), "-p", str(work)], backend_port)
-    port = unused_port()
-    gateway = subprocess.Popen(
-        [sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off", "--listen",
-         f"127.0.0.1:{port}", "--route", f"/=127.0.0.1:{backend_port}", "--request-head-timeout", "120"],
-        stderr=subprocess.DEVNULL,
-    )
     slow: list[socket.socket] = []
     stop = threading.Event()
-    try:
-        wait_for_port(("127.0.0.1", port))
-        measure(port, 200)  # warm up
-        alone = summary(measure(port, args.requests))
-        for i in range(args.slow):
-            sock = socket.create_connection(("127.0.0.1", port))
-            sock.sendall(b"GET /slow HTTP/1.1\r\n")
-            slow.append(sock)
+    # A 120 s head timeout: no slow connection is cut off during the run.
+    with gateway_over_nginx("--request-head-timeout", "120") as (port, _):
+        try:
+            measure(port, 200)  # warm up
+            alone = summary(measure(port, args.requests))
+            for _ in range(args.slow):
+                sock = socket.create_connection(("127.0.0.1", port))
+                sock.sendall(b"GET /slow HTTP/1.1\r\n")
+                slow.append(sock)
 
-        def trickle() -> None:  # one more header byte per connection per second, bounded by stop
-            while not stop.wait(1.0):
-                for sock in slow:
-                    try:
-                        sock.send(b"X")
-                    except OSError:
-                        pass
+            def trickle() -> None:  # one more header byte per connection per second, until stop
+                while not stop.wait(1.0):
+                    for sock in slow:
+                        try:
+                            sock.send(b"X")
+                        except OSError:
+                            pass
 
-        threading.Thread(target=trickle, daemon=True).start()
-        time.sleep(1.5)
-        crowded = summary(measure(port, args.requests))
-        print(f"{args.requests} sequential requests on one connection, nginx backend, one gateway process")
-        print(f"alone:                 p50 {alone[0]:.0f} us, p99 {alone[1]:.0f} us")
-        print(f"with {args.slow} slowloris: p50 {crowded[0]:.0f} us, p99 {crowded[1]:.0f} us")
-        print(f"p99 ratio: {crowded[1] / alone[1]:.2f}x")
-    finally:
-        stop.set()
-        for sock in slow:
-            sock.close()
-        gateway.send_signal(signal.SIGTERM)
-        gateway.wait(timeout=30)
-        backend.send_signal(signal.SIGTERM)
-        backend.wait(timeout=30)
-        shutil.rmtree(work, ignore_errors=True)
+            threading.Thread(target=trickle, daemon=True).start()
+            time.sleep(1.5)
+            crowded = summary(measure(port, args.requests))
+        finally:
+            stop.set()
+            for sock in slow:
+                sock.close()
+    print(f"{args.requests} sequential requests on one connection, nginx backend, one gateway process")
+    print(f"alone:                 p50 {alone[0]:.0f} us, p99 {alone[1]:.0f} us")
+    print(f"with {args.slow} slowloris: p50 {crowded[0]:.0f} us, p99 {crowded[1]:.0f} us")
+    print(f"p99 ratio: {crowded[1] / alone[1]:.2f}x")
     return 0
 
 

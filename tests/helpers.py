@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,6 +138,35 @@ async def start_backend(nursery: trio.Nursery, name: str = "b1", handler: Handle
     backend = Backend(name, handler, **kw)
     await nursery.start(backend.serve)
     return backend
+
+
+@contextmanager
+def blackhole() -> Iterator[Address]:
+    """A loopback address whose connects hang, as to a blackholed host.
+
+    A listener with backlog 0, filled by a few pending connections, drops
+    further SYNs; nothing leaves loopback.
+    """
+    import socket
+
+    hole = socket.socket()
+    hole.bind((LOOPBACK, 0))
+    hole.listen(0)
+    fillers = []
+    try:
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            try:
+                filler.connect(hole.getsockname())
+            except BlockingIOError:
+                pass
+            fillers.append(filler)
+        yield Address(LOOPBACK, hole.getsockname()[1])
+    finally:
+        for filler in fillers:
+            filler.close()
+        hole.close()
 
 
 def unused_port() -> int:

@@ -15,6 +15,7 @@ from ..helpers import (
     BackendExchange,
     Client,
     Seen,
+    blackhole,
     fetch,
     raw_exchange,
     route,
@@ -690,33 +691,11 @@ async def test_a_backend_that_resets_before_its_head_is_502_and_a_post_is_not_re
 
 
 async def test_a_blackholed_connect_times_out_as_502(nursery: trio.Nursery) -> None:
-    import socket as stdlib_socket
-
-    # A listener whose backlog is full drops new SYNs: connects hang, as to
-    # a blackholed address, but all on loopback.
-    hole = stdlib_socket.socket()
-    hole.bind((LOOPBACK, 0))
-    hole.listen(0)
-    fillers = []
-    try:
-        for _ in range(4):
-            filler = stdlib_socket.socket()
-            filler.setblocking(False)
-            try:
-                filler.connect(hole.getsockname())
-            except BlockingIOError:
-                pass
-            fillers.append(filler)
-        gateway = await start_gateway(
-            nursery, [route("/", Address(LOOPBACK, hole.getsockname()[1]))], timeouts={"connect": 0.5}
-        )
+    with blackhole() as address:
+        gateway = await start_gateway(nursery, [route("/", address)], timeouts={"connect": 0.5})
         with trio.fail_after(5):
             reply = await fetch(gateway, "GET", "/")
-        assert reply.status == 502 and b"timed out" in reply.body
-    finally:
-        for filler in fillers:
-            filler.close()
-        hole.close()
+    assert reply.status == 502 and b"timed out" in reply.body
 
 
 async def test_slowloris_clients_do_not_stop_normal_ones(nursery: trio.Nursery) -> None:
@@ -765,27 +744,11 @@ async def test_a_client_that_stops_reading_is_cut_off_and_frees_the_backend(nurs
 
 
 async def test_a_request_connecting_to_a_backend_that_leaves_is_routed_again(nursery: trio.Nursery) -> None:
-    import socket as stdlib_socket
-
-    # The old backend blackholes connects (a full backlog), like a container
-    # that died without a word; the table then moves the route elsewhere.
-    hole = stdlib_socket.socket()
-    hole.bind((LOOPBACK, 0))
-    hole.listen(0)
-    fillers = []
-    try:
-        for _ in range(4):
-            filler = stdlib_socket.socket()
-            filler.setblocking(False)
-            try:
-                filler.connect(hole.getsockname())
-            except BlockingIOError:
-                pass
-            fillers.append(filler)
+    # The old backend blackholes connects, like a container that died
+    # without a word; the table then moves the route elsewhere.
+    with blackhole() as address:
         new = await start_backend(nursery, "new")
-        gateway = await start_gateway(
-            nursery, [route("/", Address(LOOPBACK, hole.getsockname()[1]))], timeouts={"connect": 60.0}
-        )
+        gateway = await start_gateway(nursery, [route("/", address)], timeouts={"connect": 60.0})
         replies = []
 
         async def request() -> None:
@@ -799,8 +762,4 @@ async def test_a_request_connecting_to_a_backend_that_leaves_is_routed_again(nur
                 while not replies:
                     await trio.sleep(0.01)
 
-        assert replies[0].status == 200 and replies[0].json()["backend"] == "new"
-    finally:
-        for filler in fillers:
-            filler.close()
-        hole.close()
+    assert replies[0].status == 200 and replies[0].json()["backend"] == "new"
