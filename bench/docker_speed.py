@@ -28,7 +28,7 @@ import docker
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from proxy._app import RouteSources  # noqa: E402
+from proxy._sources import RouteSources  # noqa: E402
 from proxy._config import Discovery  # noqa: E402
 from proxy._watcher import DockerWatcher  # noqa: E402
 from tests.docker_support import build_backend_image  # noqa: E402
@@ -49,7 +49,7 @@ async def time_to_first_request(client: Any, image: str, network: str, rounds: i
     times = []
     async with trio.open_nursery() as nursery:
         gateway = await start_gateway(nursery, [])
-        sources = RouteSources(gateway, ())
+        sources = RouteSources(gateway.set_routes, ())
         watcher = DockerWatcher(sources.set_docker, Discovery(network=network, hold=0), labels=[LABEL])
         await nursery.start(watcher.run)
         await watcher.synced.wait()
@@ -71,7 +71,7 @@ async def update_and_resync(client: Any, image: str, network: str, rounds: int) 
     resyncs: list[float] = []
     async with trio.open_nursery() as nursery:
         gateway = await start_gateway(nursery, [])
-        sources = RouteSources(gateway, ())
+        sources = RouteSources(gateway.set_routes, ())
         watcher = DockerWatcher(sources.set_docker, Discovery(network=network, hold=0), labels=[LABEL])
         original = watcher._apply
 

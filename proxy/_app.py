@@ -14,71 +14,15 @@ from typing import Any
 
 import trio
 
-from ._config import Config, Route, load_routes_file, merge_routes
+from ._config import Config
 from ._errors import ConfigError
 from ._server import Gateway
+from ._sources import RouteSources, load_routes
 from ._watcher import DockerWatcher
 
 __all__ = ["RouteSources", "load_routes", "run", "serve"]
 
 log = logging.getLogger("fastroute")
-
-
-def load_routes(config: Config) -> tuple[Route, ...]:
-    """Every static route: --route flags, then the routes file.
-
-    Raises:
-        ConfigError: the file is unreadable or invalid, or a prefix is routed twice.
-    """
-    from_file = load_routes_file(config.routes_file) if config.routes_file is not None else ()
-    return merge_routes(config.routes, from_file)
-
-
-class RouteSources:
-    """Static routes (flags, file) and Docker's, merged into one table.
-
-    A static route wins over a Docker route for the same prefix; the clash is
-    logged once.
-    """
-
-    def __init__(self, gateway: Gateway, static: tuple[Route, ...]) -> None:
-        self.gateway = gateway
-        self.static = static
-        self.docker: tuple[Route, ...] = ()
-        self._clashes: set[str] = set()
-
-    def set_static(self, routes: tuple[Route, ...]) -> None:
-        self.static = routes
-        self._swap()
-
-    def set_docker(self, routes: tuple[Route, ...]) -> None:
-        self.docker = routes
-        self._swap()
-
-    def _swap(self) -> None:
-        taken = {route.prefix: route for route in self.static}
-        merged = list(self.static)
-        for route in self.docker:
-            if route.prefix in taken:
-                if route.prefix not in self._clashes:
-                    self._clashes.add(route.prefix)
-                    log.warning(
-                        "prefix %r is routed by %s and by Docker (%s); the static route wins",
-                        route.prefix, taken[route.prefix].source, route.source,
-                    )
-                continue
-            merged.append(route)
-        self.gateway.set_routes(merged)
-
-    def reload(self, config: Config) -> bool:
-        try:
-            routes = load_routes(config)
-        except ConfigError as error:
-            log.error("reload failed, keeping the current routes: %s", error)
-            return False
-        self.set_static(routes)
-        log.info("reloaded: %d static routes", len(routes))
-        return True
 
 
 async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -87,7 +31,7 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
     task_status.started() gets the Gateway once it listens.
     """
     gateway = Gateway(config)
-    sources = RouteSources(gateway, load_routes(config))
+    sources = RouteSources(gateway.set_routes, load_routes(config))
     sources.set_static(sources.static)
     await gateway.listen()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

@@ -156,6 +156,41 @@ def _add_routes(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     _add_discovery(routes)
 
 
+def _add_haproxy(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    h = commands.add_parser(
+        "haproxy", help="keep an HAProxy configuration in step with Docker",
+        description="Write an HAProxy configuration for the running containers (and static routes), "
+        "check it with haproxy -c, install it atomically, and reload HAProxy whenever it changes.",
+    )
+    h.add_argument("--config", type=Path, required=True, metavar="PATH",
+                   help="the configuration file to write (HAProxy runs with -f PATH)")
+    reload = h.add_mutually_exclusive_group()
+    reload.add_argument("--master-socket", type=Path, metavar="PATH",
+                        help="HAProxy's master CLI socket (haproxy -W -S PATH): reload through it, and apply "
+                        "server changes through its runtime API without a reload")
+    reload.add_argument("--reload-cmd", metavar="CMD",
+                        help="shell command that reloads HAProxy (e.g. 'systemctl reload haproxy')")
+    h.add_argument("--once", action="store_true",
+                   help="write the configuration for what runs now (and reload, if told how), then exit")
+    h.add_argument("--bind", action="append", metavar="SPEC",
+                   help="the frontend's bind line after 'bind', e.g. ':80' or ':443 ssl crt /x.pem'; "
+                   "may repeat (default :8080)")
+    h.add_argument("--preamble", type=Path, metavar="FILE",
+                   help="your global and defaults sections, copied to the top of the file "
+                   "(default: fastroute's own); re-read on every change and on SIGHUP")
+    h.add_argument("--haproxy-bin", default="haproxy", metavar="PATH",
+                   help="the haproxy binary that checks each configuration (default haproxy)")
+    h.add_argument("--reload-interval", type=_seconds, default=2.0, metavar="SECONDS",
+                   help="reload at most this often; changes meanwhile join the next reload (default 2)")
+    h.add_argument("--route", action="append", default=[], metavar="PREFIX=HOST:PORT",
+                   help="a static route; repeating a prefix makes a pool")
+    h.add_argument("--routes-file", type=Path, metavar="FILE",
+                   help="TOML file of [[routes]] (prefix, backends, strip_prefix); re-read on SIGHUP")
+    h.add_argument("--no-docker", action="store_true", help="static routes only; do not watch Docker")
+    h.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    _add_discovery(h)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fastroute",
@@ -166,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_serve(commands)
     _add_routes(commands)
+    _add_haproxy(commands)
     return parser
 
 
@@ -208,6 +244,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return print_routes(args.docker, _discovery(args), tuple(args.docker_label), as_json=args.json)
 
+    if args.command == "haproxy":
+        return _run_haproxy(args)
+
     from ._app import load_routes, run
 
     try:
@@ -217,3 +256,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fastroute: error: {error}", file=sys.stderr)
         return 1
     return run(config)
+
+
+def _run_haproxy(args: argparse.Namespace) -> int:
+    from ._haproxy import HAProxyOptions
+    from ._haproxy_cmd import HAProxyMode, run
+    from ._sources import load_routes
+
+    try:
+        config = Config(
+            routes=routes_from_flags(args.route), routes_file=args.routes_file, docker=not args.no_docker,
+            docker_url=args.docker, docker_labels=tuple(args.docker_label), discovery=_discovery(args),
+        )
+        load_routes(config)
+        if not args.config.parent.is_dir():
+            raise ConfigError(f"--config {str(args.config)!r}: directory {str(args.config.parent)!r} does not exist")
+        if args.preamble is not None and not args.preamble.is_file():
+            raise ConfigError(f"--preamble {str(args.preamble)!r} is not a readable file")
+    except ConfigError as error:
+        print(f"fastroute: error: {error}", file=sys.stderr)
+        return 1
+    options = HAProxyOptions(
+        config=args.config, binds=tuple(args.bind or [":8080"]), preamble=args.preamble,
+        haproxy=args.haproxy_bin, reload_cmd=args.reload_cmd, master_socket=args.master_socket,
+        reload_interval=args.reload_interval,
+    )
+    return run(HAProxyMode(options, config, once=args.once))
+

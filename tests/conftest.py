@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import fastroute
 
 from . import docker_support
 from .docker_support import DockerLab
+from .haproxy_support import HAProxy
 
 
 def _compiled_required() -> bool:
@@ -95,3 +97,16 @@ def docker_lab(docker_client: Any, backend_image: str, docker_network: str) -> I
     """Starts backend containers for one test; removes them afterwards, pass or fail."""
     with docker_support.lab(docker_client, backend_image, docker_network) as the_lab:
         yield the_lab
+
+
+# --- HAProxy ------------------------------------------------------------------
+
+
+@pytest.fixture
+def haproxy(tmp_path: Path) -> Iterator[HAProxy]:
+    """A real HAProxy (not started: write its config, then call start()); stopped afterwards."""
+    proc = HAProxy(tmp_path)
+    try:
+        yield proc
+    finally:
+        proc.stop()

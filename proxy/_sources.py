@@ -1,0 +1,72 @@
+# Where routes come from: static ones (--route flags, the routes file) and
+# Docker's, merged into one list for whatever serves them (the gateway's
+# table, or an HAProxy configuration).
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ._config import Config, Route, load_routes_file, merge_routes
+from ._errors import ConfigError
+
+__all__ = ["RouteSources", "load_routes"]
+
+log = logging.getLogger("fastroute")
+
+
+def load_routes(config: Config) -> tuple[Route, ...]:
+    """Every static route: --route flags, then the routes file.
+
+    Raises:
+        ConfigError: the file is unreadable or invalid, or a prefix is routed twice.
+    """
+    from_file = load_routes_file(config.routes_file) if config.routes_file is not None else ()
+    return merge_routes(config.routes, from_file)
+
+
+class RouteSources:
+    """Static routes (flags, file) and Docker's, merged into one table.
+
+    A static route wins over a Docker route for the same prefix; the clash is
+    logged once.
+    """
+
+    def __init__(self, install: Callable[[list[Route]], None], static: tuple[Route, ...]) -> None:
+        self.install = install
+        self.static = static
+        self.docker: tuple[Route, ...] = ()
+        self._clashes: set[str] = set()
+
+    def set_static(self, routes: tuple[Route, ...]) -> None:
+        self.static = routes
+        self._swap()
+
+    def set_docker(self, routes: tuple[Route, ...]) -> None:
+        self.docker = routes
+        self._swap()
+
+    def _swap(self) -> None:
+        taken = {route.prefix: route for route in self.static}
+        merged = list(self.static)
+        for route in self.docker:
+            if route.prefix in taken:
+                if route.prefix not in self._clashes:
+                    self._clashes.add(route.prefix)
+                    log.warning(
+                        "prefix %r is routed by %s and by Docker (%s); the static route wins",
+                        route.prefix, taken[route.prefix].source, route.source,
+                    )
+                continue
+            merged.append(route)
+        self.install(merged)
+
+    def reload(self, config: Config) -> bool:
+        try:
+            routes = load_routes(config)
+        except ConfigError as error:
+            log.error("reload failed, keeping the current routes: %s", error)
+            return False
+        self.set_static(routes)
+        log.info("reloaded: %d static routes", len(routes))
+        return True
