@@ -9,6 +9,9 @@
 # - changes that arrive together are applied together (BATCH), and reloads
 #   are at most one per --reload-interval; whatever changed meanwhile goes
 #   into that one reload;
+# - a runtime change reaches HAProxy before the file is rewritten (the check
+#   costs tens of milliseconds); if the file then fails its check, HAProxy
+#   serves the change and the file stays as it was until one passes;
 # - with --master-socket, what the runtime API can do is done without a
 #   reload: a server added to, moved within or taken out of a pool that
 #   already exists. A server that stops is taken out at once, even while a
@@ -34,7 +37,7 @@ __all__ = ["HAProxyError", "HAProxyOptions", "HAProxySync", "MasterUnreachable",
 
 log = logging.getLogger("fastroute.haproxy")
 
-BATCH = 0.05  # seconds: events of one burst (a compose up) are applied together
+BATCH = 0.01  # seconds: the events of one container start (create, connect, start) are applied together
 CLI_TIMEOUT = 10.0  # seconds for one master-socket command
 RELOAD_TIMEOUT = 30.0  # seconds for a reload to show (master socket) or the reload command to exit
 CHECK_TIMEOUT = 60.0  # seconds for `haproxy -c`
@@ -283,23 +286,27 @@ class HAProxySync:
             finally:
                 self.busy = False
 
+    async def _drain(self, plan: Plan) -> None:
+        if self.synced and self.options.master_socket is not None:
+            commands, drained = drain_step(self.running, plan)
+            if commands and await self.send(commands):
+                self.running = drained
+
     async def _step(self) -> None:
         self._changed = trio.Event()  # a change from here on is seen by the next step
         plan = self.plan()
-        await self.install(plan)
-        if not self.can_reload:
-            return
         if self.synced and self.options.master_socket is not None:
+            # The running HAProxy first (no file is involved), then the file.
             step = runtime_step(self.running, plan)
             if step is not None:
                 if await self.send(step[0]):
                     self.running = step[1]
+                    await self.install(plan)
                     return
             else:
-                commands, drained = drain_step(self.running, plan)
-                if commands and await self.send(commands):
-                    self.running = drained
-        elif self.synced and self.running.plan == plan:
+                await self._drain(plan)
+        await self.install(plan)
+        if not self.can_reload or (self.synced and self.running.plan == plan):
             return
         # Wait for the reload's turn; what changes meanwhile joins it, and
         # servers that stop meanwhile still leave at once.
@@ -309,11 +316,8 @@ class HAProxySync:
                 await self._changed.wait()
             self._changed = trio.Event()
             plan = self.plan()
+            await self._drain(plan)
             await self.install(plan)
-            if self.synced and self.options.master_socket is not None:
-                commands, drained = drain_step(self.running, plan)
-                if commands and await self.send(commands):
-                    self.running = drained
         try:
             await self.reload()
         except HAProxyError:
