@@ -18,6 +18,7 @@ from ._config import Config
 from ._errors import ConfigError
 from ._server import Gateway
 from ._sources import RouteSources, load_routes
+from ._waker import Waker
 from ._watcher import DockerWatcher
 
 __all__ = ["RouteSources", "load_routes", "run", "serve"]
@@ -43,6 +44,11 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
                 )
                 gateway.watcher = watcher
                 await nursery.start(watcher.run)
+                gateway.waker = Waker(
+                    lambda: watcher.containers, watcher.take_out, gateway.registry,
+                    timeout=config.timeouts.wake, queue=config.limits.wake_queue, url=config.docker_url,
+                )
+                await nursery.start(gateway.waker.run)
             log.info(
                 "listening on %s with %d routes",
                 ", ".join(f"{h}:{p}" for h, p in gateway.addresses), len(gateway.table),

@@ -92,6 +92,8 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help=f"no bytes moving through an upgraded connection (default {t.tunnel_idle:g})")
     g.add_argument("--drain-timeout", type=_seconds, default=t.drain,
                    help=f"in-flight requests after SIGTERM/SIGINT (default {t.drain:g})")
+    g.add_argument("--wake-timeout", type=_seconds, default=t.wake,
+                   help=f"a request waking a fastroute.wake container, until it serves (default {t.wake:g})")
     g = serve.add_argument_group("limits")
     g.add_argument("--max-header-bytes", type=_bytes, default=lim.max_header_bytes,
                    help=f"request header fields, in bytes (default {lim.max_header_bytes})")
@@ -102,6 +104,8 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     g.add_argument("--max-body", type=_bytes, default=None, help="request body size (default: no limit)")
     g.add_argument("--max-connections", type=_count, default=lim.max_connections,
                    help=f"concurrent client connections (default {lim.max_connections})")
+    g.add_argument("--wake-queue", type=_count, default=lim.wake_queue,
+                   help=f"requests waiting for one route's container to wake; 503 past it (default {lim.wake_queue})")
 
 
 def _bool(text: str) -> bool:
@@ -215,10 +219,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
             request_head=args.request_head_timeout, keepalive=args.keepalive_timeout,
             connect=args.connect_timeout, response_head=args.response_timeout,
             body_idle=args.body_timeout, tunnel_idle=args.tunnel_timeout, drain=args.drain_timeout,
+            wake=args.wake_timeout,
         ),
         limits=Limits(
             max_header_bytes=args.max_header_bytes, max_headers=args.max_headers, max_target=args.max_target,
-            max_body=args.max_body, max_connections=args.max_connections,
+            max_body=args.max_body, max_connections=args.max_connections, wake_queue=args.wake_queue,
         ),
         trusted_proxies=tuple(n for group in args.trusted_proxies for n in group),
         access_log=args.access_log,

@@ -77,6 +77,9 @@ class Route:
     # A route whose last container left is held (no backends) until this
     # time.monotonic(): requests wait for a container to join.
     hold_until: float | None = None
+    # Stopped containers (ids) that a request may start to serve this route
+    # (fastroute.wake=true); only set while no backend serves it.
+    wake: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,7 @@ class Timeouts:
     body_idle: float = 60.0  # no body bytes moving, either direction
     tunnel_idle: float = 3600.0  # no bytes moving through an upgraded connection
     drain: float = 10.0  # in-flight requests after SIGTERM
+    wake: float = 30.0  # a request for a stopped fastroute.wake container: start to ready
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,7 @@ class Limits:
     max_body: int | None = None  # request body bytes (413); None: no limit
     max_connections: int = 10_000  # concurrent client connections
     max_idle_upstream: int = 64  # idle pooled connections per backend
+    wake_queue: int = 100  # requests waiting for one route's container to wake (503 past it)
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,8 @@ class Container:
     routable: bool = False  # running, unpaused, healthy
     state: str = ""  # Docker's State and health, for `fastroute routes`
     skip: str | None = None  # why it is not routed although running, or None
+    wake: bool = False  # fastroute.wake=true: may be started by a request while stopped
+    idle_timeout: float | None = None  # fastroute.idle-timeout: stop it this long idle, if we woke it
 
     @property
     def short_id(self) -> str:
@@ -155,7 +157,9 @@ def _address(summary: Mapping[str, Any], name: str, discovery: Discovery, port: 
 def parse_container(summary: Mapping[str, Any], discovery: Discovery) -> Container | None:
     """What discovery makes of a container summary; None if it is hidden.
 
-    Hidden: fastroute.enable=false, or not enabled with --exposed-by-default=false.
+    Hidden: fastroute.enable=false, or not enabled with --exposed-by-default=false
+    (fastroute.wake=true enables a container too: it is an explicit opt-in).
+    A stopped container is parsed only if it may be woken; it has no address.
     """
     cid = summary["Id"]
     names = summary.get("Names") or []
@@ -165,39 +169,63 @@ def parse_container(summary: Mapping[str, Any], discovery: Discovery) -> Contain
     health = _health(summary.get("Status", ""))
     routable = docker_state == "running" and health in (None, "healthy")
     state = docker_state + (f" ({health})" if health else "")
-    if docker_state not in ("running", "paused", "restarting"):
+    running = docker_state in ("running", "paused", "restarting")
+    try:
+        wake = _label_bool(labels, "fastroute.wake", False)
+    except ValueError as error:
+        if not running:
+            return Container(cid, name, state=state, routable=False)
+        return Container(cid, name, state=state, routable=routable, skip=str(error))
+    if not running and not wake:
         return Container(cid, name, state=state, routable=False)  # on its way out: nothing to check
     try:
-        if not _label_bool(labels, "fastroute.enable", discovery.exposed_by_default):
+        if not _label_bool(labels, "fastroute.enable", discovery.exposed_by_default or wake):
             return None
         strip = _label_bool(labels, "fastroute.strip_prefix", False)
         port_text = labels.get("fastroute.port", str(DEFAULT_PORT)).strip()
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise ValueError(f"label fastroute.port={port_text!r} is not a port number (1-65535)")
         port = int(port_text)
-        if "fastroute.route" in labels:
-            raw = labels["fastroute.route"]
-            pieces = [p.strip() for p in raw.split(",") if p.strip()]
-            if not pieces:
-                raise ValueError(f"label fastroute.route={raw!r} names no prefix")
-            prefixes = tuple(dict.fromkeys(_checked_prefix(p, f"label fastroute.route={raw!r}") for p in pieces))
-            source = "label"
-        elif discovery.route_by == "name":
-            prefixes = (_checked_prefix("/" + name, f"container name {name!r}"),)
-            source = "name"
-        else:
-            image = summary.get("Image", "")
-            prefix = image_prefix(image)
-            if prefix is None:
-                raise ValueError(
-                    f"image {image!r} has no repository name (run it by name, or set the fastroute.route label)"
-                )
-            prefixes = (_checked_prefix(prefix, f"image {image!r}"),)
-            source = "image"
-        address = _address(summary, name, discovery, port)
+        idle_timeout = _idle_timeout(labels)
+        prefixes, source = _prefixes(summary, labels, name, discovery)
+        address = _address(summary, name, discovery, port) if running else None
     except ValueError as error:
-        return Container(cid, name, state=state, routable=routable, skip=str(error))
-    return Container(cid, name, prefixes, address, strip, source, routable, state)
+        return Container(cid, name, state=state, routable=routable, skip=str(error), wake=wake)
+    return Container(cid, name, prefixes, address, strip, source, routable, state, wake=wake,
+                     idle_timeout=idle_timeout)
+
+
+def _idle_timeout(labels: Mapping[str, str]) -> float | None:
+    text = labels.get("fastroute.idle-timeout")
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise ValueError(f"label fastroute.idle-timeout={text!r} is not a positive number of seconds")
+    return value
+
+
+def _prefixes(
+    summary: Mapping[str, Any], labels: Mapping[str, str], name: str, discovery: Discovery
+) -> tuple[tuple[str, ...], str]:
+    if "fastroute.route" in labels:
+        raw = labels["fastroute.route"]
+        pieces = [p.strip() for p in raw.split(",") if p.strip()]
+        if not pieces:
+            raise ValueError(f"label fastroute.route={raw!r} names no prefix")
+        return tuple(dict.fromkeys(_checked_prefix(p, f"label fastroute.route={raw!r}") for p in pieces)), "label"
+    if discovery.route_by == "name":
+        return (_checked_prefix("/" + name, f"container name {name!r}"),), "name"
+    image = summary.get("Image", "")
+    prefix = image_prefix(image)
+    if prefix is None:
+        raise ValueError(
+            f"image {image!r} has no repository name (run it by name, or set the fastroute.route label)"
+        )
+    return (_checked_prefix(prefix, f"image {image!r}"),), "image"
 
 
 @dataclass
@@ -293,7 +321,22 @@ class ContainerSet:
                 del self.held[prefix]
                 continue
             routes[prefix] = Route(prefix, (), route.strip_prefix, route.source, hold_until=until)
-        self._last = routes
+        self._last = dict(routes)
+        # A prefix nothing serves now, but that a stopped (or stopping)
+        # fastroute.wake container gives: requests for it start that container.
+        sleepers: dict[str, list[Container]] = {}
+        for container in sorted(self.containers.values(), key=lambda c: (c.name, c.id)):
+            if container.wake and container.skip is None and (not container.routable or container.id in self.leaving):
+                for prefix in container.prefixes:
+                    sleepers.setdefault(prefix, []).append(container)
+        for prefix, members in sleepers.items():
+            held = routes.get(prefix)
+            if held is not None and held.backends:
+                continue
+            first = members[0]
+            ids = tuple(c.id for c in members if c.strip_prefix == first.strip_prefix)
+            routes[prefix] = Route(prefix, (), first.strip_prefix, f"docker:{first.source}",
+                                   hold_until=held.hold_until if held else None, wake=ids)
         return tuple(routes.values()), warnings
 
     def next_hold_expiry(self) -> float | None:

@@ -26,7 +26,8 @@ EJECT_MAX = 30.0  # seconds, the longest time out of rotation
 
 
 class BackendState:
-    __slots__ = ("address", "outstanding", "failures", "down_until", "idle", "host_header", "retired", "on_retire")
+    __slots__ = ("address", "outstanding", "failures", "down_until", "idle", "host_header", "retired", "on_retire",
+                 "last_done")
 
     def __init__(self, address: Address) -> None:
         self.address = address
@@ -37,6 +38,7 @@ class BackendState:
         self.host_header = str(address).encode("ascii", "replace")
         self.retired = False  # no route uses it any more: pool nothing
         self.on_retire: set[Callable[[], None]] = set()  # called once when it is retired
+        self.last_done = 0.0  # time.monotonic() when its last request ended (idle stop)
 
     def is_up(self, now: float) -> bool:
         return now >= self.down_until

@@ -188,6 +188,7 @@ async def relay(
             raise
         finally:
             backend.outstanding -= 1
+            backend.last_done = time.monotonic()
         await release(backend, conn, limits)
         return
 

@@ -74,6 +74,7 @@ class Gateway:
         self._max_head = limits.max_header_bytes + limits.max_target + 1024
         self.swaps = 0
         self.watcher: Any = None  # the DockerWatcher feeding this gateway, if any
+        self.waker: Any = None  # the Waker that starts fastroute.wake containers, if any
         self._table_changed = trio.Event()  # set (and replaced) on every swap
 
     # --- routes ------------------------------------------------------------
@@ -320,7 +321,10 @@ class Gateway:
             for attempt in range(REROUTES + 1):
                 prefix, upstream = decide(table, request.target)
                 if not upstream.backends:
-                    prefix, upstream = await self._wait_for_backends(request, prefix, upstream)
+                    if upstream.route.wake and self.waker is not None:
+                        prefix, upstream = await self._wake(request, prefix, upstream)
+                    else:
+                        prefix, upstream = await self._wait_for_backends(request, prefix, upstream)
                 try:
                     await relay(
                         client, request, upstream, prefix, self.config, exchange,
@@ -365,6 +369,31 @@ class Gateway:
                 # The hold ran out while this request waited for it.
                 raise NoBackendAvailable(f"no container serves {prefix!r} now", retry_after=HOLD_RETRY_AFTER) from None
         return prefix, upstream
+
+    async def _wake(self, request: h11.Request, prefix: str, upstream: Any) -> tuple[str, Any]:
+        """A route served by stopped fastroute.wake containers: start one, wait until it serves.
+
+        Raises:
+            NoBackendAvailable: the start failed, the route's wake queue is
+                full, or no container served within --wake-timeout (503 with
+                Retry-After).
+        """
+        assert self.waker is not None
+        limit = self.config.timeouts.wake
+        with trio.move_on_after(limit):
+            await self.waker.wake(prefix, upstream.route.wake)
+            while True:  # ready: now the watcher's start event puts it in the table
+                changed = self._table_changed
+                try:
+                    prefix, upstream = decide(self.table, request.target)
+                except NoRoute:
+                    raise NoBackendAvailable(f"{prefix!r} left the route table while waking",
+                                             retry_after=HOLD_RETRY_AFTER) from None
+                if upstream.backends:
+                    return prefix, upstream
+                await changed.wait()
+        raise NoBackendAvailable(f"the container for {prefix!r} did not serve within {limit:g}s",
+                                 retry_after=HOLD_RETRY_AFTER)
 
     async def _answer(self, client: HttpStream, exchange: Exchange, error: ProxyError) -> None:
         """The proxy's own short plain-text answer."""

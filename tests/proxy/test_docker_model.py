@@ -294,3 +294,54 @@ def test_a_resync_after_missed_events_forgets_leave_marks() -> None:
     reconnected.leave(a["Id"])  # then the stream broke; its start event was lost
     reconnected.replace_all([a], events_missed=True)
     assert reconnected.routes(0.0)[0][0].backends == (Address("10.0.0.2", 8000),)
+
+
+# --- wake on request (fastroute.wake) ---------------------------------------------
+
+
+def asleep(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return summary(name, labels=labels, state="exited", status="Exited (0) 3 seconds ago", networks={})
+
+
+def test_a_stopped_wake_container_gives_a_route_to_wake() -> None:
+    containers = ContainerSet(Discovery())
+    containers.replace_all([asleep("a", {"fastroute.wake": "true", "fastroute.strip_prefix": "true"}),
+                            asleep("b", {"fastroute.wake": "true"})])
+    routes, _ = containers.routes(0.0)
+    [route] = routes
+    assert (route.prefix, route.backends, route.strip_prefix) == ("/steve/foo", (), True)
+    assert route.wake == (summary("a")["Id"],)  # b disagrees on strip_prefix
+
+
+def test_a_stopped_container_without_the_label_gives_nothing() -> None:
+    containers = ContainerSet(Discovery())
+    containers.replace_all([asleep("a", {}), asleep("b", {"fastroute.wake": "false"})])
+    assert containers.routes(0.0)[0] == ()
+
+
+def test_wake_is_an_opt_in_even_when_not_exposed_by_default() -> None:
+    discovery = Discovery(exposed_by_default=False)
+    assert parse_container(asleep("a", {"fastroute.wake": "true"}), discovery) is not None
+    assert parse_container(asleep("a", {"fastroute.wake": "true", "fastroute.enable": "false"}), discovery) is None
+
+
+def test_a_running_container_serves_instead_of_waking_another() -> None:
+    containers = ContainerSet(Discovery())
+    awake = summary("awake", labels={"fastroute.wake": "true"})
+    containers.replace_all([awake, asleep("zzz", {"fastroute.wake": "true"})])
+    [route] = containers.routes(0.0)[0]
+    assert route.backends and route.wake == ()
+    containers.leave(awake["Id"])  # stopping: it and the sleeper may be woken
+    [route] = containers.routes(0.0)[0]
+    assert route.backends == () and set(route.wake) == {awake["Id"], summary("zzz")["Id"]}
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "inf", "nan"])
+def test_a_bad_idle_timeout_skips_the_container(value: str) -> None:
+    container = parse_container(asleep("a", {"fastroute.wake": "true", "fastroute.idle-timeout": value}), Discovery())
+    assert container is not None and container.skip is not None and "idle-timeout" in container.skip
+
+
+def test_idle_timeout_is_read() -> None:
+    container = parse_container(summary("a", labels={"fastroute.idle-timeout": "2.5"}), Discovery())
+    assert container is not None and container.idle_timeout == 2.5

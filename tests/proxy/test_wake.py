@@ -1,0 +1,269 @@
+# Wake on request against the real engine: stopped containers labelled
+# fastroute.wake=true are started by a request for their route (only they,
+# only `start`), once however many requests arrive, and stopped again when
+# idle if fastroute started them. Every call fastroute makes to the engine
+# is counted through a wrapper around its docker client.
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import trio
+
+from proxy._config import Discovery
+from proxy._server import Gateway
+from proxy._sources import RouteSources
+from proxy._waker import Waker
+from proxy._watcher import DockerWatcher, connect
+
+from ..docker_support import RUN_ID, RUN_LABEL, Backend, DockerLab
+from ..helpers import fetch, start_gateway
+
+pytestmark = pytest.mark.usefixtures("clients_closed")
+
+WAIT = 15.0  # seconds: the longest any test waits for the engine to act
+WAKE = {"fastroute.wake": "true"}
+
+
+class Counting:
+    """A docker client (or its .api) that counts every method call by name."""
+
+    def __init__(self, inner: Any, calls: Counter[str]) -> None:
+        self._inner = inner
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name == "api":
+            return Counting(attr, self._calls)
+        if not callable(attr) or name == "close":
+            return attr
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self._calls[name] += 1
+            return attr(*args, **kwargs)
+
+        return counted
+
+
+async def start_waking(
+    nursery: trio.Nursery, lab: DockerLab, calls: Counter[str], exposed_by_default: bool = True, **timeouts: Any
+) -> tuple[Gateway, DockerWatcher, Waker]:
+    factory: Callable[[str | None], Any] = lambda url: Counting(connect(url), calls)  # noqa: E731
+    gateway = await start_gateway(nursery, [], timeouts=timeouts)
+    sources = RouteSources(gateway.set_routes, ())
+    watcher = DockerWatcher(sources.set_docker, Discovery(network=lab.network, hold=0.0, exposed_by_default=exposed_by_default),
+                            labels=[f"{RUN_LABEL}={RUN_ID}"], client_factory=factory)
+    await nursery.start(watcher.run)
+    with trio.fail_after(WAIT):
+        await watcher.synced.wait()
+    waker = Waker(lambda: watcher.containers, watcher.take_out, gateway.registry,
+                  timeout=gateway.config.timeouts.wake, queue=gateway.config.limits.wake_queue,
+                  client_factory=factory)
+    gateway.waker = waker
+    await nursery.start(waker.run)
+    return gateway, watcher, waker
+
+
+async def stopped(lab: DockerLab, labels: dict[str, str], **options: Any) -> Backend:
+    """A backend container that exists, stopped."""
+    def make() -> Backend:
+        backend = lab.start_backend(labels=labels, wait=False, **options)
+        lab.client.containers.get(backend.id).stop(timeout=1)
+        return backend
+    return await trio.to_thread.run_sync(make)
+
+
+async def state_of(lab: DockerLab, backend: Backend) -> str:
+    container = await trio.to_thread.run_sync(lab.client.containers.get, backend.id)
+    return str(container.status)
+
+
+async def eventually(check: Callable[[], Any], what: str, limit: float = WAIT) -> None:
+    with trio.move_on_after(limit):
+        while not await check():
+            await trio.sleep(0.05)
+        return
+    raise AssertionError(f"not within {limit}s: {what}")
+
+
+def host(body: bytes) -> str:
+    return body.decode().splitlines()[0].removeprefix("host=")
+
+
+async def test_a_request_wakes_a_stopped_container(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    backend = await stopped(docker_lab, {**WAKE, "fastroute.route": "/sleepy"})
+    calls: Counter[str] = Counter()
+    gateway, _, waker = await start_waking(nursery, docker_lab, calls)
+    assert await state_of(docker_lab, backend) == "exited"
+
+    reply = await fetch(gateway, "GET", "/sleepy/x/")
+
+    assert reply.status == 200 and host(reply.body) == backend.name
+    assert await state_of(docker_lab, backend) == "running"
+    assert waker.starts == 1 and calls["start"] == 1
+    assert calls["create"] == 0 and calls["pull"] == 0
+
+
+async def test_fifty_concurrent_requests_cause_exactly_one_start(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    backend = await stopped(docker_lab, {**WAKE, "fastroute.route": "/crowd"})
+    calls: Counter[str] = Counter()
+    gateway, _, waker = await start_waking(nursery, docker_lab, calls)
+    statuses: list[int] = []
+
+    async def one() -> None:
+        statuses.append((await fetch(gateway, "GET", "/crowd/")).status)
+
+    async with trio.open_nursery() as clients:
+        for _ in range(50):
+            clients.start_soon(one)
+
+    assert statuses == [200] * 50
+    assert calls["start"] == 1 and waker.starts == 1
+    assert await state_of(docker_lab, backend) == "running"
+
+
+async def test_unknown_routes_never_touch_docker(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    await stopped(docker_lab, {**WAKE, "fastroute.route": "/known"})
+    calls: Counter[str] = Counter()
+    gateway, _, _ = await start_waking(nursery, docker_lab, calls)
+    before = Counter(calls)
+
+    for target in ["/unknown/", "/knownx/", "/", "/kno"]:
+        assert (await fetch(gateway, "GET", target)).status == 404
+
+    made = calls - before
+    made.pop("ping", None)  # the watchdog's, on its own clock
+    assert made == Counter()
+
+
+async def test_idle_container_is_stopped_and_woken_again(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    backend = await stopped(docker_lab, {**WAKE, "fastroute.route": "/nap", "fastroute.idle-timeout": "1"})
+    calls: Counter[str] = Counter()
+    gateway, _, waker = await start_waking(nursery, docker_lab, calls)
+    assert (await fetch(gateway, "GET", "/nap/")).status == 200
+
+    async def is_exited() -> bool:
+        return await state_of(docker_lab, backend) == "exited"
+
+    await eventually(is_exited, "stopped after 1 s idle")
+    assert waker.stops == 1
+
+    reply = await fetch(gateway, "GET", "/nap/")  # its route stayed: the next request wakes it
+    assert reply.status == 200 and host(reply.body) == backend.name
+    assert calls["start"] == 2
+
+
+async def test_a_long_request_counts_as_activity(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    backend = await stopped(docker_lab, {**WAKE, "fastroute.route": "/busy", "fastroute.idle-timeout": "1"})
+    calls: Counter[str] = Counter()
+    gateway, _, waker = await start_waking(nursery, docker_lab, calls)
+
+    with trio.fail_after(WAIT):
+        reply = await fetch(gateway, "GET", "/busy/?sleep=3")  # in flight three times the idle timeout
+
+    assert reply.status == 200
+    assert waker.stops == 0 and await state_of(docker_lab, backend) == "running"
+
+    async def is_exited() -> bool:
+        return await state_of(docker_lab, backend) == "exited"
+
+    await eventually(is_exited, "stopped once idle after the request")
+
+
+async def test_containers_fastroute_did_not_start_are_never_stopped(
+    nursery: trio.Nursery, docker_lab: DockerLab
+) -> None:
+    backend = await trio.to_thread.run_sync(lambda: docker_lab.start_backend(
+        labels={**WAKE, "fastroute.route": "/mine", "fastroute.idle-timeout": "0.5"}))
+    calls: Counter[str] = Counter()
+    gateway, _, waker = await start_waking(nursery, docker_lab, calls)
+    assert (await fetch(gateway, "GET", "/mine/")).status == 200
+
+    await trio.sleep(2.0)
+
+    assert await state_of(docker_lab, backend) == "running"
+    assert calls["stop"] == 0 and calls["start"] == 0
+
+
+async def test_wake_timeout_is_a_503(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    # Its httpd listens on 9999, not on the routed port 8000: never ready.
+    await stopped(docker_lab, {**WAKE, "fastroute.route": "/deaf"}, environment={"PORT": "9999"})
+    calls: Counter[str] = Counter()
+    gateway, _, _ = await start_waking(nursery, docker_lab, calls, wake=1.5)
+
+    started = trio.current_time()
+    reply = await fetch(gateway, "GET", "/deaf/")
+
+    assert reply.status == 503 and reply.header(b"retry-after") is not None
+    assert 1.4 < trio.current_time() - started < 5
+    assert calls["start"] == 1
+
+
+async def test_a_container_that_exits_at_once_is_a_503_and_not_restarted_in_a_loop(
+    nursery: trio.Nursery, docker_lab: DockerLab
+) -> None:
+    await stopped(docker_lab, {**WAKE, "fastroute.route": "/crash"}, command=["/bin/busybox", "false"])
+    calls: Counter[str] = Counter()
+    gateway, _, _ = await start_waking(nursery, docker_lab, calls)
+
+    first = await fetch(gateway, "GET", "/crash/")
+    assert first.status == 503 and b"exit" in first.body and first.header(b"retry-after") == b"1"
+    again = [await fetch(gateway, "GET", "/crash/") for _ in range(5)]  # within the backoff
+
+    assert all(r.status == 503 for r in again)
+    assert calls["start"] == 1
+    await trio.sleep(1.2)  # after the backoff: one more try
+    assert (await fetch(gateway, "GET", "/crash/")).status == 503
+    assert calls["start"] == 2
+
+
+async def test_a_container_removed_while_stopped_loses_its_route(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    backend = await stopped(docker_lab, {**WAKE, "fastroute.route": "/gone"})
+    calls: Counter[str] = Counter()
+    gateway, watcher, _ = await start_waking(nursery, docker_lab, calls)
+    assert "/gone" in gateway.table
+
+    await trio.to_thread.run_sync(lambda: docker_lab.client.containers.get(backend.id).remove())
+
+    async def route_gone() -> bool:
+        return "/gone" not in gateway.table
+
+    await eventually(route_gone, "route dropped on destroy")
+    assert (await fetch(gateway, "GET", "/gone/")).status == 404
+    assert calls["start"] == 0
+
+
+async def test_without_the_wake_label_nothing_is_woken(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    backend = await stopped(docker_lab, {"fastroute.enable": "true", "fastroute.route": "/plain"})
+    calls: Counter[str] = Counter()
+    gateway, _, _ = await start_waking(nursery, docker_lab, calls, exposed_by_default=False)
+
+    assert (await fetch(gateway, "GET", "/plain/")).status == 404
+    assert calls["start"] == 0 and await state_of(docker_lab, backend) == "exited"
+
+
+async def test_past_the_wake_queue_requests_get_a_503_at_once(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    await stopped(docker_lab, {**WAKE, "fastroute.route": "/queue"}, environment={"PORT": "9999"})
+    calls: Counter[str] = Counter()
+    gateway, _, waker = await start_waking(nursery, docker_lab, calls, wake=2.0)
+    waker.queue = 3
+    replies: list[tuple[int, float, bytes]] = []
+
+    async def one() -> None:
+        started = trio.current_time()
+        reply = await fetch(gateway, "GET", "/queue/")
+        replies.append((reply.status, trio.current_time() - started, reply.body))
+
+    async with trio.open_nursery() as clients:
+        for _ in range(5):
+            clients.start_soon(one)
+            await trio.sleep(0.05)
+
+    assert [status for status, _, _ in replies] == [503] * 5
+    turned_away = [r for r in replies if b"already wait" in r[2]]
+    assert len(turned_away) == 2 and all(took < 1.0 for _, took, _ in turned_away)
+    assert calls["start"] == 1
