@@ -14,6 +14,7 @@ and `fastroute serve --no-docker` as a subprocess.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import resource
 import socket
@@ -31,6 +32,24 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def teardown_seconds(pid: int, since: float, limit: float = 30.0) -> float:
+    """From `since` until the gateway's CPU time stops growing (flat for 0.3 s)."""
+    last, last_change = cpu_seconds(pid), time.monotonic()
+    while time.monotonic() - since < limit:
+        time.sleep(0.05)
+        now_cpu = cpu_seconds(pid)
+        if now_cpu != last:
+            last, last_change = now_cpu, time.monotonic()
+        elif time.monotonic() - last_change > 0.3:
+            break
+    return last_change - since
 
 
 def main() -> int:
@@ -67,8 +86,11 @@ def main() -> int:
                   f"gateway RSS {base:.1f} MiB -> {held:.1f} MiB "
                   f"({(held - base) * 1024 / args.idle:.1f} KiB per connection)")
         finally:
+            closed_at = time.monotonic()
             for sock in clients:
                 sock.close()
+        busy = teardown_seconds(gateway.pid, closed_at)
+        print(f"closing them: the gateway was busy (CPU) for {busy:.2f} s after the first close")
         time.sleep(args.settle)  # let the gateway finish closing them before the load starts
         before = rss_mib(gateway.pid)
         out = subprocess.run(

@@ -45,7 +45,7 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
                 gateway.watcher = watcher
                 await nursery.start(watcher.run)
                 gateway.waker = Waker(
-                    lambda: watcher.containers, watcher.take_out, gateway.registry,
+                    lambda: watcher.containers, watcher.take_out, watcher.set_waking, gateway.registry,
                     timeout=config.timeouts.wake, queue=config.limits.wake_queue, url=config.docker_url,
                 )
                 await nursery.start(gateway.waker.run)

@@ -235,6 +235,7 @@ class ContainerSet:
     discovery: Discovery
     containers: dict[str, Container] = field(default_factory=dict)
     leaving: set[str] = field(default_factory=set)
+    waking: set[str] = field(default_factory=set)  # started for a request, not ready yet: not routed
     held: dict[str, tuple[float, Route]] = field(default_factory=dict)  # prefix -> (until, route)
     _last: dict[str, Route] = field(default_factory=dict)
 
@@ -295,7 +296,8 @@ class ContainerSet:
         pools: dict[str, list[Container]] = {}
         warnings: list[str] = []
         for container in sorted(self.containers.values(), key=lambda c: (c.name, c.id)):
-            if container.skip is not None or not container.routable or container.id in self.leaving:
+            if container.skip is not None or not container.routable or container.id in self.leaving \
+                    or container.id in self.waking:
                 continue
             for prefix in container.prefixes:
                 pools.setdefault(prefix, []).append(container)
@@ -326,7 +328,8 @@ class ContainerSet:
         # fastroute.wake container gives: requests for it start that container.
         sleepers: dict[str, list[Container]] = {}
         for container in sorted(self.containers.values(), key=lambda c: (c.name, c.id)):
-            if container.wake and container.skip is None and (not container.routable or container.id in self.leaving):
+            if container.wake and container.skip is None and (
+                    not container.routable or container.id in self.leaving or container.id in self.waking):
                 for prefix in container.prefixes:
                     sleepers.setdefault(prefix, []).append(container)
         for prefix, members in sleepers.items():

@@ -44,9 +44,10 @@ def print_routes(url: str | None, discovery: Discovery, labels: Sequence[str], *
     for row in rows:
         if "prefix" in row:
             strip = "  (strip prefix)" if row["strip_prefix"] else ""
-            print(f"{row['prefix']}  [{row['source']}]{strip}")
+            wake = "  (stopped: a request wakes it)" if row["wake"] else ""
+            print(f"{row['prefix']}  [{row['source']}]{strip}{wake}")
             for c in row["containers"]:
-                print(f"    {c['address']:<24} {c['name']} ({c['id']}) {c['state']}")
+                print(f"    {c['address'] or '-':<24} {c['name']} ({c['id']}) {c['state']}")
         elif "skipped" in row:
             print(f"skipped: {row['skipped']} ({row['id']}): {row['reason']}")
         else:

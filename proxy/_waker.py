@@ -7,7 +7,8 @@
 # - one start per route at a time: every request that arrives meanwhile
 #   waits for the same start (up to --wake-queue of them; past it, 503);
 # - ready means: running, healthy if it has a HEALTHCHECK, and its port
-#   accepts a connection; not ready within --wake-timeout, or exited: 503
+#   accepts a connection; until then it is kept out of the route table, so
+#   requests that arrive meanwhile wait for the same start; not ready within --wake-timeout, or exited: 503
 #   with Retry-After, and no new start for that route until a backoff
 #   (1 s doubling to 60 s) has passed, so a broken container is not
 #   restarted in a tight loop;
@@ -74,6 +75,7 @@ class Waker:
         self,
         containers: Callable[[], ContainerSet],
         leave: Callable[[str], None],
+        set_waking: Callable[[str, bool], None],
         registry: Registry,
         *,
         timeout: float,
@@ -83,6 +85,7 @@ class Waker:
     ) -> None:
         self.containers = containers  # the watcher's current set
         self.leave = leave  # takes a container out of the table now (before stopping it)
+        self.set_waking = set_waking  # keeps a starting container out of the table until ready
         self.registry = registry
         self.timeout = timeout
         self.queue = queue
@@ -144,6 +147,7 @@ class Waker:
 
     async def _start(self, prefix: str, ids: tuple[str, ...], state: _RouteWake) -> None:
         assert state.starting is not None
+        self.set_waking(ids[0], True)
         try:
             with trio.fail_after(self.timeout):
                 address = await self._start_one(ids[0])
@@ -158,6 +162,10 @@ class Waker:
             log.warning("could not wake %s for %s: %s; no new start for %gs", ids[0][:12], prefix, state.error,
                         backoff)
         finally:
+            # Ready, or failed: either way it is routed by the usual rules now
+            # (a container that runs but never listened is left running; if
+            # it has an idle timeout, that stops it).
+            self.set_waking(ids[0], False)
             state.starting.set()
             state.starting = None
 

@@ -255,6 +255,14 @@ class DockerWatcher:
         self.containers.leave(cid)
         self._publish()
 
+    def set_waking(self, cid: str, waking: bool) -> None:
+        """While fastroute wakes a container, it is not routed (requests wait for the wake)."""
+        if waking:
+            self.containers.waking.add(cid)
+        else:
+            self.containers.waking.discard(cid)
+        self._publish()
+
     def _publish(self) -> None:
         routes, warnings = self.containers.routes(time.monotonic())
         for container in self.containers.skipped():
@@ -322,18 +330,20 @@ def describe(containers: ContainerSet, now: float) -> list[Mapping[str, Any]]:
     rows: list[Mapping[str, Any]] = []
     for route in routes:
         members = [c for c in containers.containers.values()
-                   if route.prefix in c.prefixes and c.address in route.backends]
+                   if c.id in route.wake or (route.prefix in c.prefixes and c.address in route.backends)]
         rows.append({
             "prefix": route.prefix,
             "strip_prefix": route.strip_prefix,
             "source": route.source,
-            "containers": [{"name": c.name, "id": c.short_id, "address": str(c.address), "state": c.state}
+            "wake": bool(route.wake),
+            "containers": [{"name": c.name, "id": c.short_id, "address": str(c.address) if c.address else "",
+                            "state": c.state}
                            for c in sorted(members, key=lambda c: c.name)],
         })
     for container in sorted(containers.containers.values(), key=lambda c: c.name):
         if container.skip is not None:
             rows.append({"skipped": container.name, "id": container.short_id, "reason": container.skip})
-        elif not container.routable:
+        elif not container.routable and not container.wake:
             rows.append({"skipped": container.name, "id": container.short_id, "reason": f"not serving: {container.state}"})
     for warning in warnings:
         rows.append({"warning": warning})

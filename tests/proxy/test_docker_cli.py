@@ -63,3 +63,19 @@ def test_serve_follows_docker_from_the_command_line(docker_lab: DockerLab) -> No
         gateway.proc.send_signal(signal.SIGTERM)
         _, err = gateway.proc.communicate(timeout=30)
     assert gateway.proc.returncode == 0, err
+
+
+def test_routes_command_shows_routes_to_wake(docker_lab: DockerLab) -> None:
+    backend = docker_lab.start_backend(labels={"fastroute.wake": "true", "fastroute.route": "/cli/sleepy"})
+    docker_lab.client.containers.get(backend.id).stop(timeout=1)
+    args = [sys.executable, "-m", "proxy", "routes", "--network", docker_lab.network,
+            "--docker-label", f"{RUN_LABEL}={RUN_ID}"]
+
+    text = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True).stdout
+    data = json.loads(subprocess.run([*args, "--json"], capture_output=True, text=True, timeout=60,
+                                     check=True).stdout)
+
+    assert "/cli/sleepy  [docker:label]  (stopped: a request wakes it)" in text
+    assert f"    -                        {backend.name}" in text
+    [route] = [r for r in data["routes"] if r["prefix"] == "/cli/sleepy"]
+    assert route["wake"] is True and route["containers"][0]["name"] == backend.name

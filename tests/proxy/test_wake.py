@@ -60,7 +60,7 @@ async def start_waking(
     await nursery.start(watcher.run)
     with trio.fail_after(WAIT):
         await watcher.synced.wait()
-    waker = Waker(lambda: watcher.containers, watcher.take_out, gateway.registry,
+    waker = Waker(lambda: watcher.containers, watcher.take_out, watcher.set_waking, gateway.registry,
                   timeout=gateway.config.timeouts.wake, queue=gateway.config.limits.wake_queue,
                   client_factory=factory)
     gateway.waker = waker
@@ -266,4 +266,31 @@ async def test_past_the_wake_queue_requests_get_a_503_at_once(nursery: trio.Nurs
     assert [status for status, _, _ in replies] == [503] * 5
     turned_away = [r for r in replies if b"already wait" in r[2]]
     assert len(turned_away) == 2 and all(took < 1.0 for _, took, _ in turned_away)
+    assert calls["start"] == 1
+
+
+
+async def test_requests_during_a_slow_start_wait_for_it(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    # Running for a second before it listens. Seen in a full run: a request
+    # arriving then found the running container in the table and got 502.
+    backend = await stopped(docker_lab, {**WAKE, "fastroute.route": "/slow-start"},
+                            command=["/bin/busybox", "sh", "-c", "/bin/busybox sleep 1; exec /bin/busybox sh /run.sh"])
+    calls: Counter[str] = Counter()
+    gateway, watcher, _ = await start_waking(nursery, docker_lab, calls)
+    replies: list[int] = []
+
+    async def one() -> None:
+        replies.append((await fetch(gateway, "GET", "/slow-start/")).status)
+
+    async with trio.open_nursery() as clients:
+        clients.start_soon(one)
+
+        async def started() -> bool:
+            container = watcher.containers.containers.get(backend.id)
+            return container is not None and container.routable
+
+        await eventually(started, "the engine's start event seen")
+        clients.start_soon(one)  # it runs, but does not listen yet
+
+    assert replies == [200, 200]
     assert calls["start"] == 1
