@@ -93,16 +93,17 @@ def find_head(buffer: bytes | bytearray, limits: Limits) -> int | None:
     line_limit = limits.max_target + LINE_SLACK
     if (first_line == -1 and len(buffer) > line_limit) or first_line > line_limit:
         raise _error(414, f"request line over {line_limit} bytes")
+    # A head without a version ends at its first line (HTTP/0.9): say so now
+    # instead of waiting for a blank line that will never come. Checked
+    # before the head's size, so that the answer does not depend on how
+    # much arrived at once: whenever the size check can fire, the first line
+    # is complete (else the 414 above fired), so this one could fire too.
+    if first_line != -1 and buffer.count(b" ", 0, first_line) < 2:
+        raise _error(400, "request line without an HTTP version (HTTP/0.9 is not supported)")
     head_limit = limits.max_target + limits.max_header_bytes + LINE_SLACK
     if (end == -1 and len(buffer) > head_limit) or end + 4 > head_limit:
         raise _error(431, f"request head over {head_limit} bytes")
-    if end == -1:
-        # A head without a version ends at its first line (HTTP/0.9): say so
-        # now instead of waiting for a blank line that will never come.
-        if first_line != -1 and buffer.count(b" ", 0, first_line) < 2:
-            raise _error(400, "request line without an HTTP version (HTTP/0.9 is not supported)")
-        return None
-    return end + 4
+    return None if end == -1 else end + 4
 
 
 def check_head(head: bytes, limits: Limits) -> RequestHead:

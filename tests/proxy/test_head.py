@@ -115,6 +115,10 @@ def status_of(raw: bytes) -> int | str:
                      id="too_many_fields"),
         pytest.param(head(b"GET /a HTTP/1.1", b"Host: x", b"X: " + b"v" * 300), 431, id="field_bytes"),
         pytest.param(b"GET /a HTTP/1.1\r\nHost: x\r\nX: " + b"v" * 600, 431, id="head_bytes_unfinished"),
+        # Found by atheris: a versionless first line in a head over the size
+        # limit was 431 when it came whole and 400 when it came in pieces.
+        pytest.param(b"\r\nGET /a HTTP/1.1\r\nHost: x\r\nX: " + b"v" * 600 + b"\r\n\r\n", 400,
+                     id="no_version_and_over_the_limit"),
     ],
 )
 def test_request_heads(raw: bytes, expected: int | str) -> None:
