@@ -294,3 +294,25 @@ async def test_requests_during_a_slow_start_wait_for_it(nursery: trio.Nursery, d
 
     assert replies == [200, 200]
     assert calls["start"] == 1
+
+
+async def test_with_a_healthcheck_the_wake_waits_until_healthy(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    # Its port answers at once, but it reports healthy only after 1.5 s.
+    backend = await stopped(
+        docker_lab, {**WAKE, "fastroute.route": "/checked"},
+        command=["/bin/busybox", "sh", "-c",
+                 "/bin/busybox rm -f /ready; (/bin/busybox sleep 1.5; /bin/busybox touch /ready) & "
+                 "exec /bin/busybox sh /run.sh"],
+        healthcheck={"test": ["CMD", "/bin/busybox", "test", "-e", "/ready"],
+                     "interval": 200_000_000, "timeout": 1_000_000_000, "retries": 30},
+    )
+    calls: Counter[str] = Counter()
+    gateway, _, _ = await start_waking(nursery, docker_lab, calls)
+
+    started = trio.current_time()
+    reply = await fetch(gateway, "GET", "/checked/")
+
+    assert reply.status == 200 and host(reply.body) == backend.name
+    assert trio.current_time() - started >= 1.5
+    container = await trio.to_thread.run_sync(docker_lab.client.containers.get, backend.id)
+    assert container.attrs["State"]["Health"]["Status"] == "healthy"
