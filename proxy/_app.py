@@ -14,8 +14,10 @@ from typing import Any
 
 import trio
 
+from ._admin import AdminServer
 from ._config import Config
 from ._errors import ConfigError
+from ._metrics import Stats
 from ._server import Gateway
 from ._sources import RouteSources, load_routes
 from ._waker import Waker
@@ -34,10 +36,19 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
     gateway = Gateway(config)
     sources = RouteSources(gateway.set_routes, load_routes(config))
     sources.set_static(sources.static)
+    admin = None
+    if config.admin is not None:
+        gateway.stats = Stats()
+        admin = AdminServer(gateway, config.admin)
     await gateway.listen()
+    if admin is not None:
+        await admin.listen()
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(gateway.serve)
+            if admin is not None:
+                await nursery.start(admin.serve)
+                log.info("admin endpoints on %s", ", ".join(f"{h}:{p}" for h, p in admin.addresses))
             if config.docker:
                 watcher = DockerWatcher(
                     sources.set_docker, config.discovery, url=config.docker_url, labels=config.docker_labels

@@ -14,7 +14,16 @@ from typing import NoReturn
 
 from fastroute import __version__
 
-from ._config import DEFAULT_LISTEN, Config, Discovery, Limits, Timeouts, parse_address, routes_from_flags
+from ._config import (
+    DEFAULT_LISTEN,
+    Config,
+    Discovery,
+    Limits,
+    Timeouts,
+    check_admin_address,
+    parse_address,
+    routes_from_flags,
+)
 from ._errors import ConfigError
 
 __all__ = ["main"]
@@ -74,6 +83,9 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _add_discovery(serve)
     serve.add_argument("--trusted-proxies", type=_networks, action="append", default=[], metavar="CIDR[,CIDR]",
                        help="clients whose X-Forwarded-* headers are kept and appended to")
+    serve.add_argument("--admin", metavar="HOST:PORT",
+                       help="serve the status page, /routes, /healthz and /metrics here (off by default; "
+                       "keep it private, e.g. 127.0.0.1:9090)")
     serve.add_argument("--access-log", choices=["text", "json", "off"], default="text",
                        help="one line per request on stderr (default text)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
@@ -211,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """Raises ConfigError with a one-line message."""
-    return Config(
+    config = Config(
         listen=tuple(parse_address(a, what="--listen address") for a in (args.listen or [DEFAULT_LISTEN])),
         routes=routes_from_flags(args.route),
         routes_file=args.routes_file,
@@ -231,7 +243,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
         docker_url=args.docker,
         docker_labels=tuple(args.docker_label),
         discovery=_discovery(args),
+        admin=parse_address(args.admin, what="--admin address") if args.admin else None,
     )
+    if config.admin is not None:
+        check_admin_address(config.admin, config.listen)
+    return config
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,6 +21,7 @@ __all__ = [
     "Limits",
     "Route",
     "Timeouts",
+    "check_admin_address",
     "load_routes_file",
     "merge_routes",
     "parse_address",
@@ -132,6 +133,21 @@ class Config:
     docker_url: str | None = None  # None: DOCKER_HOST, else the local socket
     docker_labels: tuple[str, ...] = ()  # only containers with these labels (KEY or KEY=VALUE)
     discovery: Discovery = field(default_factory=Discovery)
+    admin: Address | None = None  # --admin: the private status, routes and metrics listener
+
+
+def check_admin_address(admin: Address, listen: tuple[Address, ...]) -> None:
+    """The admin listener must not share an address with the gateway.
+
+    Raises:
+        ConfigError: same port on the same host, or on a wildcard that covers it.
+    """
+    wildcard = {"0.0.0.0", "::", ""}
+    for address in listen:
+        if address.port == admin.port and (
+            address.host == admin.host or address.host in wildcard or admin.host in wildcard
+        ):
+            raise ConfigError(f"--admin {admin} overlaps the gateway's --listen {address}: give it its own port")
 
 
 def parse_route_flag(text: str) -> tuple[str, Address]:

@@ -82,6 +82,10 @@ class UpstreamConnectError(BadGateway):
     """No connection to the backend could be made (nothing was sent)."""
 
 
+class UpstreamConnectTimeout(UpstreamConnectError):
+    """The backend did not accept the connection within the connect timeout."""
+
+
 class GatewayTimeout(ProxyError):
     status = 504
     reason = "Gateway Timeout"

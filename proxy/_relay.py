@@ -33,6 +33,7 @@ from ._errors import (
     ProxyError,
     RequestTimeout,
     UpstreamConnectError,
+    UpstreamConnectTimeout,
 )
 from ._http import HttpStream
 from ._pool import BackendState, Upstream
@@ -68,6 +69,9 @@ class Exchange:
     response_started: bool = False
     body_started: bool = False  # a request body byte was read from the client
     keep_client: bool = True
+    route: str = ""  # the matched prefix, for metrics
+    connect_errors: int = 0  # failed backend connects (refused, reset, unreachable), for metrics
+    connect_timeouts: int = 0  # backend connects that timed out, for metrics
 
 
 def _content_length(headers: Any) -> int | None:
@@ -156,6 +160,10 @@ async def relay(
         try:
             conn, reused = await acquire(backend, config.timeouts)
         except UpstreamConnectError as error:
+            if isinstance(error, UpstreamConnectTimeout):
+                exchange.connect_timeouts += 1
+            else:
+                exchange.connect_errors += 1
             backend.mark_failed(time.monotonic())
             tried.append(backend)
             last_error = error

@@ -30,6 +30,7 @@ from ._decide import decide
 from ._errors import REASONS, BadGateway, ClientProtocolError, ConfigError, NoBackendAvailable, NoRoute, ProxyError
 from ._head import Refused, check_head, find_head
 from ._http import MAX_RECV, HttpStream
+from ._metrics import Stats
 from ._pool import Registry
 from ._relay import Abort, Exchange, has_body, relay
 from ._upstream import BackendLeft, close_idle
@@ -75,6 +76,7 @@ class Gateway:
         self.swaps = 0
         self.watcher: Any = None  # the DockerWatcher feeding this gateway, if any
         self.waker: Any = None  # the Waker that starts fastroute.wake containers, if any
+        self.stats: Stats | None = None  # per-request counts, kept only with --admin
         self._table_changed = trio.Event()  # set (and replaced) on every swap
 
     # --- routes ------------------------------------------------------------
@@ -207,6 +209,17 @@ class Gateway:
             self._slots.release()
             self._idle_again.set()
 
+    def _record(self, client_ip: str, exchange: Exchange) -> None:
+        self._access.write(client_ip, exchange)
+        stats = self.stats
+        if stats is not None:
+            route = exchange.route
+            stats.observe(route, exchange.status, time.monotonic() - exchange.started)
+            for _ in range(exchange.connect_errors):
+                stats.connect_failed(route, timed_out=False)
+            for _ in range(exchange.connect_timeouts):
+                stats.connect_failed(route, timed_out=True)
+
     def _is_draining(self) -> bool:
         return self.draining
 
@@ -298,7 +311,7 @@ class Gateway:
             await client.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
-        self._access.write(client_ip, exchange)
+        self._record(client_ip, exchange)
 
     async def _serve_request(self, client: HttpStream, request: h11.Request, client_ip: str, trusted: bool) -> bool:
         """Answer one request. Returns whether the connection may carry another."""
@@ -315,11 +328,12 @@ class Gateway:
                 h11.EndOfMessage(),
             )
             exchange.status = 200
-            self._access.write(client_ip, exchange)
+            self._record(client_ip, exchange)
             return client.reusable() and not self.draining
         try:
             for attempt in range(REROUTES + 1):
                 prefix, upstream = decide(table, request.target)
+                exchange.route = prefix
                 if not upstream.backends:
                     if upstream.route.wake and self.waker is not None:
                         prefix, upstream = await self._wake(request, prefix, upstream)
@@ -346,7 +360,7 @@ class Gateway:
             log.debug("closing client connection: %s", reason)
             exchange.keep_client = False
         finally:
-            self._access.write(client_ip, exchange)
+            self._record(client_ip, exchange)
         return exchange.keep_client and client.reusable() and not self.draining
 
     async def _wait_for_backends(self, request: h11.Request, prefix: str, upstream: Any) -> tuple[str, Any]:

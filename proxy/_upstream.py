@@ -9,7 +9,7 @@ import h11
 import trio
 
 from ._config import Limits, Timeouts
-from ._errors import UpstreamConnectError
+from ._errors import UpstreamConnectError, UpstreamConnectTimeout
 from ._http import HttpStream
 from ._pool import BackendState
 
@@ -62,7 +62,7 @@ async def acquire(backend: BackendState, timeouts: Timeouts) -> tuple[HttpStream
             with trio.fail_after(timeouts.connect):
                 stream = await trio.open_tcp_stream(address.host, address.port)
         except trio.TooSlowError:
-            raise UpstreamConnectError(f"connecting to {address} timed out") from None
+            raise UpstreamConnectTimeout(f"connecting to {address} timed out") from None
         except OSError as error:
             raise UpstreamConnectError(f"cannot connect to {address}: {error.strerror or error}") from error
         finally:

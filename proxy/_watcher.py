@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -39,6 +40,7 @@ WATCHDOG_INTERVAL = 10.0  # seconds between pings of the engine while following 
 WATCHDOG_TIMEOUT = 5.0  # seconds a ping may take before the engine counts as stalled
 LAGGING_LIST_RETRIES = 20  # asks after a network event the list does not show yet
 LAGGING_LIST_PAUSE = 0.025  # seconds between those asks
+RECENT_EVENTS = 50  # Docker events kept for the admin status page
 
 
 def connect(url: str | None) -> Any:
@@ -137,6 +139,7 @@ class DockerWatcher:
         self.last_event = 0.0  # time.monotonic() of the last event or resync
         self.reconnects = 0
         self.synced = trio.Event()  # set after the first full sync
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)  # for the status page
         self._warned: set[str] = set()
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -227,6 +230,12 @@ class DockerWatcher:
                 continue
             action, cid = found
             changed = True
+            attributes = (event.get("Actor") or {}).get("Attributes") or {}
+            self.recent.append({
+                "time": event.get("time") or time.time(), "event": event.get("Action") or event.get("status", ""),
+                "type": event.get("Type", ""), "id": cid[:12],
+                "name": attributes.get("name") if event.get("Type") == "container" else attributes.get("container", "")[:12],
+            })
             if action == "leave":
                 self.containers.leave(cid)
             elif action == "remove":

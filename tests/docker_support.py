@@ -34,6 +34,27 @@ def docker_required() -> bool:
     return os.environ.get("FASTROUTE_REQUIRE_DOCKER", "") not in ("", "0")
 
 
+def require_tool(names: tuple[str, ...], install: str) -> str:
+    """The path of the first of `names` found (PATH, then /usr/sbin and /sbin).
+
+    Missing: the test skips with the reason, or fails under FASTROUTE_REQUIRE_DOCKER=1 (CI).
+    """
+    import shutil
+
+    import pytest
+
+    for name in names:
+        found = shutil.which(name) or next(
+            (p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.path.exists(p)), None
+        )
+        if found is not None:
+            return found
+    reason = f"{names[0]} is not installed ({install})"
+    if docker_required():
+        pytest.fail(f"FASTROUTE_REQUIRE_DOCKER=1 but {reason}")
+    pytest.skip(reason)
+
+
 def connect() -> Any:
     """A docker SDK client that has answered a ping; raises why not otherwise."""
     import docker  # the router library never imports docker; only the tests and proxy/

@@ -6,33 +6,21 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
-from .docker_support import docker_required
+from .docker_support import require_tool
 from .helpers import unused_port
 
 START_LIMIT = 10.0  # seconds for HAProxy to listen
 
 
 def haproxy_binary() -> str:
-    found = shutil.which("haproxy") or next(
-        (p for p in ("/usr/sbin/haproxy", "/sbin/haproxy") if os.path.exists(p)), None
-    )
-    if found is None:
-        reason = "haproxy is not installed (apt-get install haproxy)"
-        if docker_required():
-            pytest.fail(f"FASTROUTE_REQUIRE_DOCKER=1 but {reason}")
-        pytest.skip(reason)
-    return found
+    return require_tool(("haproxy",), "apt-get install haproxy")
 
 
 def cli(socket_path: Path, command: str, timeout: float = 5.0) -> str:

@@ -453,3 +453,26 @@ async def test_a_container_started_between_subscribing_and_listing_is_routed(
     await watcher.synced.wait()
 
     await eventually(lambda: answered_by(gateway, "/racer/", racer[0]), "routed")
+
+
+async def test_admin_endpoints_show_the_watcher_and_its_events(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    import json
+
+    from .test_admin import admin_get, start_admin
+
+    gateway, watcher = await start_discovery(nursery, docker_lab)
+    gateway.watcher = watcher
+    admin = await start_admin(nursery, gateway)
+    status, _, body = await admin_get(admin, "/healthz")
+    docker = json.loads(body)["docker"]
+    assert status == 200 and docker["status"] == "following" and docker["reconnects"] == 0
+    assert 0 <= docker["seconds_since_event"] < WAIT
+
+    backend = await run(docker_lab, labels={"fastroute.route": "/admin-seen"})
+    await eventually(lambda: answered_by(gateway, "/admin-seen/", backend), "routed")
+
+    routes = json.loads((await admin_get(admin, "/routes"))[2])["routes"]
+    [entry] = [r for r in routes if r["prefix"] == "/admin-seen"]
+    assert entry["source"] == "docker:label" and entry["backends"][0]["container"] == backend.name
+    events = json.loads((await admin_get(admin, "/events"))[2])["events"]
+    assert any(e["event"] == "start" and e["name"] == backend.name for e in events)

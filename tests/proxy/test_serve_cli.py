@@ -321,3 +321,43 @@ def test_running_out_of_file_descriptors_is_survived(backends: list[int]) -> Non
         code, err = gateway.stop()
     assert code == 0
     assert "accept failed (Too many open files)" in err
+
+
+@pytest.mark.parametrize("admin_host", ["127.0.0.1", "0.0.0.0"])
+def test_the_admin_listener_refuses_the_gateways_own_address(admin_host: str) -> None:
+    port = unused_port()
+    result = run_cli("serve", "--no-docker", "--listen", f"{LOOPBACK}:{port}", "--admin", f"{admin_host}:{port}")
+
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "overlaps the gateway's --listen" in lines[0], lines
+
+
+def test_admin_address_in_use_is_one_line() -> None:
+    with socket.socket() as holder:
+        holder.bind((LOOPBACK, 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_cli("serve", "--no-docker", "--listen", f"{LOOPBACK}:{unused_port()}",
+                         "--admin", f"{LOOPBACK}:{port}")
+
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot listen on --admin" in lines[0], lines
+
+
+def test_serve_with_admin_answers_healthz_and_metrics(backends: list[int]) -> None:
+    admin_port = unused_port()
+    gateway = Gateway("--route", f"/one={LOOPBACK}:{backends[0]}", "--admin", f"{LOOPBACK}:{admin_port}")
+    try:
+        assert gateway.get("/one/")[0] == 200
+        admin = Gateway.__new__(Gateway)
+        admin.port = admin_port
+        status, body = admin.get("/healthz")
+        assert status == 200 and b'"status": "serving"' in body
+        status, body = admin.get("/metrics")
+        assert status == 200
+        assert b'fastroute_requests_total{route="/one",status_class="2xx"} 1.0' in body
+        assert gateway.get("/metrics")[0] == 404  # never on the public listener
+    finally:
+        assert gateway.stop()[0] == 0

@@ -1,0 +1,159 @@
+# The admin listener: /routes, /healthz, /metrics, /events and the status
+# page, in process against real sockets; metric values after a known
+# sequence of requests.
+
+from __future__ import annotations
+
+import json
+
+import h11
+import pytest
+import trio
+from prometheus_client.parser import text_string_to_metric_families
+
+from proxy._admin import AdminServer
+from proxy._config import Address
+from proxy._metrics import Stats
+from proxy._server import Gateway
+
+from ..helpers import Backend, BackendExchange, Seen, blackhole, fetch, route, start_backend, start_gateway
+
+pytestmark = pytest.mark.usefixtures("clients_closed")
+
+
+async def start_admin(nursery: trio.Nursery, gateway: Gateway) -> AdminServer:
+    gateway.stats = Stats()
+    admin = AdminServer(gateway, Address("127.0.0.1", 0))
+    await nursery.start(admin.serve)
+    return admin
+
+
+async def admin_get(admin: AdminServer, path: str, method: str = "GET") -> tuple[int, dict[bytes, bytes], bytes]:
+    host, port = admin.addresses[0]
+    stream = await trio.open_tcp_stream(host, port)
+    conn = h11.Connection(h11.CLIENT)
+    await stream.send_all(conn.send(h11.Request(method=method, target=path, headers=[("host", "admin")])))
+    await stream.send_all(conn.send(h11.EndOfMessage()))
+    status, headers, body = 0, {}, b""
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(65536))
+        elif type(event) is h11.Response:
+            status, headers = event.status_code, dict(event.headers)
+        elif type(event) is h11.Data:
+            body += event.data
+        else:
+            break
+    await stream.aclose()
+    return status, headers, body
+
+
+def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+async def slow(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+    await trio.sleep(0.5)
+    await exchange.respond(200, b"slow")
+
+
+async def test_metrics_after_a_known_sequence_of_requests(nursery: trio.Nursery) -> None:
+    fast = await start_backend(nursery, "fast")
+    with blackhole() as unreachable:
+        refused = Address("127.0.0.1", 9)  # nothing listens on the discard port
+        gateway = await start_gateway(nursery, [route("/a", fast), route("/down", refused),
+                                                route("/hang", unreachable)], timeouts={"connect": 0.2})
+        admin = await start_admin(nursery, gateway)
+        for _ in range(3):
+            assert (await fetch(gateway, "GET", "/a/x")).status == 200
+        assert (await fetch(gateway, "GET", "/nowhere")).status == 404
+        assert (await fetch(gateway, "GET", "/down/")).status == 502
+        assert (await fetch(gateway, "GET", "/hang/")).status == 502
+
+        status, headers, body = await admin_get(admin, "/metrics")
+
+    assert status == 200 and headers[b"content-type"].startswith(b"text/plain; version=0.0.4")
+    m = samples(body)
+    assert m[("fastroute_requests_total", (("route", "/a"), ("status_class", "2xx")))] == 3
+    assert m[("fastroute_requests_total", (("route", ""), ("status_class", "4xx")))] == 1
+    assert m[("fastroute_requests_total", (("route", "/down"), ("status_class", "5xx")))] == 1
+    assert m[("fastroute_request_duration_seconds_count", (("route", "/a"),))] == 3
+    assert m[("fastroute_request_duration_seconds_bucket", (("le", "+Inf"), ("route", "/a")))] == 3
+    assert m[("fastroute_upstream_connect_errors_total", (("route", "/down"),))] == 1
+    assert m[("fastroute_upstream_timeouts_total", (("phase", "connect"), ("route", "/hang")))] == 1
+    assert m[("fastroute_table_swaps_total", ())] == 1
+    assert m[("fastroute_upstream_connections", (("state", "idle"),))] == 1  # the pooled one to /a
+    assert m[("fastroute_wake_starts_total", ())] == 0
+
+
+async def test_routes_show_backends_in_flight_and_sources(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery, "slow", slow)
+    gateway = await start_gateway(nursery, [route("/s", backend, strip=True)])
+    admin = await start_admin(nursery, gateway)
+    results: list[int] = []
+
+    async def one() -> None:
+        results.append((await fetch(gateway, "GET", "/s/")).status)
+
+    nursery.start_soon(one)
+    with trio.fail_after(5):
+        while backend.seen == []:
+            await trio.sleep(0.01)
+    status, headers, body = await admin_get(admin, "/routes")
+    document = json.loads(body)
+
+    assert status == 200 and headers[b"content-type"] == b"application/json"
+    [entry] = document["routes"]
+    assert entry["prefix"] == "/s" and entry["source"] == "static" and entry["strip_prefix"] is True
+    assert entry["backends"] == [{"address": str(backend.address), "container": None, "state": "up",
+                                  "in_flight": 1, "idle_connections": 0, "failures": 0}]
+    with trio.fail_after(5):
+        while not results:
+            await trio.sleep(0.01)
+    document = json.loads((await admin_get(admin, "/routes"))[2])
+    assert document["routes"][0]["requests"] == 1 and document["routes"][0]["backends"][0]["in_flight"] == 0
+
+
+async def test_healthz_is_200_while_serving_and_503_while_draining(nursery: trio.Nursery) -> None:
+    gateway = await start_gateway(nursery, [])
+    admin = await start_admin(nursery, gateway)
+    status, _, body = await admin_get(admin, "/healthz")
+    assert status == 200 and json.loads(body) == {"status": "serving", "routes": 0, "docker": None}
+
+    nursery.start_soon(gateway.drain)
+    with trio.fail_after(5):
+        while not gateway.draining:
+            await trio.sleep(0.01)
+    status, _, body = await admin_get(admin, "/healthz")
+    assert status == 503 and json.loads(body)["status"] == "draining"
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    pytest.param("GET", "/", 200, id="page"),
+    pytest.param("HEAD", "/routes", 200, id="head"),
+    pytest.param("GET", "/events", 200, id="events_without_docker"),
+    pytest.param("POST", "/routes", 405, id="post"),
+    pytest.param("GET", "/admin", 404, id="unknown"),
+])
+async def test_admin_endpoints_and_methods(nursery: trio.Nursery, method: str, path: str, status: int) -> None:
+    gateway = await start_gateway(nursery, [])
+    admin = await start_admin(nursery, gateway)
+    got, headers, body = await admin_get(admin, path, method)
+    assert got == status
+    if method == "HEAD":
+        assert body == b"" and int(headers[b"content-length"]) > 0
+    if path == "/":
+        assert b"<title>fastroute</title>" in body and headers[b"content-type"].startswith(b"text/html")
+
+
+async def test_metrics_cost_nothing_when_admin_is_off(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/a", backend)])
+    assert gateway.stats is None
+    assert (await fetch(gateway, "GET", "/a")).status == 200  # and nothing is counted anywhere
+
