@@ -58,6 +58,9 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
                 gateway.waker = Waker(
                     lambda: watcher.containers, watcher.take_out, watcher.set_waking, gateway.registry,
                     timeout=config.timeouts.wake, queue=config.limits.wake_queue, url=config.docker_url,
+                    # A worker sees only its own requests: it must not stop a
+                    # container that another worker keeps busy.
+                    idle_stops=config.workers == 1,
                 )
                 await nursery.start(gateway.waker.run)
             log.info(

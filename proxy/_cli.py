@@ -83,6 +83,9 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _add_discovery(serve)
     serve.add_argument("--trusted-proxies", type=_networks, action="append", default=[], metavar="CIDR[,CIDR]",
                        help="clients whose X-Forwarded-* headers are kept and appended to")
+    serve.add_argument("--workers", type=_count, default=1, metavar="N",
+                       help="worker processes sharing the listening addresses (SO_REUSEPORT), each with its "
+                       "own event loop, route table and Docker watcher (default 1)")
     serve.add_argument("--admin", metavar="HOST:PORT",
                        help="serve the status page, /routes, /healthz and /metrics here (off by default; "
                        "keep it private, e.g. 127.0.0.1:9090)")
@@ -244,9 +247,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
         docker_labels=tuple(args.docker_label),
         discovery=_discovery(args),
         admin=parse_address(args.admin, what="--admin address") if args.admin else None,
+        workers=args.workers,
     )
     if config.admin is not None:
         check_admin_address(config.admin, config.listen)
+        if config.workers > 1:
+            raise ConfigError("--admin is not supported with --workers above 1 yet (each worker counts apart)")
     return config
 
 
@@ -276,6 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"fastroute: error: {error}", file=sys.stderr)
         return 1
+    if config.workers > 1:
+        from ._workers import supervise
+
+        return supervise(config)
     return run(config)
 
 

@@ -134,6 +134,7 @@ class Config:
     docker_labels: tuple[str, ...] = ()  # only containers with these labels (KEY or KEY=VALUE)
     discovery: Discovery = field(default_factory=Discovery)
     admin: Address | None = None  # --admin: the private status, routes and metrics listener
+    workers: int = 1  # --workers: processes sharing the listening addresses (SO_REUSEPORT)
 
 
 def check_admin_address(admin: Address, listen: tuple[Address, ...]) -> None:

@@ -30,6 +30,7 @@ from ._decide import decide
 from ._errors import REASONS, BadGateway, ClientProtocolError, ConfigError, NoBackendAvailable, NoRoute, ProxyError
 from ._head import Refused, check_head, find_head
 from ._http import MAX_RECV, HttpStream
+from ._listen import open_listeners
 from ._metrics import Stats
 from ._pool import Registry
 from ._relay import Abort, Exchange, has_body, relay
@@ -104,7 +105,7 @@ class Gateway:
         listeners: list[trio.SocketListener] = []
         for address in self.config.listen:
             try:
-                listeners += await trio.open_tcp_listeners(address.port, host=address.host, backlog=1024)
+                listeners += await open_listeners(address, reuse_port=self.config.workers > 1)
             except OSError as error:
                 for listener in listeners:
                     await listener.aclose()

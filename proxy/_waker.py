@@ -82,6 +82,7 @@ class Waker:
         queue: int,
         url: str | None = None,
         client_factory: Callable[[str | None], Any] = connect,
+        idle_stops: bool = True,
     ) -> None:
         self.containers = containers  # the watcher's current set
         self.leave = leave  # takes a container out of the table now (before stopping it)
@@ -91,6 +92,7 @@ class Waker:
         self.queue = queue
         self.url = url
         self.client_factory = client_factory
+        self.idle_stops = idle_stops
         self.starts = 0
         self.stops = 0
         self.woken: dict[str, _Woken] = {}
@@ -104,9 +106,10 @@ class Waker:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 task_status.started()
-                while True:
+                while self.idle_stops:
                     await trio.sleep(IDLE_CHECK)
                     await self._stop_idle()
+                await trio.sleep_forever()
         finally:
             if self._client is not None:
                 self._client.close()

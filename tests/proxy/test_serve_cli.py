@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -361,3 +362,86 @@ def test_serve_with_admin_answers_healthz_and_metrics(backends: list[int]) -> No
         assert gateway.get("/metrics")[0] == 404  # never on the public listener
     finally:
         assert gateway.stop()[0] == 0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_workers_share_the_port_and_a_dead_one_is_replaced(backends: list[int]) -> None:
+    gateway = Gateway("--workers", "2", "--route", f"/one={LOOPBACK}:{backends[0]}")
+    try:
+        deadline = time.monotonic() + 15
+        while len(_children(gateway.proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = _children(gateway.proc.pid)
+        assert len(workers) == 2
+        for pid in workers:  # each worker holds a listening socket of its own on the port
+            assert any(str(gateway.port) in line for line in _listening_ports(pid)), pid
+        assert all(gateway.get("/one/")[0] == 200 for _ in range(40))
+
+        os.kill(workers[0], signal.SIGKILL)
+        # Connections the kernel had queued on the dead worker's socket are
+        # lost with it (plain SO_REUSEPORT); once it is gone, the other
+        # worker takes every new one while the supervisor replaces it.
+        while workers[0] in _children(gateway.proc.pid) and _listening_ports(workers[0]):
+            time.sleep(0.01)
+        answered = [gateway.get("/one/")[0] for _ in range(40)]
+        assert answered == [200] * 40
+        deadline = time.monotonic() + 15
+        while len(_children(gateway.proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_children(gateway.proc.pid)) == 2 and workers[0] not in _children(gateway.proc.pid)
+    finally:
+        code, err = gateway.stop()
+    assert code == 0, err
+    assert "worker 0" in err and "starting it again" in err
+
+
+def _listening_ports(pid: int) -> list[str]:
+    inodes = set()
+    fds = Path(f"/proc/{pid}/fd")
+    for fd in (fds.iterdir() if fds.exists() else []):
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    lines = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes and fields[3] == "0A":  # LISTEN
+                lines.append(str(int(fields[1].rsplit(":", 1)[1], 16)))
+    return lines
+
+
+def test_workers_with_admin_is_one_line() -> None:
+    result = run_cli("serve", "--no-docker", "--workers", "2", "--listen", f"{LOOPBACK}:{unused_port()}",
+                     "--admin", f"{LOOPBACK}:{unused_port()}")
+
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--admin is not supported with --workers" in lines[0], lines
+
+
+def test_workers_with_the_address_in_use_is_one_line() -> None:
+    with socket.socket() as holder:
+        holder.bind((LOOPBACK, 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_cli("serve", "--no-docker", "--workers", "2", "--listen", f"{LOOPBACK}:{port}")
+
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot listen on" in lines[0], lines

@@ -1,0 +1,74 @@
+# Listening sockets. trio.open_tcp_listeners cannot set SO_REUSEPORT, which
+# --workers needs: every worker process binds the same address and the
+# kernel spreads new connections among them.
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import trio
+
+from ._config import Address
+
+__all__ = ["BACKLOG", "open_listeners", "probe"]
+
+BACKLOG = 1024  # connections the kernel queues before accept()
+
+
+def _sockets_for(address: Address) -> list[tuple[int, Any]]:
+    host = None if address.host in ("", "*") else address.host
+    infos = socket.getaddrinfo(host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    seen: set[tuple[int, Any]] = set()
+    found: list[tuple[int, Any]] = []
+    for family, _, _, _, sockaddr in infos:
+        if (family, sockaddr) not in seen:
+            seen.add((family, sockaddr))
+            found.append((family, sockaddr))
+    return found
+
+
+def _prepare(sock: socket.socket | trio.socket.SocketType, family: int, reuse_port: bool) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+
+
+async def open_listeners(address: Address, *, reuse_port: bool = False) -> list[trio.SocketListener]:
+    """Listening sockets for every address `address.host` resolves to.
+
+    Raises:
+        OSError: one cannot be bound (in use, say).
+    """
+    listeners: list[trio.SocketListener] = []
+    try:
+        for family, sockaddr in _sockets_for(address):
+            sock = trio.socket.socket(family, socket.SOCK_STREAM)
+            try:
+                _prepare(sock, family, reuse_port)
+                await sock.bind(sockaddr)
+                sock.listen(BACKLOG)
+            except BaseException:
+                sock.close()
+                raise
+            listeners.append(trio.SocketListener(sock))
+    except BaseException:
+        for listener in listeners:
+            listener.socket.close()
+        raise
+    return listeners
+
+
+def probe(address: Address) -> None:
+    """Bind (and close) what the workers will bind, so that an address in use
+    is one error in the supervisor rather than one in every worker.
+
+    Raises:
+        OSError: it cannot be bound.
+    """
+    for family, sockaddr in _sockets_for(address):
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            _prepare(sock, family, reuse_port=True)
+            sock.bind(sockaddr)

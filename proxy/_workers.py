@@ -1,0 +1,98 @@
+# `fastroute serve --workers N`: N worker processes, each a whole gateway
+# (its own trio loop, route table and Docker watcher), sharing the listening
+# addresses through SO_REUSEPORT; the kernel spreads new connections among
+# them. This process only supervises.
+#
+# Rules:
+# - the addresses are probed here first, so an address in use is one error;
+# - SIGTERM / SIGINT / SIGHUP are passed on to every worker (drain, or
+#   re-read the routes file); the supervisor exits once all workers have,
+#   with the worst exit status;
+# - a worker that dies on its own is started again after RESPAWN_DELAY; one
+#   that exits with an error within STARTUP_GRACE of its start (it could not
+#   listen, say) stops the whole gateway (exit 1): it would only fail again.
+#   One killed by a signal is always started again.
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from ._config import Config
+from ._errors import ConfigError
+from ._listen import probe
+
+__all__ = ["RESPAWN_DELAY", "STARTUP_GRACE", "supervise"]
+
+log = logging.getLogger("fastroute")
+
+RESPAWN_DELAY = 1.0  # seconds before a dead worker is started again
+STARTUP_GRACE = 2.0  # seconds: a worker dying sooner is a start-up failure
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def supervise(config: Config) -> int:
+    """Run config.workers workers until they all exit. Returns the exit status."""
+    from ._app import run
+
+    for address in config.listen:
+        try:
+            probe(address)
+        except OSError as error:
+            log.error("%s", ConfigError(f"cannot listen on {address}: {error.strerror or error}"))
+            return 1
+
+    workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started at)
+    stopping = False
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            for signum in FORWARDED:
+                signal.signal(signum, signal.SIG_DFL)
+            code = 1
+            try:
+                code = run(config)
+            finally:
+                os._exit(code)
+        workers[pid] = (index, time.monotonic())
+
+    def forward(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        if signum != signal.SIGHUP:
+            stopping = True
+        for pid in list(workers):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    for signum in FORWARDED:
+        signal.signal(signum, forward)
+    for index in range(config.workers):
+        spawn(index)
+    log.info("%d workers started (pids %s)", config.workers, ", ".join(map(str, workers)))
+
+    worst = 0
+    while workers:
+        pid, status = os.wait()
+        if pid not in workers:
+            continue
+        index, started = workers.pop(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if stopping:
+            worst = max(worst, code if code >= 0 else 1)
+            continue
+        if code > 0 and time.monotonic() - started < STARTUP_GRACE:
+            log.error("worker %d exited with %d while starting; stopping the others", index, code)
+            forward(signal.SIGTERM, None)
+            worst = max(worst, 1)
+            continue
+        log.error("worker %d (pid %d) exited with %d; starting it again", index, pid, code)
+        time.sleep(RESPAWN_DELAY)
+        if not stopping:
+            spawn(index)
+    return worst
