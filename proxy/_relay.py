@@ -320,36 +320,54 @@ async def _relay_response(
     if closing():  # draining: this is the connection's last response
         headers.append((b"connection", b"close"))
     exchange.status = event.status_code
-    try:
-        await client.send(h11.Response(status_code=event.status_code, headers=headers, reason=event.reason))
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        raise Abort("client went away") from None
-    exchange.response_started = True
+    # The head and whatever body the parser already holds go out in one
+    # write: a small response costs one send, not one per h11 event. Only
+    # when the parser holds nothing more is the batch sent and the backend
+    # read again.
+    batch: list[Any] = [h11.Response(status_code=event.status_code, headers=headers, reason=event.reason)]
     while True:
         try:
+            event = conn.conn.next_event()
+        except h11.RemoteProtocolError as error:
+            await _flush(client, batch, timeouts.body_idle, exchange)
+            raise Abort(f"backend failed during its response body: {error}") from None
+        if type(event) is h11.Data:
+            exchange.bytes_out += len(event.data)
+            batch.append(h11.Data(data=event.data))
+            continue
+        if type(event) is h11.EndOfMessage:
+            batch.append(h11.EndOfMessage())
+            await _flush(client, batch, timeouts.body_idle, exchange)
+            return
+        if event is not h11.NEED_DATA:
+            await _flush(client, batch, timeouts.body_idle, exchange)
+            raise Abort(f"unexpected {type(event).__name__} in the response body")
+        await _flush(client, batch, timeouts.body_idle, exchange)
+        batch = []
+        try:
             with trio.fail_after(timeouts.body_idle):
-                event = await conn.next_event()
+                await conn.receive()
         except trio.TooSlowError:
             raise Abort("backend response body stalled") from None
-        except (h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
             raise Abort(f"backend failed during its response body: {error}") from None
-        try:
-            # A client that stops reading blocks this send (backpressure:
-            # nothing piles up here); one that reads nothing for the body
-            # timeout is cut off, which frees the backend connection too.
-            with trio.fail_after(timeouts.body_idle):
-                if type(event) is h11.Data:
-                    exchange.bytes_out += len(event.data)
-                    await client.send(h11.Data(data=event.data))
-                elif type(event) is h11.EndOfMessage:
-                    await client.send(h11.EndOfMessage())
-                    return
-                else:
-                    raise Abort(f"unexpected {type(event).__name__} in the response body")
-        except trio.TooSlowError:
-            raise Abort("client stopped reading the response") from None
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise Abort("client went away during the response") from None
+
+
+async def _flush(client: HttpStream, batch: list[Any], idle: float, exchange: Exchange) -> None:
+    """Send the batched response events to the client in one write."""
+    if not batch:
+        return
+    try:
+        # A client that stops reading blocks this send (backpressure:
+        # nothing piles up here); one that reads nothing for the body
+        # timeout is cut off, which frees the backend connection too.
+        with trio.fail_after(idle):
+            await client.send_many(*batch)
+    except trio.TooSlowError:
+        raise Abort("client stopped reading the response") from None
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        raise Abort("client went away during the response") from None
+    exchange.response_started = True
 
 
 async def _tunnel(
