@@ -163,11 +163,14 @@ backend back
             (work / "proxy.conf").write_text(conf.replace("%s", "proxy"))
             procs.append(start(["nginx", "-c", str(work / "proxy.conf"), "-p", str(work)], ports["nginx (1 worker)"]))
 
-            ports["fastroute (1 process)"] = free_port()
-            procs.append(start([
-                sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off",
-                "--listen", f"127.0.0.1:{ports['fastroute (1 process)']}", "--route", f"/=127.0.0.1:{backend_port}",
-            ], ports["fastroute (1 process)"]))
+            for workers in (1, 2):
+                name = f"fastroute ({workers} worker{'s' if workers > 1 else ''})"
+                ports[name] = free_port()
+                procs.append(start([
+                    sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off",
+                    "--workers", str(workers), "--listen", f"127.0.0.1:{ports[name]}",
+                    "--route", f"/=127.0.0.1:{backend_port}",
+                ], ports[name]))
 
             rows = {"direct (no proxy)": backend_port, **ports}
             results: dict[str, dict[str, dict[str, float]]] = {}
@@ -203,7 +206,7 @@ backend back
             f"| {many.get('p99', 0):.0f} | {one.get('p50', 0):.0f} | {added:.0f} "
             f"| {added / base_added if base_added > 0 else float('nan'):.2f}x |"
         )
-    ours = results["fastroute (1 process)"]
+    ours = results["fastroute (1 worker)"]
     for name in ("haproxy (1 thread)", "nginx (1 worker)"):
         theirs = results[name]
         print(f"fastroute / {name}: req/s {ours['many']['rps'] / theirs['many']['rps']:.2f}x, "
