@@ -23,7 +23,7 @@ MAX_RECV = 64 * 1024  # bytes per receive_some
 class HttpStream:
     """A trio stream with an h11 connection on it, for either role."""
 
-    __slots__ = ("stream", "conn", "bytes_received", "pending")
+    __slots__ = ("stream", "conn", "bytes_received", "pending", "body_bypassed")
 
     def __init__(self, stream: trio.abc.Stream, role: Any, *, max_incomplete_event_size: int) -> None:
         self.stream = stream
@@ -33,6 +33,10 @@ class HttpStream:
         # yet. Heads are checked (_head.py) before h11 sees them, and each
         # request gets a fresh h11 connection.
         self.pending = bytearray()
+        # Server side: this response's body went out around h11 (spliced,
+        # exactly its Content-Length): the exchange is complete although
+        # h11 never saw the body.
+        self.body_bypassed = False
 
     async def receive(self) -> bool:
         """Read once from the stream into the parser. Returns False at EOF."""
@@ -62,7 +66,8 @@ class HttpStream:
 
     def reusable(self) -> bool:
         """Both sides finished the exchange cleanly and may start another."""
-        return self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE
+        ours = self.conn.our_state is h11.DONE or (self.body_bypassed and self.conn.our_state is h11.SEND_BODY)
+        return ours and self.conn.their_state is h11.DONE
 
     async def aclose(self) -> None:
         """Close at once, whatever state the exchange is in."""

@@ -37,6 +37,7 @@ from ._errors import (
 )
 from ._http import HttpStream
 from ._pool import BackendState, Upstream
+from ._splice import SPLICE_AVAILABLE, SPLICE_MIN, SinkFailed, SourceFailed, splice
 from ._rewrite import is_upgrade_request, request_headers, response_headers, strip_target
 from ._upstream import acquire, release
 
@@ -325,6 +326,14 @@ async def _relay_response(
     # when the parser holds nothing more is the batch sent and the backend
     # read again.
     batch: list[Any] = [h11.Response(status_code=event.status_code, headers=headers, reason=event.reason)]
+    # A long body of known length bypasses h11 and Python: spliced in the
+    # kernel once the head (and what the parser already holds) is out.
+    length = _content_length(event.headers)
+    splice_left = None
+    if (SPLICE_AVAILABLE and length is not None and length >= SPLICE_MIN and exchange.method != b"HEAD"
+            and event.status_code not in (204, 304)
+            and isinstance(conn.stream, trio.SocketStream) and isinstance(client.stream, trio.SocketStream)):
+        splice_left = length
     while True:
         try:
             event = conn.conn.next_event()
@@ -334,6 +343,8 @@ async def _relay_response(
         if type(event) is h11.Data:
             exchange.bytes_out += len(event.data)
             batch.append(h11.Data(data=event.data))
+            if splice_left is not None:
+                splice_left -= len(event.data)
             continue
         if type(event) is h11.EndOfMessage:
             batch.append(h11.EndOfMessage())
@@ -344,6 +355,9 @@ async def _relay_response(
             raise Abort(f"unexpected {type(event).__name__} in the response body")
         await _flush(client, batch, timeouts.body_idle, exchange)
         batch = []
+        if splice_left:
+            await _splice_rest(conn, client, splice_left, timeouts.body_idle, exchange)
+            return
         try:
             with trio.fail_after(timeouts.body_idle):
                 await conn.receive()
@@ -351,6 +365,26 @@ async def _relay_response(
             raise Abort("backend response body stalled") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
             raise Abort(f"backend failed during its response body: {error}") from None
+
+
+async def _splice_rest(conn: HttpStream, client: HttpStream, count: int, idle: float, exchange: Exchange) -> None:
+    """The rest of a Content-Length body, backend to client, in the kernel.
+
+    The backend connection is not reused afterwards (its parser never saw
+    the body); the client connection is, since its next request gets a fresh
+    parser and exactly the announced length went out.
+    """
+    try:
+        assert isinstance(conn.stream, trio.SocketStream) and isinstance(client.stream, trio.SocketStream)
+        await splice(conn.stream, client.stream, count, idle)
+    except SourceFailed as error:
+        raise Abort(f"backend failed during its response body: {error}") from None
+    except SinkFailed:
+        raise Abort("client went away during the response") from None
+    except trio.TooSlowError:
+        raise Abort("response body stalled (backend or client)") from None
+    exchange.bytes_out += count
+    client.body_bypassed = True
 
 
 async def _flush(client: HttpStream, batch: list[Any], idle: float, exchange: Exchange) -> None:

@@ -1,0 +1,86 @@
+# Long response bodies of known length are spliced in the kernel (os.splice)
+# once their head is out: the bytes must arrive intact, the client's
+# connection stays usable, a backend that dies mid-body still cuts the
+# client off, and short bodies, HEAD and chunked bodies keep the h11 path.
+
+from __future__ import annotations
+
+import h11
+import pytest
+import trio
+
+from proxy._splice import SPLICE_AVAILABLE, SPLICE_MIN
+
+from ..helpers import Backend, BackendExchange, Client, Seen, route, start_backend, start_gateway
+
+pytestmark = [
+    pytest.mark.usefixtures("clients_closed"),
+    pytest.mark.skipif(not SPLICE_AVAILABLE, reason="os.splice is Linux only"),
+]
+
+SIZE = 5 * SPLICE_MIN + 12345
+BLOCK = bytes(range(256)) * 256  # 64 KiB with a pattern: a lost or moved byte shows
+
+
+def body_of(size: int) -> bytes:
+    return (BLOCK * (size // len(BLOCK) + 1))[:size]
+
+
+async def big(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+    size = int(seen.target.rsplit(b"/", 1)[1])
+    cut = seen.target.startswith(b"/cut")
+    await exchange.send(h11.Response(status_code=200, headers=[(b"content-length", str(size).encode())]))
+    if seen.method == b"HEAD":
+        await exchange.send(h11.EndOfMessage())
+        return
+    data = body_of(size)
+    sent = 0
+    for start in range(0, size // 2 if cut else size, len(BLOCK)):
+        await exchange.send(h11.Data(data=data[start : start + len(BLOCK)]))
+        sent += len(BLOCK)
+    if cut:
+        await trio.aclose_forcefully(exchange.stream)
+        return
+    await exchange.send(h11.EndOfMessage())
+
+
+async def test_a_long_body_arrives_intact_and_the_client_connection_is_reused(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery, "big", big)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+    client = await Client.connect(gateway)
+
+    first = await client.request("GET", f"/big/{SIZE}")
+    second = await client.request("GET", f"/big/{SIZE}")
+    small = await client.request("GET", "/big/100")
+
+    assert first.status == 200 and first.body == body_of(SIZE)
+    assert second.body == body_of(SIZE) and small.body == body_of(100)
+    assert backend.connections == 3  # a backend connection that carried a spliced body is not pooled
+
+
+async def test_a_backend_that_dies_mid_body_cuts_the_client_off(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery, "big", big)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+    client = await Client.connect(gateway)
+
+    await client.send(h11.Request(method="GET", target=f"/cut/{SIZE}", headers=[("host", "t")]), h11.EndOfMessage())
+    response = await client.next_event()
+    assert type(response) is h11.Response and response.status_code == 200
+    received = 0
+    with pytest.raises(h11.RemoteProtocolError):  # the connection closes before the announced length
+        while type(event := await client.next_event()) is h11.Data:
+            received += len(event.data)
+    assert 0 < received < SIZE
+
+
+async def test_head_requests_and_short_bodies_do_not_splice(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery, "big", big)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+    client = await Client.connect(gateway)
+
+    head = await client.request("HEAD", f"/big/{SIZE}")
+    short = await client.request("GET", f"/big/{SPLICE_MIN - 1}")
+
+    assert head.status == 200 and head.body == b"" and head.header(b"content-length") == str(SIZE).encode()
+    assert short.body == body_of(SPLICE_MIN - 1)
+    assert backend.connections == 1  # both went over one pooled backend connection
