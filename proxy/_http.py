@@ -23,7 +23,7 @@ MAX_RECV = 64 * 1024  # bytes per receive_some
 class HttpStream:
     """A trio stream with an h11 connection on it, for either role."""
 
-    __slots__ = ("stream", "conn", "bytes_received", "pending", "body_bypassed")
+    __slots__ = ("stream", "conn", "bytes_received", "pending", "response_bypassed", "request_bypassed")
 
     def __init__(self, stream: trio.abc.Stream, role: Any, *, max_incomplete_event_size: int) -> None:
         self.stream = stream
@@ -33,10 +33,11 @@ class HttpStream:
         # yet. Heads are checked (_head.py) before h11 sees them, and each
         # request gets a fresh h11 connection.
         self.pending = bytearray()
-        # Server side: this response's body went out around h11 (spliced,
-        # exactly its Content-Length): the exchange is complete although
-        # h11 never saw the body.
-        self.body_bypassed = False
+        # Server side: this response's body went out, or this request's
+        # body came in, around h11 (spliced, exactly its Content-Length):
+        # that half of the exchange is complete although h11 never saw it.
+        self.response_bypassed = False
+        self.request_bypassed = False
 
     async def receive(self) -> bool:
         """Read once from the stream into the parser. Returns False at EOF."""
@@ -66,8 +67,10 @@ class HttpStream:
 
     def reusable(self) -> bool:
         """Both sides finished the exchange cleanly and may start another."""
-        ours = self.conn.our_state is h11.DONE or (self.body_bypassed and self.conn.our_state is h11.SEND_BODY)
-        return ours and self.conn.their_state is h11.DONE
+        conn = self.conn
+        ours = conn.our_state is h11.DONE or (self.response_bypassed and conn.our_state is h11.SEND_BODY)
+        theirs = conn.their_state is h11.DONE or (self.request_bypassed and conn.their_state is h11.SEND_BODY)
+        return ours and theirs
 
     async def aclose(self) -> None:
         """Close at once, whatever state the exchange is in."""

@@ -185,7 +185,7 @@ async def relay(
         head = h11.Request(method=request.method, target=target, headers=headers)
         backend.outstanding += 1
         try:
-            await _exchange_on(conn, reused, client, head, with_body, upgrade, config, exchange, closing)
+            await _exchange_on(conn, reused, client, head, with_body, upgrade, config, exchange, closing, length)
         except _Stale:
             await conn.aclose()
             if stale_retried or request.method not in IDEMPOTENT:
@@ -212,6 +212,7 @@ async def _exchange_on(
     config: Config,
     exchange: Exchange,
     closing: Callable[[], bool],
+    length: int | None = None,
 ) -> None:
     try:
         if has_body:
@@ -227,23 +228,36 @@ async def _exchange_on(
         return
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_pump_request_body, client, conn, config, exchange)
+            nursery.start_soon(_pump_request_body, client, conn, config, exchange, length)
             await _relay_response(conn, reused, client, upgrade, config, exchange, closing)
             # The backend answered before reading the whole body: stop
             # reading it; the client connection cannot be reused now.
             nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         raise _first_error(group) from None
-    if client.conn.their_state is not h11.DONE:
+    if client.conn.their_state is not h11.DONE and not client.request_bypassed:
         exchange.keep_client = False
 
 
-async def _pump_request_body(client: HttpStream, conn: HttpStream, config: Config, exchange: Exchange) -> None:
+async def _pump_request_body(
+    client: HttpStream, conn: HttpStream, config: Config, exchange: Exchange, length: int | None = None
+) -> None:
     max_body = config.limits.max_body
+    # A long body of known length is spliced in the kernel once what the
+    # parser already holds is forwarded (the length passed --max-body before).
+    splicing = (SPLICE_AVAILABLE and length is not None and length >= SPLICE_MIN
+                and isinstance(conn.stream, trio.SocketStream) and isinstance(client.stream, trio.SocketStream))
     while True:
         try:
-            with trio.fail_after(config.timeouts.body_idle):
-                event = await client.next_event()
+            if splicing:
+                event = client.conn.next_event()
+                if event is h11.NEED_DATA:
+                    assert length is not None
+                    await _splice_request_rest(client, conn, length - exchange.bytes_in, config, exchange)
+                    return
+            else:
+                with trio.fail_after(config.timeouts.body_idle):
+                    event = await client.next_event()
         except trio.TooSlowError:
             raise RequestTimeout("request body stalled") from None
         except h11.RemoteProtocolError as error:
@@ -367,6 +381,28 @@ async def _relay_response(
             raise Abort(f"backend failed during its response body: {error}") from None
 
 
+async def _splice_request_rest(
+    client: HttpStream, conn: HttpStream, count: int, config: Config, exchange: Exchange
+) -> None:
+    """The rest of a Content-Length request body, client to backend, in the kernel.
+
+    The backend connection is not reused afterwards; the client connection
+    may be, once exactly the announced length came in.
+    """
+    exchange.body_started = True
+    assert isinstance(conn.stream, trio.SocketStream) and isinstance(client.stream, trio.SocketStream)
+    try:
+        await splice(client.stream, conn.stream, count, config.timeouts.body_idle)
+    except SourceFailed:
+        raise Abort("client went away during the request body") from None
+    except SinkFailed:
+        return  # the backend stopped reading; its response (or lack of one) decides
+    except trio.TooSlowError:
+        raise Abort("request body stalled (client or backend)") from None
+    exchange.bytes_in += count
+    client.request_bypassed = True
+
+
 async def _splice_rest(conn: HttpStream, client: HttpStream, count: int, idle: float, exchange: Exchange) -> None:
     """The rest of a Content-Length body, backend to client, in the kernel.
 
@@ -384,7 +420,7 @@ async def _splice_rest(conn: HttpStream, client: HttpStream, count: int, idle: f
     except trio.TooSlowError:
         raise Abort("response body stalled (backend or client)") from None
     exchange.bytes_out += count
-    client.body_bypassed = True
+    client.response_bypassed = True
 
 
 async def _flush(client: HttpStream, batch: list[Any], idle: float, exchange: Exchange) -> None:

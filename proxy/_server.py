@@ -288,7 +288,7 @@ class Gateway:
         conn.receive_data(head.encode() + bytes(buffer[end:]))
         buffer.clear()
         client.conn = conn
-        client.body_bypassed = False
+        client.response_bypassed = client.request_bypassed = False
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError as error:  # h11 is stricter somewhere: still a 4xx

@@ -84,3 +84,41 @@ async def test_head_requests_and_short_bodies_do_not_splice(nursery: trio.Nurser
     assert head.status == 200 and head.body == b"" and head.header(b"content-length") == str(SIZE).encode()
     assert short.body == body_of(SPLICE_MIN - 1)
     assert backend.connections == 1  # both went over one pooled backend connection
+
+
+async def test_a_long_request_body_arrives_intact_and_the_client_connection_is_reused(
+    nursery: trio.Nursery,
+) -> None:
+    received: list[bytes] = []
+
+    async def keep(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        received.append(seen.body)
+        await exchange.respond(200, b"%d" % len(seen.body))
+
+    backend = await start_backend(nursery, "sink", keep)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+    client = await Client.connect(gateway)
+
+    first = await client.request("POST", "/up", body=body_of(SIZE))
+    second = await client.request("POST", "/up", body=b"small")
+
+    assert (first.status, first.body, second.body) == (200, str(SIZE).encode(), b"5")
+    assert received == [body_of(SIZE), b"small"]
+    assert backend.connections == 2  # the connection that carried a spliced body is not pooled
+
+
+async def test_a_client_that_sends_less_than_its_length_is_cut_off(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery, "sink")
+    gateway = await start_gateway(nursery, [route("/", backend)], timeouts={"body_idle": 0.5})
+    host, port = gateway.addresses[0]
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % SIZE)
+    await stream.send_all(body_of(SPLICE_MIN))  # then nothing more
+
+    with trio.fail_after(10):
+        data = b""
+        while chunk := await stream.receive_some(65536):
+            data += chunk
+    await trio.aclose_forcefully(stream)
+    assert not data.startswith(b"HTTP/1.1 200")  # never answered as if complete
+    assert backend.seen == []  # the backend never got a whole request
