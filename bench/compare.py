@@ -110,7 +110,7 @@ def wrk(port: int, connections: int, duration: int) -> dict[str, float]:
             result[f"p{pct}"] = float(match.group(1)) * scale
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
     if errors:
-        print(f"bench: wrk reported errors on port {port}: {errors.group(0)}", file=sys.stderr)
+        print(f"bench: wrk -c{connections} reported errors on port {port}: {errors.group(0)}", file=sys.stderr)
     return result
 
 
@@ -118,7 +118,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    parser.add_argument("--sweep", metavar="N,N,...",
+                        help="instead: requests/s at each of these connection counts (e.g. 1,8,32,128,512)")
+    parser.add_argument("--plot", type=Path, metavar="PNG", help="with --sweep: draw requests/s against connections")
     args = parser.parse_args()
+    sweep = [int(n) for n in args.sweep.split(",")] if args.sweep else []
+    if args.plot is not None and not sweep:
+        parser.error("--plot needs --sweep")
     for tool in ("wrk", "haproxy", "nginx"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             print(f"bench: {tool} is not installed (apt-get install {tool})", file=sys.stderr)
@@ -173,6 +179,13 @@ backend back
                 ], ports[name]))
 
             rows = {"direct (no proxy)": backend_port, **ports}
+            if sweep:
+                swept: dict[str, dict[int, float]] = {}
+                for name, port in rows.items():
+                    print(f"bench: {name} on port {port}", file=sys.stderr)
+                    wrk(port, 32, 1)  # warm up: pools, caches
+                    swept[name] = {n: wrk(port, n, args.duration)["rps"] for n in sweep}
+                return report_sweep(swept, sweep, args.duration, args.plot)
             results: dict[str, dict[str, dict[str, float]]] = {}
             for name, port in rows.items():
                 wrk(port, args.connections, 1)  # warm up: pools, caches
@@ -211,6 +224,38 @@ backend back
         theirs = results[name]
         print(f"fastroute / {name}: req/s {ours['many']['rps'] / theirs['many']['rps']:.2f}x, "
               f"p99 {ours['many'].get('p99', 0) / max(theirs['many'].get('p99', 1), 1):.2f}x")
+    return 0
+
+
+def report_sweep(swept: dict[str, dict[int, float]], sweep: list[int], duration: int, plot: Path | None) -> int:
+    print(f"wrk -t1, {duration}s per point, one nginx backend answering {len(BODY)} bytes; {os.cpu_count()} CPUs")
+    print()
+    print("| requests/s at N connections | " + " | ".join(str(n) for n in sweep) + " |")
+    print("|---|" + "---|" * len(sweep))
+    base = swept["haproxy (1 thread)"]
+    for name, points in swept.items():
+        print(f"| {name} | " + " | ".join(f"{points[n]:,.0f} ({points[n] / base[n]:.2f})" for n in sweep) + " |")
+    print("(ratio to HAProxy's one thread in parentheses)")
+    if plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        figure, axes = plt.subplots(figsize=(8, 5))
+        for name, points in swept.items():
+            axes.plot(sweep, [points[n] for n in sweep], marker="o", label=name)
+        axes.set_xscale("log", base=2)
+        axes.set_yscale("log")
+        axes.set_xticks(sweep, [str(n) for n in sweep])
+        axes.set_xlabel("concurrent connections (wrk -t1)")
+        axes.set_ylabel("requests/s")
+        axes.set_title(f"19-byte responses through each proxy, {os.cpu_count()} CPUs shared with wrk and the backend")
+        axes.grid(True, which="both", alpha=0.3)
+        axes.legend()
+        figure.tight_layout()
+        figure.savefig(plot, dpi=100)
+        print(f"plot: {plot}")
     return 0
 
 
