@@ -23,7 +23,8 @@ MAX_RECV = 64 * 1024  # bytes per receive_some
 class HttpStream:
     """A trio stream with an h11 connection on it, for either role."""
 
-    __slots__ = ("stream", "conn", "bytes_received", "pending", "response_bypassed", "request_bypassed")
+    __slots__ = ("stream", "conn", "bytes_received", "pending", "response_bypassed", "request_bypassed",
+                 "keep_alive")
 
     def __init__(self, stream: trio.abc.Stream, role: Any, *, max_incomplete_event_size: int) -> None:
         self.stream = stream
@@ -38,6 +39,10 @@ class HttpStream:
         # that half of the exchange is complete although h11 never saw it.
         self.response_bypassed = False
         self.request_bypassed = False
+        # Server side: the request allows another on this connection
+        # (HTTP/1.1 without "Connection: close"). h11 tracks this itself,
+        # but not for a half it never saw.
+        self.keep_alive = True
 
     async def receive(self) -> bool:
         """Read once from the stream into the parser. Returns False at EOF."""
@@ -68,9 +73,13 @@ class HttpStream:
     def reusable(self) -> bool:
         """Both sides finished the exchange cleanly and may start another."""
         conn = self.conn
-        ours = conn.our_state is h11.DONE or (self.response_bypassed and conn.our_state is h11.SEND_BODY)
-        theirs = conn.their_state is h11.DONE or (self.request_bypassed and conn.their_state is h11.SEND_BODY)
-        return ours and theirs
+        if self.response_bypassed or self.request_bypassed:
+            if not self.keep_alive:
+                return False
+            ours = conn.our_state is h11.DONE or (self.response_bypassed and conn.our_state is h11.SEND_BODY)
+            theirs = conn.their_state is h11.DONE or (self.request_bypassed and conn.their_state is h11.SEND_BODY)
+            return ours and theirs
+        return conn.our_state is h11.DONE and conn.their_state is h11.DONE
 
     async def aclose(self) -> None:
         """Close at once, whatever state the exchange is in."""

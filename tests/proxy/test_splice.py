@@ -122,3 +122,27 @@ async def test_a_client_that_sends_less_than_its_length_is_cut_off(nursery: trio
     await trio.aclose_forcefully(stream)
     assert not data.startswith(b"HTTP/1.1 200")  # never answered as if complete
     assert backend.seen == []  # the backend never got a whole request
+
+
+@pytest.mark.parametrize("version", ["1.1 close", "1.0"])
+async def test_both_bodies_spliced_still_honour_connection_close(nursery: trio.Nursery, version: str) -> None:
+    # h11 decides keep-alive from what it saw; with both bodies around it,
+    # the gateway must still close when the client asked (or HTTP/1.0 implies) it.
+    async def echo_big(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        await exchange.respond(200, seen.body)
+
+    backend = await start_backend(nursery, "echo", echo_big)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+    host, port = gateway.addresses[0]
+    stream = await trio.open_tcp_stream(host, port)
+    protocol, close = ("HTTP/1.1", b"Connection: close\r\n") if version == "1.1 close" else ("HTTP/1.0", b"")
+    await stream.send_all(b"POST /e %s\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n" % (protocol.encode(), close, SIZE))
+    await stream.send_all(body_of(SIZE))
+
+    data = b""
+    with trio.fail_after(10):  # the gateway closes after the response: reading to EOF ends
+        while chunk := await stream.receive_some(1 << 20):
+            data += chunk
+    await trio.aclose_forcefully(stream)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and body == body_of(SIZE)
