@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.compare import free_port, nginx_conf, start  # noqa: E402
+from bench.compare import free_port, nginx_conf, start, start_haproxy, stop_all  # noqa: E402
 
 CHUNK = 1 << 20
 
@@ -85,21 +84,7 @@ def main() -> int:
             (work / "backend.conf").write_text(conf.replace("%s", "backend"))
             procs.append(start(["nginx", "-c", str(work / "backend.conf"), "-p", str(work)], backend))
             ports = {"haproxy (1 thread)": free_port(), "fastroute (1 worker)": free_port()}
-            (work / "haproxy.cfg").write_text(f"""
-global
-    nbthread 1
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-frontend front
-    bind 127.0.0.1:{ports["haproxy (1 thread)"]}
-    default_backend back
-backend back
-    server s1 127.0.0.1:{backend}
-""")
-            procs.append(start(["haproxy", "-f", str(work / "haproxy.cfg")], ports["haproxy (1 thread)"]))
+            procs.append(start_haproxy(work, ports["haproxy (1 thread)"], backend))
             procs.append(start([
                 sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off",
                 "--listen", f"127.0.0.1:{ports['fastroute (1 worker)']}", "--route", f"/=127.0.0.1:{backend}",
@@ -110,13 +95,7 @@ backend back
                     results[name]["down"].append(download(port, size))
                     results[name]["up"].append(upload(port, size))
         finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_all(procs)
     print(f"{args.mib} MiB per transfer, {args.rounds} rounds, MiB/s (runs; median)")
     for name, result in results.items():
         for way in ("down", "up"):

@@ -62,6 +62,37 @@ http {{
 """
 
 
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each, then wait (15 s each at most, then SIGKILL)."""
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def start_haproxy(work: Path, port: int, backend_port: int) -> subprocess.Popen[bytes]:
+    """HAProxy with one thread on `port`, in front of one backend."""
+    (work / "haproxy.cfg").write_text(f"""
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend front
+    bind 127.0.0.1:{port}
+    default_backend back
+backend back
+    server s1 127.0.0.1:{backend_port}
+""")
+    return start(["haproxy", "-f", str(work / "haproxy.cfg")], port)
+
+
 def start(cmd: list[str], port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port, proc)
@@ -142,22 +173,7 @@ def main() -> int:
 
             ports = {}
             ports["haproxy (1 thread)"] = free_port()
-            (work / "haproxy.cfg").write_text(f"""
-global
-    nbthread 1
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-frontend front
-    bind 127.0.0.1:{ports["haproxy (1 thread)"]}
-    default_backend back
-backend back
-    server s1 127.0.0.1:{backend_port}
-""")
-            procs.append(start(["haproxy", "-f", str(work / "haproxy.cfg")], ports["haproxy (1 thread)"]))
+            procs.append(start_haproxy(work, ports["haproxy (1 thread)"], backend_port))
 
             ports["nginx (1 worker)"] = free_port()
             conf = nginx_conf(work, f"""
@@ -194,13 +210,7 @@ backend back
                     "one": wrk(port, 1, args.duration),
                 }
         finally:
-            for proc in procs:
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs:
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop_all(procs)
 
     base = results["haproxy (1 thread)"]
     direct_p50 = results["direct (no proxy)"]["one"].get("p50", 0.0)

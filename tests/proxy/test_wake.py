@@ -21,6 +21,7 @@ from proxy._watcher import DockerWatcher, connect
 
 from ..docker_support import RUN_ID, RUN_LABEL, Backend, DockerLab
 from ..helpers import fetch, start_gateway
+from .test_docker_discovery import eventually
 
 pytestmark = pytest.mark.usefixtures("clients_closed")
 
@@ -80,14 +81,6 @@ async def stopped(lab: DockerLab, labels: dict[str, str], **options: Any) -> Bac
 async def state_of(lab: DockerLab, backend: Backend) -> str:
     container = await trio.to_thread.run_sync(lab.client.containers.get, backend.id)
     return str(container.status)
-
-
-async def eventually(check: Callable[[], Any], what: str, limit: float = WAIT) -> None:
-    with trio.move_on_after(limit):
-        while not await check():
-            await trio.sleep(0.05)
-        return
-    raise AssertionError(f"not within {limit}s: {what}")
 
 
 def host(body: bytes) -> str:
