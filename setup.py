@@ -4,7 +4,10 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=cythonize(
-        [Extension("fastroute._table", ["fastroute/_table.pyx"], extra_compile_args=["-O3"])],
+        [
+            Extension("fastroute._table", ["fastroute/_table.pyx"], extra_compile_args=["-O3"]),
+            Extension("proxy._head_c", ["proxy/_head_c.pyx"], extra_compile_args=["-O3"]),
+        ],
         compiler_directives={"language_level": "3"},
     ),
 )

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import h11
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from routes_data import make_routes  # noqa: E402
@@ -16,7 +17,8 @@ from routes_data import make_routes  # noqa: E402
 from fastroute import RouteTable  # noqa: E402
 from proxy._config import Address, Limits, Route  # noqa: E402
 from proxy._decide import decide  # noqa: E402
-from proxy._head import check_head  # noqa: E402
+from proxy._head import check_head as check_head_py  # noqa: E402
+from proxy._headcheck import HEAD_COMPILED, check_head  # noqa: E402
 from proxy._pool import Registry  # noqa: E402
 from proxy._rewrite import request_headers, response_headers  # noqa: E402
 
@@ -78,9 +80,12 @@ def test_proxy_one_request(benchmark) -> None:  # type: ignore[no-untyped-def]
     assert b"hello from backend" in out and b"x-forwarded-for: 192.0.2.7" in out
 
 
-def test_head_check_only(benchmark) -> None:  # type: ignore[no-untyped-def]
-    benchmark.group = "per request"
-    benchmark(check_head, REQUEST, LIMITS)
+@pytest.mark.parametrize("implementation", ["py", "c"])
+def test_head_check_only(benchmark, implementation: str) -> None:  # type: ignore[no-untyped-def]
+    if implementation == "c" and not HEAD_COMPILED:
+        pytest.skip("the compiled head checks are not built")
+    benchmark.group = "head checks"
+    benchmark(check_head if implementation == "c" else check_head_py, REQUEST, LIMITS)
 
 
 def test_decide_only(benchmark) -> None:  # type: ignore[no-untyped-def]

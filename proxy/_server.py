@@ -28,7 +28,8 @@ from ._accesslog import AccessLog
 from ._config import Config, Route
 from ._decide import decide
 from ._errors import REASONS, BadGateway, ClientProtocolError, ConfigError, NoBackendAvailable, NoRoute, ProxyError
-from ._head import Refused, check_head, find_head
+from ._head import Refused, find_head
+from ._headcheck import check_head
 from ._http import MAX_RECV, HttpStream
 from ._listen import open_listeners
 from ._metrics import Stats

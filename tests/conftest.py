@@ -29,6 +29,19 @@ def _compiled_table() -> type:
     return RouteTable
 
 
+def compiled_head() -> Any:
+    """proxy._head_c, the compiled request-head checks (skips, or fails under
+    FASTROUTE_REQUIRE_COMPILED=1, when not built)."""
+    try:
+        from proxy import _head_c
+    except ImportError as error:
+        reason = f"the compiled request-head checks are not built ({error})"
+        if _compiled_required():
+            pytest.fail(f"FASTROUTE_REQUIRE_COMPILED=1 but {reason}")
+        pytest.skip(reason)
+    return _head_c
+
+
 @pytest.fixture(params=["py", "c"])
 def table_cls(request: pytest.FixtureRequest) -> type:
     """Each route table implementation: the pure-Python twin and the compiled one."""

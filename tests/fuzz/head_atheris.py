@@ -5,7 +5,9 @@
 The same properties as tests/proxy/test_head_fuzz.py (hypothesis), on any
 bytes: only ClientProtocolError or Refused escape; the answer is the same
 whether the bytes come whole or split at a point the input chooses; a head
-the checks accept, h11 reads with the same method, target and headers. A
+the checks accept, h11 reads with the same method, target and headers; and
+the compiled checks (proxy/_head_c.pyx) give the same answer, error text
+included, as the specification (proxy/_head.py). A
 failure raises, and libFuzzer writes the input to crash-<sha1>: make it a
 regression test. tests/proxy/test_head_atheris.py runs this, bounded, in CI.
 """
@@ -23,7 +25,17 @@ with atheris.instrument_imports():
     import h11
 
     import proxy._head  # noqa: F401 - instrumented for coverage
-    from tests.proxy.test_head_fuzz import decide  # the same split-and-decide as the hypothesis test
+    from tests.proxy.test_head_fuzz import LIMITS, decide  # the same split-and-decide as the hypothesis test
+
+from proxy import _head_c  # the compiled twin: must agree with the specification on every input
+from proxy._errors import ClientProtocolError
+
+
+def outcome(check: object, head: bytes) -> tuple[str, object]:
+    try:
+        return ("ok", check(head, LIMITS))  # type: ignore[operator]
+    except ClientProtocolError as error:
+        return ("error", (error.status, error.detail))
 
 
 def one_input(raw: bytes) -> None:
@@ -33,6 +45,10 @@ def one_input(raw: bytes) -> None:
     whole = decide(data, [])
     split = decide(data, [cut])
     assert whole == split, (data, cut, whole, split)
+    end = data.find(b"\r\n\r\n")
+    if end != -1:
+        head_bytes = data[: end + 4]
+        assert outcome(proxy._head.check_head, head_bytes) == outcome(_head_c.check_head, head_bytes), data
     if whole[0] == "ok":
         head = whole[1]
         conn = h11.Connection(h11.SERVER)

@@ -6,7 +6,22 @@ import pytest
 
 from proxy._config import Limits
 from proxy._errors import ClientProtocolError
+import proxy._head
 from proxy._head import Refused, check_head, find_head, normalise_path
+
+
+@pytest.fixture(autouse=True, params=["py", "c"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every case here runs against the specification (proxy/_head.py) and the compiled twin."""
+    if request.param == "c":
+        from ..conftest import compiled_head
+
+        compiled = compiled_head()
+        monkeypatch.setattr(f"{__name__}.check_head", compiled.check_head)
+        monkeypatch.setattr(f"{__name__}.normalise_path", compiled.normalise_path)
+    else:
+        monkeypatch.setattr(f"{__name__}.check_head", proxy._head.check_head)
+    return str(request.param)
 
 LIMITS = Limits(max_target=100, max_header_bytes=300, max_headers=10)
 OK = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -182,3 +197,4 @@ def test_an_encoded_path_routes_as_its_plain_form() -> None:
 def test_encode_rebuilds_the_checked_head() -> None:
     checked = check_head(head(b"GET //a/%62 HTTP/1.1", b"Host:  x ", b"X-Y:\tz"), LIMITS)
     assert checked.encode() == b"GET /a/b HTTP/1.1\r\nhost: x\r\nx-y: z\r\n\r\n"
+

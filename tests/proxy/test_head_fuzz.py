@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import h11
 from hypothesis import given, settings
@@ -79,3 +80,32 @@ def test_what_the_checks_accept_h11_reads_the_same(data: bytes) -> None:
     assert type(event) is h11.Request
     assert event.method == head.method and event.target == head.target  # type: ignore[union-attr]
     assert list(event.headers) == head.headers  # type: ignore[union-attr]
+
+
+@given(st.one_of(heads, valid_ish, st.binary(max_size=300)))
+@settings(max_examples=EXAMPLES, deadline=None)
+def test_the_compiled_checks_agree_with_the_specification(data: bytes) -> None:
+    from proxy import _head
+    from ..conftest import compiled_head
+
+    compiled = compiled_head()
+
+    def outcome(check: Any) -> tuple[str, object]:
+        end = data.find(b"\r\n\r\n")
+        if end == -1:
+            return ("incomplete", None)
+        try:
+            return ("ok", check(data[: end + 4], LIMITS))
+        except ClientProtocolError as error:
+            return ("error", (error.status, error.detail))
+
+    assert outcome(compiled.check_head) == outcome(_head.check_head)
+    target = data.split(b" ")[1] if data.count(b" ") >= 2 else data
+
+    def normal(function: Any) -> tuple[str, object]:
+        try:
+            return ("ok", function(target))
+        except ClientProtocolError as error:
+            return ("error", (error.status, error.detail))
+
+    assert normal(compiled.normalise_path) == normal(_head.normalise_path)

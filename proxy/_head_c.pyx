@@ -1,0 +1,194 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+# The request-head checks of proxy/_head.py, compiled: the same rules, in the
+# same order, with the same errors (that module is the specification and its
+# docstrings hold the rules; tests run every case and a differential fuzz
+# against both). The byte-class scans (bare CR/LF, tokens, field values, the
+# target, the path's escapes and segments) run as C loops over the buffer.
+
+from ._head import HEAD_END, RequestHead, _check_framing, _error, _HOST
+
+cdef unsigned char TCHAR[256]
+cdef unsigned char UNRESERVED[256]
+cdef unsigned char HEXVAL[256]
+
+
+cdef void _init_tables():
+    cdef int c
+    for c in range(256):
+        TCHAR[c] = 0
+        UNRESERVED[c] = 0
+        HEXVAL[c] = 255
+    for c in b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz":
+        TCHAR[c] = 1
+    for c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~":
+        UNRESERVED[c] = 1
+    for c in range(10):
+        HEXVAL[48 + c] = c
+    for c in range(6):
+        HEXVAL[65 + c] = 10 + c
+        HEXVAL[97 + c] = 10 + c
+
+
+_init_tables()
+
+
+cdef bint _is_token(bytes text):
+    cdef const unsigned char* p = text
+    cdef Py_ssize_t i, n = len(text)
+    if n == 0:
+        return False
+    for i in range(n):
+        if not TCHAR[p[i]]:
+            return False
+    return True
+
+
+cdef bint _bad_value(bytes value):
+    cdef const unsigned char* p = value
+    cdef Py_ssize_t i, n = len(value)
+    cdef unsigned char c
+    for i in range(n):
+        c = p[i]
+        if (c < 0x20 and c != 0x09) or c == 0x7F:
+            return True
+    return False
+
+
+def check_head(bytes head, limits):
+    """See proxy._head.check_head."""
+    cdef bytes body = head[: len(head) - len(HEAD_END)]
+    cdef const unsigned char* p = body
+    cdef Py_ssize_t i = 0, n = len(body)
+    while i < n:
+        if p[i] == 13:
+            if i + 1 < n and p[i + 1] == 10:
+                i += 2
+                continue
+            raise _error(400, "bare CR or LF in the request head")
+        if p[i] == 10:
+            raise _error(400, "bare CR or LF in the request head")
+        i += 1
+    lines = body.split(b"\r\n")
+    request_line = lines[0]
+    fields = lines[1:]
+    parts = request_line.split(b" ")
+    if len(parts) != 3:
+        raise _error(400, "malformed request line")
+    cdef bytes method = parts[0], target = parts[1], version_text = parts[2]
+    cdef const unsigned char* v = version_text
+    if not (len(version_text) == 8 and version_text[:5] == b"HTTP/" and 48 <= v[5] <= 57 and v[6] == 46
+            and 48 <= v[7] <= 57):
+        raise _error(400, "malformed HTTP version")
+    if v[5] != 49 or (v[7] != 48 and v[7] != 49):
+        raise _error(505, f"{version_text.decode()} is not supported")
+    cdef bytes version_number = version_text[5:8]
+    if not _is_token(method):
+        raise _error(400, "malformed method")
+    if len(target) > limits.max_target:
+        raise _error(414, f"request target of {len(target)} bytes is over the limit of {limits.max_target}")
+    if len(fields) > limits.max_headers:
+        raise _error(431, f"{len(fields)} header fields is over the limit of {limits.max_headers}")
+    headers = []
+    cdef Py_ssize_t size = 0
+    cdef bytes line, name, value
+    for line in fields:
+        if line[:1] == b" " or line[:1] == b"\t":
+            raise _error(400, "obs-fold (a header line starting with whitespace)")
+        name, colon, value = line.partition(b":")
+        if not colon or not _is_token(name):
+            raise _error(400, "malformed header field name")
+        value = value.strip(b" \t")
+        if _bad_value(value):
+            raise _error(400, "control character in a header field value")
+        size += len(line) + 2
+        headers.append((name.lower(), value))
+    if size > limits.max_header_bytes:
+        raise _error(431, f"header fields of {size} bytes are over the limit of {limits.max_header_bytes}")
+    _check_framing(headers, version_number)
+    hosts = [value for name, value in headers if name == b"host"]
+    if len(hosts) > 1:
+        raise _error(400, "more than one Host header")
+    if version_number == b"1.1" and not hosts:
+        raise _error(400, "no Host header")
+    if hosts and not _HOST.match(hosts[0]):
+        raise _error(400, "malformed Host header")
+    target = _origin_form(method, target, hosts[0] if hosts else None)
+    return RequestHead(method, target, version_number, headers, len(head))
+
+
+cdef bytes _origin_form(bytes method, bytes target, host):
+    if method == b"CONNECT":
+        raise _error(501, "CONNECT is not supported")
+    cdef const unsigned char* p = target
+    cdef Py_ssize_t i, n = len(target)
+    if n == 0:
+        raise _error(400, "request target holds bytes outside visible ASCII")
+    for i in range(n):
+        if p[i] < 0x21 or p[i] > 0x7E:
+            raise _error(400, "request target holds bytes outside visible ASCII")
+    if target == b"*":
+        if method != b"OPTIONS":
+            raise _error(400, "the target * is for OPTIONS only")
+        return target
+    if p[0] != 47:
+        scheme, sep, rest = target.partition(b"://")
+        if not sep or scheme.lower() not in (b"http", b"https"):
+            raise _error(400, "the request target must be a path, or an absolute URI naming the Host")
+        authority, slash, path = rest.partition(b"/")
+        if host is None or authority.lower() != host.lower():
+            raise _error(400, "an absolute-form target must name the Host")
+        target = b"/" + path if slash else b"/"
+    return normalise_path(target)
+
+
+def normalise_path(bytes target):
+    """See proxy._head.normalise_path."""
+    path, question, query = target.partition(b"?")
+    if b"#" in target:
+        raise _error(400, "a fragment in the request target")
+    if b"\\" in path:
+        raise _error(400, "a backslash in the path")
+    cdef const unsigned char* p = path
+    cdef Py_ssize_t i = 0, k = 0, n = len(path)
+    out = bytearray(n + 1)
+    cdef unsigned char* o = out
+    cdef unsigned char c, hi, lo, value
+    while i < n:
+        c = p[i]
+        if c == 37:  # %
+            if i + 2 >= n:
+                raise _error(400, "a % in the path not followed by two hex digits")
+            hi = HEXVAL[p[i + 1]]
+            lo = HEXVAL[p[i + 2]]
+            if hi == 255 or lo == 255:
+                raise _error(400, "a % in the path not followed by two hex digits")
+            value = hi * 16 + lo
+            if value == 0x2F or value == 0x5C:
+                raise _error(400, "an encoded / or \\ in the path")
+            if value < 0x20 or value == 0x7F:
+                raise _error(400, "an encoded control character in the path")
+            if UNRESERVED[value]:
+                o[k] = value
+                k += 1
+            else:
+                o[k] = 37
+                o[k + 1] = p[i + 1] - 32 if 97 <= p[i + 1] <= 102 else p[i + 1]
+                o[k + 2] = p[i + 2] - 32 if 97 <= p[i + 2] <= 102 else p[i + 2]
+                k += 3
+            i += 3
+            continue
+        if c == 47 and k > 0 and o[k - 1] == 47:
+            i += 1
+            continue
+        o[k] = c
+        k += 1
+        i += 1
+    # Refuse "." and ".." segments of the normal form.
+    cdef Py_ssize_t start = 0, length
+    for i in range(k + 1):
+        if i == k or o[i] == 47:
+            length = i - start
+            if (length == 1 and o[start] == 46) or (length == 2 and o[start] == 46 and o[start + 1] == 46):
+                raise _error(400, "a . or .. segment in the path")
+            start = i + 1
+    return bytes(out[:k]) + question + query
