@@ -18,28 +18,26 @@ def _compiled_required() -> bool:
     return os.environ.get("FASTROUTE_REQUIRE_COMPILED", "") not in ("", "0")
 
 
-def _compiled_table() -> type:
+def _compiled(module: str, what: str) -> Any:
+    """A compiled extension module; skips, or fails under FASTROUTE_REQUIRE_COMPILED=1, when not built."""
+    import importlib
+
     try:
-        from fastroute._table import RouteTable
+        return importlib.import_module(module)
     except ImportError as error:
-        reason = f"the compiled RouteTable is not built ({error})"
+        reason = f"{what} is not built ({error})"
         if _compiled_required():
             pytest.fail(f"FASTROUTE_REQUIRE_COMPILED=1 but {reason}")
         pytest.skip(reason)
-    return RouteTable
+
+
+def _compiled_table() -> type:
+    return _compiled("fastroute._table", "the compiled RouteTable").RouteTable  # type: ignore[no-any-return]
 
 
 def compiled_head() -> Any:
-    """proxy._head_c, the compiled request-head checks (skips, or fails under
-    FASTROUTE_REQUIRE_COMPILED=1, when not built)."""
-    try:
-        from proxy import _head_c
-    except ImportError as error:
-        reason = f"the compiled request-head checks are not built ({error})"
-        if _compiled_required():
-            pytest.fail(f"FASTROUTE_REQUIRE_COMPILED=1 but {reason}")
-        pytest.skip(reason)
-    return _head_c
+    """proxy._head_c, the compiled request-head checks."""
+    return _compiled("proxy._head_c", "the compiled request-head checks")
 
 
 @pytest.fixture(params=["py", "c"])
