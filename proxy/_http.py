@@ -23,8 +23,7 @@ MAX_RECV = 64 * 1024  # bytes per receive_some
 class HttpStream:
     """A trio stream with an h11 connection on it, for either role."""
 
-    __slots__ = ("stream", "conn", "bytes_received", "pending", "response_bypassed", "request_bypassed",
-                 "keep_alive")
+    __slots__ = ("stream", "conn", "bytes_received", "pending", "response_bypassed", "request_bypassed", "head")
 
     def __init__(self, stream: trio.abc.Stream, role: Any, *, max_incomplete_event_size: int) -> None:
         self.stream = stream
@@ -39,10 +38,10 @@ class HttpStream:
         # that half of the exchange is complete although h11 never saw it.
         self.response_bypassed = False
         self.request_bypassed = False
-        # Server side: the request allows another on this connection
-        # (HTTP/1.1 without "Connection: close"). h11 tracks this itself,
-        # but not for a half it never saw.
-        self.keep_alive = True
+        # Server side: the checked head of the request in progress. h11
+        # tracks keep-alive itself, but not for a half it never saw; then
+        # the head decides (only then: off the hot path).
+        self.head: Any = None
 
     async def receive(self) -> bool:
         """Read once from the stream into the parser. Returns False at EOF."""
@@ -74,7 +73,7 @@ class HttpStream:
         """Both sides finished the exchange cleanly and may start another."""
         conn = self.conn
         if self.response_bypassed or self.request_bypassed:
-            if not self.keep_alive:
+            if not _wants_keep_alive(self.head):
                 return False
             ours = conn.our_state is h11.DONE or (self.response_bypassed and conn.our_state is h11.SEND_BODY)
             theirs = conn.their_state is h11.DONE or (self.request_bypassed and conn.their_state is h11.SEND_BODY)
@@ -84,3 +83,11 @@ class HttpStream:
     async def aclose(self) -> None:
         """Close at once, whatever state the exchange is in."""
         await trio.aclose_forcefully(self.stream)
+
+
+def _wants_keep_alive(head: Any) -> bool:
+    """HTTP/1.1 without "Connection: close" (a RequestHead from _head.py)."""
+    return head is not None and head.version == b"1.1" and not any(
+        b"close" in (token.strip().lower() for token in value.split(b","))
+        for name, value in head.headers if name == b"connection"
+    )

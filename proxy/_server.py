@@ -290,10 +290,7 @@ class Gateway:
         buffer.clear()
         client.conn = conn
         client.response_bypassed = client.request_bypassed = False
-        client.keep_alive = head.version == b"1.1" and not any(
-            b"close" in (token.strip().lower() for token in value.split(b","))
-            for name, value in head.headers if name == b"connection"
-        )
+        client.head = head
         try:
             event = conn.next_event()
         except h11.RemoteProtocolError as error:  # h11 is stricter somewhere: still a 4xx

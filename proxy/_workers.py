@@ -22,7 +22,6 @@ import time
 from typing import Any
 
 from ._config import Config
-from ._errors import ConfigError
 from ._listen import probe
 
 __all__ = ["RESPAWN_DELAY", "STARTUP_GRACE", "supervise"]
@@ -42,7 +41,7 @@ def supervise(config: Config) -> int:
         try:
             probe(address)
         except OSError as error:
-            log.error("%s", ConfigError(f"cannot listen on {address}: {error.strerror or error}"))
+            log.error("cannot listen on %s: %s", address, error.strerror or error)
             return 1
 
     workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started at)
