@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 all: test
 
-$(STAMP): pyproject.toml setup.py fastroute/_table.pyx proxy/_head_c.pyx
+$(STAMP): pyproject.toml setup.py fastroute/_table.pyx proxy/_head_c.pyx proxy/_wire_c.pyx
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'

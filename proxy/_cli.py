@@ -86,6 +86,9 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve.add_argument("--workers", type=_count, default=1, metavar="N",
                        help="worker processes sharing the listening addresses (SO_REUSEPORT), each with its "
                        "own event loop, route table and Docker watcher (default 1)")
+    serve.add_argument("--parser", choices=["fast", "h11"], default="fast",
+                       help="HTTP/1.1 parser: fast (compiled, the default) or h11 (the reference, for "
+                       "comparison or as a fallback)")
     serve.add_argument("--admin", metavar="HOST:PORT",
                        help="serve the status page, /routes, /healthz and /metrics here (off by default; "
                        "keep it private, e.g. 127.0.0.1:9090)")
@@ -248,6 +251,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         discovery=_discovery(args),
         admin=parse_address(args.admin, what="--admin address") if args.admin else None,
         workers=args.workers,
+        parser=args.parser,
     )
     if config.admin is not None:
         check_admin_address(config.admin, config.listen)

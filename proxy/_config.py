@@ -135,6 +135,7 @@ class Config:
     discovery: Discovery = field(default_factory=Discovery)
     admin: Address | None = None  # --admin: the private status, routes and metrics listener
     workers: int = 1  # --workers: processes sharing the listening addresses (SO_REUSEPORT)
+    parser: str = "fast"  # --parser: fast (compiled, the default) or h11 (comparison, fallback)
 
 
 def check_admin_address(admin: Address, listen: tuple[Address, ...]) -> None:

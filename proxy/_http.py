@@ -1,46 +1,51 @@
-# The one adapter between h11 and a trio stream. Everything that parses or
-# serialises HTTP/1.1 goes through HttpStream, so a faster parser can replace
-# h11 behind this interface (the hot-path issue) without touching the relay.
+# The one adapter between an HTTP/1.1 connection (sans-IO: the fast one or
+# h11's, both speaking _events.py) and a trio stream. Everything that parses
+# or serialises HTTP/1.1 goes through HttpStream.
 #
 # Rules:
 # - no timeouts here: callers wrap calls in trio.fail_after / move_on_after;
 # - the peer going away surfaces as trio.BrokenResourceError or
-#   trio.ClosedResourceError, or h11's ConnectionClosed event;
-# - a peer that breaks the protocol surfaces as h11.RemoteProtocolError.
+#   trio.ClosedResourceError, or the CONNECTION_CLOSED event;
+# - a peer that breaks the protocol surfaces as _events.RemoteProtocolError.
 
 from __future__ import annotations
 
 from typing import Any
 
-import h11
 import trio
 
-__all__ = ["MAX_RECV", "HttpStream"]
+from ._events import DONE, NEED_DATA, SEND_BODY
+from ._fastconn import FastConnection
+from ._h11conn import H11Connection
+
+__all__ = ["MAX_RECV", "PARSERS", "HttpStream"]
 
 MAX_RECV = 64 * 1024  # bytes per receive_some
+# --parser: the connection class each name stands for.
+PARSERS: dict[str, Any] = {"fast": FastConnection, "h11": H11Connection}
 
 
 class HttpStream:
-    """A trio stream with an h11 connection on it, for either role."""
+    """A trio stream with an HTTP/1.1 connection (FastConnection or H11Connection) on it."""
 
     __slots__ = ("stream", "conn", "bytes_received", "pending", "response_bypassed", "request_bypassed", "head")
 
-    def __init__(self, stream: trio.abc.Stream, role: Any, *, max_incomplete_event_size: int) -> None:
+    def __init__(self, stream: trio.abc.Stream, conn: Any) -> None:
         self.stream = stream
-        self.conn = h11.Connection(role, max_incomplete_event_size=max_incomplete_event_size)
+        self.conn = conn  # None on the server side until a request head arrives
         self.bytes_received = 0
         # Server side: bytes of the next request head, read but not parsed
-        # yet. Heads are checked (_head.py) before h11 sees them, and each
-        # request gets a fresh h11 connection.
+        # yet. Heads are checked (_head.py) before a parser sees them, and
+        # each request gets a fresh connection object.
         self.pending = bytearray()
         # Server side: this response's body went out, or this request's
-        # body came in, around h11 (spliced, exactly its Content-Length):
-        # that half of the exchange is complete although h11 never saw it.
+        # body came in, around the parser (spliced, exactly its Content-Length):
+        # that half of the exchange is complete although the parser never saw it.
         self.response_bypassed = False
         self.request_bypassed = False
-        # Server side: the checked head of the request in progress. h11
-        # tracks keep-alive itself, but not for a half it never saw; then
-        # the head decides (only then: off the hot path).
+        # Server side: the checked head of the request in progress. The
+        # parser tracks keep-alive itself, but not for a half it never saw;
+        # then the head decides (only then: off the hot path).
         self.head: Any = None
 
     async def receive(self) -> bool:
@@ -51,10 +56,10 @@ class HttpStream:
         return bool(data)
 
     async def next_event(self) -> Any:
-        """The next h11 event, reading from the stream as needed (never NEED_DATA)."""
+        """The next event, reading from the stream as needed (never NEED_DATA)."""
         while True:
             event = self.conn.next_event()
-            if event is h11.NEED_DATA:
+            if event is NEED_DATA:
                 await self.receive()
                 continue
             return event
@@ -65,7 +70,8 @@ class HttpStream:
             await self.stream.send_all(data)
 
     async def send_many(self, *events: Any) -> None:
-        data = b"".join(self.conn.send(event) or b"" for event in events)
+        send = self.conn.send
+        data = b"".join([send(event) for event in events])
         if data:
             await self.stream.send_all(data)
 
@@ -75,10 +81,10 @@ class HttpStream:
         if self.response_bypassed or self.request_bypassed:
             if not _wants_keep_alive(self.head):
                 return False
-            ours = conn.our_state is h11.DONE or (self.response_bypassed and conn.our_state is h11.SEND_BODY)
-            theirs = conn.their_state is h11.DONE or (self.request_bypassed and conn.their_state is h11.SEND_BODY)
+            ours = conn.our_state is DONE or (self.response_bypassed and conn.our_state is SEND_BODY)
+            theirs = conn.their_state is DONE or (self.request_bypassed and conn.their_state is SEND_BODY)
             return ours and theirs
-        return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+        return conn.our_state is DONE and conn.their_state is DONE
 
     async def aclose(self) -> None:
         """Close at once, whatever state the exchange is in."""

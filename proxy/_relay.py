@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
 
-import h11
 import trio
 
+from . import _events as ev
 from ._config import Config
 from ._errors import (
     BadGateway,
@@ -78,12 +78,12 @@ class Exchange:
 def _content_length(headers: Any) -> int | None:
     for name, value in headers:
         if name == b"content-length":
-            return int(value)  # h11 validated it
+            return int(value)  # the head checks validated it
     return None
 
 
 def has_body(headers: Any) -> bool:
-    """Whether a request head announces a body (h11 validated the framing)."""
+    """Whether a request head announces a body (the head checks validated the framing)."""
     for name, value in headers:
         if name == b"transfer-encoding":
             return True
@@ -117,7 +117,7 @@ def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
 
 async def relay(
     client: HttpStream,
-    request: h11.Request,
+    request: ev.Request,
     upstream: Upstream,
     prefix: str,
     config: Config,
@@ -159,7 +159,7 @@ async def relay(
             )
         exchange.backend = str(backend.address)
         try:
-            conn, reused = await acquire(backend, config.timeouts)
+            conn, reused = await acquire(backend, config.timeouts, config.parser)
         except UpstreamConnectError as error:
             if isinstance(error, UpstreamConnectTimeout):
                 exchange.connect_timeouts += 1
@@ -182,7 +182,7 @@ async def relay(
         )
         if with_body and length is None:
             headers.append((b"transfer-encoding", b"chunked"))  # the client's body was chunked
-        head = h11.Request(method=request.method, target=target, headers=headers)
+        head = ev.Request(request.method, target, headers)
         backend.outstanding += 1
         try:
             await _exchange_on(conn, reused, client, head, with_body, upgrade, config, exchange, closing, length)
@@ -206,7 +206,7 @@ async def _exchange_on(
     conn: HttpStream,
     reused: bool,
     client: HttpStream,
-    head: h11.Request,
+    head: ev.Request,
     has_body: bool,
     upgrade: bool,
     config: Config,
@@ -218,7 +218,7 @@ async def _exchange_on(
         if has_body:
             await conn.send(head)
         else:
-            await conn.send_many(head, h11.EndOfMessage())
+            await conn.send_many(head, ev.END_OF_MESSAGE)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         if reused:
             raise _Stale() from None
@@ -235,7 +235,7 @@ async def _exchange_on(
             nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         raise _first_error(group) from None
-    if client.conn.their_state is not h11.DONE and not client.request_bypassed:
+    if client.conn.their_state is not ev.DONE and not client.request_bypassed:
         exchange.keep_client = False
 
 
@@ -251,7 +251,7 @@ async def _pump_request_body(
         try:
             if splicing:
                 event = client.conn.next_event()
-                if event is h11.NEED_DATA:
+                if event is ev.NEED_DATA:
                     assert length is not None
                     await _splice_request_rest(client, conn, length - exchange.bytes_in, config, exchange)
                     return
@@ -260,29 +260,29 @@ async def _pump_request_body(
                     event = await client.next_event()
         except trio.TooSlowError:
             raise RequestTimeout("request body stalled") from None
-        except h11.RemoteProtocolError as error:
+        except ev.RemoteProtocolError as error:
             raise ClientProtocolError(f"malformed request body: {error}") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise Abort("client went away during the request body") from None
-        if type(event) is h11.Data:
+        if type(event) is ev.Data:
             exchange.body_started = True
             exchange.bytes_in += len(event.data)
             if max_body is not None and exchange.bytes_in > max_body:
                 raise PayloadTooLarge(f"request body is over the limit of {max_body} bytes")
             try:
                 with trio.fail_after(config.timeouts.body_idle):
-                    await conn.send(h11.Data(data=event.data))
+                    await conn.send(ev.Data(event.data))
             except trio.TooSlowError:
                 raise Abort("backend stopped reading the request body") from None
-            except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ev.LocalProtocolError):
                 return  # the backend stopped reading; its response (or lack of one) decides
-        elif type(event) is h11.EndOfMessage:
+        elif type(event) is ev.EndOfMessage:
             try:
-                await conn.send(h11.EndOfMessage())
-            except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+                await conn.send(ev.END_OF_MESSAGE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ev.LocalProtocolError):
                 pass
             return
-        elif type(event) is h11.ConnectionClosed:
+        elif type(event) is ev.ConnectionClosed:
             raise Abort("client closed the connection during the request body")
 
 
@@ -301,7 +301,7 @@ async def _relay_response(
         with trio.fail_after(timeouts.response_head):
             while True:
                 event = await conn.next_event()
-                if type(event) is h11.InformationalResponse:
+                if type(event) is ev.InformationalResponse:
                     interim += 1
                     if interim > MAX_INTERIM_RESPONSES:
                         raise BadGateway(f"backend sent over {MAX_INTERIM_RESPONSES} 1xx responses")
@@ -310,22 +310,20 @@ async def _relay_response(
                             raise BadGateway("backend switched protocols unasked")
                         await _tunnel(conn, client, event, timeouts.tunnel_idle, exchange)
                         return
-                    await client.send(h11.InformationalResponse(
-                        status_code=event.status_code, headers=response_headers(event.headers), reason=event.reason
-                    ))
+                    await client.send(ev.InformationalResponse(event.status_code, response_headers(event.headers), event.reason))
                     continue
                 break
     except trio.TooSlowError:
         raise GatewayTimeout("backend did not answer in time") from None
-    except (h11.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+    except (ev.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
         if reused and conn.bytes_received == 0 and not exchange.body_started:
             raise _Stale() from None
         raise BadGateway(f"backend failed before its response: {error}") from None
-    if type(event) is h11.ConnectionClosed:
+    if type(event) is ev.ConnectionClosed:
         if reused and not exchange.body_started:
             raise _Stale()
         raise BadGateway("backend closed the connection without a response")
-    assert type(event) is h11.Response, event
+    assert type(event) is ev.Response, event
     framing = {name for name, _ in event.headers if name in (b"content-length", b"transfer-encoding")}
     if len(framing) == 2:
         # RFC 9112 section 6.1: a sender must not send both; a proxy that
@@ -336,11 +334,11 @@ async def _relay_response(
         headers.append((b"connection", b"close"))
     exchange.status = event.status_code
     # The head and whatever body the parser already holds go out in one
-    # write: a small response costs one send, not one per h11 event. Only
+    # write: a small response costs one send, not one per event. Only
     # when the parser holds nothing more is the batch sent and the backend
     # read again.
-    batch: list[Any] = [h11.Response(status_code=event.status_code, headers=headers, reason=event.reason)]
-    # A long body of known length bypasses h11 and Python: spliced in the
+    batch: list[Any] = [ev.Response(event.status_code, headers, event.reason)]
+    # A long body of known length bypasses the parser and Python: spliced in the
     # kernel once the head (and what the parser already holds) is out.
     length = _content_length(event.headers)
     splice_left = None
@@ -351,20 +349,20 @@ async def _relay_response(
     while True:
         try:
             event = conn.conn.next_event()
-        except h11.RemoteProtocolError as error:
+        except ev.RemoteProtocolError as error:
             await _flush(client, batch, timeouts.body_idle, exchange)
             raise Abort(f"backend failed during its response body: {error}") from None
-        if type(event) is h11.Data:
+        if type(event) is ev.Data:
             exchange.bytes_out += len(event.data)
-            batch.append(h11.Data(data=event.data))
+            batch.append(ev.Data(event.data))
             if splice_left is not None:
                 splice_left -= len(event.data)
             continue
-        if type(event) is h11.EndOfMessage:
-            batch.append(h11.EndOfMessage())
+        if type(event) is ev.EndOfMessage:
+            batch.append(ev.END_OF_MESSAGE)
             await _flush(client, batch, timeouts.body_idle, exchange)
             return
-        if event is not h11.NEED_DATA:
+        if event is not ev.NEED_DATA:
             await _flush(client, batch, timeouts.body_idle, exchange)
             raise Abort(f"unexpected {type(event).__name__} in the response body")
         await _flush(client, batch, timeouts.body_idle, exchange)
@@ -441,13 +439,11 @@ async def _flush(client: HttpStream, batch: list[Any], idle: float, exchange: Ex
 
 
 async def _tunnel(
-    conn: HttpStream, client: HttpStream, switch: h11.InformationalResponse, idle: float, exchange: Exchange
+    conn: HttpStream, client: HttpStream, switch: ev.InformationalResponse, idle: float, exchange: Exchange
 ) -> None:
     """Relay an upgraded connection's bytes both ways until one side is done."""
     exchange.status = 101
-    await client.send(h11.InformationalResponse(
-        status_code=101, headers=response_headers(switch.headers, upgrade=True), reason=switch.reason
-    ))
+    await client.send(ev.InformationalResponse(101, response_headers(switch.headers, upgrade=True), switch.reason))
     exchange.response_started = True
     exchange.keep_client = False
     early_up = client.conn.trailing_data[0]

@@ -19,18 +19,18 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import h11
 import trio
 
 from fastroute import RouteTable
 
+from . import _events as ev
 from ._accesslog import AccessLog
 from ._config import Config, Route
 from ._decide import decide
 from ._errors import REASONS, BadGateway, ClientProtocolError, ConfigError, NoBackendAvailable, NoRoute, ProxyError
 from ._head import Refused, find_head
 from ._headcheck import check_head
-from ._http import MAX_RECV, HttpStream
+from ._http import MAX_RECV, PARSERS, HttpStream
 from ._listen import open_listeners
 from ._metrics import Stats
 from ._pool import Registry
@@ -75,6 +75,7 @@ class Gateway:
         self._trusted = config.trusted_proxies
         limits = config.limits
         self._max_head = limits.max_header_bytes + limits.max_target + 1024
+        self._parser = PARSERS[config.parser]
         self.swaps = 0
         self.watcher: Any = None  # the DockerWatcher feeding this gateway, if any
         self.waker: Any = None  # the Waker that starts fastroute.wake containers, if any
@@ -186,7 +187,7 @@ class Gateway:
     async def _handle(self, stream: trio.SocketStream) -> None:
         connection = _Connection()
         self._connections.add(connection)
-        client = HttpStream(stream, h11.SERVER, max_incomplete_event_size=self._max_head)
+        client = HttpStream(stream, None)
         try:
             peer = stream.socket.getpeername()
             client_ip = peer[0] if isinstance(peer, tuple) else str(peer)
@@ -236,7 +237,7 @@ class Gateway:
 
     async def _read_head(
         self, client: HttpStream, connection: _Connection, first: bool, client_ip: str
-    ) -> h11.Request | None:
+    ) -> ev.Request | None:
         """The next request head, checked (_head.py), or None to just close.
 
         A client that sends nothing within the idle time (the head timeout for
@@ -244,7 +245,8 @@ class Gateway:
         without a word; one that starts a head and does not finish it within
         the head timeout gets 408. A head that breaks a rule gets its 4xx/5xx
         and the connection closes. The checked head, and whatever followed
-        it, go to a fresh h11 connection for this one request.
+        it, go to a fresh connection object (the --parser's) for this one
+        request.
         """
         timeouts = self.config.timeouts
         limits = self.config.limits
@@ -285,19 +287,16 @@ class Gateway:
         except ClientProtocolError as error:
             await self._reject(client, client_ip, error)
             return None
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
-        conn.receive_data(head.encode() + bytes(buffer[end:]))
+        rest = bytes(buffer[end:])
         buffer.clear()
-        client.conn = conn
+        try:
+            client.conn, request = self._parser.for_request(head, rest, max_head=self._max_head)
+        except ev.RemoteProtocolError as error:  # h11 is stricter somewhere: still a 4xx
+            await self._reject(client, client_ip, ClientProtocolError(str(error), status=error.status_hint))
+            return None
         client.response_bypassed = client.request_bypassed = False
         client.head = head
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError as error:  # h11 is stricter somewhere: still a 4xx
-            await self._reject(client, client_ip, ClientProtocolError(str(error), status=error.error_status_hint))
-            return None
-        assert type(event) is h11.Request, event
-        return event
+        return request  # type: ignore[no-any-return]
 
     async def _reject(self, client: HttpStream, client_ip: str, error: ProxyError) -> None:
         """Answer a head that cannot be served, and log it; the caller closes."""
@@ -317,19 +316,18 @@ class Gateway:
             pass
         self._record(client_ip, exchange)
 
-    async def _serve_request(self, client: HttpStream, request: h11.Request, client_ip: str, trusted: bool) -> bool:
+    async def _serve_request(self, client: HttpStream, request: ev.Request, client_ip: str, trusted: bool) -> bool:
         """Answer one request. Returns whether the connection may carry another."""
         exchange = Exchange(method=request.method, target=request.target)
         table = self.table  # one snapshot for the whole request
         if not has_body(request.headers):
-            # h11 holds the EndOfMessage already: take it, so the client side
+            # The parser holds the EndOfMessage already: take it, so the client side
             # is DONE (or ready to switch protocols) when the response ends.
             event = client.conn.next_event()
-            assert type(event) is h11.EndOfMessage, event
+            assert type(event) is ev.EndOfMessage, event
         if request.target == b"*":  # OPTIONS * (_head.py lets no other method through)
             await client.send_many(
-                h11.Response(status_code=200, headers=[(b"allow", ALLOW), (b"content-length", b"0")], reason=b"OK"),
-                h11.EndOfMessage(),
+                ev.Response(200, [(b"allow", ALLOW), (b"content-length", b"0")], b"OK"), ev.END_OF_MESSAGE
             )
             exchange.status = 200
             self._record(client_ip, exchange)
@@ -367,7 +365,7 @@ class Gateway:
             self._record(client_ip, exchange)
         return exchange.keep_client and client.reusable() and not self.draining
 
-    async def _wait_for_backends(self, request: h11.Request, prefix: str, upstream: Any) -> tuple[str, Any]:
+    async def _wait_for_backends(self, request: ev.Request, prefix: str, upstream: Any) -> tuple[str, Any]:
         """A held route (its last container left): wait for one to join, until the hold ends.
 
         Raises:
@@ -388,7 +386,7 @@ class Gateway:
                 raise NoBackendAvailable(f"no container serves {prefix!r} now", retry_after=HOLD_RETRY_AFTER) from None
         return prefix, upstream
 
-    async def _wake(self, request: h11.Request, prefix: str, upstream: Any) -> tuple[str, Any]:
+    async def _wake(self, request: ev.Request, prefix: str, upstream: Any) -> tuple[str, Any]:
         """A route served by stopped fastroute.wake containers: start one, wait until it serves.
 
         Raises:
@@ -419,7 +417,7 @@ class Gateway:
         reason = REASONS.get(status, error.reason)
         body = f"{status} {reason}: {error.detail}\n".encode() if error.detail else f"{status} {reason}\n".encode()
         closing = status in (400, 408, 413, 414, 431, 501, 505) or self.draining
-        if client.conn.their_state is h11.SEND_BODY:
+        if client.conn.their_state is ev.SEND_BODY:
             closing = True  # the request body was not read: framing is in doubt
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
         if error.retry_after is not None:
@@ -429,13 +427,9 @@ class Gateway:
         exchange.status = status
         exchange.bytes_out = len(body)
         exchange.keep_client = not closing
-        if client.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        if client.conn.our_state is not ev.IDLE and client.conn.our_state is not ev.SEND_RESPONSE:
             return
         try:
-            await client.send_many(
-                h11.Response(status_code=status, headers=headers, reason=reason.encode()),
-                h11.Data(data=body),
-                h11.EndOfMessage(),
-            )
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
+            await client.send_many(ev.Response(status, headers, reason.encode()), ev.Data(body), ev.END_OF_MESSAGE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ev.LocalProtocolError):
             pass

@@ -5,12 +5,11 @@ from __future__ import annotations
 import select
 import time
 
-import h11
 import trio
 
 from ._config import Limits, Timeouts
 from ._errors import UpstreamConnectError, UpstreamConnectTimeout
-from ._http import HttpStream
+from ._http import PARSERS, HttpStream
 from ._pool import BackendState
 
 __all__ = ["IDLE_UPSTREAM_MAX_AGE", "BackendLeft", "acquire", "release", "close_idle"]
@@ -35,7 +34,7 @@ def _looks_alive(conn: HttpStream) -> bool:
     return not readable
 
 
-async def acquire(backend: BackendState, timeouts: Timeouts) -> tuple[HttpStream, bool]:
+async def acquire(backend: BackendState, timeouts: Timeouts, parser: str = "fast") -> tuple[HttpStream, bool]:
     """A connection to `backend`: a pooled one if a live one is idle, else a new one.
 
     Returns:
@@ -69,7 +68,7 @@ async def acquire(backend: BackendState, timeouts: Timeouts) -> tuple[HttpStream
             backend.on_retire.discard(left.cancel)
     if left.cancelled_caught:
         raise BackendLeft(f"{address} left the route table while connecting")
-    return HttpStream(stream, h11.CLIENT, max_incomplete_event_size=UPSTREAM_MAX_INCOMPLETE_EVENT), False
+    return HttpStream(stream, PARSERS[parser].client(max_head=UPSTREAM_MAX_INCOMPLETE_EVENT)), False
 
 
 async def release(backend: BackendState, conn: HttpStream, limits: Limits) -> None:

@@ -1,0 +1,338 @@
+# The fast HTTP/1.1 connection (sans-IO), the default parser: the events and
+# states of _events.py, read and written with the compiled wire functions
+# (_wire_c.pyx, else _wire.py) and the request-head checks (_head.py).
+#
+# Two roles, each for what the gateway does with it:
+# - SERVER, the client's side: made for one request from its checked head
+#   (RequestHead: the head was parsed once, by the checks, and is not parsed
+#   again), then yields the request body and writes one response;
+# - CLIENT, a backend's side: writes requests, reads responses, and can be
+#   reused for another exchange (start_next_cycle) like h11's.
+#
+# Rules (h11's, which tests compare it with):
+# - a message's framing comes from its head (RFC 9112 section 6.3); a
+#   response to an HTTP/1.1 client without Content-Length is sent chunked,
+#   to an HTTP/1.0 client until the connection closes;
+# - keep-alive ends when either side says "Connection: close", speaks
+#   HTTP/1.0, or a body is delimited by the close: each side then ends in
+#   MUST_CLOSE instead of DONE;
+# - sending more or less than the Content-Length, or in the wrong state, is
+#   a LocalProtocolError; reading malformed bytes a RemoteProtocolError.
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._events import (
+    CLOSED,
+    CONNECTION_CLOSED,
+    DONE,
+    END_OF_MESSAGE,
+    ERROR,
+    IDLE,
+    MUST_CLOSE,
+    NEED_DATA,
+    SEND_BODY,
+    SEND_RESPONSE,
+    SWITCHED_PROTOCOL,
+    Data,
+    EndOfMessage,
+    Headers,
+    InformationalResponse,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Request,
+    Response,
+)
+from ._head import RequestHead
+from ._headcheck import ChunkedDecoder, parse_response_head, response_framing
+from ._wire import BODY_CHUNKED, BODY_CLOSE, BODY_LENGTH, BODY_NONE, encode_chunk, encode_request_head, encode_response_head
+
+__all__ = ["FastConnection"]
+
+SERVER = "server"
+CLIENT = "client"
+
+
+def _has_token(headers: Headers, name: bytes, token: bytes) -> bool:
+    for key, value in headers:
+        if key == name and token in (item.strip(b" \t").lower() for item in value.split(b",")):
+            return True
+    return False
+
+
+class FastConnection:
+    """One side of an HTTP/1.1 connection; see the module comment."""
+
+    __slots__ = ("role", "our_state", "their_state", "_buffer", "_eof", "_keep_alive", "_send_kind", "_send_left",
+                 "_receive_kind", "_receive_left", "_decoder", "_method", "_their_version", "_max_head")
+
+    def __init__(self, role: str, *, max_head: int) -> None:
+        self.role = role
+        self.our_state: Any = IDLE
+        self.their_state: Any = IDLE
+        self._buffer = bytearray()
+        self._eof = False
+        self._keep_alive = True
+        self._send_kind = BODY_NONE
+        self._send_left = 0
+        self._receive_kind = BODY_NONE
+        self._receive_left = 0
+        self._decoder: Any = None
+        self._method = b""  # the request's method (the response's framing depends on it)
+        self._their_version = b"1.1"
+        self._max_head = max_head  # bytes of an incomplete response head (CLIENT)
+
+    @classmethod
+    def for_request(cls, head: RequestHead, rest: bytes, *, max_head: int) -> tuple[FastConnection, Request]:
+        """A SERVER connection for the checked request `head`, `rest` being the bytes after it."""
+        conn = cls(SERVER, max_head=max_head)
+        conn._buffer += rest
+        headers = head.headers
+        conn._method = head.method
+        conn._their_version = head.version
+        kind = BODY_NONE
+        for name, value in headers:  # _head.py checked the framing: one of these at most
+            if name == b"transfer-encoding":
+                kind = BODY_CHUNKED
+                conn._decoder = ChunkedDecoder()
+            elif name == b"content-length":
+                conn._receive_left = int(value)
+                kind = BODY_LENGTH if conn._receive_left else BODY_NONE
+        conn._receive_kind = kind
+        if head.version != b"1.1" or _has_token(headers, b"connection", b"close"):
+            conn._keep_alive = False
+        conn.their_state = SEND_BODY
+        conn.our_state = SEND_RESPONSE
+        return conn, Request(head.method, head.target, headers, head.version)
+
+    @classmethod
+    def client(cls, *, max_head: int) -> FastConnection:
+        """A CLIENT connection (to a backend)."""
+        return cls(CLIENT, max_head=max_head)
+
+    # --- receiving -----------------------------------------------------------
+
+    @property
+    def trailing_data(self) -> tuple[bytes, bool]:
+        """The bytes received and not consumed, and whether the peer closed."""
+        return bytes(self._buffer), self._eof
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the peer; b"" means it closed its side."""
+        if data:
+            self._buffer += data
+        else:
+            self._eof = True
+
+    def next_event(self) -> Any:
+        """The next event from the received bytes, or NEED_DATA.
+
+        Raises:
+            RemoteProtocolError: the peer broke the protocol (status_hint says how to answer).
+        """
+        state = self.their_state
+        try:
+            if state is SEND_BODY:
+                return self._body_event()
+            if self.role == CLIENT and (state is SEND_RESPONSE or state is IDLE):
+                return self._response_head()
+        except RemoteProtocolError:
+            self.their_state = ERROR
+            raise
+        if self._eof and not self._buffer and state is not SWITCHED_PROTOCOL:
+            self.their_state = CLOSED
+            return CONNECTION_CLOSED
+        return NEED_DATA
+
+    def _body_event(self) -> Any:
+        kind = self._receive_kind
+        buffer = self._buffer
+        if kind == BODY_LENGTH:
+            if buffer:
+                left = self._receive_left
+                if len(buffer) <= left:
+                    data = bytes(buffer)
+                    buffer.clear()
+                else:
+                    data = bytes(buffer[:left])
+                    del buffer[:left]
+                self._receive_left = left - len(data)
+                if not self._receive_left:
+                    self._receive_kind = BODY_NONE
+                return Data(data)
+            if self._eof:
+                raise RemoteProtocolError("peer closed the connection during the message body")
+            return NEED_DATA
+        if kind == BODY_NONE:
+            self._their_done()
+            return END_OF_MESSAGE
+        if kind == BODY_CHUNKED:
+            piece = self._decoder.next(buffer)
+            if piece is None:
+                if self._eof:
+                    raise RemoteProtocolError("peer closed the connection during the chunked body")
+                return NEED_DATA
+            if piece is END_OF_MESSAGE:
+                self._their_done()
+                return END_OF_MESSAGE
+            return Data(piece)
+        # BODY_CLOSE: everything until the peer closes
+        if buffer:
+            data = bytes(buffer)
+            buffer.clear()
+            return Data(data)
+        if self._eof:
+            self._their_done()
+            return END_OF_MESSAGE
+        return NEED_DATA
+
+    def _response_head(self) -> Any:
+        buffer = self._buffer
+        end = buffer.find(b"\r\n\r\n")
+        if end == -1:
+            if len(buffer) > self._max_head:
+                raise RemoteProtocolError(f"response head over {self._max_head} bytes", 502)
+            if self._eof:
+                if buffer:
+                    raise RemoteProtocolError("peer closed the connection during the response head", 502)
+                self.their_state = CLOSED
+                return CONNECTION_CLOSED
+            return NEED_DATA
+        version, status, reason, headers = parse_response_head(bytes(buffer[: end + 4]))
+        del buffer[: end + 4]
+        if status < 200:
+            if status == 101:
+                self.their_state = self.our_state = SWITCHED_PROTOCOL
+            return InformationalResponse(status, headers, reason, version)
+        kind, length = response_framing(self._method, status, headers)
+        if version != b"1.1" or kind == BODY_CLOSE or _has_token(headers, b"connection", b"close"):
+            self._keep_alive = False
+        self._receive_kind = BODY_NONE if kind == BODY_LENGTH and not length else kind
+        self._receive_left = length
+        if kind == BODY_CHUNKED:
+            self._decoder = ChunkedDecoder()
+        self.their_state = SEND_BODY
+        return Response(status, headers, reason, version)
+
+    def _their_done(self) -> None:
+        self.their_state = DONE if self._keep_alive else MUST_CLOSE
+        if not self._keep_alive and self.our_state is DONE:
+            self.our_state = MUST_CLOSE
+
+    def _our_done(self) -> None:
+        self.our_state = DONE if self._keep_alive else MUST_CLOSE
+        if not self._keep_alive and self.their_state is DONE:
+            self.their_state = MUST_CLOSE
+
+    # --- sending -------------------------------------------------------------
+
+    def send(self, event: Any) -> bytes:
+        """The bytes for `event`.
+
+        Raises:
+            LocalProtocolError: the event does not fit the state or the framing.
+        """
+        kind = type(event)
+        if kind is Data:
+            return self._send_data(event.data)
+        if kind is EndOfMessage:
+            if self.our_state is not SEND_BODY:
+                raise LocalProtocolError(f"cannot end a message in state {self.our_state}")
+            if self._send_kind == BODY_LENGTH and self._send_left:
+                raise LocalProtocolError(f"{self._send_left} bytes short of the Content-Length")
+            self._our_done()
+            return b"0\r\n\r\n" if self._send_kind == BODY_CHUNKED else b""
+        if kind is Response:
+            return self._send_response(event)
+        if kind is InformationalResponse:
+            if self.role != SERVER or self.our_state is not SEND_RESPONSE:
+                raise LocalProtocolError(f"cannot send a 1xx response in state {self.our_state}")
+            if event.status_code == 101:
+                self.our_state = self.their_state = SWITCHED_PROTOCOL
+            return encode_response_head(event.status_code, event.reason, event.headers)
+        if kind is Request:
+            return self._send_request(event)
+        raise LocalProtocolError(f"cannot send {event!r}")
+
+    def _send_data(self, data: bytes) -> bytes:
+        if self.our_state is not SEND_BODY:
+            raise LocalProtocolError(f"cannot send body data in state {self.our_state}")
+        kind = self._send_kind
+        if kind == BODY_LENGTH:
+            self._send_left -= len(data)
+            if self._send_left < 0:
+                raise LocalProtocolError("more body data than the Content-Length")
+            return data
+        if kind == BODY_CHUNKED:
+            return encode_chunk(data) if data else b""
+        if kind == BODY_CLOSE:
+            return data
+        if data:
+            raise LocalProtocolError("body data in a message without a body")
+        return b""
+
+    def _send_request(self, event: Request) -> bytes:
+        if self.role != CLIENT or self.our_state is not IDLE:
+            raise LocalProtocolError(f"cannot send a request in state {self.our_state}")
+        headers = event.headers
+        kind = BODY_NONE
+        for name, value in headers:
+            if name == b"transfer-encoding":
+                kind = BODY_CHUNKED
+            elif name == b"content-length":
+                kind, self._send_left = BODY_LENGTH, int(value)
+        if _has_token(headers, b"connection", b"close"):
+            self._keep_alive = False
+        self._send_kind = kind
+        self._method = event.method
+        self.our_state = SEND_BODY
+        self.their_state = SEND_RESPONSE
+        return encode_request_head(event.method, event.target, headers)
+
+    def _send_response(self, event: Response) -> bytes:
+        if self.role != SERVER or self.our_state is not SEND_RESPONSE:
+            raise LocalProtocolError(f"cannot send a response in state {self.our_state}")
+        headers = event.headers
+        status = event.status_code
+        length = None
+        for name, value in headers:
+            if name == b"content-length":
+                length = int(value)
+        close = not self._keep_alive or _has_token(headers, b"connection", b"close")
+        # As h11: a response to HEAD gets the framing headers GET's would.
+        if status in (204, 304):
+            kind = BODY_NONE
+        elif length is not None:
+            kind, self._send_left = BODY_LENGTH, length
+        elif self._their_version == b"1.1":
+            kind = BODY_CHUNKED
+            headers = [*headers, (b"transfer-encoding", b"chunked")]
+        else:
+            kind = BODY_CLOSE
+            close = close or self._method != b"HEAD"
+        if self._method == b"HEAD":
+            kind, self._send_left = BODY_NONE, 0
+        if close:
+            self._keep_alive = False
+            if not _has_token(headers, b"connection", b"close"):
+                headers = [*[(n, v) for n, v in headers if n != b"connection"], (b"connection", b"close")]
+            if self.their_state is DONE:
+                self.their_state = MUST_CLOSE
+        self._send_kind = kind
+        self.our_state = SEND_BODY
+        return encode_response_head(status, event.reason, headers)
+
+    # --- reuse ---------------------------------------------------------------
+
+    def start_next_cycle(self) -> None:
+        """After a clean exchange on a CLIENT connection: ready for the next request.
+
+        Raises:
+            LocalProtocolError: the exchange is not done on both sides.
+        """
+        if self.our_state is not DONE or self.their_state is not DONE:
+            raise LocalProtocolError("the connection cannot be reused")
+        self.our_state = self.their_state = IDLE
+        self._method = b""
+        self._decoder = None

@@ -1,0 +1,115 @@
+# `--parser h11`: h11.Connection behind the interface of _events.py, for
+# comparison with the fast connection and as a fallback. Every event and
+# state is translated on the way through, and h11's protocol errors become
+# ours; nothing else is decided here.
+
+from __future__ import annotations
+
+from typing import Any
+
+import h11
+
+from . import _events as ev
+from ._head import RequestHead
+
+__all__ = ["H11Connection"]
+
+_STATES = {
+    h11.IDLE: ev.IDLE,
+    h11.SEND_RESPONSE: ev.SEND_RESPONSE,
+    h11.SEND_BODY: ev.SEND_BODY,
+    h11.DONE: ev.DONE,
+    h11.MUST_CLOSE: ev.MUST_CLOSE,
+    h11.CLOSED: ev.CLOSED,
+    h11.ERROR: ev.ERROR,
+    h11.MIGHT_SWITCH_PROTOCOL: ev.MIGHT_SWITCH_PROTOCOL,
+    h11.SWITCHED_PROTOCOL: ev.SWITCHED_PROTOCOL,
+}
+
+
+def _event_in(event: Any) -> Any:
+    kind = type(event)
+    if kind is h11.Data:
+        return ev.Data(event.data)
+    if kind is h11.EndOfMessage:
+        return ev.END_OF_MESSAGE
+    if kind is h11.Response or kind is h11.InformationalResponse:
+        cls = ev.Response if kind is h11.Response else ev.InformationalResponse
+        return cls(event.status_code, list(event.headers), event.reason, event.http_version)
+    if kind is h11.Request:
+        return ev.Request(event.method, event.target, list(event.headers), event.http_version)
+    if kind is h11.ConnectionClosed:
+        return ev.CONNECTION_CLOSED
+    if event is h11.NEED_DATA or event is h11.PAUSED:
+        return ev.NEED_DATA
+    raise AssertionError(f"unexpected h11 event {event!r}")
+
+
+def _event_out(event: Any) -> Any:
+    kind = type(event)
+    if kind is ev.Data:
+        return h11.Data(data=event.data)
+    if kind is ev.EndOfMessage:
+        return h11.EndOfMessage()
+    if kind is ev.Response:
+        return h11.Response(status_code=event.status_code, headers=event.headers, reason=event.reason)
+    if kind is ev.InformationalResponse:
+        return h11.InformationalResponse(status_code=event.status_code, headers=event.headers, reason=event.reason)
+    if kind is ev.Request:
+        return h11.Request(method=event.method, target=event.target, headers=event.headers)
+    raise ev.LocalProtocolError(f"cannot send {event!r}")
+
+
+class H11Connection:
+    """h11.Connection, speaking the events of _events.py."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, role: Any, *, max_head: int) -> None:
+        self._conn = h11.Connection(role, max_incomplete_event_size=max_head)
+
+    @classmethod
+    def for_request(cls, head: RequestHead, rest: bytes, *, max_head: int) -> tuple[H11Connection, ev.Request]:
+        """A server connection for the checked request `head` (h11 parses it again)."""
+        conn = cls(h11.SERVER, max_head=max_head)
+        conn._conn.receive_data(head.encode() + rest)
+        event = conn.next_event()
+        assert type(event) is ev.Request, event
+        return conn, event
+
+    @classmethod
+    def client(cls, *, max_head: int) -> H11Connection:
+        return cls(h11.CLIENT, max_head=max_head)
+
+    @property
+    def our_state(self) -> Any:
+        return _STATES[self._conn.our_state]
+
+    @property
+    def their_state(self) -> Any:
+        return _STATES[self._conn.their_state]
+
+    @property
+    def trailing_data(self) -> tuple[bytes, bool]:
+        return self._conn.trailing_data
+
+    def receive_data(self, data: bytes) -> None:
+        self._conn.receive_data(data)
+
+    def next_event(self) -> Any:
+        try:
+            return _event_in(self._conn.next_event())
+        except h11.RemoteProtocolError as error:
+            raise ev.RemoteProtocolError(str(error), error.error_status_hint) from error
+
+    def send(self, event: Any) -> bytes:
+        try:
+            return self._conn.send(_event_out(event)) or b""
+        except h11.LocalProtocolError as error:
+            raise ev.LocalProtocolError(str(error)) from error
+
+    def start_next_cycle(self) -> None:
+        try:
+            self._conn.start_next_cycle()
+        except h11.LocalProtocolError as error:
+            raise ev.LocalProtocolError(str(error)) from error
