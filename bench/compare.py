@@ -152,6 +152,8 @@ def main() -> int:
     parser.add_argument("--sweep", metavar="N,N,...",
                         help="instead: requests/s at each of these connection counts (e.g. 1,8,32,128,512)")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="with --sweep: draw requests/s against connections")
+    parser.add_argument("--parsers", default="fast,h11",
+                        help="fastroute's --parser modes to run, each with 1 and 2 workers (default fast,h11)")
     args = parser.parse_args()
     sweep = [int(n) for n in args.sweep.split(",")] if args.sweep else []
     if args.plot is not None and not sweep:
@@ -185,14 +187,15 @@ def main() -> int:
             (work / "proxy.conf").write_text(conf.replace("%s", "proxy"))
             procs.append(start(["nginx", "-c", str(work / "proxy.conf"), "-p", str(work)], ports["nginx (1 worker)"]))
 
-            for workers in (1, 2):
-                name = f"fastroute ({workers} worker{'s' if workers > 1 else ''})"
-                ports[name] = free_port()
-                procs.append(start([
-                    sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off",
-                    "--workers", str(workers), "--listen", f"127.0.0.1:{ports[name]}",
-                    "--route", f"/=127.0.0.1:{backend_port}",
-                ], ports[name]))
+            for parser_mode in args.parsers.split(","):
+                for workers in (1, 2):
+                    name = f"fastroute {parser_mode} ({workers} worker{'s' if workers > 1 else ''})"
+                    ports[name] = free_port()
+                    procs.append(start([
+                        sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off",
+                        "--parser", parser_mode, "--workers", str(workers), "--listen", f"127.0.0.1:{ports[name]}",
+                        "--route", f"/=127.0.0.1:{backend_port}",
+                    ], ports[name]))
 
             rows = {"direct (no proxy)": backend_port, **ports}
             if sweep:
@@ -229,11 +232,12 @@ def main() -> int:
             f"| {many.get('p99', 0):.0f} | {one.get('p50', 0):.0f} | {added:.0f} "
             f"| {added / base_added if base_added > 0 else float('nan'):.2f}x |"
         )
-    ours = results["fastroute (1 worker)"]
-    for name in ("haproxy (1 thread)", "nginx (1 worker)"):
-        theirs = results[name]
-        print(f"fastroute / {name}: req/s {ours['many']['rps'] / theirs['many']['rps']:.2f}x, "
-              f"p99 {ours['many'].get('p99', 0) / max(theirs['many'].get('p99', 1), 1):.2f}x")
+    for ours_name in [name for name in results if name.startswith("fastroute") and "(1 worker)" in name]:
+        ours = results[ours_name]
+        for name in ("haproxy (1 thread)", "nginx (1 worker)"):
+            theirs = results[name]
+            print(f"{ours_name} / {name}: req/s {ours['many']['rps'] / theirs['many']['rps']:.2f}x, "
+                  f"p99 {ours['many'].get('p99', 0) / max(theirs['many'].get('p99', 1), 1):.2f}x")
     return 0
 
 
