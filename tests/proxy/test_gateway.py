@@ -385,6 +385,45 @@ async def test_websocket_style_upgrade_is_relayed_both_ways(nursery: trio.Nurser
     await stream.aclose()
 
 
+async def test_a_busy_tunnel_outlives_the_response_head_timeout(nursery: trio.Nursery) -> None:
+    # Regression: the tunnel ran inside the response-head deadline, so every
+    # upgraded connection was cut after --response-timeout, busy or not.
+    async def handle(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        from ..helpers import _next
+
+        await _next(conn, stream)
+        await _next(conn, stream)
+        await stream.send_all(conn.send(h11.InformationalResponse(
+            status_code=101, headers=[("upgrade", "x"), ("connection", "upgrade")])))
+        while data := await stream.receive_some(100):
+            await stream.send_all(b"echo:" + data)
+
+    listeners = await trio.open_tcp_listeners(0, host=LOOPBACK)
+    nursery.start_soon(trio.serve_listeners, handle, listeners)
+    port = listeners[0].socket.getsockname()[1]
+    gateway = await start_gateway(nursery, [route("/", Address(LOOPBACK, port))], timeouts={"response_head": 0.3})
+    host, gport = gateway.addresses[0]
+    stream = await trio.open_tcp_stream(host, gport)
+    await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n")
+    received = b""
+    with trio.fail_after(5):
+        while b"\r\n\r\n" not in received:
+            received += await stream.receive_some(1000)
+    assert received.startswith(b"HTTP/1.1 101 ")
+
+    for i in range(8):  # 0.8 s of traffic: well past the 0.3 s response-head timeout
+        await trio.sleep(0.1)
+        await stream.send_all(b"m%d" % i)
+        echoed = b""
+        with trio.fail_after(5):
+            while b"echo:m%d" % i not in echoed:
+                data = await stream.receive_some(1000)
+                assert data, f"the tunnel was closed after {i} messages"
+                echoed += data
+    await stream.aclose()
+
+
 async def test_tunnel_idle_timeout_closes_it(nursery: trio.Nursery) -> None:
     async def handle(stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER)
