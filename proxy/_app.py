@@ -64,8 +64,8 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
                 )
                 await nursery.start(gateway.waker.run)
             log.info(
-                "listening on %s with %d routes",
-                ", ".join(f"{h}:{p}" for h, p in gateway.addresses), len(gateway.table),
+                "listening on %s with %d routes (parser: %s)",
+                ", ".join(f"{h}:{p}" for h, p in gateway.addresses), len(gateway.table), config.parser,
             )
             task_status.started(gateway)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -181,12 +182,19 @@ def unused_port() -> int:
 # --- the gateway ----------------------------------------------------------------
 
 
+# The gateway's parser in these tests: the default (fast) unless
+# FASTROUTE_TEST_PARSER says otherwise (tests/proxy/test_parser_h11.py runs
+# the gateway's tests again with h11).
+PARSER = os.environ.get("FASTROUTE_TEST_PARSER", "fast")
+
+
 def make_config(**changes: Any) -> Config:
     timeouts = changes.pop("timeouts", {})
     limits = changes.pop("limits", {})
     return Config(
         listen=(Address(LOOPBACK, 0),),
         access_log=changes.pop("access_log", "off"),
+        parser=changes.pop("parser", PARSER),
         timeouts=Timeouts(**timeouts),
         limits=Limits(**limits),
         **changes,

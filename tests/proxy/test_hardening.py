@@ -9,7 +9,7 @@ import trio
 
 from proxy._server import Gateway
 
-from ..helpers import Backend, raw_exchange, route, start_backend, start_gateway
+from ..helpers import PARSER, Backend, raw_exchange, route, start_backend, start_gateway
 
 pytestmark = pytest.mark.usefixtures("clients_closed")
 
@@ -244,7 +244,10 @@ async def test_backend_head_over_the_limit_is_502(nursery: trio.Nursery) -> None
     [
         pytest.param(b"X-T: 1\r\nX-99: 2\r\n", b"200", id="dropped"),
         pytest.param(b"Transfer-Encoding: identity\r\n", b"400", id="framing_trailer_refused"),
-        pytest.param(b"X-T: 1\r\nContent-Length: 99\r\n", b"400", id="length_trailer_refused"),
+        # h11 reads a well-formed Content-Length trailer (and drops it); the
+        # fast parser refuses framing fields in trailers (proxy/_wire.py).
+        pytest.param(b"X-T: 1\r\nContent-Length: 99\r\n", b"400" if PARSER == "fast" else b"200",
+                     id="length_trailer_refused"),
     ],
 )
 async def test_trailers_never_reach_a_backend(nursery: trio.Nursery, trailers: bytes, status: bytes) -> None:

@@ -138,6 +138,24 @@ def test_serves_routes_given_as_flags(backends: list[int]) -> None:
     assert "GET /one/x 200" in err  # the access log
 
 
+@pytest.mark.parametrize("parser", ["fast", "h11"])
+def test_either_parser_serves(backends: list[int], parser: str) -> None:
+    gateway = Gateway("--parser", parser, "--route", f"/one={LOOPBACK}:{backends[0]}")
+    try:
+        assert gateway.get("/one/x") == (200, b"one /one/x")
+        assert gateway.get("/one/%2e%2e/x")[0] == 400  # the head checks run whatever the parser
+    finally:
+        code, err = gateway.stop()
+    assert code == 0
+    assert f"(parser: {parser})" in err
+
+
+def test_an_unknown_parser_is_refused() -> None:
+    result = run_cli("serve", "--no-docker", "--parser", "llhttp")
+    assert result.returncode == 2
+    assert "invalid choice: 'llhttp'" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -1,0 +1,27 @@
+# `--parser h11`: the gateway's socket-level tests again, with h11 parsing
+# and writing every message (the reference the fast parser is compared with,
+# and the fallback). Run as a child pytest with FASTROUTE_TEST_PARSER=h11,
+# which tests/helpers.make_config reads; the trailer test in
+# test_hardening.py expects a different status from each parser, so a run
+# that silently used the fast parser would fail.
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = ["test_gateway.py", "test_hardening.py", "test_splice.py", "test_connection_fuzz.py", "test_admin.py"]
+
+
+def test_the_gateway_tests_pass_with_h11() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         *[str(ROOT / "tests" / "proxy" / name) for name in MODULES]],
+        cwd=ROOT, env={**os.environ, "FASTROUTE_TEST_PARSER": "h11"},
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and " skipped" not in result.stdout, result.stdout[-2000:]
