@@ -1664,7 +1664,7 @@ static const char* const __pyx_f[] = {
 /*--- Type declarations ---*/
 struct __pyx_obj_5proxy_7_wire_c_ChunkedDecoder;
 
-/* "proxy/_wire_c.pyx":133
+/* "proxy/_wire_c.pyx":132
  * 
  * 
  * cdef class ChunkedDecoder:             # <<<<<<<<<<<<<<
@@ -4023,7 +4023,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_parse_response_head(CYTHON_UNUSED PyOb
  *             raise _bad("control character in the reason phrase")
  *     reason = head[13:line_end]             # <<<<<<<<<<<<<<
  *     headers = []
- *     line_start = line_end + 2
+ *     while line_end < n:  # each header line, up to the end of the head
 */
   if (unlikely(__pyx_v_head == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
@@ -4038,8 +4038,8 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_parse_response_head(CYTHON_UNUSED PyOb
  *             raise _bad("control character in the reason phrase")
  *     reason = head[13:line_end]
  *     headers = []             # <<<<<<<<<<<<<<
- *     line_start = line_end + 2
- *     while line_start < n:
+ *     while line_end < n:  # each header line, up to the end of the head
+ *         line_start = line_end + 2
 */
   __pyx_t_8 = PyList_New(0); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 73, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
@@ -4049,28 +4049,28 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_parse_response_head(CYTHON_UNUSED PyOb
   /* "proxy/_wire_c.pyx":74
  *     reason = head[13:line_end]
  *     headers = []
- *     line_start = line_end + 2             # <<<<<<<<<<<<<<
- *     while line_start < n:
+ *     while line_end < n:  # each header line, up to the end of the head             # <<<<<<<<<<<<<<
+ *         line_start = line_end + 2
  *         line_end = head.find(b"\r\n", line_start)
-*/
-  __pyx_v_line_start = (__pyx_v_line_end + 2);
-
-  /* "proxy/_wire_c.pyx":75
- *     headers = []
- *     line_start = line_end + 2
- *     while line_start < n:             # <<<<<<<<<<<<<<
- *         line_end = head.find(b"\r\n", line_start)
- *         if line_end > n or line_end == -1:
 */
   while (1) {
-    __pyx_t_4 = (__pyx_v_line_start < __pyx_v_n);
+    __pyx_t_4 = (__pyx_v_line_end < __pyx_v_n);
 
 
     if (!__pyx_t_4) break;
 
+    /* "proxy/_wire_c.pyx":75
+ *     headers = []
+ *     while line_end < n:  # each header line, up to the end of the head
+ *         line_start = line_end + 2             # <<<<<<<<<<<<<<
+ *         line_end = head.find(b"\r\n", line_start)
+ *         if line_end > n or line_end == -1:
+*/
+    __pyx_v_line_start = (__pyx_v_line_end + 2);
+
     /* "proxy/_wire_c.pyx":76
- *     line_start = line_end + 2
- *     while line_start < n:
+ *     while line_end < n:  # each header line, up to the end of the head
+ *         line_start = line_end + 2
  *         line_end = head.find(b"\r\n", line_start)             # <<<<<<<<<<<<<<
  *         if line_end > n or line_end == -1:
  *             line_end = n
@@ -4085,7 +4085,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_parse_response_head(CYTHON_UNUSED PyOb
     __pyx_v_line_end = __pyx_t_2;
 
     /* "proxy/_wire_c.pyx":77
- *     while line_start < n:
+ *         line_start = line_end + 2
  *         line_end = head.find(b"\r\n", line_start)
  *         if line_end > n or line_end == -1:             # <<<<<<<<<<<<<<
  *             line_end = n
@@ -4120,7 +4120,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_parse_response_head(CYTHON_UNUSED PyOb
       __pyx_v_line_end = __pyx_v_n;
 
       /* "proxy/_wire_c.pyx":77
- *     while line_start < n:
+ *         line_start = line_end + 2
  *         line_end = head.find(b"\r\n", line_start)
  *         if line_end > n or line_end == -1:             # <<<<<<<<<<<<<<
  *             line_end = n
@@ -4402,7 +4402,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_parse_response_head(CYTHON_UNUSED PyOb
  *             if _control(p[i]):
  *                 raise _bad("control character in a response header value")             # <<<<<<<<<<<<<<
  *         headers.append((head[line_start:colon].lower(), head[a:b]))
- *         line_start = line_end + 2
+ *     return head[5:8], status, reason, headers
 */
         __pyx_t_8 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_control_character_in_a_response); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 92, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
@@ -4425,8 +4425,8 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_parse_response_head(CYTHON_UNUSED PyOb
  *             if _control(p[i]):
  *                 raise _bad("control character in a response header value")
  *         headers.append((head[line_start:colon].lower(), head[a:b]))             # <<<<<<<<<<<<<<
- *         line_start = line_end + 2
  *     return head[5:8], status, reason, headers
+ * 
 */
     if (unlikely(__pyx_v_head == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
@@ -4463,44 +4463,35 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_parse_response_head(CYTHON_UNUSED PyOb
     __pyx_t_11 = __Pyx_PyList_Append(__pyx_v_headers, __pyx_t_5); if (unlikely(__pyx_t_11 == ((int)-1))) __PYX_ERR(0, 93, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_5); __pyx_t_5 = 0;
 
-
-    /* "proxy/_wire_c.pyx":94
- *                 raise _bad("control character in a response header value")
- *         headers.append((head[line_start:colon].lower(), head[a:b]))
- *         line_start = line_end + 2             # <<<<<<<<<<<<<<
- *     return head[5:8], status, reason, headers
- * 
-*/
-    __pyx_v_line_start = (__pyx_v_line_end + 2);
   }
 
-  /* "proxy/_wire_c.pyx":95
+  /* "proxy/_wire_c.pyx":94
+ *                 raise _bad("control character in a response header value")
  *         headers.append((head[line_start:colon].lower(), head[a:b]))
- *         line_start = line_end + 2
  *     return head[5:8], status, reason, headers             # <<<<<<<<<<<<<<
  * 
  * 
 */
   if (unlikely(__pyx_v_head == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-    __PYX_ERR(0, 95, __pyx_L1_error)
+    __PYX_ERR(0, 94, __pyx_L1_error)
   }
-  __pyx_t_5 = PySequence_GetSlice(__pyx_v_head, 5, 8); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 95, __pyx_L1_error)
+  __pyx_t_5 = PySequence_GetSlice(__pyx_v_head, 5, 8); if (unlikely(!__pyx_t_5)) __PYX_ERR(0, 94, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_5);
-  __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_status); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 95, __pyx_L1_error)
+  __pyx_t_9 = __Pyx_PyLong_From_int(__pyx_v_status); if (unlikely(!__pyx_t_9)) __PYX_ERR(0, 94, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_9);
-  __pyx_t_8 = PyTuple_New(4); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 95, __pyx_L1_error)
+  __pyx_t_8 = PyTuple_New(4); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 94, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_8);
   __Pyx_GIVEREF(__pyx_t_5);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_5) != (0)) __PYX_ERR(0, 95, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 0, __pyx_t_5) != (0)) __PYX_ERR(0, 94, __pyx_L1_error);
   __Pyx_GIVEREF(__pyx_t_9);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_9) != (0)) __PYX_ERR(0, 95, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 1, __pyx_t_9) != (0)) __PYX_ERR(0, 94, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_reason);
   __Pyx_GIVEREF(__pyx_v_reason);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_v_reason) != (0)) __PYX_ERR(0, 95, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 2, __pyx_v_reason) != (0)) __PYX_ERR(0, 94, __pyx_L1_error);
   __Pyx_INCREF(__pyx_v_headers);
   __Pyx_GIVEREF(__pyx_v_headers);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_v_headers) != (0)) __PYX_ERR(0, 95, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_8, 3, __pyx_v_headers) != (0)) __PYX_ERR(0, 94, __pyx_L1_error);
   __pyx_t_5 = 0;
   __pyx_t_9 = 0;
   {
@@ -4548,7 +4539,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_parse_response_head(CYTHON_UNUSED PyOb
   return __pyx_r;
 }
 
-/* "proxy/_wire_c.pyx":98
+/* "proxy/_wire_c.pyx":97
  * 
  * 
  * def response_framing(bytes method, int status, list headers):             # <<<<<<<<<<<<<<
@@ -4598,46 +4589,46 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_method,&__pyx_mstate_global->__pyx_n_u_status,&__pyx_mstate_global->__pyx_n_u_headers,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 98, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 97, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  3:
         values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 98, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 97, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  2:
         values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 98, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 97, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 98, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 97, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "response_framing", 0) < (0)) __PYX_ERR(0, 98, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "response_framing", 0) < (0)) __PYX_ERR(0, 97, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 3; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("response_framing", 1, 3, 3, i); __PYX_ERR(0, 98, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("response_framing", 1, 3, 3, i); __PYX_ERR(0, 97, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 3)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 98, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 97, __pyx_L3_error)
       values[1] = __Pyx_ArgRef_FASTCALL(__pyx_args, 1);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 98, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[1])) __PYX_ERR(0, 97, __pyx_L3_error)
       values[2] = __Pyx_ArgRef_FASTCALL(__pyx_args, 2);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 98, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[2])) __PYX_ERR(0, 97, __pyx_L3_error)
     }
     __pyx_v_method = ((PyObject*)values[0]);
-    __pyx_v_status = __Pyx_PyLong_As_int(values[1]); if (unlikely((__pyx_v_status == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 98, __pyx_L3_error)
+    __pyx_v_status = __Pyx_PyLong_As_int(values[1]); if (unlikely((__pyx_v_status == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 97, __pyx_L3_error)
     __pyx_v_headers = ((PyObject*)values[2]);
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("response_framing", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 98, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("response_framing", 1, 3, 3, __pyx_nargs); __PYX_ERR(0, 97, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -4648,8 +4639,8 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_method), (&PyBytes_Type), 1, "method", 1))) __PYX_ERR(0, 98, __pyx_L1_error)
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_headers), (&PyList_Type), 1, "headers", 1))) __PYX_ERR(0, 98, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_method), (&PyBytes_Type), 1, "method", 1))) __PYX_ERR(0, 97, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_headers), (&PyList_Type), 1, "headers", 1))) __PYX_ERR(0, 97, __pyx_L1_error)
   __pyx_r = __pyx_pf_5proxy_7_wire_c_2response_framing(__pyx_self, __pyx_v_method, __pyx_v_status, __pyx_v_headers);
 
   /* function exit code */
@@ -4693,7 +4684,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("response_framing", 0);
 
-  /* "proxy/_wire_c.pyx":100
+  /* "proxy/_wire_c.pyx":99
  * def response_framing(bytes method, int status, list headers):
  *     """See proxy._wire.response_framing."""
  *     length = content_length(headers)             # <<<<<<<<<<<<<<
@@ -4701,7 +4692,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
  *     cdef int count = 0
 */
   __pyx_t_2 = NULL;
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_content_length); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 100, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_content_length); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 99, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
   __pyx_t_4 = 1;
   #if CYTHON_UNPACK_METHODS
@@ -4720,13 +4711,13 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
     __pyx_t_1 = __Pyx_PyObject_FastCall((PyObject*)__pyx_t_3, __pyx_callargs+__pyx_t_4, (2-__pyx_t_4) | (__pyx_t_4*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
     __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
     __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
-    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 100, __pyx_L1_error)
+    if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 99, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
   }
   __pyx_v_length = __pyx_t_1;
   __pyx_t_1 = 0;
 
-  /* "proxy/_wire_c.pyx":101
+  /* "proxy/_wire_c.pyx":100
  *     """See proxy._wire.response_framing."""
  *     length = content_length(headers)
  *     codings = None             # <<<<<<<<<<<<<<
@@ -4736,7 +4727,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   __Pyx_INCREF(Py_None);
   __pyx_v_codings = Py_None;
 
-  /* "proxy/_wire_c.pyx":102
+  /* "proxy/_wire_c.pyx":101
  *     length = content_length(headers)
  *     codings = None
  *     cdef int count = 0             # <<<<<<<<<<<<<<
@@ -4745,7 +4736,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
 */
   __pyx_v_count = 0;
 
-  /* "proxy/_wire_c.pyx":103
+  /* "proxy/_wire_c.pyx":102
  *     codings = None
  *     cdef int count = 0
  *     for name, value in headers:             # <<<<<<<<<<<<<<
@@ -4754,7 +4745,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
 */
   if (unlikely(__pyx_v_headers == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 103, __pyx_L1_error)
+    __PYX_ERR(0, 102, __pyx_L1_error)
   }
   __pyx_t_1 = __pyx_v_headers; __Pyx_INCREF(__pyx_t_1);
   __pyx_t_5 = 0;
@@ -4762,13 +4753,13 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 103, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 102, __pyx_L1_error)
       #endif
       if (__pyx_t_5 >= __pyx_temp) break;
     }
     __pyx_t_3 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_1, __pyx_t_5, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_5;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 103, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 102, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     if ((likely(PyTuple_CheckExact(__pyx_t_3))) || (PyList_CheckExact(__pyx_t_3))) {
       PyObject* sequence = __pyx_t_3;
@@ -4776,7 +4767,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
       if (unlikely(size != 2)) {
         if (size > 2) __Pyx_RaiseTooManyValuesError(2);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 103, __pyx_L1_error)
+        __PYX_ERR(0, 102, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -4786,22 +4777,22 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
         __Pyx_INCREF(__pyx_t_6);
       } else {
         __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 103, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 102, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_2);
         __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 103, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 102, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_6);
       }
       #else
-      __pyx_t_2 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 103, __pyx_L1_error)
+      __pyx_t_2 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 102, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
-      __pyx_t_6 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 103, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 102, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
       #endif
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     } else {
       Py_ssize_t index = -1;
-      __pyx_t_7 = PyObject_GetIter(__pyx_t_3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 103, __pyx_L1_error)
+      __pyx_t_7 = PyObject_GetIter(__pyx_t_3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 102, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
       __pyx_t_8 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_7);
@@ -4809,7 +4800,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
       __Pyx_GOTREF(__pyx_t_2);
       index = 1; __pyx_t_6 = __pyx_t_8(__pyx_t_7); if (unlikely(!__pyx_t_6)) goto __pyx_L5_unpacking_failed;
       __Pyx_GOTREF(__pyx_t_6);
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_7), 2) < (0)) __PYX_ERR(0, 103, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_7), 2) < (0)) __PYX_ERR(0, 102, __pyx_L1_error)
       __pyx_t_8 = NULL;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       goto __pyx_L6_unpacking_done;
@@ -4817,7 +4808,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __pyx_t_8 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 103, __pyx_L1_error)
+      __PYX_ERR(0, 102, __pyx_L1_error)
       __pyx_L6_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v_name, __pyx_t_2);
@@ -4825,18 +4816,18 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
     __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_6);
     __pyx_t_6 = 0;
 
-    /* "proxy/_wire_c.pyx":104
+    /* "proxy/_wire_c.pyx":103
  *     cdef int count = 0
  *     for name, value in headers:
  *         if name == b"transfer-encoding":             # <<<<<<<<<<<<<<
  *             count += 1
  *             codings = value
 */
-    __pyx_t_9 = __Pyx_PyObject_CompareBoolEq_object_bytes(__pyx_v_name, __pyx_mstate_global->__pyx_kp_b_transfer_encoding, Py_EQ); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 104, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_CompareBoolEq_object_bytes(__pyx_v_name, __pyx_mstate_global->__pyx_kp_b_transfer_encoding, Py_EQ); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 103, __pyx_L1_error)
     if (__pyx_t_9) {
 
 
-      /* "proxy/_wire_c.pyx":105
+      /* "proxy/_wire_c.pyx":104
  *     for name, value in headers:
  *         if name == b"transfer-encoding":
  *             count += 1             # <<<<<<<<<<<<<<
@@ -4845,7 +4836,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
 */
       __pyx_v_count = (__pyx_v_count + 1);
 
-      /* "proxy/_wire_c.pyx":106
+      /* "proxy/_wire_c.pyx":105
  *         if name == b"transfer-encoding":
  *             count += 1
  *             codings = value             # <<<<<<<<<<<<<<
@@ -4855,7 +4846,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
       __Pyx_INCREF(__pyx_v_value);
       __Pyx_DECREF_SET(__pyx_v_codings, __pyx_v_value);
 
-      /* "proxy/_wire_c.pyx":104
+      /* "proxy/_wire_c.pyx":103
  *     cdef int count = 0
  *     for name, value in headers:
  *         if name == b"transfer-encoding":             # <<<<<<<<<<<<<<
@@ -4864,7 +4855,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
 */
     }
 
-    /* "proxy/_wire_c.pyx":103
+    /* "proxy/_wire_c.pyx":102
  *     codings = None
  *     cdef int count = 0
  *     for name, value in headers:             # <<<<<<<<<<<<<<
@@ -4874,7 +4865,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "proxy/_wire_c.pyx":107
+  /* "proxy/_wire_c.pyx":106
  *             count += 1
  *             codings = value
  *     if count:             # <<<<<<<<<<<<<<
@@ -4886,7 +4877,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   if (__pyx_t_9) {
 
 
-    /* "proxy/_wire_c.pyx":108
+    /* "proxy/_wire_c.pyx":107
  *             codings = value
  *     if count:
  *         if length is not None:             # <<<<<<<<<<<<<<
@@ -4897,20 +4888,20 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
     if (unlikely(__pyx_t_9)) {
 
 
-      /* "proxy/_wire_c.pyx":109
+      /* "proxy/_wire_c.pyx":108
  *     if count:
  *         if length is not None:
  *             raise _bad("both Content-Length and Transfer-Encoding")             # <<<<<<<<<<<<<<
  *         if count > 1 or codings.lower() != b"chunked":
  *             raise _bad("the only transfer coding supported is chunked, alone")
 */
-      __pyx_t_1 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_both_Content_Length_and_Transfer); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 109, __pyx_L1_error)
+      __pyx_t_1 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_both_Content_Length_and_Transfer); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 108, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
       __Pyx_Raise(__pyx_t_1, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      __PYX_ERR(0, 109, __pyx_L1_error)
+      __PYX_ERR(0, 108, __pyx_L1_error)
 
-      /* "proxy/_wire_c.pyx":108
+      /* "proxy/_wire_c.pyx":107
  *             codings = value
  *     if count:
  *         if length is not None:             # <<<<<<<<<<<<<<
@@ -4919,7 +4910,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
 */
     }
 
-    /* "proxy/_wire_c.pyx":110
+    /* "proxy/_wire_c.pyx":109
  *         if length is not None:
  *             raise _bad("both Content-Length and Transfer-Encoding")
  *         if count > 1 or codings.lower() != b"chunked":             # <<<<<<<<<<<<<<
@@ -4943,10 +4934,10 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
       PyObject *__pyx_callargs[2] = {__pyx_t_3, NULL};
       __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_lower, __pyx_callargs+__pyx_t_4, (1-__pyx_t_4) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 110, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 109, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
-    __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_bytes(__pyx_t_1, __pyx_mstate_global->__pyx_n_b_chunked, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 110, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_bytes(__pyx_t_1, __pyx_mstate_global->__pyx_n_b_chunked, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 109, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
     __pyx_t_9 = __pyx_t_10;
@@ -4955,20 +4946,20 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
     if (unlikely(__pyx_t_9)) {
 
 
-      /* "proxy/_wire_c.pyx":111
+      /* "proxy/_wire_c.pyx":110
  *             raise _bad("both Content-Length and Transfer-Encoding")
  *         if count > 1 or codings.lower() != b"chunked":
  *             raise _bad("the only transfer coding supported is chunked, alone")             # <<<<<<<<<<<<<<
  *     if method == b"HEAD" or status == 204 or status == 304:
  *         return BODY_NONE, 0
 */
-      __pyx_t_1 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_the_only_transfer_coding_support); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 111, __pyx_L1_error)
+      __pyx_t_1 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_the_only_transfer_coding_support); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 110, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
       __Pyx_Raise(__pyx_t_1, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      __PYX_ERR(0, 111, __pyx_L1_error)
+      __PYX_ERR(0, 110, __pyx_L1_error)
 
-      /* "proxy/_wire_c.pyx":110
+      /* "proxy/_wire_c.pyx":109
  *         if length is not None:
  *             raise _bad("both Content-Length and Transfer-Encoding")
  *         if count > 1 or codings.lower() != b"chunked":             # <<<<<<<<<<<<<<
@@ -4977,7 +4968,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
 */
     }
 
-    /* "proxy/_wire_c.pyx":107
+    /* "proxy/_wire_c.pyx":106
  *             count += 1
  *             codings = value
  *     if count:             # <<<<<<<<<<<<<<
@@ -4986,14 +4977,14 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
 */
   }
 
-  /* "proxy/_wire_c.pyx":112
+  /* "proxy/_wire_c.pyx":111
  *         if count > 1 or codings.lower() != b"chunked":
  *             raise _bad("the only transfer coding supported is chunked, alone")
  *     if method == b"HEAD" or status == 204 or status == 304:             # <<<<<<<<<<<<<<
  *         return BODY_NONE, 0
  *     if count:
 */
-  __pyx_t_10 = __Pyx_PyObject_CompareBoolEq_bytes_bytes(__pyx_v_method, __pyx_mstate_global->__pyx_n_b_HEAD, Py_EQ); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 112, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_CompareBoolEq_bytes_bytes(__pyx_v_method, __pyx_mstate_global->__pyx_n_b_HEAD, Py_EQ); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 111, __pyx_L1_error)
   if (!__pyx_t_10) {
 
   } else {
@@ -5018,22 +5009,22 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   if (__pyx_t_9) {
 
 
-    /* "proxy/_wire_c.pyx":113
+    /* "proxy/_wire_c.pyx":112
  *             raise _bad("the only transfer coding supported is chunked, alone")
  *     if method == b"HEAD" or status == 204 or status == 304:
  *         return BODY_NONE, 0             # <<<<<<<<<<<<<<
  *     if count:
  *         return BODY_CHUNKED, 0
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_BODY_NONE); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 113, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_BODY_NONE); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 112, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_3 = PyTuple_New(2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 113, __pyx_L1_error)
+    __pyx_t_3 = PyTuple_New(2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 112, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_GIVEREF(__pyx_t_1);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 113, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 112, __pyx_L1_error);
     __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
     __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_0);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 1, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 113, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 1, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 112, __pyx_L1_error);
     __pyx_t_1 = 0;
     {
       PyObject *__pyx_temp;
@@ -5046,7 +5037,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
     __pyx_t_3 = 0;
     goto __pyx_L0;
 
-    /* "proxy/_wire_c.pyx":112
+    /* "proxy/_wire_c.pyx":111
  *         if count > 1 or codings.lower() != b"chunked":
  *             raise _bad("the only transfer coding supported is chunked, alone")
  *     if method == b"HEAD" or status == 204 or status == 304:             # <<<<<<<<<<<<<<
@@ -5055,7 +5046,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
 */
   }
 
-  /* "proxy/_wire_c.pyx":114
+  /* "proxy/_wire_c.pyx":113
  *     if method == b"HEAD" or status == 204 or status == 304:
  *         return BODY_NONE, 0
  *     if count:             # <<<<<<<<<<<<<<
@@ -5067,22 +5058,22 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   if (__pyx_t_9) {
 
 
-    /* "proxy/_wire_c.pyx":115
+    /* "proxy/_wire_c.pyx":114
  *         return BODY_NONE, 0
  *     if count:
  *         return BODY_CHUNKED, 0             # <<<<<<<<<<<<<<
  *     if length is not None:
  *         return BODY_LENGTH, length
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_BODY_CHUNKED); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 115, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_BODY_CHUNKED); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 114, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 115, __pyx_L1_error)
+    __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 114, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
     __Pyx_GIVEREF(__pyx_t_3);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 115, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 114, __pyx_L1_error);
     __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
     __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_0);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 115, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 114, __pyx_L1_error);
     __pyx_t_3 = 0;
     {
       PyObject *__pyx_temp;
@@ -5095,7 +5086,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
     __pyx_t_1 = 0;
     goto __pyx_L0;
 
-    /* "proxy/_wire_c.pyx":114
+    /* "proxy/_wire_c.pyx":113
  *     if method == b"HEAD" or status == 204 or status == 304:
  *         return BODY_NONE, 0
  *     if count:             # <<<<<<<<<<<<<<
@@ -5104,7 +5095,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
 */
   }
 
-  /* "proxy/_wire_c.pyx":116
+  /* "proxy/_wire_c.pyx":115
  *     if count:
  *         return BODY_CHUNKED, 0
  *     if length is not None:             # <<<<<<<<<<<<<<
@@ -5115,22 +5106,22 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   if (__pyx_t_9) {
 
 
-    /* "proxy/_wire_c.pyx":117
+    /* "proxy/_wire_c.pyx":116
  *         return BODY_CHUNKED, 0
  *     if length is not None:
  *         return BODY_LENGTH, length             # <<<<<<<<<<<<<<
  *     return BODY_CLOSE, 0
  * 
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_BODY_LENGTH); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 117, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_BODY_LENGTH); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 116, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_3 = PyTuple_New(2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 117, __pyx_L1_error)
+    __pyx_t_3 = PyTuple_New(2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 116, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     __Pyx_GIVEREF(__pyx_t_1);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 117, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 116, __pyx_L1_error);
     __Pyx_INCREF(__pyx_v_length);
     __Pyx_GIVEREF(__pyx_v_length);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 1, __pyx_v_length) != (0)) __PYX_ERR(0, 117, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 1, __pyx_v_length) != (0)) __PYX_ERR(0, 116, __pyx_L1_error);
     __pyx_t_1 = 0;
     {
       PyObject *__pyx_temp;
@@ -5143,7 +5134,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
     __pyx_t_3 = 0;
     goto __pyx_L0;
 
-    /* "proxy/_wire_c.pyx":116
+    /* "proxy/_wire_c.pyx":115
  *     if count:
  *         return BODY_CHUNKED, 0
  *     if length is not None:             # <<<<<<<<<<<<<<
@@ -5152,22 +5143,22 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
 */
   }
 
-  /* "proxy/_wire_c.pyx":118
+  /* "proxy/_wire_c.pyx":117
  *     if length is not None:
  *         return BODY_LENGTH, length
  *     return BODY_CLOSE, 0             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_BODY_CLOSE); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 118, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_BODY_CLOSE); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 117, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 118, __pyx_L1_error)
+  __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 117, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
   __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 118, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 117, __pyx_L1_error);
   __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_0);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 118, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 117, __pyx_L1_error);
   __pyx_t_3 = 0;
   {
     PyObject *__pyx_temp;
@@ -5180,7 +5171,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   __pyx_t_1 = 0;
   goto __pyx_L0;
 
-  /* "proxy/_wire_c.pyx":98
+  /* "proxy/_wire_c.pyx":97
  * 
  * 
  * def response_framing(bytes method, int status, list headers):             # <<<<<<<<<<<<<<
@@ -5208,7 +5199,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   return __pyx_r;
 }
 
-/* "proxy/_wire_c.pyx":121
+/* "proxy/_wire_c.pyx":120
  * 
  * 
  * cdef bint _good_field(const unsigned char* p, Py_ssize_t start, Py_ssize_t end):             # <<<<<<<<<<<<<<
@@ -5228,7 +5219,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
 
-  /* "proxy/_wire_c.pyx":122
+  /* "proxy/_wire_c.pyx":121
  * 
  * cdef bint _good_field(const unsigned char* p, Py_ssize_t start, Py_ssize_t end):
  *     cdef Py_ssize_t i = start             # <<<<<<<<<<<<<<
@@ -5237,7 +5228,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
 */
   __pyx_v_i = __pyx_v_start;
 
-  /* "proxy/_wire_c.pyx":123
+  /* "proxy/_wire_c.pyx":122
  * cdef bint _good_field(const unsigned char* p, Py_ssize_t start, Py_ssize_t end):
  *     cdef Py_ssize_t i = start
  *     while i < end and TCHAR[p[i]]:             # <<<<<<<<<<<<<<
@@ -5264,7 +5255,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
 
     if (!__pyx_t_1) break;
 
-    /* "proxy/_wire_c.pyx":124
+    /* "proxy/_wire_c.pyx":123
  *     cdef Py_ssize_t i = start
  *     while i < end and TCHAR[p[i]]:
  *         i += 1             # <<<<<<<<<<<<<<
@@ -5274,7 +5265,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
     __pyx_v_i = (__pyx_v_i + 1);
   }
 
-  /* "proxy/_wire_c.pyx":125
+  /* "proxy/_wire_c.pyx":124
  *     while i < end and TCHAR[p[i]]:
  *         i += 1
  *     if i == start or i == end or p[i] != 58:             # <<<<<<<<<<<<<<
@@ -5310,7 +5301,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
   if (__pyx_t_1) {
 
 
-    /* "proxy/_wire_c.pyx":126
+    /* "proxy/_wire_c.pyx":125
  *         i += 1
  *     if i == start or i == end or p[i] != 58:
  *         return False             # <<<<<<<<<<<<<<
@@ -5323,7 +5314,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
     }
     goto __pyx_L0;
 
-    /* "proxy/_wire_c.pyx":125
+    /* "proxy/_wire_c.pyx":124
  *     while i < end and TCHAR[p[i]]:
  *         i += 1
  *     if i == start or i == end or p[i] != 58:             # <<<<<<<<<<<<<<
@@ -5332,7 +5323,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
 */
   }
 
-  /* "proxy/_wire_c.pyx":127
+  /* "proxy/_wire_c.pyx":126
  *     if i == start or i == end or p[i] != 58:
  *         return False
  *     for i in range(i + 1, end):             # <<<<<<<<<<<<<<
@@ -5346,18 +5337,18 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
   for (__pyx_t_5 = (__pyx_v_i + 1); __pyx_t_5 < __pyx_t_4; __pyx_t_5+=1) {
     __pyx_v_i = __pyx_t_5;
 
-    /* "proxy/_wire_c.pyx":128
+    /* "proxy/_wire_c.pyx":127
  *         return False
  *     for i in range(i + 1, end):
  *         if _control(p[i]):             # <<<<<<<<<<<<<<
  *             return False
  *     return True
 */
-    __pyx_t_1 = __pyx_f_5proxy_7_wire_c__control((__pyx_v_p[__pyx_v_i])); if (unlikely(__pyx_t_1 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 128, __pyx_L1_error)
+    __pyx_t_1 = __pyx_f_5proxy_7_wire_c__control((__pyx_v_p[__pyx_v_i])); if (unlikely(__pyx_t_1 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 127, __pyx_L1_error)
     if (__pyx_t_1) {
 
 
-      /* "proxy/_wire_c.pyx":129
+      /* "proxy/_wire_c.pyx":128
  *     for i in range(i + 1, end):
  *         if _control(p[i]):
  *             return False             # <<<<<<<<<<<<<<
@@ -5370,7 +5361,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
       }
       goto __pyx_L0;
 
-      /* "proxy/_wire_c.pyx":128
+      /* "proxy/_wire_c.pyx":127
  *         return False
  *     for i in range(i + 1, end):
  *         if _control(p[i]):             # <<<<<<<<<<<<<<
@@ -5381,7 +5372,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
   }
 
 
-  /* "proxy/_wire_c.pyx":130
+  /* "proxy/_wire_c.pyx":129
  *         if _control(p[i]):
  *             return False
  *     return True             # <<<<<<<<<<<<<<
@@ -5394,7 +5385,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
   }
   goto __pyx_L0;
 
-  /* "proxy/_wire_c.pyx":121
+  /* "proxy/_wire_c.pyx":120
  * 
  * 
  * cdef bint _good_field(const unsigned char* p, Py_ssize_t start, Py_ssize_t end):             # <<<<<<<<<<<<<<
@@ -5412,7 +5403,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
   return __pyx_r;
 }
 
-/* "proxy/_wire_c.pyx":141
+/* "proxy/_wire_c.pyx":140
  *     cdef Py_ssize_t _trailer_size
  * 
  *     def next(self, bytearray buffer):             # <<<<<<<<<<<<<<
@@ -5459,32 +5450,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_buffer,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 141, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 140, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 141, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 140, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "next", 0) < (0)) __PYX_ERR(0, 141, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "next", 0) < (0)) __PYX_ERR(0, 140, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("next", 1, 1, 1, i); __PYX_ERR(0, 141, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("next", 1, 1, 1, i); __PYX_ERR(0, 140, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 141, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 140, __pyx_L3_error)
     }
     __pyx_v_buffer = ((PyObject*)values[0]);
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("next", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 141, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("next", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 140, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -5495,7 +5486,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_buffer), (&PyByteArray_Type), 1, "buffer", 1))) __PYX_ERR(0, 141, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_buffer), (&PyByteArray_Type), 1, "buffer", 1))) __PYX_ERR(0, 140, __pyx_L1_error)
   __pyx_r = __pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(((struct __pyx_obj_5proxy_7_wire_c_ChunkedDecoder *)__pyx_v_self), __pyx_v_buffer);
 
   /* function exit code */
@@ -5545,7 +5536,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("next", 0);
 
-  /* "proxy/_wire_c.pyx":147
+  /* "proxy/_wire_c.pyx":146
  *         cdef signed char digit
  *         cdef int digits
  *         while True:             # <<<<<<<<<<<<<<
@@ -5554,7 +5545,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
   while (1) {
 
-    /* "proxy/_wire_c.pyx":148
+    /* "proxy/_wire_c.pyx":147
  *         cdef int digits
  *         while True:
  *             size = len(buffer)             # <<<<<<<<<<<<<<
@@ -5563,12 +5554,12 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     if (unlikely(__pyx_v_buffer == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-      __PYX_ERR(0, 148, __pyx_L1_error)
+      __PYX_ERR(0, 147, __pyx_L1_error)
     }
-    __pyx_t_1 = __Pyx_PyByteArray_GET_SIZE(__pyx_v_buffer); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 148, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyByteArray_GET_SIZE(__pyx_v_buffer); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 147, __pyx_L1_error)
     __pyx_v_size = __pyx_t_1;
 
-    /* "proxy/_wire_c.pyx":149
+    /* "proxy/_wire_c.pyx":148
  *         while True:
  *             size = len(buffer)
  *             if self._trailer:             # <<<<<<<<<<<<<<
@@ -5577,20 +5568,20 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     if (__pyx_v_self->_trailer) {
 
-      /* "proxy/_wire_c.pyx":150
+      /* "proxy/_wire_c.pyx":149
  *             size = len(buffer)
  *             if self._trailer:
  *                 end = buffer.find(b"\r\n")             # <<<<<<<<<<<<<<
  *                 if end == -1:
  *                     if size + self._trailer_size > MAX_TRAILERS:
 */
-      __pyx_t_2 = __Pyx_CallUnboundCMethod1(&__pyx_mstate_global->__pyx_umethod_PyByteArray_Type__find, __pyx_v_buffer, __pyx_mstate_global->__pyx_kp_b__3); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 150, __pyx_L1_error)
+      __pyx_t_2 = __Pyx_CallUnboundCMethod1(&__pyx_mstate_global->__pyx_umethod_PyByteArray_Type__find, __pyx_v_buffer, __pyx_mstate_global->__pyx_kp_b__3); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 149, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
-      __pyx_t_1 = __Pyx_PyIndex_AsSsize_t(__pyx_t_2); if (unlikely((__pyx_t_1 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 150, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PyIndex_AsSsize_t(__pyx_t_2); if (unlikely((__pyx_t_1 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 149, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
       __pyx_v_end = __pyx_t_1;
 
-      /* "proxy/_wire_c.pyx":151
+      /* "proxy/_wire_c.pyx":150
  *             if self._trailer:
  *                 end = buffer.find(b"\r\n")
  *                 if end == -1:             # <<<<<<<<<<<<<<
@@ -5602,37 +5593,37 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (__pyx_t_3) {
 
 
-        /* "proxy/_wire_c.pyx":152
+        /* "proxy/_wire_c.pyx":151
  *                 end = buffer.find(b"\r\n")
  *                 if end == -1:
  *                     if size + self._trailer_size > MAX_TRAILERS:             # <<<<<<<<<<<<<<
  *                         raise _bad("chunked trailer section too long")
  *                     return None
 */
-        __pyx_t_2 = PyLong_FromSsize_t((__pyx_v_size + __pyx_v_self->_trailer_size)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 152, __pyx_L1_error)
+        __pyx_t_2 = PyLong_FromSsize_t((__pyx_v_size + __pyx_v_self->_trailer_size)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 151, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
-        __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_MAX_TRAILERS); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 152, __pyx_L1_error)
+        __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_MAX_TRAILERS); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 151, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
-        __pyx_t_3 = __Pyx_PyObject_CompareBoolGt_int_object(__pyx_t_2, __pyx_t_4, Py_GT); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 152, __pyx_L1_error)
+        __pyx_t_3 = __Pyx_PyObject_CompareBoolGt_int_object(__pyx_t_2, __pyx_t_4, Py_GT); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 151, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
         if (unlikely(__pyx_t_3)) {
 
 
-          /* "proxy/_wire_c.pyx":153
+          /* "proxy/_wire_c.pyx":152
  *                 if end == -1:
  *                     if size + self._trailer_size > MAX_TRAILERS:
  *                         raise _bad("chunked trailer section too long")             # <<<<<<<<<<<<<<
  *                     return None
  *                 if end == 0:
 */
-          __pyx_t_4 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_chunked_trailer_section_too_long); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 153, __pyx_L1_error)
+          __pyx_t_4 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_chunked_trailer_section_too_long); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 152, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_4);
           __Pyx_Raise(__pyx_t_4, 0, 0, 0);
           __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-          __PYX_ERR(0, 153, __pyx_L1_error)
+          __PYX_ERR(0, 152, __pyx_L1_error)
 
-          /* "proxy/_wire_c.pyx":152
+          /* "proxy/_wire_c.pyx":151
  *                 end = buffer.find(b"\r\n")
  *                 if end == -1:
  *                     if size + self._trailer_size > MAX_TRAILERS:             # <<<<<<<<<<<<<<
@@ -5641,7 +5632,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
         }
 
-        /* "proxy/_wire_c.pyx":154
+        /* "proxy/_wire_c.pyx":153
  *                     if size + self._trailer_size > MAX_TRAILERS:
  *                         raise _bad("chunked trailer section too long")
  *                     return None             # <<<<<<<<<<<<<<
@@ -5658,7 +5649,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         }
         goto __pyx_L0;
 
-        /* "proxy/_wire_c.pyx":151
+        /* "proxy/_wire_c.pyx":150
  *             if self._trailer:
  *                 end = buffer.find(b"\r\n")
  *                 if end == -1:             # <<<<<<<<<<<<<<
@@ -5667,7 +5658,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":155
+      /* "proxy/_wire_c.pyx":154
  *                         raise _bad("chunked trailer section too long")
  *                     return None
  *                 if end == 0:             # <<<<<<<<<<<<<<
@@ -5679,7 +5670,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (__pyx_t_3) {
 
 
-        /* "proxy/_wire_c.pyx":156
+        /* "proxy/_wire_c.pyx":155
  *                     return None
  *                 if end == 0:
  *                     del buffer[:2]             # <<<<<<<<<<<<<<
@@ -5688,18 +5679,18 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
         if (unlikely(__pyx_v_buffer == Py_None)) {
           PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-          __PYX_ERR(0, 156, __pyx_L1_error)
+          __PYX_ERR(0, 155, __pyx_L1_error)
         }
-        if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, 2, NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 156, __pyx_L1_error)
+        if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, 2, NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 155, __pyx_L1_error)
 
-        /* "proxy/_wire_c.pyx":157
+        /* "proxy/_wire_c.pyx":156
  *                 if end == 0:
  *                     del buffer[:2]
  *                     return END_OF_MESSAGE             # <<<<<<<<<<<<<<
  *                 self._trailer_size += end + 2
  *                 p = buffer
 */
-        __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_END_OF_MESSAGE); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 157, __pyx_L1_error)
+        __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_END_OF_MESSAGE); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 156, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
         {
           PyObject *__pyx_temp;
@@ -5712,7 +5703,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         __pyx_t_4 = 0;
         goto __pyx_L0;
 
-        /* "proxy/_wire_c.pyx":155
+        /* "proxy/_wire_c.pyx":154
  *                         raise _bad("chunked trailer section too long")
  *                     return None
  *                 if end == 0:             # <<<<<<<<<<<<<<
@@ -5721,7 +5712,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":158
+      /* "proxy/_wire_c.pyx":157
  *                     del buffer[:2]
  *                     return END_OF_MESSAGE
  *                 self._trailer_size += end + 2             # <<<<<<<<<<<<<<
@@ -5730,24 +5721,24 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       __pyx_v_self->_trailer_size = (__pyx_v_self->_trailer_size + (__pyx_v_end + 2));
 
-      /* "proxy/_wire_c.pyx":159
+      /* "proxy/_wire_c.pyx":158
  *                     return END_OF_MESSAGE
  *                 self._trailer_size += end + 2
  *                 p = buffer             # <<<<<<<<<<<<<<
  *                 if not _good_field(p, 0, end) or self._trailer_size > MAX_TRAILERS:
  *                     raise _bad("malformed chunked trailer")
 */
-      __pyx_t_5 = __Pyx_PyObject_AsUString(__pyx_v_buffer); if (unlikely((!__pyx_t_5) && PyErr_Occurred())) __PYX_ERR(0, 159, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyObject_AsUString(__pyx_v_buffer); if (unlikely((!__pyx_t_5) && PyErr_Occurred())) __PYX_ERR(0, 158, __pyx_L1_error)
       __pyx_v_p = __pyx_t_5;
 
-      /* "proxy/_wire_c.pyx":160
+      /* "proxy/_wire_c.pyx":159
  *                 self._trailer_size += end + 2
  *                 p = buffer
  *                 if not _good_field(p, 0, end) or self._trailer_size > MAX_TRAILERS:             # <<<<<<<<<<<<<<
  *                     raise _bad("malformed chunked trailer")
  *                 if bytes(buffer[:buffer.find(b":")]).lower() in _FRAMING:
 */
-      __pyx_t_6 = __pyx_f_5proxy_7_wire_c__good_field(__pyx_v_p, 0, __pyx_v_end); if (unlikely(__pyx_t_6 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 160, __pyx_L1_error)
+      __pyx_t_6 = __pyx_f_5proxy_7_wire_c__good_field(__pyx_v_p, 0, __pyx_v_end); if (unlikely(__pyx_t_6 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 159, __pyx_L1_error)
       __pyx_t_7 = (!__pyx_t_6);
 
 
@@ -5759,11 +5750,11 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 
         goto __pyx_L10_bool_binop_done;
       }
-      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_self->_trailer_size); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 160, __pyx_L1_error)
+      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_self->_trailer_size); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 159, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_MAX_TRAILERS); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 160, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_MAX_TRAILERS); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 159, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
-      __pyx_t_7 = __Pyx_PyObject_CompareBoolGt_int_object(__pyx_t_4, __pyx_t_2, Py_GT); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 160, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyObject_CompareBoolGt_int_object(__pyx_t_4, __pyx_t_2, Py_GT); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 159, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
@@ -5773,20 +5764,20 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (unlikely(__pyx_t_3)) {
 
 
-        /* "proxy/_wire_c.pyx":161
+        /* "proxy/_wire_c.pyx":160
  *                 p = buffer
  *                 if not _good_field(p, 0, end) or self._trailer_size > MAX_TRAILERS:
  *                     raise _bad("malformed chunked trailer")             # <<<<<<<<<<<<<<
  *                 if bytes(buffer[:buffer.find(b":")]).lower() in _FRAMING:
  *                     raise _bad("a framing field in a chunked trailer")
 */
-        __pyx_t_2 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_malformed_chunked_trailer); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 161, __pyx_L1_error)
+        __pyx_t_2 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_malformed_chunked_trailer); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 160, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
         __Pyx_Raise(__pyx_t_2, 0, 0, 0);
         __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-        __PYX_ERR(0, 161, __pyx_L1_error)
+        __PYX_ERR(0, 160, __pyx_L1_error)
 
-        /* "proxy/_wire_c.pyx":160
+        /* "proxy/_wire_c.pyx":159
  *                 self._trailer_size += end + 2
  *                 p = buffer
  *                 if not _good_field(p, 0, end) or self._trailer_size > MAX_TRAILERS:             # <<<<<<<<<<<<<<
@@ -5795,7 +5786,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":162
+      /* "proxy/_wire_c.pyx":161
  *                 if not _good_field(p, 0, end) or self._trailer_size > MAX_TRAILERS:
  *                     raise _bad("malformed chunked trailer")
  *                 if bytes(buffer[:buffer.find(b":")]).lower() in _FRAMING:             # <<<<<<<<<<<<<<
@@ -5805,13 +5796,13 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       __pyx_t_9 = NULL;
       if (unlikely(__pyx_v_buffer == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-        __PYX_ERR(0, 162, __pyx_L1_error)
+        __PYX_ERR(0, 161, __pyx_L1_error)
       }
-      __pyx_t_10 = __Pyx_CallUnboundCMethod1(&__pyx_mstate_global->__pyx_umethod_PyByteArray_Type__find, __pyx_v_buffer, __pyx_mstate_global->__pyx_kp_b__5); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 162, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_CallUnboundCMethod1(&__pyx_mstate_global->__pyx_umethod_PyByteArray_Type__find, __pyx_v_buffer, __pyx_mstate_global->__pyx_kp_b__5); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 161, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_1 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_1 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 162, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_1 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 161, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      __pyx_t_10 = PySequence_GetSlice(__pyx_v_buffer, 0, __pyx_t_1); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 162, __pyx_L1_error)
+      __pyx_t_10 = PySequence_GetSlice(__pyx_v_buffer, 0, __pyx_t_1); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 161, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
 
       __pyx_t_11 = 1;
@@ -5820,7 +5811,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
         __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 162, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 161, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
       }
       __pyx_t_4 = __pyx_t_8;
@@ -5831,32 +5822,32 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_lower, __pyx_callargs+__pyx_t_11, (1-__pyx_t_11) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 162, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 161, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
-      if (!(likely(PyBytes_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_2))) __PYX_ERR(0, 162, __pyx_L1_error)
-      __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_FRAMING); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 162, __pyx_L1_error)
+      if (!(likely(PyBytes_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_2))) __PYX_ERR(0, 161, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_FRAMING); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 161, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_3 = (__Pyx_PySequence_ContainsTF(__pyx_t_2, __pyx_t_8, Py_EQ)); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 162, __pyx_L1_error)
+      __pyx_t_3 = (__Pyx_PySequence_ContainsTF(__pyx_t_2, __pyx_t_8, Py_EQ)); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 161, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       if (unlikely(__pyx_t_3)) {
 
 
-        /* "proxy/_wire_c.pyx":163
+        /* "proxy/_wire_c.pyx":162
  *                     raise _bad("malformed chunked trailer")
  *                 if bytes(buffer[:buffer.find(b":")]).lower() in _FRAMING:
  *                     raise _bad("a framing field in a chunked trailer")             # <<<<<<<<<<<<<<
  *                 del buffer[: end + 2]
  *                 continue
 */
-        __pyx_t_8 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_a_framing_field_in_a_chunked_tra); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 163, __pyx_L1_error)
+        __pyx_t_8 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_a_framing_field_in_a_chunked_tra); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 162, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
         __Pyx_Raise(__pyx_t_8, 0, 0, 0);
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-        __PYX_ERR(0, 163, __pyx_L1_error)
+        __PYX_ERR(0, 162, __pyx_L1_error)
 
-        /* "proxy/_wire_c.pyx":162
+        /* "proxy/_wire_c.pyx":161
  *                 if not _good_field(p, 0, end) or self._trailer_size > MAX_TRAILERS:
  *                     raise _bad("malformed chunked trailer")
  *                 if bytes(buffer[:buffer.find(b":")]).lower() in _FRAMING:             # <<<<<<<<<<<<<<
@@ -5865,7 +5856,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":164
+      /* "proxy/_wire_c.pyx":163
  *                 if bytes(buffer[:buffer.find(b":")]).lower() in _FRAMING:
  *                     raise _bad("a framing field in a chunked trailer")
  *                 del buffer[: end + 2]             # <<<<<<<<<<<<<<
@@ -5874,11 +5865,11 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       if (unlikely(__pyx_v_buffer == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-        __PYX_ERR(0, 164, __pyx_L1_error)
+        __PYX_ERR(0, 163, __pyx_L1_error)
       }
-      if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, (__pyx_v_end + 2), NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 164, __pyx_L1_error)
+      if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, (__pyx_v_end + 2), NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 163, __pyx_L1_error)
 
-      /* "proxy/_wire_c.pyx":165
+      /* "proxy/_wire_c.pyx":164
  *                     raise _bad("a framing field in a chunked trailer")
  *                 del buffer[: end + 2]
  *                 continue             # <<<<<<<<<<<<<<
@@ -5887,7 +5878,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       goto __pyx_L3_continue;
 
-      /* "proxy/_wire_c.pyx":149
+      /* "proxy/_wire_c.pyx":148
  *         while True:
  *             size = len(buffer)
  *             if self._trailer:             # <<<<<<<<<<<<<<
@@ -5896,7 +5887,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     }
 
-    /* "proxy/_wire_c.pyx":166
+    /* "proxy/_wire_c.pyx":165
  *                 del buffer[: end + 2]
  *                 continue
  *             if self._crlf:             # <<<<<<<<<<<<<<
@@ -5905,7 +5896,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     if (__pyx_v_self->_crlf) {
 
-      /* "proxy/_wire_c.pyx":167
+      /* "proxy/_wire_c.pyx":166
  *                 continue
  *             if self._crlf:
  *                 if size < 2:             # <<<<<<<<<<<<<<
@@ -5917,7 +5908,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (__pyx_t_3) {
 
 
-        /* "proxy/_wire_c.pyx":168
+        /* "proxy/_wire_c.pyx":167
  *             if self._crlf:
  *                 if size < 2:
  *                     if size and buffer[0] != 13:             # <<<<<<<<<<<<<<
@@ -5943,20 +5934,20 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         if (unlikely(__pyx_t_3)) {
 
 
-          /* "proxy/_wire_c.pyx":169
+          /* "proxy/_wire_c.pyx":168
  *                 if size < 2:
  *                     if size and buffer[0] != 13:
  *                         raise _bad("chunk data not followed by CRLF")             # <<<<<<<<<<<<<<
  *                     return None
  *                 if buffer[0] != 13 or buffer[1] != 10:
 */
-          __pyx_t_8 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_chunk_data_not_followed_by_CRLF); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 169, __pyx_L1_error)
+          __pyx_t_8 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_chunk_data_not_followed_by_CRLF); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 168, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_8);
           __Pyx_Raise(__pyx_t_8, 0, 0, 0);
           __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-          __PYX_ERR(0, 169, __pyx_L1_error)
+          __PYX_ERR(0, 168, __pyx_L1_error)
 
-          /* "proxy/_wire_c.pyx":168
+          /* "proxy/_wire_c.pyx":167
  *             if self._crlf:
  *                 if size < 2:
  *                     if size and buffer[0] != 13:             # <<<<<<<<<<<<<<
@@ -5965,7 +5956,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
         }
 
-        /* "proxy/_wire_c.pyx":170
+        /* "proxy/_wire_c.pyx":169
  *                     if size and buffer[0] != 13:
  *                         raise _bad("chunk data not followed by CRLF")
  *                     return None             # <<<<<<<<<<<<<<
@@ -5982,7 +5973,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         }
         goto __pyx_L0;
 
-        /* "proxy/_wire_c.pyx":167
+        /* "proxy/_wire_c.pyx":166
  *                 continue
  *             if self._crlf:
  *                 if size < 2:             # <<<<<<<<<<<<<<
@@ -5991,7 +5982,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":171
+      /* "proxy/_wire_c.pyx":170
  *                         raise _bad("chunk data not followed by CRLF")
  *                     return None
  *                 if buffer[0] != 13 or buffer[1] != 10:             # <<<<<<<<<<<<<<
@@ -6017,20 +6008,20 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (unlikely(__pyx_t_3)) {
 
 
-        /* "proxy/_wire_c.pyx":172
+        /* "proxy/_wire_c.pyx":171
  *                     return None
  *                 if buffer[0] != 13 or buffer[1] != 10:
  *                     raise _bad("chunk data not followed by CRLF")             # <<<<<<<<<<<<<<
  *                 del buffer[:2]
  *                 size -= 2
 */
-        __pyx_t_8 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_chunk_data_not_followed_by_CRLF); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 172, __pyx_L1_error)
+        __pyx_t_8 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_chunk_data_not_followed_by_CRLF); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 171, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
         __Pyx_Raise(__pyx_t_8, 0, 0, 0);
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-        __PYX_ERR(0, 172, __pyx_L1_error)
+        __PYX_ERR(0, 171, __pyx_L1_error)
 
-        /* "proxy/_wire_c.pyx":171
+        /* "proxy/_wire_c.pyx":170
  *                         raise _bad("chunk data not followed by CRLF")
  *                     return None
  *                 if buffer[0] != 13 or buffer[1] != 10:             # <<<<<<<<<<<<<<
@@ -6039,7 +6030,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":173
+      /* "proxy/_wire_c.pyx":172
  *                 if buffer[0] != 13 or buffer[1] != 10:
  *                     raise _bad("chunk data not followed by CRLF")
  *                 del buffer[:2]             # <<<<<<<<<<<<<<
@@ -6048,11 +6039,11 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       if (unlikely(__pyx_v_buffer == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-        __PYX_ERR(0, 173, __pyx_L1_error)
+        __PYX_ERR(0, 172, __pyx_L1_error)
       }
-      if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, 2, NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 173, __pyx_L1_error)
+      if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, 2, NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 172, __pyx_L1_error)
 
-      /* "proxy/_wire_c.pyx":174
+      /* "proxy/_wire_c.pyx":173
  *                     raise _bad("chunk data not followed by CRLF")
  *                 del buffer[:2]
  *                 size -= 2             # <<<<<<<<<<<<<<
@@ -6061,7 +6052,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       __pyx_v_size = (__pyx_v_size - 2);
 
-      /* "proxy/_wire_c.pyx":175
+      /* "proxy/_wire_c.pyx":174
  *                 del buffer[:2]
  *                 size -= 2
  *                 self._crlf = False             # <<<<<<<<<<<<<<
@@ -6070,7 +6061,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       __pyx_v_self->_crlf = 0;
 
-      /* "proxy/_wire_c.pyx":166
+      /* "proxy/_wire_c.pyx":165
  *                 del buffer[: end + 2]
  *                 continue
  *             if self._crlf:             # <<<<<<<<<<<<<<
@@ -6079,7 +6070,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     }
 
-    /* "proxy/_wire_c.pyx":176
+    /* "proxy/_wire_c.pyx":175
  *                 size -= 2
  *                 self._crlf = False
  *             if self._left:             # <<<<<<<<<<<<<<
@@ -6091,7 +6082,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
     if (__pyx_t_3) {
 
 
-      /* "proxy/_wire_c.pyx":177
+      /* "proxy/_wire_c.pyx":176
  *                 self._crlf = False
  *             if self._left:
  *                 if not size:             # <<<<<<<<<<<<<<
@@ -6103,7 +6094,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (__pyx_t_3) {
 
 
-        /* "proxy/_wire_c.pyx":178
+        /* "proxy/_wire_c.pyx":177
  *             if self._left:
  *                 if not size:
  *                     return None             # <<<<<<<<<<<<<<
@@ -6120,7 +6111,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         }
         goto __pyx_L0;
 
-        /* "proxy/_wire_c.pyx":177
+        /* "proxy/_wire_c.pyx":176
  *                 self._crlf = False
  *             if self._left:
  *                 if not size:             # <<<<<<<<<<<<<<
@@ -6129,7 +6120,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":179
+      /* "proxy/_wire_c.pyx":178
  *                 if not size:
  *                     return None
  *                 if <unsigned long long>size > self._left:             # <<<<<<<<<<<<<<
@@ -6141,7 +6132,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (__pyx_t_3) {
 
 
-        /* "proxy/_wire_c.pyx":180
+        /* "proxy/_wire_c.pyx":179
  *                     return None
  *                 if <unsigned long long>size > self._left:
  *                     size = <Py_ssize_t>self._left             # <<<<<<<<<<<<<<
@@ -6150,7 +6141,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
         __pyx_v_size = ((Py_ssize_t)__pyx_v_self->_left);
 
-        /* "proxy/_wire_c.pyx":179
+        /* "proxy/_wire_c.pyx":178
  *                 if not size:
  *                     return None
  *                 if <unsigned long long>size > self._left:             # <<<<<<<<<<<<<<
@@ -6159,7 +6150,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":181
+      /* "proxy/_wire_c.pyx":180
  *                 if <unsigned long long>size > self._left:
  *                     size = <Py_ssize_t>self._left
  *                 data = bytes(buffer[:size])             # <<<<<<<<<<<<<<
@@ -6169,9 +6160,9 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       __pyx_t_2 = NULL;
       if (unlikely(__pyx_v_buffer == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-        __PYX_ERR(0, 181, __pyx_L1_error)
+        __PYX_ERR(0, 180, __pyx_L1_error)
       }
-      __pyx_t_4 = PySequence_GetSlice(__pyx_v_buffer, 0, __pyx_v_size); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 181, __pyx_L1_error)
+      __pyx_t_4 = PySequence_GetSlice(__pyx_v_buffer, 0, __pyx_v_size); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 180, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __pyx_t_11 = 1;
       {
@@ -6179,13 +6170,13 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 181, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 180, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
       }
       __pyx_v_data = ((PyObject*)__pyx_t_8);
       __pyx_t_8 = 0;
 
-      /* "proxy/_wire_c.pyx":182
+      /* "proxy/_wire_c.pyx":181
  *                     size = <Py_ssize_t>self._left
  *                 data = bytes(buffer[:size])
  *                 del buffer[:size]             # <<<<<<<<<<<<<<
@@ -6194,11 +6185,11 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       if (unlikely(__pyx_v_buffer == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-        __PYX_ERR(0, 182, __pyx_L1_error)
+        __PYX_ERR(0, 181, __pyx_L1_error)
       }
-      if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, __pyx_v_size, NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 182, __pyx_L1_error)
+      if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, __pyx_v_size, NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 181, __pyx_L1_error)
 
-      /* "proxy/_wire_c.pyx":183
+      /* "proxy/_wire_c.pyx":182
  *                 data = bytes(buffer[:size])
  *                 del buffer[:size]
  *                 self._left -= size             # <<<<<<<<<<<<<<
@@ -6207,7 +6198,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       __pyx_v_self->_left = (__pyx_v_self->_left - __pyx_v_size);
 
-      /* "proxy/_wire_c.pyx":184
+      /* "proxy/_wire_c.pyx":183
  *                 del buffer[:size]
  *                 self._left -= size
  *                 if not self._left:             # <<<<<<<<<<<<<<
@@ -6219,7 +6210,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (__pyx_t_3) {
 
 
-        /* "proxy/_wire_c.pyx":185
+        /* "proxy/_wire_c.pyx":184
  *                 self._left -= size
  *                 if not self._left:
  *                     self._crlf = True             # <<<<<<<<<<<<<<
@@ -6228,7 +6219,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
         __pyx_v_self->_crlf = 1;
 
-        /* "proxy/_wire_c.pyx":184
+        /* "proxy/_wire_c.pyx":183
  *                 del buffer[:size]
  *                 self._left -= size
  *                 if not self._left:             # <<<<<<<<<<<<<<
@@ -6237,7 +6228,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":186
+      /* "proxy/_wire_c.pyx":185
  *                 if not self._left:
  *                     self._crlf = True
  *                 return data             # <<<<<<<<<<<<<<
@@ -6255,7 +6246,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       }
       goto __pyx_L0;
 
-      /* "proxy/_wire_c.pyx":176
+      /* "proxy/_wire_c.pyx":175
  *                 size -= 2
  *                 self._crlf = False
  *             if self._left:             # <<<<<<<<<<<<<<
@@ -6264,7 +6255,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     }
 
-    /* "proxy/_wire_c.pyx":187
+    /* "proxy/_wire_c.pyx":186
  *                     self._crlf = True
  *                 return data
  *             end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE + 2)             # <<<<<<<<<<<<<<
@@ -6273,9 +6264,9 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     __pyx_t_4 = __pyx_v_buffer;
     __Pyx_INCREF(__pyx_t_4);
-    __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_MAX_CHUNK_LINE); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 187, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_MAX_CHUNK_LINE); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 186, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_t_2, __pyx_mstate_global->__pyx_int_2, 2, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 187, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_t_2, __pyx_mstate_global->__pyx_int_2, 2, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 186, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __pyx_t_11 = 0;
@@ -6284,14 +6275,14 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       __pyx_t_8 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_find, __pyx_callargs+__pyx_t_11, (4-__pyx_t_11) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 187, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 186, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
-    __pyx_t_1 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_1 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 187, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_1 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 186, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __pyx_v_end = __pyx_t_1;
 
-    /* "proxy/_wire_c.pyx":188
+    /* "proxy/_wire_c.pyx":187
  *                 return data
  *             end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE + 2)
  *             if end == -1:             # <<<<<<<<<<<<<<
@@ -6303,40 +6294,40 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
     if (__pyx_t_3) {
 
 
-      /* "proxy/_wire_c.pyx":189
+      /* "proxy/_wire_c.pyx":188
  *             end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE + 2)
  *             if end == -1:
  *                 if size > MAX_CHUNK_LINE + 1:             # <<<<<<<<<<<<<<
  *                     raise _bad("chunk-size line too long")
  *                 return None
 */
-      __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_size); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 189, __pyx_L1_error)
+      __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_size); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 188, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_MAX_CHUNK_LINE); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 189, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_MAX_CHUNK_LINE); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 188, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_t_10, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 189, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_t_10, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 188, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      __pyx_t_3 = __Pyx_PyObject_CompareBoolGt_int_object(__pyx_t_8, __pyx_t_4, Py_GT); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 189, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyObject_CompareBoolGt_int_object(__pyx_t_8, __pyx_t_4, Py_GT); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 188, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       if (unlikely(__pyx_t_3)) {
 
 
-        /* "proxy/_wire_c.pyx":190
+        /* "proxy/_wire_c.pyx":189
  *             if end == -1:
  *                 if size > MAX_CHUNK_LINE + 1:
  *                     raise _bad("chunk-size line too long")             # <<<<<<<<<<<<<<
  *                 return None
  *             p = buffer
 */
-        __pyx_t_4 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_chunk_size_line_too_long); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 190, __pyx_L1_error)
+        __pyx_t_4 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_chunk_size_line_too_long); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 189, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
         __Pyx_Raise(__pyx_t_4, 0, 0, 0);
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-        __PYX_ERR(0, 190, __pyx_L1_error)
+        __PYX_ERR(0, 189, __pyx_L1_error)
 
-        /* "proxy/_wire_c.pyx":189
+        /* "proxy/_wire_c.pyx":188
  *             end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE + 2)
  *             if end == -1:
  *                 if size > MAX_CHUNK_LINE + 1:             # <<<<<<<<<<<<<<
@@ -6345,7 +6336,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":191
+      /* "proxy/_wire_c.pyx":190
  *                 if size > MAX_CHUNK_LINE + 1:
  *                     raise _bad("chunk-size line too long")
  *                 return None             # <<<<<<<<<<<<<<
@@ -6362,7 +6353,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       }
       goto __pyx_L0;
 
-      /* "proxy/_wire_c.pyx":188
+      /* "proxy/_wire_c.pyx":187
  *                 return data
  *             end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE + 2)
  *             if end == -1:             # <<<<<<<<<<<<<<
@@ -6371,17 +6362,17 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     }
 
-    /* "proxy/_wire_c.pyx":192
+    /* "proxy/_wire_c.pyx":191
  *                     raise _bad("chunk-size line too long")
  *                 return None
  *             p = buffer             # <<<<<<<<<<<<<<
  *             value = 0
  *             digits = 0
 */
-    __pyx_t_5 = __Pyx_PyObject_AsUString(__pyx_v_buffer); if (unlikely((!__pyx_t_5) && PyErr_Occurred())) __PYX_ERR(0, 192, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_AsUString(__pyx_v_buffer); if (unlikely((!__pyx_t_5) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L1_error)
     __pyx_v_p = __pyx_t_5;
 
-    /* "proxy/_wire_c.pyx":193
+    /* "proxy/_wire_c.pyx":192
  *                 return None
  *             p = buffer
  *             value = 0             # <<<<<<<<<<<<<<
@@ -6390,7 +6381,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     __pyx_v_value = 0;
 
-    /* "proxy/_wire_c.pyx":194
+    /* "proxy/_wire_c.pyx":193
  *             p = buffer
  *             value = 0
  *             digits = 0             # <<<<<<<<<<<<<<
@@ -6399,7 +6390,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     __pyx_v_digits = 0;
 
-    /* "proxy/_wire_c.pyx":195
+    /* "proxy/_wire_c.pyx":194
  *             value = 0
  *             digits = 0
  *             i = 0             # <<<<<<<<<<<<<<
@@ -6408,7 +6399,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     __pyx_v_i = 0;
 
-    /* "proxy/_wire_c.pyx":196
+    /* "proxy/_wire_c.pyx":195
  *             digits = 0
  *             i = 0
  *             while i < end:             # <<<<<<<<<<<<<<
@@ -6421,7 +6412,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 
       if (!__pyx_t_3) break;
 
-      /* "proxy/_wire_c.pyx":197
+      /* "proxy/_wire_c.pyx":196
  *             i = 0
  *             while i < end:
  *                 digit = HEXVAL[p[i]]             # <<<<<<<<<<<<<<
@@ -6430,7 +6421,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       __pyx_v_digit = (__pyx_v_5proxy_7_wire_c_HEXVAL[(__pyx_v_p[__pyx_v_i])]);
 
-      /* "proxy/_wire_c.pyx":198
+      /* "proxy/_wire_c.pyx":197
  *             while i < end:
  *                 digit = HEXVAL[p[i]]
  *                 if digit < 0:             # <<<<<<<<<<<<<<
@@ -6442,7 +6433,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (__pyx_t_3) {
 
 
-        /* "proxy/_wire_c.pyx":199
+        /* "proxy/_wire_c.pyx":198
  *                 digit = HEXVAL[p[i]]
  *                 if digit < 0:
  *                     break             # <<<<<<<<<<<<<<
@@ -6451,7 +6442,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
         goto __pyx_L28_break;
 
-        /* "proxy/_wire_c.pyx":198
+        /* "proxy/_wire_c.pyx":197
  *             while i < end:
  *                 digit = HEXVAL[p[i]]
  *                 if digit < 0:             # <<<<<<<<<<<<<<
@@ -6460,7 +6451,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":200
+      /* "proxy/_wire_c.pyx":199
  *                 if digit < 0:
  *                     break
  *                 value = value * 16 + <unsigned long long>digit             # <<<<<<<<<<<<<<
@@ -6469,7 +6460,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       __pyx_v_value = ((__pyx_v_value * 16) + ((unsigned PY_LONG_LONG)__pyx_v_digit));
 
-      /* "proxy/_wire_c.pyx":201
+      /* "proxy/_wire_c.pyx":200
  *                     break
  *                 value = value * 16 + <unsigned long long>digit
  *                 digits += 1             # <<<<<<<<<<<<<<
@@ -6478,7 +6469,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       __pyx_v_digits = (__pyx_v_digits + 1);
 
-      /* "proxy/_wire_c.pyx":202
+      /* "proxy/_wire_c.pyx":201
  *                 value = value * 16 + <unsigned long long>digit
  *                 digits += 1
  *                 i += 1             # <<<<<<<<<<<<<<
@@ -6489,7 +6480,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
     }
     __pyx_L28_break:;
 
-    /* "proxy/_wire_c.pyx":203
+    /* "proxy/_wire_c.pyx":202
  *                 digits += 1
  *                 i += 1
  *             ok = 1 <= digits <= 16             # <<<<<<<<<<<<<<
@@ -6500,20 +6491,20 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
     if (__pyx_t_3) {
       __pyx_t_3 = (__pyx_v_digits <= 16);
     }
-    __pyx_t_4 = __Pyx_PyBool_FromLong(__pyx_t_3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 203, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyBool_FromLong(__pyx_t_3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 202, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
 
     __Pyx_XDECREF_SET(__pyx_v_ok, __pyx_t_4);
     __pyx_t_4 = 0;
 
-    /* "proxy/_wire_c.pyx":204
+    /* "proxy/_wire_c.pyx":203
  *                 i += 1
  *             ok = 1 <= digits <= 16
  *             if ok and i < end and p[i] == 59:  # ";" extensions             # <<<<<<<<<<<<<<
  *                 while i < end and not _control(p[i]):
  *                     i += 1
 */
-    __pyx_t_7 = __Pyx_PyObject_IsTrue(__pyx_v_ok); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 204, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyObject_IsTrue(__pyx_v_ok); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 203, __pyx_L1_error)
     if (__pyx_t_7) {
 
     } else {
@@ -6541,7 +6532,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
     if (__pyx_t_3) {
 
 
-      /* "proxy/_wire_c.pyx":205
+      /* "proxy/_wire_c.pyx":204
  *             ok = 1 <= digits <= 16
  *             if ok and i < end and p[i] == 59:  # ";" extensions
  *                 while i < end and not _control(p[i]):             # <<<<<<<<<<<<<<
@@ -6559,7 +6550,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 
           goto __pyx_L36_bool_binop_done;
         }
-        __pyx_t_7 = __pyx_f_5proxy_7_wire_c__control((__pyx_v_p[__pyx_v_i])); if (unlikely(__pyx_t_7 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 205, __pyx_L1_error)
+        __pyx_t_7 = __pyx_f_5proxy_7_wire_c__control((__pyx_v_p[__pyx_v_i])); if (unlikely(__pyx_t_7 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 204, __pyx_L1_error)
         __pyx_t_6 = (!__pyx_t_7);
 
 
@@ -6570,7 +6561,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 
         if (!__pyx_t_3) break;
 
-        /* "proxy/_wire_c.pyx":206
+        /* "proxy/_wire_c.pyx":205
  *             if ok and i < end and p[i] == 59:  # ";" extensions
  *                 while i < end and not _control(p[i]):
  *                     i += 1             # <<<<<<<<<<<<<<
@@ -6580,7 +6571,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         __pyx_v_i = (__pyx_v_i + 1);
       }
 
-      /* "proxy/_wire_c.pyx":204
+      /* "proxy/_wire_c.pyx":203
  *                 i += 1
  *             ok = 1 <= digits <= 16
  *             if ok and i < end and p[i] == 59:  # ";" extensions             # <<<<<<<<<<<<<<
@@ -6589,7 +6580,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     }
 
-    /* "proxy/_wire_c.pyx":207
+    /* "proxy/_wire_c.pyx":206
  *                 while i < end and not _control(p[i]):
  *                     i += 1
  *             while ok and i < end and (p[i] == 32 or p[i] == 9):             # <<<<<<<<<<<<<<
@@ -6597,7 +6588,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
  *             if not ok or i != end:
 */
     while (1) {
-      __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_ok); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 207, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_ok); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 206, __pyx_L1_error)
       if (__pyx_t_6) {
 
       } else {
@@ -6635,7 +6626,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 
       if (!__pyx_t_3) break;
 
-      /* "proxy/_wire_c.pyx":208
+      /* "proxy/_wire_c.pyx":207
  *                     i += 1
  *             while ok and i < end and (p[i] == 32 or p[i] == 9):
  *                 i += 1             # <<<<<<<<<<<<<<
@@ -6645,14 +6636,14 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       __pyx_v_i = (__pyx_v_i + 1);
     }
 
-    /* "proxy/_wire_c.pyx":209
+    /* "proxy/_wire_c.pyx":208
  *             while ok and i < end and (p[i] == 32 or p[i] == 9):
  *                 i += 1
  *             if not ok or i != end:             # <<<<<<<<<<<<<<
  *                 raise _bad(f"malformed chunk-size line {bytes(buffer[:min(end, 40)])!r}")
  *             del buffer[: end + 2]
 */
-    __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_ok); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 209, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_ok); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 208, __pyx_L1_error)
     __pyx_t_7 = (!__pyx_t_6);
 
 
@@ -6673,7 +6664,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
     if (unlikely(__pyx_t_3)) {
 
 
-      /* "proxy/_wire_c.pyx":210
+      /* "proxy/_wire_c.pyx":209
  *                 i += 1
  *             if not ok or i != end:
  *                 raise _bad(f"malformed chunk-size line {bytes(buffer[:min(end, 40)])!r}")             # <<<<<<<<<<<<<<
@@ -6683,7 +6674,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       __pyx_t_8 = NULL;
       if (unlikely(__pyx_v_buffer == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-        __PYX_ERR(0, 210, __pyx_L1_error)
+        __PYX_ERR(0, 209, __pyx_L1_error)
       }
 
       __pyx_t_12 = 40;
@@ -6699,7 +6690,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         __pyx_t_13 = __pyx_t_1;
       }
 
-      __pyx_t_10 = PySequence_GetSlice(__pyx_v_buffer, 0, __pyx_t_13); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 210, __pyx_L1_error)
+      __pyx_t_10 = PySequence_GetSlice(__pyx_v_buffer, 0, __pyx_t_13); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 209, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
 
       __pyx_t_11 = 1;
@@ -6708,23 +6699,23 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
         __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 210, __pyx_L1_error)
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 209, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
       }
-      __pyx_t_10 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_t_4), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 210, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_t_4), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 209, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      __pyx_t_4 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_malformed_chunk_size_line, __pyx_t_10); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 210, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_malformed_chunk_size_line, __pyx_t_10); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 209, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      __pyx_t_10 = __pyx_f_5proxy_7_wire_c__bad(((PyObject*)__pyx_t_4)); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 210, __pyx_L1_error)
+      __pyx_t_10 = __pyx_f_5proxy_7_wire_c__bad(((PyObject*)__pyx_t_4)); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 209, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_Raise(__pyx_t_10, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      __PYX_ERR(0, 210, __pyx_L1_error)
+      __PYX_ERR(0, 209, __pyx_L1_error)
 
-      /* "proxy/_wire_c.pyx":209
+      /* "proxy/_wire_c.pyx":208
  *             while ok and i < end and (p[i] == 32 or p[i] == 9):
  *                 i += 1
  *             if not ok or i != end:             # <<<<<<<<<<<<<<
@@ -6733,7 +6724,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     }
 
-    /* "proxy/_wire_c.pyx":211
+    /* "proxy/_wire_c.pyx":210
  *             if not ok or i != end:
  *                 raise _bad(f"malformed chunk-size line {bytes(buffer[:min(end, 40)])!r}")
  *             del buffer[: end + 2]             # <<<<<<<<<<<<<<
@@ -6742,11 +6733,11 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     if (unlikely(__pyx_v_buffer == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-      __PYX_ERR(0, 211, __pyx_L1_error)
+      __PYX_ERR(0, 210, __pyx_L1_error)
     }
-    if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, (__pyx_v_end + 2), NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 211, __pyx_L1_error)
+    if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, (__pyx_v_end + 2), NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 210, __pyx_L1_error)
 
-    /* "proxy/_wire_c.pyx":212
+    /* "proxy/_wire_c.pyx":211
  *                 raise _bad(f"malformed chunk-size line {bytes(buffer[:min(end, 40)])!r}")
  *             del buffer[: end + 2]
  *             self._left = value             # <<<<<<<<<<<<<<
@@ -6755,7 +6746,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     __pyx_v_self->_left = __pyx_v_value;
 
-    /* "proxy/_wire_c.pyx":213
+    /* "proxy/_wire_c.pyx":212
  *             del buffer[: end + 2]
  *             self._left = value
  *             if not value:             # <<<<<<<<<<<<<<
@@ -6766,14 +6757,14 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
     if (__pyx_t_3) {
 
 
-      /* "proxy/_wire_c.pyx":214
+      /* "proxy/_wire_c.pyx":213
  *             self._left = value
  *             if not value:
  *                 self._trailer = True             # <<<<<<<<<<<<<<
 */
       __pyx_v_self->_trailer = 1;
 
-      /* "proxy/_wire_c.pyx":213
+      /* "proxy/_wire_c.pyx":212
  *             del buffer[: end + 2]
  *             self._left = value
  *             if not value:             # <<<<<<<<<<<<<<
@@ -6783,7 +6774,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
     __pyx_L3_continue:;
   }
 
-  /* "proxy/_wire_c.pyx":141
+  /* "proxy/_wire_c.pyx":140
  *     cdef Py_ssize_t _trailer_size
  * 
  *     def next(self, bytearray buffer):             # <<<<<<<<<<<<<<
@@ -7833,14 +7824,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_5proxy_7_wire_c_ChunkedDecoder(__pyx_
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_5proxy_7_wire_c_ChunkedDecoder", 0);
   /*--- Exttype __pyx_obj_5proxy_7_wire_c_ChunkedDecoder ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_5proxy_7_wire_c_ChunkedDecoder_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder)) __PYX_ERR(0, 133, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_5proxy_7_wire_c_ChunkedDecoder_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder)) __PYX_ERR(0, 132, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder = &__pyx_type_5proxy_7_wire_c_ChunkedDecoder;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder) < (0)) __PYX_ERR(0, 133, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder) < (0)) __PYX_ERR(0, 132, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder);
@@ -7850,8 +7841,8 @@ static int __Pyx_modinit_Exttype___pyx_obj_5proxy_7_wire_c_ChunkedDecoder(__pyx_
     __pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
-  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_ChunkedDecoder, (PyObject *) __pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder) < (0)) __PYX_ERR(0, 133, __pyx_L1_error)
-  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder) < (0)) __PYX_ERR(0, 133, __pyx_L1_error)
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_ChunkedDecoder, (PyObject *) __pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder) < (0)) __PYX_ERR(0, 132, __pyx_L1_error)
+  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder) < (0)) __PYX_ERR(0, 132, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
   return 0;
   __pyx_L1_error:;
@@ -8241,34 +8232,34 @@ __Pyx_RefNannySetupContext("PyInit__wire_c", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_parse_response_head, __pyx_t_2) < (0)) __PYX_ERR(0, 42, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "proxy/_wire_c.pyx":98
+  /* "proxy/_wire_c.pyx":97
  * 
  * 
  * def response_framing(bytes method, int status, list headers):             # <<<<<<<<<<<<<<
  *     """See proxy._wire.response_framing."""
  *     length = content_length(headers)
 */
-  __pyx_t_2 = __Pyx_CyFunction_New(&__pyx_mdef_5proxy_7_wire_c_3response_framing, 0, __pyx_mstate_global->__pyx_n_u_response_framing, NULL, __pyx_mstate_global->__pyx_n_u_proxy__wire_c, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 98, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_CyFunction_New(&__pyx_mdef_5proxy_7_wire_c_3response_framing, 0, __pyx_mstate_global->__pyx_n_u_response_framing, NULL, __pyx_mstate_global->__pyx_n_u_proxy__wire_c, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[1])); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 97, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_2);
   #endif
-  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_response_framing, __pyx_t_2) < (0)) __PYX_ERR(0, 98, __pyx_L1_error)
+  if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_response_framing, __pyx_t_2) < (0)) __PYX_ERR(0, 97, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "proxy/_wire_c.pyx":141
+  /* "proxy/_wire_c.pyx":140
  *     cdef Py_ssize_t _trailer_size
  * 
  *     def next(self, bytearray buffer):             # <<<<<<<<<<<<<<
  *         cdef Py_ssize_t end, size, i
  *         cdef unsigned long long value
 */
-  __pyx_t_2 = __Pyx_CyFunction_New(&__pyx_mdef_5proxy_7_wire_c_14ChunkedDecoder_1next, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_ChunkedDecoder_next, NULL, __pyx_mstate_global->__pyx_n_u_proxy__wire_c, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 141, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_CyFunction_New(&__pyx_mdef_5proxy_7_wire_c_14ChunkedDecoder_1next, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_ChunkedDecoder_next, NULL, __pyx_mstate_global->__pyx_n_u_proxy__wire_c, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 140, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_2);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder, __pyx_mstate_global->__pyx_n_u_next, __pyx_t_2) < (0)) __PYX_ERR(0, 141, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder, __pyx_mstate_global->__pyx_n_u_next, __pyx_t_2) < (0)) __PYX_ERR(0, 140, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
   /* "(tree fragment)":1
@@ -8392,30 +8383,30 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
     const struct { const unsigned int length: 8; } str_length_index[] = {{15},{1},{1},{179},{36},{37},{8},{34},{41},{31},{24},{32},{44},{38},{7},{6},{2},{9},{26},{25},{22},{25},{22},{13},{11},{17},{52},{12},{10},{11},{9},{14},{32},{34},{19},{14},{14},{12},{19},{8},{20},{12},{8},{8},{12},{8},{10},{8},{7},{14},{12},{11},{10},{29},{12},{10},{17},{13},{12},{12},{19},{8},{5},{7},{13},{5},{1},{18},{1},{6},{1},{18},{7},{5},{14},{5},{4},{5},{6},{12},{19},{20},{3},{4},{4},{7},{1},{5},{6},{8},{10},{5},{6},{1},{4},{4},{2},{1},{19},{3},{13},{6},{16},{4},{10},{4},{5},{6},{11},{6},{12},{5},{6}};
-    const struct { const unsigned int length: 10; } bytes_length_index[] = {{2},{4},{1},{4},{5},{7},{17},{11},{169},{57},{819},{108},{706}};
+    const struct { const unsigned int length: 10; } bytes_length_index[] = {{2},{4},{1},{4},{5},{7},{17},{11},{169},{57},{810},{108},{706}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2044 bytes) */
-static const char cstring[] = "x\332uU\317s\323H\026\036\023\003\001\314$\376\021\222\031\252v\225\204\201\335\232I2\016a\030v\247v\313q\034`\010!\376\001L\212\255U\265\245v\254\211\"\331j\211\304\313\356\026G\035\373\330G\035u\324\321G\037s\364\321G\376\204\371\023\366\275\226\034\047a\326\024R\253\373u\277\357}\375}/\177r\035J\225\226C\016\216\250\345\376y\365\357\273\266K\025\267M\\\245\334s\333\266\245\030L\321\251i4\251C\\j\366\024\346:\206\346R\007\203,e\257\262\267\262\361\343\206B,]q\350\257Ts\231\302\274\246f\022\306(S\354\226\322\364\014\3235,\305\355u([U\236\267\224\236\355)\026\245\272\342\332J\007\342\316op\333\324R\030uq\240< \226e\273\3045lK\205\355\206u\360@\321\r\007\222\030\357)\356\336&&\243\253\004\361\037\301\252\3222\250\251+\220\214(Z\333\263\0161\207C\014\023\260\003:\326\261-F\2256%\272r\3441W\241\226\014.\327v\266\345\203\350\272\n\ti\2238\024&\024\333Q`\005\261\003\230\013\373\233\266\333V\312\266\345\002i+;\324:\200O\244\240\341\020\213\265\250\263R\2614[\007H\022\206\242\023\227(p\262\322\262M\323>\006X\315\236\314(\227W\230\361/\252\230\206\2055\331\212i\047\333&\350\201\021\rY\230\254Cj\3076\241J\342\020y\033\262\350\013\030a\362=1=\372\273\261qE\204\301\231\235\266C\030\325\rF\232&\245\026>\0174\203\305#\375\210\230-\3339\002,\227\261^Z\231\240\235,$0.\2053\270R\217)@\020E(\237-\310\360\216c\237\364VU\372\036\030f\311\3071\334\275\034\256\311\241\252\255vz\047X\211m\2010\335\204{%f\036T\325\351\330\216\013\347\202\204\023\210\337)\004\350\243\233\257\266\366\325\362\263\327\273/*[\361x\347U\275\"G;\225\335\247\215gr\270\373j\267R\216\367mQD\353\\\374ZUU\207\352\236\006@\244UT\365\263uP2\026\365\177#,z\342Vv\267\324W\333\352\313J\275^zZyY\372%F\246\356<\337\225_\215Z\351\371N\245V\257\321#\320\346\236c\273\266f\233\025\307\261\035u\273Vz\371|\367\251\252\356\365N\340\377\0268S\335\2053k\264\245\252\211{\250\n?\035W\340\327\362,\r\337\007c`\360;\"\206%\337\266\356\231r\306\"G\361\233\036\343\013XV\2656\325\016\231w\024\177\201\320<\323\215\307\31198D\217\307#\317""\352\030\332!\234v\261`U\355z\304\034\037\237\260\247~\306\343\331\004=\301\017`\361\014\022;\007\3743vU\325\245\314\035\227\033kG5\230\252\331\216\355A\023\242R7\204\260\236\245\031\366\352\3314k6\275\026HG\323P{*\320\001b\322\240\017h\207\261\230\0300n[Zlx\325\224\206\327l\317r\321\331\272q`\270\362\001\246\3012\325Xm\361\330\241]\017AI/\214\247b\233&sz\313\260t\034\306va\206\341\322#\026\047\221x D\276\241X\307\305\376\001n\201\202u\013IA\t\331\207\235\016q\330\245\223;v\347\234qT-\366\373YH\3224\0315[@\244N[\004\256\024\355-9\215\275\030?U\314\356u\240V\352\301\3061\355\262\273\310\007\273}\023\377\375\345Y\245\264\365\254\321\330[K\3546\266\344\nM\332\341\307\324(\375]X\n\337D\305\217\251O\351\333\376?EQ\224F\351/}2J\317\361\352(=\355_\363\r\336\035M\337\362\037\361)^\034ep:s\207C\300\365\217r\3761\177 \262\243L\216\337\343$\216\374\201\347\370:\257\213\353\342}P\017\247\302\342d\0256\035\373\032_\020y\3614x\030\350\341r\3706*G\260m\306\377 \026\223Cg\374\377\212j\034{\000\351\340\373?\010\353\226\377\023\357\"\320?\212\356P\371>\272\325\377\353\340pX\255\215\322y\376\267`!\314\206\362\200\177\363\307p\322\364\367QjX\334\034\254\016\367\252\270UV\270\024@\304\202\230\2022\267\203\245\240\364\t\302\035?\347\257\373u\236\346%\336\000\\\245\321\364\227\276\316\027\241X(\377\252\377Z\016\2473~\311\257\002/P\037F\247F\231\031\337I\n\275\"\226EU\020\341\0049(J\013\263\243\331;\\\027\213\2428\272=\3433\276\030\007\347\371&\327D\026\346\327EM\260`9\250N\002\3233\276\313\037\211\024p\t\240z\374\n\354\232\316#\010\344\256)R\210\346\006$|\010g\024\222\375\373\241\026e\243\305\350a\244\365\363\375r\277;H\r\362\203\362\200\235.\237VO\311)\033\326^\017_\277\031efy\212g\3712`\235\022\033\242\033\244\202|P\016\272I\251\303\374\267a1|\0219}\231\334\363\313\010\232\027\3716\024\326\210C\303T8\037ME\033\021\353/\367\253}\322?\036\220\263\355\253!\t?\364\227\372\2451\366e\240\022\013\335\000\230\213\277\227e\236w\241\326\274\330\024:\\\304\026\252\004\204\330\210r\220\3019\253""\2450\250\r\272\223k\330\210\365\365# +\361*hp\242\253\333~C\026XM\324\233\345_\211%\024\315M\377[^\303}y\330\356\211\222\330\017\344%>\201\313h\002\033O 9\\\346<\206\000K\210\265\005K\206p\203GP3h*LT/\225\235\347/\240\244\373\200\367\t\352\266\237\352\317\017\246\006c\205\017\347\327\302n\224\216J\221:\370\371\364p\270\377n\370\356\037\250\235m\276\304KRD\230\240\t\014-\361\212d\350\241\320\316\010\316\207\345\260;\312dy\366r\324X0\365\204\250Z\350Dyi\2348:\343W\370\0340\301\204\324\332\211d\0276N\364\005&:\206\202\323\300\300\273\360Z\330\212\266\372\351~\251_\353C\335s|_4\203\024\332d\303\357B\332{\274-\332\001\371\230\372m\372\213\233w\321MY^\340\277\200\026\026\302B\370\016w\"[\327!\3155a\306\266{\357\277\005\260\0050\356t\016\265\013\214~\302\307\330\323\303\231\265\320\215\212\321Sp\355\301i\365\323\305\031\362\261\364[\346\213\0337G\231<(\034\2574\203\206(b\001-Q\t\262 \243Y\274B\027j)\314\303M\242r\326@/\305\321\302\037`\270\030\300\374]X\224Q\310Ca\001\300aY\361taX\270\017\rg),\301\030.C\306}\200}\350\33090R\001.m\023D]\370Z\334\0033w1\002\ry\007|}\047\360\200\365\267\3216\210\277>H\235\213)$&\311A\376\331\354\031j\334z\005A \324\255\340Z@\002\006\315\256\3729\330\037\340\236\226E=\230\002 -HR\007\227\025/%@%\317.@\017\200\257\347\300\360$\013Z\"9i\230\177\000(7C=Z\304\251\237\002\027\224;;/E\377&X\307fsvV\201\377,\3109B\027\304\215 \213\301]T\362}q\025\372\231\001\210\327\372\271~1N\207\231\222\262\326\302\\x\036\242\334\206\346\311 \261\361\237\010\371\231\003\001o\202Og\361*\210\354;\331\270\346\034f\235\213\027\232P\373\372\360\233\047\320\027f\277F\315\312\003\262\262\327\375\032\310N\313d\017\274\002\t%y\340\027\026Jq\217\047\357\005m\350A\335(\025eG\205\257\342?H\330\204r`\235F0\007\364w\301:\017\341\232\363\340\316\252\354\227\245$\023V\207]5\007f$\211c\206w\037\203\273\257B\247k\r\266O\2779\225\005^KZ\257\374\270!&\267]\340;A\352\177\225H\\\351";
-    PyObject *data = __Pyx_DecompressString(cstring, 2044, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2039 bytes) */
+static const char cstring[] = "x\332uU\317s\323H\032\035\023\003\001\314$\376\021\222\035\252v\225\204\201\235\332!\031C\030\206\335\251\335r\034\007\030B\210\355\000C\261\265\252\266\324\2165Q$[-\221d\331\335\342\250c\037u\324QG\035}\3641G\037}\344O\230?a^\267\3448\204YSH\255\356\257\373{\337\353\367\276\374\331u(U\332\016\331;\240\226\373\315\312?\266m\227*n\207\270J\365\330\355\330\226b0E\247\246\321\242\016q\251y\2540\32714\227:\"\310Rvj;w\327~XS\210\245+\016\375\205j.S\230\327\322L\302\030e\212\335VZ\236a\272\206\245\270\307]\312V\224\247m\345\330\366\024\213R]qm\245\213\270\263\033\334\016\265\024F]1P\356\020\313\262]\342\032\266\245b\273a\355\335Qt\303A\022\343\035\025\2737\211\311\350\n\021\370\017\260\252\264\rj\352\n\222\021E\353x\326\276\310\341\020\303\004v\240c]\333bT\351P\242+\007\036s\025j\311\340jckS>\210\256\253HH[\304\241\230PlG\301\212\300\0160\237\354o\331nG\251\332\226\013\322\356nQk\017\237\202\202]\207X\254M\235\2735K\263u@\2220\024\235\270D\301\311J\3336M\373\020\260Z\3072\243\\\276\313\214\177S\3054,Q\223\255\230v\272m\202\036\214h\202\205\311:R;\266\211*\211C\344m\310\242?\301\210\311w\304\364\350\357\306&\025\021\2063\273\035\2070\252\033\214\264LJ-\361\334\323\014\226\214\364\003b\266m\347\000X\316c=\2672A;YHa\234\013g\270R\217) \210\n(\237-\310\360\256c\037\035\257\250\364\035\030f\351\307!\356^\016W\345P\325V\272\307G\242\022\333\2020\335\224{%a\036\252\352vm\307\305\271\220p\n\361[\205\200>\272\376b\343\215Z}\362r\373Ym#\031o\275h\326\344h\253\266\375x\367\211\034n\277\330\256U\223}\033T\240u>\375ZQU\207\352\236\006 \322*\252\372\331:\224,\212\372\277\021\026=rk\333\033\352\213M\365y\255\331\254<\256=\257\374\234 S\267\236n\313\257\335F\345\351V\255\321l\320\003hs\307\261][\263\315\232\343\330\216\272\331\250<\177\272\375XUw\216\217\360\177\003\316T\267qf\203\266U5u\017U\361\323\305\n~m\317\322\304{o\014\014\277\003bX\362m\353\236)g,r\220\274\351\241x\201eU\353Pm\237y\007\311\027\204\346\231n2N\317\021C\341\361d\344Y]C\333\307i\237\026\254\252=\217\230\343\343S\366""\324\317x<\235\240G\342\003,\236Bbg\200\177\306\256\252\272\224\271\343r\023\355\250\006S5\333\261=4!*uC\010;\2664\303^9\235f\255\226\327\206t4MhO\005\035\020\223\206>\240\355\047bb`\334\266\264\304\360\252)\r\257\331\236\345\ng\353\306\236\341\312\007L#\312T\023\265%c\207\366<\001Jza<\225\3304\235\323\333\206\245\213ab\027f\030.=`I\022\211\007!\362\215b\035W\364\017\270\005\005\353\226 EH\310\336\357v\211\303\316\235\334\265\273g\214\243j\211\337OC\322\246\311\250\331\006\221:m\023\\\251\260\267\3444\361b\362TEv\257\213Z\251\207\215c\332ew\221\017v\375\252\370\367\327\047\265\312\306\223\335\335\235\325\324ncK\336\245i;\374\220\031e\277\215*\321\253\270\374!\3631{\335\377WP\016*\243\354\227>\031e\347x}\224\235\366/\371\006\357\215\246\257\371\017\370\024/\217rb:w\203#\340\362\0079\377\220\337\t\362\243\\\201\337\342$\211\374\236\027\370=\336\014.\007\357\302f4\025\225\047\253\330t\350k|!(\006\217\303\373\241\036-G\257\343j\214m3\376\373`1=t\306\377_POb\367\220\016\337\377\025\260\256\371?\362\236\000\372\247\2407T\276\213\257\365\3776\330\037\326\033\243l\221\377=\\\210\362\221<\340?\374!N\232\376.\316\014\313\353\203\225\341N]l\225\025.\205\210X\010\246P\346f\270\024V>\"\334\361\013\376=\277\311\263\274\302w\201\2532\232\376\322\327\371\"\212E\371\027\375\227r8\235\363+~\035\274\240>\021\235\031\345f|\047-\364B\260\034\324\003\0228a\001EiQ~4{\203\353\301bP\036]\237\361\031_L\202\213|\235kA\036\363\367\202F\300\302\345\260>\t\314\316\370.\177\020d\300%@\035\363\013\3305]\024 \004w\255 #\320\\A\302\3738\243\224\356\177\023iq>^\214\357\307Z\277\330\257\366{\203\314\2408\250\016\330\311\362I\375\204\234\260a\343\345\360\345\253Qn\226gx\236/\003\353T\260\026\364\302LX\014\253a/-uX\374KT\216\236\305N_&\367\374\252\000\315\313|\023\205\355&\241Q&\232\217\247\342\265\230\365\227\373\365>\351\037\016\310\351\366\225\210D\357\373K\375\312\030\3732\250\024\205\256\001\346\342\357e\231\347=\324Z\014\326\003\035\027\261!T\002!\356\306\005dpNk)\r\032\203\336\344\032\326\022}""\375\000d\025^\207\006\047\272\272\356\357\312\002\353\251z\257\372\337\340j\240\2359\376&h\205\031\301\345\032\367\202J\360&\224\227\370\010\227\321\002\033\217\220\034\2279/\216\006K\002k\033KF\340\206\017P34\025\245\252\227\312.\362g(\3516\360>\022\272\355g\372\363\203\251\301X\341\303\371\325\250\027g\343J\254\016~:\331\037\276y;|\373O\241\235M\276\304+RD\"A\013\014-\361\232d\350~\240\235\022\\\214\252Qo\224\313\363\374\371\250\261`\232)Q\215\310\211\213\3228It\316\257\36190\301\002\251\265#\311.6N\364\005\023\035\242\340,\030x\033]\212\332\361F?\333\257\364\033\375\236p\307\232\337C\266[\274\023tB\362!\363\353\364\027Wo\n\023\345y\211\377\014\t,D\245\350\255\330 H\272\214\323/\005f\342\266w\376k`,\301\257\323\005!Y\020\371Q<\306V\036\316\254Fn\\\216\037\303\254{\047\365\217\237\316\220\017\225_s_\\\271:\312\025!lq\2239\341\203\262\300\335\016ja\036\352\231\0257\347\242\204\322<.P\010f\0252)\217\026\376\210\341b\210\371\233X\224Q\242\374\322\002\300\211\033O\246K\303\322m\364\231\245\250\2021\356@\306\275\307>a\3249\370\247\204\273Z\207\226K_\005\267\340\341\236\210\020>\274\001;\337\010=\220\375:\336\204\346\233\203\314\231\230R\352\215\002\362\317\346OQ\213\255\027\004\010\001u#\274\024\222\220\241\307\325?\007\373=\256g9h\206S\000\322F\222&\314U>\227`\t\315hv\001\326\307\327S0<\311\"\234\220\2364,\336\001\312\365H\217\027\305\324\217\241\013\301\316\316K\255\277\n\357\211\036szV\211\377\024\2203\204.\004W\302\274\010\356\t\001\337\016.\242\215\031@\274\332/\364\313I:\221)-k5*Dg!\312m\30239Al\362\227A~\026\240\333u\330sV\\\005\221\355&\237\324\\\020Y\347\222\205\026j\2777\374\372\021\332\301\354WB\252\362\200\274lq\277\204\262\3012\331\372. \241$\0176a\221\324\364x\362V\330A\353\351\305\2318?*\375!\371;$zO\001\216\331\r\347@\177\017\216\271\217k.\302\224u\331&+i&Q\235h\246\005x\220\244F\031\336|\010S_D\203k\0176O\276>\221\005^J;\256\374\270\022Ln\273\304\267\302\314o\343\047Y~";
+    PyObject *data = __Pyx_DecompressString(cstring, 2039, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2673 bytes) */
-static const char cstring[] = "\377(tree fr\377agment).\377?Note th\377at Cytho\377n is del\377iberatel\377y strict\373er!\001n PEP\377-484 and\377 rejects\377 subclas\377ses of b\377uiltin t\377ypes. If\377 you nee?d to p%\000%\t\377then set\376\200\000e \047anno\177tation_<\000\377ing\047 dir\366b\000iv\242\000o Fa_lse.a\274\001m\033\000\177 field j\000\177a chunk`\001\317rail\271\000\233\000sp\377onse hea\377d must e}n(\002CRLF \001\001\357add_n\000eba{re\016\000 or \027\000\366\270\001he2\013both\337 Cont\262 -L\347eng\014\000\377\001Tra\377nsfer-En\347cod\256\000\202\002 da\367ta \310\000 fol7low\370\000bym\002\241\002\377-size li\375n\320\001o long\204\257\014\217 c\202!\257 \031\004x\000r;ol\343\000ara\211B\360\002\363re\331\010\240@valukec\030\021t\315\002as\336@\377phrasedi\177sableen\002\001\357gcis\004\003dma\037lform\253@\234\r\013\014@\342\047)\007\347!\247`\326\002?\007s\320@\027us \236 e\250A\010\016\205\"\377proxy._e_vents\006\004w\371@\366\023\002/_\007\001_c.p\373yx\306\001only \365t\365$ \364# supoport\345`is\207e\367, a\334 eBOD\377Y_CHUNKE\275D\006\003LOSE\021\002L\337ENGTH\034\002NO\327NEC\301cD\303 de\375r\000\013.__red\337uce_c\246\205\002__\316\017\016set\352\001\t\026ne\377xtEND_OF\377_MESSAGE\367MAX\224\003_LIN\376\t\002TRAILER\377SRemoteP\377rotocolE\377rror_FRA\377MING__Py\375x\001\000Dict_N\276Q\000Ref__\267\205\004e\237____d\026\001\006\000f\227unc\014\001g\221\005\032\000m\367ain \001modu\335l)\002nam\002\003ew\3749\001\343 _check\237sum__\n\001\346`u\203lt\006\003\333\003\022\002\340\206\001\033\003u\237npickK\000\263+_\237_qualW\005\267$_\354\267.\320&ex\271\001set\345_\213\005s\256\010\315.__t\347est\347\005\266c_is\377_corouti\373ne\263baasyn\357cio.\016\006sbb\177uffercc\202\206\001\371_\214 \312`cebacuk\301\206\003s\357 onc\353\206\003\373_l\354\206\002count\276\326\206\001digit\000\002s\341e\363\206\001\215`\370\207\002\006\003req\241u\221\001\207\205\002\013\005\205\210\003_\016\003d\317find\222\210\001\251\205\003si\237items_\003\213\002e\373nd\223\002star""t\376\274\207\001rmethod\371n\244A\277aokppa\317rse_\371\206\005U\002po=p\256\205\010_cre\354\206\001\032\006\367fra\261\211\001self\177setdefa\320@\320\207\210\001\255\204\002\237\206\003\245\206\003_\230\210\001up\037dateub\000\315\204\005\331\207\002\376\336\207\002s\r\n\r\n\r\n\377:HEADHTT\263P/\367\211\004\213\206\005-e\210\211\004\200\377\001\330\004,\250A\250V\377\2601\200\001\340\004\r\210\377^\2301\230A\330\004\016\377\210a\330\004\025\220Q\330\377\004\010\210\006\210i\220q\377\330\010\013\2105\220\003\220w1\330\014\023\001\014\026\220\036\000\373\007\200\023\0027\220\047\230\021\177\330\014\022\220$\220a$\003\3776\220\022\2202\220S\230\377\007\230v\240S\250\003\250\3751\024\007\004\007\200w\210c\377\220\030\230\023\230G\2403\377\240d\250#\250W\260C\375\260^\000\017\210{\230!\330=\004P\002\017\210~\230z\000(\001\275g\203\000\010\017\210}\223\001\013\357\210<\220q\245\001\037\230q\377\320 0\260\013\270;\300\377k\320QR\330\004\023\220\277>\240\030\250\021\250<\002|\373\2207G\000\0100\260\001\320\2771B\300.\320P\305\000\013\355\210\335\002\"\240`\000\030\230\003~\344\000F\240\"\240A\340\215\000\377r\210\022\2102\210S\220\337\004\220A\220T\225\000A\330?\010\016\210d\220!\352\000\374\000\367\005\210U\006\002\010\014\210A\343\210Q\225 \207 *\001\001\330\014\367\017\210r\342\004\002\230#\230\177Q\230a\230r\240\022\322\000\377c\250\021\330\020\026\220d\377\230!\2301\330\r\017\210\367s\220!\047\003\023\220B\220\367c\230\021\025\0002\230R\230\337s\240#\240Q\037\007\004\017?\210t\2205\230\001\311 \242 7y\220\0023\000\010\023\201\001\326!\273b\230\250@\010\210\t\327 3\372A\000\0249\004Y\250c\260\021\377\260!\2603\260c\270\023\377\270C\270q\300\001\300\023\377\300C\300s\310#\310Q\377\310a\310s\320RU\320\377UV\330\014\020\220\001\220\367\021\220#\222@\003\2304\230\377q\240\001\240\023\240C\240\375q\344\004\320\023+\2501\250\337K\260r\270\021\376!u\210\275C\261\001\2201\220F\326\000T\376%\003\250\001\250\027\260\003\260\3774\260s\270#\270Q\270\337a\270w\300a6\006.\250""\277a\250{\270\"\270\271`\007\245\200\270\001#\310 \345\0014\344\000!\356R\021\027\220q\351\000\023\230B\353\230d\206@D\242a\250A\250\327T\260\022_\000r\303\006\024\300\257R\300q\330\376&4\204\204\0038\276\227\000A\220Q\220a\315h\r\353\210T\334\002Q\267\204\004\021\220\031\373\230\"\310\204\001\n\210+\220R\376\276\204\001\023\2204\220u\230Aw\230Y\240\265\000\013\2109\212@=b\207`9\240D\250\312@\215\000\323\330\010\243 \371Af\245@i\230\247t\2405\361\000\321`\250\357\204\004\010\177\013\2106\220\023\220K\267@\337&\250\003\2509\264\204\001\270\001\337\270\027\300\003\300\332\204\005\320\027\377/\250q\260\004\260A\260\377_\300J\310k\320Y[\357\320[\\\330\271`F\220\"\321\220\326`\302`\332ab\333@\"\220\335E\206b3\230c\330&\023\250\377C\250q\330\014\021\220\021\364\026\r\251eS\242$R\250r\260\371\023\264\205\002(\003\014\210E\220\025_\220a\220s\230\347bx\331\"\374\347`\377g\010\017\210w\220b\373\230\004\377\000[\250\006\250f\377\260D\270\004\270A\270R\377\270q\330\010\025\220Y\230\377b\240\001\330\004\013\2104\373\210q\370`$\220h\230h\377\240a\200\001\360\010\000\n\375\033\312\205\001\021\220\024\220X\230\177T\240\030\250\024\250[6\001\272\252!\007\302@\006\230l\361\205\003v\373\210W\320\000\024\230Q\330\010\231\022\270\204\001\337@\340\010\323!\315\206\004\320\377\017/\250t\2601\260G\377\270;\300g\310Q\340\010\375\017\006\ta\200A\360\014\000\177\t\n\330\014\023\2203\304\207\002\365\014\215\205\0011\306\205\001f\230E\240\337\021\240!\330\020\277At\230O1\330\024\027\307@\266a/\255`o1\330\030\036\302`!\240\025\000\347\033\2301 \003\204!\024\030\230\365\006\322\002\024\022\002\024\320\024&\377\240d\250\"\250A\330\020\271\024\212@I\002{\240!\255\206\002\025\357\250c\260\024\262@B\300a\377\330\024\032\230$\230a\230\371ql\001\215\206\001\026\230r\240\026\377\240u\250A\250W\260F\277\270#\270S\300\001\031\010\024\272\236\205\004\022}\000\020\021\330\256\005\023\277\2205\230\002\230!\245\003D\377\240\006\240a\240s\250#\373\250Q\233\0176\230\021\230#\377\230S\240\003\2403\240f\377\250A""\250S\260\003\2601\274R\014\306\204\001\020\030\230\001\266\001I\343\230Q[\010\217\205\001\332\003\023\320\023\275\047\243\000B\250d\260t\000\033\237\230<\240t\250\274 \247!A\217\230V\2402\351\207\001\251\001G\002\024\357\220J\230a\306(\030\230\t\357\240\021\330\020\202\205\001\014\022\220\177&\230\005\230Q\230i\257\000\237/\270\022\2701\317\003\371\205\001\020\036\321\003/\250\022\250\227\t2\002\271\205\001\361\014\325!\235\213\003\n\002\022\220\"\220SB\220f\000\207Aa\363\207\002\021\303Aw6\230\022\303A\025\330\020\236C\377\003\2402\320%9\270\021O\330\020\032\230\345@\337\213\002\021\347\210\002\373j\240\345\211\002s\220$\220b\232\316 $\344C\240C\313 \216`\026\376\014\006$\240h\250a\250q\177\260\001\260\021\330\024\031\213\214\003\376\201\210\001\022\2302\230T\240\025\376\374 q\250\003\2503\250c?\260\023\260A\260Q\253\211\002\206`8\311\214\002\366\211\001\322\211\001\022\2303\221!\266\212\002\377\320\0337\260q\270\005\270\377Q\270f\300F\310%\310eq\300\211\001\006\364\211\004\010\002\t\230\344G\037\024\220L\240\001";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2673, 3517);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2663 bytes) */
+static const char cstring[] = "\377(tree fr\377agment).\377?Note th\377at Cytho\377n is del\377iberatel\377y strict\373er!\001n PEP\377-484 and\377 rejects\377 subclas\377ses of b\377uiltin t\377ypes. If\377 you nee?d to p%\000%\t\377then set\376\200\000e \047anno\177tation_<\000\377ing\047 dir\366b\000iv\242\000o Fa_lse.a\274\001m\033\000\177 field j\000\177a chunk`\001\317rail\271\000\233\000sp\377onse hea\377d must e}n(\002CRLF \001\001\357add_n\000eba{re\016\000 or \027\000\366\270\001he2\013both\337 Cont\262 -L\347eng\014\000\377\001Tra\377nsfer-En\347cod\256\000\202\002 da\367ta \310\000 fol7low\370\000bym\002\241\002\377-size li\375n\320\001o long\204\257\014\217 c\202!\257 \031\004x\000r;ol\343\000ara\211B\360\002\363re\331\010\240@valukec\030\021t\315\002as\336@\377phrasedi\177sableen\002\001\357gcis\004\003dma\037lform\253@\234\r\013\014@\342\047)\007\347!\247`\326\002?\007s\320@\027us \236 e\250A\010\016\205\"\377proxy._e_vents\006\004w\371@\366\023\002/_\007\001_c.p\373yx\306\001only \365t\365$ \364# supoport\345`is\207e\367, a\334 eBOD\377Y_CHUNKE\275D\006\003LOSE\021\002L\337ENGTH\034\002NO\327NEC\301cD\303 de\375r\000\013.__red\337uce_c\246\205\002__\316\017\016set\352\001\t\026ne\377xtEND_OF\377_MESSAGE\367MAX\224\003_LIN\376\t\002TRAILER\377SRemoteP\377rotocolE\377rror_FRA\377MING__Py\375x\001\000Dict_N\276Q\000Ref__\267\205\004e\237____d\026\001\006\000f\227unc\014\001g\221\005\032\000m\367ain \001modu\335l)\002nam\002\003ew\3749\001\343 _check\237sum__\n\001\346`u\203lt\006\003\333\003\022\002\340\206\001\033\003u\237npickK\000\263+_\237_qualW\005\267$_\354\267.\320&ex\271\001set\345_\213\005s\256\010\315.__t\347est\347\005\266c_is\377_corouti\373ne\263baasyn\357cio.\016\006sbb\177uffercc\202\206\001\371_\214 \312`cebacuk\301\206\003s\357 onc\353\206\003\373_l\354\206\002count\276\326\206\001digit\000\002s\341e\363\206\001\215`\370\207\002\006\003req\241u\221\001\207\205\002\013\005\205\210\003_\016\003d\317find\222\210\001\251\205\003si\237items_\003\213\002e\373nd\223\002star""t\376\274\207\001rmethod\371n\244A\277aokppa\317rse_\371\206\005U\002po=p\256\205\010_cre\354\206\001\032\006\367fra\261\211\001self\177setdefa\320@\320\207\210\001\255\204\002\237\206\003\245\206\003_\230\210\001up\037dateub\000\315\204\005\331\207\002\376\336\207\002s\r\n\r\n\r\n\377:HEADHTT\263P/\367\211\004\213\206\005-e\210\211\004\200\377\001\330\004,\250A\250V\377\2601\200\001\340\004\r\210\377^\2301\230A\330\004\016\377\210a\330\004\025\220Q\330\377\004\010\210\006\210i\220q\377\330\010\013\2105\220\003\220w1\330\014\023\001\014\026\220\036\000\373\007\200\023\0027\220\047\230\021\177\330\014\022\220$\220a$\003\3776\220\022\2202\220S\230\377\007\230v\240S\250\003\250\3751\024\007\004\007\200w\210c\377\220\030\230\023\230G\2403\377\240d\250#\250W\260C\375\260^\000\017\210{\230!\330=\004P\002\017\210~\230z\000(\001\275g\203\000\010\017\210}\223\001\013\357\210<\220q\245\001\037\230q\377\320 0\260\013\270;\300\377k\320QR\330\004\023\220\277>\240\030\250\021\250<\002|\373\2207G\000\0100\260\001\320\2771B\300.\320P\305\000\013\355\210\335\002\"\240`\000\030\230\003~\344\000F\240\"\240A\340\215\000\377r\210\022\2102\210S\220\337\004\220A\220T\225\000A\330?\010\016\210d\220!\352\000\374\000\367\005\210U\006\002\010\014\210A\343\210Q\225 \207 *\001\001\330\014\367\017\210r\342\004\002\230#\230\177Q\230a\230r\240\022\322\000\377c\250\021\330\020\026\220d\377\230!\2301\330\r\017\210\367s\220!\047\003\023\220B\220\367c\230\021\025\0002\230R\230\337s\240#\240Q\037\007\004\017?\210t\2205\230\001\311 \242 7y\220\0023\000\010\023\201\001\326!\273b\230\250@\010\210\t\327 3\372A\000\0249\004Y\250c\260\021\377\260!\2603\260c\270\023\377\270C\270q\300\001\300\023\377\300C\300s\310#\310Q\377\310a\310s\320RU\320\377UV\330\014\020\220\001\220\367\021\220#\222@\003\2304\230\377q\240\001\240\023\240C\240\375q\344\004\320\023+\2501\250\337K\260r\270\021\376!u\210\275C\261\001\2201\220F\326\000T\376%\003\250\001\250\027\260\003\260\3774\260s\270#\270Q\270\337a\270w\300a6\006.\250""\277a\250{\270\"\270\271`\007\245\200\270\001#\310 \345\0014\344\000!\356R\021\027\220q\351\000\023\230B\353\230d\206@D\242a\250A\250\327T\260\022_\000r\303\006\024\300\257R\300q\330\376&4\204\204\0038\276\227\000A\220Q\220a\315h\r\353\210T\334\002Q\267\204\004\n\210)\373\2202\270a\025\220Y\230b\367\240\001\330\311 4\220u\230\357A\230Y\240\265\000\013\2109z\212@b\207`9\240D\250\312@\246\215\000\330\010\243 \371Af\245@iO\230t\2405\361\000\321`\250\357\204\004\377\010\013\2106\220\023\220K\276\267@&\250\003\2509\264\204\001\270\277\001\270\027\300\003\300\332\204\005\320\377\027/\250q\260\004\260A\377\260_\300J\310k\320Y\337[\320[\\\330\271`F\220\243\"\220\326`\302`\332ab\333@\"\273\220E\206b3\230c\330&\023\377\250C\250q\330\014\021\220\351\021\026\r\251eS\242$R\250r\363\260\023\264\205\002(\003\014\210E\220\277\025\220a\220s\230\347bx\370\331\"\347`\377g\010\017\210w\220\367b\230\004\377\000[\250\006\250\377f\260D\270\004\270A\270\373R\270\335 \013\2104\210q\376\357`$\220h\230h\240a\177\200\001\360\010\000\n\033\301\205\001\377\021\220\024\220X\230T\240\237\030\250\024\250[-\001\241!\007\356\271@\006\230l\350\205\003v\210W~\307\000\024\230Q\330\010\022\257\204\001\346\326@\340\010\312!\304\206\004\320\017/\377\250t\2601\260G\270;\177\300g\310Q\340\010\017\006\t\377a\200A\360\014\000\t\n_\330\014\023\2203\273\207\002\014\204\205\001\3751\275\205\001f\230E\240\021\240\377!\330\020\023\2204\220t\237\2301\330\024\027\276@\255a/\336\244`1\330\030\036\271`!\240\316\025\000\033\2301 \003\373\001\024\030\353\230\006\355B\024\022\002\024\320\024\377&\240d\250\"\250A\330s\020\024\201@I\002{\240!\244\206\002\337\025\250c\260\024\251@B\300\377a\330\024\032\230$\230a\363\230ql\001\204\206\001\026\230r\240\377\026\240u\250A\250W\260\177F\270#\270S\300\001\031\010u\024\225\205\004\022}\000\020\021\330\256\005\177\023\2205\230\002\230!\245\003\377D\240\006\240a\240s\250\367#\250Q\233\0176\230\021\230\377#\230S\240\003\2403\240\377f\250A\250S\260\003\260\3551R\014\"\230\262\000\030""\230\001\216\266\001I\230Q[\010\206\205\001\332\003\023\367\320\023\047\243\000B\250d\260~t\000\033\230<\240t\250\274 >\247!A\230V\2402\340\207\001\251\001\276G\002\024\220J\230a\306(\030\277\230\t\240\021\330\020\371\204\001\014\377\022\220&\230\005\230Q\230}i\257\000/\270\022\2701\317\003z\360\205\001\020\321\003/\250\022\250\227\t\3042\002\260\205\001\014\325!\224\213\003\n\002\022\220O\"\220B\220f\000\207Aa\352\207\002\335\021\303A6\230\022\303A\025\330\375\020\236C\003\2402\320%9?\270\021\330\020\032\230\345@\326\213\002\355\021\336\210\002j\240\334\211\002s\220$k\220b\316 $\344C\240C\313 \372\216`\026\014\006$\240h\250a\377\250q\260\001\260\021\330\024\371\031\202\214\003\370\207\001\022\2302\230T\373\240\025\374 q\250\003\2503\377\250c\260\023\260A\260Q\340\242\211\002\206`\300\214\002\355\211\001\311\211\001\022\2303\374\221!\255\212\002\320\0337\260q\270\377\005\270Q\270f\300F\310\227%\310q\267\211\001\006\353\211\004\010\002\t}\230\344G\024\220L\240\001";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2663, 3508);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (3517 bytes) */
-static const char bytes[] = "(tree fragment).?Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.a framing field in a chunked trailera response head must end in CRLF CRLFadd_notebare CR or LF in the response headboth Content-Length and Transfer-Encodingchunk data not followed by CRLFchunk-size line too longchunked trailer section too longcontrol character in a response header valuecontrol character in the reason phrasedisableenablegcisenabledmalformed chunk-size line malformed chunked trailermalformed header line malformed status code in malformed status line proxy._eventsproxy._wireproxy/_wire_c.pyxthe only transfer coding supported is chunked, aloneBODY_CHUNKEDBODY_CLOSEBODY_LENGTHBODY_NONEChunkedDecoderChunkedDecoder.__reduce_cython__ChunkedDecoder.__setstate_cython__ChunkedDecoder.nextEND_OF_MESSAGEMAX_CHUNK_LINEMAX_TRAILERSRemoteProtocolError_FRAMING__Pyx_PyDict_NextRef__annotate____dict____func____getstate____main____module____name____new____pyx_checksum__pyx_result__pyx_state__pyx_type__pyx_unpickle_ChunkedDecoder__qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___dict_events_is_coroutine_wireaasyncio.coroutinesbbufferccline_in_tracebackcodingscoloncontent_lengthcountdatadigitdigitsencode_chunkencode_request_headencode_response_headendfindheadheadersiitemslengthline_endline_startlowermethodnnamenextokpparse_response_headpopproxy._wire_creasonresponse_framingselfsetdefaultsizestatestatusstatus_lineupdateuse_setstatevaluevalues\r\n\r\n\r\n:HEADHTTP/chunkedtransfer-encoding\200\001\330\004,\250A\250V\2601\200\001\340\004\r\210^\2301\230A\330\004\016\210a\330\004\025\220Q\330\004\010\210\006\210i\220q\330\010\013\2105\220\003\2201\330\014\025\220Q\330\014\026\220a\330\004\007\200q\330\010\013\2107\220\047\230\021\330\014\022\220$\220a\220q\330\010\013\2106\220\022\2202\220S\230\007\230v\240S\250\003\2501\330""\014\022\220$\220a\220q\330\004\007\200w\210c\220\030\230\023\230G\2403\240d\250#\250W\260C\260q\330\010\017\210{\230!\330\004\007\200q\330\010\017\210~\230Q\330\004\007\200w\210g\220Q\330\010\017\210}\230A\330\004\013\210<\220q\200\001\340\004\037\230q\320 0\260\013\270;\300k\320QR\330\004\023\220>\240\030\250\021\250!\330\004\007\200|\2207\230!\330\0100\260\001\3201B\300.\320PQ\330\004\013\2101\200\001\340\004\"\240!\330\004\030\230\003\2301\230F\240\"\240A\340\004\007\200r\210\022\2102\210S\220\004\220A\220T\230\023\230A\330\010\016\210d\220!\2201\330\004\010\210\005\210U\220!\2201\330\010\014\210A\210Q\210a\330\010\013\2102\210S\220\001\330\014\017\210r\220\022\2202\220S\230\002\230#\230Q\230a\230r\240\022\2403\240c\250\021\330\020\026\220d\230!\2301\330\r\017\210s\220!\330\014\017\210r\220\023\220B\220c\230\021\230!\2302\230R\230s\240#\240Q\330\020\026\220d\230!\2301\330\004\017\210t\2205\230\001\230\021\330\004\007\200y\220\002\220!\330\010\023\2201\330\004\022\220$\220b\230\001\330\004\010\210\t\220\022\2203\220c\230\024\230R\230s\240#\240Y\250c\260\021\260!\2603\260c\270\023\270C\270q\300\001\300\023\300C\300s\310#\310Q\310a\310s\320RU\320UV\330\014\020\220\001\220\021\220#\220S\230\003\2304\230q\240\001\240\023\240C\240q\330\010\016\210d\220!\320\023+\2501\250K\260r\270\021\330\004\007\200u\210C\210s\220!\2201\220F\230#\230T\240\023\240C\240q\250\001\250\027\260\003\2604\260s\270#\270Q\270a\270w\300a\330\010\016\210d\220!\320\023.\250a\250{\270\"\270A\330\004\007\200y\220\002\220#\220T\230\021\230!\2304\230s\240!\330\010\016\210d\220!\320\023+\2501\250K\260r\270\021\330\004\027\220q\230\001\230\023\230B\230d\240\"\240D\250\003\2501\250A\250T\260\022\2604\260r\270\023\270C\270q\300\001\300\024\300R\300q\330\004\010\210\005\210U\220!\2204\220q\330\010\013\2108\2201\220A\220Q\220a\330\014\022\220$\220a\220q\330\004\r\210T\220\021\220#\220Q\330\004\016\210a\330\004\021\220\031\230\"\230A\330\004\n\210+\220R\220q\330\010\023\2204\220u\230A\230Y\240a\330\010\013""\2109\220B\220b\230\003\2309\240D\250\001\330\014\027\220q\330\010\020\220\001\330\010\016\210f\220B\220i\230t\2405\250\001\250\021\250!\2501\330\014\025\220Q\330\010\013\2106\220\023\220K\230s\240&\250\003\2509\260C\260q\270\001\270\027\300\003\3001\330\014\022\220$\220a\320\027/\250q\260\004\260A\260_\300J\310k\320Y[\320[\\\330\010\014\210F\220\"\220A\330\010\014\210A\330\010\016\210b\220\002\220\"\220E\230\021\230!\2303\230c\240\023\240C\240q\250\001\250\023\250C\250q\330\014\021\220\021\330\010\016\210b\220\002\220\"\220E\230\021\230!\2302\230R\230s\240#\240S\250\003\2501\250A\250R\250r\260\023\260C\260q\330\014\021\220\021\330\010\014\210E\220\025\220a\220s\230!\330\014\017\210x\220q\230\001\230\021\230!\330\020\026\220d\230!\2301\330\010\017\210w\220b\230\004\230A\230[\250\006\250f\260D\270\004\270A\270R\270q\330\010\025\220Y\230b\240\001\330\004\013\2104\210q\220\002\220$\220h\230h\240a\200\001\360\010\000\n\033\230!\330\010\021\220\024\220X\230T\240\030\250\024\250[\270\004\270A\330\010\020\220\007\220q\230\006\230l\250!\330\004\007\200v\210W\220E\230\024\230Q\330\010\022\220!\330\010\027\220q\340\010\027\220q\330\004\007\200q\330\010\017\320\017/\250t\2601\260G\270;\300g\310Q\340\010\017\320\017/\250t\2601\260G\270;\300a\200A\360\014\000\t\n\330\014\023\2203\220a\220q\330\014\017\210t\2201\330\020\026\220f\230E\240\021\240!\330\020\023\2204\220t\2301\330\024\027\220u\230B\230d\240/\260\022\2601\330\030\036\230d\240!\2401\330\024\033\2301\330\020\023\2204\220s\230!\330\024\030\230\006\230b\240\001\330\024\033\2301\330\020\024\320\024&\240d\250\"\250A\330\020\024\220A\330\020\023\2204\220{\240!\2403\240c\250\025\250c\260\024\260_\300B\300a\330\024\032\230$\230a\230q\330\020\023\2205\230\001\230\026\230r\240\026\240u\250A\250W\260F\270#\270S\300\001\330\024\032\230$\230a\230q\330\020\024\220F\230#\230T\240\022\2401\330\020\021\330\014\017\210t\2201\330\020\023\2205\230\002\230!\330\024\027\220u\230D\240\006\240a\240s\250#\250Q\330\030\036\230d\240!\2401\330""\024\033\2301\330\020\023\2206\230\021\230#\230S\240\003\2403\240f\250A\250S\260\003\2601\330\024\032\230$\230a\230q\330\020\024\220F\230\"\230A\330\020\030\230\001\330\020\024\220I\230Q\330\014\017\210t\2201\330\020\023\2204\220q\330\024\033\2301\330\020\023\320\023\047\240u\250B\250d\260!\330\024\033\230<\240t\2501\330\020\027\220u\230A\230V\2402\240Q\330\020\024\220F\230\"\230A\330\020\024\220J\230a\330\020\023\2204\220t\2301\330\024\030\230\t\240\021\330\020\027\220q\330\014\022\220&\230\005\230Q\230i\240s\250/\270\022\2701\330\014\017\210t\2204\220q\330\020\023\2205\230\002\230/\250\022\2501\330\024\032\230$\230a\230q\330\020\027\220q\330\014\020\220\001\330\014\024\220A\330\014\025\220Q\330\014\020\220\001\330\014\022\220\"\220B\220a\330\020\030\230\006\230a\230q\240\001\240\021\330\020\023\2206\230\022\2301\330\024\025\330\020\030\230\006\230b\240\003\2402\320%9\270\021\330\020\032\230!\330\020\025\220Q\330\014\021\220\022\2203\220j\240\001\330\014\017\210s\220$\220b\230\002\230$\230d\240!\2401\240C\240s\250!\330\020\026\220b\230\002\230$\230d\240$\240h\250a\250q\260\001\260\021\330\024\031\230\021\330\014\022\220#\220T\230\022\2302\230T\240\025\240a\240q\250\003\2503\250c\260\023\260A\260Q\260c\270\023\270A\330\020\025\220Q\330\014\017\210t\2203\220c\230\022\2303\230a\330\020\026\220d\230!\320\0337\260q\270\005\270Q\270f\300F\310%\310q\330\014\020\220\006\220c\230\024\230R\230q\330\014\020\220\t\230\021\330\014\017\210t\2201\330\020\024\220L\240\001";
+    #else /* compression: none (3508 bytes) */
+static const char bytes[] = "(tree fragment).?Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.a framing field in a chunked trailera response head must end in CRLF CRLFadd_notebare CR or LF in the response headboth Content-Length and Transfer-Encodingchunk data not followed by CRLFchunk-size line too longchunked trailer section too longcontrol character in a response header valuecontrol character in the reason phrasedisableenablegcisenabledmalformed chunk-size line malformed chunked trailermalformed header line malformed status code in malformed status line proxy._eventsproxy._wireproxy/_wire_c.pyxthe only transfer coding supported is chunked, aloneBODY_CHUNKEDBODY_CLOSEBODY_LENGTHBODY_NONEChunkedDecoderChunkedDecoder.__reduce_cython__ChunkedDecoder.__setstate_cython__ChunkedDecoder.nextEND_OF_MESSAGEMAX_CHUNK_LINEMAX_TRAILERSRemoteProtocolError_FRAMING__Pyx_PyDict_NextRef__annotate____dict____func____getstate____main____module____name____new____pyx_checksum__pyx_result__pyx_state__pyx_type__pyx_unpickle_ChunkedDecoder__qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___dict_events_is_coroutine_wireaasyncio.coroutinesbbufferccline_in_tracebackcodingscoloncontent_lengthcountdatadigitdigitsencode_chunkencode_request_headencode_response_headendfindheadheadersiitemslengthline_endline_startlowermethodnnamenextokpparse_response_headpopproxy._wire_creasonresponse_framingselfsetdefaultsizestatestatusstatus_lineupdateuse_setstatevaluevalues\r\n\r\n\r\n:HEADHTTP/chunkedtransfer-encoding\200\001\330\004,\250A\250V\2601\200\001\340\004\r\210^\2301\230A\330\004\016\210a\330\004\025\220Q\330\004\010\210\006\210i\220q\330\010\013\2105\220\003\2201\330\014\025\220Q\330\014\026\220a\330\004\007\200q\330\010\013\2107\220\047\230\021\330\014\022\220$\220a\220q\330\010\013\2106\220\022\2202\220S\230\007\230v\240S\250\003\2501\330""\014\022\220$\220a\220q\330\004\007\200w\210c\220\030\230\023\230G\2403\240d\250#\250W\260C\260q\330\010\017\210{\230!\330\004\007\200q\330\010\017\210~\230Q\330\004\007\200w\210g\220Q\330\010\017\210}\230A\330\004\013\210<\220q\200\001\340\004\037\230q\320 0\260\013\270;\300k\320QR\330\004\023\220>\240\030\250\021\250!\330\004\007\200|\2207\230!\330\0100\260\001\3201B\300.\320PQ\330\004\013\2101\200\001\340\004\"\240!\330\004\030\230\003\2301\230F\240\"\240A\340\004\007\200r\210\022\2102\210S\220\004\220A\220T\230\023\230A\330\010\016\210d\220!\2201\330\004\010\210\005\210U\220!\2201\330\010\014\210A\210Q\210a\330\010\013\2102\210S\220\001\330\014\017\210r\220\022\2202\220S\230\002\230#\230Q\230a\230r\240\022\2403\240c\250\021\330\020\026\220d\230!\2301\330\r\017\210s\220!\330\014\017\210r\220\023\220B\220c\230\021\230!\2302\230R\230s\240#\240Q\330\020\026\220d\230!\2301\330\004\017\210t\2205\230\001\230\021\330\004\007\200y\220\002\220!\330\010\023\2201\330\004\022\220$\220b\230\001\330\004\010\210\t\220\022\2203\220c\230\024\230R\230s\240#\240Y\250c\260\021\260!\2603\260c\270\023\270C\270q\300\001\300\023\300C\300s\310#\310Q\310a\310s\320RU\320UV\330\014\020\220\001\220\021\220#\220S\230\003\2304\230q\240\001\240\023\240C\240q\330\010\016\210d\220!\320\023+\2501\250K\260r\270\021\330\004\007\200u\210C\210s\220!\2201\220F\230#\230T\240\023\240C\240q\250\001\250\027\260\003\2604\260s\270#\270Q\270a\270w\300a\330\010\016\210d\220!\320\023.\250a\250{\270\"\270A\330\004\007\200y\220\002\220#\220T\230\021\230!\2304\230s\240!\330\010\016\210d\220!\320\023+\2501\250K\260r\270\021\330\004\027\220q\230\001\230\023\230B\230d\240\"\240D\250\003\2501\250A\250T\260\022\2604\260r\270\023\270C\270q\300\001\300\024\300R\300q\330\004\010\210\005\210U\220!\2204\220q\330\010\013\2108\2201\220A\220Q\220a\330\014\022\220$\220a\220q\330\004\r\210T\220\021\220#\220Q\330\004\016\210a\330\004\n\210)\2202\220Q\330\010\025\220Y\230b\240\001\330\010\023\2204\220u\230A\230Y\240a\330\010\013""\2109\220B\220b\230\003\2309\240D\250\001\330\014\027\220q\330\010\020\220\001\330\010\016\210f\220B\220i\230t\2405\250\001\250\021\250!\2501\330\014\025\220Q\330\010\013\2106\220\023\220K\230s\240&\250\003\2509\260C\260q\270\001\270\027\300\003\3001\330\014\022\220$\220a\320\027/\250q\260\004\260A\260_\300J\310k\320Y[\320[\\\330\010\014\210F\220\"\220A\330\010\014\210A\330\010\016\210b\220\002\220\"\220E\230\021\230!\2303\230c\240\023\240C\240q\250\001\250\023\250C\250q\330\014\021\220\021\330\010\016\210b\220\002\220\"\220E\230\021\230!\2302\230R\230s\240#\240S\250\003\2501\250A\250R\250r\260\023\260C\260q\330\014\021\220\021\330\010\014\210E\220\025\220a\220s\230!\330\014\017\210x\220q\230\001\230\021\230!\330\020\026\220d\230!\2301\330\010\017\210w\220b\230\004\230A\230[\250\006\250f\260D\270\004\270A\270R\270q\330\004\013\2104\210q\220\002\220$\220h\230h\240a\200\001\360\010\000\n\033\230!\330\010\021\220\024\220X\230T\240\030\250\024\250[\270\004\270A\330\010\020\220\007\220q\230\006\230l\250!\330\004\007\200v\210W\220E\230\024\230Q\330\010\022\220!\330\010\027\220q\340\010\027\220q\330\004\007\200q\330\010\017\320\017/\250t\2601\260G\270;\300g\310Q\340\010\017\320\017/\250t\2601\260G\270;\300a\200A\360\014\000\t\n\330\014\023\2203\220a\220q\330\014\017\210t\2201\330\020\026\220f\230E\240\021\240!\330\020\023\2204\220t\2301\330\024\027\220u\230B\230d\240/\260\022\2601\330\030\036\230d\240!\2401\330\024\033\2301\330\020\023\2204\220s\230!\330\024\030\230\006\230b\240\001\330\024\033\2301\330\020\024\320\024&\240d\250\"\250A\330\020\024\220A\330\020\023\2204\220{\240!\2403\240c\250\025\250c\260\024\260_\300B\300a\330\024\032\230$\230a\230q\330\020\023\2205\230\001\230\026\230r\240\026\240u\250A\250W\260F\270#\270S\300\001\330\024\032\230$\230a\230q\330\020\024\220F\230#\230T\240\022\2401\330\020\021\330\014\017\210t\2201\330\020\023\2205\230\002\230!\330\024\027\220u\230D\240\006\240a\240s\250#\250Q\330\030\036\230d\240!\2401\330\024\033\2301\330\020\023\2206""\230\021\230#\230S\240\003\2403\240f\250A\250S\260\003\2601\330\024\032\230$\230a\230q\330\020\024\220F\230\"\230A\330\020\030\230\001\330\020\024\220I\230Q\330\014\017\210t\2201\330\020\023\2204\220q\330\024\033\2301\330\020\023\320\023\047\240u\250B\250d\260!\330\024\033\230<\240t\2501\330\020\027\220u\230A\230V\2402\240Q\330\020\024\220F\230\"\230A\330\020\024\220J\230a\330\020\023\2204\220t\2301\330\024\030\230\t\240\021\330\020\027\220q\330\014\022\220&\230\005\230Q\230i\240s\250/\270\022\2701\330\014\017\210t\2204\220q\330\020\023\2205\230\002\230/\250\022\2501\330\024\032\230$\230a\230q\330\020\027\220q\330\014\020\220\001\330\014\024\220A\330\014\025\220Q\330\014\020\220\001\330\014\022\220\"\220B\220a\330\020\030\230\006\230a\230q\240\001\240\021\330\020\023\2206\230\022\2301\330\024\025\330\020\030\230\006\230b\240\003\2402\320%9\270\021\330\020\032\230!\330\020\025\220Q\330\014\021\220\022\2203\220j\240\001\330\014\017\210s\220$\220b\230\002\230$\230d\240!\2401\240C\240s\250!\330\020\026\220b\230\002\230$\230d\240$\240h\250a\250q\260\001\260\021\330\024\031\230\021\330\014\022\220#\220T\230\022\2302\230T\240\025\240a\240q\250\003\2503\250c\260\023\260A\260Q\260c\270\023\270A\330\020\025\220Q\330\014\017\210t\2203\220c\230\022\2303\230a\330\020\026\220d\230!\320\0337\260q\270\005\270Q\270f\300F\310%\310q\330\014\020\220\006\220c\230\024\230R\230q\330\014\020\220\t\230\021\330\014\017\210t\2201\330\020\024\220L\240\001";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
@@ -8545,12 +8536,12 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_proxy__wire_c_pyx, __pyx_mstate->__pyx_n_u_parse_response_head, __pyx_mstate->__pyx_kp_b_iso88591_1F_A_r_2S_AT_A_d_1_U_1_AQa_2S_r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 98};
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 97};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_method, __pyx_mstate->__pyx_n_u_status, __pyx_mstate->__pyx_n_u_headers, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_codings, __pyx_mstate->__pyx_n_u_count, __pyx_mstate->__pyx_n_u_name_2, __pyx_mstate->__pyx_n_u_value};
     __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_proxy__wire_c_pyx, __pyx_mstate->__pyx_n_u_response_framing, __pyx_mstate->__pyx_kp_b_iso88591_1A_a_Q_iq_5_1_Q_a_q_7_aq_6_2S_v, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 11, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 141};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 11, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 140};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_buffer, __pyx_mstate->__pyx_n_u_end, __pyx_mstate->__pyx_n_u_size, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_digit, __pyx_mstate->__pyx_n_u_digits, __pyx_mstate->__pyx_n_u_data, __pyx_mstate->__pyx_n_u_ok};
     __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_proxy__wire_c_pyx, __pyx_mstate->__pyx_n_u_next, __pyx_mstate->__pyx_kp_b_iso88591_A_3aq_t1_fE_4t1_uBd_1_d_1_1_4s_b, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }

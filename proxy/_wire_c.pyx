@@ -71,8 +71,8 @@ def parse_response_head(bytes head):
             raise _bad("control character in the reason phrase")
     reason = head[13:line_end]
     headers = []
-    line_start = line_end + 2
-    while line_start < n:
+    while line_end < n:  # each header line, up to the end of the head
+        line_start = line_end + 2
         line_end = head.find(b"\r\n", line_start)
         if line_end > n or line_end == -1:
             line_end = n
@@ -91,7 +91,6 @@ def parse_response_head(bytes head):
             if _control(p[i]):
                 raise _bad("control character in a response header value")
         headers.append((head[line_start:colon].lower(), head[a:b]))
-        line_start = line_end + 2
     return head[5:8], status, reason, headers
 
 

@@ -40,6 +40,21 @@ def compiled_head() -> Any:
     return _compiled("proxy._head_c", "the compiled request-head checks")
 
 
+def compiled_wire() -> Any:
+    """proxy._wire_c, the compiled wire functions of the fast parser."""
+    return _compiled("proxy._wire_c", "the compiled HTTP/1.1 wire functions")
+
+
+@pytest.fixture(params=["py", "c"])
+def wire(request: pytest.FixtureRequest) -> Any:
+    """Each implementation of the wire functions: proxy/_wire.py and its compiled twin."""
+    if request.param == "py":
+        import proxy._wire
+
+        return proxy._wire
+    return compiled_wire()
+
+
 @pytest.fixture(params=["py", "c"])
 def table_cls(request: pytest.FixtureRequest) -> type:
     """Each route table implementation: the pure-Python twin and the compiled one."""
