@@ -46,7 +46,16 @@ from ._events import (
 )
 from ._head import RequestHead
 from ._headcheck import ChunkedDecoder, parse_response_head, response_framing
-from ._wire import BODY_CHUNKED, BODY_CLOSE, BODY_LENGTH, BODY_NONE, encode_chunk, encode_request_head, encode_response_head
+from ._wire import (
+    BODY_CHUNKED,
+    BODY_CLOSE,
+    BODY_LENGTH,
+    BODY_NONE,
+    canonical_framing,
+    encode_chunk,
+    encode_request_head,
+    encode_response_head,
+)
 
 __all__ = ["FastConnection"]
 
@@ -202,10 +211,14 @@ class FastConnection:
         version, status, reason, headers = parse_response_head(bytes(buffer[: end + 4]))
         del buffer[: end + 4]
         if status < 200:
+            if not response_framing(self._method, status, headers)[2]:  # checked, and passed on as h11 would
+                headers = canonical_framing(headers)
             if status == 101:
                 self.their_state = self.our_state = SWITCHED_PROTOCOL
             return InformationalResponse(status, headers, reason, version)
-        kind, length = response_framing(self._method, status, headers)
+        kind, length, canonical = response_framing(self._method, status, headers)
+        if not canonical:  # rare: passed on as h11 would (one Content-Length, "chunked")
+            headers = canonical_framing(headers)
         if version != b"1.1" or kind == BODY_CLOSE or _has_token(headers, b"connection", b"close"):
             self._keep_alive = False
         self._receive_kind = BODY_NONE if kind == BODY_LENGTH and not length else kind
@@ -299,7 +312,7 @@ class FastConnection:
         for name, value in headers:
             if name == b"content-length":
                 length = int(value)
-        close = not self._keep_alive or _has_token(headers, b"connection", b"close")
+        close = not self._keep_alive  # the response's own "Connection: close" counts after it is written
         # As h11: a response to HEAD gets the framing headers GET's would.
         if status in (204, 304):
             kind = BODY_NONE
@@ -307,16 +320,21 @@ class FastConnection:
             kind, self._send_left = BODY_LENGTH, length
         elif self._their_version == b"1.1":
             kind = BODY_CHUNKED
-            headers = [*headers, (b"transfer-encoding", b"chunked")]
+            headers = [*headers, (b"Transfer-Encoding", b"chunked")]  # spelled as h11 writes it
         else:
             kind = BODY_CLOSE
             close = close or self._method != b"HEAD"
         if self._method == b"HEAD":
             kind, self._send_left = BODY_NONE, 0
         if close:
+            # As h11: the Connection tokens, less keep-alive, plus close,
+            # one per line, sorted, after the other fields.
+            tokens = {item.strip(b" \t").lower() for name, value in headers if name == b"connection"
+                      for item in value.split(b",")} - {b"keep-alive", b""}
+            headers = [(n, v) for n, v in headers if n != b"connection"]
+            headers += [(b"Connection", token) for token in sorted(tokens | {b"close"})]
+        if close or _has_token(headers, b"connection", b"close"):
             self._keep_alive = False
-            if not _has_token(headers, b"connection", b"close"):
-                headers = [*[(n, v) for n, v in headers if n != b"connection"], (b"connection", b"close")]
             if self.their_state is DONE:
                 self.their_state = MUST_CLOSE
         self._send_kind = kind

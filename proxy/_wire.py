@@ -33,6 +33,7 @@ __all__ = [
     "BODY_NONE",
     "MAX_CHUNK_LINE",
     "ChunkedDecoder",
+    "canonical_framing",
     "content_length",
     "encode_chunk",
     "encode_request_head",
@@ -118,11 +119,14 @@ def content_length(headers: Headers) -> int | None:
     return None if found is None else int(found)
 
 
-def response_framing(method: bytes, status: int, headers: Headers) -> tuple[int, int]:
-    """How the body of a final response ends: (BODY_*, length for BODY_LENGTH).
+def response_framing(method: bytes, status: int, headers: Headers) -> tuple[int, int, bool]:
+    """How the body of a final response ends: (BODY_*, length for BODY_LENGTH, canonical).
 
     RFC 9112 section 6.3: no body after HEAD, 204 or 304; else chunked,
-    Content-Length, or until the connection closes.
+    Content-Length, or until the connection closes. `canonical` is False
+    when the framing headers need canonical_framing() before they are
+    passed on (a repeated Content-Length, a list of identical lengths, a
+    coding not spelled "chunked").
 
     Raises:
         RemoteProtocolError: the framing headers are malformed or both present.
@@ -134,13 +138,33 @@ def response_framing(method: bytes, status: int, headers: Headers) -> tuple[int,
             raise _bad("both Content-Length and Transfer-Encoding")
         if len(codings) > 1 or codings[0].lower() != b"chunked":
             raise _bad("the only transfer coding supported is chunked, alone")
+    lengths = [value for name, value in headers if name == b"content-length"]
+    canonical = codings in ([], [b"chunked"]) and (not lengths or lengths == [b"%d" % length])
     if method == b"HEAD" or status in (204, 304):
-        return BODY_NONE, 0
+        return BODY_NONE, 0, canonical
     if codings:
-        return BODY_CHUNKED, 0
+        return BODY_CHUNKED, 0, canonical
     if length is not None:
-        return BODY_LENGTH, length
-    return BODY_CLOSE, 0
+        return BODY_LENGTH, length, canonical
+    return BODY_CLOSE, 0, canonical
+
+
+def canonical_framing(headers: Headers) -> Headers:
+    """`headers` with one Content-Length in digits, and "chunked" in lowercase (as h11 passes them on).
+
+    Only for headers response_framing() accepted.
+    """
+    out: Headers = []
+    length = content_length(headers)
+    for name, value in headers:
+        if name == b"content-length":
+            if any(n == b"content-length" for n, _ in out):
+                continue
+            value = b"%d" % length  # type: ignore[str-bytes-safe]
+        elif name == b"transfer-encoding":
+            value = b"chunked"
+        out.append((name, value))
+    return out
 
 
 class ChunkedDecoder:

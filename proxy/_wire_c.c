@@ -1664,7 +1664,7 @@ static const char* const __pyx_f[] = {
 /*--- Type declarations ---*/
 struct __pyx_obj_5proxy_7_wire_c_ChunkedDecoder;
 
-/* "proxy/_wire_c.pyx":132
+/* "proxy/_wire_c.pyx":138
  * 
  * 
  * cdef class ChunkedDecoder:             # <<<<<<<<<<<<<<
@@ -2208,8 +2208,88 @@ static int __Pyx_IternextUnpackEndCheck(PyObject *retval, Py_ssize_t expected);
 /* PyObjectCompare.proto */
 static CYTHON_INLINE int __Pyx_PyObject_CompareBoolEq_object_bytes(PyObject *op1, PyObject *op2, int pyop);
 
+/* PySequenceContains.proto */
+static CYTHON_INLINE int __Pyx_PySequence_ContainsTF(PyObject* item, PyObject* seq, int eq) {
+    int result = PySequence_Contains(seq, item);
+    return unlikely(result < 0) ? result : (result == (eq == Py_EQ));
+}
+
+/* PyFrozenDict.proto (used by GetItemInt) */
+#if CYTHON_COMPILING_IN_LIMITED_API
+#define __Pyx_PyFrozenDict_TypePtr  ((PyTypeObject*) __pyx_mstate_global->__Pyx_PyFrozenDictType)
+#define __Pyx_PyFrozenDict_New(it)  __Pyx__PyFrozenDict_New(__pyx_mstate_global->__Pyx_PyFrozenDictType, it)
+static CYTHON_INLINE PyObject* __Pyx__PyFrozenDict_New(PyObject* frozendict_type, PyObject* it);
+#define __Pyx_PyFrozenDict_NewEmpty()  __Pyx_PyFrozenDict_New(NULL)
+#define __Pyx_PyFrozenDict_Check(obj)  PyObject_TypeCheck((obj), __Pyx_PyFrozenDict_TypePtr)
+#define __Pyx_PyFrozenDict_CheckExact(obj)  Py_IS_TYPE((obj), __Pyx_PyFrozenDict_TypePtr)
+#define __Pyx_PyAnyDict_Check(obj)   __Pyx__PyAnyDict_Check(obj, __Pyx_PyFrozenDict_TypePtr)
+static CYTHON_INLINE int __Pyx__PyAnyDict_Check(PyObject *obj, PyTypeObject* frozendict_type) {
+    return PyObject_TypeCheck(obj, &PyDict_Type) || PyObject_TypeCheck(obj, frozendict_type);
+}
+#define __Pyx_PyAnyDict_CheckExact(obj)  __Pyx__PyAnyDict_CheckExact(obj, __Pyx_PyFrozenDict_TypePtr)
+static CYTHON_INLINE int __Pyx__PyAnyDict_CheckExact(PyObject *obj, PyTypeObject* frozendict_type) {
+    return Py_IS_TYPE(obj, &PyDict_Type) || Py_IS_TYPE(obj, frozendict_type);
+}
+#elif PY_VERSION_HEX >= 0x030f00a6 ||\
+    (defined(PyFrozenDict_Check) && defined(PyAnyDict_Check) && defined(PyFrozenDict_New))
+#define __Pyx_PyFrozenDict_TypePtr  (&PyFrozenDict_Type)
+#define __Pyx_PyFrozenDict_New(it)  PyFrozenDict_New(it)
+#define __Pyx_PyFrozenDict_NewEmpty()  PyFrozenDict_New(NULL)
+#define __Pyx_PyFrozenDict_Check(obj)  PyFrozenDict_Check(obj)
+#define __Pyx_PyFrozenDict_CheckExact(obj)  PyFrozenDict_CheckExact(obj)
+#define __Pyx_PyAnyDict_Check(obj)  PyAnyDict_Check(obj)
+#define __Pyx_PyAnyDict_CheckExact(obj)  PyAnyDict_CheckExact(obj)
+#else
+#define __Pyx_PyFrozenDict_TypePtr  (&PyDict_Type)
+static CYTHON_INLINE PyObject* __Pyx_PyFrozenDict_New(PyObject* it) {
+    if (!it) {
+        return PyDict_New();
+    } else if (PyDict_Check(it)) {
+        return PyDict_Copy(it);
+    } else {
+        PyObject *dict = PyDict_New();
+        if (!dict) return NULL;
+        PyObject *result = PyNumber_InPlaceOr(dict, it);
+        Py_DECREF(dict);
+        return result;
+    }
+}
+#define __Pyx_PyFrozenDict_NewEmpty()  PyDict_New()
+#define __Pyx_PyFrozenDict_Check(obj)  PyDict_Check(obj)
+#define __Pyx_PyFrozenDict_CheckExact(obj)  PyDict_CheckExact(obj)
+#define __Pyx_PyAnyDict_Check(obj)  PyDict_Check(obj)
+#define __Pyx_PyAnyDict_CheckExact(obj)  PyDict_CheckExact(obj)
+#endif
+
+/* GetItemInt.proto */
+#define __Pyx_GetItemInt(o, i, type, is_signed, to_py_func, wraparound, boundscheck, has_gil, unsafe_shared)\
+    (__Pyx_fits_Py_ssize_t(i, type, is_signed) ?\
+    __Pyx_GetItemInt_Fast(o, (Py_ssize_t)i, wraparound, boundscheck, unsafe_shared) :\
+    __Pyx_GetItemInt_Generic(o, to_py_func(i)))
+#define __Pyx_GetItemInt_List(o, i, type, is_signed, to_py_func, wraparound, boundscheck, has_gil, unsafe_shared)\
+    (__Pyx_fits_Py_ssize_t(i, type, is_signed) ?\
+    __Pyx_GetItemInt_List_Fast(o, (Py_ssize_t)i, wraparound, boundscheck, unsafe_shared) :\
+    (PyErr_SetString(PyExc_IndexError, "list index out of range"), (PyObject*)NULL))
+static CYTHON_INLINE PyObject *__Pyx_GetItemInt_List_Fast(PyObject *o, Py_ssize_t i,
+                                                              int wraparound, int boundscheck, int unsafe_shared);
+#define __Pyx_GetItemInt_Tuple(o, i, type, is_signed, to_py_func, wraparound, boundscheck, has_gil, unsafe_shared)\
+    (__Pyx_fits_Py_ssize_t(i, type, is_signed) ?\
+    __Pyx_GetItemInt_Tuple_Fast(o, (Py_ssize_t)i, wraparound, boundscheck, unsafe_shared) :\
+    (PyErr_SetString(PyExc_IndexError, "tuple index out of range"), (PyObject*)NULL))
+static CYTHON_INLINE PyObject *__Pyx_GetItemInt_Tuple_Fast(PyObject *o, Py_ssize_t i,
+                                                              int wraparound, int boundscheck, int unsafe_shared);
+static PyObject *__Pyx_GetItemInt_Generic(PyObject *o, PyObject* j);
+static CYTHON_INLINE PyObject *__Pyx_GetItemInt_Fast(PyObject *o, Py_ssize_t i,
+                                                     int wraparound, int boundscheck, int unsafe_shared);
+
+/* PyLongCompare.proto */
+static CYTHON_INLINE int __Pyx_PyLong_BoolEqObjC(PyObject *op1, PyObject *op2, long intval, long inplace);
+
 /* PyObjectCompare.proto */
 static CYTHON_INLINE int __Pyx_PyObject_CompareBoolNe_object_bytes(PyObject *op1, PyObject *op2, int pyop);
+
+/* PyObjectCompare.proto */
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CompareEq_object_bytes(PyObject *op1, PyObject *op2, int pyop);
 
 /* PyObjectCompare.proto */
 static CYTHON_INLINE int __Pyx_PyObject_CompareBoolEq_bytes_bytes(PyObject *op1, PyObject *op2, int pyop);
@@ -2230,12 +2310,6 @@ static CYTHON_INLINE int __Pyx_PyObject_SetSlice(
         PyObject* obj, PyObject* value, Py_ssize_t cstart, Py_ssize_t cstop,
         PyObject** py_start, PyObject** py_stop, PyObject** py_slice,
         int has_cstart, int has_cstop, int wraparound);
-
-/* PySequenceContains.proto */
-static CYTHON_INLINE int __Pyx_PySequence_ContainsTF(PyObject* item, PyObject* seq, int eq) {
-    int result = PySequence_Contains(seq, item);
-    return unlikely(result < 0) ? result : (result == (eq == Py_EQ));
-}
 
 /* PyLongBinop.proto */
 #if !CYTHON_COMPILING_IN_PYPY
@@ -2742,9 +2816,14 @@ namespace {
     __Pyx_CachedCFunction __pyx_umethod_PyByteArray_Type__find;
     __Pyx_CachedCFunction __pyx_umethod_PyBytes_Type__find;
     PyObject *__pyx_codeobj_tab[6];
-    PyObject *__pyx_string_tab[126];
-    PyObject *__pyx_number_tab[5];
+    PyObject *__pyx_string_tab[130];
+    PyObject *__pyx_number_tab[6];
 /* #### Code section: module_state_contents ### */
+/* PyFrozenDict.module_state_decls */
+#if CYTHON_COMPILING_IN_LIMITED_API
+PyObject *__Pyx_PyFrozenDictType;
+#endif
+
 /* CommonTypesMetaclass.module_state_decls */
 PyTypeObject *__pyx_CommonTypesMetaclassType;
 
@@ -2788,7 +2867,7 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #endif
 /* #### Code section: constant_name_defines ### */
 #define __pyx_kp_u_tree_fragment __pyx_string_tab[0]
-#define __pyx_kp_u__6 __pyx_string_tab[1]
+#define __pyx_kp_u__7 __pyx_string_tab[1]
 #define __pyx_kp_u__4 __pyx_string_tab[2]
 #define __pyx_kp_u_Note_that_Cython_is_deliberately __pyx_string_tab[3]
 #define __pyx_kp_u_a_framing_field_in_a_chunked_tra __pyx_string_tab[4]
@@ -2858,66 +2937,71 @@ static __pyx_mstatetype * const __pyx_mstate_global = &__pyx_mstate_global_stati
 #define __pyx_n_u_b __pyx_string_tab[68]
 #define __pyx_n_u_buffer __pyx_string_tab[69]
 #define __pyx_n_u_c __pyx_string_tab[70]
-#define __pyx_n_u_cline_in_traceback __pyx_string_tab[71]
-#define __pyx_n_u_codings __pyx_string_tab[72]
-#define __pyx_n_u_colon __pyx_string_tab[73]
-#define __pyx_n_u_content_length __pyx_string_tab[74]
-#define __pyx_n_u_count __pyx_string_tab[75]
-#define __pyx_n_u_data __pyx_string_tab[76]
-#define __pyx_n_u_digit __pyx_string_tab[77]
-#define __pyx_n_u_digits __pyx_string_tab[78]
-#define __pyx_n_u_encode_chunk __pyx_string_tab[79]
-#define __pyx_n_u_encode_request_head __pyx_string_tab[80]
-#define __pyx_n_u_encode_response_head __pyx_string_tab[81]
-#define __pyx_n_u_end __pyx_string_tab[82]
-#define __pyx_n_u_find __pyx_string_tab[83]
-#define __pyx_n_u_head __pyx_string_tab[84]
-#define __pyx_n_u_headers __pyx_string_tab[85]
-#define __pyx_n_u_i __pyx_string_tab[86]
-#define __pyx_n_u_items __pyx_string_tab[87]
-#define __pyx_n_u_length __pyx_string_tab[88]
-#define __pyx_n_u_line_end __pyx_string_tab[89]
-#define __pyx_n_u_line_start __pyx_string_tab[90]
-#define __pyx_n_u_lower __pyx_string_tab[91]
-#define __pyx_n_u_method __pyx_string_tab[92]
-#define __pyx_n_u_n __pyx_string_tab[93]
-#define __pyx_n_u_name_2 __pyx_string_tab[94]
-#define __pyx_n_u_next __pyx_string_tab[95]
-#define __pyx_n_u_ok __pyx_string_tab[96]
-#define __pyx_n_u_p __pyx_string_tab[97]
-#define __pyx_n_u_parse_response_head __pyx_string_tab[98]
-#define __pyx_n_u_pop __pyx_string_tab[99]
-#define __pyx_n_u_proxy__wire_c __pyx_string_tab[100]
-#define __pyx_n_u_reason __pyx_string_tab[101]
-#define __pyx_n_u_response_framing __pyx_string_tab[102]
-#define __pyx_n_u_self __pyx_string_tab[103]
-#define __pyx_n_u_setdefault __pyx_string_tab[104]
-#define __pyx_n_u_size __pyx_string_tab[105]
-#define __pyx_n_u_state __pyx_string_tab[106]
-#define __pyx_n_u_status __pyx_string_tab[107]
-#define __pyx_n_u_status_line __pyx_string_tab[108]
-#define __pyx_n_u_update __pyx_string_tab[109]
-#define __pyx_n_u_use_setstate __pyx_string_tab[110]
-#define __pyx_n_u_value __pyx_string_tab[111]
-#define __pyx_n_u_values __pyx_string_tab[112]
-#define __pyx_kp_b__3 __pyx_string_tab[113]
-#define __pyx_kp_b__2 __pyx_string_tab[114]
-#define __pyx_kp_b__5 __pyx_string_tab[115]
-#define __pyx_n_b_HEAD __pyx_string_tab[116]
-#define __pyx_kp_b_HTTP __pyx_string_tab[117]
-#define __pyx_n_b_chunked __pyx_string_tab[118]
-#define __pyx_kp_b_transfer_encoding __pyx_string_tab[119]
-#define __pyx_kp_b_iso88591_AV1 __pyx_string_tab[120]
-#define __pyx_kp_b_iso88591_1A_a_Q_iq_5_1_Q_a_q_7_aq_6_2S_v __pyx_string_tab[121]
-#define __pyx_kp_b_iso88591_q_0_kQR_7_0_1B_PQ_1 __pyx_string_tab[122]
-#define __pyx_kp_b_iso88591_1F_A_r_2S_AT_A_d_1_U_1_AQa_2S_r __pyx_string_tab[123]
-#define __pyx_kp_b_iso88591_XT_A_q_l_vWE_Q_q_q_q_t1G_gQ_t1G __pyx_string_tab[124]
-#define __pyx_kp_b_iso88591_A_3aq_t1_fE_4t1_uBd_1_d_1_1_4s_b __pyx_string_tab[125]
+#define __pyx_n_u_canonical __pyx_string_tab[71]
+#define __pyx_n_u_cline_in_traceback __pyx_string_tab[72]
+#define __pyx_n_u_codings __pyx_string_tab[73]
+#define __pyx_n_u_colon __pyx_string_tab[74]
+#define __pyx_n_u_content_length __pyx_string_tab[75]
+#define __pyx_n_u_count __pyx_string_tab[76]
+#define __pyx_n_u_data __pyx_string_tab[77]
+#define __pyx_n_u_digit __pyx_string_tab[78]
+#define __pyx_n_u_digits __pyx_string_tab[79]
+#define __pyx_n_u_encode_chunk __pyx_string_tab[80]
+#define __pyx_n_u_encode_request_head __pyx_string_tab[81]
+#define __pyx_n_u_encode_response_head __pyx_string_tab[82]
+#define __pyx_n_u_end __pyx_string_tab[83]
+#define __pyx_n_u_find __pyx_string_tab[84]
+#define __pyx_n_u_head __pyx_string_tab[85]
+#define __pyx_n_u_headers __pyx_string_tab[86]
+#define __pyx_n_u_i __pyx_string_tab[87]
+#define __pyx_n_u_items __pyx_string_tab[88]
+#define __pyx_n_u_length __pyx_string_tab[89]
+#define __pyx_n_u_lengths __pyx_string_tab[90]
+#define __pyx_n_u_line_end __pyx_string_tab[91]
+#define __pyx_n_u_line_start __pyx_string_tab[92]
+#define __pyx_n_u_lower __pyx_string_tab[93]
+#define __pyx_n_u_method __pyx_string_tab[94]
+#define __pyx_n_u_n __pyx_string_tab[95]
+#define __pyx_n_u_name_2 __pyx_string_tab[96]
+#define __pyx_n_u_next __pyx_string_tab[97]
+#define __pyx_n_u_ok __pyx_string_tab[98]
+#define __pyx_n_u_p __pyx_string_tab[99]
+#define __pyx_n_u_parse_response_head __pyx_string_tab[100]
+#define __pyx_n_u_pop __pyx_string_tab[101]
+#define __pyx_n_u_proxy__wire_c __pyx_string_tab[102]
+#define __pyx_n_u_reason __pyx_string_tab[103]
+#define __pyx_n_u_response_framing __pyx_string_tab[104]
+#define __pyx_n_u_self __pyx_string_tab[105]
+#define __pyx_n_u_setdefault __pyx_string_tab[106]
+#define __pyx_n_u_size __pyx_string_tab[107]
+#define __pyx_n_u_state __pyx_string_tab[108]
+#define __pyx_n_u_status __pyx_string_tab[109]
+#define __pyx_n_u_status_line __pyx_string_tab[110]
+#define __pyx_n_u_update __pyx_string_tab[111]
+#define __pyx_n_u_use_setstate __pyx_string_tab[112]
+#define __pyx_n_u_value __pyx_string_tab[113]
+#define __pyx_n_u_values __pyx_string_tab[114]
+#define __pyx_kp_b__3 __pyx_string_tab[115]
+#define __pyx_kp_b__2 __pyx_string_tab[116]
+#define __pyx_kp_b__5 __pyx_string_tab[117]
+#define __pyx_kp_b__6 __pyx_string_tab[118]
+#define __pyx_n_b_HEAD __pyx_string_tab[119]
+#define __pyx_kp_b_HTTP __pyx_string_tab[120]
+#define __pyx_n_b_chunked __pyx_string_tab[121]
+#define __pyx_kp_b_content_length_2 __pyx_string_tab[122]
+#define __pyx_kp_b_transfer_encoding __pyx_string_tab[123]
+#define __pyx_kp_b_iso88591_AV1 __pyx_string_tab[124]
+#define __pyx_kp_b_iso88591_1A_a_iq_5_1_Q_a_Q_q_xr_3e3fD_1G __pyx_string_tab[125]
+#define __pyx_kp_b_iso88591_q_0_kQR_7_0_1B_PQ_1 __pyx_string_tab[126]
+#define __pyx_kp_b_iso88591_1F_A_r_2S_AT_A_d_1_U_1_AQa_2S_r __pyx_string_tab[127]
+#define __pyx_kp_b_iso88591_XT_A_q_l_vWE_Q_q_q_q_t1G_gQ_t1G __pyx_string_tab[128]
+#define __pyx_kp_b_iso88591_A_3aq_t1_fE_4t1_uBd_1_d_1_1_4s_b __pyx_string_tab[129]
 #define __pyx_int_0 __pyx_number_tab[0]
 #define __pyx_int_1 __pyx_number_tab[1]
 #define __pyx_int_2 __pyx_number_tab[2]
-#define __pyx_int_502 __pyx_number_tab[3]
-#define __pyx_int_104028740 __pyx_number_tab[4]
+#define __pyx_int_48 __pyx_number_tab[3]
+#define __pyx_int_502 __pyx_number_tab[4]
+#define __pyx_int_104028740 __pyx_number_tab[5]
 /* #### Code section: module_state_clear ### */
 #if CYTHON_USE_MODULE_STATE
 static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
@@ -2940,8 +3024,8 @@ static CYTHON_SMALL_CODE int __pyx_m_clear(PyObject *m) {
   Py_CLEAR(clear_module_state->__pyx_umethod_PyByteArray_Type__find.method);
   Py_CLEAR(clear_module_state->__pyx_umethod_PyBytes_Type__find.method);
   for (int i=0; i<6; ++i) { Py_CLEAR(clear_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<126; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
-  for (int i=0; i<5; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
+  for (int i=0; i<130; ++i) { Py_CLEAR(clear_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<6; ++i) { Py_CLEAR(clear_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_clear_contents ### */
 /* CommonTypesMetaclass.module_state_clear */
 Py_CLEAR(clear_module_state->__pyx_CommonTypesMetaclassType);
@@ -2972,8 +3056,8 @@ static CYTHON_SMALL_CODE int __pyx_m_traverse(PyObject *m, visitproc visit, void
   Py_VISIT(traverse_module_state->__pyx_umethod_PyByteArray_Type__find.method);
   Py_VISIT(traverse_module_state->__pyx_umethod_PyBytes_Type__find.method);
   for (int i=0; i<6; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_codeobj_tab[i]); }
-  for (int i=0; i<126; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
-  for (int i=0; i<5; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
+  for (int i=0; i<130; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_string_tab[i]); }
+  for (int i=0; i<6; ++i) { __Pyx_VISIT_CONST(traverse_module_state->__pyx_number_tab[i]); }
 /* #### Code section: module_state_traverse_contents ### */
 /* CommonTypesMetaclass.module_state_traverse */
 Py_VISIT(traverse_module_state->__pyx_CommonTypesMetaclassType);
@@ -4665,6 +4749,8 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   PyObject *__pyx_v_length = NULL;
   PyObject *__pyx_v_codings = NULL;
   int __pyx_v_count;
+  int __pyx_v_lengths;
+  int __pyx_v_canonical;
   PyObject *__pyx_v_name = NULL;
   PyObject *__pyx_v_value = NULL;
   PyObject *__pyx_r = NULL;
@@ -4679,6 +4765,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   PyObject *(*__pyx_t_8)(PyObject *);
   int __pyx_t_9;
   int __pyx_t_10;
+  Py_ssize_t __pyx_t_11;
   int __pyx_lineno = 0;
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
@@ -4689,7 +4776,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
  *     """See proxy._wire.response_framing."""
  *     length = content_length(headers)             # <<<<<<<<<<<<<<
  *     codings = None
- *     cdef int count = 0
+ *     cdef int count = 0, lengths = 0
 */
   __pyx_t_2 = NULL;
   __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_content_length); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 99, __pyx_L1_error)
@@ -4721,8 +4808,8 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
  *     """See proxy._wire.response_framing."""
  *     length = content_length(headers)
  *     codings = None             # <<<<<<<<<<<<<<
- *     cdef int count = 0
- *     for name, value in headers:
+ *     cdef int count = 0, lengths = 0
+ *     cdef bint canonical = True
 */
   __Pyx_INCREF(Py_None);
   __pyx_v_codings = Py_None;
@@ -4730,22 +4817,32 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   /* "proxy/_wire_c.pyx":101
  *     length = content_length(headers)
  *     codings = None
- *     cdef int count = 0             # <<<<<<<<<<<<<<
+ *     cdef int count = 0, lengths = 0             # <<<<<<<<<<<<<<
+ *     cdef bint canonical = True
  *     for name, value in headers:
- *         if name == b"transfer-encoding":
 */
   __pyx_v_count = 0;
+  __pyx_v_lengths = 0;
 
   /* "proxy/_wire_c.pyx":102
  *     codings = None
- *     cdef int count = 0
+ *     cdef int count = 0, lengths = 0
+ *     cdef bint canonical = True             # <<<<<<<<<<<<<<
+ *     for name, value in headers:
+ *         if name == b"transfer-encoding":
+*/
+  __pyx_v_canonical = 1;
+
+  /* "proxy/_wire_c.pyx":103
+ *     cdef int count = 0, lengths = 0
+ *     cdef bint canonical = True
  *     for name, value in headers:             # <<<<<<<<<<<<<<
  *         if name == b"transfer-encoding":
  *             count += 1
 */
   if (unlikely(__pyx_v_headers == Py_None)) {
     PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not iterable");
-    __PYX_ERR(0, 102, __pyx_L1_error)
+    __PYX_ERR(0, 103, __pyx_L1_error)
   }
   __pyx_t_1 = __pyx_v_headers; __Pyx_INCREF(__pyx_t_1);
   __pyx_t_5 = 0;
@@ -4753,13 +4850,13 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
     {
       Py_ssize_t __pyx_temp = __Pyx_PyList_GET_SIZE(__pyx_t_1);
       #if !CYTHON_ASSUME_SAFE_SIZE
-      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 102, __pyx_L1_error)
+      if (unlikely((__pyx_temp < 0))) __PYX_ERR(0, 103, __pyx_L1_error)
       #endif
       if (__pyx_t_5 >= __pyx_temp) break;
     }
     __pyx_t_3 = __Pyx_PyList_GET_ITEM_REF(__pyx_t_1, __pyx_t_5, __Pyx_ReferenceSharing_OwnStrongReference);
     ++__pyx_t_5;
-    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 102, __pyx_L1_error)
+    if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 103, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
     if ((likely(PyTuple_CheckExact(__pyx_t_3))) || (PyList_CheckExact(__pyx_t_3))) {
       PyObject* sequence = __pyx_t_3;
@@ -4767,7 +4864,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
       if (unlikely(size != 2)) {
         if (size > 2) __Pyx_RaiseTooManyValuesError(2);
         else if (size >= 0) __Pyx_RaiseNeedMoreValuesError(size);
-        __PYX_ERR(0, 102, __pyx_L1_error)
+        __PYX_ERR(0, 103, __pyx_L1_error)
       }
       #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
       if (likely(PyTuple_CheckExact(sequence))) {
@@ -4777,22 +4874,22 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
         __Pyx_INCREF(__pyx_t_6);
       } else {
         __pyx_t_2 = __Pyx_PyList_GET_ITEM_REF(sequence, 0, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 102, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 103, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_2);
         __pyx_t_6 = __Pyx_PyList_GET_ITEM_REF(sequence, 1, __Pyx_ReferenceSharing_SharedReference);
-        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 102, __pyx_L1_error)
+        if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 103, __pyx_L1_error)
         __Pyx_XGOTREF(__pyx_t_6);
       }
       #else
-      __pyx_t_2 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 102, __pyx_L1_error)
+      __pyx_t_2 = __Pyx_PySequence_ITEM(sequence, 0); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 103, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
-      __pyx_t_6 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 102, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_PySequence_ITEM(sequence, 1); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 103, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_6);
       #endif
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
     } else {
       Py_ssize_t index = -1;
-      __pyx_t_7 = PyObject_GetIter(__pyx_t_3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 102, __pyx_L1_error)
+      __pyx_t_7 = PyObject_GetIter(__pyx_t_3); if (unlikely(!__pyx_t_7)) __PYX_ERR(0, 103, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_7);
       __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
       __pyx_t_8 = (CYTHON_COMPILING_IN_LIMITED_API) ? PyIter_Next : __Pyx_PyObject_GetIterNextFunc(__pyx_t_7);
@@ -4800,7 +4897,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
       __Pyx_GOTREF(__pyx_t_2);
       index = 1; __pyx_t_6 = __pyx_t_8(__pyx_t_7); if (unlikely(!__pyx_t_6)) goto __pyx_L5_unpacking_failed;
       __Pyx_GOTREF(__pyx_t_6);
-      if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_7), 2) < (0)) __PYX_ERR(0, 102, __pyx_L1_error)
+      if (__Pyx_IternextUnpackEndCheck(__pyx_t_8(__pyx_t_7), 2) < (0)) __PYX_ERR(0, 103, __pyx_L1_error)
       __pyx_t_8 = NULL;
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       goto __pyx_L6_unpacking_done;
@@ -4808,7 +4905,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
       __Pyx_DECREF(__pyx_t_7); __pyx_t_7 = 0;
       __pyx_t_8 = NULL;
       if (__Pyx_IterFinish() == 0) __Pyx_RaiseNeedMoreValuesError(index);
-      __PYX_ERR(0, 102, __pyx_L1_error)
+      __PYX_ERR(0, 103, __pyx_L1_error)
       __pyx_L6_unpacking_done:;
     }
     __Pyx_XDECREF_SET(__pyx_v_name, __pyx_t_2);
@@ -4816,48 +4913,146 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
     __Pyx_XDECREF_SET(__pyx_v_value, __pyx_t_6);
     __pyx_t_6 = 0;
 
-    /* "proxy/_wire_c.pyx":103
- *     cdef int count = 0
+    /* "proxy/_wire_c.pyx":104
+ *     cdef bint canonical = True
  *     for name, value in headers:
  *         if name == b"transfer-encoding":             # <<<<<<<<<<<<<<
  *             count += 1
  *             codings = value
 */
-    __pyx_t_9 = __Pyx_PyObject_CompareBoolEq_object_bytes(__pyx_v_name, __pyx_mstate_global->__pyx_kp_b_transfer_encoding, Py_EQ); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 103, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_CompareBoolEq_object_bytes(__pyx_v_name, __pyx_mstate_global->__pyx_kp_b_transfer_encoding, Py_EQ); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 104, __pyx_L1_error)
     if (__pyx_t_9) {
 
 
-      /* "proxy/_wire_c.pyx":104
+      /* "proxy/_wire_c.pyx":105
  *     for name, value in headers:
  *         if name == b"transfer-encoding":
  *             count += 1             # <<<<<<<<<<<<<<
  *             codings = value
- *     if count:
+ *         elif name == b"content-length":
 */
       __pyx_v_count = (__pyx_v_count + 1);
 
-      /* "proxy/_wire_c.pyx":105
+      /* "proxy/_wire_c.pyx":106
  *         if name == b"transfer-encoding":
  *             count += 1
  *             codings = value             # <<<<<<<<<<<<<<
- *     if count:
- *         if length is not None:
+ *         elif name == b"content-length":
+ *             lengths += 1
 */
       __Pyx_INCREF(__pyx_v_value);
       __Pyx_DECREF_SET(__pyx_v_codings, __pyx_v_value);
 
-      /* "proxy/_wire_c.pyx":103
- *     cdef int count = 0
+      /* "proxy/_wire_c.pyx":104
+ *     cdef bint canonical = True
  *     for name, value in headers:
  *         if name == b"transfer-encoding":             # <<<<<<<<<<<<<<
  *             count += 1
  *             codings = value
 */
+      goto __pyx_L7;
     }
 
-    /* "proxy/_wire_c.pyx":102
- *     codings = None
- *     cdef int count = 0
+    /* "proxy/_wire_c.pyx":107
+ *             count += 1
+ *             codings = value
+ *         elif name == b"content-length":             # <<<<<<<<<<<<<<
+ *             lengths += 1
+ *             if lengths > 1 or b"," in value or (len(value) > 1 and value[0] == 48):
+*/
+    __pyx_t_9 = __Pyx_PyObject_CompareBoolEq_object_bytes(__pyx_v_name, __pyx_mstate_global->__pyx_kp_b_content_length_2, Py_EQ); if (unlikely((__pyx_t_9 < 0))) __PYX_ERR(0, 107, __pyx_L1_error)
+    if (__pyx_t_9) {
+
+
+      /* "proxy/_wire_c.pyx":108
+ *             codings = value
+ *         elif name == b"content-length":
+ *             lengths += 1             # <<<<<<<<<<<<<<
+ *             if lengths > 1 or b"," in value or (len(value) > 1 and value[0] == 48):
+ *                 canonical = False
+*/
+      __pyx_v_lengths = (__pyx_v_lengths + 1);
+
+      /* "proxy/_wire_c.pyx":109
+ *         elif name == b"content-length":
+ *             lengths += 1
+ *             if lengths > 1 or b"," in value or (len(value) > 1 and value[0] == 48):             # <<<<<<<<<<<<<<
+ *                 canonical = False
+ *     if count:
+*/
+      __pyx_t_10 = (__pyx_v_lengths > 1);
+
+      if (!__pyx_t_10) {
+
+      } else {
+
+        __pyx_t_9 = __pyx_t_10;
+
+        goto __pyx_L9_bool_binop_done;
+      }
+      __pyx_t_10 = (__Pyx_PySequence_ContainsTF(__pyx_mstate_global->__pyx_kp_b__5, __pyx_v_value, Py_EQ)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 109, __pyx_L1_error)
+      if (!__pyx_t_10) {
+
+      } else {
+
+        __pyx_t_9 = __pyx_t_10;
+
+        goto __pyx_L9_bool_binop_done;
+      }
+      __pyx_t_11 = PyObject_Length(__pyx_v_value); if (unlikely(__pyx_t_11 == ((Py_ssize_t)-1))) __PYX_ERR(0, 109, __pyx_L1_error)
+      __pyx_t_10 = (__pyx_t_11 > 1);
+
+
+      if (__pyx_t_10) {
+
+      } else {
+
+        __pyx_t_9 = __pyx_t_10;
+
+        goto __pyx_L9_bool_binop_done;
+      }
+      __pyx_t_3 = __Pyx_GetItemInt(__pyx_v_value, 0, long, 1, __Pyx_PyLong_From_long, 0, 0, 1, __Pyx_ReferenceSharing_OwnStrongReference); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 109, __pyx_L1_error)
+      __Pyx_GOTREF(__pyx_t_3);
+      __pyx_t_10 = (__Pyx_PyLong_BoolEqObjC(__pyx_t_3, __pyx_mstate_global->__pyx_int_48, 48, 0)); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 109, __pyx_L1_error)
+      __Pyx_DECREF(__pyx_t_3); __pyx_t_3 = 0;
+
+      __pyx_t_9 = __pyx_t_10;
+
+      __pyx_L9_bool_binop_done:;
+      if (__pyx_t_9) {
+
+
+        /* "proxy/_wire_c.pyx":110
+ *             lengths += 1
+ *             if lengths > 1 or b"," in value or (len(value) > 1 and value[0] == 48):
+ *                 canonical = False             # <<<<<<<<<<<<<<
+ *     if count:
+ *         if length is not None:
+*/
+        __pyx_v_canonical = 0;
+
+        /* "proxy/_wire_c.pyx":109
+ *         elif name == b"content-length":
+ *             lengths += 1
+ *             if lengths > 1 or b"," in value or (len(value) > 1 and value[0] == 48):             # <<<<<<<<<<<<<<
+ *                 canonical = False
+ *     if count:
+*/
+      }
+
+      /* "proxy/_wire_c.pyx":107
+ *             count += 1
+ *             codings = value
+ *         elif name == b"content-length":             # <<<<<<<<<<<<<<
+ *             lengths += 1
+ *             if lengths > 1 or b"," in value or (len(value) > 1 and value[0] == 48):
+*/
+    }
+    __pyx_L7:;
+
+    /* "proxy/_wire_c.pyx":103
+ *     cdef int count = 0, lengths = 0
+ *     cdef bint canonical = True
  *     for name, value in headers:             # <<<<<<<<<<<<<<
  *         if name == b"transfer-encoding":
  *             count += 1
@@ -4865,9 +5060,9 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   }
   __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
-  /* "proxy/_wire_c.pyx":106
- *             count += 1
- *             codings = value
+  /* "proxy/_wire_c.pyx":111
+ *             if lengths > 1 or b"," in value or (len(value) > 1 and value[0] == 48):
+ *                 canonical = False
  *     if count:             # <<<<<<<<<<<<<<
  *         if length is not None:
  *             raise _bad("both Content-Length and Transfer-Encoding")
@@ -4877,8 +5072,8 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   if (__pyx_t_9) {
 
 
-    /* "proxy/_wire_c.pyx":107
- *             codings = value
+    /* "proxy/_wire_c.pyx":112
+ *                 canonical = False
  *     if count:
  *         if length is not None:             # <<<<<<<<<<<<<<
  *             raise _bad("both Content-Length and Transfer-Encoding")
@@ -4888,21 +5083,21 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
     if (unlikely(__pyx_t_9)) {
 
 
-      /* "proxy/_wire_c.pyx":108
+      /* "proxy/_wire_c.pyx":113
  *     if count:
  *         if length is not None:
  *             raise _bad("both Content-Length and Transfer-Encoding")             # <<<<<<<<<<<<<<
  *         if count > 1 or codings.lower() != b"chunked":
  *             raise _bad("the only transfer coding supported is chunked, alone")
 */
-      __pyx_t_1 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_both_Content_Length_and_Transfer); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 108, __pyx_L1_error)
+      __pyx_t_1 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_both_Content_Length_and_Transfer); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 113, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
       __Pyx_Raise(__pyx_t_1, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      __PYX_ERR(0, 108, __pyx_L1_error)
+      __PYX_ERR(0, 113, __pyx_L1_error)
 
-      /* "proxy/_wire_c.pyx":107
- *             codings = value
+      /* "proxy/_wire_c.pyx":112
+ *                 canonical = False
  *     if count:
  *         if length is not None:             # <<<<<<<<<<<<<<
  *             raise _bad("both Content-Length and Transfer-Encoding")
@@ -4910,12 +5105,12 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
 */
     }
 
-    /* "proxy/_wire_c.pyx":109
+    /* "proxy/_wire_c.pyx":114
  *         if length is not None:
  *             raise _bad("both Content-Length and Transfer-Encoding")
  *         if count > 1 or codings.lower() != b"chunked":             # <<<<<<<<<<<<<<
  *             raise _bad("the only transfer coding supported is chunked, alone")
- *     if method == b"HEAD" or status == 204 or status == 304:
+ *         canonical = codings == b"chunked"
 */
     __pyx_t_10 = (__pyx_v_count > 1);
 
@@ -4925,7 +5120,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
 
       __pyx_t_9 = __pyx_t_10;
 
-      goto __pyx_L12_bool_binop_done;
+      goto __pyx_L17_bool_binop_done;
     }
     __pyx_t_3 = __pyx_v_codings;
     __Pyx_INCREF(__pyx_t_3);
@@ -4934,64 +5129,76 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
       PyObject *__pyx_callargs[2] = {__pyx_t_3, NULL};
       __pyx_t_1 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_lower, __pyx_callargs+__pyx_t_4, (1-__pyx_t_4) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_3); __pyx_t_3 = 0;
-      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 109, __pyx_L1_error)
+      if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 114, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
     }
-    __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_bytes(__pyx_t_1, __pyx_mstate_global->__pyx_n_b_chunked, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 109, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyObject_CompareBoolNe_object_bytes(__pyx_t_1, __pyx_mstate_global->__pyx_n_b_chunked, Py_NE); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 114, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
 
     __pyx_t_9 = __pyx_t_10;
 
-    __pyx_L12_bool_binop_done:;
+    __pyx_L17_bool_binop_done:;
     if (unlikely(__pyx_t_9)) {
 
 
-      /* "proxy/_wire_c.pyx":110
+      /* "proxy/_wire_c.pyx":115
  *             raise _bad("both Content-Length and Transfer-Encoding")
  *         if count > 1 or codings.lower() != b"chunked":
  *             raise _bad("the only transfer coding supported is chunked, alone")             # <<<<<<<<<<<<<<
+ *         canonical = codings == b"chunked"
  *     if method == b"HEAD" or status == 204 or status == 304:
- *         return BODY_NONE, 0
 */
-      __pyx_t_1 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_the_only_transfer_coding_support); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 110, __pyx_L1_error)
+      __pyx_t_1 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_the_only_transfer_coding_support); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 115, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_1);
       __Pyx_Raise(__pyx_t_1, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
-      __PYX_ERR(0, 110, __pyx_L1_error)
+      __PYX_ERR(0, 115, __pyx_L1_error)
 
-      /* "proxy/_wire_c.pyx":109
+      /* "proxy/_wire_c.pyx":114
  *         if length is not None:
  *             raise _bad("both Content-Length and Transfer-Encoding")
  *         if count > 1 or codings.lower() != b"chunked":             # <<<<<<<<<<<<<<
  *             raise _bad("the only transfer coding supported is chunked, alone")
- *     if method == b"HEAD" or status == 204 or status == 304:
+ *         canonical = codings == b"chunked"
 */
     }
 
-    /* "proxy/_wire_c.pyx":106
- *             count += 1
- *             codings = value
+    /* "proxy/_wire_c.pyx":116
+ *         if count > 1 or codings.lower() != b"chunked":
+ *             raise _bad("the only transfer coding supported is chunked, alone")
+ *         canonical = codings == b"chunked"             # <<<<<<<<<<<<<<
+ *     if method == b"HEAD" or status == 204 or status == 304:
+ *         return BODY_NONE, 0, canonical
+*/
+    __pyx_t_1 = __Pyx_PyObject_CompareEq_object_bytes(__pyx_v_codings, __pyx_mstate_global->__pyx_n_b_chunked, Py_EQ); __Pyx_XGOTREF(__pyx_t_1); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 116, __pyx_L1_error)
+    __pyx_t_9 = __Pyx_PyObject_IsTrue(__pyx_t_1); if (unlikely((__pyx_t_9 == (int)-1) && PyErr_Occurred())) __PYX_ERR(0, 116, __pyx_L1_error)
+    __Pyx_DECREF(__pyx_t_1); __pyx_t_1 = 0;
+    __pyx_v_canonical = __pyx_t_9;
+
+    /* "proxy/_wire_c.pyx":111
+ *             if lengths > 1 or b"," in value or (len(value) > 1 and value[0] == 48):
+ *                 canonical = False
  *     if count:             # <<<<<<<<<<<<<<
  *         if length is not None:
  *             raise _bad("both Content-Length and Transfer-Encoding")
 */
   }
 
-  /* "proxy/_wire_c.pyx":111
- *         if count > 1 or codings.lower() != b"chunked":
+  /* "proxy/_wire_c.pyx":117
  *             raise _bad("the only transfer coding supported is chunked, alone")
+ *         canonical = codings == b"chunked"
  *     if method == b"HEAD" or status == 204 or status == 304:             # <<<<<<<<<<<<<<
- *         return BODY_NONE, 0
+ *         return BODY_NONE, 0, canonical
  *     if count:
 */
-  __pyx_t_10 = __Pyx_PyObject_CompareBoolEq_bytes_bytes(__pyx_v_method, __pyx_mstate_global->__pyx_n_b_HEAD, Py_EQ); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 111, __pyx_L1_error)
+  __pyx_t_10 = __Pyx_PyObject_CompareBoolEq_bytes_bytes(__pyx_v_method, __pyx_mstate_global->__pyx_n_b_HEAD, Py_EQ); if (unlikely((__pyx_t_10 < 0))) __PYX_ERR(0, 117, __pyx_L1_error)
   if (!__pyx_t_10) {
 
   } else {
 
     __pyx_t_9 = __pyx_t_10;
 
-    goto __pyx_L15_bool_binop_done;
+    goto __pyx_L20_bool_binop_done;
   }
   switch (__pyx_v_status) {
     case 0xCC:
@@ -5005,52 +5212,57 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
 
   __pyx_t_9 = __pyx_t_10;
 
-  __pyx_L15_bool_binop_done:;
+  __pyx_L20_bool_binop_done:;
   if (__pyx_t_9) {
 
 
-    /* "proxy/_wire_c.pyx":112
- *             raise _bad("the only transfer coding supported is chunked, alone")
+    /* "proxy/_wire_c.pyx":118
+ *         canonical = codings == b"chunked"
  *     if method == b"HEAD" or status == 204 or status == 304:
- *         return BODY_NONE, 0             # <<<<<<<<<<<<<<
+ *         return BODY_NONE, 0, canonical             # <<<<<<<<<<<<<<
  *     if count:
- *         return BODY_CHUNKED, 0
+ *         return BODY_CHUNKED, 0, canonical
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_BODY_NONE); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 112, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_BODY_NONE); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 118, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_3 = PyTuple_New(2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 112, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyBool_FromLong(__pyx_v_canonical); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 118, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
+    __pyx_t_6 = PyTuple_New(3); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 118, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
     __Pyx_GIVEREF(__pyx_t_1);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 112, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 118, __pyx_L1_error);
     __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
     __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_0);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 1, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 112, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 118, __pyx_L1_error);
+    __Pyx_GIVEREF(__pyx_t_3);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_t_3) != (0)) __PYX_ERR(0, 118, __pyx_L1_error);
     __pyx_t_1 = 0;
+    __pyx_t_3 = 0;
     {
       PyObject *__pyx_temp;
       {
         __pyx_temp = __pyx_r;
-        __pyx_r = __pyx_t_3;
+        __pyx_r = __pyx_t_6;
       }
       __Pyx_XDECREF(__pyx_temp);
     }
-    __pyx_t_3 = 0;
+    __pyx_t_6 = 0;
     goto __pyx_L0;
 
-    /* "proxy/_wire_c.pyx":111
- *         if count > 1 or codings.lower() != b"chunked":
+    /* "proxy/_wire_c.pyx":117
  *             raise _bad("the only transfer coding supported is chunked, alone")
+ *         canonical = codings == b"chunked"
  *     if method == b"HEAD" or status == 204 or status == 304:             # <<<<<<<<<<<<<<
- *         return BODY_NONE, 0
+ *         return BODY_NONE, 0, canonical
  *     if count:
 */
   }
 
-  /* "proxy/_wire_c.pyx":113
+  /* "proxy/_wire_c.pyx":119
  *     if method == b"HEAD" or status == 204 or status == 304:
- *         return BODY_NONE, 0
+ *         return BODY_NONE, 0, canonical
  *     if count:             # <<<<<<<<<<<<<<
- *         return BODY_CHUNKED, 0
+ *         return BODY_CHUNKED, 0, canonical
  *     if length is not None:
 */
   __pyx_t_9 = (__pyx_v_count != 0);
@@ -5058,22 +5270,27 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   if (__pyx_t_9) {
 
 
-    /* "proxy/_wire_c.pyx":114
- *         return BODY_NONE, 0
+    /* "proxy/_wire_c.pyx":120
+ *         return BODY_NONE, 0, canonical
  *     if count:
- *         return BODY_CHUNKED, 0             # <<<<<<<<<<<<<<
+ *         return BODY_CHUNKED, 0, canonical             # <<<<<<<<<<<<<<
  *     if length is not None:
- *         return BODY_LENGTH, length
+ *         return BODY_LENGTH, length, canonical
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_BODY_CHUNKED); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 114, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_BODY_CHUNKED); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 120, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
+    __pyx_t_3 = __Pyx_PyBool_FromLong(__pyx_v_canonical); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 120, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
-    __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 114, __pyx_L1_error)
+    __pyx_t_1 = PyTuple_New(3); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 120, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __Pyx_GIVEREF(__pyx_t_3);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 114, __pyx_L1_error);
+    __Pyx_GIVEREF(__pyx_t_6);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_6) != (0)) __PYX_ERR(0, 120, __pyx_L1_error);
     __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
     __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_0);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 114, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 120, __pyx_L1_error);
+    __Pyx_GIVEREF(__pyx_t_3);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_t_3) != (0)) __PYX_ERR(0, 120, __pyx_L1_error);
+    __pyx_t_6 = 0;
     __pyx_t_3 = 0;
     {
       PyObject *__pyx_temp;
@@ -5086,79 +5303,89 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
     __pyx_t_1 = 0;
     goto __pyx_L0;
 
-    /* "proxy/_wire_c.pyx":113
+    /* "proxy/_wire_c.pyx":119
  *     if method == b"HEAD" or status == 204 or status == 304:
- *         return BODY_NONE, 0
+ *         return BODY_NONE, 0, canonical
  *     if count:             # <<<<<<<<<<<<<<
- *         return BODY_CHUNKED, 0
+ *         return BODY_CHUNKED, 0, canonical
  *     if length is not None:
 */
   }
 
-  /* "proxy/_wire_c.pyx":115
+  /* "proxy/_wire_c.pyx":121
  *     if count:
- *         return BODY_CHUNKED, 0
+ *         return BODY_CHUNKED, 0, canonical
  *     if length is not None:             # <<<<<<<<<<<<<<
- *         return BODY_LENGTH, length
- *     return BODY_CLOSE, 0
+ *         return BODY_LENGTH, length, canonical
+ *     return BODY_CLOSE, 0, canonical
 */
   __pyx_t_9 = (__pyx_v_length != Py_None);
   if (__pyx_t_9) {
 
 
-    /* "proxy/_wire_c.pyx":116
- *         return BODY_CHUNKED, 0
+    /* "proxy/_wire_c.pyx":122
+ *         return BODY_CHUNKED, 0, canonical
  *     if length is not None:
- *         return BODY_LENGTH, length             # <<<<<<<<<<<<<<
- *     return BODY_CLOSE, 0
+ *         return BODY_LENGTH, length, canonical             # <<<<<<<<<<<<<<
+ *     return BODY_CLOSE, 0, canonical
  * 
 */
-    __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_BODY_LENGTH); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 116, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_1, __pyx_mstate_global->__pyx_n_u_BODY_LENGTH); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 122, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_1);
-    __pyx_t_3 = PyTuple_New(2); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 116, __pyx_L1_error)
+    __pyx_t_3 = __Pyx_PyBool_FromLong(__pyx_v_canonical); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 122, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_3);
+    __pyx_t_6 = PyTuple_New(3); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 122, __pyx_L1_error)
+    __Pyx_GOTREF(__pyx_t_6);
     __Pyx_GIVEREF(__pyx_t_1);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 116, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 0, __pyx_t_1) != (0)) __PYX_ERR(0, 122, __pyx_L1_error);
     __Pyx_INCREF(__pyx_v_length);
     __Pyx_GIVEREF(__pyx_v_length);
-    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_3, 1, __pyx_v_length) != (0)) __PYX_ERR(0, 116, __pyx_L1_error);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 1, __pyx_v_length) != (0)) __PYX_ERR(0, 122, __pyx_L1_error);
+    __Pyx_GIVEREF(__pyx_t_3);
+    if (__Pyx_PyTuple_SET_ITEM(__pyx_t_6, 2, __pyx_t_3) != (0)) __PYX_ERR(0, 122, __pyx_L1_error);
     __pyx_t_1 = 0;
+    __pyx_t_3 = 0;
     {
       PyObject *__pyx_temp;
       {
         __pyx_temp = __pyx_r;
-        __pyx_r = __pyx_t_3;
+        __pyx_r = __pyx_t_6;
       }
       __Pyx_XDECREF(__pyx_temp);
     }
-    __pyx_t_3 = 0;
+    __pyx_t_6 = 0;
     goto __pyx_L0;
 
-    /* "proxy/_wire_c.pyx":115
+    /* "proxy/_wire_c.pyx":121
  *     if count:
- *         return BODY_CHUNKED, 0
+ *         return BODY_CHUNKED, 0, canonical
  *     if length is not None:             # <<<<<<<<<<<<<<
- *         return BODY_LENGTH, length
- *     return BODY_CLOSE, 0
+ *         return BODY_LENGTH, length, canonical
+ *     return BODY_CLOSE, 0, canonical
 */
   }
 
-  /* "proxy/_wire_c.pyx":117
+  /* "proxy/_wire_c.pyx":123
  *     if length is not None:
- *         return BODY_LENGTH, length
- *     return BODY_CLOSE, 0             # <<<<<<<<<<<<<<
+ *         return BODY_LENGTH, length, canonical
+ *     return BODY_CLOSE, 0, canonical             # <<<<<<<<<<<<<<
  * 
  * 
 */
-  __Pyx_GetModuleGlobalName(__pyx_t_3, __pyx_mstate_global->__pyx_n_u_BODY_CLOSE); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 117, __pyx_L1_error)
+  __Pyx_GetModuleGlobalName(__pyx_t_6, __pyx_mstate_global->__pyx_n_u_BODY_CLOSE); if (unlikely(!__pyx_t_6)) __PYX_ERR(0, 123, __pyx_L1_error)
+  __Pyx_GOTREF(__pyx_t_6);
+  __pyx_t_3 = __Pyx_PyBool_FromLong(__pyx_v_canonical); if (unlikely(!__pyx_t_3)) __PYX_ERR(0, 123, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_3);
-  __pyx_t_1 = PyTuple_New(2); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 117, __pyx_L1_error)
+  __pyx_t_1 = PyTuple_New(3); if (unlikely(!__pyx_t_1)) __PYX_ERR(0, 123, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_1);
-  __Pyx_GIVEREF(__pyx_t_3);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_3) != (0)) __PYX_ERR(0, 117, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_6);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 0, __pyx_t_6) != (0)) __PYX_ERR(0, 123, __pyx_L1_error);
   __Pyx_INCREF(__pyx_mstate_global->__pyx_int_0);
   __Pyx_GIVEREF(__pyx_mstate_global->__pyx_int_0);
-  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 117, __pyx_L1_error);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 1, __pyx_mstate_global->__pyx_int_0) != (0)) __PYX_ERR(0, 123, __pyx_L1_error);
+  __Pyx_GIVEREF(__pyx_t_3);
+  if (__Pyx_PyTuple_SET_ITEM(__pyx_t_1, 2, __pyx_t_3) != (0)) __PYX_ERR(0, 123, __pyx_L1_error);
+  __pyx_t_6 = 0;
   __pyx_t_3 = 0;
   {
     PyObject *__pyx_temp;
@@ -5192,6 +5419,8 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   __Pyx_XDECREF(__pyx_v_length);
   __Pyx_XDECREF(__pyx_v_codings);
 
+
+
   __Pyx_XDECREF(__pyx_v_name);
   __Pyx_XDECREF(__pyx_v_value);
   __Pyx_XGIVEREF(__pyx_r);
@@ -5199,7 +5428,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_2response_framing(CYTHON_UNUSED PyObje
   return __pyx_r;
 }
 
-/* "proxy/_wire_c.pyx":120
+/* "proxy/_wire_c.pyx":126
  * 
  * 
  * cdef bint _good_field(const unsigned char* p, Py_ssize_t start, Py_ssize_t end):             # <<<<<<<<<<<<<<
@@ -5219,7 +5448,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
   const char *__pyx_filename = NULL;
   int __pyx_clineno = 0;
 
-  /* "proxy/_wire_c.pyx":121
+  /* "proxy/_wire_c.pyx":127
  * 
  * cdef bint _good_field(const unsigned char* p, Py_ssize_t start, Py_ssize_t end):
  *     cdef Py_ssize_t i = start             # <<<<<<<<<<<<<<
@@ -5228,7 +5457,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
 */
   __pyx_v_i = __pyx_v_start;
 
-  /* "proxy/_wire_c.pyx":122
+  /* "proxy/_wire_c.pyx":128
  * cdef bint _good_field(const unsigned char* p, Py_ssize_t start, Py_ssize_t end):
  *     cdef Py_ssize_t i = start
  *     while i < end and TCHAR[p[i]]:             # <<<<<<<<<<<<<<
@@ -5255,7 +5484,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
 
     if (!__pyx_t_1) break;
 
-    /* "proxy/_wire_c.pyx":123
+    /* "proxy/_wire_c.pyx":129
  *     cdef Py_ssize_t i = start
  *     while i < end and TCHAR[p[i]]:
  *         i += 1             # <<<<<<<<<<<<<<
@@ -5265,7 +5494,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
     __pyx_v_i = (__pyx_v_i + 1);
   }
 
-  /* "proxy/_wire_c.pyx":124
+  /* "proxy/_wire_c.pyx":130
  *     while i < end and TCHAR[p[i]]:
  *         i += 1
  *     if i == start or i == end or p[i] != 58:             # <<<<<<<<<<<<<<
@@ -5301,7 +5530,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
   if (__pyx_t_1) {
 
 
-    /* "proxy/_wire_c.pyx":125
+    /* "proxy/_wire_c.pyx":131
  *         i += 1
  *     if i == start or i == end or p[i] != 58:
  *         return False             # <<<<<<<<<<<<<<
@@ -5314,7 +5543,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
     }
     goto __pyx_L0;
 
-    /* "proxy/_wire_c.pyx":124
+    /* "proxy/_wire_c.pyx":130
  *     while i < end and TCHAR[p[i]]:
  *         i += 1
  *     if i == start or i == end or p[i] != 58:             # <<<<<<<<<<<<<<
@@ -5323,7 +5552,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
 */
   }
 
-  /* "proxy/_wire_c.pyx":126
+  /* "proxy/_wire_c.pyx":132
  *     if i == start or i == end or p[i] != 58:
  *         return False
  *     for i in range(i + 1, end):             # <<<<<<<<<<<<<<
@@ -5337,18 +5566,18 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
   for (__pyx_t_5 = (__pyx_v_i + 1); __pyx_t_5 < __pyx_t_4; __pyx_t_5+=1) {
     __pyx_v_i = __pyx_t_5;
 
-    /* "proxy/_wire_c.pyx":127
+    /* "proxy/_wire_c.pyx":133
  *         return False
  *     for i in range(i + 1, end):
  *         if _control(p[i]):             # <<<<<<<<<<<<<<
  *             return False
  *     return True
 */
-    __pyx_t_1 = __pyx_f_5proxy_7_wire_c__control((__pyx_v_p[__pyx_v_i])); if (unlikely(__pyx_t_1 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 127, __pyx_L1_error)
+    __pyx_t_1 = __pyx_f_5proxy_7_wire_c__control((__pyx_v_p[__pyx_v_i])); if (unlikely(__pyx_t_1 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 133, __pyx_L1_error)
     if (__pyx_t_1) {
 
 
-      /* "proxy/_wire_c.pyx":128
+      /* "proxy/_wire_c.pyx":134
  *     for i in range(i + 1, end):
  *         if _control(p[i]):
  *             return False             # <<<<<<<<<<<<<<
@@ -5361,7 +5590,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
       }
       goto __pyx_L0;
 
-      /* "proxy/_wire_c.pyx":127
+      /* "proxy/_wire_c.pyx":133
  *         return False
  *     for i in range(i + 1, end):
  *         if _control(p[i]):             # <<<<<<<<<<<<<<
@@ -5372,7 +5601,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
   }
 
 
-  /* "proxy/_wire_c.pyx":129
+  /* "proxy/_wire_c.pyx":135
  *         if _control(p[i]):
  *             return False
  *     return True             # <<<<<<<<<<<<<<
@@ -5385,7 +5614,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
   }
   goto __pyx_L0;
 
-  /* "proxy/_wire_c.pyx":120
+  /* "proxy/_wire_c.pyx":126
  * 
  * 
  * cdef bint _good_field(const unsigned char* p, Py_ssize_t start, Py_ssize_t end):             # <<<<<<<<<<<<<<
@@ -5403,7 +5632,7 @@ static int __pyx_f_5proxy_7_wire_c__good_field(unsigned char const *__pyx_v_p, P
   return __pyx_r;
 }
 
-/* "proxy/_wire_c.pyx":140
+/* "proxy/_wire_c.pyx":146
  *     cdef Py_ssize_t _trailer_size
  * 
  *     def next(self, bytearray buffer):             # <<<<<<<<<<<<<<
@@ -5450,32 +5679,32 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   {
     PyObject ** const __pyx_pyargnames[] = {&__pyx_mstate_global->__pyx_n_u_buffer,0};
     const Py_ssize_t __pyx_kwds_len = (__pyx_kwds) ? __Pyx_NumKwargs_FASTCALL(__pyx_kwds) : 0;
-    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 140, __pyx_L3_error)
+    if (unlikely(__pyx_kwds_len < 0)) __PYX_ERR(0, 146, __pyx_L3_error)
     if (__pyx_kwds_len > 0) {
       switch (__pyx_nargs) {
         case  1:
         values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 140, __pyx_L3_error)
+        if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 146, __pyx_L3_error)
         CYTHON_FALLTHROUGH;
         case  0: break;
         default: goto __pyx_L5_argtuple_error;
       }
       const Py_ssize_t kwd_pos_args = __pyx_nargs;
-      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "next", 0) < (0)) __PYX_ERR(0, 140, __pyx_L3_error)
+      if (__Pyx_ParseKeywords(__pyx_kwds, __pyx_kwvalues, __pyx_pyargnames, 0, values, kwd_pos_args, __pyx_kwds_len, "next", 0) < (0)) __PYX_ERR(0, 146, __pyx_L3_error)
       for (Py_ssize_t i = __pyx_nargs; i < 1; i++) {
-        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("next", 1, 1, 1, i); __PYX_ERR(0, 140, __pyx_L3_error) }
+        if (unlikely(!values[i])) { __Pyx_RaiseArgtupleInvalid("next", 1, 1, 1, i); __PYX_ERR(0, 146, __pyx_L3_error) }
       }
     } else if (unlikely(__pyx_nargs != 1)) {
       goto __pyx_L5_argtuple_error;
     } else {
       values[0] = __Pyx_ArgRef_FASTCALL(__pyx_args, 0);
-      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 140, __pyx_L3_error)
+      if (!CYTHON_ASSUME_SAFE_MACROS && unlikely(!values[0])) __PYX_ERR(0, 146, __pyx_L3_error)
     }
     __pyx_v_buffer = ((PyObject*)values[0]);
   }
   goto __pyx_L6_skip;
   __pyx_L5_argtuple_error:;
-  __Pyx_RaiseArgtupleInvalid("next", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 140, __pyx_L3_error)
+  __Pyx_RaiseArgtupleInvalid("next", 1, 1, 1, __pyx_nargs); __PYX_ERR(0, 146, __pyx_L3_error)
   __pyx_L6_skip:;
   goto __pyx_L4_argument_unpacking_done;
   __pyx_L3_error:;
@@ -5486,7 +5715,7 @@ PyObject *__pyx_args, PyObject *__pyx_kwds
   __Pyx_RefNannyFinishContext();
   return NULL;
   __pyx_L4_argument_unpacking_done:;
-  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_buffer), (&PyByteArray_Type), 1, "buffer", 1))) __PYX_ERR(0, 140, __pyx_L1_error)
+  if (unlikely(!__Pyx_ArgTypeTest(((PyObject *)__pyx_v_buffer), (&PyByteArray_Type), 1, "buffer", 1))) __PYX_ERR(0, 146, __pyx_L1_error)
   __pyx_r = __pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(((struct __pyx_obj_5proxy_7_wire_c_ChunkedDecoder *)__pyx_v_self), __pyx_v_buffer);
 
   /* function exit code */
@@ -5536,7 +5765,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
   int __pyx_clineno = 0;
   __Pyx_RefNannySetupContext("next", 0);
 
-  /* "proxy/_wire_c.pyx":146
+  /* "proxy/_wire_c.pyx":152
  *         cdef signed char digit
  *         cdef int digits
  *         while True:             # <<<<<<<<<<<<<<
@@ -5545,7 +5774,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
   while (1) {
 
-    /* "proxy/_wire_c.pyx":147
+    /* "proxy/_wire_c.pyx":153
  *         cdef int digits
  *         while True:
  *             size = len(buffer)             # <<<<<<<<<<<<<<
@@ -5554,12 +5783,12 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     if (unlikely(__pyx_v_buffer == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "object of type \047NoneType\047 has no len()");
-      __PYX_ERR(0, 147, __pyx_L1_error)
+      __PYX_ERR(0, 153, __pyx_L1_error)
     }
-    __pyx_t_1 = __Pyx_PyByteArray_GET_SIZE(__pyx_v_buffer); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 147, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyByteArray_GET_SIZE(__pyx_v_buffer); if (unlikely(__pyx_t_1 == ((Py_ssize_t)-1))) __PYX_ERR(0, 153, __pyx_L1_error)
     __pyx_v_size = __pyx_t_1;
 
-    /* "proxy/_wire_c.pyx":148
+    /* "proxy/_wire_c.pyx":154
  *         while True:
  *             size = len(buffer)
  *             if self._trailer:             # <<<<<<<<<<<<<<
@@ -5568,20 +5797,20 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     if (__pyx_v_self->_trailer) {
 
-      /* "proxy/_wire_c.pyx":149
+      /* "proxy/_wire_c.pyx":155
  *             size = len(buffer)
  *             if self._trailer:
  *                 end = buffer.find(b"\r\n")             # <<<<<<<<<<<<<<
  *                 if end == -1:
  *                     if size + self._trailer_size > MAX_TRAILERS:
 */
-      __pyx_t_2 = __Pyx_CallUnboundCMethod1(&__pyx_mstate_global->__pyx_umethod_PyByteArray_Type__find, __pyx_v_buffer, __pyx_mstate_global->__pyx_kp_b__3); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 149, __pyx_L1_error)
+      __pyx_t_2 = __Pyx_CallUnboundCMethod1(&__pyx_mstate_global->__pyx_umethod_PyByteArray_Type__find, __pyx_v_buffer, __pyx_mstate_global->__pyx_kp_b__3); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 155, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
-      __pyx_t_1 = __Pyx_PyIndex_AsSsize_t(__pyx_t_2); if (unlikely((__pyx_t_1 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 149, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PyIndex_AsSsize_t(__pyx_t_2); if (unlikely((__pyx_t_1 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 155, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
       __pyx_v_end = __pyx_t_1;
 
-      /* "proxy/_wire_c.pyx":150
+      /* "proxy/_wire_c.pyx":156
  *             if self._trailer:
  *                 end = buffer.find(b"\r\n")
  *                 if end == -1:             # <<<<<<<<<<<<<<
@@ -5593,37 +5822,37 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (__pyx_t_3) {
 
 
-        /* "proxy/_wire_c.pyx":151
+        /* "proxy/_wire_c.pyx":157
  *                 end = buffer.find(b"\r\n")
  *                 if end == -1:
  *                     if size + self._trailer_size > MAX_TRAILERS:             # <<<<<<<<<<<<<<
  *                         raise _bad("chunked trailer section too long")
  *                     return None
 */
-        __pyx_t_2 = PyLong_FromSsize_t((__pyx_v_size + __pyx_v_self->_trailer_size)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 151, __pyx_L1_error)
+        __pyx_t_2 = PyLong_FromSsize_t((__pyx_v_size + __pyx_v_self->_trailer_size)); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 157, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
-        __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_MAX_TRAILERS); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 151, __pyx_L1_error)
+        __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_MAX_TRAILERS); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 157, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
-        __pyx_t_3 = __Pyx_PyObject_CompareBoolGt_int_object(__pyx_t_2, __pyx_t_4, Py_GT); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 151, __pyx_L1_error)
+        __pyx_t_3 = __Pyx_PyObject_CompareBoolGt_int_object(__pyx_t_2, __pyx_t_4, Py_GT); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 157, __pyx_L1_error)
         __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
         if (unlikely(__pyx_t_3)) {
 
 
-          /* "proxy/_wire_c.pyx":152
+          /* "proxy/_wire_c.pyx":158
  *                 if end == -1:
  *                     if size + self._trailer_size > MAX_TRAILERS:
  *                         raise _bad("chunked trailer section too long")             # <<<<<<<<<<<<<<
  *                     return None
  *                 if end == 0:
 */
-          __pyx_t_4 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_chunked_trailer_section_too_long); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 152, __pyx_L1_error)
+          __pyx_t_4 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_chunked_trailer_section_too_long); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 158, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_4);
           __Pyx_Raise(__pyx_t_4, 0, 0, 0);
           __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-          __PYX_ERR(0, 152, __pyx_L1_error)
+          __PYX_ERR(0, 158, __pyx_L1_error)
 
-          /* "proxy/_wire_c.pyx":151
+          /* "proxy/_wire_c.pyx":157
  *                 end = buffer.find(b"\r\n")
  *                 if end == -1:
  *                     if size + self._trailer_size > MAX_TRAILERS:             # <<<<<<<<<<<<<<
@@ -5632,7 +5861,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
         }
 
-        /* "proxy/_wire_c.pyx":153
+        /* "proxy/_wire_c.pyx":159
  *                     if size + self._trailer_size > MAX_TRAILERS:
  *                         raise _bad("chunked trailer section too long")
  *                     return None             # <<<<<<<<<<<<<<
@@ -5649,7 +5878,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         }
         goto __pyx_L0;
 
-        /* "proxy/_wire_c.pyx":150
+        /* "proxy/_wire_c.pyx":156
  *             if self._trailer:
  *                 end = buffer.find(b"\r\n")
  *                 if end == -1:             # <<<<<<<<<<<<<<
@@ -5658,7 +5887,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":154
+      /* "proxy/_wire_c.pyx":160
  *                         raise _bad("chunked trailer section too long")
  *                     return None
  *                 if end == 0:             # <<<<<<<<<<<<<<
@@ -5670,7 +5899,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (__pyx_t_3) {
 
 
-        /* "proxy/_wire_c.pyx":155
+        /* "proxy/_wire_c.pyx":161
  *                     return None
  *                 if end == 0:
  *                     del buffer[:2]             # <<<<<<<<<<<<<<
@@ -5679,18 +5908,18 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
         if (unlikely(__pyx_v_buffer == Py_None)) {
           PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-          __PYX_ERR(0, 155, __pyx_L1_error)
+          __PYX_ERR(0, 161, __pyx_L1_error)
         }
-        if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, 2, NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 155, __pyx_L1_error)
+        if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, 2, NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 161, __pyx_L1_error)
 
-        /* "proxy/_wire_c.pyx":156
+        /* "proxy/_wire_c.pyx":162
  *                 if end == 0:
  *                     del buffer[:2]
  *                     return END_OF_MESSAGE             # <<<<<<<<<<<<<<
  *                 self._trailer_size += end + 2
  *                 p = buffer
 */
-        __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_END_OF_MESSAGE); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 156, __pyx_L1_error)
+        __Pyx_GetModuleGlobalName(__pyx_t_4, __pyx_mstate_global->__pyx_n_u_END_OF_MESSAGE); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 162, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
         {
           PyObject *__pyx_temp;
@@ -5703,7 +5932,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         __pyx_t_4 = 0;
         goto __pyx_L0;
 
-        /* "proxy/_wire_c.pyx":154
+        /* "proxy/_wire_c.pyx":160
  *                         raise _bad("chunked trailer section too long")
  *                     return None
  *                 if end == 0:             # <<<<<<<<<<<<<<
@@ -5712,7 +5941,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":157
+      /* "proxy/_wire_c.pyx":163
  *                     del buffer[:2]
  *                     return END_OF_MESSAGE
  *                 self._trailer_size += end + 2             # <<<<<<<<<<<<<<
@@ -5721,24 +5950,24 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       __pyx_v_self->_trailer_size = (__pyx_v_self->_trailer_size + (__pyx_v_end + 2));
 
-      /* "proxy/_wire_c.pyx":158
+      /* "proxy/_wire_c.pyx":164
  *                     return END_OF_MESSAGE
  *                 self._trailer_size += end + 2
  *                 p = buffer             # <<<<<<<<<<<<<<
  *                 if not _good_field(p, 0, end) or self._trailer_size > MAX_TRAILERS:
  *                     raise _bad("malformed chunked trailer")
 */
-      __pyx_t_5 = __Pyx_PyObject_AsUString(__pyx_v_buffer); if (unlikely((!__pyx_t_5) && PyErr_Occurred())) __PYX_ERR(0, 158, __pyx_L1_error)
+      __pyx_t_5 = __Pyx_PyObject_AsUString(__pyx_v_buffer); if (unlikely((!__pyx_t_5) && PyErr_Occurred())) __PYX_ERR(0, 164, __pyx_L1_error)
       __pyx_v_p = __pyx_t_5;
 
-      /* "proxy/_wire_c.pyx":159
+      /* "proxy/_wire_c.pyx":165
  *                 self._trailer_size += end + 2
  *                 p = buffer
  *                 if not _good_field(p, 0, end) or self._trailer_size > MAX_TRAILERS:             # <<<<<<<<<<<<<<
  *                     raise _bad("malformed chunked trailer")
  *                 if bytes(buffer[:buffer.find(b":")]).lower() in _FRAMING:
 */
-      __pyx_t_6 = __pyx_f_5proxy_7_wire_c__good_field(__pyx_v_p, 0, __pyx_v_end); if (unlikely(__pyx_t_6 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 159, __pyx_L1_error)
+      __pyx_t_6 = __pyx_f_5proxy_7_wire_c__good_field(__pyx_v_p, 0, __pyx_v_end); if (unlikely(__pyx_t_6 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 165, __pyx_L1_error)
       __pyx_t_7 = (!__pyx_t_6);
 
 
@@ -5750,11 +5979,11 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 
         goto __pyx_L10_bool_binop_done;
       }
-      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_self->_trailer_size); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 159, __pyx_L1_error)
+      __pyx_t_4 = PyLong_FromSsize_t(__pyx_v_self->_trailer_size); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 165, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
-      __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_MAX_TRAILERS); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 159, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_MAX_TRAILERS); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 165, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_2);
-      __pyx_t_7 = __Pyx_PyObject_CompareBoolGt_int_object(__pyx_t_4, __pyx_t_2, Py_GT); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 159, __pyx_L1_error)
+      __pyx_t_7 = __Pyx_PyObject_CompareBoolGt_int_object(__pyx_t_4, __pyx_t_2, Py_GT); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 165, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
@@ -5764,20 +5993,20 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (unlikely(__pyx_t_3)) {
 
 
-        /* "proxy/_wire_c.pyx":160
+        /* "proxy/_wire_c.pyx":166
  *                 p = buffer
  *                 if not _good_field(p, 0, end) or self._trailer_size > MAX_TRAILERS:
  *                     raise _bad("malformed chunked trailer")             # <<<<<<<<<<<<<<
  *                 if bytes(buffer[:buffer.find(b":")]).lower() in _FRAMING:
  *                     raise _bad("a framing field in a chunked trailer")
 */
-        __pyx_t_2 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_malformed_chunked_trailer); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 160, __pyx_L1_error)
+        __pyx_t_2 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_malformed_chunked_trailer); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 166, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
         __Pyx_Raise(__pyx_t_2, 0, 0, 0);
         __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
-        __PYX_ERR(0, 160, __pyx_L1_error)
+        __PYX_ERR(0, 166, __pyx_L1_error)
 
-        /* "proxy/_wire_c.pyx":159
+        /* "proxy/_wire_c.pyx":165
  *                 self._trailer_size += end + 2
  *                 p = buffer
  *                 if not _good_field(p, 0, end) or self._trailer_size > MAX_TRAILERS:             # <<<<<<<<<<<<<<
@@ -5786,7 +6015,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":161
+      /* "proxy/_wire_c.pyx":167
  *                 if not _good_field(p, 0, end) or self._trailer_size > MAX_TRAILERS:
  *                     raise _bad("malformed chunked trailer")
  *                 if bytes(buffer[:buffer.find(b":")]).lower() in _FRAMING:             # <<<<<<<<<<<<<<
@@ -5796,13 +6025,13 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       __pyx_t_9 = NULL;
       if (unlikely(__pyx_v_buffer == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-        __PYX_ERR(0, 161, __pyx_L1_error)
+        __PYX_ERR(0, 167, __pyx_L1_error)
       }
-      __pyx_t_10 = __Pyx_CallUnboundCMethod1(&__pyx_mstate_global->__pyx_umethod_PyByteArray_Type__find, __pyx_v_buffer, __pyx_mstate_global->__pyx_kp_b__5); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 161, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_CallUnboundCMethod1(&__pyx_mstate_global->__pyx_umethod_PyByteArray_Type__find, __pyx_v_buffer, __pyx_mstate_global->__pyx_kp_b__6); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 167, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_1 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_1 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 161, __pyx_L1_error)
+      __pyx_t_1 = __Pyx_PyIndex_AsSsize_t(__pyx_t_10); if (unlikely((__pyx_t_1 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 167, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      __pyx_t_10 = PySequence_GetSlice(__pyx_v_buffer, 0, __pyx_t_1); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 161, __pyx_L1_error)
+      __pyx_t_10 = PySequence_GetSlice(__pyx_v_buffer, 0, __pyx_t_1); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 167, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
 
       __pyx_t_11 = 1;
@@ -5811,7 +6040,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_9); __pyx_t_9 = 0;
         __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 161, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 167, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
       }
       __pyx_t_4 = __pyx_t_8;
@@ -5822,32 +6051,32 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         __pyx_t_2 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_lower, __pyx_callargs+__pyx_t_11, (1-__pyx_t_11) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 161, __pyx_L1_error)
+        if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 167, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_2);
       }
-      if (!(likely(PyBytes_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_2))) __PYX_ERR(0, 161, __pyx_L1_error)
-      __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_FRAMING); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 161, __pyx_L1_error)
+      if (!(likely(PyBytes_CheckExact(__pyx_t_2))||((__pyx_t_2) == Py_None) || __Pyx_RaiseUnexpectedTypeError("bytes", __pyx_t_2))) __PYX_ERR(0, 167, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_8, __pyx_mstate_global->__pyx_n_u_FRAMING); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 167, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __pyx_t_3 = (__Pyx_PySequence_ContainsTF(__pyx_t_2, __pyx_t_8, Py_EQ)); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 161, __pyx_L1_error)
+      __pyx_t_3 = (__Pyx_PySequence_ContainsTF(__pyx_t_2, __pyx_t_8, Py_EQ)); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 167, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       if (unlikely(__pyx_t_3)) {
 
 
-        /* "proxy/_wire_c.pyx":162
+        /* "proxy/_wire_c.pyx":168
  *                     raise _bad("malformed chunked trailer")
  *                 if bytes(buffer[:buffer.find(b":")]).lower() in _FRAMING:
  *                     raise _bad("a framing field in a chunked trailer")             # <<<<<<<<<<<<<<
  *                 del buffer[: end + 2]
  *                 continue
 */
-        __pyx_t_8 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_a_framing_field_in_a_chunked_tra); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 162, __pyx_L1_error)
+        __pyx_t_8 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_a_framing_field_in_a_chunked_tra); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 168, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
         __Pyx_Raise(__pyx_t_8, 0, 0, 0);
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-        __PYX_ERR(0, 162, __pyx_L1_error)
+        __PYX_ERR(0, 168, __pyx_L1_error)
 
-        /* "proxy/_wire_c.pyx":161
+        /* "proxy/_wire_c.pyx":167
  *                 if not _good_field(p, 0, end) or self._trailer_size > MAX_TRAILERS:
  *                     raise _bad("malformed chunked trailer")
  *                 if bytes(buffer[:buffer.find(b":")]).lower() in _FRAMING:             # <<<<<<<<<<<<<<
@@ -5856,7 +6085,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":163
+      /* "proxy/_wire_c.pyx":169
  *                 if bytes(buffer[:buffer.find(b":")]).lower() in _FRAMING:
  *                     raise _bad("a framing field in a chunked trailer")
  *                 del buffer[: end + 2]             # <<<<<<<<<<<<<<
@@ -5865,11 +6094,11 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       if (unlikely(__pyx_v_buffer == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-        __PYX_ERR(0, 163, __pyx_L1_error)
+        __PYX_ERR(0, 169, __pyx_L1_error)
       }
-      if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, (__pyx_v_end + 2), NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 163, __pyx_L1_error)
+      if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, (__pyx_v_end + 2), NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 169, __pyx_L1_error)
 
-      /* "proxy/_wire_c.pyx":164
+      /* "proxy/_wire_c.pyx":170
  *                     raise _bad("a framing field in a chunked trailer")
  *                 del buffer[: end + 2]
  *                 continue             # <<<<<<<<<<<<<<
@@ -5878,7 +6107,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       goto __pyx_L3_continue;
 
-      /* "proxy/_wire_c.pyx":148
+      /* "proxy/_wire_c.pyx":154
  *         while True:
  *             size = len(buffer)
  *             if self._trailer:             # <<<<<<<<<<<<<<
@@ -5887,7 +6116,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     }
 
-    /* "proxy/_wire_c.pyx":165
+    /* "proxy/_wire_c.pyx":171
  *                 del buffer[: end + 2]
  *                 continue
  *             if self._crlf:             # <<<<<<<<<<<<<<
@@ -5896,7 +6125,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     if (__pyx_v_self->_crlf) {
 
-      /* "proxy/_wire_c.pyx":166
+      /* "proxy/_wire_c.pyx":172
  *                 continue
  *             if self._crlf:
  *                 if size < 2:             # <<<<<<<<<<<<<<
@@ -5908,7 +6137,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (__pyx_t_3) {
 
 
-        /* "proxy/_wire_c.pyx":167
+        /* "proxy/_wire_c.pyx":173
  *             if self._crlf:
  *                 if size < 2:
  *                     if size and buffer[0] != 13:             # <<<<<<<<<<<<<<
@@ -5934,20 +6163,20 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         if (unlikely(__pyx_t_3)) {
 
 
-          /* "proxy/_wire_c.pyx":168
+          /* "proxy/_wire_c.pyx":174
  *                 if size < 2:
  *                     if size and buffer[0] != 13:
  *                         raise _bad("chunk data not followed by CRLF")             # <<<<<<<<<<<<<<
  *                     return None
  *                 if buffer[0] != 13 or buffer[1] != 10:
 */
-          __pyx_t_8 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_chunk_data_not_followed_by_CRLF); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 168, __pyx_L1_error)
+          __pyx_t_8 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_chunk_data_not_followed_by_CRLF); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 174, __pyx_L1_error)
           __Pyx_GOTREF(__pyx_t_8);
           __Pyx_Raise(__pyx_t_8, 0, 0, 0);
           __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-          __PYX_ERR(0, 168, __pyx_L1_error)
+          __PYX_ERR(0, 174, __pyx_L1_error)
 
-          /* "proxy/_wire_c.pyx":167
+          /* "proxy/_wire_c.pyx":173
  *             if self._crlf:
  *                 if size < 2:
  *                     if size and buffer[0] != 13:             # <<<<<<<<<<<<<<
@@ -5956,7 +6185,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
         }
 
-        /* "proxy/_wire_c.pyx":169
+        /* "proxy/_wire_c.pyx":175
  *                     if size and buffer[0] != 13:
  *                         raise _bad("chunk data not followed by CRLF")
  *                     return None             # <<<<<<<<<<<<<<
@@ -5973,7 +6202,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         }
         goto __pyx_L0;
 
-        /* "proxy/_wire_c.pyx":166
+        /* "proxy/_wire_c.pyx":172
  *                 continue
  *             if self._crlf:
  *                 if size < 2:             # <<<<<<<<<<<<<<
@@ -5982,7 +6211,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":170
+      /* "proxy/_wire_c.pyx":176
  *                         raise _bad("chunk data not followed by CRLF")
  *                     return None
  *                 if buffer[0] != 13 or buffer[1] != 10:             # <<<<<<<<<<<<<<
@@ -6008,20 +6237,20 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (unlikely(__pyx_t_3)) {
 
 
-        /* "proxy/_wire_c.pyx":171
+        /* "proxy/_wire_c.pyx":177
  *                     return None
  *                 if buffer[0] != 13 or buffer[1] != 10:
  *                     raise _bad("chunk data not followed by CRLF")             # <<<<<<<<<<<<<<
  *                 del buffer[:2]
  *                 size -= 2
 */
-        __pyx_t_8 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_chunk_data_not_followed_by_CRLF); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 171, __pyx_L1_error)
+        __pyx_t_8 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_chunk_data_not_followed_by_CRLF); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 177, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
         __Pyx_Raise(__pyx_t_8, 0, 0, 0);
         __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
-        __PYX_ERR(0, 171, __pyx_L1_error)
+        __PYX_ERR(0, 177, __pyx_L1_error)
 
-        /* "proxy/_wire_c.pyx":170
+        /* "proxy/_wire_c.pyx":176
  *                         raise _bad("chunk data not followed by CRLF")
  *                     return None
  *                 if buffer[0] != 13 or buffer[1] != 10:             # <<<<<<<<<<<<<<
@@ -6030,7 +6259,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":172
+      /* "proxy/_wire_c.pyx":178
  *                 if buffer[0] != 13 or buffer[1] != 10:
  *                     raise _bad("chunk data not followed by CRLF")
  *                 del buffer[:2]             # <<<<<<<<<<<<<<
@@ -6039,11 +6268,11 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       if (unlikely(__pyx_v_buffer == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-        __PYX_ERR(0, 172, __pyx_L1_error)
+        __PYX_ERR(0, 178, __pyx_L1_error)
       }
-      if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, 2, NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 172, __pyx_L1_error)
+      if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, 2, NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 178, __pyx_L1_error)
 
-      /* "proxy/_wire_c.pyx":173
+      /* "proxy/_wire_c.pyx":179
  *                     raise _bad("chunk data not followed by CRLF")
  *                 del buffer[:2]
  *                 size -= 2             # <<<<<<<<<<<<<<
@@ -6052,7 +6281,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       __pyx_v_size = (__pyx_v_size - 2);
 
-      /* "proxy/_wire_c.pyx":174
+      /* "proxy/_wire_c.pyx":180
  *                 del buffer[:2]
  *                 size -= 2
  *                 self._crlf = False             # <<<<<<<<<<<<<<
@@ -6061,7 +6290,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       __pyx_v_self->_crlf = 0;
 
-      /* "proxy/_wire_c.pyx":165
+      /* "proxy/_wire_c.pyx":171
  *                 del buffer[: end + 2]
  *                 continue
  *             if self._crlf:             # <<<<<<<<<<<<<<
@@ -6070,7 +6299,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     }
 
-    /* "proxy/_wire_c.pyx":175
+    /* "proxy/_wire_c.pyx":181
  *                 size -= 2
  *                 self._crlf = False
  *             if self._left:             # <<<<<<<<<<<<<<
@@ -6082,7 +6311,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
     if (__pyx_t_3) {
 
 
-      /* "proxy/_wire_c.pyx":176
+      /* "proxy/_wire_c.pyx":182
  *                 self._crlf = False
  *             if self._left:
  *                 if not size:             # <<<<<<<<<<<<<<
@@ -6094,7 +6323,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (__pyx_t_3) {
 
 
-        /* "proxy/_wire_c.pyx":177
+        /* "proxy/_wire_c.pyx":183
  *             if self._left:
  *                 if not size:
  *                     return None             # <<<<<<<<<<<<<<
@@ -6111,7 +6340,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         }
         goto __pyx_L0;
 
-        /* "proxy/_wire_c.pyx":176
+        /* "proxy/_wire_c.pyx":182
  *                 self._crlf = False
  *             if self._left:
  *                 if not size:             # <<<<<<<<<<<<<<
@@ -6120,7 +6349,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":178
+      /* "proxy/_wire_c.pyx":184
  *                 if not size:
  *                     return None
  *                 if <unsigned long long>size > self._left:             # <<<<<<<<<<<<<<
@@ -6132,7 +6361,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (__pyx_t_3) {
 
 
-        /* "proxy/_wire_c.pyx":179
+        /* "proxy/_wire_c.pyx":185
  *                     return None
  *                 if <unsigned long long>size > self._left:
  *                     size = <Py_ssize_t>self._left             # <<<<<<<<<<<<<<
@@ -6141,7 +6370,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
         __pyx_v_size = ((Py_ssize_t)__pyx_v_self->_left);
 
-        /* "proxy/_wire_c.pyx":178
+        /* "proxy/_wire_c.pyx":184
  *                 if not size:
  *                     return None
  *                 if <unsigned long long>size > self._left:             # <<<<<<<<<<<<<<
@@ -6150,7 +6379,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":180
+      /* "proxy/_wire_c.pyx":186
  *                 if <unsigned long long>size > self._left:
  *                     size = <Py_ssize_t>self._left
  *                 data = bytes(buffer[:size])             # <<<<<<<<<<<<<<
@@ -6160,9 +6389,9 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       __pyx_t_2 = NULL;
       if (unlikely(__pyx_v_buffer == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-        __PYX_ERR(0, 180, __pyx_L1_error)
+        __PYX_ERR(0, 186, __pyx_L1_error)
       }
-      __pyx_t_4 = PySequence_GetSlice(__pyx_v_buffer, 0, __pyx_v_size); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 180, __pyx_L1_error)
+      __pyx_t_4 = PySequence_GetSlice(__pyx_v_buffer, 0, __pyx_v_size); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 186, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __pyx_t_11 = 1;
       {
@@ -6170,13 +6399,13 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         __pyx_t_8 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_2); __pyx_t_2 = 0;
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 180, __pyx_L1_error)
+        if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 186, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_8);
       }
       __pyx_v_data = ((PyObject*)__pyx_t_8);
       __pyx_t_8 = 0;
 
-      /* "proxy/_wire_c.pyx":181
+      /* "proxy/_wire_c.pyx":187
  *                     size = <Py_ssize_t>self._left
  *                 data = bytes(buffer[:size])
  *                 del buffer[:size]             # <<<<<<<<<<<<<<
@@ -6185,11 +6414,11 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       if (unlikely(__pyx_v_buffer == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-        __PYX_ERR(0, 181, __pyx_L1_error)
+        __PYX_ERR(0, 187, __pyx_L1_error)
       }
-      if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, __pyx_v_size, NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 181, __pyx_L1_error)
+      if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, __pyx_v_size, NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 187, __pyx_L1_error)
 
-      /* "proxy/_wire_c.pyx":182
+      /* "proxy/_wire_c.pyx":188
  *                 data = bytes(buffer[:size])
  *                 del buffer[:size]
  *                 self._left -= size             # <<<<<<<<<<<<<<
@@ -6198,7 +6427,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       __pyx_v_self->_left = (__pyx_v_self->_left - __pyx_v_size);
 
-      /* "proxy/_wire_c.pyx":183
+      /* "proxy/_wire_c.pyx":189
  *                 del buffer[:size]
  *                 self._left -= size
  *                 if not self._left:             # <<<<<<<<<<<<<<
@@ -6210,7 +6439,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (__pyx_t_3) {
 
 
-        /* "proxy/_wire_c.pyx":184
+        /* "proxy/_wire_c.pyx":190
  *                 self._left -= size
  *                 if not self._left:
  *                     self._crlf = True             # <<<<<<<<<<<<<<
@@ -6219,7 +6448,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
         __pyx_v_self->_crlf = 1;
 
-        /* "proxy/_wire_c.pyx":183
+        /* "proxy/_wire_c.pyx":189
  *                 del buffer[:size]
  *                 self._left -= size
  *                 if not self._left:             # <<<<<<<<<<<<<<
@@ -6228,7 +6457,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":185
+      /* "proxy/_wire_c.pyx":191
  *                 if not self._left:
  *                     self._crlf = True
  *                 return data             # <<<<<<<<<<<<<<
@@ -6246,7 +6475,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       }
       goto __pyx_L0;
 
-      /* "proxy/_wire_c.pyx":175
+      /* "proxy/_wire_c.pyx":181
  *                 size -= 2
  *                 self._crlf = False
  *             if self._left:             # <<<<<<<<<<<<<<
@@ -6255,7 +6484,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     }
 
-    /* "proxy/_wire_c.pyx":186
+    /* "proxy/_wire_c.pyx":192
  *                     self._crlf = True
  *                 return data
  *             end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE + 2)             # <<<<<<<<<<<<<<
@@ -6264,9 +6493,9 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     __pyx_t_4 = __pyx_v_buffer;
     __Pyx_INCREF(__pyx_t_4);
-    __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_MAX_CHUNK_LINE); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 186, __pyx_L1_error)
+    __Pyx_GetModuleGlobalName(__pyx_t_2, __pyx_mstate_global->__pyx_n_u_MAX_CHUNK_LINE); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 192, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_2);
-    __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_t_2, __pyx_mstate_global->__pyx_int_2, 2, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 186, __pyx_L1_error)
+    __pyx_t_10 = __Pyx_PyLong_AddObjC(__pyx_t_2, __pyx_mstate_global->__pyx_int_2, 2, 0, 0); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 192, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_10);
     __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
     __pyx_t_11 = 0;
@@ -6275,14 +6504,14 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       __pyx_t_8 = __Pyx_PyObject_FastCallMethod((PyObject*)__pyx_mstate_global->__pyx_n_u_find, __pyx_callargs+__pyx_t_11, (4-__pyx_t_11) | (1*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
       __Pyx_XDECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 186, __pyx_L1_error)
+      if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 192, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
     }
-    __pyx_t_1 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_1 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 186, __pyx_L1_error)
+    __pyx_t_1 = __Pyx_PyIndex_AsSsize_t(__pyx_t_8); if (unlikely((__pyx_t_1 == (Py_ssize_t)-1) && PyErr_Occurred())) __PYX_ERR(0, 192, __pyx_L1_error)
     __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
     __pyx_v_end = __pyx_t_1;
 
-    /* "proxy/_wire_c.pyx":187
+    /* "proxy/_wire_c.pyx":193
  *                 return data
  *             end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE + 2)
  *             if end == -1:             # <<<<<<<<<<<<<<
@@ -6294,40 +6523,40 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
     if (__pyx_t_3) {
 
 
-      /* "proxy/_wire_c.pyx":188
+      /* "proxy/_wire_c.pyx":194
  *             end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE + 2)
  *             if end == -1:
  *                 if size > MAX_CHUNK_LINE + 1:             # <<<<<<<<<<<<<<
  *                     raise _bad("chunk-size line too long")
  *                 return None
 */
-      __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_size); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 188, __pyx_L1_error)
+      __pyx_t_8 = PyLong_FromSsize_t(__pyx_v_size); if (unlikely(!__pyx_t_8)) __PYX_ERR(0, 194, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_8);
-      __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_MAX_CHUNK_LINE); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 188, __pyx_L1_error)
+      __Pyx_GetModuleGlobalName(__pyx_t_10, __pyx_mstate_global->__pyx_n_u_MAX_CHUNK_LINE); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 194, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
-      __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_t_10, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 188, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyLong_AddObjC(__pyx_t_10, __pyx_mstate_global->__pyx_int_1, 1, 0, 0); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 194, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      __pyx_t_3 = __Pyx_PyObject_CompareBoolGt_int_object(__pyx_t_8, __pyx_t_4, Py_GT); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 188, __pyx_L1_error)
+      __pyx_t_3 = __Pyx_PyObject_CompareBoolGt_int_object(__pyx_t_8, __pyx_t_4, Py_GT); if (unlikely((__pyx_t_3 < 0))) __PYX_ERR(0, 194, __pyx_L1_error)
       __Pyx_DECREF(__pyx_t_8); __pyx_t_8 = 0;
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       if (unlikely(__pyx_t_3)) {
 
 
-        /* "proxy/_wire_c.pyx":189
+        /* "proxy/_wire_c.pyx":195
  *             if end == -1:
  *                 if size > MAX_CHUNK_LINE + 1:
  *                     raise _bad("chunk-size line too long")             # <<<<<<<<<<<<<<
  *                 return None
  *             p = buffer
 */
-        __pyx_t_4 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_chunk_size_line_too_long); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 189, __pyx_L1_error)
+        __pyx_t_4 = __pyx_f_5proxy_7_wire_c__bad(__pyx_mstate_global->__pyx_kp_u_chunk_size_line_too_long); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 195, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
         __Pyx_Raise(__pyx_t_4, 0, 0, 0);
         __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-        __PYX_ERR(0, 189, __pyx_L1_error)
+        __PYX_ERR(0, 195, __pyx_L1_error)
 
-        /* "proxy/_wire_c.pyx":188
+        /* "proxy/_wire_c.pyx":194
  *             end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE + 2)
  *             if end == -1:
  *                 if size > MAX_CHUNK_LINE + 1:             # <<<<<<<<<<<<<<
@@ -6336,7 +6565,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":190
+      /* "proxy/_wire_c.pyx":196
  *                 if size > MAX_CHUNK_LINE + 1:
  *                     raise _bad("chunk-size line too long")
  *                 return None             # <<<<<<<<<<<<<<
@@ -6353,7 +6582,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       }
       goto __pyx_L0;
 
-      /* "proxy/_wire_c.pyx":187
+      /* "proxy/_wire_c.pyx":193
  *                 return data
  *             end = buffer.find(b"\r\n", 0, MAX_CHUNK_LINE + 2)
  *             if end == -1:             # <<<<<<<<<<<<<<
@@ -6362,17 +6591,17 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     }
 
-    /* "proxy/_wire_c.pyx":191
+    /* "proxy/_wire_c.pyx":197
  *                     raise _bad("chunk-size line too long")
  *                 return None
  *             p = buffer             # <<<<<<<<<<<<<<
  *             value = 0
  *             digits = 0
 */
-    __pyx_t_5 = __Pyx_PyObject_AsUString(__pyx_v_buffer); if (unlikely((!__pyx_t_5) && PyErr_Occurred())) __PYX_ERR(0, 191, __pyx_L1_error)
+    __pyx_t_5 = __Pyx_PyObject_AsUString(__pyx_v_buffer); if (unlikely((!__pyx_t_5) && PyErr_Occurred())) __PYX_ERR(0, 197, __pyx_L1_error)
     __pyx_v_p = __pyx_t_5;
 
-    /* "proxy/_wire_c.pyx":192
+    /* "proxy/_wire_c.pyx":198
  *                 return None
  *             p = buffer
  *             value = 0             # <<<<<<<<<<<<<<
@@ -6381,7 +6610,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     __pyx_v_value = 0;
 
-    /* "proxy/_wire_c.pyx":193
+    /* "proxy/_wire_c.pyx":199
  *             p = buffer
  *             value = 0
  *             digits = 0             # <<<<<<<<<<<<<<
@@ -6390,7 +6619,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     __pyx_v_digits = 0;
 
-    /* "proxy/_wire_c.pyx":194
+    /* "proxy/_wire_c.pyx":200
  *             value = 0
  *             digits = 0
  *             i = 0             # <<<<<<<<<<<<<<
@@ -6399,7 +6628,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     __pyx_v_i = 0;
 
-    /* "proxy/_wire_c.pyx":195
+    /* "proxy/_wire_c.pyx":201
  *             digits = 0
  *             i = 0
  *             while i < end:             # <<<<<<<<<<<<<<
@@ -6412,7 +6641,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 
       if (!__pyx_t_3) break;
 
-      /* "proxy/_wire_c.pyx":196
+      /* "proxy/_wire_c.pyx":202
  *             i = 0
  *             while i < end:
  *                 digit = HEXVAL[p[i]]             # <<<<<<<<<<<<<<
@@ -6421,7 +6650,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       __pyx_v_digit = (__pyx_v_5proxy_7_wire_c_HEXVAL[(__pyx_v_p[__pyx_v_i])]);
 
-      /* "proxy/_wire_c.pyx":197
+      /* "proxy/_wire_c.pyx":203
  *             while i < end:
  *                 digit = HEXVAL[p[i]]
  *                 if digit < 0:             # <<<<<<<<<<<<<<
@@ -6433,7 +6662,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       if (__pyx_t_3) {
 
 
-        /* "proxy/_wire_c.pyx":198
+        /* "proxy/_wire_c.pyx":204
  *                 digit = HEXVAL[p[i]]
  *                 if digit < 0:
  *                     break             # <<<<<<<<<<<<<<
@@ -6442,7 +6671,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
         goto __pyx_L28_break;
 
-        /* "proxy/_wire_c.pyx":197
+        /* "proxy/_wire_c.pyx":203
  *             while i < end:
  *                 digit = HEXVAL[p[i]]
  *                 if digit < 0:             # <<<<<<<<<<<<<<
@@ -6451,7 +6680,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       }
 
-      /* "proxy/_wire_c.pyx":199
+      /* "proxy/_wire_c.pyx":205
  *                 if digit < 0:
  *                     break
  *                 value = value * 16 + <unsigned long long>digit             # <<<<<<<<<<<<<<
@@ -6460,7 +6689,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       __pyx_v_value = ((__pyx_v_value * 16) + ((unsigned PY_LONG_LONG)__pyx_v_digit));
 
-      /* "proxy/_wire_c.pyx":200
+      /* "proxy/_wire_c.pyx":206
  *                     break
  *                 value = value * 16 + <unsigned long long>digit
  *                 digits += 1             # <<<<<<<<<<<<<<
@@ -6469,7 +6698,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
       __pyx_v_digits = (__pyx_v_digits + 1);
 
-      /* "proxy/_wire_c.pyx":201
+      /* "proxy/_wire_c.pyx":207
  *                 value = value * 16 + <unsigned long long>digit
  *                 digits += 1
  *                 i += 1             # <<<<<<<<<<<<<<
@@ -6480,7 +6709,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
     }
     __pyx_L28_break:;
 
-    /* "proxy/_wire_c.pyx":202
+    /* "proxy/_wire_c.pyx":208
  *                 digits += 1
  *                 i += 1
  *             ok = 1 <= digits <= 16             # <<<<<<<<<<<<<<
@@ -6491,20 +6720,20 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
     if (__pyx_t_3) {
       __pyx_t_3 = (__pyx_v_digits <= 16);
     }
-    __pyx_t_4 = __Pyx_PyBool_FromLong(__pyx_t_3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 202, __pyx_L1_error)
+    __pyx_t_4 = __Pyx_PyBool_FromLong(__pyx_t_3); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 208, __pyx_L1_error)
     __Pyx_GOTREF(__pyx_t_4);
 
     __Pyx_XDECREF_SET(__pyx_v_ok, __pyx_t_4);
     __pyx_t_4 = 0;
 
-    /* "proxy/_wire_c.pyx":203
+    /* "proxy/_wire_c.pyx":209
  *                 i += 1
  *             ok = 1 <= digits <= 16
  *             if ok and i < end and p[i] == 59:  # ";" extensions             # <<<<<<<<<<<<<<
  *                 while i < end and not _control(p[i]):
  *                     i += 1
 */
-    __pyx_t_7 = __Pyx_PyObject_IsTrue(__pyx_v_ok); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 203, __pyx_L1_error)
+    __pyx_t_7 = __Pyx_PyObject_IsTrue(__pyx_v_ok); if (unlikely((__pyx_t_7 < 0))) __PYX_ERR(0, 209, __pyx_L1_error)
     if (__pyx_t_7) {
 
     } else {
@@ -6532,7 +6761,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
     if (__pyx_t_3) {
 
 
-      /* "proxy/_wire_c.pyx":204
+      /* "proxy/_wire_c.pyx":210
  *             ok = 1 <= digits <= 16
  *             if ok and i < end and p[i] == 59:  # ";" extensions
  *                 while i < end and not _control(p[i]):             # <<<<<<<<<<<<<<
@@ -6550,7 +6779,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 
           goto __pyx_L36_bool_binop_done;
         }
-        __pyx_t_7 = __pyx_f_5proxy_7_wire_c__control((__pyx_v_p[__pyx_v_i])); if (unlikely(__pyx_t_7 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 204, __pyx_L1_error)
+        __pyx_t_7 = __pyx_f_5proxy_7_wire_c__control((__pyx_v_p[__pyx_v_i])); if (unlikely(__pyx_t_7 == ((int)-1) && PyErr_Occurred())) __PYX_ERR(0, 210, __pyx_L1_error)
         __pyx_t_6 = (!__pyx_t_7);
 
 
@@ -6561,7 +6790,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 
         if (!__pyx_t_3) break;
 
-        /* "proxy/_wire_c.pyx":205
+        /* "proxy/_wire_c.pyx":211
  *             if ok and i < end and p[i] == 59:  # ";" extensions
  *                 while i < end and not _control(p[i]):
  *                     i += 1             # <<<<<<<<<<<<<<
@@ -6571,7 +6800,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         __pyx_v_i = (__pyx_v_i + 1);
       }
 
-      /* "proxy/_wire_c.pyx":203
+      /* "proxy/_wire_c.pyx":209
  *                 i += 1
  *             ok = 1 <= digits <= 16
  *             if ok and i < end and p[i] == 59:  # ";" extensions             # <<<<<<<<<<<<<<
@@ -6580,7 +6809,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     }
 
-    /* "proxy/_wire_c.pyx":206
+    /* "proxy/_wire_c.pyx":212
  *                 while i < end and not _control(p[i]):
  *                     i += 1
  *             while ok and i < end and (p[i] == 32 or p[i] == 9):             # <<<<<<<<<<<<<<
@@ -6588,7 +6817,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
  *             if not ok or i != end:
 */
     while (1) {
-      __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_ok); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 206, __pyx_L1_error)
+      __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_ok); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 212, __pyx_L1_error)
       if (__pyx_t_6) {
 
       } else {
@@ -6626,7 +6855,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 
       if (!__pyx_t_3) break;
 
-      /* "proxy/_wire_c.pyx":207
+      /* "proxy/_wire_c.pyx":213
  *                     i += 1
  *             while ok and i < end and (p[i] == 32 or p[i] == 9):
  *                 i += 1             # <<<<<<<<<<<<<<
@@ -6636,14 +6865,14 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       __pyx_v_i = (__pyx_v_i + 1);
     }
 
-    /* "proxy/_wire_c.pyx":208
+    /* "proxy/_wire_c.pyx":214
  *             while ok and i < end and (p[i] == 32 or p[i] == 9):
  *                 i += 1
  *             if not ok or i != end:             # <<<<<<<<<<<<<<
  *                 raise _bad(f"malformed chunk-size line {bytes(buffer[:min(end, 40)])!r}")
  *             del buffer[: end + 2]
 */
-    __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_ok); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 208, __pyx_L1_error)
+    __pyx_t_6 = __Pyx_PyObject_IsTrue(__pyx_v_ok); if (unlikely((__pyx_t_6 < 0))) __PYX_ERR(0, 214, __pyx_L1_error)
     __pyx_t_7 = (!__pyx_t_6);
 
 
@@ -6664,7 +6893,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
     if (unlikely(__pyx_t_3)) {
 
 
-      /* "proxy/_wire_c.pyx":209
+      /* "proxy/_wire_c.pyx":215
  *                 i += 1
  *             if not ok or i != end:
  *                 raise _bad(f"malformed chunk-size line {bytes(buffer[:min(end, 40)])!r}")             # <<<<<<<<<<<<<<
@@ -6674,7 +6903,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
       __pyx_t_8 = NULL;
       if (unlikely(__pyx_v_buffer == Py_None)) {
         PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-        __PYX_ERR(0, 209, __pyx_L1_error)
+        __PYX_ERR(0, 215, __pyx_L1_error)
       }
 
       __pyx_t_12 = 40;
@@ -6690,7 +6919,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         __pyx_t_13 = __pyx_t_1;
       }
 
-      __pyx_t_10 = PySequence_GetSlice(__pyx_v_buffer, 0, __pyx_t_13); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 209, __pyx_L1_error)
+      __pyx_t_10 = PySequence_GetSlice(__pyx_v_buffer, 0, __pyx_t_13); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 215, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
 
       __pyx_t_11 = 1;
@@ -6699,23 +6928,23 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
         __pyx_t_4 = __Pyx_PyObject_FastCall((PyObject*)(&PyBytes_Type), __pyx_callargs+__pyx_t_11, (2-__pyx_t_11) | (__pyx_t_11*__Pyx_PY_VECTORCALL_ARGUMENTS_OFFSET));
         __Pyx_XDECREF(__pyx_t_8); __pyx_t_8 = 0;
         __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 209, __pyx_L1_error)
+        if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 215, __pyx_L1_error)
         __Pyx_GOTREF(__pyx_t_4);
       }
-      __pyx_t_10 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_t_4), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 209, __pyx_L1_error)
+      __pyx_t_10 = __Pyx_PyObject_FormatSimpleAndDecref(PyObject_Repr(__pyx_t_4), __pyx_mstate_global->__pyx_empty_unicode); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 215, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
-      __pyx_t_4 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_malformed_chunk_size_line, __pyx_t_10); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 209, __pyx_L1_error)
+      __pyx_t_4 = __Pyx_PyUnicode_Concat(__pyx_mstate_global->__pyx_kp_u_malformed_chunk_size_line, __pyx_t_10); if (unlikely(!__pyx_t_4)) __PYX_ERR(0, 215, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_4);
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      __pyx_t_10 = __pyx_f_5proxy_7_wire_c__bad(((PyObject*)__pyx_t_4)); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 209, __pyx_L1_error)
+      __pyx_t_10 = __pyx_f_5proxy_7_wire_c__bad(((PyObject*)__pyx_t_4)); if (unlikely(!__pyx_t_10)) __PYX_ERR(0, 215, __pyx_L1_error)
       __Pyx_GOTREF(__pyx_t_10);
       __Pyx_DECREF(__pyx_t_4); __pyx_t_4 = 0;
       __Pyx_Raise(__pyx_t_10, 0, 0, 0);
       __Pyx_DECREF(__pyx_t_10); __pyx_t_10 = 0;
-      __PYX_ERR(0, 209, __pyx_L1_error)
+      __PYX_ERR(0, 215, __pyx_L1_error)
 
-      /* "proxy/_wire_c.pyx":208
+      /* "proxy/_wire_c.pyx":214
  *             while ok and i < end and (p[i] == 32 or p[i] == 9):
  *                 i += 1
  *             if not ok or i != end:             # <<<<<<<<<<<<<<
@@ -6724,7 +6953,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     }
 
-    /* "proxy/_wire_c.pyx":210
+    /* "proxy/_wire_c.pyx":216
  *             if not ok or i != end:
  *                 raise _bad(f"malformed chunk-size line {bytes(buffer[:min(end, 40)])!r}")
  *             del buffer[: end + 2]             # <<<<<<<<<<<<<<
@@ -6733,11 +6962,11 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     if (unlikely(__pyx_v_buffer == Py_None)) {
       PyErr_SetString(PyExc_TypeError, "\047NoneType\047 object is not subscriptable");
-      __PYX_ERR(0, 210, __pyx_L1_error)
+      __PYX_ERR(0, 216, __pyx_L1_error)
     }
-    if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, (__pyx_v_end + 2), NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 210, __pyx_L1_error)
+    if (__Pyx_PyObject_DelSlice(__pyx_v_buffer, 0, (__pyx_v_end + 2), NULL, NULL, NULL, 0, 1, 0) < (0)) __PYX_ERR(0, 216, __pyx_L1_error)
 
-    /* "proxy/_wire_c.pyx":211
+    /* "proxy/_wire_c.pyx":217
  *                 raise _bad(f"malformed chunk-size line {bytes(buffer[:min(end, 40)])!r}")
  *             del buffer[: end + 2]
  *             self._left = value             # <<<<<<<<<<<<<<
@@ -6746,7 +6975,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
 */
     __pyx_v_self->_left = __pyx_v_value;
 
-    /* "proxy/_wire_c.pyx":212
+    /* "proxy/_wire_c.pyx":218
  *             del buffer[: end + 2]
  *             self._left = value
  *             if not value:             # <<<<<<<<<<<<<<
@@ -6757,14 +6986,14 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
     if (__pyx_t_3) {
 
 
-      /* "proxy/_wire_c.pyx":213
+      /* "proxy/_wire_c.pyx":219
  *             self._left = value
  *             if not value:
  *                 self._trailer = True             # <<<<<<<<<<<<<<
 */
       __pyx_v_self->_trailer = 1;
 
-      /* "proxy/_wire_c.pyx":212
+      /* "proxy/_wire_c.pyx":218
  *             del buffer[: end + 2]
  *             self._left = value
  *             if not value:             # <<<<<<<<<<<<<<
@@ -6774,7 +7003,7 @@ static PyObject *__pyx_pf_5proxy_7_wire_c_14ChunkedDecoder_next(struct __pyx_obj
     __pyx_L3_continue:;
   }
 
-  /* "proxy/_wire_c.pyx":140
+  /* "proxy/_wire_c.pyx":146
  *     cdef Py_ssize_t _trailer_size
  * 
  *     def next(self, bytearray buffer):             # <<<<<<<<<<<<<<
@@ -7824,14 +8053,14 @@ static int __Pyx_modinit_Exttype___pyx_obj_5proxy_7_wire_c_ChunkedDecoder(__pyx_
   __Pyx_RefNannySetupContext("__Pyx_modinit_Exttype___pyx_obj_5proxy_7_wire_c_ChunkedDecoder", 0);
   /*--- Exttype __pyx_obj_5proxy_7_wire_c_ChunkedDecoder ---*/
   #if CYTHON_USE_TYPE_SPECS
-  __pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_5proxy_7_wire_c_ChunkedDecoder_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder)) __PYX_ERR(0, 132, __pyx_L1_error)
+  __pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder = (PyTypeObject *) __Pyx_PyType_FromModuleAndSpec(__pyx_m, &__pyx_type_5proxy_7_wire_c_ChunkedDecoder_spec, NULL); if (unlikely(!__pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder)) __PYX_ERR(0, 138, __pyx_L1_error)
   #else
   __pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder = &__pyx_type_5proxy_7_wire_c_ChunkedDecoder;
   #endif
   #if !CYTHON_COMPILING_IN_LIMITED_API
   #endif
   #if !CYTHON_USE_TYPE_SPECS
-  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder) < (0)) __PYX_ERR(0, 132, __pyx_L1_error)
+  if (__Pyx_PyType_Ready(__pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder) < (0)) __PYX_ERR(0, 138, __pyx_L1_error)
   #endif
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount((PyObject*)__pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder);
@@ -7841,8 +8070,8 @@ static int __Pyx_modinit_Exttype___pyx_obj_5proxy_7_wire_c_ChunkedDecoder(__pyx_
     __pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder->tp_getattro = PyObject_GenericGetAttr;
   }
   #endif
-  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_ChunkedDecoder, (PyObject *) __pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder) < (0)) __PYX_ERR(0, 132, __pyx_L1_error)
-  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder) < (0)) __PYX_ERR(0, 132, __pyx_L1_error)
+  if (PyObject_SetAttr(__pyx_m, __pyx_mstate_global->__pyx_n_u_ChunkedDecoder, (PyObject *) __pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder) < (0)) __PYX_ERR(0, 138, __pyx_L1_error)
+  if (__Pyx_setup_reduce((PyObject *) __pyx_mstate->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder) < (0)) __PYX_ERR(0, 138, __pyx_L1_error)
   __Pyx_RefNannyFinishContext();
   return 0;
   __pyx_L1_error:;
@@ -8247,19 +8476,19 @@ __Pyx_RefNannySetupContext("PyInit__wire_c", 0);
   if (PyDict_SetItem(__pyx_mstate_global->__pyx_d, __pyx_mstate_global->__pyx_n_u_response_framing, __pyx_t_2) < (0)) __PYX_ERR(0, 97, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
-  /* "proxy/_wire_c.pyx":140
+  /* "proxy/_wire_c.pyx":146
  *     cdef Py_ssize_t _trailer_size
  * 
  *     def next(self, bytearray buffer):             # <<<<<<<<<<<<<<
  *         cdef Py_ssize_t end, size, i
  *         cdef unsigned long long value
 */
-  __pyx_t_2 = __Pyx_CyFunction_New(&__pyx_mdef_5proxy_7_wire_c_14ChunkedDecoder_1next, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_ChunkedDecoder_next, NULL, __pyx_mstate_global->__pyx_n_u_proxy__wire_c, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 140, __pyx_L1_error)
+  __pyx_t_2 = __Pyx_CyFunction_New(&__pyx_mdef_5proxy_7_wire_c_14ChunkedDecoder_1next, __Pyx_CYFUNCTION_CCLASS, __pyx_mstate_global->__pyx_n_u_ChunkedDecoder_next, NULL, __pyx_mstate_global->__pyx_n_u_proxy__wire_c, __pyx_mstate_global->__pyx_d, ((PyObject *)__pyx_mstate_global->__pyx_codeobj_tab[2])); if (unlikely(!__pyx_t_2)) __PYX_ERR(0, 146, __pyx_L1_error)
   __Pyx_GOTREF(__pyx_t_2);
   #if CYTHON_COMPILING_IN_CPYTHON && PY_VERSION_HEX >= 0x030E0000
   PyUnstable_Object_EnableDeferredRefcount(__pyx_t_2);
   #endif
-  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder, __pyx_mstate_global->__pyx_n_u_next, __pyx_t_2) < (0)) __PYX_ERR(0, 140, __pyx_L1_error)
+  if (__Pyx_SetItemOnTypeDict(__pyx_mstate_global->__pyx_ptype_5proxy_7_wire_c_ChunkedDecoder, __pyx_mstate_global->__pyx_n_u_next, __pyx_t_2) < (0)) __PYX_ERR(0, 146, __pyx_L1_error)
   __Pyx_DECREF(__pyx_t_2); __pyx_t_2 = 0;
 
   /* "(tree fragment)":1
@@ -8382,38 +8611,38 @@ static int __Pyx_InitConstants(__pyx_mstatetype *__pyx_mstate) {
   int __pyx_clineno = 0;
   CYTHON_UNUSED_VAR(__pyx_mstate);
   {
-    const struct { const unsigned int length: 8; } str_length_index[] = {{15},{1},{1},{179},{36},{37},{8},{34},{41},{31},{24},{32},{44},{38},{7},{6},{2},{9},{26},{25},{22},{25},{22},{13},{11},{17},{52},{12},{10},{11},{9},{14},{32},{34},{19},{14},{14},{12},{19},{8},{20},{12},{8},{8},{12},{8},{10},{8},{7},{14},{12},{11},{10},{29},{12},{10},{17},{13},{12},{12},{19},{8},{5},{7},{13},{5},{1},{18},{1},{6},{1},{18},{7},{5},{14},{5},{4},{5},{6},{12},{19},{20},{3},{4},{4},{7},{1},{5},{6},{8},{10},{5},{6},{1},{4},{4},{2},{1},{19},{3},{13},{6},{16},{4},{10},{4},{5},{6},{11},{6},{12},{5},{6}};
-    const struct { const unsigned int length: 10; } bytes_length_index[] = {{2},{4},{1},{4},{5},{7},{17},{11},{169},{57},{810},{108},{706}};
+    const struct { const unsigned int length: 8; } str_length_index[] = {{15},{1},{1},{179},{36},{37},{8},{34},{41},{31},{24},{32},{44},{38},{7},{6},{2},{9},{26},{25},{22},{25},{22},{13},{11},{17},{52},{12},{10},{11},{9},{14},{32},{34},{19},{14},{14},{12},{19},{8},{20},{12},{8},{8},{12},{8},{10},{8},{7},{14},{12},{11},{10},{29},{12},{10},{17},{13},{12},{12},{19},{8},{5},{7},{13},{5},{1},{18},{1},{6},{1},{9},{18},{7},{5},{14},{5},{4},{5},{6},{12},{19},{20},{3},{4},{4},{7},{1},{5},{6},{7},{8},{10},{5},{6},{1},{4},{4},{2},{1},{19},{3},{13},{6},{16},{4},{10},{4},{5},{6},{11},{6},{12},{5},{6}};
+    const struct { const unsigned int length: 10; } bytes_length_index[] = {{2},{4},{1},{1},{4},{5},{7},{14},{17},{11},{251},{57},{810},{108},{706}};
     #ifndef CYTHON_COMPRESS_STRINGS
       #define CYTHON_COMPRESS_STRINGS 90
     #endif
-    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2039 bytes) */
-static const char cstring[] = "x\332uU\317s\323H\032\035\023\003\001\314$\376\021\222\035\252v\225\204\201\235\332!\031C\030\206\335\251\335r\034\007\030B\210\355\000C\261\265\252\266\324\2165Q$[-\221d\331\335\342\250c\037u\324QG\035}\3641G\037}\344O\230?a^\267\3448\204YSH\255\356\257\373{\337\353\367\276\374\331u(U\332\016\331;\240\226\373\315\312?\266m\227*n\207\270J\365\330\355\330\226b0E\247\246\321\242\016q\251y\2540\32714\227:\"\310Rvj;w\327~XS\210\245+\016\375\205j.S\230\327\322L\302\030e\212\335VZ\236a\272\206\245\270\307]\312V\224\247m\345\330\366\024\213R]qm\245\213\270\263\033\334\016\265\024F]1P\356\020\313\262]\342\032\266\245b\273a\355\335Qt\303A\022\343\035\025\2737\211\311\350\n\021\370\017\260\252\264\rj\352\n\222\021E\353x\326\276\310\341\020\303\004v\240c]\333bT\351P\242+\007\036s\025j\311\340jckS>\210\256\253HH[\304\241\230PlG\301\212\300\0160\237\354o\331nG\251\332\226\013\322\356nQk\017\237\202\202]\207X\254M\235\2735K\263u@\2220\024\235\270D\301\311J\3336M\373\020\260Z\3072\243\\\276\313\214\177S\3054,Q\223\255\230v\272m\202\036\214h\202\205\311:R;\266\211*\211C\344m\310\242?\301\210\311w\304\364\350\357\306&\025\021\2063\273\035\2070\252\033\214\264LJ-\361\334\323\014\226\214\364\003b\266m\347\000X\316c=\2672A;YHa\234\013g\270R\217) \210\n(\237-\310\360\256c\037\035\257\250\364\035\030f\351\307!\356^\016W\345P\325V\272\307G\242\022\333\2020\335\224{%a\036\252\352vm\307\305\271\220p\n\361[\205\200>\272\376b\343\215Z}\362r\373Ym#\031o\275h\326\344h\253\266\375x\367\211\034n\277\330\256U\223}\033T\240u>\375ZQU\207\352\236\006 \322*\252\372\331:\224,\212\372\277\021\026=rk\333\033\352\213M\365y\255\331\254<\256=\257\374\234 S\267\236n\313\257\335F\345\351V\255\321l\320\003hs\307\261][\263\315\232\343\330\216\272\331\250<\177\272\375XUw\216\217\360\177\003\316T\267qf\203\266U5u\017U\361\323\305\n~m\317\322\304{o\014\014\277\003bX\362m\353\236)g,r\220\274\351\241x\201eU\353Pm\237y\007\311\027\204\346\231n2N\317\021C\341\361d\344Y]C\333\307i\237\026\254\252=\217\230\343\343S\366""\324\317x<\235\240G\342\003,\236Bbg\200\177\306\256\252\272\224\271\343r\023\355\250\006S5\333\261=4!*uC\010;\2664\303^9\235f\255\226\327\206t4MhO\005\035\020\223\206>\240\355\047bb`\334\266\264\304\360\252)\r\257\331\236\345\ng\353\306\236\341\312\007L#\312T\023\265%c\207\366<\001Jza<\225\3304\235\323\333\206\245\213ab\027f\030.=`I\022\211\007!\362\215b\035W\364\017\270\005\005\353\226 EH\310\336\357v\211\303\316\235\334\265\273g\214\243j\211\337OC\322\246\311\250\331\006\221:m\023\\\251\260\267\3444\361b\362TEv\257\213Z\251\207\215c\332ew\221\017v\375\252\370\367\327\047\265\312\306\223\335\335\235\325\324ncK\336\245i;\374\220\031e\277\215*\321\253\270\374!\3631{\335\377WP\016*\243\354\227>\031e\347x}\224\235\366/\371\006\357\215\246\257\371\017\370\024/\217rb:w\203#\340\362\0079\377\220\337\t\362\243\\\201\337\342$\211\374\236\027\370=\336\014.\007\357\302f4\025\225\047\253\330t\350k|!(\006\217\303\373\241\036-G\257\343j\214m3\376\373`1=t\306\377_POb\367\220\016\337\377\025\260\256\371?\362\236\000\372\247\2407T\276\213\257\365\3776\330\037\326\033\243l\221\377=\\\210\362\221<\340?\374!N\232\376.\316\014\313\353\203\225\341N]l\225\025.\205\210X\010\246P\346f\270\024V>\"\334\361\013\376=\277\311\263\274\302w\201\2532\232\376\322\327\371\"\212E\371\027\375\227r8\235\363+~\035\274\240>\021\235\031\345f|\047-\364B\260\034\324\003\0228a\001EiQ~4{\203\353\301bP\036]\237\361\031_L\202\213|\235kA\036\363\367\202F\300\302\345\260>\t\314\316\370.\177\020d\300%@\035\363\013\3305]\024 \004w\255 #\320\\A\302\3738\243\224\356\177\023iq>^\214\357\307Z\277\330\257\366{\203\314\2408\250\016\330\311\362I\375\204\234\260a\343\345\360\345\253Qn\226gx\236/\003\353T\260\026\364\302LX\014\253a/-uX\374KT\216\236\305N_&\367\374\252\000\315\313|\023\205\355&\241Q&\232\217\247\342\265\230\365\227\373\365>\351\037\016\310\351\366\225\210D\357\373K\375\312\030\3732\250\024\205\256\001\346\342\357e\231\347=\324Z\014\326\003\035\027\261!T\002!\356\306\005dpNk)\r\032\203\336\344\032\326\022}""\375\000d\025^\207\006\047\272\272\356\357\312\002\353\251z\257\372\337\340j\240\2359\376&h\205\031\301\345\032\367\202J\360&\224\227\370\010\227\321\002\033\217\220\034\2279/\216\006K\002k\033KF\340\206\017P34\025\245\252\227\312.\362g(\3516\360>\022\272\355g\372\363\203\251\301X\341\303\371\325\250\027g\343J\254\016~:\331\037\276y;|\373O\241\235M\276\304+RD\"A\013\014-\361\232d\350~\240\235\022\\\214\252Qo\224\313\363\374\371\250\261`\232)Q\215\310\211\213\3228It\316\257\36190\301\002\251\265#\311.6N\364\005\023\035\242\340,\030x\033]\212\332\361F?\333\257\364\033\375\236p\307\232\337C\266[\274\023tB\362!\363\353\364\027Wo\n\023\345y\211\377\014\t,D\245\350\255\330 H\272\214\323/\005f\342\266w\376k`,\301\257\323\005!Y\020\371Q<\306V\036\316\254Fn\\\216\037\303\254{\047\365\217\237\316\220\017\225_s_\\\271:\312\025!lq\2239\341\203\262\300\335\016ja\036\352\231\0257\347\242\204\322<.P\010f\0252)\217\026\376\210\341b\210\371\233X\224Q\242\374\322\002\300\211\033O\246K\303\322m\364\231\245\250\2021\356@\306\275\307>a\3249\370\247\204\273Z\207\226K_\005\267\340\341\236\210\020>\274\001;\337\010=\220\375:\336\204\346\233\203\314\231\230R\352\215\002\362\317\346OQ\213\255\027\004\010\001u#\274\024\222\220\241\307\325?\007\373=\256g9h\206S\000\322F\222&\314U>\227`\t\315hv\001\326\307\327S0<\311\"\234\220\2364,\336\001\312\365H\217\027\305\324\217\241\013\301\316\316K\255\277\n\357\211\036szV\211\377\024\2203\204.\004W\302\274\010\356\t\001\337\016.\242\215\031@\274\332/\364\313I:\221)-k5*Dg!\312m\30239Al\362\227A~\026\240\333u\330sV\\\005\221\355&\237\324\\\020Y\347\222\205\026j\2777\374\372\021\332\301\354WB\252\362\200\274lq\277\204\262\3012\331\372. \241$\0176a\221\324\364x\362V\330A\353\351\305\2318?*\375!\371;$zO\001\216\331\r\347@\177\017\216\271\217k.\302\224u\331&+i&Q\235h\246\005x\220\244F\031\336|\010S_D\203k\0176O\276>\221\005^J;\256\374\270\022Ln\273\304\267\302\314o\343\047Y~";
-    PyObject *data = __Pyx_DecompressString(cstring, 2039, 1);
+    #if (CYTHON_COMPRESS_STRINGS) == 1 /* compression: zlib (2113 bytes) */
+static const char cstring[] = "x\332uU\317S\333H\026\036\007\047!\t\031\360\017\002;\331\332\025\220Ivj\003\214\201L&;S\273%\214\201L\010\3016I&\225\335U\265\2456\326 $[-\005\330\354n\345\250c\037\373\250\243\216:\372\350\243\217>\372\230?a\376\204}\257%\003!\263\246\220[\335\257\373}\357\353\357{\376\223\347R\2524]rpDm\357\233\245\277\355:\036U\274\026\361\224\362\251\327rl\305d\212A-\263A]\342Q\353Ta\236k\352\036u1\310V\366*{\213k\337\257)\3046\024\227\376Bu\217)\314o\350\026a\2142\305i*\r\337\264<\323V\274\3236eK\312\323\246r\352\370\212M\251\241x\216\322\206\270\213\033\274\026\265\025F=\034(\017\210m;\036\361L\307\326`\273i\037<P\014\323\205$\346;\212\2737\211\305\350\022A\374G\260\2524Mj\031\n$#\212\336\362\355C\314\341\022\323\002\354\200\216\265\035\233Q\245E\211\241\034\371\314S\250-\203\313\265\235M\371 \206\241AB\332 .\205\t\305q\025XA\354\000\346\223\375\r\307k)e\307\366\200\264\305\035j\037\300+R\260\357\022\2335\251\273X\261u\307\000H\022\206b\020\217(p\262\322t,\3139\006X\215S\231Q./2\363_T\261L\033kr\024\313I\267\235\243\007Ftd\341|\035R\273\216\005U\022\227\310\333\220E\177\202\021&\337\021\313\247\277\031\233TD\030\234\331n\271\204Q\303d\244aQj\343\363@7Y22\216\210\325t\334#\300r\031\353\245\225s\264\347\013)\214K\341\014\256\324g\n\020D\021\312g\0132\274\355:\047\247K\032}\007\014\263\364\345\030\356^\016\227\345P\323\227\332\247\047X\211c\2030\275\224{%a\036T\325n;\256\007\347\202\204S\210\017\025\002\364\321\365\027\033o\264\362\366\313\335g\225\215d\274\363\242^\221\243\235\312\356\326\376\266\034\356\276\330\255\224\223}\033\024\321\272\237\276-i\232K\r_\007 \322*\232\366\331:(\031\213\372\277\0216=\361*\273\033\332\213M\355y\245^W\267*\317\325\237\023d\332\316\323]\371\266_S\237\356Tj\365\032=\002m\356\271\216\347\350\216Uq]\307\3256k\352\363\247\273[\232\266wz\002\377\033\340Lm\027\316\254\321\246\246\245\356\241\032|\014\\\201O\323\267u\374>\030\001\203\317\0211m\371\355\030\276%glr\224|\323c\374\002\2265\275E\365C\346\037%o 4\337\362\222qz\016\016\321\343\311\310\267""\333\246~\010\247}Z\260\246u|b\215\216O\331\323>\343\361l\202\236\340\013\260x\006\211]\000\376\031\273\232\346Q\346\215\312M\264\243\231L\323\035\327\361\241\tQ\251\033B\330\251\255\233\316\322\3314k4\374&HG\327\211\355\330\246N,\035E\250\001/\240*\035\032\202~\230\250\212\001\365\216\255\047\316\327,\351|\335\361m\017-n\230\007\246\047\037\340\036\254WKd\227\214]\332\361\021\2354\305h*\361k:g4M\333\300a\342\033f\232\036=bI\222\344\311$,\210\224\337P\274\353a?\001\367\000\001\206\215$\241\244\234\303v\233\270\354R\202\266\323\276`$MO\374\177\026\2226QF\255&\020k\320&\201+F\273K\216\023o&O\r\263\373m(\231\372\260qt\r\262\333\310\007\273}\023\377\036\376e\273\242nl\357\357\357-\247\376K\211[L\252\0319v\221\246\335\362Cf\230}\030\251\321\253\270\364!\3631{;\370\247(\tu\230\3752 \303\3544\377G87\314~%\3401\036\\\013L\336\031\216\337\n\036\3611^\032NL\363\352p\342\016\047\303\333y\276\200\343\031X\236\230\014N\270+\362bU\320p5lF\033\361X\\\212\267\272+\335Z\327\353=\352g\372\205~\271\337\031N\375\036\323\\\377 O|\314\037\210\334p\"\317\357q\222\344\370\216\347\371\n\257\213\353\342]X\217\306\242\322\205\325\"\337\026e\321\301\335\307\201\316gEAlA.#Z\210^\307\345\030\"&\203\367bAT\323\363\047\203\377\212z\230I\342\017\000)\314\374Gl\207\220\377V\360#gb\016K\377\243\350\014\224o\343[\335\037z\207\203jm\230-\360\277\206\263Q.\232\303\215\377\346\217\201\205\361o\343\314\240\264\336[\032\354Uq\263\344l\0369\232\025c@\334f8\037\252\037!\334\r\362\301JP\347Y\256\362}\300\247\016\307\277\014\014>\007\274\001\223W\203\227r8>\021\250A\025\230\206\2021:\203\364\271i\345W\260\002A\204\033\346\2418=\312\r\247\356pC\314\211\322\360\366d\300\370\\\022\\\340\353\\\0279\230_\0215\301\302\205\260z\036\230\235\014<\376Hd\200\\\000u\312\257\300\256\361\002\202@2\033\"\203hn@\302U8\243\230\356\177\023\351q.\236\213Wc\275[\350\226\273\235^\246W\350\225{\254\277\320\257\366I\237\rj/\007/_\r\047\246x\206\347\340\352\353P\373\232\350\204\231\260\020\226\303NZ\352\240\360\347\250\024=\213\335""\256L\356\007e\004\315K|\023\n\333OB\243L4\003\372X\213Yw\241[\355\222\356q\217\234m_\212H\364\276;\337UG\330\027\200J,t\r`\316\375V\026\020 \324Z\020\353\302\200\213\330@\331\200\264\367\343<dp\317j)\366j\275\316\3715\254%\202\373\036\220\251\274\nr>\023\032\270a_\026XM\375p3\370\006\256\006\3643\315\337\210\006(\n\270\\\343\276P\305\233P^\342\023\270\214\006\260\361\004\222g\022C\214\003K\210\265\tK\246\360\302GP3h*J\r$\245^\340\317\240\244\373\200\367\t\352\267\233\351\316\364\306z#\311\017f\226\243N\234\215\325X\353\375\324?\034\274y;x\373w\324\316&\237\347\252\024\021&h\000C\363\274\"\031Z\025\372\031\301\205\250\034\201/s<w9j$\230zJT-r\343\2024P\022=\021T\37040\001\006I|\215\354\302\306s}\201\221\216\241\340,0\3606\272\0265\343\215n\266\253\202\323;\350\216\265\240\003\331\356\361\226h\205\344C\346\327\361/n\336E\023\345x\221\377\014\022\230\215\212\321[\334\200$]\207\323\257\t+q\333\273\3405`,\202\203\307\363(Y \362#>F\206\036L.G\236l+?\364\016\372\325\217\237\316\220\017\352\257\023_\334\2709\234(\200\260I\322\225<P=\340n\212J\230\003\365L\341\315yPBq\006.\020\005\263\0142)\rg\377\000\303\271\020\346\357\302\242\214\302\362\213\263\000\016o<\231.\016\212\367\241\337\314G*\214\341\016d\334{\330\207F\235\006\377\024\341\256\326A\313\305\257\304=\360p\007#\320\207w\300\316wB\037\310~\035o\202\346\353\275\314\205\230b\352\215<\344\237\312\235\241\306\255W\020\004B\335\010\257\205$d\320\353\252\237\203\375\016\256g\001z\335\230l\275jT\307\346{)\301<4\243\251Y\260>\274=\005\206\317\263\240\023\322\223\006\205\007\200r=2\3429\234\3721\364@\260S3R\353\257\302\025\3541gg\025\371O\202\\ tV\334\010s\030\334A\001\337\027W\241\215\231\200x\271\233\357\226\222t\230)-k9\312G\027!\312m\350\231\t$6\371\221\221\257y\320\355:\330s\n\257\202\310v\223Kj\316c\326\351d\241\001\265\257\014\276~\002\355`\n\177\267\246\344\0019\331\342~\te\203e\262\365]\201\204\222<\260\t\213\244\246G\223\367\302\026\264\236N\234\211s\303\342\357\222\037&\354=yp\314~8\r\364w\3001\253p\315\0050eU\266I""5\315\204\325a3\305\037@\222\032ep\3671\230\372*4\270fo\263\377u_\026x-\355\270\362\345\2068\277\355\"\337\t3\377\003\3645\210f";
+    PyObject *data = __Pyx_DecompressString(cstring, 2113, 1);
     #define __Pyx_DecompressString_LZSS_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2663 bytes) */
-static const char cstring[] = "\377(tree fr\377agment).\377?Note th\377at Cytho\377n is del\377iberatel\377y strict\373er!\001n PEP\377-484 and\377 rejects\377 subclas\377ses of b\377uiltin t\377ypes. If\377 you nee?d to p%\000%\t\377then set\376\200\000e \047anno\177tation_<\000\377ing\047 dir\366b\000iv\242\000o Fa_lse.a\274\001m\033\000\177 field j\000\177a chunk`\001\317rail\271\000\233\000sp\377onse hea\377d must e}n(\002CRLF \001\001\357add_n\000eba{re\016\000 or \027\000\366\270\001he2\013both\337 Cont\262 -L\347eng\014\000\377\001Tra\377nsfer-En\347cod\256\000\202\002 da\367ta \310\000 fol7low\370\000bym\002\241\002\377-size li\375n\320\001o long\204\257\014\217 c\202!\257 \031\004x\000r;ol\343\000ara\211B\360\002\363re\331\010\240@valukec\030\021t\315\002as\336@\377phrasedi\177sableen\002\001\357gcis\004\003dma\037lform\253@\234\r\013\014@\342\047)\007\347!\247`\326\002?\007s\320@\027us \236 e\250A\010\016\205\"\377proxy._e_vents\006\004w\371@\366\023\002/_\007\001_c.p\373yx\306\001only \365t\365$ \364# supoport\345`is\207e\367, a\334 eBOD\377Y_CHUNKE\275D\006\003LOSE\021\002L\337ENGTH\034\002NO\327NEC\301cD\303 de\375r\000\013.__red\337uce_c\246\205\002__\316\017\016set\352\001\t\026ne\377xtEND_OF\377_MESSAGE\367MAX\224\003_LIN\376\t\002TRAILER\377SRemoteP\377rotocolE\377rror_FRA\377MING__Py\375x\001\000Dict_N\276Q\000Ref__\267\205\004e\237____d\026\001\006\000f\227unc\014\001g\221\005\032\000m\367ain \001modu\335l)\002nam\002\003ew\3749\001\343 _check\237sum__\n\001\346`u\203lt\006\003\333\003\022\002\340\206\001\033\003u\237npickK\000\263+_\237_qualW\005\267$_\354\267.\320&ex\271\001set\345_\213\005s\256\010\315.__t\347est\347\005\266c_is\377_corouti\373ne\263baasyn\357cio.\016\006sbb\177uffercc\202\206\001\371_\214 \312`cebacuk\301\206\003s\357 onc\353\206\003\373_l\354\206\002count\276\326\206\001digit\000\002s\341e\363\206\001\215`\370\207\002\006\003req\241u\221\001\207\205\002\013\005\205\210\003_\016\003d\317find\222\210\001\251\205\003si\237items_\003\213\002e\373nd\223\002star""t\376\274\207\001rmethod\371n\244A\277aokppa\317rse_\371\206\005U\002po=p\256\205\010_cre\354\206\001\032\006\367fra\261\211\001self\177setdefa\320@\320\207\210\001\255\204\002\237\206\003\245\206\003_\230\210\001up\037dateub\000\315\204\005\331\207\002\376\336\207\002s\r\n\r\n\r\n\377:HEADHTT\263P/\367\211\004\213\206\005-e\210\211\004\200\377\001\330\004,\250A\250V\377\2601\200\001\340\004\r\210\377^\2301\230A\330\004\016\377\210a\330\004\025\220Q\330\377\004\010\210\006\210i\220q\377\330\010\013\2105\220\003\220w1\330\014\023\001\014\026\220\036\000\373\007\200\023\0027\220\047\230\021\177\330\014\022\220$\220a$\003\3776\220\022\2202\220S\230\377\007\230v\240S\250\003\250\3751\024\007\004\007\200w\210c\377\220\030\230\023\230G\2403\377\240d\250#\250W\260C\375\260^\000\017\210{\230!\330=\004P\002\017\210~\230z\000(\001\275g\203\000\010\017\210}\223\001\013\357\210<\220q\245\001\037\230q\377\320 0\260\013\270;\300\377k\320QR\330\004\023\220\277>\240\030\250\021\250<\002|\373\2207G\000\0100\260\001\320\2771B\300.\320P\305\000\013\355\210\335\002\"\240`\000\030\230\003~\344\000F\240\"\240A\340\215\000\377r\210\022\2102\210S\220\337\004\220A\220T\225\000A\330?\010\016\210d\220!\352\000\374\000\367\005\210U\006\002\010\014\210A\343\210Q\225 \207 *\001\001\330\014\367\017\210r\342\004\002\230#\230\177Q\230a\230r\240\022\322\000\377c\250\021\330\020\026\220d\377\230!\2301\330\r\017\210\367s\220!\047\003\023\220B\220\367c\230\021\025\0002\230R\230\337s\240#\240Q\037\007\004\017?\210t\2205\230\001\311 \242 7y\220\0023\000\010\023\201\001\326!\273b\230\250@\010\210\t\327 3\372A\000\0249\004Y\250c\260\021\377\260!\2603\260c\270\023\377\270C\270q\300\001\300\023\377\300C\300s\310#\310Q\377\310a\310s\320RU\320\377UV\330\014\020\220\001\220\367\021\220#\222@\003\2304\230\377q\240\001\240\023\240C\240\375q\344\004\320\023+\2501\250\337K\260r\270\021\376!u\210\275C\261\001\2201\220F\326\000T\376%\003\250\001\250\027\260\003\260\3774\260s\270#\270Q\270\337a\270w\300a6\006.\250""\277a\250{\270\"\270\271`\007\245\200\270\001#\310 \345\0014\344\000!\356R\021\027\220q\351\000\023\230B\353\230d\206@D\242a\250A\250\327T\260\022_\000r\303\006\024\300\257R\300q\330\376&4\204\204\0038\276\227\000A\220Q\220a\315h\r\353\210T\334\002Q\267\204\004\n\210)\373\2202\270a\025\220Y\230b\367\240\001\330\311 4\220u\230\357A\230Y\240\265\000\013\2109z\212@b\207`9\240D\250\312@\246\215\000\330\010\243 \371Af\245@iO\230t\2405\361\000\321`\250\357\204\004\377\010\013\2106\220\023\220K\276\267@&\250\003\2509\264\204\001\270\277\001\270\027\300\003\300\332\204\005\320\377\027/\250q\260\004\260A\377\260_\300J\310k\320Y\337[\320[\\\330\271`F\220\243\"\220\326`\302`\332ab\333@\"\273\220E\206b3\230c\330&\023\377\250C\250q\330\014\021\220\351\021\026\r\251eS\242$R\250r\363\260\023\264\205\002(\003\014\210E\220\277\025\220a\220s\230\347bx\370\331\"\347`\377g\010\017\210w\220\367b\230\004\377\000[\250\006\250\377f\260D\270\004\270A\270\373R\270\335 \013\2104\210q\376\357`$\220h\230h\240a\177\200\001\360\010\000\n\033\301\205\001\377\021\220\024\220X\230T\240\237\030\250\024\250[-\001\241!\007\356\271@\006\230l\350\205\003v\210W~\307\000\024\230Q\330\010\022\257\204\001\346\326@\340\010\312!\304\206\004\320\017/\377\250t\2601\260G\270;\177\300g\310Q\340\010\017\006\t\377a\200A\360\014\000\t\n_\330\014\023\2203\273\207\002\014\204\205\001\3751\275\205\001f\230E\240\021\240\377!\330\020\023\2204\220t\237\2301\330\024\027\276@\255a/\336\244`1\330\030\036\271`!\240\316\025\000\033\2301 \003\373\001\024\030\353\230\006\355B\024\022\002\024\320\024\377&\240d\250\"\250A\330s\020\024\201@I\002{\240!\244\206\002\337\025\250c\260\024\251@B\300\377a\330\024\032\230$\230a\363\230ql\001\204\206\001\026\230r\240\377\026\240u\250A\250W\260\177F\270#\270S\300\001\031\010u\024\225\205\004\022}\000\020\021\330\256\005\177\023\2205\230\002\230!\245\003\377D\240\006\240a\240s\250\367#\250Q\233\0176\230\021\230\377#\230S\240\003\2403\240\377f\250A\250S\260\003\260\3551R\014\"\230\262\000\030""\230\001\216\266\001I\230Q[\010\206\205\001\332\003\023\367\320\023\047\243\000B\250d\260~t\000\033\230<\240t\250\274 >\247!A\230V\2402\340\207\001\251\001\276G\002\024\220J\230a\306(\030\277\230\t\240\021\330\020\371\204\001\014\377\022\220&\230\005\230Q\230}i\257\000/\270\022\2701\317\003z\360\205\001\020\321\003/\250\022\250\227\t\3042\002\260\205\001\014\325!\224\213\003\n\002\022\220O\"\220B\220f\000\207Aa\352\207\002\335\021\303A6\230\022\303A\025\330\375\020\236C\003\2402\320%9?\270\021\330\020\032\230\345@\326\213\002\355\021\336\210\002j\240\334\211\002s\220$k\220b\316 $\344C\240C\313 \372\216`\026\014\006$\240h\250a\377\250q\260\001\260\021\330\024\371\031\202\214\003\370\207\001\022\2302\230T\373\240\025\374 q\250\003\2503\377\250c\260\023\260A\260Q\340\242\211\002\206`\300\214\002\355\211\001\311\211\001\022\2303\374\221!\255\212\002\320\0337\260q\270\377\005\270Q\270f\300F\310\227%\310q\267\211\001\006\353\211\004\010\002\t}\230\344G\024\220L\240\001";
-    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2663, 3508);
+    #elif (CYTHON_COMPRESS_STRINGS) > 0 && (CYTHON_COMPRESS_STRINGS) <= 90 /* compression: lzss (2770 bytes) */
+static const char cstring[] = "\377(tree fr\377agment).\377?Note th\377at Cytho\377n is del\377iberatel\377y strict\373er!\001n PEP\377-484 and\377 rejects\377 subclas\377ses of b\377uiltin t\377ypes. If\377 you nee?d to p%\000%\t\377then set\376\200\000e \047anno\177tation_<\000\377ing\047 dir\366b\000iv\242\000o Fa_lse.a\274\001m\033\000\177 field j\000\177a chunk`\001\317rail\271\000\233\000sp\377onse hea\377d must e}n(\002CRLF \001\001\357add_n\000eba{re\016\000 or \027\000\366\270\001he2\013both\337 Cont\262 -L\347eng\014\000\377\001Tra\377nsfer-En\347cod\256\000\202\002 da\367ta \310\000 fol7low\370\000bym\002\241\002\377-size li\375n\320\001o long\204\257\014\217 c\202!\257 \031\004x\000r;ol\343\000ara\211B\360\002\363re\331\010\240@valukec\030\021t\315\002as\336@\377phrasedi\177sableen\002\001\357gcis\004\003dma\037lform\253@\234\r\013\014@\342\047)\007\347!\247`\326\002?\007s\320@\027us \236 e\250A\010\016\205\"\377proxy._e_vents\006\004w\371@\366\023\002/_\007\001_c.p\373yx\306\001only \365t\365$ \364# supoport\345`is\207e\367, a\334 eBOD\377Y_CHUNKE\275D\006\003LOSE\021\002L\337ENGTH\034\002NO\327NEC\301cD\303 de\375r\000\013.__red\337uce_c\246\205\002__\316\017\016set\352\001\t\026ne\377xtEND_OF\377_MESSAGE\367MAX\224\003_LIN\376\t\002TRAILER\377SRemoteP\377rotocolE\377rror_FRA\377MING__Py\375x\001\000Dict_N\276Q\000Ref__\267\205\004e\237____d\026\001\006\000f\227unc\014\001g\221\005\032\000m\367ain \001modu\335l)\002nam\002\003ew\3749\001\343 _check\237sum__\n\001\346`u\203lt\006\003\333\003\022\002\340\206\001\033\003u\237npickK\000\263+_\237_qualW\005\267$_\354\267.\320&ex\271\001set\345_\213\005s\256\010\315.__t\347est\347\005\266c_is\377_corouti\373ne\263baasyn\357cio.\016\006sbb\377uffercca\377nonicalc\362\213\206\001_\225 \323`ceba\353ck\312\206\003s\370 onc\366\364\206\003_l\365\206\002coun}t\337\206\001digit\000\002\303se\374\206\001\226`\201\210\002\006\003reCqu\232\001\220\205\002\013\005\216\210\003_\016\003\237dfind\233\210\001\262\205\003s?iitems_\003e\003\335s\222\002en""d\232\002st\367art\314\207\001rmet\317hodn\264A\317aok\177pparse_\211\207\005\356\\\002pop\276\205\010_cr\271e\374\206\001\032\006fra\301\211\001s\377elfsetde\203fa\340@\227\210\001\275\204\002\257\206\003\265\206\003_\376\250\210\001updateu\360b\000\335\204\005\351\207\002\356\207\002s\r\n\r\377\n\r\n,:HEA?DHTTP/\210\212\004\262$\331-\263#\252\206\005-e\247\211\004\200\001\377\330\004,\250A\250V\260\3771\200\001\340\004\r\210^\377\2301\230A\330\004\016\210\377a\330\004\025\220]\240!\357\330\004\032\230\002\000\010\210\006\377\210i\220q\330\010\013\210\3775\220\003\2201\330\014\025\377\220Q\330\014\026\220a\330\257\r\022\220#\010\001\027\034\000\014\377\017\210x\220r\230\022\230\3773\230e\2403\240f\250\377D\260\003\2601\260G\270\3772\270R\270t\3005\310\377\001\310\023\310C\310q\330\333\020\034c\001\007\200M\0027\220\377\047\230\021\330\014\022\220$\373\220a^\0036\220\022\2202\377\220S\230\007\230v\240S\357\250\003\2501\023\010\024\220H\377\230C\230q\330\004\007\200\377w\210c\220\030\230\023\230\375Gi\000d\250#\250W\260\373C\260\241\000\017\210{\230#\363\230Q\036\001\t\002~\230S\240\365\001*\003g\263\000\010\017\210}\367\230H\240\344\000\013\210<\220\367s\230!\367\001\037\230q\320\377 0\260\013\270;\300k\377\320QR\330\004\023\220>\337\240\030\250\021\250\377\000\007\200\367|\2207\203 \0100\260\001\177\3201B\300.\320PZ\000\353\013\210\257\"\"\240!\030\230\003~\266 F\240\"\240A\340\225\000\377r\210\022\2102\210S\220\337\004\220A\220T\235\000A\330\277\010\016\210d\220!\265 \004\337\010\210\005\210U\006\002\010\014\217\210A\210Q\347 \322 *\001\001\325\330\274 r\363\004\002\276\001\230a\357\230r\240\022\306 c\250\021\377\330\020\026\220d\230!\230\3771\330\r\017\210s\220!\376\047\003\023\220B\220c\230\021\376\025\0002\230R\230s\240#\373\240Q\037\007\004\017\210t\220\3475\230\001\332 \252 y\220\002f3\000\010\023\201\001\347!b\230\372@W\010\210\t\350 3A\000\0249\004\377Y\250c\260\021\260!\260\3773\260c\270\023\270C\270\377q\300\001\300\023\300C\300\377s\310#\310Q\310a\310""\377s\320RU\320UV\330\277\014\020\220\001\220\021\370@S\376\371\0004\230q\240\001\240\023\357\240C\240q\344\004\320\023+\377\2501\250K\260r\270\021\356\246Au\210C\261\001\2201\220\365F\230@T%\003\250\001\250\027\376\235`4\260s\270#\270Q\277\270a\270w\300a6\006.\377\250a\250{\270\"\270A\245\330\265\004#\310 \345\0014\344\000!\370R\021\376`\351\000\023\230B\230d\372\206@D\263a\250A\250T\260\347\022\2604\204\000\304\005\024\300R\251\300\272`\377%4\317\204\0038\227\000A\357\220Q\220a\375g\004\r\210\365T\334\002Q\211\205\004\n\210)\220}2\274a\025\220Y\230b\317`\376\311 4\220u\230A\230Y]\240\265\000\013\2109\212@b\207`O9\240D\250\312@\215\205\001\010\243 \372\371Af\245@i\230t\2405\364\361\000\321`\250\272\205\004\010\013\2106\357\220\023\220K\267@&\250\003\373\2509\274\204\001\270\001\270\027\300\373\003\300\353\204\005\320\027/\250q\377\260\004\260A\260_\300J\377\310k\320Y[\320[\\=\330\271`F\220\"\220\326`\302`\272\332ab\333@\"\220E\206b3\373\230c\330&\023\250C\250q\237\330\014\021\220\021\026\r\251eS>\242$R\250r\260\023\274\205\002(\003\177\014\210E\220\025\220a\235\205\001n\225\204\001x\220q\306a\230!\377g\377\010\017\210w\220b\230\004\376\377\000[\250\006\250f\260D\377\270\004\270A\270R\270q\177\330\004\013\2104\210q\357`\377$\220h\230h\240a\200\277\001\360\010\000\n\033\301\205\001\021\377\220\024\220X\230T\240\030\257\250\024\250[-\001\330\242 \007\356[\000\006\230l\350\205\003v\210W~\307\000\024\230Q\330\010\022\257\204\001_\027\220q\340\010\333\207\001\004\254\207\002\277\017\320\017/\250t\322\207\002;\277\300g\310Q\340\010\005\na\377\200A\360\014\000\t\n\330\257\014\023\2203\314\207\002\014\204\205\0011~\275\205\001f\230E\240\021\240\300\000\377\023\2204\220t\2301\330\323\024\027\276@\255a/\244`1\330\333\030\036\271`!\240\025\000\033\230\374.\000\"\001s\230!\330\024\030\353\230\006\355B\024\022\002\024\320\024\377&\240d\250\"\250A\330\353\020\024\201@\020J\001{\240!\276\244\206\002\025\250c\260\024\251@B\377\300a\330\024\032\230$\230\317a\230q\330\037\000\204""\206\001\026\230\377r\240\026\240u\250A\250\377W\260F\270#\270S\300\325\001\031\010\024\225\205\004\022}\000\020\021}\330\256\005\023\2205\230\002\201\001\376\247\001D\240\006\240a\240s\357\250#\250Q\233\0176\230\021\277\230#\230S\240\003\366\211\002A\263\250S\371\211\001R\014\"\230\262\000\030;\230\001\266\001I\230Q[\010\206\205\001\336\332\003\023\320\023\047\243\000B\250\373d\260\371\000\033\230<\240t\371\250\274 \247!A\230V\2402\370\340\207\001\251\001G\002\024\220J\230a\374\335\001\312$\030\230\t\240\021\330\375\020\211\213\002\022\220&\230\005\230\367Q\230i\257\000/\270\022\270\3611\317\003\360\205\001\215\"\002\230/\250G\022\2501\235(\300\213\002\260\205\001\014\325!\374\337\213\003\n\002\022\220\"\220B\220\324f\000\207Aa\352\207\002\021\323!6\230\335\022\303A\025\330\020\236C\003\240\3772\320%9\270\021\330\020j\264\214\001\020\241\214\002\021\336\210\002j\240\334\211\002_s\220$\220b\316 $\344C\343\240C\313 \317\204\002\r\005$\240h\377\250a\250q\260\001\260\021\347\330\024\031\223\214\003\370\207\001\022\2302\357\230T\240\025\374 q\250\003\377\2503\250c\260\023\260A\003\260Q\242\211\002\206`\213\215\002\355\211\001\311\211\001\375\214\001\375a\253\212\004\320\0337\260q\270\377\005\270Q\270f\300F\310\227%\310q\267\211\001\006\353\211\004\010\002\t}\230\344G\024\220L\240\001";
+    PyObject *data = __Pyx_DecompressString_LZSS(cstring, 2770, 3621);
     #define __Pyx_DecompressString_UNUSED
     if (unlikely(!data)) __PYX_ERR(0, 1, __pyx_L1_error)
     const char* const bytes = __Pyx_PyBytes_AsString(data);
     #if !CYTHON_ASSUME_SAFE_MACROS
     if (likely(bytes)); else { Py_DECREF(data); __PYX_ERR(0, 1, __pyx_L1_error) }
     #endif
-    #else /* compression: none (3508 bytes) */
-static const char bytes[] = "(tree fragment).?Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.a framing field in a chunked trailera response head must end in CRLF CRLFadd_notebare CR or LF in the response headboth Content-Length and Transfer-Encodingchunk data not followed by CRLFchunk-size line too longchunked trailer section too longcontrol character in a response header valuecontrol character in the reason phrasedisableenablegcisenabledmalformed chunk-size line malformed chunked trailermalformed header line malformed status code in malformed status line proxy._eventsproxy._wireproxy/_wire_c.pyxthe only transfer coding supported is chunked, aloneBODY_CHUNKEDBODY_CLOSEBODY_LENGTHBODY_NONEChunkedDecoderChunkedDecoder.__reduce_cython__ChunkedDecoder.__setstate_cython__ChunkedDecoder.nextEND_OF_MESSAGEMAX_CHUNK_LINEMAX_TRAILERSRemoteProtocolError_FRAMING__Pyx_PyDict_NextRef__annotate____dict____func____getstate____main____module____name____new____pyx_checksum__pyx_result__pyx_state__pyx_type__pyx_unpickle_ChunkedDecoder__qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___dict_events_is_coroutine_wireaasyncio.coroutinesbbufferccline_in_tracebackcodingscoloncontent_lengthcountdatadigitdigitsencode_chunkencode_request_headencode_response_headendfindheadheadersiitemslengthline_endline_startlowermethodnnamenextokpparse_response_headpopproxy._wire_creasonresponse_framingselfsetdefaultsizestatestatusstatus_lineupdateuse_setstatevaluevalues\r\n\r\n\r\n:HEADHTTP/chunkedtransfer-encoding\200\001\330\004,\250A\250V\2601\200\001\340\004\r\210^\2301\230A\330\004\016\210a\330\004\025\220Q\330\004\010\210\006\210i\220q\330\010\013\2105\220\003\2201\330\014\025\220Q\330\014\026\220a\330\004\007\200q\330\010\013\2107\220\047\230\021\330\014\022\220$\220a\220q\330\010\013\2106\220\022\2202\220S\230\007\230v\240S\250\003\2501\330""\014\022\220$\220a\220q\330\004\007\200w\210c\220\030\230\023\230G\2403\240d\250#\250W\260C\260q\330\010\017\210{\230!\330\004\007\200q\330\010\017\210~\230Q\330\004\007\200w\210g\220Q\330\010\017\210}\230A\330\004\013\210<\220q\200\001\340\004\037\230q\320 0\260\013\270;\300k\320QR\330\004\023\220>\240\030\250\021\250!\330\004\007\200|\2207\230!\330\0100\260\001\3201B\300.\320PQ\330\004\013\2101\200\001\340\004\"\240!\330\004\030\230\003\2301\230F\240\"\240A\340\004\007\200r\210\022\2102\210S\220\004\220A\220T\230\023\230A\330\010\016\210d\220!\2201\330\004\010\210\005\210U\220!\2201\330\010\014\210A\210Q\210a\330\010\013\2102\210S\220\001\330\014\017\210r\220\022\2202\220S\230\002\230#\230Q\230a\230r\240\022\2403\240c\250\021\330\020\026\220d\230!\2301\330\r\017\210s\220!\330\014\017\210r\220\023\220B\220c\230\021\230!\2302\230R\230s\240#\240Q\330\020\026\220d\230!\2301\330\004\017\210t\2205\230\001\230\021\330\004\007\200y\220\002\220!\330\010\023\2201\330\004\022\220$\220b\230\001\330\004\010\210\t\220\022\2203\220c\230\024\230R\230s\240#\240Y\250c\260\021\260!\2603\260c\270\023\270C\270q\300\001\300\023\300C\300s\310#\310Q\310a\310s\320RU\320UV\330\014\020\220\001\220\021\220#\220S\230\003\2304\230q\240\001\240\023\240C\240q\330\010\016\210d\220!\320\023+\2501\250K\260r\270\021\330\004\007\200u\210C\210s\220!\2201\220F\230#\230T\240\023\240C\240q\250\001\250\027\260\003\2604\260s\270#\270Q\270a\270w\300a\330\010\016\210d\220!\320\023.\250a\250{\270\"\270A\330\004\007\200y\220\002\220#\220T\230\021\230!\2304\230s\240!\330\010\016\210d\220!\320\023+\2501\250K\260r\270\021\330\004\027\220q\230\001\230\023\230B\230d\240\"\240D\250\003\2501\250A\250T\260\022\2604\260r\270\023\270C\270q\300\001\300\024\300R\300q\330\004\010\210\005\210U\220!\2204\220q\330\010\013\2108\2201\220A\220Q\220a\330\014\022\220$\220a\220q\330\004\r\210T\220\021\220#\220Q\330\004\016\210a\330\004\n\210)\2202\220Q\330\010\025\220Y\230b\240\001\330\010\023\2204\220u\230A\230Y\240a\330\010\013""\2109\220B\220b\230\003\2309\240D\250\001\330\014\027\220q\330\010\020\220\001\330\010\016\210f\220B\220i\230t\2405\250\001\250\021\250!\2501\330\014\025\220Q\330\010\013\2106\220\023\220K\230s\240&\250\003\2509\260C\260q\270\001\270\027\300\003\3001\330\014\022\220$\220a\320\027/\250q\260\004\260A\260_\300J\310k\320Y[\320[\\\330\010\014\210F\220\"\220A\330\010\014\210A\330\010\016\210b\220\002\220\"\220E\230\021\230!\2303\230c\240\023\240C\240q\250\001\250\023\250C\250q\330\014\021\220\021\330\010\016\210b\220\002\220\"\220E\230\021\230!\2302\230R\230s\240#\240S\250\003\2501\250A\250R\250r\260\023\260C\260q\330\014\021\220\021\330\010\014\210E\220\025\220a\220s\230!\330\014\017\210x\220q\230\001\230\021\230!\330\020\026\220d\230!\2301\330\010\017\210w\220b\230\004\230A\230[\250\006\250f\260D\270\004\270A\270R\270q\330\004\013\2104\210q\220\002\220$\220h\230h\240a\200\001\360\010\000\n\033\230!\330\010\021\220\024\220X\230T\240\030\250\024\250[\270\004\270A\330\010\020\220\007\220q\230\006\230l\250!\330\004\007\200v\210W\220E\230\024\230Q\330\010\022\220!\330\010\027\220q\340\010\027\220q\330\004\007\200q\330\010\017\320\017/\250t\2601\260G\270;\300g\310Q\340\010\017\320\017/\250t\2601\260G\270;\300a\200A\360\014\000\t\n\330\014\023\2203\220a\220q\330\014\017\210t\2201\330\020\026\220f\230E\240\021\240!\330\020\023\2204\220t\2301\330\024\027\220u\230B\230d\240/\260\022\2601\330\030\036\230d\240!\2401\330\024\033\2301\330\020\023\2204\220s\230!\330\024\030\230\006\230b\240\001\330\024\033\2301\330\020\024\320\024&\240d\250\"\250A\330\020\024\220A\330\020\023\2204\220{\240!\2403\240c\250\025\250c\260\024\260_\300B\300a\330\024\032\230$\230a\230q\330\020\023\2205\230\001\230\026\230r\240\026\240u\250A\250W\260F\270#\270S\300\001\330\024\032\230$\230a\230q\330\020\024\220F\230#\230T\240\022\2401\330\020\021\330\014\017\210t\2201\330\020\023\2205\230\002\230!\330\024\027\220u\230D\240\006\240a\240s\250#\250Q\330\030\036\230d\240!\2401\330\024\033\2301\330\020\023\2206""\230\021\230#\230S\240\003\2403\240f\250A\250S\260\003\2601\330\024\032\230$\230a\230q\330\020\024\220F\230\"\230A\330\020\030\230\001\330\020\024\220I\230Q\330\014\017\210t\2201\330\020\023\2204\220q\330\024\033\2301\330\020\023\320\023\047\240u\250B\250d\260!\330\024\033\230<\240t\2501\330\020\027\220u\230A\230V\2402\240Q\330\020\024\220F\230\"\230A\330\020\024\220J\230a\330\020\023\2204\220t\2301\330\024\030\230\t\240\021\330\020\027\220q\330\014\022\220&\230\005\230Q\230i\240s\250/\270\022\2701\330\014\017\210t\2204\220q\330\020\023\2205\230\002\230/\250\022\2501\330\024\032\230$\230a\230q\330\020\027\220q\330\014\020\220\001\330\014\024\220A\330\014\025\220Q\330\014\020\220\001\330\014\022\220\"\220B\220a\330\020\030\230\006\230a\230q\240\001\240\021\330\020\023\2206\230\022\2301\330\024\025\330\020\030\230\006\230b\240\003\2402\320%9\270\021\330\020\032\230!\330\020\025\220Q\330\014\021\220\022\2203\220j\240\001\330\014\017\210s\220$\220b\230\002\230$\230d\240!\2401\240C\240s\250!\330\020\026\220b\230\002\230$\230d\240$\240h\250a\250q\260\001\260\021\330\024\031\230\021\330\014\022\220#\220T\230\022\2302\230T\240\025\240a\240q\250\003\2503\250c\260\023\260A\260Q\260c\270\023\270A\330\020\025\220Q\330\014\017\210t\2203\220c\230\022\2303\230a\330\020\026\220d\230!\320\0337\260q\270\005\270Q\270f\300F\310%\310q\330\014\020\220\006\220c\230\024\230R\230q\330\014\020\220\t\230\021\330\014\017\210t\2201\330\020\024\220L\240\001";
+    #else /* compression: none (3621 bytes) */
+static const char bytes[] = "(tree fragment).?Note that Cython is deliberately stricter than PEP-484 and rejects subclasses of builtin types. If you need to pass subclasses then set the \047annotation_typing\047 directive to False.a framing field in a chunked trailera response head must end in CRLF CRLFadd_notebare CR or LF in the response headboth Content-Length and Transfer-Encodingchunk data not followed by CRLFchunk-size line too longchunked trailer section too longcontrol character in a response header valuecontrol character in the reason phrasedisableenablegcisenabledmalformed chunk-size line malformed chunked trailermalformed header line malformed status code in malformed status line proxy._eventsproxy._wireproxy/_wire_c.pyxthe only transfer coding supported is chunked, aloneBODY_CHUNKEDBODY_CLOSEBODY_LENGTHBODY_NONEChunkedDecoderChunkedDecoder.__reduce_cython__ChunkedDecoder.__setstate_cython__ChunkedDecoder.nextEND_OF_MESSAGEMAX_CHUNK_LINEMAX_TRAILERSRemoteProtocolError_FRAMING__Pyx_PyDict_NextRef__annotate____dict____func____getstate____main____module____name____new____pyx_checksum__pyx_result__pyx_state__pyx_type__pyx_unpickle_ChunkedDecoder__qualname____reduce____reduce_cython____reduce_ex____set_name____setstate____setstate_cython____test___dict_events_is_coroutine_wireaasyncio.coroutinesbbufferccanonicalcline_in_tracebackcodingscoloncontent_lengthcountdatadigitdigitsencode_chunkencode_request_headencode_response_headendfindheadheadersiitemslengthlengthsline_endline_startlowermethodnnamenextokpparse_response_headpopproxy._wire_creasonresponse_framingselfsetdefaultsizestatestatusstatus_lineupdateuse_setstatevaluevalues\r\n\r\n\r\n,:HEADHTTP/chunkedcontent-lengthtransfer-encoding\200\001\330\004,\250A\250V\2601\200\001\340\004\r\210^\2301\230A\330\004\016\210a\330\004\025\220]\240!\330\004\032\230!\330\004\010\210\006\210i\220q\330\010\013\2105\220\003\2201\330\014\025\220Q\330\014\026\220a\330\r\022\220#\220Q\330\014\027\220q\330\014\017\210x\220r\230\022\2303\230e\2403\240f\250D""\260\003\2601\260G\2702\270R\270t\3005\310\001\310\023\310C\310q\330\020\034\230A\330\004\007\200q\330\010\013\2107\220\047\230\021\330\014\022\220$\220a\220q\330\010\013\2106\220\022\2202\220S\230\007\230v\240S\250\003\2501\330\014\022\220$\220a\220q\330\010\024\220H\230C\230q\330\004\007\200w\210c\220\030\230\023\230G\2403\240d\250#\250W\260C\260q\330\010\017\210{\230#\230Q\330\004\007\200q\330\010\017\210~\230S\240\001\330\004\007\200w\210g\220Q\330\010\017\210}\230H\240A\330\004\013\210<\220s\230!\200\001\340\004\037\230q\320 0\260\013\270;\300k\320QR\330\004\023\220>\240\030\250\021\250!\330\004\007\200|\2207\230!\330\0100\260\001\3201B\300.\320PQ\330\004\013\2101\200\001\340\004\"\240!\330\004\030\230\003\2301\230F\240\"\240A\340\004\007\200r\210\022\2102\210S\220\004\220A\220T\230\023\230A\330\010\016\210d\220!\2201\330\004\010\210\005\210U\220!\2201\330\010\014\210A\210Q\210a\330\010\013\2102\210S\220\001\330\014\017\210r\220\022\2202\220S\230\002\230#\230Q\230a\230r\240\022\2403\240c\250\021\330\020\026\220d\230!\2301\330\r\017\210s\220!\330\014\017\210r\220\023\220B\220c\230\021\230!\2302\230R\230s\240#\240Q\330\020\026\220d\230!\2301\330\004\017\210t\2205\230\001\230\021\330\004\007\200y\220\002\220!\330\010\023\2201\330\004\022\220$\220b\230\001\330\004\010\210\t\220\022\2203\220c\230\024\230R\230s\240#\240Y\250c\260\021\260!\2603\260c\270\023\270C\270q\300\001\300\023\300C\300s\310#\310Q\310a\310s\320RU\320UV\330\014\020\220\001\220\021\220#\220S\230\003\2304\230q\240\001\240\023\240C\240q\330\010\016\210d\220!\320\023+\2501\250K\260r\270\021\330\004\007\200u\210C\210s\220!\2201\220F\230#\230T\240\023\240C\240q\250\001\250\027\260\003\2604\260s\270#\270Q\270a\270w\300a\330\010\016\210d\220!\320\023.\250a\250{\270\"\270A\330\004\007\200y\220\002\220#\220T\230\021\230!\2304\230s\240!\330\010\016\210d\220!\320\023+\2501\250K\260r\270\021\330\004\027\220q\230\001\230\023\230B\230d\240\"\240D\250\003\2501\250A\250T\260\022\2604\260r\270\023\270C\270q\300""\001\300\024\300R\300q\330\004\010\210\005\210U\220!\2204\220q\330\010\013\2108\2201\220A\220Q\220a\330\014\022\220$\220a\220q\330\004\r\210T\220\021\220#\220Q\330\004\016\210a\330\004\n\210)\2202\220Q\330\010\025\220Y\230b\240\001\330\010\023\2204\220u\230A\230Y\240a\330\010\013\2109\220B\220b\230\003\2309\240D\250\001\330\014\027\220q\330\010\020\220\001\330\010\016\210f\220B\220i\230t\2405\250\001\250\021\250!\2501\330\014\025\220Q\330\010\013\2106\220\023\220K\230s\240&\250\003\2509\260C\260q\270\001\270\027\300\003\3001\330\014\022\220$\220a\320\027/\250q\260\004\260A\260_\300J\310k\320Y[\320[\\\330\010\014\210F\220\"\220A\330\010\014\210A\330\010\016\210b\220\002\220\"\220E\230\021\230!\2303\230c\240\023\240C\240q\250\001\250\023\250C\250q\330\014\021\220\021\330\010\016\210b\220\002\220\"\220E\230\021\230!\2302\230R\230s\240#\240S\250\003\2501\250A\250R\250r\260\023\260C\260q\330\014\021\220\021\330\010\014\210E\220\025\220a\220s\230!\330\014\017\210x\220q\230\001\230\021\230!\330\020\026\220d\230!\2301\330\010\017\210w\220b\230\004\230A\230[\250\006\250f\260D\270\004\270A\270R\270q\330\004\013\2104\210q\220\002\220$\220h\230h\240a\200\001\360\010\000\n\033\230!\330\010\021\220\024\220X\230T\240\030\250\024\250[\270\004\270A\330\010\020\220\007\220q\230\006\230l\250!\330\004\007\200v\210W\220E\230\024\230Q\330\010\022\220!\330\010\027\220q\340\010\027\220q\330\004\007\200q\330\010\017\320\017/\250t\2601\260G\270;\300g\310Q\340\010\017\320\017/\250t\2601\260G\270;\300a\200A\360\014\000\t\n\330\014\023\2203\220a\220q\330\014\017\210t\2201\330\020\026\220f\230E\240\021\240!\330\020\023\2204\220t\2301\330\024\027\220u\230B\230d\240/\260\022\2601\330\030\036\230d\240!\2401\330\024\033\2301\330\020\023\2204\220s\230!\330\024\030\230\006\230b\240\001\330\024\033\2301\330\020\024\320\024&\240d\250\"\250A\330\020\024\220A\330\020\023\2204\220{\240!\2403\240c\250\025\250c\260\024\260_\300B\300a\330\024\032\230$\230a\230q\330\020\023\2205\230\001\230\026\230r\240\026""\240u\250A\250W\260F\270#\270S\300\001\330\024\032\230$\230a\230q\330\020\024\220F\230#\230T\240\022\2401\330\020\021\330\014\017\210t\2201\330\020\023\2205\230\002\230!\330\024\027\220u\230D\240\006\240a\240s\250#\250Q\330\030\036\230d\240!\2401\330\024\033\2301\330\020\023\2206\230\021\230#\230S\240\003\2403\240f\250A\250S\260\003\2601\330\024\032\230$\230a\230q\330\020\024\220F\230\"\230A\330\020\030\230\001\330\020\024\220I\230Q\330\014\017\210t\2201\330\020\023\2204\220q\330\024\033\2301\330\020\023\320\023\047\240u\250B\250d\260!\330\024\033\230<\240t\2501\330\020\027\220u\230A\230V\2402\240Q\330\020\024\220F\230\"\230A\330\020\024\220J\230a\330\020\023\2204\220t\2301\330\024\030\230\t\240\021\330\020\027\220q\330\014\022\220&\230\005\230Q\230i\240s\250/\270\022\2701\330\014\017\210t\2204\220q\330\020\023\2205\230\002\230/\250\022\2501\330\024\032\230$\230a\230q\330\020\027\220q\330\014\020\220\001\330\014\024\220A\330\014\025\220Q\330\014\020\220\001\330\014\022\220\"\220B\220a\330\020\030\230\006\230a\230q\240\001\240\021\330\020\023\2206\230\022\2301\330\024\025\330\020\030\230\006\230b\240\003\2402\320%9\270\021\330\020\032\230!\330\020\025\220Q\330\014\021\220\022\2203\220j\240\001\330\014\017\210s\220$\220b\230\002\230$\230d\240!\2401\240C\240s\250!\330\020\026\220b\230\002\230$\230d\240$\240h\250a\250q\260\001\260\021\330\024\031\230\021\330\014\022\220#\220T\230\022\2302\230T\240\025\240a\240q\250\003\2503\250c\260\023\260A\260Q\260c\270\023\270A\330\020\025\220Q\330\014\017\210t\2203\220c\230\022\2303\230a\330\020\026\220d\230!\320\0337\260q\270\005\270Q\270f\300F\310%\310q\330\014\020\220\006\220c\230\024\230R\230q\330\014\020\220\t\230\021\330\014\017\210t\2201\330\020\024\220L\240\001";
     PyObject *data = NULL;
     #define __Pyx_DecompressString_UNUSED
     #define __Pyx_DecompressString_LZSS_UNUSED
     #endif
     PyObject **stringtab = __pyx_mstate->__pyx_string_tab;
     Py_ssize_t pos = 0;
-    for (int i = 0; i < 113; i++) {
+    for (int i = 0; i < 115; i++) {
       Py_ssize_t bytes_length = str_length_index[i].length;
       PyObject *string = PyUnicode_DecodeUTF8(bytes + pos, bytes_length, NULL);
       if (likely(string) && i >= 27) PyUnicode_InternInPlace(&string);
@@ -8424,8 +8653,8 @@ static const char bytes[] = "(tree fragment).?Note that Cython is deliberately s
       stringtab[i] = string;
       pos += bytes_length;
     }
-    for (int i = 113; i < 126; i++) {
-      Py_ssize_t bytes_length = bytes_length_index[i-113].length;
+    for (int i = 115; i < 130; i++) {
+      Py_ssize_t bytes_length = bytes_length_index[i-115].length;
       PyObject *string = PyBytes_FromStringAndSize(bytes + pos, bytes_length);
       stringtab[i] = string;
       pos += bytes_length;
@@ -8435,15 +8664,15 @@ static const char bytes[] = "(tree fragment).?Note that Cython is deliberately s
       }
     }
     Py_XDECREF(data);
-    for (Py_ssize_t i = 0; i < 126; i++) {
+    for (Py_ssize_t i = 0; i < 130; i++) {
       if (unlikely(PyObject_Hash(stringtab[i]) == -1)) {
         __PYX_ERR(0, 1, __pyx_L1_error)
       }
     }
     #if CYTHON_IMMORTAL_CONSTANTS
     {
-      PyObject **table = stringtab + 113;
-      for (Py_ssize_t i=0; i<13; ++i) {
+      PyObject **table = stringtab + 115;
+      for (Py_ssize_t i=0; i<15; ++i) {
         #if PY_VERSION_HEX >= 0x030F0000
         PyUnstable_SetImmortal(table[i]);
         #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -8466,18 +8695,18 @@ static const char bytes[] = "(tree fragment).?Note that Cython is deliberately s
   }
   {
     PyObject **numbertab = __pyx_mstate->__pyx_number_tab + 0;
-    int8_t const cint_constants_1[] = {0,1,2};
+    int8_t const cint_constants_1[] = {0,1,2,48};
     int16_t const cint_constants_2[] = {502};
     int32_t const cint_constants_4[] = {104028740L};
-    for (int i = 0; i < 5; i++) {
-      numbertab[i] = PyLong_FromLong((i < 3 ? cint_constants_1[i - 0] : (i < 4 ? cint_constants_2[i - 3] : cint_constants_4[i - 4])));
+    for (int i = 0; i < 6; i++) {
+      numbertab[i] = PyLong_FromLong((i < 4 ? cint_constants_1[i - 0] : (i < 5 ? cint_constants_2[i - 4] : cint_constants_4[i - 5])));
       if (unlikely(!numbertab[i])) __PYX_ERR(0, 1, __pyx_L1_error)
     }
   }
   #if CYTHON_IMMORTAL_CONSTANTS
   {
     PyObject **table = __pyx_mstate->__pyx_number_tab;
-    for (Py_ssize_t i=0; i<5; ++i) {
+    for (Py_ssize_t i=0; i<6; ++i) {
       #if PY_VERSION_HEX >= 0x030F0000
       PyUnstable_SetImmortal(table[i]);
       #elif CYTHON_COMPILING_IN_CPYTHON_FREETHREADING
@@ -8536,12 +8765,12 @@ static int __Pyx_CreateCodeObjects(__pyx_mstatetype *__pyx_mstate) {
     __pyx_mstate_global->__pyx_codeobj_tab[0] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_proxy__wire_c_pyx, __pyx_mstate->__pyx_n_u_parse_response_head, __pyx_mstate->__pyx_kp_b_iso88591_1F_A_r_2S_AT_A_d_1_U_1_AQa_2S_r, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[0])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 8, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 97};
-    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_method, __pyx_mstate->__pyx_n_u_status, __pyx_mstate->__pyx_n_u_headers, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_codings, __pyx_mstate->__pyx_n_u_count, __pyx_mstate->__pyx_n_u_name_2, __pyx_mstate->__pyx_n_u_value};
-    __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_proxy__wire_c_pyx, __pyx_mstate->__pyx_n_u_response_framing, __pyx_mstate->__pyx_kp_b_iso88591_1A_a_Q_iq_5_1_Q_a_q_7_aq_6_2S_v, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
+    const __Pyx_PyCode_New_function_description descr = {3, 0, 0, 10, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 97};
+    PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_method, __pyx_mstate->__pyx_n_u_status, __pyx_mstate->__pyx_n_u_headers, __pyx_mstate->__pyx_n_u_length, __pyx_mstate->__pyx_n_u_codings, __pyx_mstate->__pyx_n_u_count, __pyx_mstate->__pyx_n_u_lengths, __pyx_mstate->__pyx_n_u_canonical, __pyx_mstate->__pyx_n_u_name_2, __pyx_mstate->__pyx_n_u_value};
+    __pyx_mstate_global->__pyx_codeobj_tab[1] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_proxy__wire_c_pyx, __pyx_mstate->__pyx_n_u_response_framing, __pyx_mstate->__pyx_kp_b_iso88591_1A_a_iq_5_1_Q_a_Q_q_xr_3e3fD_1G, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[1])) goto bad;
   }
   {
-    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 11, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 140};
+    const __Pyx_PyCode_New_function_description descr = {2, 0, 0, 11, (unsigned int)(CO_OPTIMIZED|CO_NEWLOCALS), 146};
     PyObject* const varnames[] = {__pyx_mstate->__pyx_n_u_self, __pyx_mstate->__pyx_n_u_buffer, __pyx_mstate->__pyx_n_u_end, __pyx_mstate->__pyx_n_u_size, __pyx_mstate->__pyx_n_u_i, __pyx_mstate->__pyx_n_u_value, __pyx_mstate->__pyx_n_u_p, __pyx_mstate->__pyx_n_u_digit, __pyx_mstate->__pyx_n_u_digits, __pyx_mstate->__pyx_n_u_data, __pyx_mstate->__pyx_n_u_ok};
     __pyx_mstate_global->__pyx_codeobj_tab[2] = __Pyx_PyCode_New(descr, varnames, __pyx_mstate->__pyx_kp_u_proxy__wire_c_pyx, __pyx_mstate->__pyx_n_u_next, __pyx_mstate->__pyx_kp_b_iso88591_A_3aq_t1_fE_4t1_uBd_1_d_1_1_4s_b, tuple_dedup_map); if (unlikely(!__pyx_mstate_global->__pyx_codeobj_tab[2])) goto bad;
   }
@@ -8574,6 +8803,28 @@ static int __Pyx_InitGlobals(void) {
   int __pyx_clineno = 0;
   /* PythonCompatibility.init */
   if (likely(__Pyx_init_co_variables() == 0 && __Pyx_init_tpflags_variables() == 0)); else
+  
+  if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 1, __pyx_L1_error)
+
+  /* PyFrozenDict.init */
+  #if CYTHON_COMPILING_IN_LIMITED_API
+  {
+      PyObject *builtins = PyEval_GetBuiltins(); // borrowed
+      if (likely(builtins)) {
+          PyObject *type_name = PyUnicode_FromStringAndSize("frozendict", sizeof("frozendict")-1);
+          if (likely(type_name)) {
+              PyObject *frozendict_type = PyObject_GetItem(builtins, type_name);
+              Py_DECREF(type_name);
+              if (!frozendict_type && PyErr_ExceptionMatches(PyExc_KeyError)) {
+                  PyErr_Clear();
+                  frozendict_type = (PyObject*) &PyDict_Type;
+                  Py_INCREF(frozendict_type);
+              }
+              __pyx_mstate_global->__Pyx_PyFrozenDictType = frozendict_type;
+          }
+      }
+  } // error handling follows
+  #endif
   
   if (unlikely(PyErr_Occurred())) __PYX_ERR(0, 1, __pyx_L1_error)
 
@@ -10449,6 +10700,234 @@ __pyx_return_false:
     return 0;
 }
 
+/* PyFrozenDict (used by GetItemInt) */
+#if CYTHON_COMPILING_IN_LIMITED_API
+static CYTHON_INLINE PyObject* __Pyx__PyFrozenDict_New(PyObject* frozendict_type, PyObject* it) {
+    return PyObject_CallFunctionObjArgs(frozendict_type, it, NULL);
+}
+#endif
+
+/* GettItemInt_wraparound (used by GetItemInt) */
+#if CYTHON_USE_TYPE_SLOTS && !CYTHON_COMPILING_IN_PYPY
+static int __Pyx_GetItemInt_wraparound(PyObject *o, PySequenceMethods *sm, Py_ssize_t *i) {
+    assert(*i < 0);
+    if (likely(sm->sq_length)) {
+        Py_ssize_t l = sm->sq_length(o);
+        if (likely(l >= 0)) {
+            *i += l;
+        } else {
+            if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+                return -1;
+            PyErr_Clear();
+        }
+    }
+    return 0;
+}
+#endif
+
+/* GetItemInt */
+static PyObject *__Pyx_GetItemInt_Generic(PyObject *o, PyObject* j) {
+    PyObject *r;
+    if (unlikely(!j)) return NULL;
+    r = PyObject_GetItem(o, j);
+    Py_DECREF(j);
+    return r;
+}
+static PyObject *__Pyx_GetItemInt_Generic_size(PyObject *o, Py_ssize_t i) {
+    return __Pyx_GetItemInt_Generic(o, PyLong_FromSsize_t(i));
+}
+static CYTHON_INLINE PyObject *__Pyx_GetItemInt_List_Fast(PyObject *o, Py_ssize_t i,
+                                                              int wraparound, int boundscheck, int unsafe_shared) {
+    CYTHON_MAYBE_UNUSED_VAR(unsafe_shared);
+#if CYTHON_AVOID_BORROWED_REFS
+    CYTHON_UNUSED_VAR(boundscheck);
+    Py_ssize_t wrapped_i = i;
+    if (wraparound & unlikely(i < 0)) {
+        Py_ssize_t size = __Pyx_PyList_GET_SIZE(o);
+        #if !CYTHON_ASSUME_SAFE_SIZE
+        if (unlikely(size < 0)) return NULL;
+        #endif
+        wrapped_i += size;
+    }
+    return __Pyx_PyList_GetItemRef(o, wrapped_i);
+#elif CYTHON_ASSUME_SAFE_SIZE && CYTHON_ASSUME_SAFE_MACROS
+    Py_ssize_t wrapped_i = i;
+    Py_ssize_t size = (wraparound | boundscheck) ? PyList_GET_SIZE(o) : -1;
+    if (wraparound & unlikely(i < 0)) {
+        wrapped_i += size;
+    }
+    if ((!boundscheck) || likely(__Pyx_is_valid_index(wrapped_i, size))) {
+        return __Pyx_PyList_GET_ITEM_REF(o, wrapped_i, unsafe_shared);
+    }
+    return __Pyx_GetItemInt_Generic_size(o, i);
+#else
+    (void)wraparound;
+    (void)boundscheck;
+    return PySequence_GetItem(o, i);
+#endif
+}
+static CYTHON_INLINE PyObject *__Pyx_GetItemInt_Tuple_Fast(PyObject *o, Py_ssize_t i,
+                                                              int wraparound, int boundscheck, int unsafe_shared) {
+    CYTHON_MAYBE_UNUSED_VAR(unsafe_shared);
+#if CYTHON_AVOID_BORROWED_REFS
+    CYTHON_UNUSED_VAR(boundscheck);
+    Py_ssize_t wrapped_i = i;
+    if (wraparound & unlikely(i < 0)) {
+        Py_ssize_t size = __Pyx_PyTuple_GET_SIZE(o);
+        #if !CYTHON_ASSUME_SAFE_SIZE
+        if (unlikely(size < 0)) return NULL;
+        #endif
+        wrapped_i += size;
+    }
+    #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_COMPILING_IN_LIMITED_API
+    return PySequence_ITEM(o, wrapped_i);
+    #else
+    if (unlikely(wrapped_i < 0)) {
+        PyErr_SetString(PyExc_IndexError, "tuple index out of range");
+        return NULL;
+    }
+    return PySequence_GetItem(o, wrapped_i);
+    #endif
+#elif CYTHON_ASSUME_SAFE_SIZE && CYTHON_ASSUME_SAFE_MACROS
+    Py_ssize_t wrapped_i = i;
+    Py_ssize_t size = (wraparound | boundscheck) ? PyTuple_GET_SIZE(o) : -1;
+    if (wraparound & unlikely(i < 0)) {
+        wrapped_i += size;
+    }
+    if ((!boundscheck) || likely(__Pyx_is_valid_index(wrapped_i, size))) {
+        return __Pyx_NewRef(__Pyx_PyTuple_GET_ITEM(o, wrapped_i));
+    }
+    return __Pyx_GetItemInt_Generic_size(o, i);
+#else
+    (void)wraparound;
+    (void)boundscheck;
+    return PySequence_GetItem(o, i);
+#endif
+}
+#if CYTHON_USE_TYPE_SLOTS && !CYTHON_COMPILING_IN_PYPY
+static CYTHON_INLINE PyObject *__Pyx_GetItemInt_Fast_mapping(PyObject *o, binaryfunc getitem, Py_ssize_t i) {
+    PyObject *r, *key = PyLong_FromSsize_t(i);
+    if (unlikely(!key)) return NULL;
+    r = getitem(o, key);
+    Py_DECREF(key);
+    return r;
+}
+#endif
+static CYTHON_INLINE PyObject *__Pyx_GetItemInt_Fast(PyObject *o, Py_ssize_t i,
+                                                     int wraparound, int boundscheck, int unsafe_shared) {
+    CYTHON_MAYBE_UNUSED_VAR(unsafe_shared);
+#if CYTHON_ASSUME_SAFE_SIZE
+    if (PyList_CheckExact(o)) {
+        return __Pyx_GetItemInt_List_Fast(o, i, wraparound, boundscheck, unsafe_shared);
+    } else
+    #if CYTHON_ASSUME_SAFE_MACROS && !CYTHON_AVOID_BORROWED_REFS
+    if (PyTuple_CheckExact(o)) {
+        return __Pyx_GetItemInt_Tuple_Fast(o, i, wraparound, boundscheck, unsafe_shared);
+    } else
+    #endif
+#else
+    if ((!wraparound || i >= 0) & PyList_CheckExact(o)) {
+        return boundscheck ? __Pyx_PyList_GetItemRef(o, i) : __Pyx_PyList_GET_ITEM_REF(o, i, unsafe_shared);
+    } else
+#endif
+#if CYTHON_USE_TYPE_SLOTS && !CYTHON_COMPILING_IN_PYPY
+    if (PyDict_CheckExact(o)) {
+        return __Pyx_GetItemInt_Fast_mapping(o, PyDict_Type.tp_as_mapping->mp_subscript, i);
+    #if defined(PyFrozenDict_CheckExact)
+    } else if (PyFrozenDict_CheckExact(o)) {
+        return __Pyx_GetItemInt_Fast_mapping(o, PyFrozenDict_Type.tp_as_mapping->mp_subscript, i);
+    #endif
+    } else
+    {
+        PyTypeObject *obj_type = Py_TYPE(o);
+        int seq_or_mapping = __Pyx_PyType_GetFlags(obj_type) & (Py_TPFLAGS_SEQUENCE|Py_TPFLAGS_MAPPING);
+        if (seq_or_mapping != Py_TPFLAGS_SEQUENCE) {
+            PyMappingMethods *mm = obj_type->tp_as_mapping;
+            if (mm && mm->mp_subscript)
+                return __Pyx_GetItemInt_Fast_mapping(o, mm->mp_subscript, i);
+        }
+        PySequenceMethods *sm = obj_type->tp_as_sequence;
+        if (likely(sm && sm->sq_item)) {
+            if (wraparound && (i < 0) && unlikely(__Pyx_GetItemInt_wraparound(o, sm, &i) == -1))
+                return NULL;
+            return sm->sq_item(o, i);
+        }
+        if (seq_or_mapping == Py_TPFLAGS_SEQUENCE) {
+            PyMappingMethods *mm = obj_type->tp_as_mapping;
+            if (likely(mm && mm->mp_subscript))
+                return __Pyx_GetItemInt_Fast_mapping(o, mm->mp_subscript, i);
+        }
+    }
+#else
+    if (!PyMapping_Check(o)) {
+        return PySequence_GetItem(o, i);
+    }
+#endif
+    (void)wraparound;
+    (void)boundscheck;
+    return __Pyx_GetItemInt_Generic_size(o, i);
+}
+
+/* PyLongCompare */
+static CYTHON_INLINE int __Pyx_PyLong_BoolEqObjC(PyObject *op1, PyObject *op2, long intval, long inplace) {
+    CYTHON_MAYBE_UNUSED_VAR(intval);
+    CYTHON_UNUSED_VAR(inplace);
+    if (op1 == op2) {
+        return 1;
+    }
+    #if CYTHON_USE_PYLONG_INTERNALS
+    if (likely(PyLong_CheckExact(op1))) {
+        int unequal;
+        unsigned long uintval;
+        Py_ssize_t size = __Pyx_PyLong_DigitCount(op1);
+        const digit* digits = __Pyx_PyLong_Digits(op1);
+        if (intval == 0) {
+            return (__Pyx_PyLong_IsZero(op1) == 1);
+        } else if (intval < 0) {
+            if (__Pyx_PyLong_IsNonNeg(op1))
+                return 0;
+            intval = -intval;
+        } else {
+            if (__Pyx_PyLong_IsNeg(op1))
+                return 0;
+        }
+        uintval = (unsigned long) intval;
+#if PyLong_SHIFT * 4 < SIZEOF_LONG*8
+        if (uintval >> (PyLong_SHIFT * 4)) {
+            unequal = (size != 5) || (digits[0] != (uintval & (unsigned long) PyLong_MASK))
+                 | (digits[1] != ((uintval >> (1 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[2] != ((uintval >> (2 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[3] != ((uintval >> (3 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[4] != ((uintval >> (4 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK));
+        } else
+#endif
+#if PyLong_SHIFT * 3 < SIZEOF_LONG*8
+        if (uintval >> (PyLong_SHIFT * 3)) {
+            unequal = (size != 4) || (digits[0] != (uintval & (unsigned long) PyLong_MASK))
+                 | (digits[1] != ((uintval >> (1 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[2] != ((uintval >> (2 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[3] != ((uintval >> (3 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK));
+        } else
+#endif
+#if PyLong_SHIFT * 2 < SIZEOF_LONG*8
+        if (uintval >> (PyLong_SHIFT * 2)) {
+            unequal = (size != 3) || (digits[0] != (uintval & (unsigned long) PyLong_MASK))
+                 | (digits[1] != ((uintval >> (1 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK)) | (digits[2] != ((uintval >> (2 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK));
+        } else
+#endif
+#if PyLong_SHIFT * 1 < SIZEOF_LONG*8
+        if (uintval >> (PyLong_SHIFT * 1)) {
+            unequal = (size != 2) || (digits[0] != (uintval & (unsigned long) PyLong_MASK))
+                 | (digits[1] != ((uintval >> (1 * PyLong_SHIFT)) & (unsigned long) PyLong_MASK));
+        } else
+#endif
+            unequal = (size != 1) || (((unsigned long) digits[0]) != (uintval & (unsigned long) PyLong_MASK));
+        return (unequal == 0);
+    }
+    #endif
+    if (PyFloat_CheckExact(op1)) {
+        const long b = intval;
+        double a = __Pyx_PyFloat_AS_DOUBLE(op1);
+        return ((double)a == (double)b);
+    }
+    return __Pyx_PyObject_RichCompareBool(op1, op2, Py_EQ);
+}
+
 /* PyObjectCompare */
 #if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
 #ifndef __Pyx_DEFINED_PyObject_ComparePyBytesPyBytesBoolNe
@@ -10549,6 +11028,108 @@ __pyx_return_true:
     return 1;
 __pyx_return_false:
     return 0;
+}
+
+/* PyObjectCompare */
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+#ifndef __Pyx_DEFINED_PyObject_ComparePyBytesPyBytesEq
+#define __Pyx_DEFINED_PyObject_ComparePyBytesPyBytesEq
+static CYTHON_INLINE PyObject* __Pyx_PyObject_ComparePyBytesPyBytesEq(PyObject* s1, PyObject* s2) {
+    #if CYTHON_ASSUME_SAFE_SIZE && CYTHON_ASSUME_SAFE_MACROS
+    const char *ps1, *ps2;
+    Py_ssize_t length = PyBytes_GET_SIZE(s1);
+    if (length != PyBytes_GET_SIZE(s2)) goto __pyx_return_false;
+    ps1 = PyBytes_AS_STRING(s1);
+    ps2 = PyBytes_AS_STRING(s2);
+    #else
+    char *ps1, *ps2;
+    Py_ssize_t length, length2;
+    if (unlikely(PyBytes_AsStringAndSize(s1, &ps1, &length) == -1)) return NULL;
+    if (unlikely(PyBytes_AsStringAndSize(s2, &ps2, &length2) == -1)) return NULL;
+    if (length != length2) goto __pyx_return_false;
+    #endif
+    if (ps1[0] != ps2[0]) goto __pyx_return_false;
+    if (length == 1) goto __pyx_return_true;
+    {
+        int cmp;
+#if CYTHON_USE_UNICODE_INTERNALS && (PY_VERSION_HEX < 0x030B0000)
+        Py_hash_t hash1 = ((PyBytesObject*)s1)->ob_shash;
+        Py_hash_t hash2 = ((PyBytesObject*)s2)->ob_shash;
+        if (hash1 != hash2 && hash1 != -1 && hash2 != -1) goto __pyx_return_false;
+#endif
+        cmp = memcmp(ps1, ps2, (size_t)length);
+        if (cmp == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+__pyx_return_true:
+    Py_RETURN_TRUE;
+__pyx_return_false:
+    Py_RETURN_FALSE;
+}
+#endif
+#endif
+#if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+#ifndef __Pyx_DEFINED_PyObject_ComparePyByteArrayPyBytesEq
+#define __Pyx_DEFINED_PyObject_ComparePyByteArrayPyBytesEq
+static CYTHON_INLINE PyObject* __Pyx_PyObject_ComparePyByteArrayPyBytesEq(PyObject* s1, PyObject* s2) {
+    #if CYTHON_ASSUME_SAFE_SIZE && CYTHON_ASSUME_SAFE_MACROS
+    const char *ps1, *ps2;
+    Py_ssize_t length = PyByteArray_GET_SIZE(s1);
+    if (length != PyBytes_GET_SIZE(s2)) goto __pyx_return_false;
+    ps1 = PyByteArray_AS_STRING(s1);
+    ps2 = PyBytes_AS_STRING(s2);
+    #else
+    char *ps1, *ps2;
+    Py_ssize_t length, length2;
+    ps1 = __Pyx_PyByteArray_AsString(s1); if (unlikely(!ps1)) return NULL;
+    length = __Pyx_PyByteArray_GET_SIZE(s1); if (unlikely(length == -1)) return NULL;
+    if (unlikely(PyBytes_AsStringAndSize(s2, &ps2, &length2) == -1)) return NULL;
+    if (length != length2) goto __pyx_return_false;
+    #endif
+    if (length == 0) goto __pyx_return_true;
+    if (ps1[0] != ps2[0]) goto __pyx_return_false;
+    if (length == 1) goto __pyx_return_true;
+    {
+        int cmp;
+        cmp = memcmp(ps1, ps2, (size_t)length);
+        if (cmp == 0) goto __pyx_return_true; else goto __pyx_return_false;
+    }
+__pyx_return_true:
+    Py_RETURN_TRUE;
+__pyx_return_false:
+    Py_RETURN_FALSE;
+}
+#endif
+#endif
+static CYTHON_INLINE PyObject* __Pyx_PyObject_CompareEq_object_bytes(PyObject *op1, PyObject *op2, int pyop) {
+    CYTHON_UNUSED_VAR(pyop);
+    if (unlikely(op2 == Py_None)) {
+        if (op1 == Py_None) goto __pyx_return_true; else goto __pyx_richcmp;
+    }
+    if (PyFloat_CheckExact(op1)) {
+        goto __pyx_richcmp;
+    }
+    if (PyLong_CheckExact(op1)) {
+        if (op1 == op2) goto __pyx_return_true;
+        goto __pyx_richcmp;
+    }
+    #if !(CYTHON_COMPILING_IN_PYPY || CYTHON_COMPILING_IN_GRAAL)
+    if (likely(PyBytes_CheckExact(op1))) {
+        if (op1 == op2) goto __pyx_return_true;
+        if (likely(op2 != Py_None)) {
+            return __Pyx_PyObject_ComparePyBytesPyBytesEq(op1, op2);
+        }
+        goto __pyx_richcmp;
+    }
+    #endif
+    if ((0)) goto __pyx_richcmp;
+    if ((0)) goto __pyx_return_true;
+    if ((0)) goto __pyx_return_false;
+__pyx_richcmp:
+    return PyObject_RichCompare(op1, op2, Py_EQ);
+__pyx_return_true:
+    Py_RETURN_TRUE;
+__pyx_return_false:
+    Py_RETURN_FALSE;
 }
 
 /* PyObjectCompare */
@@ -11703,7 +12284,7 @@ static PyObject* __Pyx_ImportFrom(PyObject* module, PyObject* name) {
         if (unlikely(!module_name_str)) { goto modbad; }
         module_name = PyUnicode_FromString(module_name_str);
         if (unlikely(!module_name)) { goto modbad; }
-        module_dot = PyUnicode_Concat(module_name, __pyx_mstate_global->__pyx_kp_u__6);
+        module_dot = PyUnicode_Concat(module_name, __pyx_mstate_global->__pyx_kp_u__7);
         if (unlikely(!module_dot)) { goto modbad; }
         full_name = PyUnicode_Concat(module_dot, name);
         if (unlikely(!full_name)) { goto modbad; }

@@ -98,23 +98,29 @@ def response_framing(bytes method, int status, list headers):
     """See proxy._wire.response_framing."""
     length = content_length(headers)
     codings = None
-    cdef int count = 0
+    cdef int count = 0, lengths = 0
+    cdef bint canonical = True
     for name, value in headers:
         if name == b"transfer-encoding":
             count += 1
             codings = value
+        elif name == b"content-length":
+            lengths += 1
+            if lengths > 1 or b"," in value or (len(value) > 1 and value[0] == 48):
+                canonical = False
     if count:
         if length is not None:
             raise _bad("both Content-Length and Transfer-Encoding")
         if count > 1 or codings.lower() != b"chunked":
             raise _bad("the only transfer coding supported is chunked, alone")
+        canonical = codings == b"chunked"
     if method == b"HEAD" or status == 204 or status == 304:
-        return BODY_NONE, 0
+        return BODY_NONE, 0, canonical
     if count:
-        return BODY_CHUNKED, 0
+        return BODY_CHUNKED, 0, canonical
     if length is not None:
-        return BODY_LENGTH, length
-    return BODY_CLOSE, 0
+        return BODY_LENGTH, length, canonical
+    return BODY_CLOSE, 0, canonical
 
 
 cdef bint _good_field(const unsigned char* p, Py_ssize_t start, Py_ssize_t end):

@@ -63,19 +63,29 @@ def test_malformed_response_heads_are_502(wire: Any, raw: bytes) -> None:
 
 
 @pytest.mark.parametrize(("method", "status", "headers", "expected"), [
-    pytest.param(b"GET", 200, [(b"content-length", b"5")], (BODY_LENGTH, 5), id="length"),
-    pytest.param(b"GET", 200, [(b"content-length", b"5, 5")], (BODY_LENGTH, 5), id="repeated_identical_length"),
-    pytest.param(b"GET", 200, [(b"content-length", b"5"), (b"content-length", b"5")], (BODY_LENGTH, 5),
+    pytest.param(b"GET", 200, [(b"content-length", b"5")], (BODY_LENGTH, 5, True), id="length"),
+    pytest.param(b"GET", 200, [(b"content-length", b"5, 5")], (BODY_LENGTH, 5, False), id="repeated_identical_length"),
+    pytest.param(b"GET", 200, [(b"content-length", b"5"), (b"content-length", b"5")], (BODY_LENGTH, 5, False),
                  id="two_identical_lengths"),
-    pytest.param(b"GET", 200, [(b"transfer-encoding", b"Chunked")], (BODY_CHUNKED, 0), id="chunked"),
-    pytest.param(b"GET", 200, [], (BODY_CLOSE, 0), id="until_close"),
-    pytest.param(b"HEAD", 200, [(b"content-length", b"5")], (BODY_NONE, 0), id="head"),
-    pytest.param(b"GET", 204, [], (BODY_NONE, 0), id="204"),
-    pytest.param(b"GET", 304, [(b"content-length", b"5")], (BODY_NONE, 0), id="304"),
-    pytest.param(b"GET", 200, [(b"content-length", b"0")], (BODY_LENGTH, 0), id="empty"),
+    pytest.param(b"GET", 200, [(b"content-length", b"05")], (BODY_LENGTH, 5, False), id="leading_zero"),
+    pytest.param(b"GET", 200, [(b"transfer-encoding", b"chunked")], (BODY_CHUNKED, 0, True), id="chunked"),
+    pytest.param(b"GET", 200, [(b"transfer-encoding", b"Chunked")], (BODY_CHUNKED, 0, False), id="chunked_capital"),
+    pytest.param(b"GET", 200, [], (BODY_CLOSE, 0, True), id="until_close"),
+    pytest.param(b"HEAD", 200, [(b"content-length", b"5")], (BODY_NONE, 0, True), id="head"),
+    pytest.param(b"GET", 204, [], (BODY_NONE, 0, True), id="204"),
+    pytest.param(b"GET", 304, [(b"content-length", b"5")], (BODY_NONE, 0, True), id="304"),
+    pytest.param(b"GET", 200, [(b"content-length", b"0")], (BODY_LENGTH, 0, True), id="empty"),
 ])
-def test_response_framing(wire: Any, method: bytes, status: int, headers: Any, expected: tuple[int, int]) -> None:
+def test_response_framing(wire: Any, method: bytes, status: int, headers: Any, expected: tuple[int, int, bool]) -> None:
     assert wire.response_framing(method, status, headers) == expected
+
+
+def test_canonical_framing_keeps_one_length_where_the_first_was() -> None:
+    from proxy._wire import canonical_framing
+
+    headers = [(b"x", b"1"), (b"content-length", b"5, 5"), (b"y", b"2"), (b"content-length", b"5")]
+    assert canonical_framing(headers) == [(b"x", b"1"), (b"content-length", b"5"), (b"y", b"2")]
+    assert canonical_framing([(b"transfer-encoding", b"CHUNKED")]) == [(b"transfer-encoding", b"chunked")]
 
 
 @pytest.mark.parametrize("headers", [
