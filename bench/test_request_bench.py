@@ -1,12 +1,16 @@
-# Per-request overhead of the gateway's HTTP work, in process, no sockets:
-# check the client's head (_head.py) and parse it (h11), choose the route, rewrite the headers,
-# serialise the upstream request, parse the backend's response, rewrite and
-# serialise it for the client. `make bench`; figures in bench/README.md.
+# Per-request overhead of the gateway's HTTP work, in process, no sockets,
+# for each --parser side by side: check the client's head (_head.py; h11
+# then parses it again, the fast connection takes it as checked), choose the
+# route, rewrite the headers, write the upstream request, parse the
+# backend's response, rewrite and write it for the client. `make bench`;
+# figures in bench/README.md.
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+from typing import Any
 
 import h11
 import pytest
@@ -18,7 +22,10 @@ from fastroute import RouteTable  # noqa: E402
 from proxy._config import Address, Limits, Route  # noqa: E402
 from proxy._decide import decide  # noqa: E402
 from proxy._head import check_head as check_head_py  # noqa: E402
-from proxy._headcheck import HEAD_COMPILED, check_head  # noqa: E402
+from proxy._head import find_head  # noqa: E402
+from proxy._headcheck import HEAD_COMPILED, WIRE_COMPILED, check_head  # noqa: E402
+from proxy._http import PARSERS  # noqa: E402
+from proxy import _events as ev  # noqa: E402
 from proxy._pool import Registry  # noqa: E402
 from proxy._rewrite import request_headers, response_headers  # noqa: E402
 
@@ -41,6 +48,7 @@ RESPONSE = (
     b"hello from backend\n"
 )
 LIMITS = Limits()
+MAX_HEAD = 64 * 1024
 
 
 def table_of(size: int) -> RouteTable:
@@ -50,33 +58,36 @@ def table_of(size: int) -> RouteTable:
     return RouteTable(values)
 
 
-def proxy_once(table: RouteTable, server: h11.Connection, client: h11.Connection) -> bytes:
-    server.receive_data(REQUEST)
-    request = server.next_event()
+def proxy_once(table: RouteTable, parser: Any, upstream: Any) -> bytes:
+    """One proxied request's HTTP work through `parser` (FastConnection or H11Connection)."""
+    end = find_head(REQUEST, LIMITS)
+    head = check_head(REQUEST[:end], LIMITS)
+    server, request = parser.for_request(head, b"", max_head=MAX_HEAD)
     server.next_event()  # EndOfMessage
-    head = check_head(REQUEST, LIMITS)
-    prefix, upstream = decide(table, head.target)
-    backend = upstream.backends[0]
+    prefix, pool = decide(table, request.target)
+    backend = pool.backends[0]
     headers = request_headers(request.headers, client_ip="192.0.2.7", trusted=False, upstream_host=backend.host_header)
-    up = client.send(h11.Request(method=request.method, target=request.target, headers=headers))
-    up += client.send(h11.EndOfMessage())
-    client.receive_data(RESPONSE)
-    response = client.next_event()
-    body = client.next_event()
-    client.next_event()  # EndOfMessage
-    down = server.send(h11.Response(status_code=response.status_code, headers=response_headers(response.headers)))
-    down += server.send(h11.Data(data=body.data))
-    down += server.send(h11.EndOfMessage())
-    server.start_next_cycle()
-    client.start_next_cycle()
+    up = upstream.send(ev.Request(request.method, request.target, headers)) + upstream.send(ev.END_OF_MESSAGE)
+    upstream.receive_data(RESPONSE)
+    response = upstream.next_event()
+    body = upstream.next_event()
+    upstream.next_event()  # EndOfMessage
+    send = server.send
+    down = send(ev.Response(response.status_code, response_headers(response.headers), response.reason))
+    down += send(ev.Data(body.data)) + send(ev.END_OF_MESSAGE)
+    upstream.start_next_cycle()
     return up + down
 
 
-def test_proxy_one_request(benchmark) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("parser", ["fast", "h11"])
+def test_proxy_one_request(benchmark, parser: str) -> None:  # type: ignore[no-untyped-def]
+    """The per-request overhead of each --parser, side by side (group "per request, by parser")."""
+    if parser == "fast" and not (HEAD_COMPILED and WIRE_COMPILED):
+        pytest.skip("the compiled parts are not built")
     table = table_of(1000)
-    server, client = h11.Connection(h11.SERVER), h11.Connection(h11.CLIENT)
-    benchmark.group = "per request"
-    out = benchmark(proxy_once, table, server, client)
+    cls = PARSERS[parser]
+    benchmark.group = "per request, by parser"
+    out = benchmark(proxy_once, table, cls, cls.client(max_head=MAX_HEAD))
     assert b"hello from backend" in out and b"x-forwarded-for: 192.0.2.7" in out
 
 
@@ -104,8 +115,9 @@ def test_rewrite_only(benchmark) -> None:  # type: ignore[no-untyped-def]
 
 
 if __name__ == "__main__":
-    # A loop for profilers: py-spy record -- python bench/test_request_bench.py
+    # A loop for profilers: py-spy record -- python bench/test_request_bench.py [fast|h11]
+    parser = PARSERS[sys.argv[1] if len(sys.argv) > 1 else "fast"]
     table = table_of(1000)
-    server, client = h11.Connection(h11.SERVER), h11.Connection(h11.CLIENT)
+    upstream = parser.client(max_head=MAX_HEAD)
     for _ in range(50_000):
-        proxy_once(table, server, client)
+        proxy_once(table, parser, upstream)

@@ -139,7 +139,7 @@ def response_framing(method: bytes, status: int, headers: Headers) -> tuple[int,
         if len(codings) > 1 or codings[0].lower() != b"chunked":
             raise _bad("the only transfer coding supported is chunked, alone")
     lengths = [value for name, value in headers if name == b"content-length"]
-    canonical = codings in ([], [b"chunked"]) and (not lengths or lengths == [b"%d" % length])
+    canonical = codings in ([], [b"chunked"]) and (length is None or lengths == [b"%d" % length])
     if method == b"HEAD" or status in (204, 304):
         return BODY_NONE, 0, canonical
     if codings:
@@ -160,7 +160,7 @@ def canonical_framing(headers: Headers) -> Headers:
         if name == b"content-length":
             if any(n == b"content-length" for n, _ in out):
                 continue
-            value = b"%d" % length  # type: ignore[str-bytes-safe]
+            value = b"%d" % (length or 0)
         elif name == b"transfer-encoding":
             value = b"chunked"
         out.append((name, value))
