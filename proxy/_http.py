@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 import trio
@@ -18,11 +19,53 @@ from ._events import DONE, NEED_DATA, SEND_BODY
 from ._fastconn import FastConnection
 from ._h11conn import H11Connection
 
-__all__ = ["MAX_RECV", "PARSERS", "HttpStream"]
+__all__ = ["MAX_RECV", "PARSERS", "HttpStream", "receive_some", "send_all"]
 
 MAX_RECV = 64 * 1024  # bytes per receive_some
 # --parser: the connection class each name stands for.
 PARSERS: dict[str, Any] = {"fast": FastConnection, "h11": H11Connection}
+
+
+_CLOSED_ERRNOS = {errno.EBADF, errno.ENOTSOCK}
+
+
+def _stream_error(error: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
+    if error.errno in _CLOSED_ERRNOS:
+        return trio.ClosedResourceError("the socket was closed")
+    return trio.BrokenResourceError(f"socket error: {error}")
+
+
+# SocketStream's send_all and receive_some, straight on its socket: the same
+# system calls and the same errors (OSError becomes BrokenResourceError, or
+# ClosedResourceError on a closed socket), without the generator-based
+# context manager and the conflict detector they wrap each call in, which
+# showed in profiles of the hot path. Any other stream goes the usual way.
+
+
+async def send_all(stream: trio.abc.Stream, data: bytes) -> None:
+    """stream.send_all(data), faster on a trio.SocketStream."""
+    if type(stream) is not trio.SocketStream:
+        await stream.send_all(data)
+        return
+    socket = stream.socket
+    try:
+        sent = await socket.send(data)
+        if sent < len(data):
+            view = memoryview(data)
+            while sent < len(view):
+                sent += await socket.send(view[sent:])
+    except OSError as error:
+        raise _stream_error(error) from error
+
+
+async def receive_some(stream: trio.abc.Stream, max_bytes: int) -> bytes:
+    """stream.receive_some(max_bytes), faster on a trio.SocketStream."""
+    if type(stream) is not trio.SocketStream:
+        return bytes(await stream.receive_some(max_bytes))
+    try:
+        return await stream.socket.recv(max_bytes)
+    except OSError as error:
+        raise _stream_error(error) from error
 
 
 class HttpStream:
@@ -50,9 +93,9 @@ class HttpStream:
 
     async def receive(self) -> bool:
         """Read once from the stream into the parser. Returns False at EOF."""
-        data = await self.stream.receive_some(MAX_RECV)
+        data = await receive_some(self.stream, MAX_RECV)
         self.bytes_received += len(data)
-        self.conn.receive_data(bytes(data))
+        self.conn.receive_data(data)
         return bool(data)
 
     async def next_event(self) -> Any:
@@ -67,13 +110,13 @@ class HttpStream:
     async def send(self, event: Any) -> None:
         data = self.conn.send(event)
         if data:
-            await self.stream.send_all(data)
+            await send_all(self.stream, data)
 
     async def send_many(self, *events: Any) -> None:
         send = self.conn.send
         data = b"".join([send(event) for event in events])
         if data:
-            await self.stream.send_all(data)
+            await send_all(self.stream, data)
 
     def reusable(self) -> bool:
         """Both sides finished the exchange cleanly and may start another."""

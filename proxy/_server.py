@@ -30,7 +30,7 @@ from ._decide import decide
 from ._errors import REASONS, BadGateway, ClientProtocolError, ConfigError, NoBackendAvailable, NoRoute, ProxyError
 from ._head import Refused, find_head
 from ._headcheck import check_head
-from ._http import MAX_RECV, PARSERS, HttpStream
+from ._http import MAX_RECV, PARSERS, HttpStream, receive_some
 from ._listen import open_listeners
 from ._metrics import Stats
 from ._pool import Registry
@@ -273,7 +273,7 @@ class Gateway:
                     connection.idle_scope = scope
                     if self.draining:
                         scope.cancel()  # accepted just as draining began, or idle
-                data = await client.stream.receive_some(MAX_RECV)
+                data = await receive_some(client.stream, MAX_RECV)
             connection.idle_scope = None
             if scope.cancelled_caught:
                 if started:
