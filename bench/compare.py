@@ -187,6 +187,11 @@ def main() -> int:
             (work / "proxy.conf").write_text(conf.replace("%s", "proxy"))
             procs.append(start(["nginx", "-c", str(work / "proxy.conf"), "-p", str(work)], ports["nginx (1 worker)"]))
 
+            ports["trio byte pipe (no HTTP)"] = free_port()
+            procs.append(start([sys.executable, str(Path(__file__).parent / "trio_pipe.py"),
+                                str(ports["trio byte pipe (no HTTP)"]), str(backend_port)],
+                               ports["trio byte pipe (no HTTP)"]))
+
             for parser_mode in args.parsers.split(","):
                 for workers in (1, 2):
                     name = f"fastroute {parser_mode} ({workers} worker{'s' if workers > 1 else ''})"
@@ -234,7 +239,7 @@ def main() -> int:
         )
     for ours_name in [name for name in results if name.startswith("fastroute") and "(1 worker)" in name]:
         ours = results[ours_name]
-        for name in ("haproxy (1 thread)", "nginx (1 worker)"):
+        for name in ("haproxy (1 thread)", "nginx (1 worker)", "trio byte pipe (no HTTP)"):
             theirs = results[name]
             print(f"{ours_name} / {name}: req/s {ours['many']['rps'] / theirs['many']['rps']:.2f}x, "
                   f"p99 {ours['many'].get('p99', 0) / max(theirs['many'].get('p99', 1), 1):.2f}x")
