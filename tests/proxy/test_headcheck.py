@@ -1,5 +1,6 @@
-# Which request-head checks the gateway runs: the compiled twin by default,
-# the pure-Python specification when FASTROUTE_NO_EXTENSIONS=1.
+# Which request-head checks and wire functions the gateway runs: the
+# compiled twins by default, the pure-Python specifications when
+# FASTROUTE_NO_EXTENSIONS=1.
 
 from __future__ import annotations
 
@@ -14,15 +15,17 @@ import pytest
     pytest.param({}, True, id="default"),
     pytest.param({"FASTROUTE_NO_EXTENSIONS": "1"}, False, id="forced_python"),
 ])
-def test_the_gateway_uses_the_compiled_checks_unless_told_not_to(environment: dict[str, str], compiled: bool) -> None:
+def test_the_gateway_uses_the_compiled_parts_unless_told_not_to(environment: dict[str, str], compiled: bool) -> None:
     if compiled:
-        from ..conftest import compiled_head
+        from ..conftest import compiled_head, compiled_wire
 
         compiled_head()  # skips (or fails in CI) when not built
+        compiled_wire()
     env = {k: v for k, v in os.environ.items() if k != "FASTROUTE_NO_EXTENSIONS"} | environment
     out = subprocess.run(
-        [sys.executable, "-c", "import proxy._headcheck as h, proxy._server as s; "
-         "print(h.HEAD_COMPILED, s.check_head is h.check_head)"],
+        [sys.executable, "-c", "import proxy._headcheck as h, proxy._server as s, proxy._fastconn as f; "
+         "print(h.HEAD_COMPILED, s.check_head is h.check_head, h.WIRE_COMPILED, "
+         "f.parse_response_head is h.parse_response_head, type(f.ChunkedDecoder()).__module__)"],
         capture_output=True, text=True, env=env, timeout=60, check=True,
     ).stdout.split()
-    assert out == [str(compiled), "True"]
+    assert out == [str(compiled), "True", str(compiled), "True", "proxy._wire_c" if compiled else "proxy._wire"]
