@@ -73,6 +73,7 @@ class Exchange:
     route: str = ""  # the matched prefix, for metrics
     connect_errors: int = 0  # failed backend connects (refused, reset, unreachable), for metrics
     connect_timeouts: int = 0  # backend connects that timed out, for metrics
+    phase: int = 0  # what the response relay waits on (_relay_response), so a timeout can say what stalled
 
 
 def _content_length(headers: Any) -> int | None:
@@ -286,6 +287,10 @@ async def _pump_request_body(
             raise Abort("client closed the connection during the request body")
 
 
+# What a timeout of _relay_response's one cancel scope means, by phase.
+_HEAD, _TO_CLIENT, _FROM_BACKEND, _SPLICING = range(4)
+
+
 async def _relay_response(
     conn: HttpStream,
     reused: bool,
@@ -298,10 +303,14 @@ async def _relay_response(
     timeouts = config.timeouts
     interim = 0
     event: Any = None
+    # One cancel scope for the whole response (scopes, one per operation,
+    # showed in profiles): its deadline moves with the phase (the response
+    # head, then each write to the client and each read of the body), and
+    # exchange.phase says what a timeout means once the scope has caught it.
+    scope = trio.CancelScope(deadline=trio.current_time() + timeouts.response_head)
+    exchange.phase = _HEAD
     try:
-        # A plain cancel scope, not fail_after: one per request, and
-        # fail_after's generator-based context manager shows in profiles.
-        with trio.CancelScope(deadline=trio.current_time() + timeouts.response_head) as waiting:
+        with scope:
             while True:
                 event = await conn.next_event()
                 if type(event) is ev.InformationalResponse:
@@ -315,12 +324,21 @@ async def _relay_response(
                     await client.send(ev.InformationalResponse(event.status_code, response_headers(event.headers), event.reason))
                     continue
                 break
+            if type(event) is ev.Response:
+                exchange.phase = _TO_CLIENT
+                await _relay_body(conn, client, event, config, exchange, closing, scope)
+                return
     except (ev.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+        if exchange.phase != _HEAD:
+            raise
         if reused and conn.bytes_received == 0 and not exchange.body_started:
             raise _Stale() from None
         raise BadGateway(f"backend failed before its response: {error}") from None
-    if waiting.cancelled_caught:
-        raise GatewayTimeout("backend did not answer in time")
+    if scope.cancelled_caught:
+        if exchange.phase == _HEAD:
+            raise GatewayTimeout("backend did not answer in time")
+        raise Abort("client stopped reading the response" if exchange.phase == _TO_CLIENT
+                    else "backend response body stalled")
     if type(event) is ev.InformationalResponse:  # 101, asked for: the tunnel has its own idle timeout
         await _tunnel(conn, client, event, timeouts.tunnel_idle, exchange)
         return
@@ -328,7 +346,24 @@ async def _relay_response(
         if reused and not exchange.body_started:
             raise _Stale()
         raise BadGateway("backend closed the connection without a response")
-    assert type(event) is ev.Response, event
+    raise AssertionError(f"unexpected {event!r}")
+
+
+async def _relay_body(
+    conn: HttpStream,
+    client: HttpStream,
+    event: ev.Response,
+    config: Config,
+    exchange: Exchange,
+    closing: Callable[[], bool],
+    scope: trio.CancelScope,
+) -> None:
+    """The response head and body to the client, inside _relay_response's scope.
+
+    Sets exchange.phase and the scope's deadline before each wait; raises
+    Abort or ProxyError for everything else.
+    """
+    idle = config.timeouts.body_idle
     framing = {name for name, _ in event.headers if name in (b"content-length", b"transfer-encoding")}
     if len(framing) == 2:
         # RFC 9112 section 6.1: a sender must not send both; a proxy that
@@ -353,33 +388,34 @@ async def _relay_response(
         splice_left = length
     while True:
         try:
-            event = conn.conn.next_event()
+            piece: Any = conn.conn.next_event()
         except ev.RemoteProtocolError as error:
-            await _flush(client, batch, timeouts.body_idle, exchange)
+            await _flush(client, batch, idle, exchange, scope)
             raise Abort(f"backend failed during its response body: {error}") from None
-        if type(event) is ev.Data:
-            exchange.bytes_out += len(event.data)
-            batch.append(ev.Data(event.data))
+        if type(piece) is ev.Data:
+            exchange.bytes_out += len(piece.data)
+            batch.append(piece)
             if splice_left is not None:
-                splice_left -= len(event.data)
+                splice_left -= len(piece.data)
             continue
-        if type(event) is ev.EndOfMessage:
+        if type(piece) is ev.EndOfMessage:
             batch.append(ev.END_OF_MESSAGE)
-            await _flush(client, batch, timeouts.body_idle, exchange)
+            await _flush(client, batch, idle, exchange, scope)
             return
-        if event is not ev.NEED_DATA:
-            await _flush(client, batch, timeouts.body_idle, exchange)
-            raise Abort(f"unexpected {type(event).__name__} in the response body")
-        await _flush(client, batch, timeouts.body_idle, exchange)
+        if piece is not ev.NEED_DATA:
+            await _flush(client, batch, idle, exchange, scope)
+            raise Abort(f"unexpected {type(piece).__name__} in the response body")
+        await _flush(client, batch, idle, exchange, scope)
         batch = []
         if splice_left:
-            await _splice_rest(conn, client, splice_left, timeouts.body_idle, exchange)
+            exchange.phase = _SPLICING
+            scope.deadline = math.inf  # the splice keeps its own idle timeout
+            await _splice_rest(conn, client, splice_left, idle, exchange)
             return
+        exchange.phase = _FROM_BACKEND
+        scope.deadline = trio.current_time() + idle
         try:
-            with trio.fail_after(timeouts.body_idle):
-                await conn.receive()
-        except trio.TooSlowError:
-            raise Abort("backend response body stalled") from None
+            await conn.receive()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
             raise Abort(f"backend failed during its response body: {error}") from None
 
@@ -426,20 +462,21 @@ async def _splice_rest(conn: HttpStream, client: HttpStream, count: int, idle: f
     client.response_bypassed = True
 
 
-async def _flush(client: HttpStream, batch: list[Any], idle: float, exchange: Exchange) -> None:
-    """Send the batched response events to the client in one write."""
+async def _flush(
+    client: HttpStream, batch: list[Any], idle: float, exchange: Exchange, scope: trio.CancelScope
+) -> None:
+    """Send the batched response events to the client in one write, under `scope` (see _relay_response)."""
     if not batch:
         return
+    # A client that stops reading blocks this send (backpressure: nothing
+    # piles up here); one that reads nothing for the body timeout is cut
+    # off, which frees the backend connection too.
+    exchange.phase = _TO_CLIENT
+    scope.deadline = trio.current_time() + idle
     try:
-        # A client that stops reading blocks this send (backpressure:
-        # nothing piles up here); one that reads nothing for the body
-        # timeout is cut off, which frees the backend connection too.
-        with trio.CancelScope(deadline=trio.current_time() + idle) as sending:
-            await client.send_many(*batch)
+        await client.send_many(*batch)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         raise Abort("client went away during the response") from None
-    if sending.cancelled_caught:
-        raise Abort("client stopped reading the response")
     exchange.response_started = True
 
 

@@ -782,6 +782,78 @@ async def test_a_client_that_stops_reading_is_cut_off_and_frees_the_backend(nurs
     await trio.aclose_forcefully(stream)
 
 
+async def test_a_chunked_response_to_a_client_that_stops_reading_is_cut_off(nursery: trio.Nursery) -> None:
+    # As above, on the path that is not spliced (no Content-Length).
+    finished = trio.Event()
+
+    async def endless(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        await exchange.send(h11.Response(status_code=200, headers=[(b"transfer-encoding", b"chunked")]))
+        try:
+            while True:
+                await exchange.send(h11.Data(data=b"x" * 65536))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            finished.set()
+
+    backend = await start_backend(nursery, handler=endless)
+    gateway = await start_gateway(nursery, [route("/", backend)], timeouts={"body_idle": 0.5})
+    host, port = gateway.addresses[0]
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read
+
+    with trio.fail_after(10):
+        await finished.wait()
+    await trio.aclose_forcefully(stream)
+
+
+@pytest.mark.parametrize(("framing", "size"), [
+    pytest.param(b"transfer-encoding", 20 * 1000, id="chunked"),
+    pytest.param(b"content-length", 1200 * 1024, id="spliced"),
+])
+async def test_a_slow_steady_body_outlives_the_body_timeout(nursery: trio.Nursery, framing: bytes, size: int) -> None:
+    # The body timeout is for no progress, not for the whole body: a body
+    # that keeps coming for 2 s passes a 0.4 s timeout, spliced or not.
+    pieces = 20
+
+    async def steady(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        header = b"chunked" if framing == b"transfer-encoding" else b"%d" % size
+        await exchange.send(h11.Response(status_code=200, headers=[(framing, header)]))
+        for _ in range(pieces):
+            await trio.sleep(0.1)
+            await exchange.send(h11.Data(data=b"y" * (size // pieces)))
+        await exchange.send(h11.EndOfMessage())
+
+    backend = await start_backend(nursery, handler=steady)
+    gateway = await start_gateway(nursery, [route("/", backend)], timeouts={"body_idle": 0.4})
+
+    reply = await fetch(gateway, "GET", "/")
+
+    assert reply.status == 200 and len(reply.body) == size
+
+
+async def test_a_body_trickling_in_below_chunk_granularity_outlives_the_body_timeout(nursery: trio.Nursery) -> None:
+    # Bytes that complete no chunk (a chunk-size line arriving a byte at a
+    # time) are progress too: each read gets the whole body timeout.
+    async def handle(stream: trio.SocketStream) -> None:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += await stream.receive_some(1000)
+        await stream.send_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for byte in b"00000000005\r\n":
+            await trio.sleep(0.1)
+            await stream.send_all(bytes([byte]))
+        await stream.send_all(b"hello\r\n0\r\n\r\n")
+        await trio.sleep(1)
+
+    listeners = await trio.open_tcp_listeners(0, host=LOOPBACK)
+    nursery.start_soon(trio.serve_listeners, handle, listeners)
+    port = listeners[0].socket.getsockname()[1]
+    gateway = await start_gateway(nursery, [route("/", Address(LOOPBACK, port))], timeouts={"body_idle": 0.4})
+
+    reply = await fetch(gateway, "GET", "/")
+
+    assert (reply.status, reply.body) == (200, b"hello")
+
+
 async def test_a_request_connecting_to_a_backend_that_leaves_is_routed_again(nursery: trio.Nursery) -> None:
     # The old backend blackholes connects, like a container that died
     # without a word; the table then moves the route elsewhere.
