@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 from typing import Any
 
@@ -85,16 +87,32 @@ def health(gateway: Any, now: float | None = None) -> tuple[int, dict[str, Any]]
 
 
 class AdminServer:
-    """Serves the admin endpoints of one gateway on its own address."""
+    """Serves the admin endpoints of one gateway on its own address.
 
-    def __init__(self, gateway: Any, address: Address) -> None:
+    With `unix_path` (a worker of `serve --workers N`), on that Unix socket
+    instead, for the admin front (_admin_front.py) to ask.
+    """
+
+    def __init__(self, gateway: Any, address: Address | None, *, unix_path: str | None = None) -> None:
         self.gateway = gateway
         self.address = address
+        self.unix_path = unix_path
         self.addresses: list[tuple[str, int]] = []
         self._listeners: list[trio.SocketListener] = []
 
     async def listen(self) -> None:
         """Raises ConfigError: the address cannot be listened on."""
+        if self.unix_path is not None:
+            try:  # a worker started again: its predecessor's socket file is still there
+                os.unlink(self.unix_path)
+            except FileNotFoundError:
+                pass
+            sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            await sock.bind(self.unix_path)
+            sock.listen(64)
+            self._listeners = [trio.SocketListener(sock)]
+            return
+        assert self.address is not None
         try:
             self._listeners = await trio.open_tcp_listeners(self.address.port, host=self.address.host)
         except OSError as error:
@@ -126,7 +144,7 @@ class AdminServer:
                     break
                 if type(event) is not h11.Request:
                     return
-                status, content_type, body = self._answer(event.method, event.target)
+                status, content_type, body = await self.respond(event.method, event.target)
                 headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
                            (b"cache-control", b"no-store"), (b"connection", b"close")]
                 await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)))
@@ -141,6 +159,10 @@ class AdminServer:
             log.exception("bug: unexpected error on an admin connection")
         finally:
             await trio.aclose_forcefully(stream)
+
+    async def respond(self, method: bytes, target: bytes) -> tuple[int, str, bytes]:
+        """(status, content type, body) for one admin request."""
+        return self._answer(method, target)
 
     def _answer(self, method: bytes, target: bytes) -> tuple[int, str, bytes]:
         if method not in (b"GET", b"HEAD"):

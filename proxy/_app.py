@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from functools import partial
 from typing import Any
 
 import trio
@@ -28,16 +29,23 @@ __all__ = ["RouteSources", "load_routes", "run", "serve"]
 log = logging.getLogger("fastroute")
 
 
-async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+async def serve(
+    config: Config, *, admin_socket: str | None = None, task_status: Any = trio.TASK_STATUS_IGNORED
+) -> None:
     """Run the gateway until SIGTERM or SIGINT, then drain and return.
 
+    admin_socket: a worker of `--workers N --admin`: serve the admin
+    endpoints on this Unix socket, for the admin front, not on config.admin.
     task_status.started() gets the Gateway once it listens.
     """
     gateway = Gateway(config)
     sources = RouteSources(gateway.set_routes, load_routes(config))
     sources.set_static(sources.static)
     admin = None
-    if config.admin is not None:
+    if admin_socket is not None:
+        gateway.stats = Stats()
+        admin = AdminServer(gateway, None, unix_path=admin_socket)
+    elif config.admin is not None:
         gateway.stats = Stats()
         admin = AdminServer(gateway, config.admin)
     await gateway.listen()
@@ -48,7 +56,8 @@ async def serve(config: Config, *, task_status: Any = trio.TASK_STATUS_IGNORED) 
             await nursery.start(gateway.serve)
             if admin is not None:
                 await nursery.start(admin.serve)
-                log.info("admin endpoints on %s", ", ".join(f"{h}:{p}" for h, p in admin.addresses))
+                if admin.unix_path is None:
+                    log.info("admin endpoints on %s", ", ".join(f"{h}:{p}" for h, p in admin.addresses))
             if config.docker:
                 watcher = DockerWatcher(
                     sources.set_docker, config.discovery, url=config.docker_url, labels=config.docker_labels
@@ -93,15 +102,15 @@ def _ignore(signum: int, frame: Any) -> None:
     pass
 
 
-def run(config: Config) -> int:
-    """Blocking entry point for the CLI. Returns the exit status."""
+def run(config: Config, *, admin_socket: str | None = None) -> int:
+    """Blocking entry point for the CLI (and each --workers worker). Returns the exit status."""
     # Between serve()'s signal receiver closing and the process exiting, a
     # late SIGTERM or SIGINT (a supervisor repeating itself) must not turn a
     # clean exit into a kill: ignore them outside the receiver.
     signal.signal(signal.SIGTERM, _ignore)
     signal.signal(signal.SIGINT, _ignore)
     try:
-        trio.run(serve, config)
+        trio.run(partial(serve, config, admin_socket=admin_socket))
     except ConfigError as error:
         log.error("%s", error)
         return 1

@@ -255,8 +255,6 @@ def config_from_args(args: argparse.Namespace) -> Config:
     )
     if config.admin is not None:
         check_admin_address(config.admin, config.listen)
-        if config.workers > 1:
-            raise ConfigError("--admin is not supported with --workers above 1 yet (each worker counts apart)")
     return config
 
 

@@ -61,7 +61,7 @@ async def open_listeners(address: Address, *, reuse_port: bool = False) -> list[
     return listeners
 
 
-def probe(address: Address) -> None:
+def probe(address: Address, *, reuse_port: bool = True) -> None:
     """Bind (and close) what the workers will bind, so that an address in use
     is one error in the supervisor rather than one in every worker.
 
@@ -70,5 +70,5 @@ def probe(address: Address) -> None:
     """
     for family, sockaddr in _sockets_for(address):
         with socket.socket(family, socket.SOCK_STREAM) as sock:
-            _prepare(sock, family, reuse_port=True)
+            _prepare(sock, family, reuse_port=reuse_port)
             sock.bind(sockaddr)

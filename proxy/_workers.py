@@ -12,12 +12,18 @@
 #   that exits with an error within STARTUP_GRACE of its start (it could not
 #   listen, say) stops the whole gateway (exit 1): it would only fail again.
 #   One killed by a signal is always started again.
+# - with --admin, each worker serves its admin endpoints on a Unix socket in
+#   a private directory, and one more process, the admin front
+#   (_admin_front.py), serves --admin by merging theirs; it is supervised
+#   like a worker.
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
+import tempfile
 import time
 from typing import Any
 
@@ -28,21 +34,40 @@ __all__ = ["RESPAWN_DELAY", "STARTUP_GRACE", "supervise"]
 
 log = logging.getLogger("fastroute")
 
+ADMIN_FRONT = -1  # the index of the admin front among the workers
 RESPAWN_DELAY = 1.0  # seconds before a dead worker is started again
 STARTUP_GRACE = 2.0  # seconds: a worker dying sooner is a start-up failure
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def supervise(config: Config) -> int:
-    """Run config.workers workers until they all exit. Returns the exit status."""
-    from ._app import run
-
+    """Run config.workers workers (and the admin front) until they all exit. Returns the exit status."""
     for address in config.listen:
         try:
             probe(address)
         except OSError as error:
             log.error("cannot listen on %s: %s", address, error.strerror or error)
             return 1
+    sockets: list[str] = []
+    rundir = None
+    if config.admin is not None:
+        try:
+            probe(config.admin, reuse_port=False)
+        except OSError as error:
+            log.error("cannot listen on --admin %s: %s", config.admin, error.strerror or error)
+            return 1
+        rundir = tempfile.mkdtemp(prefix="fastroute-admin-")  # mode 0700: the workers' admin sockets
+        sockets = [os.path.join(rundir, f"worker-{index}.sock") for index in range(config.workers)]
+    try:
+        return _supervise(config, sockets)
+    finally:
+        if rundir is not None:
+            shutil.rmtree(rundir, ignore_errors=True)
+
+
+def _supervise(config: Config, sockets: list[str]) -> int:
+    from ._admin_front import run_front
+    from ._app import run
 
     workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started at)
     stopping = False
@@ -54,7 +79,11 @@ def supervise(config: Config) -> int:
                 signal.signal(signum, signal.SIG_DFL)
             code = 1
             try:
-                code = run(config)
+                if index == ADMIN_FRONT:
+                    assert config.admin is not None
+                    code = run_front(config.admin, sockets)
+                else:
+                    code = run(config, admin_socket=sockets[index] if sockets else None)
             finally:
                 os._exit(code)
         workers[pid] = (index, time.monotonic())
@@ -73,6 +102,8 @@ def supervise(config: Config) -> int:
         signal.signal(signum, forward)
     for index in range(config.workers):
         spawn(index)
+    if sockets:
+        spawn(ADMIN_FRONT)
     log.info("%d workers started (pids %s)", config.workers, ", ".join(map(str, workers)))
 
     worst = 0
@@ -85,12 +116,13 @@ def supervise(config: Config) -> int:
         if stopping:
             worst = max(worst, code if code >= 0 else 1)
             continue
+        name = "the admin front" if index == ADMIN_FRONT else f"worker {index}"
         if code > 0 and time.monotonic() - started < STARTUP_GRACE:
-            log.error("worker %d exited with %d while starting; stopping the others", index, code)
+            log.error("%s exited with %d while starting; stopping the others", name, code)
             forward(signal.SIGTERM, None)
             worst = max(worst, 1)
             continue
-        log.error("worker %d (pid %d) exited with %d; starting it again", index, pid, code)
+        log.error("%s (pid %d) exited with %d; starting it again", name, pid, code)
         time.sleep(RESPAWN_DELAY)
         if not stopping:
             spawn(index)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import h11
 import pytest
@@ -157,3 +158,37 @@ async def test_metrics_cost_nothing_when_admin_is_off(nursery: trio.Nursery) -> 
     assert gateway.stats is None
     assert (await fetch(gateway, "GET", "/a")).status == 200  # and nothing is counted anywhere
 
+
+
+async def test_the_admin_front_merges_the_workers_and_leaves_out_one_that_does_not_answer(
+    nursery: trio.Nursery, tmp_path: Any
+) -> None:
+    from proxy._admin_front import AdminFront
+
+    backend = await start_backend(nursery)
+    sockets = []
+    for index in range(2):  # two gateways, as two --workers, each with its admin socket
+        gateway = await start_gateway(nursery, [route("/a", backend)])
+        gateway.stats = Stats()
+        path = str(tmp_path / f"worker-{index}.sock")
+        await nursery.start(AdminServer(gateway, None, unix_path=path).serve)
+        sockets.append(path)
+        for _ in range(index + 1):
+            assert (await fetch(gateway, "GET", "/a")).status == 200
+    front = AdminFront(Address("127.0.0.1", 0), [*sockets, str(tmp_path / "worker-gone.sock")])
+    await nursery.start(front.serve)
+
+    status, headers, body = await admin_get(front, "/metrics")
+    assert status == 200 and headers[b"content-type"].startswith(b"text/plain; version=0.0.4")
+    counts = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for family in text_string_to_metric_families(body.decode()) for s in family.samples}
+    assert counts[("fastroute_requests_total", (("route", "/a"), ("status_class", "2xx")))] == 3
+    status, _, body = await admin_get(front, "/routes")
+    assert status == 200 and json.loads(body)["routes"][0]["requests"] == 3
+    status, _, body = await admin_get(front, "/healthz")
+    assert status == 503
+    assert json.loads(body)["status"] == "degraded"
+    assert json.loads(body)["workers"] == {"serving": 2, "total": 3}
+    assert (await admin_get(front, "/events"))[0] == 200
+    assert (await admin_get(front, "/nope"))[0] == 404
+    assert (await admin_get(front, "/metrics", method="POST"))[0] == 405

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -444,13 +445,75 @@ def _listening_ports(pid: int) -> list[str]:
     return lines
 
 
-def test_workers_with_admin_is_one_line() -> None:
-    result = run_cli("serve", "--no-docker", "--workers", "2", "--listen", f"{LOOPBACK}:{unused_port()}",
-                     "--admin", f"{LOOPBACK}:{unused_port()}")
+def _admin_get(port: int, path: str) -> tuple[int, bytes]:
+    admin = Gateway.__new__(Gateway)
+    admin.port = port
+    return admin.get(path)
+
+
+def test_workers_with_admin_count_every_request_once(backends: list[int]) -> None:
+    admin_port = unused_port()
+    gateway = Gateway("--workers", "2", "--route", f"/one={LOOPBACK}:{backends[0]}",
+                      "--admin", f"{LOOPBACK}:{admin_port}")
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if _admin_get(admin_port, "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.05)
+        children = _children(gateway.proc.pid)
+        workers = [pid for pid in children if str(gateway.port) in _listening_ports(pid)]
+        fronts = [pid for pid in children if str(admin_port) in _listening_ports(pid)]
+        assert len(workers) == 2 and len(fronts) == 1 and fronts[0] not in workers
+        assert all(gateway.get("/one/")[0] == 200 for _ in range(40))  # a new connection each: both workers
+
+        status, body = _admin_get(admin_port, "/metrics")
+        assert status == 200
+        assert b'fastroute_requests_total{route="/one",status_class="2xx"} 40.0' in body
+        assert b"fastroute_request_duration_seconds_count{route=\"/one\"} 40.0" in body
+        status, body = _admin_get(admin_port, "/routes")
+        routes = json.loads(body)
+        assert status == 200 and routes["workers"] == 2
+        assert [(r["prefix"], r["requests"]) for r in routes["routes"]] == [("/one", 40)]
+        status, body = _admin_get(admin_port, "/healthz")
+        assert status == 200 and json.loads(body)["workers"] == {"serving": 2, "total": 2}
+        assert _admin_get(admin_port, "/")[0] == 200
+        os.kill(gateway.proc.pid, signal.SIGHUP)  # passed on to the front too, which must not die of it
+        time.sleep(0.5)
+        assert _admin_get(admin_port, "/healthz")[0] == 200
+
+        os.kill(workers[0], signal.SIGKILL)  # replaced after 1 s, on the same admin socket path
+        statuses = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            status, body = _admin_get(admin_port, "/healthz")
+            statuses.append(status)
+            if status == 200 and workers[0] not in _children(gateway.proc.pid):
+                break
+            time.sleep(0.1)
+        assert statuses[-1] == 200 and 503 in statuses, statuses
+        assert json.loads(body)["workers"] == {"serving": 2, "total": 2}
+    finally:
+        code, err = gateway.stop()
+    assert code == 0, err
+    assert "merging 2 workers" in err
+    assert "worker 0" in err and "starting it again" in err and "admin front" not in err, err
+
+
+def test_workers_with_the_admin_address_in_use_is_one_line() -> None:
+    with socket.socket() as holder:
+        holder.bind((LOOPBACK, 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_cli("serve", "--no-docker", "--workers", "2", "--listen", f"{LOOPBACK}:{unused_port()}",
+                         "--admin", f"{LOOPBACK}:{port}")
 
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--admin is not supported with --workers" in lines[0], lines
+    assert len(lines) == 1 and "cannot listen on --admin" in lines[0], lines
 
 
 def test_workers_with_the_address_in_use_is_one_line() -> None:

@@ -1,0 +1,108 @@
+# Pure: the admin documents of several workers (`serve --workers N --admin`)
+# merged into one, as if one gateway had served every request.
+#
+# Rules:
+# - /metrics: samples with the same name and labels are added up: request
+#   and error counters, histogram buckets, sums and counts, and the gauges
+#   (open client and backend connections: each worker holds its own);
+#   table swaps and Docker reconnects, one per worker for the same change,
+#   are added up too (they count work done);
+# - /routes: routes by prefix, backends by address: requests, requests in
+#   flight and idle connections added up, failures the highest; a backend is
+#   "up" only if every worker has it up;
+# - /healthz: 200 only when every worker answered and is serving; else 503
+#   with "degraded" (a worker did not answer: being restarted, or stuck) or
+#   "draining";
+# - a worker that does not answer is left out (its counters come back when
+#   it does; Prometheus reads the dip as a counter reset).
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+__all__ = ["merge_health", "merge_metrics", "merge_routes"]
+
+
+def merge_metrics(texts: Sequence[str]) -> bytes:
+    """The Prometheus text exposition (0.0.4) of the workers' expositions added up."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import Metric
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families: dict[str, Any] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            if family.name not in families:
+                families[family.name] = family
+                values[family.name] = {}
+            samples = values[family.name]
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                samples[key] = samples.get(key, 0.0) + sample.value
+
+    class Merged:
+        def collect(self) -> Iterator[Any]:
+            for name, family in families.items():
+                metric = Metric(name, family.documentation, family.type)
+                for (sample_name, labels), value in values[name].items():
+                    metric.add_sample(sample_name, dict(labels), value)
+                yield metric
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Merged())
+    return generate_latest(registry)
+
+
+def merge_routes(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One /routes document from the workers' (at least one)."""
+    routes: dict[str, dict[str, Any]] = {}
+    for document in documents:
+        for route in document["routes"]:
+            merged = routes.get(route["prefix"])
+            if merged is None:
+                routes[route["prefix"]] = {**route, "backends": [dict(b) for b in route["backends"]]}
+                continue
+            merged["requests"] += route["requests"]
+            merged["wake"] = sorted(set(merged["wake"]) | set(route["wake"]))
+            if merged["held_for"] is None:
+                merged["held_for"] = route["held_for"]
+            backends = {b["address"]: b for b in merged["backends"]}
+            for backend in route["backends"]:
+                mine = backends.get(backend["address"])
+                if mine is None:
+                    merged["backends"].append(dict(backend))
+                    continue
+                mine["in_flight"] += backend["in_flight"]
+                mine["idle_connections"] += backend["idle_connections"]
+                mine["failures"] = max(mine["failures"], backend["failures"])
+                if backend["state"] != "up":
+                    mine["state"] = backend["state"]
+                mine["container"] = mine["container"] or backend["container"]
+    return {
+        "routes": sorted(routes.values(), key=lambda r: str(r["prefix"])),
+        "unrouted_requests": sum(d["unrouted_requests"] for d in documents),
+        "swaps": sum(d["swaps"] for d in documents),
+        "workers": len(documents),
+    }
+
+
+def merge_health(answers: Sequence[tuple[int, dict[str, Any]] | None]) -> tuple[int, dict[str, Any]]:
+    """The /healthz status and document from each worker's (None: it did not answer)."""
+    present = [document for answer in answers if answer is not None for document in [answer[1]]]
+    serving = sum(1 for document in present if document.get("status") == "serving")
+    if serving == len(answers) and answers:
+        status = "serving"
+    elif any(document.get("status") == "draining" for document in present):
+        status = "draining"
+    else:
+        status = "degraded"
+    first = present[0] if present else {}
+    document = {
+        "status": status,
+        "routes": first.get("routes", 0),
+        "docker": first.get("docker"),
+        "workers": {"serving": serving, "total": len(answers)},
+    }
+    return (200 if status == "serving" else 503), document

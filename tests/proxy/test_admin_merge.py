@@ -1,0 +1,89 @@
+# Pure: merging the workers' admin documents (proxy/_admin_merge.py).
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from proxy._admin_merge import merge_health, merge_metrics, merge_routes
+from proxy._config import Address
+from proxy._metrics import Stats, render
+from proxy._server import Gateway
+
+from ..helpers import make_config, route
+
+
+def worker_metrics(observations: list[tuple[str, int, float]], connections: int) -> str:
+    gateway = Gateway(make_config())
+    gateway.set_routes([route("/a", Address("10.0.0.1", 8000))])
+    gateway.stats = Stats()
+    for prefix, status, seconds in observations:
+        gateway.stats.observe(prefix, status, seconds)
+    gateway._connections = set(range(connections))  # type: ignore[arg-type]
+    return render(gateway)[0].decode()
+
+
+def samples(text: str | bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    if isinstance(text, bytes):
+        text = text.decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_one_worker_comes_back_unchanged() -> None:
+    text = worker_metrics([("/a", 200, 0.002), ("/a", 404, 0.3), ("", 404, 0.001)], connections=3)
+    assert merge_metrics([text]).decode() == text
+
+
+def test_workers_add_up() -> None:
+    one = worker_metrics([("/a", 200, 0.002), ("/a", 200, 0.003)], connections=3)
+    two = worker_metrics([("/a", 200, 0.2), ("/a", 502, 0.004)], connections=4)
+    merged = samples(merge_metrics([one, two]))
+    assert merged[("fastroute_requests_total", (("route", "/a"), ("status_class", "2xx")))] == 3
+    assert merged[("fastroute_requests_total", (("route", "/a"), ("status_class", "5xx")))] == 1
+    assert merged[("fastroute_request_duration_seconds_count", (("route", "/a"),))] == 4
+    assert merged[("fastroute_request_duration_seconds_bucket", (("le", "0.005"), ("route", "/a")))] == 3
+    assert merged[("fastroute_request_duration_seconds_bucket", (("le", "+Inf"), ("route", "/a")))] == 4
+    assert abs(merged[("fastroute_request_duration_seconds_sum", (("route", "/a"),))] - 0.209) < 1e-9
+    assert merged[("fastroute_client_connections", ())] == 7
+    assert merged[("fastroute_table_swaps_total", ())] == 2
+
+
+def routes_doc(requests: int, backend: dict[str, Any], unrouted: int = 0) -> dict[str, Any]:
+    return {"routes": [{"prefix": "/a", "source": "--route", "strip_prefix": False, "requests": requests,
+                        "held_for": None, "wake": [], "backends": [backend]}],
+            "unrouted_requests": unrouted, "swaps": 1}
+
+
+def backend(address: str, state: str = "up", in_flight: int = 0, idle: int = 0, failures: int = 0) -> dict[str, Any]:
+    return {"address": address, "container": None, "state": state, "in_flight": in_flight,
+            "idle_connections": idle, "failures": failures}
+
+
+def test_routes_add_up_by_prefix_and_backend() -> None:
+    merged = merge_routes([
+        routes_doc(3, backend("10.0.0.1:8000", in_flight=1, idle=2), unrouted=1),
+        routes_doc(4, backend("10.0.0.1:8000", state="ejected", in_flight=2, idle=1, failures=3), unrouted=2),
+    ])
+    assert merged["workers"] == 2 and merged["unrouted_requests"] == 3 and merged["swaps"] == 2
+    (only,) = merged["routes"]
+    assert only["requests"] == 7
+    assert only["backends"] == [backend("10.0.0.1:8000", state="ejected", in_flight=3, idle=3, failures=3)]
+
+
+def test_a_backend_only_one_worker_knows_is_listed() -> None:
+    merged = merge_routes([routes_doc(1, backend("10.0.0.1:8000")), routes_doc(1, backend("10.0.0.2:8000"))])
+    assert [b["address"] for b in merged["routes"][0]["backends"]] == ["10.0.0.1:8000", "10.0.0.2:8000"]
+
+
+def test_health_is_200_only_when_every_worker_serves() -> None:
+    serving = (200, {"status": "serving", "routes": 2, "docker": None})
+    draining = (503, {"status": "draining", "routes": 2, "docker": None})
+    assert merge_health([serving, serving]) == (
+        200, {"status": "serving", "routes": 2, "docker": None, "workers": {"serving": 2, "total": 2}})
+    assert merge_health([serving, None])[0] == 503
+    assert merge_health([serving, None])[1]["status"] == "degraded"
+    assert merge_health([serving, draining])[1]["status"] == "draining"
+    assert merge_health([None, None])[1] == {"status": "degraded", "routes": 0, "docker": None,
+                                             "workers": {"serving": 0, "total": 2}}
