@@ -9,7 +9,7 @@ the checks accept, h11 reads with the same method, target and headers; and
 the compiled checks (proxy/_head_c.pyx) give the same answer, error text
 included, as the specification (proxy/_head.py). A
 failure raises, and libFuzzer writes the input to crash-<sha1>: make it a
-regression test. tests/proxy/test_head_atheris.py runs this, bounded, in CI.
+regression test. tests/proxy/test_fuzz_atheris.py runs this, bounded, in CI.
 """
 
 from __future__ import annotations

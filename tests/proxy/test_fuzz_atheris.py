@@ -1,7 +1,9 @@
-# The atheris (libFuzzer) harness over the request-head checks, bounded for
-# the suite: 200,000 inputs or 60 s, whichever comes first. By hand, longer:
-# see tests/fuzz/head_atheris.py. Without atheris this skips, saying why;
-# with FASTROUTE_REQUIRE_DOCKER=1 (CI, which installs it) it fails instead.
+# The atheris (libFuzzer) harnesses, bounded for the suite: over the
+# request-head checks (tests/fuzz/head_atheris.py) and over the fast
+# parser's response side against h11 (tests/fuzz/wire_atheris.py), each
+# 200,000 inputs or 60 s, whichever comes first. By hand, longer: see each
+# harness. Without atheris this skips, saying why; with
+# FASTROUTE_REQUIRE_DOCKER=1 (CI, which installs it) it fails instead.
 
 from __future__ import annotations
 
@@ -19,14 +21,15 @@ FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
 RUNS = int(os.environ.get("FASTROUTE_ATHERIS_RUNS", "200000"))
 
 
-def test_head_checks_survive_coverage_guided_fuzzing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("harness", ["head_atheris.py", "wire_atheris.py"])
+def test_survives_coverage_guided_fuzzing(tmp_path: Path, harness: str) -> None:
     if importlib.util.find_spec("atheris") is None:
         reason = "atheris is not installed (pip install atheris; x86_64 wheels)"
         if docker_required():
             pytest.fail(f"FASTROUTE_REQUIRE_DOCKER=1 but {reason}")
         pytest.skip(reason)
     result = subprocess.run(
-        [sys.executable, str(FUZZ / "head_atheris.py"), f"-runs={RUNS}", "-max_total_time=60",
+        [sys.executable, str(FUZZ / harness), f"-runs={RUNS}", "-max_total_time=60",
          f"-dict={FUZZ / 'http.dict'}", f"-artifact_prefix={tmp_path}/"],
         capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2],
     )
