@@ -8,6 +8,8 @@
 #                 watcher's state and the seconds since its last event or resync
 #   GET /metrics  Prometheus text format
 #   GET /events   JSON: the last Docker events the watcher applied
+#   GET /activity JSON: requests in flight and idle time per backend (for the
+#                 other workers of --workers N, before an idle stop)
 #
 # One request per connection (Connection: close), GET and HEAD only, a
 # 5-second deadline per connection: a small surface for a private port.
@@ -29,7 +31,7 @@ from ._errors import ConfigError
 from ._metrics import render
 from ._status_page import STATUS_PAGE
 
-__all__ = ["AdminServer", "health", "routes_document"]
+__all__ = ["AdminServer", "activity", "health", "routes_document"]
 
 log = logging.getLogger("fastroute.admin")
 
@@ -69,6 +71,21 @@ def routes_document(gateway: Any, now: float | None = None) -> dict[str, Any]:
         })
     routes.sort(key=lambda r: r["prefix"])
     return {"routes": routes, "unrouted_requests": totals.get("", 0), "swaps": gateway.swaps}
+
+
+def activity(gateway: Any, now: float | None = None) -> dict[str, Any]:
+    """The /activity JSON: per backend address, requests in flight and seconds since the last one ended.
+
+    What the other workers of `--workers N` ask before stopping an idle
+    container (_waker.py): a worker sees only its own requests.
+    """
+    now = time.monotonic() if now is None else now
+    return {"backends": {
+        str(state.address): {
+            "in_flight": state.outstanding,
+            "idle_for": round(now - state.last_done, 3) if state.last_done else None,
+        } for state in gateway.registry.states.values()
+    }}
 
 
 def health(gateway: Any, now: float | None = None) -> tuple[int, dict[str, Any]]:
@@ -184,6 +201,8 @@ class AdminServer:
         if path == b"/events":
             events = list(gateway.watcher.recent) if gateway.watcher is not None else []
             return 200, "application/json", _json({"events": events[::-1]})
+        if path == b"/activity":
+            return 200, "application/json", _json(activity(gateway))
         return 404, "text/plain", b"404 not an admin endpoint\n"
 
 

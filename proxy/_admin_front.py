@@ -9,12 +9,16 @@
 #   not answer is left out (and /healthz says "degraded");
 # - /events comes from the first worker that answers (each follows the same
 #   engine); the status page is the same page, fed by the merged documents.
+# The workers use the same sockets among themselves: a worker about to stop
+# a container it woke (idle) first asks the others (peer_idle_for).
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import h11
@@ -27,7 +31,7 @@ from ._errors import ConfigError
 from ._metrics import TEXT_FORMAT
 from ._status_page import STATUS_PAGE
 
-__all__ = ["AdminFront", "run_front"]
+__all__ = ["AdminFront", "peer_idle_for", "run_front"]
 
 log = logging.getLogger("fastroute.admin")
 
@@ -63,6 +67,30 @@ async def ask(path: str, target: bytes) -> tuple[int, bytes] | None:
                 await trio.aclose_forcefully(stream)
     except (OSError, trio.TooSlowError, trio.BrokenResourceError, h11.ProtocolError):
         return None
+
+
+def peer_idle_for(sockets: list[str]) -> Callable[[Address], Awaitable[float]]:
+    """For a worker's Waker: how long `address` has been idle on every other worker.
+
+    0.0 while any has a request in flight to it, or when one does not answer
+    (it may be busy: do not stop on a guess); math.inf if none ever used it.
+    """
+    async def idle_for(address: Address) -> float:
+        shortest = math.inf
+        for path in sockets:
+            answer = await ask(path, b"/activity")
+            if answer is None or answer[0] != 200:
+                return 0.0
+            backend = json.loads(answer[1])["backends"].get(str(address))
+            if backend is None:
+                continue
+            if backend["in_flight"]:
+                return 0.0
+            if backend["idle_for"] is not None:
+                shortest = min(shortest, float(backend["idle_for"]))
+        return shortest
+
+    return idle_for
 
 
 class AdminFront(AdminServer):

@@ -16,6 +16,7 @@ from typing import Any
 import trio
 
 from ._admin import AdminServer
+from ._admin_front import peer_idle_for
 from ._config import Config
 from ._errors import ConfigError
 from ._metrics import Stats
@@ -30,12 +31,17 @@ log = logging.getLogger("fastroute")
 
 
 async def serve(
-    config: Config, *, admin_socket: str | None = None, task_status: Any = trio.TASK_STATUS_IGNORED
+    config: Config,
+    *,
+    admin_socket: str | None = None,
+    peer_sockets: tuple[str, ...] = (),
+    task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gateway until SIGTERM or SIGINT, then drain and return.
 
-    admin_socket: a worker of `--workers N --admin`: serve the admin
-    endpoints on this Unix socket, for the admin front, not on config.admin.
+    admin_socket: a worker of `--workers N`: serve the admin endpoints on
+    this Unix socket (for the admin front and the other workers), not on
+    config.admin; peer_sockets: the other workers' (asked before an idle stop).
     task_status.started() gets the Gateway once it listens.
     """
     gateway = Gateway(config)
@@ -43,7 +49,8 @@ async def serve(
     sources.set_static(sources.static)
     admin = None
     if admin_socket is not None:
-        gateway.stats = Stats()
+        if config.admin is not None:
+            gateway.stats = Stats()
         admin = AdminServer(gateway, None, unix_path=admin_socket)
     elif config.admin is not None:
         gateway.stats = Stats()
@@ -67,9 +74,9 @@ async def serve(
                 gateway.waker = Waker(
                     lambda: watcher.containers, watcher.take_out, watcher.set_waking, gateway.registry,
                     timeout=config.timeouts.wake, queue=config.limits.wake_queue, url=config.docker_url,
-                    # A worker sees only its own requests: it must not stop a
-                    # container that another worker keeps busy.
-                    idle_stops=config.workers == 1,
+                    # A worker sees only its own requests: before stopping a
+                    # container it woke, it asks the others.
+                    peer_idle_for=peer_idle_for(list(peer_sockets)) if peer_sockets else None,
                 )
                 await nursery.start(gateway.waker.run)
             log.info(
@@ -102,7 +109,7 @@ def _ignore(signum: int, frame: Any) -> None:
     pass
 
 
-def run(config: Config, *, admin_socket: str | None = None) -> int:
+def run(config: Config, *, admin_socket: str | None = None, peer_sockets: tuple[str, ...] = ()) -> int:
     """Blocking entry point for the CLI (and each --workers worker). Returns the exit status."""
     # Between serve()'s signal receiver closing and the process exiting, a
     # late SIGTERM or SIGINT (a supervisor repeating itself) must not turn a
@@ -110,7 +117,7 @@ def run(config: Config, *, admin_socket: str | None = None) -> int:
     signal.signal(signal.SIGTERM, _ignore)
     signal.signal(signal.SIGINT, _ignore)
     try:
-        trio.run(partial(serve, config, admin_socket=admin_socket))
+        trio.run(partial(serve, config, admin_socket=admin_socket, peer_sockets=peer_sockets))
     except ConfigError as error:
         log.error("%s", error)
         return 1

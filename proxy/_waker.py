@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,7 @@ class Waker:
         url: str | None = None,
         client_factory: Callable[[str | None], Any] = connect,
         idle_stops: bool = True,
+        peer_idle_for: Callable[[Address], Awaitable[float]] | None = None,
     ) -> None:
         self.containers = containers  # the watcher's current set
         self.leave = leave  # takes a container out of the table now (before stopping it)
@@ -93,6 +94,9 @@ class Waker:
         self.url = url
         self.client_factory = client_factory
         self.idle_stops = idle_stops
+        # --workers N: how long the other workers have left the address idle
+        # (a worker sees only its own requests).
+        self.peer_idle_for = peer_idle_for
         self.starts = 0
         self.stops = 0
         self.woken: dict[str, _Woken] = {}
@@ -232,7 +236,14 @@ class Waker:
                     woken.last_active = now
                 else:
                     woken.last_active = max(woken.last_active, backend.last_done)
+            if now - woken.last_active >= woken.idle_timeout and self.peer_idle_for is not None:
+                peer_idle = await self.peer_idle_for(woken.address)
+                if peer_idle < woken.idle_timeout:
+                    woken.last_active = max(woken.last_active, time.monotonic() - peer_idle)
+                    continue
             if now - woken.last_active >= woken.idle_timeout:
+                if cid not in self.woken:
+                    continue  # gone while the other workers were asked
                 del self.woken[cid]
                 self.leave(cid)
                 log.info("stopping %s (%s): idle for %gs", container.name, cid[:12], woken.idle_timeout)

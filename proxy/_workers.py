@@ -12,10 +12,10 @@
 #   that exits with an error within STARTUP_GRACE of its start (it could not
 #   listen, say) stops the whole gateway (exit 1): it would only fail again.
 #   One killed by a signal is always started again.
-# - with --admin, each worker serves its admin endpoints on a Unix socket in
-#   a private directory, and one more process, the admin front
-#   (_admin_front.py), serves --admin by merging theirs; it is supervised
-#   like a worker.
+# - each worker serves its admin endpoints on a Unix socket in a private
+#   directory: the others ask it before stopping an idle container they
+#   woke; with --admin, one more process, the admin front (_admin_front.py),
+#   serves --admin by merging them, supervised like a worker.
 
 from __future__ import annotations
 
@@ -48,21 +48,18 @@ def supervise(config: Config) -> int:
         except OSError as error:
             log.error("cannot listen on %s: %s", address, error.strerror or error)
             return 1
-    sockets: list[str] = []
-    rundir = None
     if config.admin is not None:
         try:
             probe(config.admin, reuse_port=False)
         except OSError as error:
             log.error("cannot listen on --admin %s: %s", config.admin, error.strerror or error)
             return 1
-        rundir = tempfile.mkdtemp(prefix="fastroute-admin-")  # mode 0700: the workers' admin sockets
-        sockets = [os.path.join(rundir, f"worker-{index}.sock") for index in range(config.workers)]
+    rundir = tempfile.mkdtemp(prefix="fastroute-workers-")  # mode 0700: the workers' admin sockets
+    sockets = [os.path.join(rundir, f"worker-{index}.sock") for index in range(config.workers)]
     try:
         return _supervise(config, sockets)
     finally:
-        if rundir is not None:
-            shutil.rmtree(rundir, ignore_errors=True)
+        shutil.rmtree(rundir, ignore_errors=True)
 
 
 def _supervise(config: Config, sockets: list[str]) -> int:
@@ -83,7 +80,8 @@ def _supervise(config: Config, sockets: list[str]) -> int:
                     assert config.admin is not None
                     code = run_front(config.admin, sockets)
                 else:
-                    code = run(config, admin_socket=sockets[index] if sockets else None)
+                    peers = tuple(path for other, path in enumerate(sockets) if other != index)
+                    code = run(config, admin_socket=sockets[index], peer_sockets=peers)
             finally:
                 os._exit(code)
         workers[pid] = (index, time.monotonic())
@@ -102,7 +100,7 @@ def _supervise(config: Config, sockets: list[str]) -> int:
         signal.signal(signum, forward)
     for index in range(config.workers):
         spawn(index)
-    if sockets:
+    if config.admin is not None:
         spawn(ADMIN_FRONT)
     log.info("%d workers started (pids %s)", config.workers, ", ".join(map(str, workers)))
 

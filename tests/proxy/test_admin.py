@@ -192,3 +192,31 @@ async def test_the_admin_front_merges_the_workers_and_leaves_out_one_that_does_n
     assert (await admin_get(front, "/events"))[0] == 200
     assert (await admin_get(front, "/nope"))[0] == 404
     assert (await admin_get(front, "/metrics", method="POST"))[0] == 405
+
+
+async def test_peer_idle_for_asks_the_other_workers(nursery: trio.Nursery, tmp_path: Any) -> None:
+    from proxy._admin_front import peer_idle_for
+
+    entered, release = trio.Event(), trio.Event()
+
+    async def slow(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        if seen.target == b"/slow":
+            entered.set()
+            await release.wait()
+        await exchange.respond(200, b"ok")
+
+    backend = await start_backend(nursery, handler=slow)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+    path = str(tmp_path / "worker-1.sock")
+    await nursery.start(AdminServer(gateway, None, unix_path=path).serve)
+    idle_for = peer_idle_for([path])
+
+    assert await idle_for(backend.address) == float("inf")  # never used there
+    assert await peer_idle_for([path, str(tmp_path / "gone.sock")])(backend.address) == 0.0  # one did not answer
+    async with trio.open_nursery() as inner:
+        inner.start_soon(fetch, gateway, "GET", "/slow")
+        await entered.wait()
+        assert await idle_for(backend.address) == 0.0  # in flight there
+        release.set()
+    await trio.sleep(0.2)
+    assert 0.1 <= await idle_for(backend.address) < 5

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -313,3 +314,38 @@ async def test_with_a_healthcheck_the_wake_waits_until_healthy(nursery: trio.Nur
     assert trio.current_time() - started >= 1.5
     container = await trio.to_thread.run_sync(docker_lab.client.containers.get, backend.id)
     assert container.attrs["State"]["Health"]["Status"] == "healthy"
+
+
+async def test_with_workers_a_request_on_another_worker_keeps_the_container(
+    nursery: trio.Nursery, docker_lab: DockerLab, tmp_path: Path
+) -> None:
+    # Two gateways as two --workers: A wakes the container; B (which A
+    # asks on its admin socket before an idle stop) keeps it busy.
+    from proxy._admin import AdminServer
+    from proxy._admin_front import peer_idle_for
+
+    backend = await stopped(docker_lab, {**WAKE, "fastroute.route": "/shared", "fastroute.idle-timeout": "1"})
+    calls: Counter[str] = Counter()
+    first, _, waker = await start_waking(nursery, docker_lab, calls)
+    second, _, other_waker = await start_waking(nursery, docker_lab, calls)
+    path = str(tmp_path / "worker-1.sock")
+    await nursery.start(AdminServer(second, None, unix_path=path).serve)
+    waker.peer_idle_for = peer_idle_for([path])
+
+    assert (await fetch(first, "GET", "/shared/")).status == 200  # woken by the first
+    with trio.fail_after(WAIT):
+        reply = await fetch(second, "GET", "/shared/?sleep=3")  # in flight on the second, 3x the idle timeout
+
+    assert reply.status == 200
+    assert waker.stops == 0 and await state_of(docker_lab, backend) == "running"
+
+    async def is_exited() -> bool:
+        return await state_of(docker_lab, backend) == "exited"
+
+    await eventually(is_exited, "stopped once idle on both")
+
+    async def stop_returned() -> bool:
+        return waker.stops == 1
+
+    await eventually(stop_returned, "the stop call returned")
+    assert other_waker.stops == 0  # only the worker that woke it stops it
