@@ -126,7 +126,8 @@ def response_framing(method: bytes, status: int, headers: Headers) -> tuple[int,
     Content-Length, or until the connection closes. `canonical` is False
     when the framing headers need canonical_framing() before they are
     passed on (a repeated Content-Length, a list of identical lengths, a
-    coding not spelled "chunked").
+    coding not spelled "chunked"); a length with leading zeros stays as it
+    is, as h11 leaves it.
 
     Raises:
         RemoteProtocolError: the framing headers are malformed or both present.
@@ -139,7 +140,7 @@ def response_framing(method: bytes, status: int, headers: Headers) -> tuple[int,
         if len(codings) > 1 or codings[0].lower() != b"chunked":
             raise _bad("the only transfer coding supported is chunked, alone")
     lengths = [value for name, value in headers if name == b"content-length"]
-    canonical = codings in ([], [b"chunked"]) and (length is None or lengths == [b"%d" % length])
+    canonical = codings in ([], [b"chunked"]) and len(lengths) <= 1 and not any(b"," in value for value in lengths)
     if method == b"HEAD" or status in (204, 304):
         return BODY_NONE, 0, canonical
     if codings:
@@ -150,17 +151,16 @@ def response_framing(method: bytes, status: int, headers: Headers) -> tuple[int,
 
 
 def canonical_framing(headers: Headers) -> Headers:
-    """`headers` with one Content-Length in digits, and "chunked" in lowercase (as h11 passes them on).
+    """`headers` with one Content-Length, a single value, and "chunked" in lowercase (as h11 passes them on).
 
-    Only for headers response_framing() accepted.
+    Only for headers response_framing() accepted (so every length given is the same).
     """
     out: Headers = []
-    length = content_length(headers)
     for name, value in headers:
         if name == b"content-length":
             if any(n == b"content-length" for n, _ in out):
                 continue
-            value = b"%d" % (length or 0)
+            value = value.split(b",")[0].strip(b" \t")
         elif name == b"transfer-encoding":
             value = b"chunked"
         out.append((name, value))

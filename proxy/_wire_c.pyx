@@ -106,7 +106,7 @@ def response_framing(bytes method, int status, list headers):
             codings = value
         elif name == b"content-length":
             lengths += 1
-            if lengths > 1 or b"," in value or (len(value) > 1 and value[0] == 48):
+            if lengths > 1 or b"," in value:
                 canonical = False
     if count:
         if length is not None:

@@ -67,7 +67,7 @@ def test_malformed_response_heads_are_502(wire: Any, raw: bytes) -> None:
     pytest.param(b"GET", 200, [(b"content-length", b"5, 5")], (BODY_LENGTH, 5, False), id="repeated_identical_length"),
     pytest.param(b"GET", 200, [(b"content-length", b"5"), (b"content-length", b"5")], (BODY_LENGTH, 5, False),
                  id="two_identical_lengths"),
-    pytest.param(b"GET", 200, [(b"content-length", b"05")], (BODY_LENGTH, 5, False), id="leading_zero"),
+    pytest.param(b"GET", 200, [(b"content-length", b"05")], (BODY_LENGTH, 5, True), id="leading_zero_kept"),
     pytest.param(b"GET", 200, [(b"transfer-encoding", b"chunked")], (BODY_CHUNKED, 0, True), id="chunked"),
     pytest.param(b"GET", 200, [(b"transfer-encoding", b"Chunked")], (BODY_CHUNKED, 0, False), id="chunked_capital"),
     pytest.param(b"GET", 200, [], (BODY_CLOSE, 0, True), id="until_close"),

@@ -258,6 +258,10 @@ CORPUS = [
     ("both", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
     ("length_digits", b"HTTP/1.1 200 OK\r\nContent-Length: 0000000000000000003\r\n\r\nabc"),
     ("", b"HTTP/1.1 200 OK\r\nContent-Length: 0000000000000000000003\r\n\r\nabc"),
+    # Found by tests/fuzz/wire_atheris.py: the fast parser passed "00" on as
+    # "0" where h11 keeps it.
+    ("", b"HTTP/1.1 200 OK\r\nContent-Length: 00\r\n\r\n"),
+    ("", b"HTTP/1.1 200 OK\r\nContent-Length: 005, 005\r\n\r\nabcde"),
     ("chunk_line", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 17 + b"3\r\nabc\r\n0\r\n\r\n"),
     ("", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;a\nb\r\nabc\r\n0\r\n\r\n"),
     ("chunk_line", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;a\x01b\r\nabc\r\n0\r\n\r\n"),
