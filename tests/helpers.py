@@ -208,6 +208,13 @@ async def start_gateway(nursery: trio.Nursery, routes: Sequence[Route] = (), **c
     return gateway
 
 
+async def serve_raw(nursery: trio.Nursery, handle: Callable[[trio.SocketStream], Awaitable[None]]) -> Address:
+    """A backend that is just `handle` on each connection (raw bytes, no HTTP library); its address."""
+    listeners = await trio.open_tcp_listeners(0, host=LOOPBACK)
+    nursery.start_soon(trio.serve_listeners, handle, listeners)
+    return Address(LOOPBACK, listeners[0].socket.getsockname()[1])
+
+
 def route(prefix: str, *backends: Backend | Address, strip: bool = False) -> Route:
     addresses = tuple(b.address if isinstance(b, Backend) else b for b in backends)
     return Route(prefix, addresses, strip)

@@ -19,6 +19,7 @@ from ..helpers import (
     fetch,
     raw_exchange,
     route,
+    serve_raw,
     start_backend,
     start_gateway,
     unused_port,
@@ -330,10 +331,7 @@ async def test_expect_100_continue_end_to_end(nursery: trio.Nursery) -> None:
         await stream.send_all(conn.send(h11.Response(status_code=201, headers=[("content-length", "0")])))
         await stream.send_all(conn.send(h11.EndOfMessage()))
 
-    listeners = await trio.open_tcp_listeners(0, host=LOOPBACK)
-    nursery.start_soon(trio.serve_listeners, handle, listeners)
-    port = listeners[0].socket.getsockname()[1]
-    gateway = await start_gateway(nursery, [route("/", Address(LOOPBACK, port))])
+    gateway = await start_gateway(nursery, [route("/", await serve_raw(nursery, handle))])
     client = await Client.connect(gateway)
 
     await client.send(h11.Request(method="PUT", target="/", headers=[
@@ -363,10 +361,7 @@ async def test_websocket_style_upgrade_is_relayed_both_ways(nursery: trio.Nurser
         while data := await stream.receive_some(100):
             await stream.send_all(b"echo:" + data)
 
-    listeners = await trio.open_tcp_listeners(0, host=LOOPBACK)
-    nursery.start_soon(trio.serve_listeners, handle, listeners)
-    port = listeners[0].socket.getsockname()[1]
-    gateway = await start_gateway(nursery, [route("/", Address(LOOPBACK, port))])
+    gateway = await start_gateway(nursery, [route("/", await serve_raw(nursery, handle))])
     host, gport = gateway.addresses[0]
     stream = await trio.open_tcp_stream(host, gport)
 
@@ -399,10 +394,7 @@ async def test_a_busy_tunnel_outlives_the_response_head_timeout(nursery: trio.Nu
         while data := await stream.receive_some(100):
             await stream.send_all(b"echo:" + data)
 
-    listeners = await trio.open_tcp_listeners(0, host=LOOPBACK)
-    nursery.start_soon(trio.serve_listeners, handle, listeners)
-    port = listeners[0].socket.getsockname()[1]
-    gateway = await start_gateway(nursery, [route("/", Address(LOOPBACK, port))], timeouts={"response_head": 0.3})
+    gateway = await start_gateway(nursery, [route("/", await serve_raw(nursery, handle))], timeouts={"response_head": 0.3})
     host, gport = gateway.addresses[0]
     stream = await trio.open_tcp_stream(host, gport)
     await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n")
@@ -435,10 +427,7 @@ async def test_tunnel_idle_timeout_closes_it(nursery: trio.Nursery) -> None:
             status_code=101, headers=[("upgrade", "x"), ("connection", "upgrade")])))
         await trio.sleep_forever()
 
-    listeners = await trio.open_tcp_listeners(0, host=LOOPBACK)
-    nursery.start_soon(trio.serve_listeners, handle, listeners)
-    port = listeners[0].socket.getsockname()[1]
-    gateway = await start_gateway(nursery, [route("/", Address(LOOPBACK, port))], timeouts={"tunnel_idle": 0.3})
+    gateway = await start_gateway(nursery, [route("/", await serve_raw(nursery, handle))], timeouts={"tunnel_idle": 0.3})
 
     raw = await raw_exchange(gateway, b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n")
 
@@ -844,10 +833,7 @@ async def test_a_body_trickling_in_below_chunk_granularity_outlives_the_body_tim
         await stream.send_all(b"hello\r\n0\r\n\r\n")
         await trio.sleep(1)
 
-    listeners = await trio.open_tcp_listeners(0, host=LOOPBACK)
-    nursery.start_soon(trio.serve_listeners, handle, listeners)
-    port = listeners[0].socket.getsockname()[1]
-    gateway = await start_gateway(nursery, [route("/", Address(LOOPBACK, port))], timeouts={"body_idle": 0.4})
+    gateway = await start_gateway(nursery, [route("/", await serve_raw(nursery, handle))], timeouts={"body_idle": 0.4})
 
     reply = await fetch(gateway, "GET", "/")
 
