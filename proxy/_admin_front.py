@@ -139,6 +139,7 @@ def _json(document: Any) -> bytes:
 
 
 async def _serve_front(front: AdminFront) -> None:
+    await front.listen()  # before the nursery: a ConfigError stays one line
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(front.serve)
@@ -151,7 +152,10 @@ async def _serve_front(front: AdminFront) -> None:
 
 def run_front(address: Address, sockets: list[str]) -> int:
     """Blocking: serve the merged admin endpoints until SIGTERM or SIGINT. Returns the exit status."""
+    from ._app import ignore_late_stops
+
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor passes SIGHUP on to reload routes
+    ignore_late_stops()
     front = AdminFront(address, sockets)
     try:
         trio.run(_serve_front, front)

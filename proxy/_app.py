@@ -105,17 +105,22 @@ async def serve(
                 nursery.start_soon(drain_then_stop)
 
 
-def _ignore(signum: int, frame: Any) -> None:
-    pass
+def ignore_late_stops() -> None:
+    """Ignore SIGTERM and SIGINT outside trio's signal receiver, for good.
+
+    Between the receiver closing and the process exiting, a late SIGTERM or
+    SIGINT (a supervisor or a user repeating itself) must not turn a clean
+    exit into a kill. SIG_IGN, not a Python handler: CPython puts signals
+    with Python handlers back to their default while the interpreter shuts
+    down, which reopened that window.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run(config: Config, *, admin_socket: str | None = None, peer_sockets: tuple[str, ...] = ()) -> int:
     """Blocking entry point for the CLI (and each --workers worker). Returns the exit status."""
-    # Between serve()'s signal receiver closing and the process exiting, a
-    # late SIGTERM or SIGINT (a supervisor repeating itself) must not turn a
-    # clean exit into a kill: ignore them outside the receiver.
-    signal.signal(signal.SIGTERM, _ignore)
-    signal.signal(signal.SIGINT, _ignore)
+    ignore_late_stops()
     try:
         trio.run(partial(serve, config, admin_socket=admin_socket, peer_sockets=peer_sockets))
     except ConfigError as error:

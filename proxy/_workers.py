@@ -124,4 +124,8 @@ def _supervise(config: Config, sockets: list[str]) -> int:
         time.sleep(RESPAWN_DELAY)
         if not stopping:
             spawn(index)
+    from ._app import ignore_late_stops
+
+    ignore_late_stops()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     return worst

@@ -526,3 +526,32 @@ def test_workers_with_the_address_in_use_is_one_line() -> None:
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot listen on" in lines[0], lines
+
+
+@pytest.mark.parametrize("entry", ["run", "run_front", "supervise"])
+def test_a_late_sigterm_cannot_kill_a_process_that_is_exiting(entry: str) -> None:
+    # Regression (seen in CI: a gateway that had drained and returned 0 was
+    # killed by the test's second SIGTERM, exit -15): CPython puts every
+    # signal with a Python handler back to its default while the interpreter
+    # shuts down, so a repeated SIGTERM then kills the process. Ignoring it
+    # with SIG_IGN (which shutdown leaves alone) closes that window.
+    with socket.socket() as holder:
+        holder.bind((LOOPBACK, 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        calls = {
+            "run": "a.run(c); ",
+            "run_front": f"f.run_front(Address('{LOOPBACK}', {port}), []); ",
+            # workers that fail at start (the routes file is gone): the supervisor returns 1
+            "supervise": f"w.supervise(Config(listen=(Address('{LOOPBACK}', {unused_port()}),), workers=2, "
+                         "routes_file=Path('/nonexistent/routes.toml'))); ",
+        }
+        code = (
+            "import signal, proxy._app as a, proxy._admin_front as f, proxy._workers as w; "
+            "from pathlib import Path; from proxy._config import Config, Address; "
+            f"c = Config(listen=(Address('{LOOPBACK}', {port}),)); "
+            + calls[entry]
+            + "print(signal.getsignal(signal.SIGTERM) is signal.SIG_IGN, signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"
+        )
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["True", "True"], result.stderr
