@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import h11
 import pytest
 import trio
@@ -380,9 +382,8 @@ async def test_websocket_style_upgrade_is_relayed_both_ways(nursery: trio.Nurser
     await stream.aclose()
 
 
-async def test_a_busy_tunnel_outlives_the_response_head_timeout(nursery: trio.Nursery) -> None:
-    # Regression: the tunnel ran inside the response-head deadline, so every
-    # upgraded connection was cut after --response-timeout, busy or not.
+def upgrading(after: Callable[[trio.SocketStream], Awaitable[None]]) -> Callable[[trio.SocketStream], Awaitable[None]]:
+    """A raw backend that switches protocols on any request, then runs `after` on the connection."""
     async def handle(stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER)
         from ..helpers import _next
@@ -391,10 +392,20 @@ async def test_a_busy_tunnel_outlives_the_response_head_timeout(nursery: trio.Nu
         await _next(conn, stream)
         await stream.send_all(conn.send(h11.InformationalResponse(
             status_code=101, headers=[("upgrade", "x"), ("connection", "upgrade")])))
+        await after(stream)
+
+    return handle
+
+
+async def test_a_busy_tunnel_outlives_the_response_head_timeout(nursery: trio.Nursery) -> None:
+    # Regression: the tunnel ran inside the response-head deadline, so every
+    # upgraded connection was cut after --response-timeout, busy or not.
+    async def echo(stream: trio.SocketStream) -> None:
         while data := await stream.receive_some(100):
             await stream.send_all(b"echo:" + data)
 
-    gateway = await start_gateway(nursery, [route("/", await serve_raw(nursery, handle))], timeouts={"response_head": 0.3})
+    gateway = await start_gateway(nursery, [route("/", await serve_raw(nursery, upgrading(echo)))],
+                                  timeouts={"response_head": 0.3})
     host, gport = gateway.addresses[0]
     stream = await trio.open_tcp_stream(host, gport)
     await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n")
@@ -417,17 +428,11 @@ async def test_a_busy_tunnel_outlives_the_response_head_timeout(nursery: trio.Nu
 
 
 async def test_tunnel_idle_timeout_closes_it(nursery: trio.Nursery) -> None:
-    async def handle(stream: trio.SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER)
-        from ..helpers import _next
-
-        await _next(conn, stream)
-        await _next(conn, stream)
-        await stream.send_all(conn.send(h11.InformationalResponse(
-            status_code=101, headers=[("upgrade", "x"), ("connection", "upgrade")])))
+    async def silent(stream: trio.SocketStream) -> None:
         await trio.sleep_forever()
 
-    gateway = await start_gateway(nursery, [route("/", await serve_raw(nursery, handle))], timeouts={"tunnel_idle": 0.3})
+    gateway = await start_gateway(nursery, [route("/", await serve_raw(nursery, upgrading(silent)))],
+                                  timeouts={"tunnel_idle": 0.3})
 
     raw = await raw_exchange(gateway, b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n")
 
