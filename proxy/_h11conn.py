@@ -98,9 +98,18 @@ class H11Connection:
 
     def next_event(self) -> Any:
         try:
-            return _event_in(self._conn.next_event())
+            event = _event_in(self._conn.next_event())
         except h11.RemoteProtocolError as error:
             raise ev.RemoteProtocolError(str(error), error.error_status_hint) from error
+        if type(event) is ev.Response:
+            framing = {name for name, _ in event.headers if name in (b"content-length", b"transfer-encoding")}
+            if len(framing) == 2:
+                # RFC 9112 section 6.1: a sender must not send both; a proxy
+                # that picks one (h11 lets Transfer-Encoding win) can disagree
+                # with the next hop about where the body ends. The fast
+                # connection refuses it in its parser (_wire.py).
+                raise ev.RemoteProtocolError("both Content-Length and Transfer-Encoding in a response", 502)
+        return event
 
     def send(self, event: Any) -> bytes:
         try:

@@ -364,11 +364,6 @@ async def _relay_body(
     Abort or ProxyError for everything else.
     """
     idle = config.timeouts.body_idle
-    framing = {name for name, _ in event.headers if name in (b"content-length", b"transfer-encoding")}
-    if len(framing) == 2:
-        # RFC 9112 section 6.1: a sender must not send both; a proxy that
-        # picks one can disagree with the next hop about where the body ends.
-        raise BadGateway("backend sent both Content-Length and Transfer-Encoding")
     headers = response_headers(event.headers)
     if closing():  # draining: this is the connection's last response
         headers.append((b"connection", b"close"))
