@@ -25,6 +25,7 @@ from proxy import _events as ev
 from proxy import _fastconn
 from proxy._config import Limits
 from proxy._fastconn import FastConnection
+from proxy._h11conn import _event_in
 from proxy._head import check_head, find_head
 
 EXAMPLES = int(os.environ.get("FASTROUTE_FUZZ_EXAMPLES", "400"))
@@ -66,10 +67,8 @@ def _normal(events: list[Any]) -> list[Any]:
     return out
 
 
-def fast_response(method: bytes, pieces: list[bytes]) -> Any:
-    conn = FastConnection.client(max_head=MAX_HEAD)
-    conn.send(ev.Request(method, b"/", [(b"host", b"x")]))
-    conn.send(ev.END_OF_MESSAGE)
+def read_response(conn: Any, pieces: list[bytes]) -> tuple[list[Any], str | None]:
+    """Feed `pieces` then EOF to a connection speaking _events.py; (events so far, the error or None)."""
     events: list[Any] = []
     try:
         for piece in [*pieces, b""]:
@@ -84,50 +83,52 @@ def fast_response(method: bytes, pieces: list[bytes]) -> Any:
                     events.append((name, event.status_code, event.reason, event.http_version, event.headers))
                 elif kind is ev.Data:
                     events.append(("data", event.data))
-                elif kind is ev.EndOfMessage:
-                    events.append(("end",))
-                    return ("ok", _normal(events))
                 else:
-                    events.append(("closed",))
-                    return ("ok", _normal(events))
+                    events.append(("end",) if kind is ev.EndOfMessage else ("closed",))
+                    return events, None
     except ev.RemoteProtocolError as error:
-        return ("error", str(error))
-    return ("ok", _normal(events))
+        return events, str(error)
+    return events, None
+
+
+def fast_response(method: bytes, pieces: list[bytes]) -> Any:
+    conn = FastConnection.client(max_head=MAX_HEAD)
+    conn.send(ev.Request(method, b"/", [(b"host", b"x")]))
+    conn.send(ev.END_OF_MESSAGE)
+    events, error = read_response(conn, pieces)
+    return ("error", error) if error is not None else ("ok", _normal(events))
+
+
+class _H11:
+    """Raw h11, the reference: the adapter's event translation (_h11conn._event_in), none of its policy."""
+
+    def __init__(self, method: bytes) -> None:
+        self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+        self.conn.send(h11.Request(method=method, target="/", headers=[("host", "x")]))
+        self.conn.send(h11.EndOfMessage())
+
+    def receive_data(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+
+    def next_event(self) -> Any:
+        try:
+            return _event_in(self.conn.next_event())
+        except (h11.RemoteProtocolError, h11.LocalProtocolError) as error:
+            raise ev.RemoteProtocolError(str(error)) from error
 
 
 def h11_response(method: bytes, pieces: list[bytes]) -> Any:
-    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
-    conn.send(h11.Request(method=method, target="/", headers=[("host", "x")]))
-    conn.send(h11.EndOfMessage())
-    events: list[Any] = []
-    try:
-        for piece in [*pieces, b""]:
-            conn.receive_data(piece)
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA or event is h11.PAUSED:
-                    break
-                kind = type(event)
-                if kind is h11.InformationalResponse or kind is h11.Response:
-                    name = "info" if kind is h11.InformationalResponse else "response"
-                    events.append((name, event.status_code, event.reason, event.http_version, list(event.headers)))
-                elif kind is h11.Data:
-                    events.append(("data", event.data))
-                elif kind is h11.EndOfMessage:
-                    events.append(("end",))
-                    return ("ok", _normal(events))
-                else:
-                    events.append(("closed",))
-                    return ("ok", _normal(events))
-    except (h11.RemoteProtocolError, h11.LocalProtocolError) as error:
-        if all(e[0] == "info" for e in events) and "state=SEND_RESPONSE" in str(error) \
-                and not conn.trailing_data[0]:
-            # The backend closed before a final response: h11 raises, the
-            # fast connection says CONNECTION_CLOSED; the relay reads both
-            # as "no response" (a stale pooled connection, or 502).
-            return ("ok", _normal([*events, ("closed",)]))
-        return ("error", str(error))
-    return ("ok", _normal(events))
+    reference = _H11(method)
+    events, error = read_response(reference, pieces)
+    if error is None:
+        return ("ok", _normal(events))
+    if all(e[0] == "info" for e in events) and "state=SEND_RESPONSE" in error \
+            and not reference.conn.trailing_data[0]:
+        # The backend closed before a final response: h11 raises, the
+        # fast connection says CONNECTION_CLOSED; the relay reads both
+        # as "no response" (a stale pooled connection, or 502).
+        return ("ok", _normal([*events, ("closed",)]))
+    return ("error", error)
 
 
 def compare(fast: Any, reference: Any, stricter: set[str], what: bytes) -> None:
