@@ -46,6 +46,7 @@ from ._events import (
 )
 from ._head import RequestHead
 from ._headcheck import ChunkedDecoder, parse_response_head, response_framing
+from ._rewrite import has_token
 from ._wire import (
     BODY_CHUNKED,
     BODY_CLOSE,
@@ -61,13 +62,6 @@ __all__ = ["FastConnection"]
 
 SERVER = "server"
 CLIENT = "client"
-
-
-def _has_token(headers: Headers, name: bytes, token: bytes) -> bool:
-    for key, value in headers:
-        if key == name and token in (item.strip(b" \t").lower() for item in value.split(b",")):
-            return True
-    return False
 
 
 class FastConnection:
@@ -109,7 +103,7 @@ class FastConnection:
                 conn._receive_left = int(value)
                 kind = BODY_LENGTH if conn._receive_left else BODY_NONE
         conn._receive_kind = kind
-        if head.version != b"1.1" or _has_token(headers, b"connection", b"close"):
+        if head.version != b"1.1" or has_token(headers, b"connection", b"close"):
             conn._keep_alive = False
         conn.their_state = SEND_BODY
         conn.our_state = SEND_RESPONSE
@@ -219,7 +213,7 @@ class FastConnection:
         kind, length, canonical = response_framing(self._method, status, headers)
         if not canonical:  # rare: passed on as h11 would (one Content-Length, "chunked")
             headers = canonical_framing(headers)
-        if version != b"1.1" or kind == BODY_CLOSE or _has_token(headers, b"connection", b"close"):
+        if version != b"1.1" or kind == BODY_CLOSE or has_token(headers, b"connection", b"close"):
             self._keep_alive = False
         self._receive_kind = BODY_NONE if kind == BODY_LENGTH and not length else kind
         self._receive_left = length
@@ -295,7 +289,7 @@ class FastConnection:
                 kind = BODY_CHUNKED
             elif name == b"content-length":
                 kind, self._send_left = BODY_LENGTH, int(value)
-        if _has_token(headers, b"connection", b"close"):
+        if has_token(headers, b"connection", b"close"):
             self._keep_alive = False
         self._send_kind = kind
         self._method = event.method
@@ -333,7 +327,7 @@ class FastConnection:
                       for item in value.split(b",")} - {b"keep-alive", b""}
             headers = [(n, v) for n, v in headers if n != b"connection"]
             headers += [(b"Connection", token) for token in sorted(tokens | {b"close"})]
-        if close or _has_token(headers, b"connection", b"close"):
+        if close or has_token(headers, b"connection", b"close"):
             self._keep_alive = False
             if self.their_state is DONE:
                 self.their_state = MUST_CLOSE

@@ -18,6 +18,7 @@ import trio
 from ._events import DONE, NEED_DATA, SEND_BODY
 from ._fastconn import FastConnection
 from ._h11conn import H11Connection
+from ._rewrite import has_token
 
 __all__ = ["MAX_RECV", "PARSERS", "HttpStream", "receive_some", "send_all"]
 
@@ -136,7 +137,4 @@ class HttpStream:
 
 def _wants_keep_alive(head: Any) -> bool:
     """HTTP/1.1 without "Connection: close" (a RequestHead from _head.py)."""
-    return head is not None and head.version == b"1.1" and not any(
-        b"close" in (token.strip().lower() for token in value.split(b","))
-        for name, value in head.headers if name == b"connection"
-    )
+    return head is not None and head.version == b"1.1" and not has_token(head.headers, b"connection", b"close")

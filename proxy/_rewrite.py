@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 
 __all__ = [
     "VIA",
+    "has_token",
     "is_upgrade_request",
     "request_headers",
     "response_headers",
@@ -34,6 +35,14 @@ _ALWAYS_HOP_BY_HOP = frozenset(
 _FORWARDED = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-prefix", b"forwarded"}
 )
+
+
+def has_token(headers: Iterable[Header], name: bytes, token: bytes) -> bool:
+    """Whether a comma-separated header `name` lists `token` (lowercase), e.g. Connection: close."""
+    for key, value in headers:
+        if key == name and token in (item.strip(b" \t").lower() for item in value.split(b",")):
+            return True
+    return False
 
 
 def _connection_tokens(headers: Iterable[Header]) -> set[bytes]:
