@@ -55,54 +55,92 @@ async def serve(
     elif config.admin is not None:
         gateway.stats = Stats()
         admin = AdminServer(gateway, config.admin)
-    await gateway.listen()
-    if admin is not None:
-        await admin.listen()
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(gateway.serve)
-            if admin is not None:
-                await nursery.start(admin.serve)
-                if admin.unix_path is None:
-                    log.info("admin endpoints on %s", ", ".join(f"{h}:{p}" for h, p in admin.addresses))
-            if config.docker:
-                watcher = DockerWatcher(
-                    sources.set_docker, config.discovery, url=config.docker_url, labels=config.docker_labels
+    await gateway.bind()  # an address in use fails now; connections are taken once the routes are known
+    try:
+        if admin is not None:
+            await admin.listen()
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_follow_signals, signals, gateway, sources, config, nursery.cancel_scope)
+                if admin is not None:
+                    await nursery.start(admin.serve)
+                    if admin.unix_path is None:
+                        log.info("admin endpoints on %s", ", ".join(f"{h}:{p}" for h, p in admin.addresses))
+                if config.docker:
+                    await _follow_docker(nursery, gateway, sources, config, peer_sockets)
+                await nursery.start(gateway.serve)
+                log.info(
+                    "listening on %s with %d routes (parser: %s)",
+                    ", ".join(f"{h}:{p}" for h, p in gateway.addresses), len(gateway.table), config.parser,
                 )
-                gateway.watcher = watcher
-                await nursery.start(watcher.run)
-                gateway.waker = Waker(
-                    lambda: watcher.containers, watcher.take_out, watcher.set_waking, gateway.registry,
-                    timeout=config.timeouts.wake, queue=config.limits.wake_queue, url=config.docker_url,
-                    # A worker sees only its own requests: before stopping a
-                    # container it woke, it asks the others.
-                    peer_idle_for=peer_idle_for(list(peer_sockets)) if peer_sockets else None,
-                )
-                await nursery.start(gateway.waker.run)
-            log.info(
-                "listening on %s with %d routes (parser: %s)",
-                ", ".join(f"{h}:{p}" for h, p in gateway.addresses), len(gateway.table), config.parser,
-            )
-            task_status.started(gateway)
+                task_status.started(gateway)
+    finally:
+        gateway.close_sockets()
 
-            async def drain_then_stop() -> None:
-                await gateway.drain()
-                nursery.cancel_scope.cancel()
 
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    if config.routes_file is None:
-                        log.info("SIGHUP: no --routes-file to re-read")
-                    else:
-                        sources.reload(config)
-                    continue
-                name = signal.Signals(signum).name
-                if gateway.draining:
-                    log.info("%s again: stopping now", name)
-                    nursery.cancel_scope.cancel()
-                    break
-                log.info("%s: draining (up to %gs)", name, config.timeouts.drain)
-                nursery.start_soon(drain_then_stop)
+async def _follow_docker(
+    nursery: trio.Nursery, gateway: Gateway, sources: RouteSources, config: Config, peer_sockets: tuple[str, ...]
+) -> None:
+    """Start the watcher and the waker, and wait (up to --docker-start-timeout) for the first listing.
+
+    The gateway listens only after this: a request never meets a table
+    that is missing the containers already running. If the engine does not
+    answer in time, it opens with the static routes, and requests for other
+    routes wait (up to --hold) for the engine.
+    """
+    watcher = DockerWatcher(sources.set_docker, config.discovery, url=config.docker_url, labels=config.docker_labels)
+    gateway.watcher = watcher
+    gateway.not_ready = watcher.refused
+    gateway.routes_complete = False
+    await nursery.start(watcher.run)
+    gateway.waker = Waker(
+        lambda: watcher.containers, watcher.take_out, watcher.set_waking, gateway.registry,
+        timeout=config.timeouts.wake, queue=config.limits.wake_queue, url=config.docker_url,
+        # A worker sees only its own requests: before stopping a
+        # container it woke, it asks the others.
+        peer_idle_for=peer_idle_for(list(peer_sockets)) if peer_sockets else None,
+    )
+    await nursery.start(gateway.waker.run)
+    limit = config.timeouts.docker_start
+    with trio.move_on_after(limit):
+        await watcher.synced.wait()
+    if watcher.synced.is_set():
+        gateway.mark_routes_complete()
+        log.info("Docker routes loaded: %d containers", len(watcher.containers.containers))
+        return
+    log.warning("the Docker engine did not answer within %gs: serving the static routes; requests for other "
+                "routes wait for it (up to --hold %gs)", limit, config.discovery.hold)
+
+    async def complete_when_synced() -> None:
+        await watcher.synced.wait()
+        gateway.mark_routes_complete()
+        log.info("Docker routes loaded: %d containers", len(watcher.containers.containers))
+
+    nursery.start_soon(complete_when_synced)
+
+
+async def _follow_signals(
+    signals: Any, gateway: Gateway, sources: RouteSources, config: Config, everything: trio.CancelScope
+) -> None:
+    async def drain_then_stop() -> None:
+        await gateway.drain()
+        everything.cancel()
+
+    async with trio.open_nursery() as nursery:
+        async for signum in signals:
+            if signum == signal.SIGHUP:
+                if config.routes_file is None:
+                    log.info("SIGHUP: no --routes-file to re-read")
+                else:
+                    sources.reload(config)
+                continue
+            name = signal.Signals(signum).name
+            if gateway.draining:
+                log.info("%s again: stopping now", name)
+                everything.cancel()
+                return
+            log.info("%s: draining (up to %gs)", name, config.timeouts.drain)
+            nursery.start_soon(drain_then_stop)
 
 
 def ignore_late_stops() -> None:

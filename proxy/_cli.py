@@ -112,6 +112,9 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help=f"in-flight requests after SIGTERM/SIGINT (default {t.drain:g})")
     g.add_argument("--wake-timeout", type=_seconds, default=t.wake,
                    help=f"a request waking a fastroute.wake container, until it serves (default {t.wake:g})")
+    g.add_argument("--docker-start-timeout", type=_seconds_or_zero, default=t.docker_start,
+                   help="at start, the first Docker listing; the gateway opens when it is in, or "
+                   f"after this long without it (default {t.docker_start:g})")
     g = serve.add_argument_group("limits")
     g.add_argument("--max-header-bytes", type=_bytes, default=lim.max_header_bytes,
                    help=f"request header fields, in bytes (default {lim.max_header_bytes})")
@@ -151,6 +154,9 @@ def _add_discovery(parser: argparse.ArgumentParser) -> None:
                    help=f"seconds a route outlives its last container, holding requests (default {d.hold:g})")
     g.add_argument("--resync-interval", type=_seconds, default=d.resync_interval,
                    help=f"seconds between full resyncs with the engine (default {d.resync_interval:g})")
+    g.add_argument("--ready-timeout", type=_seconds, default=d.ready_timeout,
+                   help="seconds a started container without a HEALTHCHECK may take to accept connections "
+                   f"before it is routed anyway (default {d.ready_timeout:g})")
     g.add_argument("--docker-label", action="append", default=[], metavar="KEY[=VALUE]",
                    help="only consider containers with this label; may repeat")
 
@@ -164,7 +170,7 @@ def _seconds_or_zero(text: str) -> float:
 def _discovery(args: argparse.Namespace) -> Discovery:
     return Discovery(
         network=args.network, exposed_by_default=args.exposed_by_default, route_by=args.route_by,
-        hold=args.hold, resync_interval=args.resync_interval,
+        hold=args.hold, resync_interval=args.resync_interval, ready_timeout=args.ready_timeout,
     )
 
 
@@ -237,7 +243,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             request_head=args.request_head_timeout, keepalive=args.keepalive_timeout,
             connect=args.connect_timeout, response_head=args.response_timeout,
             body_idle=args.body_timeout, tunnel_idle=args.tunnel_timeout, drain=args.drain_timeout,
-            wake=args.wake_timeout,
+            wake=args.wake_timeout, docker_start=args.docker_start_timeout,
         ),
         limits=Limits(
             max_header_bytes=args.max_header_bytes, max_headers=args.max_headers, max_target=args.max_target,

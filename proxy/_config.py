@@ -81,6 +81,9 @@ class Route:
     # Stopped containers (ids) that a request may start to serve this route
     # (fastroute.wake=true); only set while no backend serves it.
     wake: tuple[str, ...] = ()
+    # No backend is ready yet, but a container of this route is booting:
+    # requests wait for it (up to --hold each).
+    booting: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,7 @@ class Timeouts:
     tunnel_idle: float = 3600.0  # no bytes moving through an upgraded connection
     drain: float = 10.0  # in-flight requests after SIGTERM
     wake: float = 30.0  # a request for a stopped fastroute.wake container: start to ready
+    docker_start: float = 5.0  # serve: the first Docker listing, before the gateway opens anyway
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +122,7 @@ class Discovery:
     route_by: str = "image"  # --route-by image|name
     hold: float = 10.0  # --hold: seconds a route outlives its last container
     resync_interval: float = 60.0  # --resync-interval: seconds between full resyncs
+    ready_timeout: float = 60.0  # --ready-timeout: seconds a container may boot before it is routed anyway
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol
 
+from ._config import Route
 from ._errors import NoRoute
 
-__all__ = ["decide"]
+__all__ = ["decide", "hold_deadline"]
 
 
 class Table(Protocol):
@@ -29,3 +31,22 @@ def decide(table: Table, target: bytes) -> tuple[str, Any]:
     if found is None:
         raise NoRoute(f"no route for {target.split(b'?', 1)[0].decode('utf-8', 'replace')!r}")
     return found
+
+
+def hold_deadline(route: Route | None, arrived: float, hold: float) -> float:
+    """Until when (time.monotonic()) a request that found no backend may wait for one.
+
+    Args:
+        route: the route it matched (with no backend now), or None: no route
+            matched while the Docker routes are not loaded yet.
+        arrived: when the request's head was read.
+        hold: --hold, in seconds.
+
+    A booting route (a container started, not ready yet) and a request for a
+    route not known yet wait up to `hold` from their arrival; a held route
+    (its last container left) until its hold ends; any other route not at
+    all (the deadline is already past).
+    """
+    if route is None or route.booting:
+        return arrived + hold
+    return route.hold_until if route.hold_until is not None else -math.inf

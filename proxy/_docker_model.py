@@ -5,9 +5,17 @@
 # NetworkSettings), for one container or all. Output is Route tuples.
 #
 # Rules:
-# - a container is routed while it runs, is not paused, is healthy if it has
-#   a HEALTHCHECK, and has not been told to stop (ContainerSet.leave, fed by
-#   kill/stop/die/pause events, so it leaves *before* it dies);
+# - a container is routed while it runs, is not paused, is ready, and has
+#   not been told to stop (ContainerSet.leave, fed by kill/stop/die/pause
+#   events, so it leaves *before* it dies);
+# - ready: healthy if it has a HEALTHCHECK; otherwise its port accepted a
+#   connection (the watcher probes it and calls mark_ready) since it last
+#   started, was unpaused or changed address. Until then it is booting: its
+#   prefixes are routes with no backend and `booting` set, so requests wait
+#   for it instead of getting 404 or a refused connection;
+# - a refused connection to a container that became ready less than
+#   YOUNG seconds ago makes it booting again (refused()): it was not ready
+#   after all. Older ones are the pool's business (ejection with backoff);
 # - its prefixes: the fastroute.route label (comma-separated), else its
 #   image's repository path (registry host, tag and digest dropped;
 #   docker.io's "library/" too), or its name with --route-by name;
@@ -23,6 +31,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,6 +42,7 @@ from ._config import Address, Discovery, Route
 
 __all__ = [
     "DEFAULT_PORT",
+    "YOUNG",
     "LABEL_PREFIX",
     "Container",
     "ContainerSet",
@@ -45,6 +55,7 @@ __all__ = [
 ]
 
 DEFAULT_PORT = 8000
+YOUNG = 5.0  # seconds after becoming ready during which a refused connect means "still booting"
 LABEL_PREFIX = "fastroute."
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -67,6 +78,7 @@ class Container:
     skip: str | None = None  # why it is not routed although running, or None
     wake: bool = False  # fastroute.wake=true: may be started by a request while stopped
     idle_timeout: float | None = None  # fastroute.idle-timeout: stop it this long idle, if we woke it
+    health: str | None = None  # healthy | unhealthy | health: starting; None without a HEALTHCHECK
 
     @property
     def short_id(self) -> str:
@@ -190,9 +202,9 @@ def parse_container(summary: Mapping[str, Any], discovery: Discovery) -> Contain
         prefixes, source = _prefixes(summary, labels, name, discovery)
         address = _address(summary, name, discovery, port) if running else None
     except ValueError as error:
-        return Container(cid, name, state=state, routable=routable, skip=str(error), wake=wake)
+        return Container(cid, name, state=state, routable=routable, skip=str(error), wake=wake, health=health)
     return Container(cid, name, prefixes, address, strip, source, routable, state, wake=wake,
-                     idle_timeout=idle_timeout)
+                     idle_timeout=idle_timeout, health=health)
 
 
 def _idle_timeout(labels: Mapping[str, str]) -> float | None:
@@ -230,13 +242,21 @@ def _prefixes(
 
 @dataclass
 class ContainerSet:
-    """Every container discovery knows, and which are leaving. Not thread-safe; trio only."""
+    """Every container discovery knows, which are ready, and which are leaving. Not thread-safe; trio only.
+
+    probe_ports=False takes a running (and healthy) container as ready without
+    a probe: `fastroute routes`, which shows what the engine says.
+    """
 
     discovery: Discovery
     containers: dict[str, Container] = field(default_factory=dict)
     leaving: set[str] = field(default_factory=set)
     waking: set[str] = field(default_factory=set)  # started for a request, not ready yet: not routed
     held: dict[str, tuple[float, Route]] = field(default_factory=dict)  # prefix -> (until, route)
+    probe_ports: bool = True
+    # cid -> (the address that accepted a connection, time.monotonic() then;
+    # -inf when it joined because --ready-timeout ran out: never young).
+    ready: dict[str, tuple[Address, float]] = field(default_factory=dict)
     _last: dict[str, Route] = field(default_factory=dict)
 
     def replace_all(self, summaries: Iterable[Mapping[str, Any]], *, events_missed: bool = False) -> None:
@@ -253,6 +273,7 @@ class ContainerSet:
             if container is not None:
                 fresh[container.id] = container
         self.leaving = set() if events_missed else self.leaving & set(fresh)
+        self.ready = {cid: seen for cid, seen in self.ready.items() if cid in fresh}
         self.containers = fresh
 
     def update(self, summary: Mapping[str, Any] | None, cid: str, *, joining: bool, resumed: bool = False) -> None:
@@ -271,6 +292,7 @@ class ContainerSet:
             container = replace(container, routable=True, state="running")
         if joining:
             self.leaving.discard(cid)
+            self.ready.pop(cid, None)  # a new process (or a thawed one): probe it again
         if container is None:
             self.containers.pop(cid, None)
         else:
@@ -283,6 +305,66 @@ class ContainerSet:
     def remove(self, cid: str) -> None:
         self.containers.pop(cid, None)
         self.leaving.discard(cid)
+        self.ready.pop(cid, None)
+
+    # --- readiness -----------------------------------------------------------
+
+    def _candidate(self, container: Container) -> bool:
+        # Running, meant to be routed, and not on its way out or being woken.
+        return (container.skip is None and container.address is not None and container.id not in self.leaving
+                and container.id not in self.waking)
+
+    def serving(self, container: Container) -> bool:
+        """In its pools now: running, unpaused, healthy or probed, not leaving."""
+        if not container.routable or not self._candidate(container):
+            return False
+        if container.health is not None or not self.probe_ports:
+            return True
+        seen = self.ready.get(container.id)
+        return seen is not None and seen[0] == container.address
+
+    def booting(self, container: Container) -> bool:
+        """Started and not ready yet: its port has not accepted, or its HEALTHCHECK is still starting."""
+        if not self._candidate(container) or self.serving(container):
+            return False
+        return container.routable or container.health == "health: starting"
+
+    def to_probe(self) -> list[tuple[str, Address]]:
+        """(id, address) of every booting container whose port the watcher should probe."""
+        return [(c.id, c.address) for c in self.containers.values()
+                if c.address is not None and c.health is None and self.booting(c)]
+
+    def mark_ready(self, cid: str, address: Address, now: float, *, young: bool = True) -> bool:
+        """`address` accepted a connection at `now` (young=False: it joins without, --ready-timeout ran out).
+
+        Returns whether that changed anything (the container still has that
+        address and was not ready).
+        """
+        container = self.containers.get(cid)
+        if container is None or container.address != address or self.serving(container):
+            return False
+        self.ready[cid] = (address, now if young else -math.inf)
+        return True
+
+    def refused(self, address: Address, now: float) -> bool:
+        """A connect to `address` was refused at `now`. Whether that means "still booting".
+
+        True for a container that became ready less than YOUNG seconds ago
+        (it is booting again: out of its pools, probed anew) or whose engine
+        state is "restarting"; False otherwise (the pool ejects the backend).
+        """
+        booting_again = False
+        for container in self.containers.values():
+            if container.address != address:
+                continue
+            if container.state.startswith("restarting"):
+                booting_again = True
+                continue
+            seen = self.ready.get(container.id)
+            if seen is not None and seen[0] == address and now - seen[1] < YOUNG and self.serving(container):
+                del self.ready[container.id]
+                booting_again = True
+        return booting_again
 
     def skipped(self) -> list[Container]:
         return [c for c in self.containers.values() if c.skip is not None]
@@ -294,13 +376,15 @@ class ContainerSet:
         `hold_until`, for the hold time; requests for it wait for a container.
         """
         pools: dict[str, list[Container]] = {}
+        boots: dict[str, list[Container]] = {}
         warnings: list[str] = []
         for container in sorted(self.containers.values(), key=lambda c: (c.name, c.id)):
-            if container.skip is not None or not container.routable or container.id in self.leaving \
-                    or container.id in self.waking:
-                continue
-            for prefix in container.prefixes:
-                pools.setdefault(prefix, []).append(container)
+            if self.serving(container):
+                for prefix in container.prefixes:
+                    pools.setdefault(prefix, []).append(container)
+            elif self.booting(container):
+                for prefix in container.prefixes:
+                    boots.setdefault(prefix, []).append(container)
         routes: dict[str, Route] = {}
         for prefix, members in pools.items():
             first = members[0]
@@ -314,8 +398,14 @@ class ContainerSet:
             addresses = tuple(dict.fromkeys(c.address for c in agreeing if c.address is not None))
             source = f"docker:{first.source}"
             routes[prefix] = Route(prefix, addresses, first.strip_prefix, source)
+        # A prefix only booting containers give: known, not ready. Requests
+        # for it wait (up to --hold each) rather than get 404.
+        for prefix, members in boots.items():
+            if prefix not in routes:
+                first = members[0]
+                routes[prefix] = Route(prefix, (), first.strip_prefix, f"docker:{first.source}", booting=True)
         for prefix, route in self._last.items():
-            if prefix not in routes and route.backends and self.discovery.hold > 0:
+            if prefix not in routes and (route.backends or route.booting) and self.discovery.hold > 0:
                 self.held[prefix] = (now + self.discovery.hold, route)
         for prefix in list(self.held):
             until, route = self.held[prefix]
@@ -334,8 +424,8 @@ class ContainerSet:
                     sleepers.setdefault(prefix, []).append(container)
         for prefix, members in sleepers.items():
             held = routes.get(prefix)
-            if held is not None and held.backends:
-                continue
+            if held is not None and (held.backends or held.booting):
+                continue  # served, or about to be: nothing to wake
             first = members[0]
             ids = tuple(c.id for c in members if c.strip_prefix == first.strip_prefix)
             routes[prefix] = Route(prefix, (), first.strip_prefix, f"docker:{first.source}",

@@ -79,7 +79,15 @@ class BadGateway(ProxyError):
 
 
 class UpstreamConnectError(BadGateway):
-    """No connection to the backend could be made (nothing was sent)."""
+    """No connection to the backend could be made (nothing was sent).
+
+    refused: the backend's host answered with a refusal (nothing listens on
+    the port yet, or any more), rather than a reset, a timeout or no route.
+    """
+
+    def __init__(self, detail: str = "", *, refused: bool = False) -> None:
+        super().__init__(detail)
+        self.refused = refused
 
 
 class UpstreamConnectTimeout(UpstreamConnectError):

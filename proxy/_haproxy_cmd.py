@@ -99,7 +99,7 @@ def _current_routes(config: Config) -> tuple[list[Route], Mapping[Address, str]]
         summaries = list_containers(client, config.docker_labels)
     finally:
         client.close()
-    containers = ContainerSet(discovery)
+    containers = ContainerSet(discovery, probe_ports=False)  # once: HAProxy's own checks take over
     containers.replace_all(summaries)
     docker, warnings = containers.routes(time.monotonic())
     for warning in warnings:

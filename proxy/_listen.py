@@ -11,7 +11,7 @@ import trio
 
 from ._config import Address
 
-__all__ = ["BACKLOG", "open_listeners", "probe"]
+__all__ = ["BACKLOG", "bind_sockets", "open_listeners", "probe", "start_listening"]
 
 BACKLOG = 1024  # connections the kernel queues before accept()
 
@@ -36,29 +36,45 @@ def _prepare(sock: socket.socket | trio.socket.SocketType, family: int, reuse_po
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
 
 
+async def bind_sockets(address: Address, *, reuse_port: bool = False) -> list[trio.socket.SocketType]:
+    """Bound sockets, not listening yet, for every address `address.host` resolves to.
+
+    Bound is enough to hold the address (and to fail now if it is in use);
+    until listen(), the kernel refuses connections to it, and with
+    SO_REUSEPORT hands none to it: a worker that is not ready takes no
+    connection from the others.
+
+    Raises:
+        OSError: one cannot be bound (in use, say).
+    """
+    sockets: list[trio.socket.SocketType] = []
+    try:
+        for family, sockaddr in _sockets_for(address):
+            sock = trio.socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            _prepare(sock, family, reuse_port)
+            await sock.bind(sockaddr)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def start_listening(sockets: list[trio.socket.SocketType]) -> list[trio.SocketListener]:
+    """listen() on bound sockets: from now on the kernel queues connections for them."""
+    for sock in sockets:
+        sock.listen(BACKLOG)
+    return [trio.SocketListener(sock) for sock in sockets]
+
+
 async def open_listeners(address: Address, *, reuse_port: bool = False) -> list[trio.SocketListener]:
     """Listening sockets for every address `address.host` resolves to.
 
     Raises:
         OSError: one cannot be bound (in use, say).
     """
-    listeners: list[trio.SocketListener] = []
-    try:
-        for family, sockaddr in _sockets_for(address):
-            sock = trio.socket.socket(family, socket.SOCK_STREAM)
-            try:
-                _prepare(sock, family, reuse_port)
-                await sock.bind(sockaddr)
-                sock.listen(BACKLOG)
-            except BaseException:
-                sock.close()
-                raise
-            listeners.append(trio.SocketListener(sock))
-    except BaseException:
-        for listener in listeners:
-            listener.socket.close()
-        raise
-    return listeners
+    return start_listening(await bind_sockets(address, reuse_port=reuse_port))
 
 
 def probe(address: Address, *, reuse_port: bool = True) -> None:

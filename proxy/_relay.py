@@ -5,6 +5,10 @@
 # Failure rules:
 # - nothing reached a backend (connect failed): retry once on another
 #   backend of the pool; none left: 502 (503 if none was up to begin with);
+# - a refused connect to a container that became ready moments ago is not a
+#   failure: `not_ready` (the watcher) takes it out of the table to be
+#   probed again, and the request tries another backend, or (none left) is
+#   routed again on the new table (BackendNotReady), where it may wait;
 # - a pooled connection turned out dead before any response byte, no request
 #   body byte was read from the client, and the method is idempotent: retry
 #   once on a new connection (the backend closed an idle keep-alive, a
@@ -23,7 +27,7 @@ from typing import Any
 import trio
 
 from . import _events as ev
-from ._config import Config
+from ._config import Address, Config
 from ._errors import (
     BadGateway,
     ClientProtocolError,
@@ -39,7 +43,7 @@ from ._http import HttpStream
 from ._pool import BackendState, Upstream
 from ._splice import SPLICE_AVAILABLE, SPLICE_MIN, SinkFailed, SourceFailed, splice
 from ._rewrite import is_upgrade_request, request_headers, response_headers, strip_target
-from ._upstream import acquire, release
+from ._upstream import BackendNotReady, acquire, release
 
 __all__ = ["Abort", "Exchange", "has_body", "relay"]
 
@@ -127,12 +131,17 @@ async def relay(
     client_ip: str,
     trusted: bool,
     closing: Callable[[], bool],
+    not_ready: Callable[[Address], bool] | None = None,
 ) -> None:
     """Forward `request` to a backend of `upstream` and its response to the client.
+
+    not_ready(address): called when a backend refuses a connection; True
+    means it is booting again (taken out of the table), not failing.
 
     Raises:
         ProxyError: nothing was sent to the client yet; it gets that status.
         Abort: the response is under way and cannot be completed.
+        BackendNotReady: every backend left to try was booting again; route anew.
     """
     limits = config.limits
     length = _content_length(request.headers)
@@ -144,12 +153,16 @@ async def relay(
     target = strip_target(request.target, prefix) if route.strip_prefix else request.target
 
     tried: list[BackendState] = []
+    failed = 0
+    unready = False
     stale_retried = False
     last_error: ProxyError | None = None
     while True:
         now = time.monotonic()
         backend = upstream.pick(now, exclude=tried)
         if backend is None:
+            if unready:
+                raise BackendNotReady(f"{prefix!r}: the backends tried are booting again")
             if last_error is not None:
                 raise last_error
             if not upstream.backends:
@@ -162,14 +175,18 @@ async def relay(
         try:
             conn, reused = await acquire(backend, config.timeouts, config.parser)
         except UpstreamConnectError as error:
+            tried.append(backend)
+            if error.refused and not_ready is not None and not_ready(backend.address):
+                unready = True  # still booting: out of the table, probed again; not a failure
+                continue
             if isinstance(error, UpstreamConnectTimeout):
                 exchange.connect_timeouts += 1
             else:
                 exchange.connect_errors += 1
             backend.mark_failed(time.monotonic())
-            tried.append(backend)
             last_error = error
-            if len(tried) >= 2:
+            failed += 1
+            if failed >= 2:
                 raise
             continue
         backend.mark_ok()

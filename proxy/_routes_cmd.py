@@ -30,7 +30,7 @@ def print_routes(url: str | None, discovery: Discovery, labels: Sequence[str], *
         first = (str(error).strip().splitlines() or [""])[0]
         print(f"fastroute: error: cannot read the Docker engine: {type(error).__name__}: {first}", file=sys.stderr)
         return 1
-    containers = ContainerSet(discovery)
+    containers = ContainerSet(discovery, probe_ports=False)  # what the engine says, unprobed
     containers.replace_all(summaries)
     rows = describe(containers, time.monotonic())
     if as_json:

@@ -16,7 +16,7 @@ import errno
 import ipaddress
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import trio
@@ -25,17 +25,17 @@ from fastroute import RouteTable
 
 from . import _events as ev
 from ._accesslog import AccessLog
-from ._config import Config, Route
-from ._decide import decide
+from ._config import Address, Config, Route
+from ._decide import decide, hold_deadline
 from ._errors import REASONS, BadGateway, ClientProtocolError, ConfigError, NoBackendAvailable, NoRoute, ProxyError
 from ._head import Refused, find_head
 from ._headcheck import check_head
 from ._http import MAX_RECV, PARSERS, HttpStream, receive_some
-from ._listen import open_listeners
+from ._listen import bind_sockets, start_listening
 from ._metrics import Stats
 from ._pool import Registry
 from ._relay import Abort, Exchange, has_body, relay
-from ._upstream import BackendLeft, close_idle
+from ._upstream import BackendLeft, BackendNotReady, close_idle
 
 __all__ = ["Gateway"]
 
@@ -46,6 +46,9 @@ ALLOW = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"  # the answer to OPTIONS
 ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 ACCEPT_RETRY = 0.1  # seconds between accept attempts while out of descriptors
 REROUTES = 2  # times a request is routed again when its backend leaves during the connect
+# Times a request is routed again when the backends it tried were booting
+# again (each time, a probe must have found one ready in between).
+REROUTES_NOT_READY = 8
 
 
 class _Connection:
@@ -70,6 +73,7 @@ class Gateway:
         self._idle_again = trio.Event()
         self._accepting: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
+        self._bound: list[trio.socket.SocketType] = []
         self._listeners: list[trio.SocketListener] = []
         self._last_capacity_warning = 0.0
         self._trusted = config.trusted_proxies
@@ -80,6 +84,12 @@ class Gateway:
         self.watcher: Any = None  # the DockerWatcher feeding this gateway, if any
         self.waker: Any = None  # the Waker that starts fastroute.wake containers, if any
         self.stats: Stats | None = None  # per-request counts, kept only with --admin
+        # Whether the table holds every source's routes. False while the
+        # first Docker listing is awaited: a request no route matches waits.
+        self.routes_complete = True
+        # Called with a backend that refused a connection; True if it was a
+        # container that is booting again (the watcher's refused()).
+        self.not_ready: Callable[[Address], bool] | None = None
         self._table_changed = trio.Event()  # set (and replaced) on every swap
 
     # --- routes ------------------------------------------------------------
@@ -96,39 +106,68 @@ class Gateway:
             for state in gone:
                 self._nursery.start_soon(close_idle, state)
 
+    def mark_routes_complete(self) -> None:
+        """Every source's routes are in the table now: requests that wait for them look again."""
+        self.routes_complete = True
+        self._table_changed.set()
+        self._table_changed = trio.Event()
+
     # --- serving -----------------------------------------------------------
 
-    async def listen(self) -> None:
-        """Open every configured listening socket.
+    async def bind(self) -> None:
+        """Bind every configured address, without listening yet (see _listen.bind_sockets).
 
         Raises:
-            ConfigError: an address cannot be listened on (in use, say).
+            ConfigError: an address cannot be bound (in use, say).
         """
-        listeners: list[trio.SocketListener] = []
+        if self._bound:
+            return
+        bound: list[trio.socket.SocketType] = []
         for address in self.config.listen:
             try:
-                listeners += await open_listeners(address, reuse_port=self.config.workers > 1)
+                bound += await bind_sockets(address, reuse_port=self.config.workers > 1)
             except OSError as error:
-                for listener in listeners:
-                    await listener.aclose()
+                for sock in bound:
+                    sock.close()
                 raise ConfigError(f"cannot listen on {address}: {error.strerror or error}") from None
-        self._listeners = listeners
-        self.addresses = [listener.socket.getsockname()[:2] for listener in listeners]
+        self._bound = bound
+        self.addresses = [sock.getsockname()[:2] for sock in bound]
+
+    def close_sockets(self) -> None:
+        """Close every listening (or only bound) socket."""
+        for sock in self._bound:
+            sock.close()
+
+    async def listen(self) -> None:
+        """Bind (unless bind() did) and listen on every configured address.
+
+        Raises:
+            ConfigError: an address cannot be bound (in use, say).
+        """
+        await self.bind()
+        if not self._listeners:
+            self._listeners = start_listening(self._bound)
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Accept and serve connections until drained or cancelled.
 
-        Opens the listeners first unless listen() did. task_status.started()
-        gets the bound (host, port) pairs.
+        Listens first unless listen() did. task_status.started() gets the
+        bound (host, port) pairs.
         """
-        if not self._listeners:
+        try:
             await self.listen()
+        except BaseException:
+            for sock in self._bound:
+                sock.close()
+            raise
         listeners = self._listeners
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 with trio.CancelScope() as accepting:
                     self._accepting = accepting
+                    if self.draining:
+                        accepting.cancel()  # told to stop before it opened
                     async with trio.open_nursery() as accept_nursery:
                         for listener in listeners:
                             accept_nursery.start_soon(self._accept_loop, listener, nursery)
@@ -332,25 +371,40 @@ class Gateway:
             exchange.status = 200
             self._record(client_ip, exchange)
             return client.reusable() and not self.draining
+        arrived = time.monotonic()
+        reroutes = not_ready = 0
         try:
-            for attempt in range(REROUTES + 1):
-                prefix, upstream = decide(table, request.target)
+            while True:
+                try:
+                    prefix, upstream = decide(table, request.target)
+                except NoRoute:
+                    if self.routes_complete:
+                        raise
+                    prefix, upstream = await self._wait_for_routes(request, arrived)
                 exchange.route = prefix
                 if not upstream.backends:
                     if upstream.route.wake and self.waker is not None:
                         prefix, upstream = await self._wake(request, prefix, upstream)
                     else:
-                        prefix, upstream = await self._wait_for_backends(request, prefix, upstream)
+                        prefix, upstream = await self._wait_for_backends(request, prefix, upstream, arrived)
                 try:
                     await relay(
                         client, request, upstream, prefix, self.config, exchange,
-                        client_ip=client_ip, trusted=trusted, closing=self._is_draining,
+                        client_ip=client_ip, trusted=trusted, closing=self._is_draining, not_ready=self.not_ready,
                     )
                     break
+                except BackendNotReady:
+                    # It refused just after it became ready: it is booting
+                    # again and out of the table. Route again (and wait).
+                    not_ready += 1
+                    if not_ready > REROUTES_NOT_READY:
+                        raise BadGateway("every backend chosen refused the connection") from None
+                    table = self.table
                 except BackendLeft:
                     # Its backend left the table while we connected to it:
                     # nothing was sent, so route again on the table now in force.
-                    if attempt == REROUTES:
+                    reroutes += 1
+                    if reroutes > REROUTES:
                         raise BadGateway("every backend chosen left the route table") from None
                     table = self.table
         except ProxyError as error:
@@ -365,26 +419,51 @@ class Gateway:
             self._record(client_ip, exchange)
         return exchange.keep_client and client.reusable() and not self.draining
 
-    async def _wait_for_backends(self, request: ev.Request, prefix: str, upstream: Any) -> tuple[str, Any]:
-        """A held route (its last container left): wait for one to join, until the hold ends.
+    async def _wait_for_backends(
+        self, request: ev.Request, prefix: str, upstream: Any, arrived: float
+    ) -> tuple[str, Any]:
+        """A route with no backend: wait for one to join, as long as hold_deadline() says.
 
         Raises:
-            NoBackendAvailable: the hold ran out (503 with Retry-After).
+            NoBackendAvailable: the wait ran out, or the route went (503 with Retry-After).
         """
+        hold = self.config.discovery.hold
         while not upstream.backends:
-            until = upstream.route.hold_until
-            remaining = (until or 0.0) - time.monotonic()
+            route = upstream.route
+            remaining = hold_deadline(route, arrived, hold) - time.monotonic()
             if remaining <= 0:
-                raise NoBackendAvailable(f"no container serves {prefix!r} now", retry_after=HOLD_RETRY_AFTER)
+                what = "is ready yet" if route.booting else "serves it now"
+                raise NoBackendAvailable(f"no container of {prefix!r} {what}", retry_after=HOLD_RETRY_AFTER)
             changed = self._table_changed
             with trio.move_on_after(remaining):
                 await changed.wait()
             try:
                 prefix, upstream = decide(self.table, request.target)
             except NoRoute:
-                # The hold ran out while this request waited for it.
+                # The hold ran out, or its last booting container went, while this request waited.
                 raise NoBackendAvailable(f"no container serves {prefix!r} now", retry_after=HOLD_RETRY_AFTER) from None
         return prefix, upstream
+
+    async def _wait_for_routes(self, request: ev.Request, arrived: float) -> tuple[str, Any]:
+        """No route matches while the Docker routes are not loaded: wait for them (up to --hold).
+
+        Raises:
+            NoRoute: they are loaded, and none matches (404).
+            NoBackendAvailable: they are still not loaded when the wait ends (503).
+        """
+        deadline = hold_deadline(None, arrived, self.config.discovery.hold)
+        while not self.routes_complete:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise NoBackendAvailable("the routes from Docker are not loaded yet", retry_after=HOLD_RETRY_AFTER)
+            changed = self._table_changed
+            with trio.move_on_after(remaining):
+                await changed.wait()
+            try:
+                return decide(self.table, request.target)
+            except NoRoute:
+                continue
+        return decide(self.table, request.target)
 
     async def _wake(self, request: ev.Request, prefix: str, upstream: Any) -> tuple[str, Any]:
         """A route served by stopped fastroute.wake containers: start one, wait until it serves.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import select
 import time
 
@@ -12,26 +13,31 @@ from ._errors import UpstreamConnectError, UpstreamConnectTimeout
 from ._http import PARSERS, HttpStream
 from ._pool import BackendState
 
-__all__ = ["IDLE_UPSTREAM_MAX_AGE", "BackendLeft", "acquire", "release", "close_idle"]
+__all__ = ["IDLE_UPSTREAM_MAX_AGE", "BackendLeft", "BackendNotReady", "acquire", "release", "close_idle"]
 
 
 class BackendLeft(Exception):
     """The backend was removed from the route table while a connection to it was being opened."""
+
+
+class BackendNotReady(BackendLeft):
+    """The backend refused just after it became ready: it is booting again, and out of the table."""
 
 IDLE_UPSTREAM_MAX_AGE = 30.0  # seconds a pooled connection may sit unused
 UPSTREAM_MAX_INCOMPLETE_EVENT = 64 * 1024  # bytes of a backend's response head
 
 
 def _looks_alive(conn: HttpStream) -> bool:
-    # An idle keep-alive connection has nothing to read. If it is readable,
-    # the backend closed it (EOF) or sent something unasked: either way, do
-    # not send a request on it. One poll() of one fd, no waiting.
+    # An idle keep-alive connection has nothing to read. If it has, the
+    # backend closed it (EOF) or sent something unasked: either way, do not
+    # send a request on it. One poll() of one descriptor, no waiting; poll,
+    # not select, which refuses descriptors numbered 1024 or more.
     try:
-        fd = conn.stream.socket.fileno()  # type: ignore[attr-defined]
-        readable, _, _ = select.select([fd], [], [], 0)
+        poller = select.poll()
+        poller.register(conn.stream.socket.fileno(), select.POLLIN)  # type: ignore[attr-defined]
+        return not poller.poll(0)
     except (OSError, ValueError, AttributeError):
         return False
-    return not readable
 
 
 async def acquire(backend: BackendState, timeouts: Timeouts, parser: str = "fast") -> tuple[HttpStream, bool]:
@@ -63,12 +69,28 @@ async def acquire(backend: BackendState, timeouts: Timeouts, parser: str = "fast
         except trio.TooSlowError:
             raise UpstreamConnectTimeout(f"connecting to {address} timed out") from None
         except OSError as error:
-            raise UpstreamConnectError(f"cannot connect to {address}: {error.strerror or error}") from error
+            raise UpstreamConnectError(f"cannot connect to {address}: {error.strerror or error}",
+                                       refused=_refused(error)) from error
         finally:
             backend.on_retire.discard(left.cancel)
     if left.cancelled_caught:
         raise BackendLeft(f"{address} left the route table while connecting")
     return HttpStream(stream, PARSERS[parser].client(max_head=UPSTREAM_MAX_INCOMPLETE_EVENT)), False
+
+
+def _refused(error: OSError) -> bool:
+    # trio.open_tcp_stream raises an OSError whose cause (or, for several
+    # addresses, whose group) holds the connect errors.
+    seen: list[BaseException] = [error]
+    while seen:
+        current = seen.pop()
+        if isinstance(current, OSError) and current.errno == errno.ECONNREFUSED:
+            return True
+        if isinstance(current, BaseExceptionGroup):
+            seen.extend(current.exceptions)
+        if current.__cause__ is not None:
+            seen.append(current.__cause__)
+    return False
 
 
 async def release(backend: BackendState, conn: HttpStream, limits: Limits) -> None:

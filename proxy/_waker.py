@@ -33,6 +33,7 @@ from ._config import Address, Discovery
 from ._docker_model import ContainerSet, parse_container, summary_from_inspect
 from ._errors import NoBackendAvailable
 from ._pool import Registry
+from ._probe import accepts
 from ._watcher import connect
 
 __all__ = ["WAKE_BACKOFF_MAX", "Waker"]
@@ -75,7 +76,7 @@ class Waker:
         self,
         containers: Callable[[], ContainerSet],
         leave: Callable[[str], None],
-        set_waking: Callable[[str, bool], None],
+        set_waking: Callable[[str, bool, Address | None], None],
         registry: Registry,
         *,
         timeout: float,
@@ -154,7 +155,8 @@ class Waker:
 
     async def _start(self, prefix: str, ids: tuple[str, ...], state: _RouteWake) -> None:
         assert state.starting is not None
-        self.set_waking(ids[0], True)
+        self.set_waking(ids[0], True, None)
+        address: Address | None = None
         try:
             with trio.fail_after(self.timeout):
                 address = await self._start_one(ids[0])
@@ -172,7 +174,7 @@ class Waker:
             # Ready, or failed: either way it is routed by the usual rules now
             # (a container that runs but never listened is left running; if
             # it has an idle timeout, that stops it).
-            self.set_waking(ids[0], False)
+            self.set_waking(ids[0], False, address)
             state.starting.set()
             state.starting = None
 
@@ -181,7 +183,7 @@ class Waker:
 
         client = await self._connected()
         try:
-            await trio.to_thread.run_sync(client.api.start, cid)
+            await trio.to_thread.run_sync(client.api.start, cid, abandon_on_cancel=True)
         except docker.errors.APIError as error:
             raise WakeFailed(f"docker start: {error.explanation or error}") from None
         self.starts += 1
@@ -189,7 +191,7 @@ class Waker:
         self.woken[cid] = _Woken(since=now, last_active=now)
         while True:
             try:
-                attrs = await trio.to_thread.run_sync(client.api.inspect_container, cid)
+                attrs = await trio.to_thread.run_sync(client.api.inspect_container, cid, abandon_on_cancel=True)
             except docker.errors.NotFound:
                 raise WakeFailed("the container was removed") from None
             container = parse_container(summary_from_inspect(attrs), self._discovery())
@@ -200,7 +202,7 @@ class Waker:
             if container is not None and container.skip is not None:
                 raise WakeFailed(container.skip)
             if container is not None and container.routable and container.address is not None:
-                if await _accepts(container.address):
+                if await accepts(container.address):
                     self.woken[cid].address = container.address
                     self.woken[cid].idle_timeout = container.idle_timeout
                     return container.address
@@ -212,7 +214,7 @@ class Waker:
     async def _connected(self) -> Any:
         if self._client is None:
             try:
-                self._client = await trio.to_thread.run_sync(self.client_factory, self.url)
+                self._client = await trio.to_thread.run_sync(self.client_factory, self.url, abandon_on_cancel=True)
             except Exception as error:  # noqa: BLE001 - engine unreachable: this wake fails
                 raise WakeFailed(f"Docker engine unreachable: {type(error).__name__}: {error}") from None
         return self._client
@@ -253,17 +255,8 @@ class Waker:
     async def _stop(self, cid: str) -> None:
         try:
             client = await self._connected()
-            await trio.to_thread.run_sync(lambda: client.api.stop(cid, timeout=STOP_GRACE))
+            await trio.to_thread.run_sync(lambda: client.api.stop(cid, timeout=STOP_GRACE), abandon_on_cancel=True)
             self.stops += 1
         except Exception as error:  # noqa: BLE001 - the watcher's events will tell what became of it
             log.warning("could not stop idle container %s: %s", cid[:12], error)
 
-
-async def _accepts(address: Address) -> bool:
-    try:
-        with trio.fail_after(1.0):
-            stream = await trio.open_tcp_stream(address.host, address.port)
-    except (OSError, trio.TooSlowError):
-        return False
-    await stream.aclose()
-    return True

@@ -12,7 +12,11 @@
 # - the stream ending or failing is not fatal: keep the last good routes,
 #   reconnect with capped backoff forever, then resync in full; a periodic
 #   full resync guards against missed events, and a ping watchdog against a
-#   stream that stays open while the engine is frozen.
+#   stream that stays open while the engine is frozen;
+# - a container without a HEALTHCHECK is routed once its port accepts
+#   (_probe.py); until then its route is "booting" and requests wait;
+# - every engine call runs in a thread that a cancellation abandons: a hung
+#   engine never holds up a shutdown (docker-py's own timeout is 30 s).
 
 from __future__ import annotations
 
@@ -22,16 +26,18 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
-from ._config import Discovery, Route
+from ._config import Address, Discovery, Route
 from ._docker_model import ContainerSet, event_action, has_ip_on, network_change, summary_from_inspect
+from ._probe import Prober
 
 __all__ = ["BACKOFF_MAX", "DockerWatcher", "connect", "has_labels", "inspect_one", "list_containers"]
 
 log = logging.getLogger("fastroute.docker")
+_T = TypeVar("_T")
 
 BACKOFF_MIN = 0.5  # seconds before the first reconnect
 BACKOFF_MAX = 30.0  # seconds, the longest wait between reconnects
@@ -140,11 +146,19 @@ class DockerWatcher:
         self.reconnects = 0
         self.synced = trio.Event()  # set after the first full sync
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)  # for the status page
+        self.prober = Prober(lambda: self.containers, self._publish, discovery.ready_timeout)
         self._warned: set[str] = set()
+        self._published: tuple[Route, ...] | None = None
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Follow the engine forever. Started at once: the gateway serves meanwhile."""
-        task_status.started()
+        """Follow the engine forever. Started at once; `synced` tells when the first listing is in."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.prober.run)
+            task_status.started()
+            await self._follow_forever()
+            nursery.cancel_scope.cancel()
+
+    async def _follow_forever(self) -> None:
         backoff = BACKOFF_MIN
         while True:
             try:
@@ -165,16 +179,14 @@ class DockerWatcher:
             await trio.sleep(backoff)
 
     async def _session(self) -> None:
-        client = await trio.to_thread.run_sync(self.client_factory, self.url)
+        client = await _engine(self.client_factory, self.url)
         try:
             if self.discovery.network is None and not self.discovery.own_networks:
-                shared = await trio.to_thread.run_sync(own_networks, client)
+                shared = await _engine(own_networks, client)
                 if shared:
                     self.discovery = _with_networks(self.discovery, shared)
                     self.containers.discovery = self.discovery
-            stream = await trio.to_thread.run_sync(
-                lambda: client.events(decode=True, filters={"type": ["container", "network"]})
-            )
+            stream = await _engine(lambda: client.events(decode=True, filters={"type": ["container", "network"]}))
             try:
                 await self._resync(client, events_missed=self.synced.is_set())
                 self.status = "following"
@@ -186,10 +198,10 @@ class DockerWatcher:
             client.close()
 
     async def _resync(self, client: Any, *, events_missed: bool = False) -> None:
-        summaries = await trio.to_thread.run_sync(list_containers, client, self.labels)
+        summaries = await _engine(list_containers, client, self.labels)
         self.containers.replace_all(summaries, events_missed=events_missed)
         self.last_event = time.monotonic()
-        self._publish()
+        await self._publish_ready()
 
     async def _follow(self, client: Any, stream: Iterator[dict[str, Any]]) -> None:
         send, receive = trio.open_memory_channel[dict[str, Any]](EVENT_BATCH * 4)
@@ -247,11 +259,18 @@ class DockerWatcher:
                 )
         self.last_event = time.monotonic()
         if changed:
-            self._publish()
+            await self._publish_ready()
+
+    async def _publish_ready(self) -> None:
+        # Containers that listen at once are tried before the publish, so
+        # they join in this table rather than the next one.
+        await self.prober.try_now()
+        self._publish()
+        self.prober.schedule()
 
     async def _summary(self, client: Any, cid: str, change: tuple[str, bool] | None) -> dict[str, Any] | None:
         for _ in range(LAGGING_LIST_RETRIES):
-            summary = await trio.to_thread.run_sync(inspect_one, client, self.labels, cid)
+            summary = await _engine(inspect_one, client, self.labels, cid)
             if summary is None or change is None or has_ip_on(summary, change[0]) == change[1]:
                 return summary
             if summary.get("State") != "running":
@@ -264,13 +283,29 @@ class DockerWatcher:
         self.containers.leave(cid)
         self._publish()
 
-    def set_waking(self, cid: str, waking: bool) -> None:
-        """While fastroute wakes a container, it is not routed (requests wait for the wake)."""
+    def set_waking(self, cid: str, waking: bool, ready: Address | None = None) -> None:
+        """While fastroute wakes a container, it is not routed (requests wait for the wake).
+
+        ready: the address the waker saw accept a connection, when the wake worked.
+        """
         if waking:
             self.containers.waking.add(cid)
         else:
             self.containers.waking.discard(cid)
+            if ready is not None:
+                self.containers.mark_ready(cid, ready, time.monotonic())
         self._publish()
+        self.prober.schedule()
+
+    def refused(self, address: Address) -> bool:
+        """A connect to `address` was refused. True if its container is booting again
+        (it became ready moments ago): then it is out of the table now and probed anew."""
+        if not self.containers.refused(address, time.monotonic()):
+            return False
+        log.info("%s refused a connection just after it became ready; waiting for it again", address)
+        self._publish()
+        self.prober.schedule()
+        return True
 
     def _publish(self) -> None:
         routes, warnings = self.containers.routes(time.monotonic())
@@ -280,11 +315,18 @@ class DockerWatcher:
             if warning not in self._warned:
                 self._warned.add(warning)
                 log.warning("%s", warning)
-        self.publish(routes)
+        if routes != self._published:  # a booting replica joining a live pool changes nothing
+            self._published = routes
+            self.publish(routes)
 
 
 class EngineStalled(Exception):
     """The engine stopped answering while the events stream looked open."""
+
+
+async def _engine(call: Callable[..., _T], *args: Any) -> _T:
+    # A cancelled wait abandons the thread (it ends when docker-py gives up).
+    return await trio.to_thread.run_sync(call, *args, abandon_on_cancel=True)
 
 
 async def _watchdog(client: Any) -> None:
@@ -339,7 +381,8 @@ def describe(containers: ContainerSet, now: float) -> list[Mapping[str, Any]]:
     rows: list[Mapping[str, Any]] = []
     for route in routes:
         members = [c for c in containers.containers.values()
-                   if c.id in route.wake or (route.prefix in c.prefixes and c.address in route.backends)]
+                   if c.id in route.wake or (route.prefix in c.prefixes and c.address in route.backends)
+                   or (route.booting and route.prefix in c.prefixes and containers.booting(c))]
         rows.append({
             "prefix": route.prefix,
             "strip_prefix": route.strip_prefix,

@@ -139,6 +139,7 @@ class DockerLab:
         self._containers: list[Any] = []
         self._networks: list[Any] = []
         self._tags: list[str] = []
+        self._subnets: dict[str, str] = {}
 
     def name(self, what: str) -> str:
         return f"{NAME_PREFIX}-{what}-{uuid.uuid4().hex[:6]}"
@@ -182,10 +183,40 @@ class DockerLab:
         self._tags.append(f"{repository}:{tag}")
         return reference
 
-    def create_network(self) -> str:
-        network = self.client.networks.create(self.name("net"), labels=self.labels())
-        self._networks.append(network)
-        return str(network.name)
+    def create_network(self, *, subnet: bool = False) -> str:
+        """A bridge network of this test's own; with subnet=True, with a /24
+        of its own (10.213-254.x.0), so that containers can be given fixed
+        addresses (ip_on gives one)."""
+        import random
+
+        import docker.errors
+        import docker.types
+
+        if not subnet:
+            network = self.client.networks.create(self.name("net"), labels=self.labels())
+            self._networks.append(network)
+            return str(network.name)
+        for _ in range(20):
+            net = f"10.{random.randint(213, 254)}.{random.randint(0, 255)}"
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=f"{net}.0/24")])
+            try:
+                network = self.client.networks.create(self.name("net"), labels=self.labels(), ipam=ipam)
+            except docker.errors.APIError as error:
+                if "overlap" in str(error).lower():
+                    continue
+                raise
+            self._networks.append(network)
+            self._subnets[str(network.name)] = net
+            return str(network.name)
+        raise RuntimeError("no free /24 found for a test network")
+
+    def ip_on(self, network: str, host: int) -> dict[str, Any]:
+        """start_backend options that give a container address .`host` on a create_network(subnet=True) network."""
+        import docker.types
+
+        ip = f"{self._subnets[network]}.{host}"
+        endpoint = docker.types.EndpointConfig(self.client.api._version, ipv4_address=ip)
+        return {"network": network, "networking_config": {network: endpoint}}
 
     def close(self) -> None:
         errors = []
@@ -253,3 +284,71 @@ def http_get(address: tuple[str, int], path: str = "/") -> tuple[int, bytes]:
     head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     return status, body
+
+
+class EngineFront:
+    """A TCP front for the engine's Unix socket, in threads, that a test can
+    start late (nothing listens until start()) or make hang (it accepts and
+    never answers), as an engine that is down or frozen would."""
+
+    def __init__(self, *, hang: bool = False, socket_path: str = "/var/run/docker.sock") -> None:
+        import socket
+
+        self.hang = hang
+        self.socket_path = socket_path
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.url = f"tcp://127.0.0.1:{self.port}"
+        self._listener: Any = None
+        self._open: list[Any] = []
+
+    def start(self) -> None:
+        import socket
+        import threading
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self._open.append(client)
+            if self.hang:
+                continue  # accepted, never answered
+            engine = socket.socket(socket.AF_UNIX)
+            engine.connect(self.socket_path)
+            self._open.append(engine)
+            for source, sink in ((client, engine), (engine, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: Any, sink: Any) -> None:
+        import socket
+
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        for sock in self._open:
+            sock.close()

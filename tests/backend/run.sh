@@ -1,7 +1,13 @@
 #!/bin/busybox sh
-# PID 1 of the test backend. On SIGTERM it keeps serving for $GRACE seconds
-# (default 0), so a test can stop a container with a request in flight.
+# PID 1 of the test backend. $BOOT seconds (default 0) pass before the
+# server listens, as a real app boots. On SIGTERM it keeps serving for
+# $GRACE seconds (default 0), so a test can stop a container with a request
+# in flight.
 bb=/bin/busybox
-$bb httpd -f -p "${PORT:-8000}" -h /www &
 trap '$bb sleep "${GRACE:-0}"; exit 0' TERM INT
+if [ "${BOOT:-0}" != 0 ]; then
+    $bb sleep "$BOOT" &
+    wait $!
+fi
+$bb httpd -f -p "${PORT:-8000}" -h /www &
 wait

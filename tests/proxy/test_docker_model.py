@@ -138,7 +138,7 @@ def test_routable_states(state: str, status: str, routable: bool) -> None:
 
 
 def test_pools_leave_and_hold() -> None:
-    containers = ContainerSet(Discovery(hold=10.0))
+    containers = ContainerSet(Discovery(hold=10.0), probe_ports=False)
     a = summary("a", networks={"n": {"IPAddress": "10.0.0.2"}})
     b = summary("b", networks={"n": {"IPAddress": "10.0.0.3"}})
     containers.replace_all([a, b])
@@ -164,14 +164,14 @@ def test_pools_leave_and_hold() -> None:
 
 
 def test_a_resume_event_beats_a_lagging_list() -> None:
-    containers = ContainerSet(D)
+    containers = ContainerSet(D, probe_ports=False)
     paused = summary("a", state="paused", status="Up 3 seconds (Paused)")
     containers.update(paused, paused["Id"], joining=True, resumed=True)
     assert containers.routes(0.0)[0][0].backends == (Address("10.0.0.2", 8000),)
 
 
 def test_hold_ends_when_a_container_joins() -> None:
-    containers = ContainerSet(Discovery(hold=10.0))
+    containers = ContainerSet(Discovery(hold=10.0), probe_ports=False)
     a = summary("a")
     containers.replace_all([a])
     containers.routes(0.0)
@@ -183,7 +183,7 @@ def test_hold_ends_when_a_container_joins() -> None:
 
 
 def test_strip_prefix_disagreement_skips_the_odd_one() -> None:
-    containers = ContainerSet(D)
+    containers = ContainerSet(D, probe_ports=False)
     containers.replace_all([summary("a", labels={"fastroute.strip_prefix": "true"}),
                             summary("b", networks={"n": {"IPAddress": "10.0.0.3"}})])
     routes, warnings = containers.routes(0.0)
@@ -192,7 +192,7 @@ def test_strip_prefix_disagreement_skips_the_odd_one() -> None:
 
 
 def test_resync_drops_vanished_containers() -> None:
-    containers = ContainerSet(Discovery(hold=0))
+    containers = ContainerSet(Discovery(hold=0), probe_ports=False)
     containers.replace_all([summary("a"), summary("b", image="x/y")])
     containers.replace_all([summary("a")])
     assert [r.prefix for r in containers.routes(0.0)[0]] == ["/steve/foo"]
@@ -283,13 +283,13 @@ def test_label_filter() -> None:
 
 def test_a_resync_after_missed_events_forgets_leave_marks() -> None:
     a = summary("a")
-    periodic = ContainerSet(D)
+    periodic = ContainerSet(D, probe_ports=False)
     periodic.replace_all([a])
     periodic.leave(a["Id"])  # stopping slowly: still listed as running
     periodic.replace_all([a])
     assert periodic.routes(0.0)[0] == ()
 
-    reconnected = ContainerSet(D)
+    reconnected = ContainerSet(D, probe_ports=False)
     reconnected.replace_all([a])
     reconnected.leave(a["Id"])  # then the stream broke; its start event was lost
     reconnected.replace_all([a], events_missed=True)
@@ -304,7 +304,7 @@ def asleep(name: str, labels: dict[str, str]) -> dict[str, Any]:
 
 
 def test_a_stopped_wake_container_gives_a_route_to_wake() -> None:
-    containers = ContainerSet(Discovery())
+    containers = ContainerSet(Discovery(), probe_ports=False)
     containers.replace_all([asleep("a", {"fastroute.wake": "true", "fastroute.strip_prefix": "true"}),
                             asleep("b", {"fastroute.wake": "true"})])
     routes, _ = containers.routes(0.0)
@@ -314,7 +314,7 @@ def test_a_stopped_wake_container_gives_a_route_to_wake() -> None:
 
 
 def test_a_stopped_container_without_the_label_gives_nothing() -> None:
-    containers = ContainerSet(Discovery())
+    containers = ContainerSet(Discovery(), probe_ports=False)
     containers.replace_all([asleep("a", {}), asleep("b", {"fastroute.wake": "false"})])
     assert containers.routes(0.0)[0] == ()
 
@@ -326,7 +326,7 @@ def test_wake_is_an_opt_in_even_when_not_exposed_by_default() -> None:
 
 
 def test_a_running_container_serves_instead_of_waking_another() -> None:
-    containers = ContainerSet(Discovery())
+    containers = ContainerSet(Discovery(), probe_ports=False)
     awake = summary("awake", labels={"fastroute.wake": "true"})
     containers.replace_all([awake, asleep("zzz", {"fastroute.wake": "true"})])
     [route] = containers.routes(0.0)[0]
@@ -345,3 +345,142 @@ def test_a_bad_idle_timeout_skips_the_container(value: str) -> None:
 def test_idle_timeout_is_read() -> None:
     container = parse_container(summary("a", labels={"fastroute.idle-timeout": "2.5"}), Discovery())
     assert container is not None and container.idle_timeout == 2.5
+
+
+# --- readiness: routed once ready, booting until then ---------------------------------
+
+A_ADDR = Address("10.0.0.2", 8000)
+
+
+def booting_set(hold: float = 10.0) -> tuple[ContainerSet, dict[str, Any]]:
+    containers = ContainerSet(Discovery(hold=hold))
+    a = summary("a")
+    containers.replace_all([a])
+    return containers, a
+
+
+def test_a_started_container_is_booting_until_its_port_accepts() -> None:
+    containers, a = booting_set()
+    [route] = containers.routes(0.0)[0]
+    assert (route.backends, route.booting, route.hold_until) == ((), True, None)
+    assert containers.to_probe() == [(a["Id"], A_ADDR)]
+
+    assert containers.mark_ready(a["Id"], A_ADDR, 1.0)
+    [route] = containers.routes(1.0)[0]
+    assert (route.backends, route.booting) == ((A_ADDR,), False)
+    assert containers.to_probe() == []
+    assert not containers.mark_ready(a["Id"], A_ADDR, 2.0)  # nothing new
+
+
+def test_readiness_is_for_one_address_and_one_start() -> None:
+    containers, a = booting_set()
+    assert not containers.mark_ready(a["Id"], Address("10.0.0.9", 8000), 0.0)  # not its address
+    containers.mark_ready(a["Id"], A_ADDR, 0.0)
+    moved = summary("a", networks={"net": {"IPAddress": "10.0.0.7"}})
+    containers.update(moved, a["Id"], joining=False)  # network change: a new address to probe
+    assert containers.routes(1.0)[0][0].booting
+    assert containers.to_probe() == [(a["Id"], Address("10.0.0.7", 8000))]
+
+    containers.mark_ready(a["Id"], Address("10.0.0.7", 8000), 1.0)
+    containers.update(moved, a["Id"], joining=True)  # started (or unpaused) again: probe again
+    assert containers.routes(2.0)[0][0].booting
+
+
+def test_a_booting_replica_does_not_change_a_serving_pool() -> None:
+    containers, a = booting_set()
+    containers.mark_ready(a["Id"], A_ADDR, 0.0)
+    b = summary("b", networks={"net": {"IPAddress": "10.0.0.3"}})
+    containers.update(b, b["Id"], joining=True)
+    [route] = containers.routes(1.0)[0]
+    assert (route.backends, route.booting) == ((A_ADDR,), False)
+
+
+def test_a_healthcheck_is_readiness_and_is_not_probed() -> None:
+    containers = ContainerSet(Discovery())
+    starting = summary("a", status="Up 1 second (health: starting)")
+    containers.replace_all([starting])
+    assert containers.routes(0.0)[0][0].booting and containers.to_probe() == []
+    containers.update(summary("a", status="Up 3 seconds (healthy)"), starting["Id"], joining=True, resumed=True)
+    assert containers.routes(1.0)[0][0].backends == (A_ADDR,)
+
+
+def test_leaving_and_waking_containers_are_not_booting() -> None:
+    containers, a = booting_set(hold=0)
+    containers.leave(a["Id"])
+    assert containers.routes(0.0)[0] == () and containers.to_probe() == []
+    containers.update(a, a["Id"], joining=True)
+    containers.waking.add(a["Id"])
+    assert containers.routes(0.0)[0] == () and containers.to_probe() == []
+
+
+def test_a_booting_route_whose_container_goes_is_held() -> None:
+    containers, a = booting_set(hold=10.0)
+    containers.routes(0.0)
+    containers.leave(a["Id"])
+    [route] = containers.routes(1.0)[0]
+    assert (route.backends, route.booting, route.hold_until) == ((), False, 11.0)
+
+
+def test_a_recreated_service_is_booting_not_held_while_its_new_container_starts() -> None:
+    containers, old = booting_set(hold=10.0)
+    containers.mark_ready(old["Id"], A_ADDR, 0.0)
+    containers.routes(0.0)
+    containers.leave(old["Id"])
+    assert containers.routes(1.0)[0][0].hold_until == 11.0
+    new = summary("new", networks={"net": {"IPAddress": "10.0.0.5"}})
+    containers.update(new, new["Id"], joining=True)
+    [route] = containers.routes(2.0)[0]
+    assert (route.backends, route.booting, route.hold_until) == ((), True, None)
+
+
+@pytest.mark.parametrize(
+    ("ready_at", "now", "young"),
+    [
+        pytest.param(10.0, 10.5, True, id="just_ready"),
+        pytest.param(10.0, 14.9, True, id="still_young"),
+        pytest.param(10.0, 15.0, False, id="serving_for_a_while"),
+    ],
+)
+def test_a_refusal_from_a_young_container_makes_it_booting_again(ready_at: float, now: float, young: bool) -> None:
+    containers, a = booting_set()
+    containers.mark_ready(a["Id"], A_ADDR, ready_at)
+    assert containers.refused(A_ADDR, now) is young
+    assert containers.routes(now)[0][0].booting is young
+    assert containers.refused(Address("10.0.0.99", 8000), now) is False  # no container there
+
+
+def test_a_container_routed_after_the_ready_timeout_is_never_young() -> None:
+    containers, a = booting_set()
+    containers.mark_ready(a["Id"], A_ADDR, 10.0, young=False)
+    assert containers.routes(10.0)[0][0].backends == (A_ADDR,)
+    assert containers.refused(A_ADDR, 10.1) is False
+
+
+def test_a_refusal_from_a_restarting_container_means_booting() -> None:
+    containers = ContainerSet(Discovery())
+    containers.replace_all([summary("a", state="restarting", status="Restarting (1) 1 second ago")])
+    assert containers.refused(A_ADDR, 0.0) is True
+
+
+def test_without_port_probes_running_is_ready() -> None:
+    containers = ContainerSet(Discovery(), probe_ports=False)
+    containers.replace_all([summary("a")])
+    assert containers.routes(0.0)[0][0].backends == (A_ADDR,) and containers.to_probe() == []
+
+
+def test_a_resync_keeps_readiness_of_containers_still_listed() -> None:
+    containers, a = booting_set()
+    containers.mark_ready(a["Id"], A_ADDR, 0.0)
+    containers.replace_all([a, summary("b", image="x/y")])
+    routes = {r.prefix: r for r in containers.routes(1.0)[0]}
+    assert routes["/steve/foo"].backends == (A_ADDR,) and routes["/x/y"].booting
+    containers.replace_all([])
+    assert containers.ready == {}
+
+
+def test_a_booting_container_is_waited_for_rather_than_a_sleeper_woken() -> None:
+    containers = ContainerSet(Discovery())
+    containers.replace_all([summary("a", labels={"fastroute.wake": "true"}),
+                            asleep("zzz", {"fastroute.wake": "true"})])
+    [route] = containers.routes(0.0)[0]
+    assert route.booting and route.wake == ()
