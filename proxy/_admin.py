@@ -59,6 +59,7 @@ def routes_document(gateway: Any, now: float | None = None) -> dict[str, Any]:
             "strip_prefix": route.strip_prefix,
             "requests": totals.get(prefix, 0),
             "held_for": round(route.hold_until - now, 3) if route.hold_until and not upstream.backends else None,
+            "booting": route.booting,  # no container ready yet, one starting: requests wait
             "wake": [waking.get(cid, cid[:12]) for cid in route.wake],
             "backends": [{
                 "address": str(state.address),

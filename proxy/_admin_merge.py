@@ -68,6 +68,7 @@ def merge_routes(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
             merged["wake"] = sorted(set(merged["wake"]) | set(route["wake"]))
             if merged["held_for"] is None:
                 merged["held_for"] = route["held_for"]
+            merged["booting"] = merged["booting"] and route["booting"]  # booting unless a worker has one ready
             backends = {b["address"]: b for b in merged["backends"]}
             for backend in route["backends"]:
                 mine = backends.get(backend["address"])

@@ -56,6 +56,7 @@ function describeBackends(route) {
   if (route.backends.length === 0) {
     if (route.wake.length) return "stopped, a request wakes: " + route.wake.join(", ");
     if (route.held_for !== null) return "held for " + route.held_for.toFixed(1) + " s";
+    if (route.booting) return "booting: requests wait for a container to be ready";
     return "none";
   }
   return route.backends.map(b =>

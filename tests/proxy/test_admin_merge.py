@@ -50,9 +50,10 @@ def test_workers_add_up() -> None:
     assert merged[("fastroute_table_swaps_total", ())] == 2
 
 
-def routes_doc(requests: int, backend: dict[str, Any], unrouted: int = 0) -> dict[str, Any]:
+def routes_doc(requests: int, backend: dict[str, Any] | None, unrouted: int = 0) -> dict[str, Any]:
     return {"routes": [{"prefix": "/a", "source": "--route", "strip_prefix": False, "requests": requests,
-                        "held_for": None, "wake": [], "backends": [backend]}],
+                        "held_for": None, "booting": backend is None, "wake": [],
+                        "backends": [backend] if backend is not None else []}],
             "unrouted_requests": unrouted, "swaps": 1}
 
 
@@ -70,6 +71,12 @@ def test_routes_add_up_by_prefix_and_backend() -> None:
     (only,) = merged["routes"]
     assert only["requests"] == 7
     assert only["backends"] == [backend("10.0.0.1:8000", state="ejected", in_flight=3, idle=3, failures=3)]
+
+
+def test_a_route_is_booting_only_while_no_worker_has_a_backend_ready() -> None:
+    assert merge_routes([routes_doc(0, None), routes_doc(0, None)])["routes"][0]["booting"] is True
+    (route,) = merge_routes([routes_doc(0, None), routes_doc(0, backend("10.0.0.1:8000"))])["routes"]
+    assert route["booting"] is False and len(route["backends"]) == 1
 
 
 def test_a_backend_only_one_worker_knows_is_listed() -> None:

@@ -10,6 +10,7 @@ import time
 import pytest
 import trio
 
+from proxy._admin import routes_document
 from proxy._config import Address, Discovery, Route
 
 from ..helpers import LOOPBACK, Backend, fetch, start_backend, start_gateway, unused_port
@@ -26,6 +27,7 @@ async def test_a_booting_route_holds_its_requests_until_a_backend_is_ready(nurse
         gateway.set_routes([Route("/app", (backend.address,))])
 
     nursery.start_soon(ready_later)
+    assert routes_document(gateway)["routes"][0]["booting"] is True
     started = time.monotonic()
     reply = await fetch(gateway, "GET", "/app/x")
 

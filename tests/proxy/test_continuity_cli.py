@@ -19,13 +19,14 @@ import pytest
 
 from ..docker_support import RUN_ID, RUN_LABEL, DockerLab, EngineFront
 from ..helpers import LOOPBACK, unused_port
+from .test_serve_cli import Gateway as CliGateway
 from .test_serve_cli import backends  # noqa: F401 - a fixture
 
 WAIT = 15.0  # seconds: the longest any step waits
 
 
-class Serve:
-    """`python -m proxy serve ARGS` on a loopback port of its own."""
+class Serve(CliGateway):
+    """`python -m proxy serve ARGS` on a loopback port of its own, following Docker unless told not to."""
 
     def __init__(self, *args: str) -> None:
         self.port = unused_port()
@@ -47,15 +48,6 @@ class Serve:
                     self.proc.kill()
                     raise AssertionError(f"the gateway did not open: {self.proc.communicate()}") from None
                 time.sleep(pause)
-
-    def get(self, path: str, timeout: float = 20) -> tuple[int, bytes]:
-        with socket.create_connection((LOOPBACK, self.port), timeout=timeout) as sock:
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        return int(head.split()[1]), body
 
     def stop(self, timeout: float = 30) -> tuple[int, str]:
         if self.proc.poll() is None:
@@ -189,7 +181,7 @@ def test_with_workers_a_replaced_worker_takes_connections_only_once_it_knows_the
             if stop.is_set():
                 return
             try:
-                status, body = gateway.get("/workers/", timeout=10)
+                status, body = gateway.get("/workers/")
             except (OSError, IndexError, ValueError) as error:
                 # A connection queued on the worker that died goes with it
                 # (plain SO_REUSEPORT): no answer at all, counted apart.
