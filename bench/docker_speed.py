@@ -5,7 +5,9 @@
 
 1. From `docker run` returning to the first request answered by the new
    container through fastroute (in-process gateway and watcher), with no
-   other containers and then with --others running.
+   other containers and then with --others running; and to the table swap
+   that puts the container in its route (the gateway's own part: the rest
+   is the backend answering, a CGI shell script).
 2. With --others running: the time one start event's table update takes
    (the watcher's work from receiving the event to the swapped table: one
    engine call, the rebuild, the swap) and a full resync.
@@ -45,11 +47,22 @@ def start(client: Any, image: str, network: str, route: str | None = None) -> An
     return client.containers.run(image, detach=True, labels=labels, network=network)
 
 
-async def time_to_first_request(client: Any, image: str, network: str, rounds: int) -> list[float]:
+async def time_to_first_request(client: Any, image: str, network: str, rounds: int) -> tuple[list[float], list[float]]:
+    """(docker run -> first answer, docker run -> the route's table swap with the container in it), per round."""
     times = []
+    swaps: list[float] = []
     async with trio.open_nursery() as nursery:
         gateway = await start_gateway(nursery, [])
-        sources = RouteSources(gateway.set_routes, ())
+        swapped: dict[str, float] = {}
+
+        def set_routes(routes: Any) -> None:
+            routes = list(routes)
+            for route in routes:
+                if route.backends:
+                    swapped.setdefault(route.prefix, time.perf_counter())
+            gateway.set_routes(routes)
+
+        sources = RouteSources(set_routes, ())
         watcher = DockerWatcher(sources.set_docker, Discovery(network=network, hold=0), labels=[LABEL])
         await nursery.start(watcher.run)
         await watcher.synced.wait()
@@ -61,9 +74,10 @@ async def time_to_first_request(client: Any, image: str, network: str, rounds: i
                 while (await fetch(gateway, "GET", prefix + "/")).status != 200:
                     await trio.sleep(0.0005)
             times.append(time.perf_counter() - started)
+            swaps.append(swapped[prefix] - started)
             await trio.to_thread.run_sync(lambda c=container: c.remove(force=True))
         nursery.cancel_scope.cancel()
-    return times
+    return times, swaps
 
 
 async def update_and_resync(client: Any, image: str, network: str, rounds: int) -> tuple[list[float], list[float]]:
@@ -114,12 +128,14 @@ def main() -> int:
     image = build_backend_image(client)
     network = client.networks.create(f"fastroute-bench-{RUN}", labels={"fastroute.bench": RUN})
     try:
-        alone = trio.run(time_to_first_request, client, image, network.name, args.rounds)
+        alone, swaps = trio.run(time_to_first_request, client, image, network.name, args.rounds)
         print(f"docker run -> first answer, 0 other containers: {ms(alone)}", flush=True)
+        print(f"docker run -> table swap with it, 0 other containers: {ms(swaps)}", flush=True)
         for _ in range(args.others):
             start(client, image, network.name)
-        crowded = trio.run(time_to_first_request, client, image, network.name, args.rounds)
+        crowded, swaps = trio.run(time_to_first_request, client, image, network.name, args.rounds)
         print(f"docker run -> first answer, {args.others} other containers: {ms(crowded)}", flush=True)
+        print(f"docker run -> table swap with it, {args.others} other containers: {ms(swaps)}", flush=True)
         updates, resyncs = trio.run(update_and_resync, client, image, network.name, args.rounds)
         print(f"one event's table update, {args.others} containers: {ms(updates)}")
         print(f"full resync, {args.others} containers: {ms(resyncs)}")

@@ -109,7 +109,7 @@ class Prober:
                 and containers.booting(container))
 
     async def _probe(self, cid: str, address: Address) -> None:
-        started = time.monotonic()
+        started = trio.current_time()
         pause = PROBE_FIRST
         try:
             while True:
@@ -125,7 +125,7 @@ class Prober:
                     self.containers().mark_ready(cid, address, now)
                     self.changed()
                     return
-                if now - started >= self.ready_timeout:
+                if trio.current_time() - started >= self.ready_timeout:
                     container = self.containers().containers[cid]
                     log.warning("container %s (%s) did not accept a connection on %s within %gs "
                                 "(--ready-timeout); routing it anyway", container.name, container.short_id,

@@ -432,8 +432,8 @@ class Gateway:
             route = upstream.route
             remaining = hold_deadline(route, arrived, hold) - time.monotonic()
             if remaining <= 0:
-                what = "is ready yet" if route.booting else "serves it now"
-                raise NoBackendAvailable(f"no container of {prefix!r} {what}", retry_after=HOLD_RETRY_AFTER)
+                why = f"no container of {prefix!r} is ready yet" if route.booting else f"no container serves {prefix!r} now"
+                raise NoBackendAvailable(why, retry_after=HOLD_RETRY_AFTER)
             changed = self._table_changed
             with trio.move_on_after(remaining):
                 await changed.wait()
