@@ -100,8 +100,13 @@ def health(gateway: Any, now: float | None = None) -> tuple[int, dict[str, Any]]
             "seconds_since_event": round(now - watcher.last_event, 3) if watcher.last_event else None,
             "reconnects": watcher.reconnects,
         }
-    status = "draining" if gateway.draining else "serving"
-    return (503 if gateway.draining else 200), {"status": status, "routes": len(gateway.table), "docker": docker}
+    if gateway.draining:
+        status = "draining"
+    elif not gateway.listening:
+        status = "starting"  # waiting for its first Docker listing: not accepting connections yet
+    else:
+        status = "serving"
+    return (200 if status == "serving" else 503), {"status": status, "routes": len(gateway.table), "docker": docker}
 
 
 class AdminServer:

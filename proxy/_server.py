@@ -133,6 +133,11 @@ class Gateway:
         self._bound = bound
         self.addresses = [sock.getsockname()[:2] for sock in bound]
 
+    @property
+    def listening(self) -> bool:
+        """Whether it accepts connections (it binds at once, listens once its routes are known)."""
+        return bool(self._listeners)
+
     def close_sockets(self) -> None:
         """Close every listening (or only bound) socket."""
         for sock in self._bound:

@@ -17,7 +17,7 @@ from proxy._config import Address
 from proxy._metrics import Stats
 from proxy._server import Gateway
 
-from ..helpers import Backend, BackendExchange, Seen, blackhole, fetch, route, start_backend, start_gateway
+from ..helpers import Backend, BackendExchange, Seen, blackhole, fetch, make_config, route, start_backend, start_gateway
 
 pytestmark = pytest.mark.usefixtures("clients_closed")
 
@@ -120,9 +120,13 @@ async def test_routes_show_backends_in_flight_and_sources(nursery: trio.Nursery)
     assert document["routes"][0]["requests"] == 1 and document["routes"][0]["backends"][0]["in_flight"] == 0
 
 
-async def test_healthz_is_200_while_serving_and_503_while_draining(nursery: trio.Nursery) -> None:
-    gateway = await start_gateway(nursery, [])
+async def test_healthz_is_200_while_serving_and_503_while_starting_or_draining(nursery: trio.Nursery) -> None:
+    gateway = Gateway(make_config())
+    await gateway.bind()  # as serve does, until its routes are known
     admin = await start_admin(nursery, gateway)
+    status, _, body = await admin_get(admin, "/healthz")
+    assert status == 503 and json.loads(body)["status"] == "starting"
+    await nursery.start(gateway.serve)
     status, _, body = await admin_get(admin, "/healthz")
     assert status == 200 and json.loads(body) == {"status": "serving", "routes": 0, "docker": None}
 
