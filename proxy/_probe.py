@@ -7,9 +7,11 @@
 #   it publishes (try_now): a service that listens as soon as it starts costs
 #   one connect, not a table with a booting route and then another;
 # - the others are probed in the background, one task per (container,
-#   address), PROBE_FIRST seconds after the last try and doubling up to
-#   PROBE_MAX; a task ends as soon as its container is no longer booting at
-#   that address (it left, moved, or became ready another way);
+#   address): every PROBE_FIRST seconds for PROBE_FAST_TRIES tries (a
+#   server that binds a few milliseconds after its start event is routed
+#   within a millisecond of it), then with pauses doubling up to PROBE_MAX;
+#   a task ends as soon as its container is no longer booting at that
+#   address (it left, moved, or became ready another way);
 # - past --ready-timeout a container joins anyway, with one warning: a
 #   service on another port than its label says should not wait forever.
 
@@ -26,11 +28,12 @@ import trio
 from ._config import Address
 from ._docker_model import ContainerSet
 
-__all__ = ["PROBE_FIRST", "PROBE_MAX", "Prober", "accepts"]
+__all__ = ["PROBE_FAST_TRIES", "PROBE_FIRST", "PROBE_MAX", "Prober", "accepts"]
 
 log = logging.getLogger("fastroute.docker")
 
-PROBE_FIRST = 0.002  # seconds between the first try and the second
+PROBE_FIRST = 0.001  # seconds between the first tries
+PROBE_FAST_TRIES = 16  # tries PROBE_FIRST apart before the pauses start to double
 PROBE_MAX = 0.1  # seconds, the longest pause between tries
 PROBE_CONNECT = 1.0  # seconds one connect may take (a bridge address answers in microseconds)
 TRY_NOW_LIMIT = 0.05  # seconds the watcher waits for the first tries before it publishes
@@ -110,11 +113,11 @@ class Prober:
 
     async def _probe(self, cid: str, address: Address) -> None:
         started = trio.current_time()
-        pause = PROBE_FIRST
+        tries = 0
         try:
             while True:
-                await trio.sleep(pause)
-                pause = min(pause * 2, PROBE_MAX)
+                await trio.sleep(min(PROBE_FIRST * 2.0 ** max(0, tries - PROBE_FAST_TRIES + 1), PROBE_MAX))
+                tries += 1
                 if not self._wanted(cid, address):
                     return
                 ok = await self.check(address)

@@ -11,7 +11,7 @@ import trio.testing
 
 from proxy._config import Address, Discovery
 from proxy._docker_model import ContainerSet
-from proxy._probe import PROBE_MAX, Prober, accepts
+from proxy._probe import PROBE_FAST_TRIES, PROBE_FIRST, PROBE_MAX, Prober, accepts
 
 from ..helpers import LOOPBACK, unused_port
 from .test_docker_model import summary
@@ -89,9 +89,10 @@ async def test_tries_back_off_to_the_cap_and_the_ready_timeout_routes_it_anyway(
         await changed.wait()
 
     pauses = [round(b - a, 6) for a, b in zip(tries, tries[1:])]
-    assert pauses[0] == pytest.approx(0.004) and max(pauses) == pytest.approx(PROBE_MAX)
-    assert pauses == sorted(pauses)
-    assert 5.0 <= tries[-1] - tries[0] + 0.002 <= 5.0 + PROBE_MAX
+    assert pauses[:PROBE_FAST_TRIES - 1] == [PROBE_FIRST] * (PROBE_FAST_TRIES - 1)
+    assert pauses[PROBE_FAST_TRIES - 1:PROBE_FAST_TRIES + 2] == [2 * PROBE_FIRST, 4 * PROBE_FIRST, 8 * PROBE_FIRST]
+    assert pauses == sorted(pauses) and max(pauses) == pytest.approx(PROBE_MAX)
+    assert 5.0 <= tries[-1] - tries[0] + PROBE_FIRST <= 5.0 + PROBE_MAX
     assert containers.routes(0.0)[0][0].backends  # routed anyway,
     assert containers.refused(Address("10.0.0.2", 8000), 0.0) is False  # and never young
     assert any("routing it anyway" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
