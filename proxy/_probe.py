@@ -36,7 +36,7 @@ PROBE_FIRST = 0.001  # seconds between the first tries
 PROBE_FAST_TRIES = 16  # tries PROBE_FIRST apart before the pauses start to double
 PROBE_MAX = 0.1  # seconds, the longest pause between tries
 PROBE_CONNECT = 1.0  # seconds one connect may take (a bridge address answers in microseconds)
-TRY_NOW_LIMIT = 0.05  # seconds the watcher waits for the first tries before it publishes
+TRY_NOW_LIMIT = 0.01  # seconds the watcher waits for the first tries before it publishes (the rest go on in the background)
 
 
 async def accepts(address: Address, limit: float = PROBE_CONNECT) -> bool:
