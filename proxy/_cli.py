@@ -83,6 +83,10 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _add_discovery(serve)
     serve.add_argument("--trusted-proxies", type=_networks, action="append", default=[], metavar="CIDR[,CIDR]",
                        help="clients whose X-Forwarded-* headers are kept and appended to")
+    serve.add_argument("--allow-underscores", action="store_true",
+                       help="forward request header names that contain '_' (dropped by default: CGI and WSGI "
+                       "servers read X_Forwarded_For as X-Forwarded-For); the spellings of forwarded headers "
+                       "stay dropped")
     serve.add_argument("--workers", type=_count, default=1, metavar="N",
                        help="worker processes sharing the listening addresses (SO_REUSEPORT), each with its "
                        "own event loop, route table and Docker watcher (default 1)")
@@ -258,6 +262,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         admin=parse_address(args.admin, what="--admin address") if args.admin else None,
         workers=args.workers,
         parser=args.parser,
+        allow_underscores=args.allow_underscores,
     )
     if config.admin is not None:
         check_admin_address(config.admin, config.listen)

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from ._config import Route
 from ._errors import NoRoute
 
-__all__ = ["decide", "hold_deadline"]
+__all__ = ["decide", "hold_deadline", "slash_redirect"]
 
 
 class Table(Protocol):
@@ -50,3 +50,19 @@ def hold_deadline(route: Route | None, arrived: float, hold: float) -> float:
     if route is None or route.booting:
         return arrived + hold
     return route.hold_until if route.hold_until is not None else -math.inf
+
+
+def slash_redirect(route: Route, prefix: str, target: bytes) -> bytes | None:
+    """Where to send a request for exactly a strip route's prefix, without its slash; else None.
+
+    The backend would see "/" either way, and the relative links on the page
+    it sends would then resolve against the site's root, not the prefix;
+    "/app?q" is sent to "/app/?q" with 308 (the method and body kept), as
+    nginx does for a location with a trailing slash.
+    """
+    if not route.strip_prefix or prefix == "/":
+        return None
+    path, question, query = target.partition(b"?")
+    if path != prefix.encode("utf-8"):
+        return None
+    return path + b"/" + question + query

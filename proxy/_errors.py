@@ -12,6 +12,7 @@ __all__ = [
     "NoBackendAvailable",
     "NoRoute",
     "PayloadTooLarge",
+    "PermanentRedirect",
     "ProxyError",
     "RequestTimeout",
     "UpstreamConnectError",
@@ -61,6 +62,17 @@ class NoRoute(ProxyError):
     reason = "Not Found"
 
 
+class PermanentRedirect(ProxyError):
+    """Not an error: the request is answered with 308 to `location` (a prefix without its slash)."""
+
+    status = 308
+    reason = "Permanent Redirect"
+
+    def __init__(self, location: bytes) -> None:
+        super().__init__(f"see {location.decode('ascii', 'replace')}")
+        self.location = location
+
+
 # --- the backend's fault --------------------------------------------------------
 
 
@@ -100,6 +112,7 @@ class GatewayTimeout(ProxyError):
 
 
 REASONS = {
+    308: "Permanent Redirect",
     400: "Bad Request",
     404: "Not Found",
     408: "Request Timeout",

@@ -14,8 +14,10 @@
 #   response to an HTTP/1.1 client without Content-Length is sent chunked,
 #   to an HTTP/1.0 client until the connection closes;
 # - keep-alive ends when either side says "Connection: close", speaks
-#   HTTP/1.0, or a body is delimited by the close: each side then ends in
-#   MUST_CLOSE instead of DONE;
+#   HTTP/1.0 (unless an HTTP/1.0 client asked for "Connection: keep-alive"
+#   and the response has a length: it is answered "Connection: keep-alive",
+#   RFC 9112 appendix C.2.2; h11 never keeps those), or a body is delimited
+#   by the close: each side then ends in MUST_CLOSE instead of DONE;
 # - sending more or less than the Content-Length, or in the wrong state, is
 #   a LocalProtocolError; reading malformed bytes a RemoteProtocolError.
 
@@ -44,7 +46,7 @@ from ._events import (
     Request,
     Response,
 )
-from ._head import RequestHead
+from ._head import RequestHead, bare_lf
 from ._headcheck import ChunkedDecoder, parse_response_head, response_framing
 from ._rewrite import has_token
 from ._wire import (
@@ -103,8 +105,12 @@ class FastConnection:
                 conn._receive_left = int(value)
                 kind = BODY_LENGTH if conn._receive_left else BODY_NONE
         conn._receive_kind = kind
-        if head.version != b"1.1" or has_token(headers, b"connection", b"close"):
+        if has_token(headers, b"connection", b"close"):
             conn._keep_alive = False
+        elif head.version != b"1.1":
+            # RFC 9112 section 9.3 and appendix C.2.2: an HTTP/1.0 client
+            # asks for a persistent connection with "Connection: keep-alive".
+            conn._keep_alive = has_token(headers, b"connection", b"keep-alive")
         conn.their_state = SEND_BODY
         conn.our_state = SEND_RESPONSE
         return conn, Request(head.method, head.target, headers, head.version)
@@ -196,6 +202,10 @@ class FastConnection:
         if end == -1:
             if len(buffer) > self._max_head:
                 raise RemoteProtocolError(f"response head over {self._max_head} bytes", 502)
+            if bare_lf(buffer):
+                # Refused (_wire.py) once complete; but its blank line is
+                # not CRLF CRLF, so it would never be: refuse it now.
+                raise RemoteProtocolError("bare LF in the response head", 502)
             if self._eof:
                 if buffer:
                     raise RemoteProtocolError("peer closed the connection during the response head", 502)
@@ -331,6 +341,8 @@ class FastConnection:
             self._keep_alive = False
             if self.their_state is DONE:
                 self.their_state = MUST_CLOSE
+        elif self._their_version != b"1.1":
+            headers = [*headers, (b"Connection", b"keep-alive")]  # an HTTP/1.0 client needs to hear it
         self._send_kind = kind
         self.our_state = SEND_BODY
         return encode_response_head(status, event.reason, headers)

@@ -197,6 +197,7 @@ async def relay(
             upstream_host=backend.host_header,
             prefix=prefix if route.strip_prefix else None,
             upgrade=upgrade,
+            allow_underscores=config.allow_underscores,
         )
         if with_body and length is None:
             headers.append((b"transfer-encoding", b"chunked"))  # the client's body was chunked

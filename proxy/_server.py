@@ -26,8 +26,17 @@ from fastroute import RouteTable
 from . import _events as ev
 from ._accesslog import AccessLog
 from ._config import Address, Config, Route
-from ._decide import decide, hold_deadline
-from ._errors import REASONS, BadGateway, ClientProtocolError, ConfigError, NoBackendAvailable, NoRoute, ProxyError
+from ._decide import decide, hold_deadline, slash_redirect
+from ._errors import (
+    REASONS,
+    BadGateway,
+    ClientProtocolError,
+    ConfigError,
+    NoBackendAvailable,
+    NoRoute,
+    PermanentRedirect,
+    ProxyError,
+)
 from ._head import Refused, find_head
 from ._headcheck import check_head
 from ._http import MAX_RECV, PARSERS, HttpStream, receive_some
@@ -387,6 +396,9 @@ class Gateway:
                         raise
                     prefix, upstream = await self._wait_for_routes(request, arrived)
                 exchange.route = prefix
+                location = slash_redirect(upstream.route, prefix, request.target)
+                if location is not None:
+                    raise PermanentRedirect(location)
                 if not upstream.backends:
                     if upstream.route.wake and self.waker is not None:
                         prefix, upstream = await self._wake(request, prefix, upstream)
@@ -506,6 +518,8 @@ class Gateway:
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
         if error.retry_after is not None:
             headers.append((b"retry-after", str(error.retry_after).encode()))
+        if isinstance(error, PermanentRedirect):
+            headers.append((b"location", error.location))
         if closing:
             headers.append((b"connection", b"close"))
         exchange.status = status

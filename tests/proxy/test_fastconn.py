@@ -74,6 +74,26 @@ def test_responses_are_written_as_h11_writes_them(request_name: str, response_na
     assert fast == reference
 
 
+@pytest.mark.parametrize("response_name", list(RESPONSES))
+def test_an_http_1_0_client_asking_for_keep_alive_gets_it_where_h11_closes(response_name: str) -> None:
+    # The one place the fast connection deliberately differs from h11, which
+    # never keeps an HTTP/1.0 connection open (RFC 9112 appendix C.2.2 lets it).
+    raw = b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    response, body = RESPONSES[response_name]
+    fast, fast_states = play_response(FastConnection, raw, response, body)
+    reference, reference_states = play_response(H11Connection, raw, response, body)
+    assert reference_states[-1] == (ev.MUST_CLOSE, ev.MUST_CLOSE)
+    if response_name in ("no_length", "draining"):  # no length, or the response closes: as h11 in the end
+        # (h11, closing from the start, re-spells the response's own "connection: close")
+        assert (fast.lower(), fast_states[-2:]) == (reference.lower(), reference_states[-2:])
+        return
+    assert fast_states[-1] == (ev.DONE, ev.DONE)
+    head, _, rest = fast.partition(b"\r\n\r\n")
+    assert head.endswith(b"\r\nConnection: keep-alive")
+    assert reference.replace(b"Connection: close\r\n", b"") == head.removesuffix(b"\r\nConnection: keep-alive") \
+        + b"\r\n\r\n" + rest
+
+
 def test_an_interim_response_and_a_switch() -> None:
     raw = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: ws\r\nConnection: upgrade\r\n\r\nearly"
     outs = []

@@ -63,9 +63,12 @@ async def test_strip_prefix(nursery: trio.Nursery) -> None:
     gateway = await start_gateway(nursery, [route("/steve/foo", backend, strip=True)])
 
     targets = [(await fetch(gateway, "GET", path)).json()["target"]
-               for path in ["/steve/foo/x?q", "/steve/foo", "/steve/foo/", "/steve/foo?q=1"]]
+               for path in ["/steve/foo/x?q", "/steve/foo/", "/steve/foo/?q=1"]]
+    # The prefix without its slash is redirected to it (issue 15), so its page's relative links work.
+    redirects = [(await fetch(gateway, "GET", path)).header(b"location") for path in ["/steve/foo", "/steve/foo?q=1"]]
 
-    assert targets == ["/x?q", "/", "/", "/?q=1"]
+    assert targets == ["/x?q", "/", "/?q=1"]
+    assert redirects == [b"/steve/foo/", b"/steve/foo/?q=1"]
     assert all(seen.header(b"x-forwarded-prefix") == b"/steve/foo" for seen in backend.seen)
 
 

@@ -280,3 +280,161 @@ async def test_trailers_never_reach_a_backend(nursery: trio.Nursery, trailers: b
     assert b"99" not in received and b"identity" not in received and b"X-T" not in received
     for listener in listeners:
         await listener.aclose()
+
+
+# --- round two: what outside tools and real clients found (issue 15) -------------------
+
+
+async def test_h2c_is_never_offered_to_the_backend(nursery: trio.Nursery) -> None:
+    from ..helpers import fetch
+
+    gateway, backend = await gateway_with_backend(nursery)
+    reply = await fetch(gateway, "GET", "/route/a", headers=[
+        ("connection", "Upgrade, HTTP2-Settings"), ("upgrade", "h2c"), ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+    ])
+
+    assert reply.status == 200 and not reply.informational
+    seen = backend.seen[0]
+    assert seen.header(b"upgrade") is None and seen.header(b"http2-settings") is None
+    assert seen.header(b"connection") is None
+
+
+async def test_h2c_beside_websocket_offers_websocket_alone(nursery: trio.Nursery) -> None:
+    from ..helpers import fetch
+
+    gateway, backend = await gateway_with_backend(nursery)
+    await fetch(gateway, "GET", "/ws", headers=[("connection", "upgrade"), ("upgrade", "h2c, websocket")])
+
+    assert backend.seen[0].header(b"upgrade") == b"websocket"
+
+
+@pytest.mark.parametrize("allow", [pytest.param(False, id="default"), pytest.param(True, id="allow_underscores")])
+async def test_underscored_forwarded_headers_never_reach_the_backend(nursery: trio.Nursery, allow: bool) -> None:
+    from ..helpers import fetch
+
+    gateway, backend = await gateway_with_backend(nursery, allow_underscores=allow)
+    await fetch(gateway, "GET", "/x", headers=[
+        ("X_Forwarded_For", "6.6.6.6"), ("X_Forwarded_Prefix", "/evil"), ("X-Forwarded_Host", "evil"),
+        ("My_Header", "1"),
+    ])
+
+    seen = backend.seen[0]
+    assert not any(n.replace(b"_", b"-").startswith(b"x-forwarded") and b"_" in n for n, _ in seen.headers)
+    assert seen.header(b"x-forwarded-for") == b"127.0.0.1" and seen.header(b"x-forwarded-prefix") is None
+    assert (seen.header(b"my_header") == b"1") is allow
+
+
+async def test_connection_cannot_remove_host(nursery: trio.Nursery) -> None:
+    from ..helpers import fetch
+
+    gateway, backend = await gateway_with_backend(nursery)
+    await fetch(gateway, "GET", "/route/p", host="h", headers=[("connection", "host")])
+
+    seen = backend.seen[0]
+    assert seen.header(b"host") == b"h" and seen.header(b"x-forwarded-host") == b"h"
+
+
+async def test_connection_cannot_remove_content_length(nursery: trio.Nursery) -> None:
+    from ..helpers import Client
+
+    gateway, backend = await gateway_with_backend(nursery)
+    client = await Client.connect(gateway)
+    first = await client.request("POST", "/p", headers=[("connection", "content-length"), ("content-length", "5")],
+                                 body=b"hello")
+    second = await client.request("GET", "/again")  # the connection carries on
+
+    assert first.status == 200 and first.json()["body_length"] == 5
+    assert backend.seen[0].body == b"hello" and second.status == 200
+
+
+async def test_a_backend_answering_with_bare_lf_never_waits_for_the_timeout(nursery: trio.Nursery) -> None:
+    from ..helpers import fetch, serve_raw
+
+    async def bare_lf(stream: trio.SocketStream) -> None:
+        await stream.receive_some(65536)
+        await stream.send_all(b"HTTP/1.1 200 OK\nContent-Length: 5\n\nhello")
+        await trio.sleep_forever()  # and keeps the connection open
+
+    address = await serve_raw(nursery, bare_lf)
+    gateway = await start_gateway(nursery, [route("/", address)], timeouts={"response_head": 3.0})
+
+    reply = await fetch(gateway, "GET", "/")
+
+    # The fast parser refuses bare LF from a backend; h11 reads it. Neither waits (that would be 504).
+    assert (reply.status, reply.body) == ((200, b"hello") if PARSER == "h11" else (502, reply.body))
+    assert reply.status != 502 or b"bare LF" in reply.body
+
+
+@pytest.mark.parametrize("delivery", ["whole", "byte_by_byte"])
+async def test_a_request_with_bare_lf_is_400_at_once(nursery: trio.Nursery, delivery: str) -> None:
+    gateway, backend = await gateway_with_backend(nursery)  # the head timeout is 10 s
+    data = b"GET /x HTTP/1.1\nHost: a\n\n"
+
+    with trio.fail_after(3):
+        reply = await (raw_exchange(gateway, data, read_limit=3) if delivery == "whole" else send_slowly(gateway, data))
+
+    assert reply.startswith(b"HTTP/1.1 400 ") and not backend.seen
+
+
+async def read_one_response(stream: trio.SocketStream) -> bytes:
+    """One response with a Content-Length, read off a raw stream (whatever came until the peer closed)."""
+    data = b""
+    with trio.move_on_after(5):
+        while True:
+            head, blank, body = data.partition(b"\r\n\r\n")
+            if blank:
+                length = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n")
+                               if line.startswith(b"content-length:")), 0)
+                if len(body) >= length:
+                    break
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+async def test_an_http_1_0_client_gets_keep_alive_when_it_asks(nursery: trio.Nursery) -> None:
+    gateway, backend = await gateway_with_backend(nursery)
+    host, port = gateway.addresses[0]
+    stream = await trio.open_tcp_stream(host, port)
+    request = b"GET /ka HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    answers = []
+    try:
+        for _ in range(2):
+            await stream.send_all(request)
+            answers.append(await read_one_response(stream))
+            if PARSER == "h11":
+                break  # h11 never keeps an HTTP/1.0 connection: see below
+    finally:
+        await trio.aclose_forcefully(stream)
+
+    heads = [answer.partition(b"\r\n\r\n")[0].lower() for answer in answers]
+    assert all(head.startswith(b"http/1.1 200 ") for head in heads)
+    if PARSER == "h11":  # the reference parser closes (it does not implement RFC 9112 appendix C.2.2)
+        assert b"\r\nconnection: close" in heads[0]
+    else:
+        assert len(answers) == 2 and all(b"\r\nconnection: keep-alive" in head for head in heads)
+        assert len(backend.seen) == 2
+
+
+async def test_an_http_1_0_client_without_keep_alive_is_closed(nursery: trio.Nursery) -> None:
+    gateway, _ = await gateway_with_backend(nursery)
+
+    reply = await raw_exchange(gateway, b"GET /x HTTP/1.0\r\n\r\n")
+
+    assert reply.startswith(b"HTTP/1.1 200 ") and b"\r\nConnection: close" in reply.partition(b"\r\n\r\n")[0]
+
+
+async def test_a_strip_route_named_without_its_slash_is_redirected(nursery: trio.Nursery) -> None:
+    from ..helpers import fetch
+
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/app", backend, strip=True), route("/plain", backend)])
+
+    redirect = await fetch(gateway, "GET", "/app?q=1")
+    assert redirect.status == 308 and redirect.header(b"location") == b"/app/?q=1"
+    assert (await fetch(gateway, "POST", "/app", body=b"x")).status == 308
+    assert (await fetch(gateway, "GET", "/app/?q=1")).json()["target"] == "/?q=1"
+    assert (await fetch(gateway, "GET", "/plain")).json()["target"] == "/plain"  # not stripped: as it is
+    assert [seen.target for seen in backend.seen] == [b"/?q=1", b"/plain"]

@@ -26,6 +26,9 @@ PIECES = [
     b"*", b"http://x/", b"?", b"#", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"\r\n", b"\n", b"\r", b":",
     b"Host", b"host: x", b"Content-Length", b"Transfer-Encoding", b"chunked", b"0", b"3", b"+3", b",", b"\x00",
     b"\x7f", b"\x16\x03", b"a", b"\xc3\xa9",
+    # round two: bare line ends around the size limits, underscored and Connection-named fields
+    b"\n\n", b"X-Long: " + b"y" * 150, b"X_Forwarded_For: 6", b"Connection: host", b"Connection: content-length",
+    b"Upgrade: h2c",
 ]
 heads = st.lists(st.sampled_from(PIECES), max_size=30).map(b"".join)
 valid_ish = st.builds(

@@ -97,3 +97,59 @@ def test_response_headers() -> None:
     out = response_headers([(b"connection", b"close, x-a"), (b"x-a", b"1"), (b"keep-alive", b"5"),
                             (b"transfer-encoding", b"chunked"), (b"content-type", b"text/plain")])
     assert out == [(b"content-type", b"text/plain")]
+
+
+# --- hardening, round two ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("upgrade", "offered"),
+    [
+        pytest.param("h2c", None, id="h2c_alone"),
+        pytest.param("H2C", None, id="h2c_any_case"),
+        pytest.param("h2c, websocket", b"websocket", id="h2c_and_websocket"),
+        pytest.param("websocket", b"websocket", id="websocket"),
+    ],
+)
+def test_h2c_is_never_offered_upstream(upgrade: str, offered: bytes | None) -> None:
+    headers = [(b"host", b"a"), (b"connection", b"Upgrade, HTTP2-Settings"), (b"upgrade", upgrade.encode()),
+               (b"http2-settings", b"AAMAAABkAARAAAAAAAIAAAAA")]
+    assert is_upgrade_request(headers) is (offered is not None)
+    out = request_headers(headers, client_ip="1.2.3.4", trusted=False, upstream_host=b"x",
+                          upgrade=is_upgrade_request(headers))
+    assert [v for n, v in out if n == b"upgrade"] == ([offered] if offered else [])
+    assert b"http2-settings" not in names(out)
+    assert ((b"connection", b"upgrade") in out) is (offered is not None)
+
+
+def test_http2_settings_is_dropped_even_when_connection_does_not_name_it() -> None:
+    assert b"http2-settings" not in names(rewrite([("host", "a"), ("http2-settings", "AAMA")]))
+
+
+@pytest.mark.parametrize("token", ["host", "Host", "content-length", "host, content-length, x-a"])
+def test_connection_tokens_never_remove_host_or_content_length(token: str) -> None:
+    out = rewrite([("host", "h"), ("connection", token), ("content-length", "5"), ("x-a", "1")])
+    assert (b"host", b"h") in out and (b"content-length", b"5") in out
+    assert dict(out)[b"x-forwarded-host"] == b"h"
+    assert (b"x-a" in names(out)) is ("x-a" not in token)  # other named fields still go
+
+
+def test_a_response_keeps_its_content_length_whatever_connection_says() -> None:
+    out = response_headers([(b"content-length", b"5"), (b"connection", b"content-length, x-b"), (b"x-b", b"1")])
+    assert out == [(b"content-length", b"5")]
+
+
+def test_underscored_names_are_dropped_by_default() -> None:
+    out = rewrite([("host", "a"), ("x_forwarded_for", "6.6.6.6"), ("x_forwarded_prefix", "/evil"),
+                   ("my_header", "1"), ("my-header", "2")])
+    assert names(out).count(b"my-header") == 1 and not any(b"_" in n for n in names(out))
+    assert dict(out)[b"x-forwarded-for"] == b"192.0.2.1"
+
+
+def test_allow_underscores_keeps_them_but_never_the_forwarded_spellings() -> None:
+    out = rewrite([("host", "a"), ("x_forwarded_for", "6.6.6.6"), ("X_Forwarded_Prefix".lower(), "/evil"),
+                   ("forwarded", "x"), ("x-forwarded_host", "evil"), ("my_header", "1")], allow_underscores=True)
+    assert (b"my_header", b"1") in out
+    assert not any(n.replace(b"_", b"-") in (b"x-forwarded-for", b"x-forwarded-prefix", b"x-forwarded-host")
+                   and b"_" in n for n in names(out))
+    assert dict(out)[b"x-forwarded-host"] == b"a"
