@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 all: test
 
-$(STAMP): pyproject.toml setup.py fastroute/_table.pyx proxy/_head_c.pyx proxy/_wire_c.pyx
+$(STAMP): pyproject.toml setup.py fastroute/_table.pyx proxy/protocol/_head_c.pyx proxy/protocol/_wire_c.pyx
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -38,4 +38,4 @@ typecheck: $(STAMP)
 	$(PY) -m mypy
 
 clean:
-	rm -rf $(VENV) build *.egg-info fastroute/_table.c fastroute/*.so
+	rm -rf $(VENV) build *.egg-info fastroute/_table.c fastroute/*.so proxy/protocol/*.c proxy/protocol/*.so

@@ -36,8 +36,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from proxy._config import Discovery  # noqa: E402
-from proxy._sources import RouteSources  # noqa: E402
-from proxy._watcher import DockerWatcher  # noqa: E402
+from proxy.routing._sources import RouteSources  # noqa: E402
+from proxy.discovery._watcher import DockerWatcher  # noqa: E402
 from tests.docker_support import build_backend_image  # noqa: E402
 from tests.helpers import fetch, start_gateway  # noqa: E402
 

@@ -20,14 +20,14 @@ from routes_data import make_routes  # noqa: E402
 
 from fastroute import RouteTable  # noqa: E402
 from proxy._config import Address, Limits, Route  # noqa: E402
-from proxy._decide import decide  # noqa: E402
-from proxy._head import check_head as check_head_py  # noqa: E402
-from proxy._head import find_head  # noqa: E402
-from proxy._headcheck import HEAD_COMPILED, WIRE_COMPILED, check_head  # noqa: E402
-from proxy._http import PARSERS  # noqa: E402
-from proxy import _events as ev  # noqa: E402
-from proxy._pool import Registry  # noqa: E402
-from proxy._rewrite import request_headers, response_headers  # noqa: E402
+from proxy.routing._decide import decide  # noqa: E402
+from proxy.protocol._head import check_head as check_head_py  # noqa: E402
+from proxy.protocol._head import find_head  # noqa: E402
+from proxy.protocol._compiled import HEAD_COMPILED, WIRE_COMPILED, check_head  # noqa: E402
+from proxy.gateway._http import PARSERS  # noqa: E402
+from proxy.protocol import _events as ev  # noqa: E402
+from proxy.routing._pool import Registry  # noqa: E402
+from proxy.protocol._rewrite import request_headers, response_headers  # noqa: E402
 
 # A browser-like request, as h11's own benchmarks use "realistic headers".
 REQUEST = (

@@ -36,22 +36,22 @@ def _compiled_table() -> type:
 
 
 def compiled_head() -> Any:
-    """proxy._head_c, the compiled request-head checks."""
-    return _compiled("proxy._head_c", "the compiled request-head checks")
+    """proxy.protocol._head_c, the compiled request-head checks."""
+    return _compiled("proxy.protocol._head_c", "the compiled request-head checks")
 
 
 def compiled_wire() -> Any:
-    """proxy._wire_c, the compiled wire functions of the fast parser."""
-    return _compiled("proxy._wire_c", "the compiled HTTP/1.1 wire functions")
+    """proxy.protocol._wire_c, the compiled wire functions of the fast parser."""
+    return _compiled("proxy.protocol._wire_c", "the compiled HTTP/1.1 wire functions")
 
 
 @pytest.fixture(params=["py", "c"])
 def wire(request: pytest.FixtureRequest) -> Any:
-    """Each implementation of the wire functions: proxy/_wire.py and its compiled twin."""
+    """Each implementation of the wire functions: proxy/protocol/_wire.py and its compiled twin."""
     if request.param == "py":
-        import proxy._wire
+        import proxy.protocol._wire
 
-        return proxy._wire
+        return proxy.protocol._wire
     return compiled_wire()
 
 

@@ -14,7 +14,7 @@ import h11
 import trio
 
 from proxy._config import Address, Config, Limits, Route, Timeouts
-from proxy._server import Gateway
+from proxy.gateway._server import Gateway
 
 LOOPBACK = "127.0.0.1"
 

@@ -6,8 +6,8 @@ The same properties as tests/proxy/test_head_fuzz.py (hypothesis), on any
 bytes: only ClientProtocolError or Refused escape; the answer is the same
 whether the bytes come whole or split at a point the input chooses; a head
 the checks accept, h11 reads with the same method, target and headers; and
-the compiled checks (proxy/_head_c.pyx) give the same answer, error text
-included, as the specification (proxy/_head.py). A
+the compiled checks (proxy/protocol/_head_c.pyx) give the same answer, error text
+included, as the specification (proxy/protocol/_head.py). A
 failure raises, and libFuzzer writes the input to crash-<sha1>: make it a
 regression test. tests/proxy/test_fuzz_atheris.py runs this, bounded, in CI.
 """
@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 with atheris.instrument_imports():
     import h11
 
-    import proxy._head  # noqa: F401 - instrumented for coverage
+    import proxy.protocol._head  # noqa: F401 - instrumented for coverage
     from tests.proxy.test_head_fuzz import LIMITS, decide  # the same split-and-decide as the hypothesis test
 
-from proxy import _head_c  # the compiled twin: must agree with the specification on every input
+from proxy.protocol import _head_c  # the compiled twin: must agree with the specification on every input
 from proxy._errors import ClientProtocolError
 
 
@@ -48,7 +48,7 @@ def one_input(raw: bytes) -> None:
     end = data.find(b"\r\n\r\n")
     if end != -1:
         head_bytes = data[: end + 4]
-        assert outcome(proxy._head.check_head, head_bytes) == outcome(_head_c.check_head, head_bytes), data
+        assert outcome(proxy.protocol._head.check_head, head_bytes) == outcome(_head_c.check_head, head_bytes), data
     if whole[0] == "ok":
         head = whole[1]
         conn = h11.Connection(h11.SERVER)

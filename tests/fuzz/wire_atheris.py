@@ -4,8 +4,8 @@
 
 The properties of tests/proxy/test_wire_diff.py, on any bytes after a status
 line: the fast connection over the compiled wire functions
-(proxy/_wire_c.pyx) gives the same outcome, error text included, as over
-the specification (proxy/_wire.py); a response it accepts, h11 reads the
+(proxy/protocol/_wire_c.pyx) gives the same outcome, error text included, as over
+the specification (proxy/protocol/_wire.py); a response it accepts, h11 reads the
 same (same events, same body, same end), whether the bytes come whole or
 split at a point the input chooses; and fed split it accepts or refuses as
 it does whole. A failure raises, and libFuzzer writes the input to
@@ -23,11 +23,11 @@ import atheris
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
 with atheris.instrument_imports():
-    import proxy._wire
-    from proxy import _fastconn
+    import proxy.protocol._wire
+    from proxy.protocol import _fastconn
     from tests.proxy.test_wire_diff import fast_response, h11_response
 
-from proxy import _wire_c
+from proxy.protocol import _wire_c
 
 METHODS = (b"GET", b"HEAD", b"POST")
 PREFIXES = (b"", b"HTTP/1.1 200 OK\r\n", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -50,7 +50,7 @@ def one_input(raw: bytes) -> None:
     use(_wire_c)
     compiled = fast_response(method, pieces)
     whole = fast_response(method, [data] if data else [])
-    use(proxy._wire)
+    use(proxy.protocol._wire)
     specification = fast_response(method, pieces)
     assert compiled == specification, (data, cut, compiled, specification)
     assert compiled[0] == whole[0], (data, cut, compiled, whole)

@@ -12,10 +12,10 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy._admin import AdminServer
+from proxy.admin._server import AdminServer
 from proxy._config import Address
-from proxy._metrics import Stats
-from proxy._server import Gateway
+from proxy.admin._metrics import Stats
+from proxy.gateway._server import Gateway
 
 from ..helpers import Backend, BackendExchange, Seen, blackhole, fetch, make_config, route, start_backend, start_gateway
 
@@ -167,7 +167,7 @@ async def test_metrics_cost_nothing_when_admin_is_off(nursery: trio.Nursery) -> 
 async def test_the_admin_front_merges_the_workers_and_leaves_out_one_that_does_not_answer(
     nursery: trio.Nursery, tmp_path: Any
 ) -> None:
-    from proxy._admin_front import AdminFront
+    from proxy.admin._front import AdminFront
 
     backend = await start_backend(nursery)
     sockets = []
@@ -199,7 +199,7 @@ async def test_the_admin_front_merges_the_workers_and_leaves_out_one_that_does_n
 
 
 async def test_peer_idle_for_asks_the_other_workers(nursery: trio.Nursery, tmp_path: Any) -> None:
-    from proxy._admin_front import peer_idle_for
+    from proxy.admin._front import peer_idle_for
 
     entered, release = trio.Event(), trio.Event()
 

@@ -1,4 +1,4 @@
-# Pure: merging the workers' admin documents (proxy/_admin_merge.py).
+# Pure: merging the workers' admin documents (proxy/admin/_merge.py).
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy._admin_merge import merge_health, merge_metrics, merge_routes
+from proxy.admin._merge import merge_health, merge_metrics, merge_routes
 from proxy._config import Address
-from proxy._metrics import Stats, render
-from proxy._server import Gateway
+from proxy.admin._metrics import Stats, render
+from proxy.gateway._server import Gateway
 
 from ..helpers import make_config, route
 

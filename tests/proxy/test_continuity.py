@@ -10,7 +10,7 @@ import time
 import pytest
 import trio
 
-from proxy._admin import routes_document
+from proxy.admin._server import routes_document
 from proxy._config import Address, Discovery, Route
 
 from ..helpers import LOOPBACK, Backend, fetch, start_backend, start_gateway, unused_port

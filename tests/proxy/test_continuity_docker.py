@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 import trio
 
-from proxy._server import Gateway
+from proxy.gateway._server import Gateway
 
 from ..docker_support import DockerLab
 from ..helpers import fetch

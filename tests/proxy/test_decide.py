@@ -6,7 +6,7 @@ import pytest
 
 from fastroute import RouteTable
 from proxy._config import Route
-from proxy._decide import decide, hold_deadline
+from proxy.routing._decide import decide, hold_deadline
 from proxy._errors import NoRoute
 
 TABLE = RouteTable({"/steve/foo": "foo", "/api": "api"})

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import trio
 
-from proxy._sources import RouteSources
+from proxy.routing._sources import RouteSources
 from proxy._config import Discovery
-from proxy._server import Gateway
-from proxy._watcher import DockerWatcher
+from proxy.gateway._server import Gateway
+from proxy.discovery._watcher import DockerWatcher
 
 from ..docker_support import RUN_ID, RUN_LABEL, Backend, DockerLab
 from ..helpers import Reply, fetch, start_gateway
@@ -428,7 +428,7 @@ async def test_fifty_containers_started_at_once_all_converge(nursery: trio.Nurse
 async def test_a_container_started_between_subscribing_and_listing_is_routed(
     nursery: trio.Nursery, docker_lab: DockerLab
 ) -> None:
-    from proxy._watcher import connect
+    from proxy.discovery._watcher import connect
 
     racer: list[Backend] = []
 

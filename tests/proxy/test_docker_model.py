@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from proxy._config import Address, Discovery
-from proxy._docker_model import ContainerSet, event_action, image_prefix, parse_container
+from proxy.discovery._model import ContainerSet, event_action, image_prefix, parse_container
 
 
 def summary(name: str = "app", image: str = "steve/foo:1.2", *, labels: dict[str, str] | None = None,
@@ -229,7 +229,7 @@ def test_event_action(given: dict[str, Any], expected: tuple[str, str] | None) -
 
 
 def test_network_change() -> None:
-    from proxy._docker_model import has_ip_on, network_change
+    from proxy.discovery._model import has_ip_on, network_change
 
     assert network_change(event("network", "connect", cid="n", container="c", name="front")) == ("front", True)
     assert network_change(event("network", "disconnect", cid="n", container="c", name="front")) == ("front", False)
@@ -264,7 +264,7 @@ def inspect_data(**changes: Any) -> dict[str, Any]:
     ],
 )
 def test_inspect_data_reads_like_a_list_summary(state: dict[str, Any], routable: bool, shown: str) -> None:
-    from proxy._docker_model import summary_from_inspect
+    from proxy.discovery._model import summary_from_inspect
 
     c = parse_container(summary_from_inspect(inspect_data(State=state)), D)
     assert c is not None and c.name == "web" and c.routable is routable and c.state == shown
@@ -273,7 +273,7 @@ def test_inspect_data_reads_like_a_list_summary(state: dict[str, Any], routable:
 
 
 def test_label_filter() -> None:
-    from proxy._watcher import has_labels
+    from proxy.discovery._watcher import has_labels
 
     assert has_labels({"a": "1", "b": "2"}, ["a", "b=2"])
     assert not has_labels({"a": "1"}, ["a=2"])

@@ -17,7 +17,7 @@ import time
 import pytest
 import trio
 
-from proxy._watcher import BACKOFF_MAX, DockerWatcher
+from proxy.discovery._watcher import BACKOFF_MAX, DockerWatcher
 
 from ..docker_support import DockerLab, docker_required
 from .test_docker_discovery import answered_by, eventually, start_discovery
@@ -98,7 +98,7 @@ async def test_dockerd_restarted_under_a_running_gateway(
 async def test_a_frozen_dockerd_is_detected_and_recovered_from(
     nursery: trio.Nursery, docker_lab: DockerLab, dockerd_restartable: None
 ) -> None:
-    from proxy._watcher import WATCHDOG_INTERVAL, WATCHDOG_TIMEOUT
+    from proxy.discovery._watcher import WATCHDOG_INTERVAL, WATCHDOG_TIMEOUT
 
     gateway, watcher = await start_discovery(nursery, docker_lab)
     before = await trio.to_thread.run_sync(lambda: docker_lab.start_backend(labels={"fastroute.route": "/frozen"}))

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from proxy import _events as ev
+from proxy.protocol import _events as ev
 from proxy._config import Limits
-from proxy._fastconn import FastConnection
-from proxy._h11conn import H11Connection
-from proxy._head import check_head
+from proxy.protocol._fastconn import FastConnection
+from proxy.protocol._h11conn import H11Connection
+from proxy.protocol._head import check_head
 
 MAX_HEAD = 64 * 1024
 CONNECTIONS = [FastConnection, H11Connection]

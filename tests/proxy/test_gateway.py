@@ -655,7 +655,7 @@ async def test_client_leaving_mid_upload_frees_the_backend_and_the_gateway_carri
 async def test_non_idempotent_request_on_a_dead_pooled_connection_is_not_retried(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from proxy import _upstream
+    from proxy.gateway import _upstream
 
     backend = await start_backend(nursery)
     gateway = await start_gateway(nursery, [route("/", backend)])

@@ -15,8 +15,8 @@ import pytest
 import trio
 
 from proxy._config import Route
-from proxy._haproxy import HAProxyError, HAProxyOptions, HAProxySync, MasterUnreachable, master_command
-from proxy._haproxy_config import backend_name, server_name
+from proxy.haproxy._sync import HAProxyError, HAProxyOptions, HAProxySync, MasterUnreachable, master_command
+from proxy.haproxy._config import backend_name, server_name
 
 from ..haproxy_support import HAProxy
 from ..helpers import Backend, BackendExchange, Client, Seen, fetch, raw_exchange, route, start_backend

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy._config import Address, Route
-from proxy._haproxy_config import (
+from proxy.haproxy._config import (
     CHECK,
     MAX_DISABLED,
     NO_ROUTE_BACKEND,

@@ -1,4 +1,4 @@
-# Bad input through the real gateway: the head checks of proxy/_head.py hold
+# Bad input through the real gateway: the head checks of proxy/protocol/_head.py hold
 # on a socket, whether the bytes come in one write or one at a time, and
 # nothing after a rejected head reaches a backend.
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import trio
 
-from proxy._server import Gateway
+from proxy.gateway._server import Gateway
 
 from ..helpers import PARSER, Backend, raw_exchange, route, start_backend, start_gateway
 
@@ -245,7 +245,7 @@ async def test_backend_head_over_the_limit_is_502(nursery: trio.Nursery) -> None
         pytest.param(b"X-T: 1\r\nX-99: 2\r\n", b"200", id="dropped"),
         pytest.param(b"Transfer-Encoding: identity\r\n", b"400", id="framing_trailer_refused"),
         # h11 reads a well-formed Content-Length trailer (and drops it); the
-        # fast parser refuses framing fields in trailers (proxy/_wire.py).
+        # fast parser refuses framing fields in trailers (proxy/protocol/_wire.py).
         pytest.param(b"X-T: 1\r\nContent-Length: 99\r\n", b"400" if PARSER == "fast" else b"200",
                      id="length_trailer_refused"),
     ],

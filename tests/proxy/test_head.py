@@ -1,4 +1,4 @@
-# Pure: the request-head rules of proxy/_head.py, each vector a named case.
+# Pure: the request-head rules of proxy/protocol/_head.py, each vector a named case.
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import pytest
 
 from proxy._config import Limits
 from proxy._errors import ClientProtocolError
-import proxy._head
-from proxy._head import Refused, check_head, find_head, normalise_path
+import proxy.protocol._head
+from proxy.protocol._head import Refused, check_head, find_head, normalise_path
 
 
 @pytest.fixture(autouse=True, params=["py", "c"])
 def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every case here runs against the specification (proxy/_head.py) and the compiled twin."""
+    """Every case here runs against the specification (proxy/protocol/_head.py) and the compiled twin."""
     if request.param == "c":
         from ..conftest import compiled_head
 
@@ -20,7 +20,7 @@ def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
         monkeypatch.setattr(f"{__name__}.check_head", compiled.check_head)
         monkeypatch.setattr(f"{__name__}.normalise_path", compiled.normalise_path)
     else:
-        monkeypatch.setattr(f"{__name__}.check_head", proxy._head.check_head)
+        monkeypatch.setattr(f"{__name__}.check_head", proxy.protocol._head.check_head)
     return str(request.param)
 
 LIMITS = Limits(max_target=100, max_header_bytes=300, max_headers=10)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from proxy._config import Limits
 from proxy._errors import ClientProtocolError
-from proxy._head import Refused, check_head, find_head
+from proxy.protocol._head import Refused, check_head, find_head
 
 EXAMPLES = int(os.environ.get("FASTROUTE_FUZZ_EXAMPLES", "300"))
 LIMITS = Limits(max_target=200, max_header_bytes=1000, max_headers=20)
@@ -88,7 +88,7 @@ def test_what_the_checks_accept_h11_reads_the_same(data: bytes) -> None:
 @given(st.one_of(heads, valid_ish, st.binary(max_size=300)))
 @settings(max_examples=EXAMPLES, deadline=None)
 def test_the_compiled_checks_agree_with_the_specification(data: bytes) -> None:
-    from proxy import _head
+    from proxy.protocol import _head
     from ..conftest import compiled_head
 
     compiled = compiled_head()

@@ -1,4 +1,4 @@
-# The hot path's direct socket calls (proxy/_http.py send_all, receive_some)
+# The hot path's direct socket calls (proxy/gateway/_http.py send_all, receive_some)
 # behave as trio.SocketStream's own: whole sends, the same two errors.
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import socket
 import pytest
 import trio
 
-from proxy._http import receive_some, send_all
+from proxy.gateway._http import receive_some, send_all
 
 
 def stream_pair() -> tuple[trio.SocketStream, trio.SocketStream]:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from proxy._config import Address, Route
-from proxy._pool import EJECT_BASE, EJECT_MAX, BackendState, Registry, Upstream
+from proxy.routing._pool import EJECT_BASE, EJECT_MAX, BackendState, Registry, Upstream
 
 A, B, C = (Address("10.0.0.%d" % i, 8000) for i in (1, 2, 3))
 

@@ -1,4 +1,4 @@
-# Readiness probes (proxy/_probe.py) over real loopback sockets, and their
+# Readiness probes (proxy/discovery/_probe.py) over real loopback sockets, and their
 # timing rules under trio's virtual clock.
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import trio
 import trio.testing
 
 from proxy._config import Address, Discovery
-from proxy._docker_model import ContainerSet
-from proxy._probe import PROBE_FAST_TRIES, PROBE_FIRST, PROBE_MAX, Prober, accepts
+from proxy.discovery._model import ContainerSet
+from proxy.discovery._probe import PROBE_FAST_TRIES, PROBE_FIRST, PROBE_MAX, Prober, accepts
 
 from ..helpers import LOOPBACK, unused_port
 from .test_docker_model import summary

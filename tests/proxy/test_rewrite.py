@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy._rewrite import VIA, is_upgrade_request, request_headers, response_headers, strip_target
+from proxy.protocol._rewrite import VIA, is_upgrade_request, request_headers, response_headers, strip_target
 
 
 def rewrite(headers, **kw):  # type: ignore[no-untyped-def]

@@ -547,7 +547,7 @@ def test_a_late_sigterm_cannot_kill_a_process_that_is_exiting(entry: str) -> Non
                          "routes_file=Path('/nonexistent/routes.toml'))); ",
         }
         code = (
-            "import signal, proxy._app as a, proxy._admin_front as f, proxy._workers as w; "
+            "import signal, proxy.app._serve as a, proxy.admin._front as f, proxy.app._workers as w; "
             "from pathlib import Path; from proxy._config import Config, Address; "
             f"c = Config(listen=(Address('{LOOPBACK}', {port}),)); "
             + calls[entry]

@@ -9,7 +9,7 @@ import h11
 import pytest
 import trio
 
-from proxy._splice import SPLICE_AVAILABLE, SPLICE_MIN
+from proxy.gateway._splice import SPLICE_AVAILABLE, SPLICE_MIN
 
 from ..helpers import Backend, BackendExchange, Client, Seen, route, start_backend, start_gateway
 

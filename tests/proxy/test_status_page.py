@@ -72,7 +72,7 @@ def test_a_broken_page_would_be_seen(tmp_path: Path) -> None:
 
 
 def test_status_page_puts_no_data_into_html() -> None:
-    from proxy._status_page import STATUS_PAGE
+    from proxy.admin._status_page import STATUS_PAGE
 
     script = STATUS_PAGE.split("<script>", 1)[1]
     assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "document.write" not in script

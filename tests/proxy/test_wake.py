@@ -15,10 +15,10 @@ import pytest
 import trio
 
 from proxy._config import Discovery
-from proxy._server import Gateway
-from proxy._sources import RouteSources
-from proxy._waker import Waker
-from proxy._watcher import DockerWatcher, connect
+from proxy.gateway._server import Gateway
+from proxy.routing._sources import RouteSources
+from proxy.discovery._waker import Waker
+from proxy.discovery._watcher import DockerWatcher, connect
 
 from ..docker_support import RUN_ID, RUN_LABEL, Backend, DockerLab
 from ..helpers import fetch, start_gateway
@@ -321,8 +321,8 @@ async def test_with_workers_a_request_on_another_worker_keeps_the_container(
 ) -> None:
     # Two gateways as two --workers: A wakes the container; B (which A
     # asks on its admin socket before an idle stop) keeps it busy.
-    from proxy._admin import AdminServer
-    from proxy._admin_front import peer_idle_for
+    from proxy.admin._server import AdminServer
+    from proxy.admin._front import peer_idle_for
 
     backend = await stopped(docker_lab, {**WAKE, "fastroute.route": "/shared", "fastroute.idle-timeout": "1"})
     calls: Counter[str] = Counter()

@@ -1,4 +1,4 @@
-# Pure: the fast parser's wire functions (proxy/_wire.py and the compiled
+# Pure: the fast parser's wire functions (proxy/protocol/_wire.py and the compiled
 # twin, both through the `wire` fixture): response heads, framing, chunked
 # bodies. Chunked bodies are fed whole and byte by byte.
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy._events import END_OF_MESSAGE, RemoteProtocolError
-from proxy._wire import BODY_CHUNKED, BODY_CLOSE, BODY_LENGTH, BODY_NONE, MAX_CHUNK_LINE
+from proxy.protocol._events import END_OF_MESSAGE, RemoteProtocolError
+from proxy.protocol._wire import BODY_CHUNKED, BODY_CLOSE, BODY_LENGTH, BODY_NONE, MAX_CHUNK_LINE
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -81,7 +81,7 @@ def test_response_framing(wire: Any, method: bytes, status: int, headers: Any, e
 
 
 def test_canonical_framing_keeps_one_length_where_the_first_was() -> None:
-    from proxy._wire import canonical_framing
+    from proxy.protocol._wire import canonical_framing
 
     headers = [(b"x", b"1"), (b"content-length", b"5, 5"), (b"y", b"2"), (b"content-length", b"5")]
     assert canonical_framing(headers) == [(b"x", b"1"), (b"content-length", b"5"), (b"y", b"2")]
@@ -172,7 +172,7 @@ def test_both_implementations_agree_on_any_bytes(data: bytes, cut: int) -> None:
     # Random bytes, with the chunk shapes mixed in often: same pieces (or
     # same error) from the specification and the compiled twin.
     from ..conftest import compiled_wire
-    import proxy._wire
+    import proxy.protocol._wire
 
     compiled = compiled_wire()
 
@@ -190,4 +190,4 @@ def test_both_implementations_agree_on_any_bytes(data: bytes, cut: int) -> None:
         return head, chunked
 
     for raw in (data, b"HTTP/1.1 200 OK\r\n" + data[:cut] + b"\r\n\r\n", b"%x\r\n" % cut + data + b"\r\n0\r\n\r\n"):
-        assert outcome(proxy._wire, raw) == outcome(compiled, raw)
+        assert outcome(proxy.protocol._wire, raw) == outcome(compiled, raw)

@@ -5,7 +5,7 @@
 #   events, same body bytes, same framing (where the body ends);
 # - whatever it refuses, h11 refuses too, unless the input has one of the
 #   features where the fast parser is deliberately stricter (listed in
-#   proxy/_wire.py's comment); the generators tag every such feature they
+#   proxy/protocol/_wire.py's comment); the generators tag every such feature they
 #   put in, and the corpus names it per case.
 # Responses (backend side) and request bodies (client side: the request
 # heads themselves are compared with h11 in test_head_fuzz.py).
@@ -20,13 +20,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import proxy._wire
-from proxy import _events as ev
-from proxy import _fastconn
+import proxy.protocol._wire
+from proxy.protocol import _events as ev
+from proxy.protocol import _fastconn
 from proxy._config import Limits
-from proxy._fastconn import FastConnection
-from proxy._h11conn import _event_in
-from proxy._head import check_head, find_head
+from proxy.protocol._fastconn import FastConnection
+from proxy.protocol._h11conn import _event_in
+from proxy.protocol._head import check_head, find_head
 
 EXAMPLES = int(os.environ.get("FASTROUTE_FUZZ_EXAMPLES", "400"))
 MAX_HEAD = 64 * 1024
@@ -40,7 +40,7 @@ def wire_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
         module: Any = compiled_wire()
     else:
-        module = proxy._wire
+        module = proxy.protocol._wire
     for name in ("ChunkedDecoder", "parse_response_head", "response_framing"):
         monkeypatch.setattr(_fastconn, name, getattr(module, name))
     return str(request.param)

@@ -55,7 +55,7 @@ cdef bint _bad_value(bytes value):
 
 
 def check_head(bytes head, limits):
-    """See proxy._head.check_head."""
+    """See proxy.protocol._head.check_head."""
     cdef bytes body = head[: len(head) - len(HEAD_END)]
     cdef const unsigned char* p = body
     cdef Py_ssize_t i = 0, n = len(body)
@@ -142,7 +142,7 @@ cdef bytes _origin_form(bytes method, bytes target, host):
 
 
 def normalise_path(bytes target):
-    """See proxy._head.normalise_path."""
+    """See proxy.protocol._head.normalise_path."""
     path, question, query = target.partition(b"?")
     if b"#" in target:
         raise _error(400, "a fragment in the request target")

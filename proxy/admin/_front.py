@@ -1,7 +1,7 @@
 # The admin listener of `serve --workers N --admin HOST:PORT`: a process of
 # its own (forked by the supervisor, _workers.py) that serves the admin
 # endpoints on HOST:PORT by asking every worker on its Unix socket and
-# merging the answers (_admin_merge.py). Each worker counts only the
+# merging the answers (_merge.py). Each worker counts only the
 # requests the kernel gave it; this is where they add up.
 #
 # Rules:
@@ -24,10 +24,10 @@ from typing import Any
 import h11
 import trio
 
-from ._admin import AdminServer
-from ._admin_merge import merge_health, merge_metrics, merge_routes
-from ._config import Address
-from ._errors import ConfigError
+from ._server import AdminServer
+from ._merge import merge_health, merge_metrics, merge_routes
+from .._config import Address
+from .._errors import ConfigError
 from ._metrics import TEXT_FORMAT
 from ._status_page import STATUS_PAGE
 
@@ -152,7 +152,7 @@ async def _serve_front(front: AdminFront) -> None:
 
 def run_front(address: Address, sockets: list[str]) -> int:
     """Blocking: serve the merged admin endpoints until SIGTERM or SIGINT. Returns the exit status."""
-    from ._app import ignore_late_stops
+    from ..app._serve import ignore_late_stops
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor passes SIGHUP on to reload routes
     ignore_late_stops()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ._config import Address, Route
+from .._config import Address, Route
 
 __all__ = ["EJECT_BASE", "EJECT_MAX", "BackendState", "Registry", "Upstream"]
 

@@ -1,6 +1,6 @@
 # `fastroute haproxy`: the HAProxy mode's process. Follows Docker (and the
 # static routes) with the gateway's watcher and keeps HAProxy's
-# configuration equal to them; see _haproxy.py for how it is applied.
+# configuration equal to them; see _sync.py for how it is applied.
 #
 # Nothing is written before the first full list from Docker: restarting
 # fastroute must not briefly empty a running HAProxy.
@@ -18,12 +18,12 @@ from typing import Any
 
 import trio
 
-from ._config import Address, Config, Route
-from ._docker_model import ContainerSet
-from ._errors import ConfigError
-from ._haproxy import HAProxyError, HAProxyOptions, HAProxySync
-from ._sources import RouteSources, load_routes
-from ._watcher import DockerWatcher, connect, list_containers, own_networks
+from .._config import Address, Config, Route
+from ..discovery._model import ContainerSet
+from .._errors import ConfigError
+from ._sync import HAProxyError, HAProxyOptions, HAProxySync
+from ..routing._sources import RouteSources, load_routes
+from ..discovery._watcher import DockerWatcher, connect, list_containers, own_networks
 
 __all__ = ["HAProxyMode", "follow", "run"]
 

@@ -23,11 +23,11 @@ import trio
 
 from fastroute import RouteTable
 
-from . import _events as ev
+from ..protocol import _events as ev
 from ._accesslog import AccessLog
-from ._config import Address, Config, Route
-from ._decide import decide, hold_deadline, slash_redirect
-from ._errors import (
+from .._config import Address, Config, Route
+from ..routing._decide import decide, hold_deadline, slash_redirect
+from .._errors import (
     REASONS,
     BadGateway,
     ClientProtocolError,
@@ -37,12 +37,12 @@ from ._errors import (
     PermanentRedirect,
     ProxyError,
 )
-from ._head import Refused, find_head
-from ._headcheck import check_head
+from ..protocol._head import Refused, find_head
+from ..protocol._compiled import check_head
 from ._http import MAX_RECV, PARSERS, HttpStream, receive_some
 from ._listen import bind_sockets, start_listening
-from ._metrics import Stats
-from ._pool import Registry
+from ..admin._metrics import Stats
+from ..routing._pool import Registry
 from ._relay import Abort, Exchange, has_body, relay
 from ._upstream import BackendLeft, BackendNotReady, close_idle
 

@@ -26,8 +26,8 @@ from typing import Any
 import h11
 import trio
 
-from ._config import Address
-from ._errors import ConfigError
+from .._config import Address
+from .._errors import ConfigError
 from ._metrics import render
 from ._status_page import STATUS_PAGE
 
@@ -113,7 +113,7 @@ class AdminServer:
     """Serves the admin endpoints of one gateway on its own address.
 
     With `unix_path` (a worker of `serve --workers N`), on that Unix socket
-    instead, for the admin front (_admin_front.py) to ask.
+    instead, for the admin front (_front.py) to ask.
     """
 
     def __init__(self, gateway: Any, address: Address | None, *, unix_path: str | None = None) -> None:

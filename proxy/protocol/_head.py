@@ -37,8 +37,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ._config import Limits
-from ._errors import ClientProtocolError
+from .._config import Limits
+from .._errors import ClientProtocolError
 
 __all__ = ["HEAD_END", "RequestHead", "bare_lf", "check_head", "find_head", "normalise_path", "Refused"]
 

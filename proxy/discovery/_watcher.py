@@ -30,8 +30,8 @@ from typing import Any, TypeVar
 
 import trio
 
-from ._config import Address, Discovery, Route
-from ._docker_model import ContainerSet, event_action, has_ip_on, network_change, summary_from_inspect
+from .._config import Address, Discovery, Route
+from ._model import ContainerSet, event_action, has_ip_on, network_change, summary_from_inspect
 from ._probe import Prober
 
 __all__ = ["BACKOFF_MAX", "DockerWatcher", "connect", "has_labels", "inspect_one", "list_containers"]

@@ -15,10 +15,10 @@ from typing import Any
 
 import trio
 
-from ._events import DONE, NEED_DATA, SEND_BODY
-from ._fastconn import FastConnection
-from ._h11conn import H11Connection
-from ._rewrite import has_token
+from ..protocol._events import DONE, NEED_DATA, SEND_BODY
+from ..protocol._fastconn import FastConnection
+from ..protocol._h11conn import H11Connection
+from ..protocol._rewrite import has_token
 
 __all__ = ["MAX_RECV", "PARSERS", "HttpStream", "receive_some", "send_all"]
 

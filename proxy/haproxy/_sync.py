@@ -30,8 +30,8 @@ from typing import Any
 
 import trio
 
-from ._config import Address, Route
-from ._haproxy_config import DEFAULT_PREAMBLE, Plan, Running, drain_step, plan_from, render, runtime_step
+from .._config import Address, Route
+from ._config import DEFAULT_PREAMBLE, Plan, Running, drain_step, plan_from, render, runtime_step
 
 __all__ = ["HAProxyError", "HAProxyOptions", "HAProxySync", "MasterUnreachable", "master_command"]
 

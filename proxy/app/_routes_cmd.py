@@ -7,9 +7,9 @@ import sys
 import time
 from collections.abc import Sequence
 
-from ._config import Discovery
-from ._docker_model import ContainerSet
-from ._watcher import connect, describe, list_containers, own_networks
+from .._config import Discovery
+from ..discovery._model import ContainerSet
+from ..discovery._watcher import connect, describe, list_containers, own_networks
 
 __all__ = ["print_routes"]
 

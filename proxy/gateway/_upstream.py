@@ -8,10 +8,10 @@ import time
 
 import trio
 
-from ._config import Limits, Timeouts
-from ._errors import UpstreamConnectError, UpstreamConnectTimeout
+from .._config import Limits, Timeouts
+from .._errors import UpstreamConnectError, UpstreamConnectTimeout
 from ._http import PARSERS, HttpStream
-from ._pool import BackendState
+from ..routing._pool import BackendState
 
 __all__ = ["IDLE_UPSTREAM_MAX_AGE", "BackendLeft", "BackendNotReady", "acquire", "release", "close_idle"]
 

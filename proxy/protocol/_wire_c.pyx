@@ -40,7 +40,7 @@ cdef object _bad(str message):
 
 
 def parse_response_head(bytes head):
-    """See proxy._wire.parse_response_head."""
+    """See proxy.protocol._wire.parse_response_head."""
     cdef const unsigned char* p = head
     cdef Py_ssize_t n = len(head) - 4, i, line_start, line_end, colon, a, b
     cdef unsigned char c
@@ -95,7 +95,7 @@ def parse_response_head(bytes head):
 
 
 def response_framing(bytes method, int status, list headers):
-    """See proxy._wire.response_framing."""
+    """See proxy.protocol._wire.response_framing."""
     length = content_length(headers)
     codings = None
     cdef int count = 0, lengths = 0
@@ -136,7 +136,7 @@ cdef bint _good_field(const unsigned char* p, Py_ssize_t start, Py_ssize_t end):
 
 
 cdef class ChunkedDecoder:
-    """See proxy._wire.ChunkedDecoder."""
+    """See proxy.protocol._wire.ChunkedDecoder."""
 
     cdef unsigned long long _left
     cdef bint _crlf

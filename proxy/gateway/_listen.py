@@ -9,7 +9,7 @@ from typing import Any
 
 import trio
 
-from ._config import Address
+from .._config import Address
 
 __all__ = ["BACKLOG", "bind_sockets", "open_listeners", "probe", "start_listening"]
 

@@ -47,7 +47,7 @@ from ._events import (
     Response,
 )
 from ._head import RequestHead, bare_lf
-from ._headcheck import ChunkedDecoder, parse_response_head, response_framing
+from ._compiled import ChunkedDecoder, parse_response_head, response_framing
 from ._rewrite import has_token
 from ._wire import (
     BODY_CHUNKED,

@@ -29,10 +29,10 @@ from typing import Any
 
 import trio
 
-from ._config import Address, Discovery
-from ._docker_model import ContainerSet, parse_container, summary_from_inspect
-from ._errors import NoBackendAvailable
-from ._pool import Registry
+from .._config import Address, Discovery
+from ._model import ContainerSet, parse_container, summary_from_inspect
+from .._errors import NoBackendAvailable
+from ..routing._pool import Registry
 from ._probe import accepts
 from ._watcher import connect
 

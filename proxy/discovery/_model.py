@@ -38,7 +38,7 @@ from typing import Any
 
 from fastroute import InvalidPrefix, normalise_prefix
 
-from ._config import Address, Discovery, Route
+from .._config import Address, Discovery, Route
 
 __all__ = [
     "DEFAULT_PORT",

@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
-from ._config import Route
-from ._errors import NoRoute
+from .._config import Route
+from .._errors import NoRoute
 
 __all__ = ["decide", "hold_deadline", "slash_redirect"]
 

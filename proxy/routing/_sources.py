@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ._config import Config, Route, load_routes_file, merge_routes
-from ._errors import ConfigError
+from .._config import Config, Route, load_routes_file, merge_routes
+from .._errors import ConfigError
 
 __all__ = ["RouteSources", "load_routes"]
 

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from fastroute import __version__
 
-from ._config import (
+from .._config import (
     DEFAULT_LISTEN,
     Config,
     Discovery,
@@ -24,7 +24,7 @@ from ._config import (
     parse_address,
     routes_from_flags,
 )
-from ._errors import ConfigError
+from .._errors import ConfigError
 
 __all__ = ["main"]
 
@@ -287,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "haproxy":
         return _run_haproxy(args)
 
-    from ._app import load_routes, run
+    from ._serve import load_routes, run
 
     try:
         config = config_from_args(args)
@@ -303,9 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_haproxy(args: argparse.Namespace) -> int:
-    from ._haproxy import HAProxyOptions
-    from ._haproxy_cmd import HAProxyMode, run
-    from ._sources import load_routes
+    from ..haproxy._sync import HAProxyOptions
+    from ..haproxy._command import HAProxyMode, run
+    from ..routing._sources import load_routes
 
     try:
         config = Config(

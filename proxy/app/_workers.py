@@ -14,7 +14,7 @@
 #   One killed by a signal is always started again.
 # - each worker serves its admin endpoints on a Unix socket in a private
 #   directory: the others ask it before stopping an idle container they
-#   woke; with --admin, one more process, the admin front (_admin_front.py),
+#   woke; with --admin, one more process, the admin front (admin/_front.py),
 #   serves --admin by merging them, supervised like a worker.
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import tempfile
 import time
 from typing import Any
 
-from ._config import Config
-from ._listen import probe
+from .._config import Config
+from ..gateway._listen import probe
 
 __all__ = ["RESPAWN_DELAY", "STARTUP_GRACE", "supervise"]
 
@@ -63,8 +63,8 @@ def supervise(config: Config) -> int:
 
 
 def _supervise(config: Config, sockets: list[str]) -> int:
-    from ._admin_front import run_front
-    from ._app import run
+    from ..admin._front import run_front
+    from ._serve import run
 
     workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started at)
     stopping = False
@@ -124,7 +124,7 @@ def _supervise(config: Config, sockets: list[str]) -> int:
         time.sleep(RESPAWN_DELAY)
         if not stopping:
             spawn(index)
-    from ._app import ignore_late_stops
+    from ._serve import ignore_late_stops
 
     ignore_late_stops()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -1,5 +1,5 @@
 # Readiness probes: the trio half of ContainerSet's readiness rules
-# (_docker_model.py). A booting container without a HEALTHCHECK is routed
+# (_model.py). A booting container without a HEALTHCHECK is routed
 # once its port accepts a TCP connection.
 #
 # Rules:
@@ -25,8 +25,8 @@ from typing import Any
 
 import trio
 
-from ._config import Address
-from ._docker_model import ContainerSet
+from .._config import Address
+from ._model import ContainerSet
 
 __all__ = ["PROBE_FAST_TRIES", "PROBE_FIRST", "PROBE_MAX", "Prober", "accepts"]
 

@@ -15,15 +15,15 @@ from typing import Any
 
 import trio
 
-from ._admin import AdminServer
-from ._admin_front import peer_idle_for
-from ._config import Config
-from ._errors import ConfigError
-from ._metrics import Stats
-from ._server import Gateway
-from ._sources import RouteSources, load_routes
-from ._waker import Waker
-from ._watcher import DockerWatcher
+from ..admin._server import AdminServer
+from ..admin._front import peer_idle_for
+from .._config import Config
+from .._errors import ConfigError
+from ..admin._metrics import Stats
+from ..gateway._server import Gateway
+from ..routing._sources import RouteSources, load_routes
+from ..discovery._waker import Waker
+from ..discovery._watcher import DockerWatcher
 
 __all__ = ["RouteSources", "load_routes", "run", "serve"]
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import trio
 
-from . import _events as ev
-from ._config import Address, Config
-from ._errors import (
+from ..protocol import _events as ev
+from .._config import Address, Config
+from .._errors import (
     BadGateway,
     ClientProtocolError,
     GatewayTimeout,
@@ -40,9 +40,9 @@ from ._errors import (
     UpstreamConnectTimeout,
 )
 from ._http import HttpStream
-from ._pool import BackendState, Upstream
+from ..routing._pool import BackendState, Upstream
 from ._splice import SPLICE_AVAILABLE, SPLICE_MIN, SinkFailed, SourceFailed, splice
-from ._rewrite import is_upgrade_request, request_headers, response_headers, strip_target
+from ..protocol._rewrite import is_upgrade_request, request_headers, response_headers, strip_target
 from ._upstream import BackendNotReady, acquire, release
 
 __all__ = ["Abort", "Exchange", "has_body", "relay"]

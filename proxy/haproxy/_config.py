@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ._config import Address, Route
+from .._config import Address, Route
 
 __all__ = [
     "CHECK",
