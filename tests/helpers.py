@@ -183,7 +183,7 @@ def unused_port() -> int:
 
 
 # The gateway's parser in these tests: the default (fast) unless
-# FASTROUTE_TEST_PARSER says otherwise (tests/proxy/test_parser_h11.py runs
+# FASTROUTE_TEST_PARSER says otherwise (tests/proxy/gateway/test_parser_h11.py runs
 # the gateway's tests again with h11).
 PARSER = os.environ.get("FASTROUTE_TEST_PARSER", "fast")
 

@@ -4,7 +4,7 @@
 # response heads, body framing, chunked bodies, and writing heads.
 #
 # Response heads come from backends. Whatever is accepted here is read the
-# same way by h11 (tests/proxy/test_wire_diff.py checks it); where this
+# same way by h11 (tests/proxy/protocol/test_wire_diff.py checks it); where this
 # parser is stricter than h11 it says so, and a refusal is a 502:
 # - lines end in CRLF; a bare CR or LF anywhere is refused (h11 takes LF);
 # - obs-fold is refused (h11 unfolds it);

@@ -2,14 +2,14 @@
 
     .venv/bin/python tests/fuzz/head_atheris.py -runs=1000000 -dict=tests/fuzz/http.dict
 
-The same properties as tests/proxy/test_head_fuzz.py (hypothesis), on any
+The same properties as tests/proxy/protocol/test_head_fuzz.py (hypothesis), on any
 bytes: only ClientProtocolError or Refused escape; the answer is the same
 whether the bytes come whole or split at a point the input chooses; a head
 the checks accept, h11 reads with the same method, target and headers; and
 the compiled checks (proxy/protocol/_head_c.pyx) give the same answer, error text
 included, as the specification (proxy/protocol/_head.py). A
 failure raises, and libFuzzer writes the input to crash-<sha1>: make it a
-regression test. tests/proxy/test_fuzz_atheris.py runs this, bounded, in CI.
+regression test. tests/proxy/protocol/test_fuzz_atheris.py runs this, bounded, in CI.
 """
 
 from __future__ import annotations

@@ -2,14 +2,14 @@
 
     .venv/bin/python tests/fuzz/wire_atheris.py -runs=1000000 -dict=tests/fuzz/http.dict
 
-The properties of tests/proxy/test_wire_diff.py, on any bytes after a status
+The properties of tests/proxy/protocol/test_wire_diff.py, on any bytes after a status
 line: the fast connection over the compiled wire functions
 (proxy/protocol/_wire_c.pyx) gives the same outcome, error text included, as over
 the specification (proxy/protocol/_wire.py); a response it accepts, h11 reads the
 same (same events, same body, same end), whether the bytes come whole or
 split at a point the input chooses; and fed split it accepts or refuses as
 it does whole. A failure raises, and libFuzzer writes the input to
-crash-<sha1>: make it a regression test. tests/proxy/test_fuzz_atheris.py
+crash-<sha1>: make it a regression test. tests/proxy/protocol/test_fuzz_atheris.py
 runs this, bounded, in CI.
 """
 

@@ -18,8 +18,8 @@ from proxy._config import Route
 from proxy.haproxy._sync import HAProxyError, HAProxyOptions, HAProxySync, MasterUnreachable, master_command
 from proxy.haproxy._config import backend_name, server_name
 
-from ..haproxy_support import HAProxy
-from ..helpers import Backend, BackendExchange, Client, Seen, fetch, raw_exchange, route, start_backend
+from ...haproxy_support import HAProxy
+from ...helpers import Backend, BackendExchange, Client, Seen, fetch, raw_exchange, route, start_backend
 
 pytestmark = pytest.mark.usefixtures("clients_closed")
 

@@ -11,9 +11,9 @@ import signal
 import subprocess
 from pathlib import Path
 
-from ..docker_support import require_tool
-from ..helpers import LOOPBACK, unused_port
-from .test_serve_cli import Gateway, backends  # noqa: F401 - the fixture
+from ...docker_support import require_tool
+from ...helpers import LOOPBACK, unused_port
+from ..app.test_serve_cli import Gateway, backends  # noqa: F401 - the fixture
 
 CHROMIUM_LIMIT = 60  # seconds for one headless page load
 

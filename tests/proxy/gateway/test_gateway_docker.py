@@ -7,8 +7,8 @@ import trio
 
 from proxy._config import Address, Route
 
-from ..docker_support import DockerLab
-from ..helpers import fetch, start_gateway
+from ...docker_support import DockerLab
+from ...helpers import fetch, start_gateway
 
 pytestmark = pytest.mark.usefixtures("clients_closed")
 

@@ -17,7 +17,7 @@ from proxy._config import Address
 from proxy.admin._metrics import Stats
 from proxy.gateway._server import Gateway
 
-from ..helpers import Backend, BackendExchange, Seen, blackhole, fetch, make_config, route, start_backend, start_gateway
+from ...helpers import Backend, BackendExchange, Seen, blackhole, fetch, make_config, route, start_backend, start_gateway
 
 pytestmark = pytest.mark.usefixtures("clients_closed")
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import LOOPBACK
+from ...helpers import LOOPBACK
 from .test_serve_cli import Gateway
-from .test_status_page import load
+from ..admin.test_status_page import load
 
 PAGE = b'<!doctype html><html><body><p id="state">script not run</p><script src="app.js"></script></body></html>'
 SCRIPT = b'document.getElementById("state").textContent = "script ran from " + document.currentScript.src;'

@@ -13,7 +13,7 @@ import trio
 from proxy.admin._server import routes_document
 from proxy._config import Address, Discovery, Route
 
-from ..helpers import LOOPBACK, Backend, fetch, start_backend, start_gateway, unused_port
+from ...helpers import LOOPBACK, Backend, fetch, start_backend, start_gateway, unused_port
 
 pytestmark = pytest.mark.usefixtures("clients_closed")
 

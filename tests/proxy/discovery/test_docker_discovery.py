@@ -18,8 +18,8 @@ from proxy._config import Discovery
 from proxy.gateway._server import Gateway
 from proxy.discovery._watcher import DockerWatcher
 
-from ..docker_support import RUN_ID, RUN_LABEL, Backend, DockerLab
-from ..helpers import Reply, fetch, start_gateway
+from ...docker_support import RUN_ID, RUN_LABEL, Backend, DockerLab
+from ...helpers import Reply, fetch, start_gateway
 
 pytestmark = pytest.mark.usefixtures("clients_closed")
 
@@ -386,7 +386,7 @@ async def test_static_route_wins_a_clash_with_docker(
 ) -> None:
     from proxy._config import Route
 
-    from ..helpers import start_backend
+    from ...helpers import start_backend
 
     static_backend = await start_backend(nursery, "static")
     gateway = await start_gateway(nursery, [])
@@ -458,7 +458,7 @@ async def test_a_container_started_between_subscribing_and_listing_is_routed(
 async def test_admin_endpoints_show_the_watcher_and_its_events(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
     import json
 
-    from .test_admin import admin_get, start_admin
+    from ..admin.test_admin import admin_get, start_admin
 
     gateway, watcher = await start_discovery(nursery, docker_lab)
     gateway.watcher = watcher

@@ -9,7 +9,7 @@ import trio
 
 from proxy.gateway._server import Gateway
 
-from ..helpers import PARSER, Backend, raw_exchange, route, start_backend, start_gateway
+from ...helpers import PARSER, Backend, raw_exchange, route, start_backend, start_gateway
 
 pytestmark = pytest.mark.usefixtures("clients_closed")
 
@@ -155,7 +155,7 @@ async def test_oversized_heads_whatever_the_split(nursery: trio.Nursery, deliver
 
 
 async def test_backend_body_longer_than_its_content_length_never_desyncs(nursery: trio.Nursery) -> None:
-    from ..helpers import BackendExchange, Client, Seen
+    from ...helpers import BackendExchange, Client, Seen
 
     calls = 0
 
@@ -182,7 +182,7 @@ async def test_backend_body_longer_than_its_content_length_never_desyncs(nursery
 
 
 async def test_backend_sending_cl_and_te_is_502(nursery: trio.Nursery) -> None:
-    from ..helpers import BackendExchange, Seen, fetch
+    from ...helpers import BackendExchange, Seen, fetch
 
     async def handler(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
         await exchange.stream.send_all(
@@ -197,7 +197,7 @@ async def test_backend_sending_cl_and_te_is_502(nursery: trio.Nursery) -> None:
 
 
 async def test_backend_sending_differing_content_lengths_is_502(nursery: trio.Nursery) -> None:
-    from ..helpers import BackendExchange, Seen, fetch
+    from ...helpers import BackendExchange, Seen, fetch
 
     async def handler(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
         await exchange.stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd")
@@ -210,7 +210,7 @@ async def test_backend_sending_differing_content_lengths_is_502(nursery: trio.Nu
 
 
 async def test_endless_1xx_is_502(nursery: trio.Nursery) -> None:
-    from ..helpers import BackendExchange, Seen, fetch
+    from ...helpers import BackendExchange, Seen, fetch
 
     async def handler(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
         for _ in range(1000):
@@ -227,7 +227,7 @@ async def test_endless_1xx_is_502(nursery: trio.Nursery) -> None:
 
 
 async def test_backend_head_over_the_limit_is_502(nursery: trio.Nursery) -> None:
-    from ..helpers import BackendExchange, Seen, fetch
+    from ...helpers import BackendExchange, Seen, fetch
 
     async def handler(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
         await exchange.stream.send_all(b"HTTP/1.1 200 OK\r\nX-Big: " + b"b" * 200_000 + b"\r\n\r\n")
@@ -253,7 +253,7 @@ async def test_backend_head_over_the_limit_is_502(nursery: trio.Nursery) -> None
 async def test_trailers_never_reach_a_backend(nursery: trio.Nursery, trailers: bytes, status: bytes) -> None:
     from proxy._config import Address
 
-    from ..helpers import LOOPBACK
+    from ...helpers import LOOPBACK
 
     received = b""
 
@@ -286,7 +286,7 @@ async def test_trailers_never_reach_a_backend(nursery: trio.Nursery, trailers: b
 
 
 async def test_h2c_is_never_offered_to_the_backend(nursery: trio.Nursery) -> None:
-    from ..helpers import fetch
+    from ...helpers import fetch
 
     gateway, backend = await gateway_with_backend(nursery)
     reply = await fetch(gateway, "GET", "/route/a", headers=[
@@ -300,7 +300,7 @@ async def test_h2c_is_never_offered_to_the_backend(nursery: trio.Nursery) -> Non
 
 
 async def test_h2c_beside_websocket_offers_websocket_alone(nursery: trio.Nursery) -> None:
-    from ..helpers import fetch
+    from ...helpers import fetch
 
     gateway, backend = await gateway_with_backend(nursery)
     await fetch(gateway, "GET", "/ws", headers=[("connection", "upgrade"), ("upgrade", "h2c, websocket")])
@@ -310,7 +310,7 @@ async def test_h2c_beside_websocket_offers_websocket_alone(nursery: trio.Nursery
 
 @pytest.mark.parametrize("allow", [pytest.param(False, id="default"), pytest.param(True, id="allow_underscores")])
 async def test_underscored_forwarded_headers_never_reach_the_backend(nursery: trio.Nursery, allow: bool) -> None:
-    from ..helpers import fetch
+    from ...helpers import fetch
 
     gateway, backend = await gateway_with_backend(nursery, allow_underscores=allow)
     await fetch(gateway, "GET", "/x", headers=[
@@ -325,7 +325,7 @@ async def test_underscored_forwarded_headers_never_reach_the_backend(nursery: tr
 
 
 async def test_connection_cannot_remove_host(nursery: trio.Nursery) -> None:
-    from ..helpers import fetch
+    from ...helpers import fetch
 
     gateway, backend = await gateway_with_backend(nursery)
     await fetch(gateway, "GET", "/route/p", host="h", headers=[("connection", "host")])
@@ -335,7 +335,7 @@ async def test_connection_cannot_remove_host(nursery: trio.Nursery) -> None:
 
 
 async def test_connection_cannot_remove_content_length(nursery: trio.Nursery) -> None:
-    from ..helpers import Client
+    from ...helpers import Client
 
     gateway, backend = await gateway_with_backend(nursery)
     client = await Client.connect(gateway)
@@ -348,7 +348,7 @@ async def test_connection_cannot_remove_content_length(nursery: trio.Nursery) ->
 
 
 async def test_a_backend_answering_with_bare_lf_never_waits_for_the_timeout(nursery: trio.Nursery) -> None:
-    from ..helpers import fetch, serve_raw
+    from ...helpers import fetch, serve_raw
 
     async def bare_lf(stream: trio.SocketStream) -> None:
         await stream.receive_some(65536)
@@ -427,7 +427,7 @@ async def test_an_http_1_0_client_without_keep_alive_is_closed(nursery: trio.Nur
 
 
 async def test_a_strip_route_named_without_its_slash_is_redirected(nursery: trio.Nursery) -> None:
-    from ..helpers import fetch
+    from ...helpers import fetch
 
     backend = await start_backend(nursery)
     gateway = await start_gateway(nursery, [route("/app", backend, strip=True), route("/plain", backend)])

@@ -13,7 +13,7 @@ from proxy._config import Address, Discovery
 from proxy.discovery._model import ContainerSet
 from proxy.discovery._probe import PROBE_FAST_TRIES, PROBE_FIRST, PROBE_MAX, Prober, accepts
 
-from ..helpers import LOOPBACK, unused_port
+from ...helpers import LOOPBACK, unused_port
 from .test_docker_model import summary
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ..docker_support import docker_required
+from ...docker_support import docker_required
 
 FUZZ = Path(__file__).resolve().parent.parent / "fuzz"
 RUNS = int(os.environ.get("FASTROUTE_ATHERIS_RUNS", "200000"))
@@ -31,7 +31,7 @@ def test_survives_coverage_guided_fuzzing(tmp_path: Path, harness: str) -> None:
     result = subprocess.run(
         [sys.executable, str(FUZZ / harness), f"-runs={RUNS}", "-max_total_time=60",
          f"-dict={FUZZ / 'http.dict'}", f"-artifact_prefix={tmp_path}/"],
-        capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2],
+        capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[3],
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Done" in result.stderr and list(tmp_path.iterdir()) == []

@@ -12,8 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-MODULES = ["test_gateway.py", "test_hardening.py", "test_splice.py", "test_connection_fuzz.py", "test_admin.py"]
+ROOT = Path(__file__).resolve().parents[3]
+MODULES = ["gateway/test_gateway.py", "gateway/test_hardening.py", "gateway/test_splice.py",
+           "gateway/test_connection_fuzz.py", "admin/test_admin.py"]
 
 
 def test_the_gateway_tests_pass_with_h11() -> None:

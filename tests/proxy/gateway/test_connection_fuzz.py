@@ -10,7 +10,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ..helpers import fetch, raw_exchange
+from ...helpers import fetch, raw_exchange
 from .test_hardening import gateway_with_backend
 
 

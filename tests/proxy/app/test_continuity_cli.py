@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ..docker_support import RUN_ID, RUN_LABEL, DockerLab, EngineFront
-from ..helpers import LOOPBACK, unused_port
+from ...docker_support import RUN_ID, RUN_LABEL, DockerLab, EngineFront
+from ...helpers import LOOPBACK, unused_port
 from .test_serve_cli import Gateway as CliGateway
 from .test_serve_cli import backends  # noqa: F401 - a fixture
 

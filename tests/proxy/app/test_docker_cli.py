@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 
-from ..docker_support import RUN_ID, RUN_LABEL, DockerLab, wait_for_port
-from ..helpers import unused_port
+from ...docker_support import RUN_ID, RUN_LABEL, DockerLab, wait_for_port
+from ...helpers import unused_port
 from .test_serve_cli import Gateway as CliGateway
 
 WAIT = 15.0  # seconds: the longest any test waits for the engine to act

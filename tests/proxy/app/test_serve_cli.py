@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import LOOPBACK, unused_port
+from ...helpers import LOOPBACK, unused_port
 
 GIB = 1024**3
 
@@ -311,7 +311,7 @@ def test_running_out_of_file_descriptors_is_survived(backends: list[int]) -> Non
     gateway.port, gateway.proc = port, proc
     flood: list[socket.socket] = []
     try:
-        from ..docker_support import wait_for_port
+        from ...docker_support import wait_for_port
 
         wait_for_port((LOOPBACK, port))
         busy = socket.create_connection((LOOPBACK, port))  # a request in flight through the flood

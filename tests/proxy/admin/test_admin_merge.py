@@ -11,7 +11,7 @@ from proxy._config import Address
 from proxy.admin._metrics import Stats, render
 from proxy.gateway._server import Gateway
 
-from ..helpers import make_config, route
+from ...helpers import make_config, route
 
 
 def worker_metrics(observations: list[tuple[str, int, float]], connections: int) -> str:

@@ -11,7 +11,7 @@ import trio
 
 from proxy.gateway._splice import SPLICE_AVAILABLE, SPLICE_MIN
 
-from ..helpers import Backend, BackendExchange, Client, Seen, route, start_backend, start_gateway
+from ...helpers import Backend, BackendExchange, Client, Seen, route, start_backend, start_gateway
 
 pytestmark = [
     pytest.mark.usefixtures("clients_closed"),

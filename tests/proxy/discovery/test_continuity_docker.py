@@ -14,8 +14,8 @@ import trio
 
 from proxy.gateway._server import Gateway
 
-from ..docker_support import DockerLab
-from ..helpers import fetch
+from ...docker_support import DockerLab
+from ...helpers import fetch
 from .test_docker_discovery import WAIT, docker, eventually, host_of, run, start_discovery
 
 pytestmark = pytest.mark.usefixtures("clients_closed")

@@ -19,7 +19,7 @@ import trio
 
 from proxy.discovery._watcher import BACKOFF_MAX, DockerWatcher
 
-from ..docker_support import DockerLab, docker_required
+from ...docker_support import DockerLab, docker_required
 from .test_docker_discovery import answered_by, eventually, start_discovery
 
 pytestmark = pytest.mark.usefixtures("clients_closed")

@@ -20,8 +20,8 @@ from proxy.routing._sources import RouteSources
 from proxy.discovery._waker import Waker
 from proxy.discovery._watcher import DockerWatcher, connect
 
-from ..docker_support import RUN_ID, RUN_LABEL, Backend, DockerLab
-from ..helpers import fetch, start_gateway
+from ...docker_support import RUN_ID, RUN_LABEL, Backend, DockerLab
+from ...helpers import fetch, start_gateway
 from .test_docker_discovery import eventually
 
 pytestmark = pytest.mark.usefixtures("clients_closed")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ..docker_support import RUN_ID, RUN_LABEL, DockerLab, http_get
-from ..haproxy_support import HAProxy
+from ...docker_support import RUN_ID, RUN_LABEL, DockerLab, http_get
+from ...haproxy_support import HAProxy
 
 WAIT = 20.0  # seconds: the longest any step waits for the engine and HAProxy
 

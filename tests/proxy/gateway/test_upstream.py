@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from ..helpers import Client, route, start_backend, start_gateway
+from ...helpers import Client, route, start_backend, start_gateway
 
 pytestmark = pytest.mark.usefixtures("clients_closed")
 

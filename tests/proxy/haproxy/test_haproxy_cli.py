@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ..haproxy_support import HAProxy
+from ...haproxy_support import HAProxy
 
 
 def test_once_writes_a_checked_configuration_and_exits(tmp_path: Path, haproxy: HAProxy) -> None:

@@ -11,7 +11,7 @@ import trio
 
 from proxy._config import Address
 
-from ..helpers import (
+from ...helpers import (
     LOOPBACK,
     Backend,
     BackendExchange,
@@ -323,7 +323,7 @@ async def test_expect_100_continue_end_to_end(nursery: trio.Nursery) -> None:
 
     async def handle(stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER)
-        from ..helpers import _next
+        from ...helpers import _next
 
         request = await _next(conn, stream)
         assert request.headers and (b"expect", b"100-continue") in list(request.headers)
@@ -355,7 +355,7 @@ async def test_expect_100_continue_end_to_end(nursery: trio.Nursery) -> None:
 async def test_websocket_style_upgrade_is_relayed_both_ways(nursery: trio.Nursery) -> None:
     async def handle(stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER)
-        from ..helpers import _next
+        from ...helpers import _next
 
         request = await _next(conn, stream)
         assert (b"upgrade", b"websocket") in list(request.headers)
@@ -389,7 +389,7 @@ def upgrading(after: Callable[[trio.SocketStream], Awaitable[None]]) -> Callable
     """A raw backend that switches protocols on any request, then runs `after` on the connection."""
     async def handle(stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER)
-        from ..helpers import _next
+        from ...helpers import _next
 
         await _next(conn, stream)
         await _next(conn, stream)
