@@ -43,7 +43,6 @@ from .._config import Address, Discovery, Route
 __all__ = [
     "DEFAULT_PORT",
     "YOUNG",
-    "LABEL_PREFIX",
     "Container",
     "ContainerSet",
     "network_change",
@@ -56,7 +55,6 @@ __all__ = [
 
 DEFAULT_PORT = 8000
 YOUNG = 5.0  # seconds after becoming ready during which a refused connect means "still booting"
-LABEL_PREFIX = "fastroute."
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 # Signals after which a container is on its way out (kill events carry one).

@@ -165,9 +165,7 @@ class DockerWatcher:
                 await self._session()
                 log.warning("Docker events stream ended; reconnecting")
                 backoff = BACKOFF_MIN
-            except trio.Cancelled:
-                raise
-            except Exception as error:  # noqa: BLE001 - any engine failure: keep serving, retry
+            except Exception as error:  # noqa: BLE001 - any engine failure (trio.Cancelled, a BaseException, passes)
                 log.warning("Docker engine unreachable (%s); retrying in %.1fs", _one_line(error), backoff)
                 self.status = "reconnecting"
                 await trio.sleep(backoff)

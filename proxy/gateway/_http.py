@@ -1,6 +1,8 @@
-# The one adapter between an HTTP/1.1 connection (sans-IO: the fast one or
-# h11's, both speaking _events.py) and a trio stream. Everything that parses
-# or serialises HTTP/1.1 goes through HttpStream.
+# The adapter between an HTTP/1.1 connection (sans-IO: the fast one or
+# h11's, both speaking _events.py) and a trio stream, for the relay: the
+# events of an exchange go through HttpStream. (The server reads request
+# heads itself, for the head checks, and writes its refusals as bytes; the
+# admin listener speaks h11 on its own.)
 #
 # Rules:
 # - no timeouts here: callers wrap calls in trio.fail_after / move_on_after;

@@ -1,6 +1,8 @@
 # One proxied exchange: pick a backend, send the request head, stream the
-# body up and the response back, relay an upgrade. Thin trio code; header
-# decisions live in _rewrite.py, pool decisions in _pool.py.
+# body up and the response back, relay an upgrade. Trio code that still
+# holds the retry and failover rules below (the architecture issue moves
+# them into a pure function); header decisions live in protocol/_rewrite.py,
+# pool decisions in routing/_pool.py.
 #
 # Failure rules:
 # - nothing reached a backend (connect failed): retry once on another
@@ -62,7 +64,9 @@ class _Stale(Exception):
 
 @dataclass(slots=True)
 class Exchange:
-    """What the access log says about one request."""
+    """One request's record: what the access log and the metrics say about it,
+    and the state the relay and the server steer by (whether the response
+    started, the client connection may be kept, which phase a timeout hit)."""
 
     method: bytes = b"-"
     target: bytes = b"-"
@@ -226,7 +230,7 @@ async def _exchange_on(
     reused: bool,
     client: HttpStream,
     head: ev.Request,
-    has_body: bool,
+    with_body: bool,
     upgrade: bool,
     config: Config,
     exchange: Exchange,
@@ -234,7 +238,7 @@ async def _exchange_on(
     length: int | None = None,
 ) -> None:
     try:
-        if has_body:
+        if with_body:
             await conn.send(head)
         else:
             await conn.send_many(head, ev.END_OF_MESSAGE)
@@ -242,7 +246,7 @@ async def _exchange_on(
         if reused:
             raise _Stale() from None
         raise BadGateway("backend closed the connection") from None
-    if not has_body:
+    if not with_body:
         await _relay_response(conn, reused, client, upgrade, config, exchange, closing)
         return
     try:

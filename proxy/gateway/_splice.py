@@ -1,6 +1,6 @@
 # Zero-copy body relay: os.splice moves bytes socket -> pipe -> socket inside
-# the kernel, never through Python. Used for response bodies of a known,
-# large length (SPLICE_MIN or more) once their head has gone out: per
+# the kernel, never through Python. Used for request and response bodies of
+# a known, large length (SPLICE_MIN or more) once their head has gone out: per
 # 64 KiB, two system calls and no Python objects, instead of a receive, an
 # h11 event and a framed send.
 #

@@ -1,7 +1,9 @@
 # `--parser h11`: h11.Connection behind the interface of _events.py, for
 # comparison with the fast connection and as a fallback. Every event and
 # state is translated on the way through, and h11's protocol errors become
-# ours; nothing else is decided here.
+# ours. One rule of its own: a response with both Content-Length and
+# Transfer-Encoding is refused (h11 lets Transfer-Encoding win; the fast
+# connection refuses it in _wire.py).
 
 from __future__ import annotations
 

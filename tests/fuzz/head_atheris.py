@@ -25,7 +25,7 @@ with atheris.instrument_imports():
     import h11
 
     import proxy.protocol._head  # noqa: F401 - instrumented for coverage
-    from tests.proxy.test_head_fuzz import LIMITS, decide  # the same split-and-decide as the hypothesis test
+    from tests.proxy.protocol.test_head_fuzz import LIMITS, decide  # the same split-and-decide as the hypothesis test
 
 from proxy.protocol import _head_c  # the compiled twin: must agree with the specification on every input
 from proxy._errors import ClientProtocolError

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 with atheris.instrument_imports():
     import proxy.protocol._wire
     from proxy.protocol import _fastconn
-    from tests.proxy.test_wire_diff import fast_response, h11_response
+    from tests.proxy.protocol.test_wire_diff import fast_response, h11_response
 
 from proxy.protocol import _wire_c
 

@@ -14,7 +14,7 @@ from proxy.protocol._head import Refused, check_head, find_head, normalise_path
 def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every case here runs against the specification (proxy/protocol/_head.py) and the compiled twin."""
     if request.param == "c":
-        from ..conftest import compiled_head
+        from ...conftest import compiled_head
 
         compiled = compiled_head()
         monkeypatch.setattr(f"{__name__}.check_head", compiled.check_head)

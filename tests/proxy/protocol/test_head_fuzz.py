@@ -89,7 +89,7 @@ def test_what_the_checks_accept_h11_reads_the_same(data: bytes) -> None:
 @settings(max_examples=EXAMPLES, deadline=None)
 def test_the_compiled_checks_agree_with_the_specification(data: bytes) -> None:
     from proxy.protocol import _head
-    from ..conftest import compiled_head
+    from ...conftest import compiled_head
 
     compiled = compiled_head()
 

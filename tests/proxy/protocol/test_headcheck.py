@@ -17,7 +17,7 @@ import pytest
 ])
 def test_the_gateway_uses_the_compiled_parts_unless_told_not_to(environment: dict[str, str], compiled: bool) -> None:
     if compiled:
-        from ..conftest import compiled_head, compiled_wire
+        from ...conftest import compiled_head, compiled_wire
 
         compiled_head()  # skips (or fails in CI) when not built
         compiled_wire()

@@ -171,7 +171,7 @@ def test_malformed_chunked_bodies_are_refused(wire: Any, data: bytes, split: boo
 def test_both_implementations_agree_on_any_bytes(data: bytes, cut: int) -> None:
     # Random bytes, with the chunk shapes mixed in often: same pieces (or
     # same error) from the specification and the compiled twin.
-    from ..conftest import compiled_wire
+    from ...conftest import compiled_wire
     import proxy.protocol._wire
 
     compiled = compiled_wire()

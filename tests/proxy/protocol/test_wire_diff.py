@@ -36,7 +36,7 @@ MAX_HEAD = 64 * 1024
 def wire_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the fast connection over the compiled wire functions, then over the specification."""
     if request.param == "c":
-        from ..conftest import compiled_wire
+        from ...conftest import compiled_wire
 
         module: Any = compiled_wire()
     else:
