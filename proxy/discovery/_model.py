@@ -48,6 +48,7 @@ __all__ = [
     "network_change",
     "event_action",
     "has_ip_on",
+    "needs_summary",
     "image_prefix",
     "parse_container",
     "summary_from_inspect",
@@ -296,6 +297,19 @@ class ContainerSet:
         else:
             self.containers[cid] = container
 
+    def apply(self, action: str, cid: str, summary: Mapping[str, Any] | None = None) -> None:
+        """One event's action (event_action) on container `cid`.
+
+        "leave" and "remove" need nothing more; the others need the
+        container's fresh summary (needs_summary), None if it is gone.
+        """
+        if action == "leave":
+            self.leave(cid)
+        elif action == "remove":
+            self.remove(cid)
+        else:
+            self.update(summary, cid, joining=action in ("join", "resume"), resumed=action == "resume")
+
     def leave(self, cid: str) -> None:
         """Out of every pool now (kill/stop/die/pause/unhealthy); no I/O needed."""
         self.leaving.add(cid)
@@ -468,6 +482,11 @@ def event_action(event: Mapping[str, Any]) -> tuple[str, str] | None:
     if action in ("rename", "update"):
         return ("refresh", cid)
     return None
+
+
+def needs_summary(action: str) -> bool:
+    """Whether an event's action needs the container's fresh summary (an engine call) before apply()."""
+    return action not in ("leave", "remove")
 
 
 def network_change(event: Mapping[str, Any]) -> tuple[str, bool] | None:

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import trio
 
 from .._config import Address, Discovery, Route
-from ._model import ContainerSet, event_action, has_ip_on, network_change, summary_from_inspect
+from ._model import ContainerSet, event_action, has_ip_on, needs_summary, network_change, summary_from_inspect
 from ._probe import Prober
 
 __all__ = ["BACKOFF_MAX", "DockerWatcher", "connect", "has_labels", "inspect_one", "list_containers"]
@@ -246,15 +246,8 @@ class DockerWatcher:
                 "type": event.get("Type", ""), "id": cid[:12],
                 "name": attributes.get("name") if event.get("Type") == "container" else attributes.get("container", "")[:12],
             })
-            if action == "leave":
-                self.containers.leave(cid)
-            elif action == "remove":
-                self.containers.remove(cid)
-            else:
-                summary = await self._summary(client, cid, network_change(event))
-                self.containers.update(
-                    summary, cid, joining=action in ("join", "resume"), resumed=action == "resume"
-                )
+            summary = await self._summary(client, cid, network_change(event)) if needs_summary(action) else None
+            self.containers.apply(action, cid, summary)
         self.last_event = time.monotonic()
         if changed:
             await self._publish_ready()

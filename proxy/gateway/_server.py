@@ -26,9 +26,10 @@ from fastroute import RouteTable
 from ..protocol import _events as ev
 from ._accesslog import AccessLog
 from .._config import Address, Config, Route
+from ..protocol._wire import encode_response_head
+from ..routing._answer import error_answer
 from ..routing._decide import decide, hold_deadline, slash_redirect
 from .._errors import (
-    REASONS,
     BadGateway,
     ClientProtocolError,
     ConfigError,
@@ -354,15 +355,10 @@ class Gateway:
     async def _reject(self, client: HttpStream, client_ip: str, error: ProxyError) -> None:
         """Answer a head that cannot be served, and log it; the caller closes."""
         exchange = Exchange()
-        status = error.status
-        reason = REASONS.get(status, error.reason)
-        body = f"{status} {reason}: {error.detail}\n".encode()
-        exchange.status = status
-        exchange.bytes_out = len(body)
-        data = (
-            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
-            b"connection: close\r\n\r\n" % (status, reason.encode(), len(body))
-        ) + body
+        answer = error_answer(error, head_refused=True)
+        exchange.status = answer.status
+        exchange.bytes_out = len(answer.body)
+        data = encode_response_head(answer.status, answer.reason, answer.headers) + answer.body
         try:
             await client.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -508,26 +504,15 @@ class Gateway:
                                  retry_after=HOLD_RETRY_AFTER)
 
     async def _answer(self, client: HttpStream, exchange: Exchange, error: ProxyError) -> None:
-        """The proxy's own short plain-text answer."""
-        status = error.status
-        reason = REASONS.get(status, error.reason)
-        body = f"{status} {reason}: {error.detail}\n".encode() if error.detail else f"{status} {reason}\n".encode()
-        closing = status in (400, 408, 413, 414, 431, 501, 505) or self.draining
-        if client.conn.their_state is ev.SEND_BODY:
-            closing = True  # the request body was not read: framing is in doubt
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
-        if error.retry_after is not None:
-            headers.append((b"retry-after", str(error.retry_after).encode()))
-        if isinstance(error, PermanentRedirect):
-            headers.append((b"location", error.location))
-        if closing:
-            headers.append((b"connection", b"close"))
-        exchange.status = status
-        exchange.bytes_out = len(body)
-        exchange.keep_client = not closing
+        """The proxy's own short plain-text answer (routing/_answer.py decides it)."""
+        answer = error_answer(error, draining=self.draining, body_unread=client.conn.their_state is ev.SEND_BODY)
+        exchange.status = answer.status
+        exchange.bytes_out = len(answer.body)
+        exchange.keep_client = not answer.closing
         if client.conn.our_state is not ev.IDLE and client.conn.our_state is not ev.SEND_RESPONSE:
             return
         try:
-            await client.send_many(ev.Response(status, headers, reason.encode()), ev.Data(body), ev.END_OF_MESSAGE)
+            await client.send_many(ev.Response(answer.status, answer.headers, answer.reason), ev.Data(answer.body),
+                                   ev.END_OF_MESSAGE)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ev.LocalProtocolError):
             pass

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from proxy._config import Address, Discovery
-from proxy.discovery._model import ContainerSet, event_action, image_prefix, parse_container
+from proxy.discovery._model import ContainerSet, event_action, image_prefix, needs_summary, parse_container
 
 
 def summary(name: str = "app", image: str = "steve/foo:1.2", *, labels: dict[str, str] | None = None,
@@ -484,3 +484,27 @@ def test_a_booting_container_is_waited_for_rather_than_a_sleeper_woken() -> None
                             asleep("zzz", {"fastroute.wake": "true"})])
     [route] = containers.routes(0.0)[0]
     assert route.booting and route.wake == ()
+
+
+# --- events applied (ContainerSet.apply: the watcher fetches summaries, nothing else) -----------
+
+
+def test_events_are_applied_by_the_model() -> None:
+    containers = ContainerSet(Discovery(hold=0), probe_ports=False)
+    a = summary("a")
+    start = {"Type": "container", "Action": "start", "Actor": {"ID": a["Id"]}}
+    stop = {"Type": "container", "Action": "stop", "Actor": {"ID": a["Id"]}}
+    destroy = {"Type": "container", "Action": "destroy", "Actor": {"ID": a["Id"]}}
+
+    for event, fetched in [(start, a), (stop, None), (start, a)]:
+        action, cid = event_action(event)  # type: ignore[misc]
+        assert needs_summary(action) is (fetched is not None)
+        containers.apply(action, cid, fetched)
+    assert containers.routes(0.0)[0][0].backends == (A_ADDR,)  # the second start cleared the leave
+
+    action, cid = event_action(stop)  # type: ignore[misc]
+    containers.apply(action, cid)
+    assert containers.routes(0.0)[0] == ()
+    action, cid = event_action(destroy)  # type: ignore[misc]
+    containers.apply(action, cid)
+    assert containers.containers == {}
