@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -93,8 +94,12 @@ async def _master_reloads(socket_path: Path) -> tuple[int, int]:
     return int(found.group(1)), int(found.group(2))
 
 
+_INSTALLS = itertools.count()
+
+
 def _write_temporary(path: Path, text: str) -> Path:
-    temporary = path.with_name(f".{path.name}.fastroute-{os.getpid()}.tmp")
+    # Unique per install: two installs at once never write the same file.
+    temporary = path.with_name(f".{path.name}.fastroute-{os.getpid()}-{next(_INSTALLS)}.tmp")
     with open(temporary, "w", encoding="utf-8") as file:
         file.write(text)
         file.flush()
