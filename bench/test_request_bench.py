@@ -20,7 +20,7 @@ from routes_data import make_routes  # noqa: E402
 
 from fastroute import RouteTable  # noqa: E402
 from proxy._config import Address, Limits, Route  # noqa: E402
-from proxy.routing._decide import decide  # noqa: E402
+from proxy.routing._decide import lookup_route  # noqa: E402
 from proxy.protocol._head import check_head as check_head_py  # noqa: E402
 from proxy.protocol._head import find_head  # noqa: E402
 from proxy.protocol._compiled import HEAD_COMPILED, WIRE_COMPILED, check_head  # noqa: E402
@@ -64,7 +64,7 @@ def proxy_once(table: RouteTable, parser: Any, upstream: Any) -> bytes:
     head = check_head(REQUEST[:end], LIMITS)
     server, request = parser.for_request(head, b"", max_head=MAX_HEAD)
     server.next_event()  # EndOfMessage
-    prefix, pool = decide(table, request.target)
+    prefix, pool = lookup_route(table, request.target)
     backend = pool.backends[0]
     headers = request_headers(request.headers, client_ip="192.0.2.7", trusted=False, upstream_host=backend.host_header)
     up = upstream.send(ev.Request(request.method, request.target, headers)) + upstream.send(ev.END_OF_MESSAGE)
@@ -102,7 +102,7 @@ def test_head_check_only(benchmark, implementation: str) -> None:  # type: ignor
 def test_decide_only(benchmark) -> None:  # type: ignore[no-untyped-def]
     table = table_of(1000)
     benchmark.group = "per request"
-    benchmark(decide, table, b"/steve/foo/api/items?page=2")
+    benchmark(lookup_route, table, b"/steve/foo/api/items?page=2")
 
 
 def test_rewrite_only(benchmark) -> None:  # type: ignore[no-untyped-def]

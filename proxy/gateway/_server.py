@@ -28,14 +28,11 @@ from ._accesslog import AccessLog
 from .._config import Address, Config, Route
 from ..protocol._wire import encode_response_head
 from ..routing._answer import error_answer
-from ..routing._decide import decide, hold_deadline, slash_redirect
+from ..routing._decide import Answer, Forward, Hold, Wake, decide
 from .._errors import (
     BadGateway,
     ClientProtocolError,
     ConfigError,
-    NoBackendAvailable,
-    NoRoute,
-    PermanentRedirect,
     ProxyError,
 )
 from ..protocol._head import Refused, find_head
@@ -51,7 +48,6 @@ __all__ = ["Gateway"]
 
 log = logging.getLogger("fastroute")
 
-HOLD_RETRY_AFTER = 5  # seconds, in the 503 when a held route's hold runs out
 ALLOW = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"  # the answer to OPTIONS *
 ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 ACCEPT_RETRY = 0.1  # seconds between accept attempts while out of descriptors
@@ -383,43 +379,57 @@ class Gateway:
             return client.reusable() and not self.draining
         arrived = time.monotonic()
         reroutes = not_ready = 0
+        waiting_for: str | None = None
+        wake_until: float | None = None
+        config = self.config
         try:
             while True:
-                try:
-                    prefix, upstream = decide(table, request.target)
-                except NoRoute:
-                    if self.routes_complete:
-                        raise
-                    prefix, upstream = await self._wait_for_routes(request, arrived)
-                exchange.route = prefix
-                location = slash_redirect(upstream.route, prefix, request.target)
-                if location is not None:
-                    raise PermanentRedirect(location)
-                if not upstream.backends:
-                    if upstream.route.wake and self.waker is not None:
-                        prefix, upstream = await self._wake(request, prefix, upstream)
-                    else:
-                        prefix, upstream = await self._wait_for_backends(request, prefix, upstream, arrived)
-                try:
-                    await relay(
-                        client, request, upstream, prefix, self.config, exchange,
-                        client_ip=client_ip, trusted=trusted, closing=self._is_draining, not_ready=self.not_ready,
-                    )
-                    break
-                except BackendNotReady:
-                    # It refused just after it became ready: it is booting
-                    # again and out of the table. Route again (and wait).
-                    not_ready += 1
-                    if not_ready > REROUTES_NOT_READY:
-                        raise BadGateway("every backend chosen refused the connection") from None
-                    table = self.table
-                except BackendLeft:
-                    # Its backend left the table while we connected to it:
-                    # nothing was sent, so route again on the table now in force.
-                    reroutes += 1
-                    if reroutes > REROUTES:
-                        raise BadGateway("every backend chosen left the route table") from None
-                    table = self.table
+                now = time.monotonic()
+                decision = decide(
+                    table, request.target, now=now, arrived=arrived, hold=config.discovery.hold,
+                    routes_complete=self.routes_complete, can_wake=self.waker is not None,
+                    waiting_for=waiting_for, wake_until=wake_until, wake_limit=config.timeouts.wake,
+                )
+                kind = type(decision)
+                if kind is Forward:
+                    assert isinstance(decision, Forward)
+                    exchange.route = decision.prefix
+                    try:
+                        await relay(
+                            client, request, decision.upstream, decision.prefix, config, exchange,
+                            client_ip=client_ip, trusted=trusted, closing=self._is_draining,
+                            not_ready=self.not_ready,
+                        )
+                        break
+                    except BackendNotReady:
+                        # It refused just after it became ready: it is booting
+                        # again and out of the table. Route again (and wait).
+                        not_ready += 1
+                        if not_ready > REROUTES_NOT_READY:
+                            raise BadGateway("every backend chosen refused the connection") from None
+                    except BackendLeft:
+                        # Its backend left the table while we connected to it:
+                        # nothing was sent, so route again on the table now in force.
+                        reroutes += 1
+                        if reroutes > REROUTES:
+                            raise BadGateway("every backend chosen left the route table") from None
+                elif kind is Answer:
+                    assert isinstance(decision, Answer)
+                    raise decision.error
+                elif kind is Wake:
+                    assert isinstance(decision, Wake) and self.waker is not None
+                    exchange.route = waiting_for = decision.prefix
+                    wake_until = now + config.timeouts.wake
+                    with trio.move_on_after(config.timeouts.wake):
+                        await self.waker.wake(decision.prefix, decision.ids)  # raises when the start fails
+                else:
+                    assert isinstance(decision, Hold)
+                    if decision.prefix is not None:
+                        exchange.route = waiting_for = decision.prefix
+                    changed = self._table_changed
+                    with trio.move_on_after(max(0.0, decision.until - now)):
+                        await changed.wait()
+                table = self.table
         except ProxyError as error:
             if exchange.response_started:
                 exchange.keep_client = False
@@ -431,77 +441,6 @@ class Gateway:
         finally:
             self._record(client_ip, exchange)
         return exchange.keep_client and client.reusable() and not self.draining
-
-    async def _wait_for_backends(
-        self, request: ev.Request, prefix: str, upstream: Any, arrived: float
-    ) -> tuple[str, Any]:
-        """A route with no backend: wait for one to join, as long as hold_deadline() says.
-
-        Raises:
-            NoBackendAvailable: the wait ran out, or the route went (503 with Retry-After).
-        """
-        hold = self.config.discovery.hold
-        while not upstream.backends:
-            route = upstream.route
-            remaining = hold_deadline(route, arrived, hold) - time.monotonic()
-            if remaining <= 0:
-                why = f"no container of {prefix!r} is ready yet" if route.booting else f"no container serves {prefix!r} now"
-                raise NoBackendAvailable(why, retry_after=HOLD_RETRY_AFTER)
-            changed = self._table_changed
-            with trio.move_on_after(remaining):
-                await changed.wait()
-            try:
-                prefix, upstream = decide(self.table, request.target)
-            except NoRoute:
-                # The hold ran out, or its last booting container went, while this request waited.
-                raise NoBackendAvailable(f"no container serves {prefix!r} now", retry_after=HOLD_RETRY_AFTER) from None
-        return prefix, upstream
-
-    async def _wait_for_routes(self, request: ev.Request, arrived: float) -> tuple[str, Any]:
-        """No route matches while the Docker routes are not loaded: wait for them (up to --hold).
-
-        Raises:
-            NoRoute: they are loaded, and none matches (404).
-            NoBackendAvailable: they are still not loaded when the wait ends (503).
-        """
-        deadline = hold_deadline(None, arrived, self.config.discovery.hold)
-        while not self.routes_complete:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise NoBackendAvailable("the routes from Docker are not loaded yet", retry_after=HOLD_RETRY_AFTER)
-            changed = self._table_changed
-            with trio.move_on_after(remaining):
-                await changed.wait()
-            try:
-                return decide(self.table, request.target)
-            except NoRoute:
-                continue
-        return decide(self.table, request.target)
-
-    async def _wake(self, request: ev.Request, prefix: str, upstream: Any) -> tuple[str, Any]:
-        """A route served by stopped fastroute.wake containers: start one, wait until it serves.
-
-        Raises:
-            NoBackendAvailable: the start failed, the route's wake queue is
-                full, or no container served within --wake-timeout (503 with
-                Retry-After).
-        """
-        assert self.waker is not None
-        limit = self.config.timeouts.wake
-        with trio.move_on_after(limit):
-            await self.waker.wake(prefix, upstream.route.wake)
-            while True:  # ready: now the watcher's start event puts it in the table
-                changed = self._table_changed
-                try:
-                    prefix, upstream = decide(self.table, request.target)
-                except NoRoute:
-                    raise NoBackendAvailable(f"{prefix!r} left the route table while waking",
-                                             retry_after=HOLD_RETRY_AFTER) from None
-                if upstream.backends:
-                    return prefix, upstream
-                await changed.wait()
-        raise NoBackendAvailable(f"the container for {prefix!r} did not serve within {limit:g}s",
-                                 retry_after=HOLD_RETRY_AFTER)
 
     async def _answer(self, client: HttpStream, exchange: Exchange, error: ProxyError) -> None:
         """The proxy's own short plain-text answer (routing/_answer.py decides it)."""

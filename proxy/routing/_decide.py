@@ -1,24 +1,126 @@
-# Pure: which route a checked request head goes to, given the table in
-# force. The head itself was checked and its path normalised by _head.py
-# (limits, framing, target form), so this is only the lookup. No I/O, so it
-# is tested without sockets or an event loop.
+# Pure: what the gateway does with a checked request head, given the table
+# in force and what the request has waited for so far. The head itself was
+# checked and its path normalised by protocol/_head.py. No I/O and no clock
+# read (`now` is an argument), so it is tested without sockets or an event
+# loop; the server only carries the decision out:
+#
+#   Forward(prefix, upstream)  relay it to a backend of that pool;
+#   Hold(until, prefix)        wait for the table to change, at most until
+#                              `until`, then decide again;
+#   Wake(prefix, ids)          start one of these stopped containers, then
+#                              decide again (with wake_until set);
+#   Answer(error)              answer it with that error's status.
+#
+# Rules: no route is 404, unless the Docker routes are not loaded yet (the
+# request holds, up to --hold) or the request was already holding for a
+# route that went (503); a strip route's prefix without its slash is 308; a
+# route with no backend holds as long as hold_deadline() says (503 after),
+# or is woken (fastroute.wake), once per request.
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._config import Route
-from .._errors import NoRoute
+from .._errors import NoBackendAvailable, NoRoute, PermanentRedirect, ProxyError
 
-__all__ = ["decide", "hold_deadline", "slash_redirect"]
+__all__ = ["HOLD_RETRY_AFTER", "Answer", "Forward", "Hold", "Wake", "decide", "hold_deadline", "lookup_route",
+           "slash_redirect"]
+
+HOLD_RETRY_AFTER = 5  # seconds, in the 503 when a wait for a route or a backend runs out
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    prefix: str
+    upstream: Any  # the table's value: a routing._pool.Upstream in the gateway
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    until: float  # time.monotonic()
+    prefix: str | None  # the route waited for; None while the routes are not loaded
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    prefix: str
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    error: ProxyError
 
 
 class Table(Protocol):
     def lookup(self, path: bytes) -> tuple[str, Any] | None: ...
 
 
-def decide(table: Table, target: bytes) -> tuple[str, Any]:
+def decide(
+    table: Table,
+    target: bytes,
+    *,
+    now: float,
+    arrived: float,
+    hold: float,
+    routes_complete: bool = True,
+    can_wake: bool = False,
+    waiting_for: str | None = None,
+    wake_until: float | None = None,
+    wake_limit: float = 0.0,
+) -> Forward | Hold | Wake | Answer:
+    """What to do with a request for `target` now (see the module comment).
+
+    Args:
+        now, arrived: time.monotonic() now, and when the request's head was read.
+        hold: --hold, in seconds.
+        routes_complete: the table holds every source's routes.
+        can_wake: a waker runs (Docker is followed).
+        waiting_for: the prefix this request has been holding for, if any.
+        wake_until: set once this request woke its route: until when it
+            waits for the woken container (wake_limit seconds after the start).
+    """
+    found = table.lookup(target)
+    if found is None:
+        if waiting_for is not None:
+            why = (f"{waiting_for!r} left the route table while waking" if wake_until is not None
+                   else f"no container serves {waiting_for!r} now")
+            return Answer(NoBackendAvailable(why, retry_after=HOLD_RETRY_AFTER))
+        if routes_complete:
+            return Answer(_no_route(target))
+        until = hold_deadline(None, arrived, hold)
+        if now >= until:
+            return Answer(NoBackendAvailable("the routes from Docker are not loaded yet", retry_after=HOLD_RETRY_AFTER))
+        return Hold(until, None)
+    prefix, upstream = found
+    route: Route = upstream.route
+    location = slash_redirect(route, prefix, target)
+    if location is not None:
+        return Answer(PermanentRedirect(location))
+    if upstream.backends:
+        return Forward(prefix, upstream)
+    if wake_until is not None:
+        if now >= wake_until:
+            return Answer(NoBackendAvailable(f"the container for {prefix!r} did not serve within {wake_limit:g}s",
+                                             retry_after=HOLD_RETRY_AFTER))
+        return Hold(wake_until, prefix)
+    if route.wake and can_wake:
+        return Wake(prefix, route.wake)
+    until = hold_deadline(route, arrived, hold)
+    if now >= until:
+        why = f"no container of {prefix!r} is ready yet" if route.booting else f"no container serves {prefix!r} now"
+        return Answer(NoBackendAvailable(why, retry_after=HOLD_RETRY_AFTER))
+    return Hold(until, prefix)
+
+
+def _no_route(target: bytes) -> NoRoute:
+    return NoRoute(f"no route for {target.split(b'?', 1)[0].decode('utf-8', 'replace')!r}")
+
+
+def lookup_route(table: Table, target: bytes) -> tuple[str, Any]:
     """Choose the route for a normalised origin-form target.
 
     Returns:
@@ -29,7 +131,7 @@ def decide(table: Table, target: bytes) -> tuple[str, Any]:
     """
     found = table.lookup(target)
     if found is None:
-        raise NoRoute(f"no route for {target.split(b'?', 1)[0].decode('utf-8', 'replace')!r}")
+        raise _no_route(target)
     return found
 
 

@@ -1,25 +1,26 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pytest
 
 from fastroute import RouteTable
 from proxy._config import Route
-from proxy.routing._decide import decide, hold_deadline
+from proxy.routing._decide import Answer, Forward, Hold, Wake, decide, hold_deadline, lookup_route
 from proxy._errors import NoRoute
 
 TABLE = RouteTable({"/steve/foo": "foo", "/api": "api"})
 
 
 def test_routes() -> None:
-    assert decide(TABLE, b"/steve/foo/x") == ("/steve/foo", "foo")
-    assert decide(TABLE, b"/api?x") == ("/api", "api")
+    assert lookup_route(TABLE, b"/steve/foo/x") == ("/steve/foo", "foo")
+    assert lookup_route(TABLE, b"/api?x") == ("/api", "api")
 
 
 def test_no_route() -> None:
     with pytest.raises(NoRoute) as caught:
-        decide(TABLE, b"/steve/foobar")
+        lookup_route(TABLE, b"/steve/foobar")
     assert caught.value.status == 404
     assert "/steve/foobar" in str(caught.value)
 
@@ -35,3 +36,66 @@ def test_no_route() -> None:
 )
 def test_hold_deadline(route: Route | None, deadline: float) -> None:
     assert hold_deadline(route, 100.0, 10.0) == deadline
+
+
+# --- the decision: Forward | Hold | Wake | Answer -------------------------------------------------
+
+
+@dataclass
+class Pool:
+    route: Route
+    backends: tuple[str, ...] = ()
+
+
+def table(*routes: Route, served: bool = False) -> RouteTable:
+    return RouteTable({r.prefix: Pool(r, ("10.0.0.1:8000",) if served else ()) for r in routes})
+
+
+def now_decide(t: RouteTable, target: bytes, now: float = 100.0, **kw: object) -> object:
+    return decide(t, target, now=now, arrived=100.0, hold=10.0, **kw)  # type: ignore[arg-type]
+
+
+def test_a_route_with_a_backend_is_forwarded() -> None:
+    decision = now_decide(table(Route("/a", ()), served=True), b"/a/x")
+    assert type(decision) is Forward and decision.prefix == "/a"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        pytest.param({}, (Answer, 404), id="no_route"),
+        pytest.param({"routes_complete": False}, (Hold, 110.0), id="routes_loading_holds"),
+        pytest.param({"routes_complete": False, "now": 110.0}, (Answer, 503), id="routes_never_loaded"),
+        pytest.param({"waiting_for": "/gone"}, (Answer, 503), id="held_route_went"),
+    ],
+)
+def test_no_route(kwargs: dict[str, object], expected: tuple[type, object]) -> None:
+    decision = now_decide(table(), b"/x", **kwargs)
+    assert type(decision) is expected[0]
+    assert (decision.error.status if type(decision) is Answer else decision.until) == expected[1]  # type: ignore[union-attr]
+
+
+def test_a_strip_route_without_its_slash_is_answered_with_a_redirect() -> None:
+    decision = now_decide(table(Route("/a", (), strip_prefix=True), served=True), b"/a?q")
+    assert type(decision) is Answer and decision.error.status == 308
+
+
+def test_a_booting_route_holds_for_the_hold_then_503() -> None:
+    booting = table(Route("/a", (), booting=True))
+    assert now_decide(booting, b"/a") == Hold(110.0, "/a")
+    decision = now_decide(booting, b"/a", now=110.0)
+    assert type(decision) is Answer and decision.error.status == 503 and "is ready yet" in str(decision.error)
+
+
+def test_a_held_route_holds_until_its_hold_ends() -> None:
+    assert now_decide(table(Route("/a", (), hold_until=104.0)), b"/a") == Hold(104.0, "/a")
+    assert type(now_decide(table(Route("/a", ())), b"/a")) is Answer  # no hold: 503 at once
+
+
+def test_a_wake_route_is_woken_once_then_waited_for() -> None:
+    sleepy = table(Route("/a", (), wake=("c1",)))
+    assert now_decide(sleepy, b"/a", can_wake=True) == Wake("/a", ("c1",))
+    assert type(now_decide(sleepy, b"/a")) is Answer  # no waker: nothing starts it
+    assert now_decide(sleepy, b"/a", can_wake=True, wake_until=130.0) == Hold(130.0, "/a")
+    late = now_decide(sleepy, b"/a", now=130.0, can_wake=True, wake_until=130.0, wake_limit=30.0)
+    assert type(late) is Answer and "did not serve within 30s" in str(late.error)
