@@ -344,7 +344,13 @@ class ContainerSet:
     def to_probe(self) -> list[tuple[str, Address]]:
         """(id, address) of every booting container whose port the watcher should probe."""
         return [(c.id, c.address) for c in self.containers.values()
-                if c.address is not None and c.health is None and self.booting(c)]
+                if c.address is not None and self.probe_wanted(c.id, c.address)]
+
+    def probe_wanted(self, cid: str, address: Address) -> bool:
+        """Whether container `cid` is booting at `address` and waits for its port to accept."""
+        container = self.containers.get(cid)
+        return (container is not None and container.address == address and container.health is None
+                and self.booting(container))
 
     def mark_ready(self, cid: str, address: Address, now: float, *, young: bool = True) -> bool:
         """`address` accepted a connection at `now` (young=False: it joins without, --ready-timeout ran out).

@@ -105,12 +105,6 @@ class Prober:
                 self.probing.add((cid, address))
                 self._nursery.start_soon(self._probe, cid, address)
 
-    def _wanted(self, cid: str, address: Address) -> bool:
-        containers = self.containers()
-        container = containers.containers.get(cid)
-        return (container is not None and container.address == address and container.health is None
-                and containers.booting(container))
-
     async def _probe(self, cid: str, address: Address) -> None:
         started = trio.current_time()
         tries = 0
@@ -118,10 +112,10 @@ class Prober:
             while True:
                 await trio.sleep(min(PROBE_FIRST * 2.0 ** max(0, tries - PROBE_FAST_TRIES + 1), PROBE_MAX))
                 tries += 1
-                if not self._wanted(cid, address):
+                if not self.containers().probe_wanted(cid, address):
                     return
                 ok = await self.check(address)
-                if not self._wanted(cid, address):
+                if not self.containers().probe_wanted(cid, address):
                     return
                 now = time.monotonic()
                 if ok:

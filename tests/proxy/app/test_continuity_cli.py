@@ -13,13 +13,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from ...docker_support import RUN_ID, RUN_LABEL, DockerLab, EngineFront
 from ...helpers import LOOPBACK, unused_port
 from .test_serve_cli import Gateway as CliGateway
+from .test_serve_cli import _children
 from .test_serve_cli import backends  # noqa: F401 - a fixture
 
 WAIT = 15.0  # seconds: the longest any step waits
@@ -151,11 +151,6 @@ def test_a_shutdown_is_not_held_up_by_an_engine_that_hangs(backends: list[int], 
     finally:
         front.close()
     assert code == 0, err
-
-
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 def test_with_workers_a_replaced_worker_takes_connections_only_once_it_knows_the_routes(
