@@ -96,7 +96,7 @@ class StatsCollector:
         yield timeouts
 
         yield GaugeMetricFamily("fastroute_client_connections", "Open client connections",
-                                value=len(gateway._connections))
+                                value=gateway.connections)
         upstream = GaugeMetricFamily("fastroute_upstream_connections", "Open backend connections",
                                      labels=["state"])
         states = gateway.registry.states.values()

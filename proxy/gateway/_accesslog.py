@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TextIO
 
-from ._relay import Exchange
+from ..routing._exchange import Exchange
 
 __all__ = ["AccessLog"]
 

@@ -13,20 +13,19 @@
 from __future__ import annotations
 
 import errno
-from typing import Any
-
 import trio
 
-from ..protocol._events import DONE, NEED_DATA, SEND_BODY
-from ..protocol._fastconn import FastConnection
+from ..protocol._events import DONE, SEND_BODY, Connection, ConnectionClass, Event, State
+from ..protocol._fastconn import SERVER, FastConnection
 from ..protocol._h11conn import H11Connection
+from ..protocol._head import RequestHead
 from ..protocol._rewrite import has_token
 
 __all__ = ["MAX_RECV", "PARSERS", "HttpStream", "receive_some", "send_all"]
 
 MAX_RECV = 64 * 1024  # bytes per receive_some
 # --parser: the connection class each name stands for.
-PARSERS: dict[str, Any] = {"fast": FastConnection, "h11": H11Connection}
+PARSERS: dict[str, ConnectionClass] = {"fast": FastConnection, "h11": H11Connection}
 
 
 _CLOSED_ERRNOS = {errno.EBADF, errno.ENOTSOCK}
@@ -72,27 +71,54 @@ async def receive_some(stream: trio.abc.Stream, max_bytes: int) -> bytes:
 
 
 class HttpStream:
-    """A trio stream with an HTTP/1.1 connection (FastConnection or H11Connection) on it."""
+    """A trio stream with an HTTP/1.1 connection (a `Connection`) on it.
 
-    __slots__ = ("stream", "conn", "bytes_received", "pending", "response_bypassed", "request_bypassed", "head")
+    Backend side: one connection for the stream's life. Client side: a fresh
+    connection per request (start_request), since heads are checked
+    (_head.py) before a parser sees them; the stream keeps what it read past
+    the last request (the start of the next head) and what went around the
+    parser (spliced bodies).
+    """
 
-    def __init__(self, stream: trio.abc.Stream, conn: Any) -> None:
+    __slots__ = ("stream", "conn", "bytes_received", "pending", "_response_bypassed", "_request_bypassed", "_head")
+
+    def __init__(self, stream: trio.abc.Stream, conn: Connection | None = None) -> None:
         self.stream = stream
-        self.conn = conn  # None on the server side until a request head arrives
+        # Client side: an idle server connection until the first request head arrives.
+        self.conn: Connection = conn if conn is not None else FastConnection(SERVER, max_head=0)
         self.bytes_received = 0
-        # Server side: bytes of the next request head, read but not parsed
-        # yet. Heads are checked (_head.py) before a parser sees them, and
-        # each request gets a fresh connection object.
-        self.pending = bytearray()
-        # Server side: this response's body went out, or this request's
-        # body came in, around the parser (spliced, exactly its Content-Length):
-        # that half of the exchange is complete although the parser never saw it.
-        self.response_bypassed = False
-        self.request_bypassed = False
-        # Server side: the checked head of the request in progress. The
-        # parser tracks keep-alive itself, but not for a half it never saw;
-        # then the head decides (only then: off the hot path).
-        self.head: Any = None
+        self.pending = bytearray()  # client side: bytes of the next request head, read but not checked yet
+        # This response's body went out, or this request's body came in,
+        # around the parser (spliced, exactly its Content-Length): that half
+        # of the exchange is complete although the parser never saw it.
+        self._response_bypassed = False
+        self._request_bypassed = False
+        # The checked head of the request in progress. The parser tracks
+        # keep-alive itself, but not for a half it never saw; then the head
+        # decides (only then: off the hot path).
+        self._head: RequestHead | None = None
+
+    def start_request(self, conn: Connection, head: RequestHead) -> None:
+        """Client side: the connection object that carries the request `head` (checked) and its response."""
+        self.conn = conn
+        self._head = head
+        self._response_bypassed = self._request_bypassed = False
+
+    def finish_request(self) -> None:
+        """Client side: what the client sent after this request starts the next head."""
+        self.pending += self.conn.trailing_data[0]
+
+    def request_spliced(self) -> None:
+        """The request body came in around the parser, exactly its Content-Length."""
+        self._request_bypassed = True
+
+    def response_spliced(self) -> None:
+        """The response body went out around the parser, exactly its Content-Length."""
+        self._response_bypassed = True
+
+    def request_complete(self) -> bool:
+        """Client side: the whole request body was read (by the parser, or spliced)."""
+        return self._request_bypassed or self.conn.their_state is DONE
 
     async def receive(self) -> bool:
         """Read once from the stream into the parser. Returns False at EOF."""
@@ -101,21 +127,21 @@ class HttpStream:
         self.conn.receive_data(data)
         return bool(data)
 
-    async def next_event(self) -> Any:
+    async def next_event(self) -> Event:
         """The next event, reading from the stream as needed (never NEED_DATA)."""
         while True:
             event = self.conn.next_event()
-            if event is NEED_DATA:
+            if isinstance(event, State):  # NEED_DATA: the only state next_event() returns
                 await self.receive()
                 continue
             return event
 
-    async def send(self, event: Any) -> None:
+    async def send(self, event: Event) -> None:
         data = self.conn.send(event)
         if data:
             await send_all(self.stream, data)
 
-    async def send_many(self, *events: Any) -> None:
+    async def send_many(self, *events: Event) -> None:
         send = self.conn.send
         data = b"".join([send(event) for event in events])
         if data:
@@ -124,11 +150,11 @@ class HttpStream:
     def reusable(self) -> bool:
         """Both sides finished the exchange cleanly and may start another."""
         conn = self.conn
-        if self.response_bypassed or self.request_bypassed:
-            if not _wants_keep_alive(self.head):
+        if self._response_bypassed or self._request_bypassed:
+            if not _wants_keep_alive(self._head):
                 return False
-            ours = conn.our_state is DONE or (self.response_bypassed and conn.our_state is SEND_BODY)
-            theirs = conn.their_state is DONE or (self.request_bypassed and conn.their_state is SEND_BODY)
+            ours = conn.our_state is DONE or (self._response_bypassed and conn.our_state is SEND_BODY)
+            theirs = conn.their_state is DONE or (self._request_bypassed and conn.their_state is SEND_BODY)
             return ours and theirs
         return conn.our_state is DONE and conn.their_state is DONE
 
@@ -137,6 +163,6 @@ class HttpStream:
         await trio.aclose_forcefully(self.stream)
 
 
-def _wants_keep_alive(head: Any) -> bool:
-    """HTTP/1.1 without "Connection: close" (a RequestHead from _head.py)."""
+def _wants_keep_alive(head: RequestHead | None) -> bool:
+    """HTTP/1.1 without "Connection: close"."""
     return head is not None and head.version == b"1.1" and not has_token(head.headers, b"connection", b"close")

@@ -14,21 +14,15 @@ import os
 
 import trio
 
-__all__ = ["SPLICE_AVAILABLE", "SPLICE_MIN", "SinkFailed", "SourceFailed", "splice"]
+from ._errors import SinkFailed, SourceFailed
+
+__all__ = ["SPLICE_AVAILABLE", "SPLICE_MIN", "splice"]
 
 SPLICE_AVAILABLE = hasattr(os, "splice")
 SPLICE_MIN = 1024 * 1024  # bytes: bodies at least this long are spliced
 PIPE_SIZE = 1024 * 1024  # bytes asked of the kernel for the pipe in between
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-
-
-class SourceFailed(Exception):
-    """The source ended or failed before `count` bytes."""
-
-
-class SinkFailed(Exception):
-    """The sink closed or failed."""
 
 
 async def splice(source: trio.SocketStream, sink: trio.SocketStream, count: int, idle: float) -> None:

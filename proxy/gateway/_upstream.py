@@ -10,18 +10,12 @@ import trio
 
 from .._config import Limits, Timeouts
 from .._errors import UpstreamConnectError, UpstreamConnectTimeout
+from ._errors import BackendLeft
 from ._http import PARSERS, HttpStream
 from ..routing._pool import BackendState
 
-__all__ = ["IDLE_UPSTREAM_MAX_AGE", "BackendLeft", "BackendNotReady", "acquire", "release", "close_idle"]
+__all__ = ["IDLE_UPSTREAM_MAX_AGE", "acquire", "release", "close_idle"]
 
-
-class BackendLeft(Exception):
-    """The backend was removed from the route table while a connection to it was being opened."""
-
-
-class BackendNotReady(BackendLeft):
-    """The backend refused just after it became ready: it is booting again, and out of the table."""
 
 IDLE_UPSTREAM_MAX_AGE = 30.0  # seconds a pooled connection may sit unused
 UPSTREAM_MAX_INCOMPLETE_EVENT = 64 * 1024  # bytes of a backend's response head

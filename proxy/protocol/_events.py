@@ -13,9 +13,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Protocol
+
+from ._errors import LocalProtocolError, RemoteProtocolError
+
+if TYPE_CHECKING:
+    from ._head import RequestHead
+
 __all__ = [
     "CLOSED",
     "CONNECTION_CLOSED",
+    "Connection",
+    "ConnectionClass",
+    "ConnectionClosed",
     "DONE",
     "END_OF_MESSAGE",
     "ERROR",
@@ -26,8 +36,10 @@ __all__ = [
     "SEND_BODY",
     "SEND_RESPONSE",
     "SWITCHED_PROTOCOL",
+    "State",
     "Data",
     "EndOfMessage",
+    "Event",
     "Headers",
     "InformationalResponse",
     "LocalProtocolError",
@@ -49,6 +61,8 @@ class _Sentinel:
         return self.name
 
 
+State = _Sentinel
+
 # What next_event() returns when it needs more bytes.
 NEED_DATA = _Sentinel("NEED_DATA")
 
@@ -62,18 +76,6 @@ CLOSED = _Sentinel("CLOSED")
 ERROR = _Sentinel("ERROR")
 MIGHT_SWITCH_PROTOCOL = _Sentinel("MIGHT_SWITCH_PROTOCOL")
 SWITCHED_PROTOCOL = _Sentinel("SWITCHED_PROTOCOL")
-
-
-class RemoteProtocolError(Exception):
-    """The peer broke HTTP/1.1; `status_hint` is the status to answer a client with."""
-
-    def __init__(self, message: str, status_hint: int = 400) -> None:
-        super().__init__(message)
-        self.status_hint = status_hint
-
-
-class LocalProtocolError(Exception):
-    """We tried to send something the exchange's state or framing does not allow."""
 
 
 class Request:
@@ -134,3 +136,49 @@ class ConnectionClosed:
 
 END_OF_MESSAGE = EndOfMessage()
 CONNECTION_CLOSED = ConnectionClosed()
+
+
+Event = Request | Response | Data | EndOfMessage | ConnectionClosed  # InformationalResponse is a Response
+
+
+class Connection(Protocol):
+    """One side of an HTTP/1.1 connection, sans-IO: what both parsers implement.
+
+    The relay feeds it bytes (receive_data; b"" is the peer's EOF), takes
+    events (next_event, NEED_DATA when it needs more) and turns events into
+    bytes to send (send). our_state and their_state are the two sides'
+    states; trailing_data is what was received past the current message
+    (bytes, whether EOF came).
+
+    Raises (from next_event): RemoteProtocolError; (from send, start_next_cycle):
+    LocalProtocolError.
+    """
+
+    @property
+    def our_state(self) -> State: ...
+
+    @property
+    def their_state(self) -> State: ...
+
+    @property
+    def trailing_data(self) -> tuple[bytes, bool]: ...
+
+    def receive_data(self, data: bytes) -> None: ...
+
+    def next_event(self) -> Event | State: ...
+
+    def send(self, event: Event) -> bytes: ...
+
+    def start_next_cycle(self) -> None: ...
+
+
+class ConnectionClass(Protocol):
+    """A parser (--parser): how the gateway makes its connections.
+
+    for_request: the client's side for one checked request head (a
+    protocol._head.RequestHead) and the bytes after it; client: a backend's side.
+    """
+
+    def for_request(self, head: RequestHead, rest: bytes, *, max_head: int) -> tuple[Connection, Request]: ...
+
+    def client(self, *, max_head: int) -> Connection: ...

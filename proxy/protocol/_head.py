@@ -39,8 +39,10 @@ from dataclasses import dataclass
 
 from .._config import Limits
 from .._errors import ClientProtocolError
+from ._errors import Refused
 
-__all__ = ["HEAD_END", "RequestHead", "bare_lf", "check_head", "find_head", "normalise_path", "Refused"]
+__all__ = ["HEAD_END", "RequestHead", "bare_lf", "body_length", "check_head", "find_head", "has_body", "normalise_path",
+           "Refused"]
 
 HEAD_END = b"\r\n\r\n"
 LINE_SLACK = 64  # bytes of request line besides the target: method, spaces, version
@@ -51,10 +53,6 @@ _TARGET_BYTES = re.compile(rb"[\x21-\x7e]+\Z")  # visible ASCII, no space
 _HEX = b"0123456789ABCDEFabcdef"
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(:\d*)?\Z")
-
-
-class Refused(Exception):
-    """Not HTTP at all (a TLS ClientHello): close without an answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +70,24 @@ class RequestHead:
         lines = [b"%s %s HTTP/%s" % (self.method, self.target, self.version)]
         lines += [name + b": " + value for name, value in self.headers]
         return b"\r\n".join(lines) + HEAD_END
+
+
+def body_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The Content-Length of a checked head (one value, validated by check_head), or None."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value)
+    return None
+
+
+def has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a checked request head announces a body (chunked, or a Content-Length over 0)."""
+    for name, value in headers:
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length" and value != b"0":
+            return True
+    return False
 
 
 def _error(status: int, detail: str) -> ClientProtocolError:

@@ -4,7 +4,7 @@
 # read (`now` is an argument), so it is tested without sockets or an event
 # loop; the server only carries the decision out:
 #
-#   Forward(prefix, upstream)  relay it to a backend of that pool;
+#   Forward(prefix, pool)      relay it to a backend of that pool;
 #   Hold(until, prefix)        wait for the table to change, at most until
 #                              `until`, then decide again;
 #   Wake(prefix, ids)          start one of these stopped containers, then
@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from .._config import Route
 from .._errors import NoBackendAvailable, NoRoute, PermanentRedirect, ProxyError
+from ._pool import Pool
 
 __all__ = ["HOLD_RETRY_AFTER", "Answer", "Forward", "Hold", "Wake", "decide", "hold_deadline", "lookup_route",
            "slash_redirect"]
@@ -35,7 +36,7 @@ HOLD_RETRY_AFTER = 5  # seconds, in the 503 when a wait for a route or a backend
 @dataclass(frozen=True, slots=True)
 class Forward:
     prefix: str
-    upstream: Any  # the table's value: a routing._pool.Upstream in the gateway
+    pool: Pool  # the table's value
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,9 @@ class Answer:
 
 
 class Table(Protocol):
-    def lookup(self, path: bytes) -> tuple[str, Any] | None: ...
+    """A route table (fastroute.RouteTable) whose values are pools."""
+
+    def lookup(self, path: bytes) -> tuple[str, Pool] | None: ...
 
 
 def decide(
@@ -95,13 +98,13 @@ def decide(
         if now >= until:
             return Answer(NoBackendAvailable("the routes from Docker are not loaded yet", retry_after=HOLD_RETRY_AFTER))
         return Hold(until, None)
-    prefix, upstream = found
-    route: Route = upstream.route
+    prefix, pool = found
+    route = pool.route
     location = slash_redirect(route, prefix, target)
     if location is not None:
         return Answer(PermanentRedirect(location))
-    if upstream.backends:
-        return Forward(prefix, upstream)
+    if pool.backends:
+        return Forward(prefix, pool)
     if wake_until is not None:
         if now >= wake_until:
             return Answer(NoBackendAvailable(f"the container for {prefix!r} did not serve within {wake_limit:g}s",

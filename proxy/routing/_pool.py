@@ -7,7 +7,7 @@
 #   spreads requests instead of sending them all to its first backend;
 # - a backend that refuses connections is out for EJECT_BASE seconds, doubled
 #   on each further failure up to EJECT_MAX; the first success resets it;
-# - a BackendState outlives route table swaps: the table's values (Upstream)
+# - a BackendState outlives route table swaps: the table's values (Pool)
 #   are rebuilt on a swap, but they take their BackendState from a Registry,
 #   so counts, ejections and pooled connections carry over.
 
@@ -19,7 +19,7 @@ from typing import Any
 
 from .._config import Address, Route
 
-__all__ = ["EJECT_BASE", "EJECT_MAX", "BackendState", "Registry", "Upstream"]
+__all__ = ["EJECT_BASE", "EJECT_MAX", "BackendState", "Registry", "Pool"]
 
 EJECT_BASE = 1.0  # seconds out of rotation after the first refused connection
 EJECT_MAX = 30.0  # seconds, the longest time out of rotation
@@ -59,8 +59,8 @@ class BackendState:
 
 
 @dataclass(eq=False, slots=True)
-class Upstream:
-    """A route table value: the route and its pool's live states."""
+class Pool:
+    """A route table value: the route and its backends' live states."""
 
     route: Route
     backends: tuple[BackendState, ...]
@@ -87,21 +87,21 @@ class Registry:
     def __init__(self) -> None:
         self.states: dict[Address, BackendState] = {}
 
-    def build(self, routes: Iterable[Route]) -> tuple[dict[str, Upstream], list[BackendState]]:
+    def build(self, routes: Iterable[Route]) -> tuple[dict[str, Pool], list[BackendState]]:
         """Table values for `routes`, and the states no route uses any more.
 
         The caller swaps the table in and then closes the idle connections of
         the states it got back.
         """
         states: dict[Address, BackendState] = {}
-        values: dict[str, Upstream] = {}
+        values: dict[str, Pool] = {}
         for route in routes:
             pool = []
             for address in route.backends:
                 state = states.get(address) or self.states.get(address) or BackendState(address)
                 states[address] = state
                 pool.append(state)
-            values[route.prefix] = Upstream(route, tuple(pool))
+            values[route.prefix] = Pool(route, tuple(pool))
         gone = [state for address, state in self.states.items() if address not in states]
         for state in gone:
             state.retired = True

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 from proxy._config import Address, Route
-from proxy.routing._pool import EJECT_BASE, EJECT_MAX, BackendState, Registry, Upstream
+from proxy.routing._pool import EJECT_BASE, EJECT_MAX, BackendState, Registry, Pool
 
 A, B, C = (Address("10.0.0.%d" % i, 8000) for i in (1, 2, 3))
 
 
-def upstream(*addresses: Address) -> Upstream:
-    return Upstream(Route("/x", addresses), tuple(BackendState(a) for a in addresses))
+def upstream(*addresses: Address) -> Pool:
+    return Pool(Route("/x", addresses), tuple(BackendState(a) for a in addresses))
 
 
 def test_ties_go_round_robin() -> None:

@@ -1,0 +1,257 @@
+# One client connection, in the trio shell: read and check each request head,
+# route it (routing/_decide.py decides; this only carries the decision out),
+# relay it (_relay.py), answer what the gateway answers itself
+# (routing/_answer.py), and keep the connection alive while both sides may.
+#
+# Rules:
+# - a client that sends nothing within the idle time (the head timeout for a
+#   new connection, the keep-alive timeout after a response) is closed
+#   without a word; one that starts a head and does not finish it within the
+#   head timeout gets 408; a head that breaks a rule gets its 4xx/5xx and
+#   the connection closes;
+# - a request reads the gateway's table once and keeps that snapshot, until
+#   it waits for a change (Hold, Wake) or is routed again;
+# - the peer going away is a normal end; anything else escaping is a bug,
+#   logged once, and ends this connection only.
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import trio
+
+from .._errors import ClientProtocolError, ProxyError
+from ..protocol import _events as ev
+from ..protocol._compiled import check_head
+from ..protocol._errors import Refused
+from ..protocol._head import find_head, has_body
+from ..protocol._wire import encode_response_head
+from ..routing._answer import error_answer
+from ..routing._decide import Answer, Forward, Hold, Wake, decide
+from ..routing._exchange import Exchange
+from ..routing._retry import Reroutes
+from ._errors import Abort, BackendLeft, BackendNotReady
+from ._http import MAX_RECV, HttpStream, receive_some
+from ._relay import relay
+
+if TYPE_CHECKING:
+    from ._server import Gateway
+
+__all__ = ["ALLOW", "ClientConnection"]
+
+log = logging.getLogger("fastroute")
+
+ALLOW = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"  # the answer to OPTIONS *
+
+
+class ClientConnection:
+    """The requests of one accepted connection, one after another."""
+
+    __slots__ = ("gateway", "client", "client_ip", "trusted", "idle_scope")
+
+    def __init__(self, gateway: Gateway, stream: trio.SocketStream) -> None:
+        self.gateway = gateway
+        self.client = HttpStream(stream)
+        self.client_ip = ""
+        self.trusted = False
+        # The scope of a wait for the next request head while nothing of it
+        # came yet: drain() cancels it, so an idle connection closes at once.
+        self.idle_scope: trio.CancelScope | None = None
+
+    async def run(self) -> None:
+        """Serve requests until either side is done; never raises (but Cancelled)."""
+        client = self.client
+        gateway = self.gateway
+        try:
+            peer = client.stream.socket.getpeername()  # type: ignore[attr-defined]
+            self.client_ip = peer[0] if isinstance(peer, tuple) else str(peer)
+            self.trusted = gateway.is_trusted(self.client_ip)
+            first = True
+            while not gateway.draining or first:
+                request = await self._read_head(first)
+                if request is None:
+                    break
+                first = False
+                if not await self._serve(request):
+                    break
+                client.finish_request()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except Exception:
+            log.exception("bug: unexpected error on a client connection; closing it")
+        finally:
+            await client.aclose()
+
+    async def _read_head(self, first: bool) -> ev.Request | None:
+        """The next request head, checked (_head.py), or None to just close.
+
+        The checked head, and whatever followed it, go to a fresh connection
+        object (the --parser's) for this one request.
+        """
+        gateway = self.gateway
+        client = self.client
+        timeouts = gateway.config.timeouts
+        limits = gateway.config.limits
+        buffer = client.pending
+        deadline = trio.current_time() + (timeouts.request_head if first else timeouts.keepalive)
+        started = False
+        while True:
+            while buffer[:2] == b"\r\n":
+                del buffer[:2]  # RFC 9112 section 2.2: ignore empty lines before a request
+            if buffer and not started:
+                started = True
+                deadline = trio.current_time() + timeouts.request_head
+            try:
+                end = find_head(buffer, limits)
+            except Refused:
+                return None
+            except ClientProtocolError as error:
+                await self._reject(error)
+                return None
+            if end is not None:
+                break
+            with trio.CancelScope(deadline=deadline) as scope:
+                if not started:
+                    self.idle_scope = scope
+                    if gateway.draining:
+                        scope.cancel()  # accepted just as draining began, or idle
+                data = await receive_some(client.stream, MAX_RECV)
+            self.idle_scope = None
+            if scope.cancelled_caught:
+                if started:
+                    await self._reject(ProxyError("request head not received in time", status=408))
+                return None
+            if not data:
+                return None  # the client closed (mid-head or between requests)
+            buffer += data
+        try:
+            head = check_head(bytes(buffer[:end]), limits)
+        except ClientProtocolError as error:
+            await self._reject(error)
+            return None
+        rest = bytes(buffer[end:])
+        buffer.clear()
+        try:
+            conn, request = gateway.parser.for_request(head, rest, max_head=gateway.max_head)
+        except ev.RemoteProtocolError as error:  # h11 is stricter somewhere: still a 4xx
+            await self._reject(ClientProtocolError(str(error), status=error.status_hint))
+            return None
+        client.start_request(conn, head)
+        return request
+
+    async def _reject(self, error: ProxyError) -> None:
+        """Answer a head that cannot be served, and log it; the caller closes."""
+        exchange = Exchange(time.monotonic())
+        answer = error_answer(error, head_refused=True)
+        exchange.status = answer.status
+        exchange.bytes_out = len(answer.body)
+        data = encode_response_head(answer.status, answer.reason, answer.headers) + answer.body
+        try:
+            await self.client.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        self.gateway.record(self.client_ip, exchange)
+
+    async def _serve(self, request: ev.Request) -> bool:
+        """Answer one request. Returns whether the connection may carry another."""
+        gateway = self.gateway
+        client = self.client
+        exchange = Exchange(time.monotonic(), method=request.method, target=request.target)
+        if not has_body(request.headers):
+            # The parser holds the EndOfMessage already: take it, so the client side
+            # is DONE (or ready to switch protocols) when the response ends.
+            event = client.conn.next_event()
+            assert type(event) is ev.EndOfMessage, event
+        try:
+            if request.target == b"*":  # OPTIONS * (_head.py lets no other method through)
+                await client.send_many(
+                    ev.Response(200, [(b"allow", ALLOW), (b"content-length", b"0")], b"OK"), ev.END_OF_MESSAGE)
+                exchange.status = 200
+            else:
+                await self._route(request, exchange)
+        except ProxyError as error:
+            if exchange.response_started:
+                exchange.keep_client = False
+            else:
+                await self._answer(exchange, error)
+        except Abort as reason:
+            log.debug("closing client connection: %s", reason)
+            exchange.keep_client = False
+        finally:
+            gateway.record(self.client_ip, exchange)
+        return exchange.keep_client and client.reusable() and not gateway.draining
+
+    async def _route(self, request: ev.Request, exchange: Exchange) -> None:
+        """Carry out decide()'s decisions until the request is relayed or answered.
+
+        Raises:
+            ProxyError: the answer (nothing was sent yet, unless exchange.response_started).
+            Abort: close the client connection.
+        """
+        gateway = self.gateway
+        config = gateway.config
+        table = gateway.table  # one snapshot, until the request waits or is routed again
+        arrived = time.monotonic()
+        reroutes = Reroutes()
+        waiting_for: str | None = None
+        wake_until: float | None = None
+        while True:
+            now = time.monotonic()
+            decision = decide(
+                table, request.target, now=now, arrived=arrived, hold=config.discovery.hold,
+                routes_complete=gateway.routes_complete, can_wake=gateway.waker is not None,
+                waiting_for=waiting_for, wake_until=wake_until, wake_limit=config.timeouts.wake,
+            )
+            if type(decision) is Forward:
+                exchange.route = decision.prefix
+                try:
+                    await relay(
+                        self.client, request, decision.pool, decision.prefix, config, exchange,
+                        client_ip=self.client_ip, trusted=self.trusted, closing=gateway.is_draining,
+                        not_ready=gateway.not_ready,
+                    )
+                    return
+                except BackendNotReady:
+                    # It refused just after it became ready: it is booting
+                    # again and out of the table. Route again (and wait).
+                    error = reroutes.backends_booting()
+                except BackendLeft:
+                    # Its backend left the table while we connected to it:
+                    # nothing was sent, so route again on the table now in force.
+                    error = reroutes.backend_left()
+                if error is not None:
+                    raise error
+            elif type(decision) is Answer:
+                raise decision.error
+            elif type(decision) is Wake:
+                assert gateway.waker is not None
+                exchange.route = waiting_for = decision.prefix
+                wake_until = now + config.timeouts.wake
+                with trio.move_on_after(config.timeouts.wake):
+                    await gateway.waker.wake(decision.prefix, decision.ids)  # raises when the start fails
+            else:
+                assert type(decision) is Hold
+                if decision.prefix is not None:
+                    exchange.route = waiting_for = decision.prefix
+                changed = gateway.table_changed
+                with trio.move_on_after(max(0.0, decision.until - now)):
+                    await changed.wait()
+            table = gateway.table
+
+    async def _answer(self, exchange: Exchange, error: ProxyError) -> None:
+        """The gateway's own short plain-text answer (routing/_answer.py decides it)."""
+        client = self.client
+        answer = error_answer(error, draining=self.gateway.draining,
+                              body_unread=client.conn.their_state is ev.SEND_BODY)
+        exchange.status = answer.status
+        exchange.bytes_out = len(answer.body)
+        exchange.keep_client = not answer.closing
+        if client.conn.our_state is not ev.IDLE and client.conn.our_state is not ev.SEND_RESPONSE:
+            return
+        try:
+            await client.send_many(ev.Response(answer.status, answer.headers, answer.reason), ev.Data(answer.body),
+                                   ev.END_OF_MESSAGE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ev.LocalProtocolError):
+            pass
