@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from .._config import Discovery
+from ..discovery._client import connect
 from ..discovery._model import ContainerSet
-from ..discovery._watcher import connect, describe, list_containers, own_networks
 
 __all__ = ["print_routes"]
 
@@ -22,8 +23,8 @@ def print_routes(url: str | None, discovery: Discovery, labels: Sequence[str], *
             if discovery.network is None:
                 from dataclasses import replace
 
-                discovery = replace(discovery, own_networks=own_networks(client))
-            summaries = list_containers(client, labels)
+                discovery = replace(discovery, own_networks=client.own_networks())
+            summaries = client.containers(labels)
         finally:
             client.close()
     except Exception as error:  # noqa: BLE001 - any engine failure is one line
@@ -55,3 +56,30 @@ def print_routes(url: str | None, discovery: Discovery, labels: Sequence[str], *
     if not rows:
         print("no running containers")
     return 0
+
+
+def describe(containers: ContainerSet, now: float) -> list[Mapping[str, Any]]:
+    """Rows for `fastroute routes`: each routed prefix, then each skipped container."""
+    routes, warnings = containers.advance(now)
+    rows: list[Mapping[str, Any]] = []
+    for route in routes:
+        members = [c for c in containers.containers.values()
+                   if c.id in route.wake or (route.prefix in c.prefixes and c.address in route.backends)
+                   or (route.booting and route.prefix in c.prefixes and containers.booting(c))]
+        rows.append({
+            "prefix": route.prefix,
+            "strip_prefix": route.strip_prefix,
+            "source": route.source,
+            "wake": bool(route.wake),
+            "containers": [{"name": c.name, "id": c.short_id, "address": str(c.address) if c.address else "",
+                            "state": c.state}
+                           for c in sorted(members, key=lambda c: c.name)],
+        })
+    for container in sorted(containers.containers.values(), key=lambda c: c.name):
+        if container.skip is not None:
+            rows.append({"skipped": container.name, "id": container.short_id, "reason": container.skip})
+        elif not container.routable and not container.wake:
+            rows.append({"skipped": container.name, "id": container.short_id, "reason": f"not serving: {container.state}"})
+    for warning in warnings:
+        rows.append({"warning": warning})
+    return rows

@@ -30,11 +30,13 @@ from typing import Any
 import trio
 
 from .._config import Address, Discovery
-from ._model import ContainerSet, parse_container, summary_from_inspect
+from ._client import Engine, connect
+from ._container import parse_container, summary_from_inspect
+from ._errors import EngineError, WakeFailed
+from ._model import ContainerSet
 from .._errors import NoBackendAvailable
 from ..routing._pool import Registry
 from ._probe import accepts
-from ._watcher import connect
 
 __all__ = ["WAKE_BACKOFF_MAX", "Waker"]
 
@@ -45,10 +47,6 @@ WAKE_BACKOFF_MAX = 60.0  # seconds, the longest
 READY_POLL = 0.025  # seconds between readiness checks of a starting container
 IDLE_CHECK = 0.25  # seconds between idle checks of the containers we woke
 STOP_GRACE = 10  # seconds `docker stop` gives a container before SIGKILL
-
-
-class WakeFailed(Exception):
-    """The container did not start or did not become ready."""
 
 
 @dataclass
@@ -82,7 +80,7 @@ class Waker:
         timeout: float,
         queue: int,
         url: str | None = None,
-        client_factory: Callable[[str | None], Any] = connect,
+        client_factory: Callable[[str | None], Engine] = connect,
         idle_stops: bool = True,
         peer_idle_for: Callable[[Address], Awaitable[float]] | None = None,
     ) -> None:
@@ -102,7 +100,7 @@ class Waker:
         self.stops = 0
         self.woken: dict[str, _Woken] = {}
         self._routes: dict[str, _RouteWake] = {}
-        self._client: Any = None
+        self._client: Engine | None = None
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -179,21 +177,18 @@ class Waker:
             state.starting = None
 
     async def _start_one(self, cid: str) -> Address:
-        import docker.errors
-
         client = await self._connected()
         try:
-            await trio.to_thread.run_sync(client.api.start, cid, abandon_on_cancel=True)
-        except docker.errors.APIError as error:
-            raise WakeFailed(f"docker start: {error.explanation or error}") from None
+            await trio.to_thread.run_sync(client.start, cid, abandon_on_cancel=True)
+        except EngineError as error:
+            raise WakeFailed(str(error)) from None
         self.starts += 1
         now = time.monotonic()
         self.woken[cid] = _Woken(since=now, last_active=now)
         while True:
-            try:
-                attrs = await trio.to_thread.run_sync(client.api.inspect_container, cid, abandon_on_cancel=True)
-            except docker.errors.NotFound:
-                raise WakeFailed("the container was removed") from None
+            attrs = await trio.to_thread.run_sync(client.inspect, cid, abandon_on_cancel=True)
+            if attrs is None:
+                raise WakeFailed("the container was removed")
             container = parse_container(summary_from_inspect(attrs), self._discovery())
             state = (attrs.get("State") or {}).get("Status", "")
             if state in ("exited", "dead"):
@@ -211,7 +206,7 @@ class Waker:
     def _discovery(self) -> Discovery:
         return self.containers().discovery
 
-    async def _connected(self) -> Any:
+    async def _connected(self) -> Engine:
         if self._client is None:
             try:
                 self._client = await trio.to_thread.run_sync(self.client_factory, self.url, abandon_on_cancel=True)
@@ -255,7 +250,7 @@ class Waker:
     async def _stop(self, cid: str) -> None:
         try:
             client = await self._connected()
-            await trio.to_thread.run_sync(lambda: client.api.stop(cid, timeout=STOP_GRACE), abandon_on_cancel=True)
+            await trio.to_thread.run_sync(client.stop, cid, STOP_GRACE, abandon_on_cancel=True)
             self.stops += 1
         except Exception as error:  # noqa: BLE001 - the watcher's events will tell what became of it
             log.warning("could not stop idle container %s: %s", cid[:12], error)

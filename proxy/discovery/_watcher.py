@@ -21,20 +21,22 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import trio
 
 from .._config import Address, Discovery, Route
-from ._model import ContainerSet, event_action, has_ip_on, needs_summary, network_change, summary_from_inspect
+from ._client import Engine, EventStream, connect
+from ._container import has_ip_on, has_labels, summary_from_inspect
+from ._errors import EngineStalled
+from ._model import ContainerSet, event_action, needs_summary, network_change
 from ._probe import Prober
 
-__all__ = ["BACKOFF_MAX", "DockerWatcher", "connect", "has_labels", "inspect_one", "list_containers"]
+__all__ = ["BACKOFF_MAX", "DockerWatcher", "inspect_one"]
 
 log = logging.getLogger("fastroute.docker")
 _T = TypeVar("_T")
@@ -49,82 +51,21 @@ LAGGING_LIST_PAUSE = 0.025  # seconds between those asks
 RECENT_EVENTS = 50  # Docker events kept for the admin status page
 
 
-def connect(url: str | None) -> Any:
-    """A docker SDK client for `url` (None: DOCKER_HOST, else the local socket).
-
-    Raises:
-        OSError: nothing listens there (checked first, see _check_reachable).
-        docker.errors.DockerException: the engine did not answer its version probe.
-    """
-    import docker
-
-    _check_reachable(url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock")
-    if url:
-        return docker.DockerClient(base_url=url, timeout=30)
-    return docker.from_env(timeout=30)
-
-
-def _check_reachable(url: str) -> None:
-    # docker-py's version probe, when the engine is down, leaves its socket
-    # to the garbage collector (a ResourceWarning at some later moment). A
-    # plain connect, closed here, answers "is anyone there" without that.
-    scheme, _, rest = url.partition("://")
-    if scheme in ("unix", "http+unix"):
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            probe.settimeout(5)
-            probe.connect("/" + rest.lstrip("/"))
-    elif scheme in ("tcp", "http", "https"):
-        host, _, port = rest.split("/", 1)[0].rpartition(":")
-        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port or 2375)), timeout=5):
-            pass
-
-
-def list_containers(client: Any, labels: Sequence[str]) -> list[dict[str, Any]]:
-    """Summaries of the running, paused and restarting containers, and of the
-    stopped ones that carry fastroute.wake (two calls: the engine ANDs filters)."""
-    filters: dict[str, Any] = {"status": ["running", "paused", "restarting"]}
-    if labels:
-        filters["label"] = list(labels)
-    found = list(client.api.containers(all=True, filters=filters))
-    sleeping = {"status": ["created", "exited"], "label": ["fastroute.wake", *labels]}
-    found += client.api.containers(all=True, filters=sleeping)
-    return found
-
-
-def inspect_one(client: Any, labels: Sequence[str], cid: str) -> dict[str, Any] | None:
-    """One container as a list summary, or None if it is gone or filtered out."""
-    import docker.errors
-
-    try:
-        attrs = client.api.inspect_container(cid)
-    except docker.errors.NotFound:
+def inspect_one(engine: Engine, labels: Sequence[str], cid: str) -> dict[str, Any] | None:
+    """One container as a list summary, or None if it is gone or filtered out (--docker-label)."""
+    attrs = engine.inspect(cid)
+    if attrs is None:
         return None
     summary = summary_from_inspect(attrs)
     return summary if has_labels(summary["Labels"], labels) else None
 
 
-def has_labels(present: Mapping[str, str], wanted: Sequence[str]) -> bool:
-    """Whether `present` carries every KEY or KEY=VALUE in `wanted`."""
-    for item in wanted:
-        key, sep, value = item.partition("=")
-        if key not in present or (sep and present[key] != value):
-            return False
-    return True
-
-
-def own_networks(client: Any) -> frozenset[str]:
-    """The networks of the container fastroute runs in, if it runs in one."""
-    if not os.path.exists("/.dockerenv"):
-        return frozenset()
-    try:
-        attrs = client.api.inspect_container(socket.gethostname())
-    except Exception:  # noqa: BLE001 - not our container, or no access: no shared networks
-        return frozenset()
-    return frozenset((attrs.get("NetworkSettings") or {}).get("Networks") or {})
-
-
 class DockerWatcher:
-    """Follows one Docker engine and hands every new set of routes to `publish`."""
+    """Follows one Docker engine and hands every new set of routes to `publish`.
+
+    client_factory(url): the Engine to follow (discovery/_client.py's
+    connect; a test passes a fake); called again on every reconnect.
+    """
 
     def __init__(
         self,
@@ -133,7 +74,7 @@ class DockerWatcher:
         *,
         url: str | None = None,
         labels: Sequence[str] = (),
-        client_factory: Callable[[str | None], Any] = connect,
+        client_factory: Callable[[str | None], Engine] = connect,
     ) -> None:
         self.publish = publish
         self.discovery = discovery
@@ -180,28 +121,28 @@ class DockerWatcher:
         client = await _engine(self.client_factory, self.url)
         try:
             if self.discovery.network is None and not self.discovery.own_networks:
-                shared = await _engine(own_networks, client)
+                shared = await _engine(client.own_networks)
                 if shared:
-                    self.discovery = _with_networks(self.discovery, shared)
+                    self.discovery = replace(self.discovery, own_networks=shared)
                     self.containers.discovery = self.discovery
-            stream = await _engine(lambda: client.events(decode=True, filters={"type": ["container", "network"]}))
+            stream = await _engine(client.events)
             try:
                 await self._resync(client, events_missed=self.synced.is_set())
                 self.status = "following"
                 self.synced.set()
                 await self._follow(client, stream)
             finally:
-                _close_stream(stream)
+                stream.close()
         finally:
             client.close()
 
-    async def _resync(self, client: Any, *, events_missed: bool = False) -> None:
-        summaries = await _engine(list_containers, client, self.labels)
+    async def _resync(self, client: Engine, *, events_missed: bool = False) -> None:
+        summaries = await _engine(client.containers, self.labels)
         self.containers.replace_all(summaries, events_missed=events_missed)
         self.last_event = time.monotonic()
         await self._publish_ready()
 
-    async def _follow(self, client: Any, stream: Iterator[dict[str, Any]]) -> None:
+    async def _follow(self, client: Engine, stream: EventStream) -> None:
         send, receive = trio.open_memory_channel[dict[str, Any]](EVENT_BATCH * 4)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_pump, stream, send)
@@ -232,7 +173,7 @@ class DockerWatcher:
                         else:
                             self._publish()  # a hold ran out
 
-    async def _apply(self, client: Any, events: list[dict[str, Any]]) -> None:
+    async def _apply(self, client: Engine, events: list[dict[str, Any]]) -> None:
         changed = False
         for event in events:
             found = event_action(event)
@@ -259,7 +200,7 @@ class DockerWatcher:
         self._publish()
         self.prober.schedule()
 
-    async def _summary(self, client: Any, cid: str, change: tuple[str, bool] | None) -> dict[str, Any] | None:
+    async def _summary(self, client: Engine, cid: str, change: tuple[str, bool] | None) -> dict[str, Any] | None:
         for _ in range(LAGGING_LIST_RETRIES):
             summary = await _engine(inspect_one, client, self.labels, cid)
             if summary is None or change is None or has_ip_on(summary, change[0]) == change[1]:
@@ -299,7 +240,7 @@ class DockerWatcher:
         return True
 
     def _publish(self) -> None:
-        routes, warnings = self.containers.routes(time.monotonic())
+        routes, warnings = self.containers.advance(time.monotonic())
         for container in self.containers.skipped():
             warnings.append(f"container {container.name} ({container.short_id}) skipped: {container.skip}")
         for warning in warnings:
@@ -311,16 +252,12 @@ class DockerWatcher:
             self.publish(routes)
 
 
-class EngineStalled(Exception):
-    """The engine stopped answering while the events stream looked open."""
-
-
 async def _engine(call: Callable[..., _T], *args: Any) -> _T:
     # A cancelled wait abandons the thread (it ends when docker-py gives up).
     return await trio.to_thread.run_sync(call, *args, abandon_on_cancel=True)
 
 
-async def _watchdog(client: Any) -> None:
+async def _watchdog(client: Engine) -> None:
     # A frozen dockerd (SIGSTOP, a hung host) leaves the events stream
     # half-open: no error, no events. A ping that does not come back in time
     # ends the session, and run() reconnects and resyncs.
@@ -332,7 +269,7 @@ async def _watchdog(client: Any) -> None:
         raise EngineStalled(f"no answer to a ping within {WATCHDOG_TIMEOUT:g}s")
 
 
-async def _pump(stream: Iterator[dict[str, Any]], send: trio.MemorySendChannel[dict[str, Any]]) -> None:
+async def _pump(stream: EventStream, send: trio.MemorySendChannel[dict[str, Any]]) -> None:
     # docker-py's events iterator ends quietly when the connection breaks.
     async with send:
         while True:
@@ -342,52 +279,6 @@ async def _pump(stream: Iterator[dict[str, Any]], send: trio.MemorySendChannel[d
             await send.send(event)
 
 
-def _close_stream(stream: Any) -> None:
-    # docker-py's CancellableStream.close() shuts the socket only while the
-    # response is open; after the engine hung up it leaves the connection to
-    # the garbage collector. Closing the response closes it now.
-    try:
-        stream.close()
-    except Exception:  # noqa: BLE001 - already half gone: the response close below is what matters
-        pass
-    response = getattr(stream, "_response", None)
-    if response is not None:
-        response.close()
-
-
-def _with_networks(discovery: Discovery, networks: frozenset[str]) -> Discovery:
-    from dataclasses import replace
-
-    return replace(discovery, own_networks=networks)
-
-
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}"
-
-
-def describe(containers: ContainerSet, now: float) -> list[Mapping[str, Any]]:
-    """Rows for `fastroute routes`: each routed prefix, then each skipped container."""
-    routes, warnings = containers.routes(now)
-    rows: list[Mapping[str, Any]] = []
-    for route in routes:
-        members = [c for c in containers.containers.values()
-                   if c.id in route.wake or (route.prefix in c.prefixes and c.address in route.backends)
-                   or (route.booting and route.prefix in c.prefixes and containers.booting(c))]
-        rows.append({
-            "prefix": route.prefix,
-            "strip_prefix": route.strip_prefix,
-            "source": route.source,
-            "wake": bool(route.wake),
-            "containers": [{"name": c.name, "id": c.short_id, "address": str(c.address) if c.address else "",
-                            "state": c.state}
-                           for c in sorted(members, key=lambda c: c.name)],
-        })
-    for container in sorted(containers.containers.values(), key=lambda c: c.name):
-        if container.skip is not None:
-            rows.append({"skipped": container.name, "id": container.short_id, "reason": container.skip})
-        elif not container.routable and not container.wake:
-            rows.append({"skipped": container.name, "id": container.short_id, "reason": f"not serving: {container.state}"})
-    for warning in warnings:
-        rows.append({"warning": warning})
-    return rows

@@ -23,7 +23,8 @@ from ..discovery._model import ContainerSet
 from .._errors import ConfigError
 from ._sync import HAProxyError, HAProxyOptions, HAProxySync
 from ..routing._sources import RouteSources, load_routes
-from ..discovery._watcher import DockerWatcher, connect, list_containers, own_networks
+from ..discovery._client import connect
+from ..discovery._watcher import DockerWatcher
 
 __all__ = ["HAProxyMode", "follow", "run"]
 
@@ -95,13 +96,13 @@ def _current_routes(config: Config) -> tuple[list[Route], Mapping[Address, str]]
         if discovery.network is None:
             from dataclasses import replace
 
-            discovery = replace(discovery, own_networks=own_networks(client))
-        summaries = list_containers(client, config.docker_labels)
+            discovery = replace(discovery, own_networks=client.own_networks())
+        summaries = client.containers(config.docker_labels)
     finally:
         client.close()
     containers = ContainerSet(discovery, probe_ports=False)  # once: HAProxy's own checks take over
     containers.replace_all(summaries)
-    docker, warnings = containers.routes(time.monotonic())
+    docker, warnings = containers.advance(time.monotonic())
     for warning in warnings:
         log.warning("%s", warning)
     for container in containers.skipped():

@@ -15,8 +15,8 @@ import pytest
 import proxy
 
 PURE_PACKAGES = ["protocol", "routing"]
-PURE_MODULES = ["proxy._config", "proxy._errors", "proxy.discovery._model", "proxy.haproxy._config",
-                "proxy.admin._merge"]
+PURE_MODULES = ["proxy._config", "proxy._errors", "proxy.discovery._model", "proxy.discovery._container",
+                "proxy.discovery._errors", "proxy.haproxy._config", "proxy.admin._merge"]
 
 
 def pure_modules() -> list[str]:
@@ -40,3 +40,14 @@ def test_a_pure_module_imports_neither_trio_nor_docker(module: str) -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "", f"{module} imports {result.stdout.strip()}"
+
+
+def test_only_the_discovery_client_imports_the_docker_sdk() -> None:
+    # The seam the watcher and the waker are tested through (a fake Engine).
+    root = Path(proxy.__file__).parent
+    importers = sorted(
+        str(path.relative_to(root)) for path in root.rglob("*.py")
+        if any(line.strip().startswith(("import docker", "from docker"))
+               for line in path.read_text().splitlines())
+    )
+    assert importers == ["discovery/_client.py"]

@@ -428,12 +428,12 @@ async def test_fifty_containers_started_at_once_all_converge(nursery: trio.Nurse
 async def test_a_container_started_between_subscribing_and_listing_is_routed(
     nursery: trio.Nursery, docker_lab: DockerLab
 ) -> None:
-    from proxy.discovery._watcher import connect
+    from proxy.discovery._client import DockerEngine, sdk_client
 
     racer: list[Backend] = []
 
     def client_with_a_race(url: str | None) -> Any:
-        client = connect(url)
+        client = sdk_client(url)
         subscribe = client.events
 
         def events(**kwargs: Any) -> Any:
@@ -443,7 +443,7 @@ async def test_a_container_started_between_subscribing_and_listing_is_routed(
             return stream
 
         client.events = events
-        return client
+        return DockerEngine(client)
 
     gateway = await start_gateway(nursery, [])
     sources = RouteSources(gateway.set_routes, ())

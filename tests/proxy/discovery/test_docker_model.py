@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from proxy._config import Address, Discovery
-from proxy.discovery._model import ContainerSet, event_action, image_prefix, needs_summary, parse_container
+from proxy.discovery._container import image_prefix, parse_container
+from proxy.discovery._model import ContainerSet, event_action, needs_summary
 
 
 def summary(name: str = "app", image: str = "steve/foo:1.2", *, labels: dict[str, str] | None = None,
@@ -142,43 +143,43 @@ def test_pools_leave_and_hold() -> None:
     a = summary("a", networks={"n": {"IPAddress": "10.0.0.2"}})
     b = summary("b", networks={"n": {"IPAddress": "10.0.0.3"}})
     containers.replace_all([a, b])
-    routes, _ = containers.routes(0.0)
+    routes, _ = containers.advance(0.0)
     assert [(r.prefix, r.backends) for r in routes] == [
         ("/steve/foo", (Address("10.0.0.2", 8000), Address("10.0.0.3", 8000)))
     ]
 
     containers.leave(a["Id"])
-    assert containers.routes(1.0)[0][0].backends == (Address("10.0.0.3", 8000),)
+    assert containers.advance(1.0)[0][0].backends == (Address("10.0.0.3", 8000),)
     containers.update(a, a["Id"], joining=False)  # a refresh does not undo a leave
-    assert containers.routes(1.5)[0][0].backends == (Address("10.0.0.3", 8000),)
+    assert containers.advance(1.5)[0][0].backends == (Address("10.0.0.3", 8000),)
 
     containers.remove(b["Id"])
-    held = containers.routes(2.0)[0][0]
+    held = containers.advance(2.0)[0][0]
     assert held.backends == () and held.hold_until == 12.0
     assert containers.next_hold_expiry() == 12.0
-    assert containers.routes(11.9)[0][0].hold_until == 12.0
-    assert containers.routes(12.0)[0] == ()
+    assert containers.advance(11.9)[0][0].hold_until == 12.0
+    assert containers.advance(12.0)[0] == ()
 
     containers.update(a, a["Id"], joining=True)  # start clears the leave
-    assert containers.routes(13.0)[0][0].backends == (Address("10.0.0.2", 8000),)
+    assert containers.advance(13.0)[0][0].backends == (Address("10.0.0.2", 8000),)
 
 
 def test_a_resume_event_beats_a_lagging_list() -> None:
     containers = ContainerSet(D, probe_ports=False)
     paused = summary("a", state="paused", status="Up 3 seconds (Paused)")
     containers.update(paused, paused["Id"], joining=True, resumed=True)
-    assert containers.routes(0.0)[0][0].backends == (Address("10.0.0.2", 8000),)
+    assert containers.advance(0.0)[0][0].backends == (Address("10.0.0.2", 8000),)
 
 
 def test_hold_ends_when_a_container_joins() -> None:
     containers = ContainerSet(Discovery(hold=10.0), probe_ports=False)
     a = summary("a")
     containers.replace_all([a])
-    containers.routes(0.0)
+    containers.advance(0.0)
     containers.leave(a["Id"])
-    assert containers.routes(1.0)[0][0].hold_until == 11.0
+    assert containers.advance(1.0)[0][0].hold_until == 11.0
     containers.update(summary("a2", networks={"n": {"IPAddress": "10.0.0.9"}}), "x", joining=True)
-    route = containers.routes(2.0)[0][0]
+    route = containers.advance(2.0)[0][0]
     assert route.hold_until is None and route.backends == (Address("10.0.0.9", 8000),)
 
 
@@ -186,7 +187,7 @@ def test_strip_prefix_disagreement_skips_the_odd_one() -> None:
     containers = ContainerSet(D, probe_ports=False)
     containers.replace_all([summary("a", labels={"fastroute.strip_prefix": "true"}),
                             summary("b", networks={"n": {"IPAddress": "10.0.0.3"}})])
-    routes, warnings = containers.routes(0.0)
+    routes, warnings = containers.advance(0.0)
     assert routes[0].strip_prefix and routes[0].backends == (Address("10.0.0.2", 8000),)
     assert len(warnings) == 1 and "container b" in warnings[0]
 
@@ -195,7 +196,7 @@ def test_resync_drops_vanished_containers() -> None:
     containers = ContainerSet(Discovery(hold=0), probe_ports=False)
     containers.replace_all([summary("a"), summary("b", image="x/y")])
     containers.replace_all([summary("a")])
-    assert [r.prefix for r in containers.routes(0.0)[0]] == ["/steve/foo"]
+    assert [r.prefix for r in containers.advance(0.0)[0]] == ["/steve/foo"]
 
 
 def event(kind: str, action: str, cid: str = "c1", **attributes: str) -> dict[str, Any]:
@@ -229,7 +230,8 @@ def test_event_action(given: dict[str, Any], expected: tuple[str, str] | None) -
 
 
 def test_network_change() -> None:
-    from proxy.discovery._model import has_ip_on, network_change
+    from proxy.discovery._container import has_ip_on
+    from proxy.discovery._model import network_change
 
     assert network_change(event("network", "connect", cid="n", container="c", name="front")) == ("front", True)
     assert network_change(event("network", "disconnect", cid="n", container="c", name="front")) == ("front", False)
@@ -264,7 +266,7 @@ def inspect_data(**changes: Any) -> dict[str, Any]:
     ],
 )
 def test_inspect_data_reads_like_a_list_summary(state: dict[str, Any], routable: bool, shown: str) -> None:
-    from proxy.discovery._model import summary_from_inspect
+    from proxy.discovery._container import summary_from_inspect
 
     c = parse_container(summary_from_inspect(inspect_data(State=state)), D)
     assert c is not None and c.name == "web" and c.routable is routable and c.state == shown
@@ -273,7 +275,7 @@ def test_inspect_data_reads_like_a_list_summary(state: dict[str, Any], routable:
 
 
 def test_label_filter() -> None:
-    from proxy.discovery._watcher import has_labels
+    from proxy.discovery._container import has_labels
 
     assert has_labels({"a": "1", "b": "2"}, ["a", "b=2"])
     assert not has_labels({"a": "1"}, ["a=2"])
@@ -287,13 +289,13 @@ def test_a_resync_after_missed_events_forgets_leave_marks() -> None:
     periodic.replace_all([a])
     periodic.leave(a["Id"])  # stopping slowly: still listed as running
     periodic.replace_all([a])
-    assert periodic.routes(0.0)[0] == ()
+    assert periodic.advance(0.0)[0] == ()
 
     reconnected = ContainerSet(D, probe_ports=False)
     reconnected.replace_all([a])
     reconnected.leave(a["Id"])  # then the stream broke; its start event was lost
     reconnected.replace_all([a], events_missed=True)
-    assert reconnected.routes(0.0)[0][0].backends == (Address("10.0.0.2", 8000),)
+    assert reconnected.advance(0.0)[0][0].backends == (Address("10.0.0.2", 8000),)
 
 
 # --- wake on request (fastroute.wake) ---------------------------------------------
@@ -307,7 +309,7 @@ def test_a_stopped_wake_container_gives_a_route_to_wake() -> None:
     containers = ContainerSet(Discovery(), probe_ports=False)
     containers.replace_all([asleep("a", {"fastroute.wake": "true", "fastroute.strip_prefix": "true"}),
                             asleep("b", {"fastroute.wake": "true"})])
-    routes, _ = containers.routes(0.0)
+    routes, _ = containers.advance(0.0)
     [route] = routes
     assert (route.prefix, route.backends, route.strip_prefix) == ("/steve/foo", (), True)
     assert route.wake == (summary("a")["Id"],)  # b disagrees on strip_prefix
@@ -316,7 +318,7 @@ def test_a_stopped_wake_container_gives_a_route_to_wake() -> None:
 def test_a_stopped_container_without_the_label_gives_nothing() -> None:
     containers = ContainerSet(Discovery(), probe_ports=False)
     containers.replace_all([asleep("a", {}), asleep("b", {"fastroute.wake": "false"})])
-    assert containers.routes(0.0)[0] == ()
+    assert containers.advance(0.0)[0] == ()
 
 
 def test_wake_is_an_opt_in_even_when_not_exposed_by_default() -> None:
@@ -329,10 +331,10 @@ def test_a_running_container_serves_instead_of_waking_another() -> None:
     containers = ContainerSet(Discovery(), probe_ports=False)
     awake = summary("awake", labels={"fastroute.wake": "true"})
     containers.replace_all([awake, asleep("zzz", {"fastroute.wake": "true"})])
-    [route] = containers.routes(0.0)[0]
+    [route] = containers.advance(0.0)[0]
     assert route.backends and route.wake == ()
     containers.leave(awake["Id"])  # stopping: it and the sleeper may be woken
-    [route] = containers.routes(0.0)[0]
+    [route] = containers.advance(0.0)[0]
     assert route.backends == () and set(route.wake) == {awake["Id"], summary("zzz")["Id"]}
 
 
@@ -361,12 +363,12 @@ def booting_set(hold: float = 10.0) -> tuple[ContainerSet, dict[str, Any]]:
 
 def test_a_started_container_is_booting_until_its_port_accepts() -> None:
     containers, a = booting_set()
-    [route] = containers.routes(0.0)[0]
+    [route] = containers.advance(0.0)[0]
     assert (route.backends, route.booting, route.hold_until) == ((), True, None)
     assert containers.to_probe() == [(a["Id"], A_ADDR)]
 
     assert containers.mark_ready(a["Id"], A_ADDR, 1.0)
-    [route] = containers.routes(1.0)[0]
+    [route] = containers.advance(1.0)[0]
     assert (route.backends, route.booting) == ((A_ADDR,), False)
     assert containers.to_probe() == []
     assert not containers.mark_ready(a["Id"], A_ADDR, 2.0)  # nothing new
@@ -378,12 +380,12 @@ def test_readiness_is_for_one_address_and_one_start() -> None:
     containers.mark_ready(a["Id"], A_ADDR, 0.0)
     moved = summary("a", networks={"net": {"IPAddress": "10.0.0.7"}})
     containers.update(moved, a["Id"], joining=False)  # network change: a new address to probe
-    assert containers.routes(1.0)[0][0].booting
+    assert containers.advance(1.0)[0][0].booting
     assert containers.to_probe() == [(a["Id"], Address("10.0.0.7", 8000))]
 
     containers.mark_ready(a["Id"], Address("10.0.0.7", 8000), 1.0)
     containers.update(moved, a["Id"], joining=True)  # started (or unpaused) again: probe again
-    assert containers.routes(2.0)[0][0].booting
+    assert containers.advance(2.0)[0][0].booting
 
 
 def test_a_booting_replica_does_not_change_a_serving_pool() -> None:
@@ -391,7 +393,7 @@ def test_a_booting_replica_does_not_change_a_serving_pool() -> None:
     containers.mark_ready(a["Id"], A_ADDR, 0.0)
     b = summary("b", networks={"net": {"IPAddress": "10.0.0.3"}})
     containers.update(b, b["Id"], joining=True)
-    [route] = containers.routes(1.0)[0]
+    [route] = containers.advance(1.0)[0]
     assert (route.backends, route.booting) == ((A_ADDR,), False)
 
 
@@ -399,37 +401,37 @@ def test_a_healthcheck_is_readiness_and_is_not_probed() -> None:
     containers = ContainerSet(Discovery())
     starting = summary("a", status="Up 1 second (health: starting)")
     containers.replace_all([starting])
-    assert containers.routes(0.0)[0][0].booting and containers.to_probe() == []
+    assert containers.advance(0.0)[0][0].booting and containers.to_probe() == []
     containers.update(summary("a", status="Up 3 seconds (healthy)"), starting["Id"], joining=True, resumed=True)
-    assert containers.routes(1.0)[0][0].backends == (A_ADDR,)
+    assert containers.advance(1.0)[0][0].backends == (A_ADDR,)
 
 
 def test_leaving_and_waking_containers_are_not_booting() -> None:
     containers, a = booting_set(hold=0)
     containers.leave(a["Id"])
-    assert containers.routes(0.0)[0] == () and containers.to_probe() == []
+    assert containers.advance(0.0)[0] == () and containers.to_probe() == []
     containers.update(a, a["Id"], joining=True)
     containers.waking.add(a["Id"])
-    assert containers.routes(0.0)[0] == () and containers.to_probe() == []
+    assert containers.advance(0.0)[0] == () and containers.to_probe() == []
 
 
 def test_a_booting_route_whose_container_goes_is_held() -> None:
     containers, a = booting_set(hold=10.0)
-    containers.routes(0.0)
+    containers.advance(0.0)
     containers.leave(a["Id"])
-    [route] = containers.routes(1.0)[0]
+    [route] = containers.advance(1.0)[0]
     assert (route.backends, route.booting, route.hold_until) == ((), False, 11.0)
 
 
 def test_a_recreated_service_is_booting_not_held_while_its_new_container_starts() -> None:
     containers, old = booting_set(hold=10.0)
     containers.mark_ready(old["Id"], A_ADDR, 0.0)
-    containers.routes(0.0)
+    containers.advance(0.0)
     containers.leave(old["Id"])
-    assert containers.routes(1.0)[0][0].hold_until == 11.0
+    assert containers.advance(1.0)[0][0].hold_until == 11.0
     new = summary("new", networks={"net": {"IPAddress": "10.0.0.5"}})
     containers.update(new, new["Id"], joining=True)
-    [route] = containers.routes(2.0)[0]
+    [route] = containers.advance(2.0)[0]
     assert (route.backends, route.booting, route.hold_until) == ((), True, None)
 
 
@@ -445,14 +447,14 @@ def test_a_refusal_from_a_young_container_makes_it_booting_again(ready_at: float
     containers, a = booting_set()
     containers.mark_ready(a["Id"], A_ADDR, ready_at)
     assert containers.refused(A_ADDR, now) is young
-    assert containers.routes(now)[0][0].booting is young
+    assert containers.advance(now)[0][0].booting is young
     assert containers.refused(Address("10.0.0.99", 8000), now) is False  # no container there
 
 
 def test_a_container_routed_after_the_ready_timeout_is_never_young() -> None:
     containers, a = booting_set()
     containers.mark_ready(a["Id"], A_ADDR, 10.0, young=False)
-    assert containers.routes(10.0)[0][0].backends == (A_ADDR,)
+    assert containers.advance(10.0)[0][0].backends == (A_ADDR,)
     assert containers.refused(A_ADDR, 10.1) is False
 
 
@@ -465,14 +467,14 @@ def test_a_refusal_from_a_restarting_container_means_booting() -> None:
 def test_without_port_probes_running_is_ready() -> None:
     containers = ContainerSet(Discovery(), probe_ports=False)
     containers.replace_all([summary("a")])
-    assert containers.routes(0.0)[0][0].backends == (A_ADDR,) and containers.to_probe() == []
+    assert containers.advance(0.0)[0][0].backends == (A_ADDR,) and containers.to_probe() == []
 
 
 def test_a_resync_keeps_readiness_of_containers_still_listed() -> None:
     containers, a = booting_set()
     containers.mark_ready(a["Id"], A_ADDR, 0.0)
     containers.replace_all([a, summary("b", image="x/y")])
-    routes = {r.prefix: r for r in containers.routes(1.0)[0]}
+    routes = {r.prefix: r for r in containers.advance(1.0)[0]}
     assert routes["/steve/foo"].backends == (A_ADDR,) and routes["/x/y"].booting
     containers.replace_all([])
     assert containers.ready == {}
@@ -482,7 +484,7 @@ def test_a_booting_container_is_waited_for_rather_than_a_sleeper_woken() -> None
     containers = ContainerSet(Discovery())
     containers.replace_all([summary("a", labels={"fastroute.wake": "true"}),
                             asleep("zzz", {"fastroute.wake": "true"})])
-    [route] = containers.routes(0.0)[0]
+    [route] = containers.advance(0.0)[0]
     assert route.booting and route.wake == ()
 
 
@@ -500,11 +502,11 @@ def test_events_are_applied_by_the_model() -> None:
         action, cid = event_action(event)  # type: ignore[misc]
         assert needs_summary(action) is (fetched is not None)
         containers.apply(action, cid, fetched)
-    assert containers.routes(0.0)[0][0].backends == (A_ADDR,)  # the second start cleared the leave
+    assert containers.advance(0.0)[0][0].backends == (A_ADDR,)  # the second start cleared the leave
 
     action, cid = event_action(stop)  # type: ignore[misc]
     containers.apply(action, cid)
-    assert containers.routes(0.0)[0] == ()
+    assert containers.advance(0.0)[0] == ()
     action, cid = event_action(destroy)  # type: ignore[misc]
     containers.apply(action, cid)
     assert containers.containers == {}

@@ -54,7 +54,7 @@ async def test_a_port_that_starts_listening_later_is_found_in_the_background(nur
             await changed.wait()
     finally:
         listener.close()
-    assert containers.routes(0.0)[0][0].backends == (Address(LOOPBACK, port),)
+    assert containers.advance(0.0)[0][0].backends == (Address(LOOPBACK, port),)
     await trio.sleep(0)
     assert prober.probing == set()
 
@@ -68,7 +68,7 @@ async def test_try_now_marks_what_listens_already(nursery: trio.Nursery) -> None
         assert await Prober(lambda: containers, lambda: None, ready_timeout=30.0).try_now()
     finally:
         listener.close()
-    assert containers.routes(0.0)[0][0].backends
+    assert containers.advance(0.0)[0][0].backends
 
 
 async def test_tries_back_off_to_the_cap_and_the_ready_timeout_routes_it_anyway(
@@ -93,7 +93,7 @@ async def test_tries_back_off_to_the_cap_and_the_ready_timeout_routes_it_anyway(
     assert pauses[PROBE_FAST_TRIES - 1:PROBE_FAST_TRIES + 2] == [2 * PROBE_FIRST, 4 * PROBE_FIRST, 8 * PROBE_FIRST]
     assert pauses == sorted(pauses) and max(pauses) == pytest.approx(PROBE_MAX)
     assert 5.0 <= tries[-1] - tries[0] + PROBE_FIRST <= 5.0 + PROBE_MAX
-    assert containers.routes(0.0)[0][0].backends  # routed anyway,
+    assert containers.advance(0.0)[0][0].backends  # routed anyway,
     assert containers.refused(Address("10.0.0.2", 8000), 0.0) is False  # and never young
     assert any("routing it anyway" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 

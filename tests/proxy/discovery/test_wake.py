@@ -18,7 +18,8 @@ from proxy._config import Discovery
 from proxy.gateway._server import Gateway
 from proxy.routing._sources import RouteSources
 from proxy.discovery._waker import Waker
-from proxy.discovery._watcher import DockerWatcher, connect
+from proxy.discovery._client import DockerEngine, sdk_client
+from proxy.discovery._watcher import DockerWatcher
 
 from ...docker_support import RUN_ID, RUN_LABEL, Backend, DockerLab
 from ...helpers import fetch, start_gateway
@@ -54,7 +55,7 @@ class Counting:
 async def start_waking(
     nursery: trio.Nursery, lab: DockerLab, calls: Counter[str], exposed_by_default: bool = True, **timeouts: Any
 ) -> tuple[Gateway, DockerWatcher, Waker]:
-    factory: Callable[[str | None], Any] = lambda url: Counting(connect(url), calls)  # noqa: E731
+    factory: Callable[[str | None], Any] = lambda url: DockerEngine(Counting(sdk_client(url), calls))  # noqa: E731
     gateway = await start_gateway(nursery, [], timeouts=timeouts)
     sources = RouteSources(gateway.set_routes, ())
     watcher = DockerWatcher(sources.set_docker, Discovery(network=lab.network, hold=0.0, exposed_by_default=exposed_by_default),

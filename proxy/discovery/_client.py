@@ -1,0 +1,185 @@
+# The one module that imports the docker SDK. It gives the rest of discovery
+# a narrow, typed, blocking view of one engine (Engine): list, inspect,
+# events, ping, start, stop. The watcher, the waker and the commands call it
+# from worker threads; everything else sees plain dicts in the engine's own
+# JSON shapes (the list endpoint's summaries, inspect data, events), which is
+# why those are typed dict[str, Any]: JSON whose shape the engine owns.
+#
+# Rules:
+# - the SDK's errors stay here: a container that is gone is None (inspect)
+#   or EngineError (start); anything else is the engine failing, and the
+#   callers treat any exception as that;
+# - fastroute never creates or pulls: Engine has no such call.
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+from ._errors import EngineError
+
+__all__ = ["DockerEngine", "Engine", "EventStream", "connect", "sdk_client"]
+
+SDK_TIMEOUT = 30  # seconds, docker-py's own timeout for one API call
+EVENT_TYPES = ["container", "network"]
+
+
+class EventStream(Protocol):
+    """The engine's events, decoded; iteration ends when the connection breaks."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]: ...
+
+    def __next__(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    """What discovery asks of a Docker engine. Every call blocks."""
+
+    def containers(self, labels: Sequence[str]) -> list[dict[str, Any]]:
+        """Summaries of the running, paused and restarting containers, and of
+        the stopped ones that carry fastroute.wake, with every label in `labels`."""
+        ...
+
+    def inspect(self, cid: str) -> dict[str, Any] | None:
+        """One container's inspect data, or None if it does not exist."""
+        ...
+
+    def events(self) -> EventStream:
+        """Container and network events from now on."""
+        ...
+
+    def ping(self) -> None: ...
+
+    def start(self, cid: str) -> None:
+        """Start an existing container. Raises EngineError if the engine refuses."""
+        ...
+
+    def stop(self, cid: str, grace: int) -> None:
+        """Stop a container: SIGTERM, then SIGKILL after `grace` seconds."""
+        ...
+
+    def own_networks(self) -> frozenset[str]:
+        """The networks of the container fastroute runs in, if it runs in one."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def sdk_client(url: str | None) -> Any:
+    """A docker SDK client for `url` (None: DOCKER_HOST, else the local socket).
+
+    Raises:
+        OSError: nothing listens there (checked first, see _check_reachable).
+        docker.errors.DockerException: the engine did not answer its version probe.
+    """
+    import docker
+
+    _check_reachable(url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock")
+    if url:
+        return docker.DockerClient(base_url=url, timeout=SDK_TIMEOUT)
+    return docker.from_env(timeout=SDK_TIMEOUT)
+
+
+def connect(url: str | None) -> DockerEngine:
+    """The engine at `url` (see sdk_client)."""
+    return DockerEngine(sdk_client(url))
+
+
+def _check_reachable(url: str) -> None:
+    # docker-py's version probe, when the engine is down, leaves its socket
+    # to the garbage collector (a ResourceWarning at some later moment). A
+    # plain connect, closed here, answers "is anyone there" without that.
+    scheme, _, rest = url.partition("://")
+    if scheme in ("unix", "http+unix"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(5)
+            probe.connect("/" + rest.lstrip("/"))
+    elif scheme in ("tcp", "http", "https"):
+        host, _, port = rest.split("/", 1)[0].rpartition(":")
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port or 2375)), timeout=5):
+            pass
+
+
+class DockerEngine:
+    """Engine over a docker SDK client (docker.DockerClient, or anything with its API)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def containers(self, labels: Sequence[str]) -> list[dict[str, Any]]:
+        # Two calls: the engine ANDs the filters of one.
+        filters: dict[str, Any] = {"status": ["running", "paused", "restarting"]}
+        if labels:
+            filters["label"] = list(labels)
+        found = list(self._client.api.containers(all=True, filters=filters))
+        sleeping = {"status": ["created", "exited"], "label": ["fastroute.wake", *labels]}
+        found += self._client.api.containers(all=True, filters=sleeping)
+        return found
+
+    def inspect(self, cid: str) -> dict[str, Any] | None:
+        import docker.errors
+
+        try:
+            attrs: dict[str, Any] = self._client.api.inspect_container(cid)
+        except docker.errors.NotFound:
+            return None
+        return attrs
+
+    def events(self) -> EventStream:
+        return _Events(self._client.events(decode=True, filters={"type": EVENT_TYPES}))
+
+    def ping(self) -> None:
+        self._client.ping()
+
+    def start(self, cid: str) -> None:
+        import docker.errors
+
+        try:
+            self._client.api.start(cid)
+        except docker.errors.APIError as error:
+            raise EngineError(f"docker start: {error.explanation or error}") from None
+
+    def stop(self, cid: str, grace: int) -> None:
+        self._client.api.stop(cid, timeout=grace)
+
+    def own_networks(self) -> frozenset[str]:
+        if not os.path.exists("/.dockerenv"):
+            return frozenset()
+        try:
+            attrs = self._client.api.inspect_container(socket.gethostname())
+        except Exception:  # noqa: BLE001 - not our container, or no access: no shared networks
+            return frozenset()
+        return frozenset((attrs.get("NetworkSettings") or {}).get("Networks") or {})
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class _Events:
+    """docker-py's CancellableStream, closed for good."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        event: dict[str, Any] = next(self._stream)
+        return event
+
+    def close(self) -> None:
+        # CancellableStream.close() shuts the socket only while the response
+        # is open; after the engine hung up it leaves the connection to the
+        # garbage collector. Closing the response closes it now.
+        try:
+            self._stream.close()
+        except Exception:  # noqa: BLE001 - already half gone: the response close below is what matters
+            pass
+        response = getattr(self._stream, "_response", None)
+        if response is not None:
+            response.close()

@@ -1,0 +1,227 @@
+# The watcher's shell against a fake engine at the discovery/_client seam:
+# listing, events, leaving without an engine call, a stream that ends, an
+# engine that is down, bursts. The real-engine tests (test_docker_*.py) stay;
+# these reach the cases an engine will not produce on demand.
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import trio
+
+from proxy._config import Address, Discovery, Route
+from proxy.discovery._client import Engine, EventStream
+from proxy.discovery._watcher import BACKOFF_MAX, DockerWatcher
+
+WAIT = 10.0  # seconds: the longest a test waits for the watcher
+
+
+def attrs(name: str, ip: str, *, running: bool = True, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """Inspect data of a container with a HEALTHCHECK that passes (routed without a probe)."""
+    return {
+        "Id": (name.encode().hex() * 16)[:64],
+        "Name": f"/{name}",
+        "Config": {"Image": f"team/{name}:1", "Labels": labels or {}},
+        "State": {"Status": "running" if running else "exited", "Running": running,
+                  "Health": {"Status": "healthy"}},
+        "HostConfig": {"NetworkMode": "net"},
+        "NetworkSettings": {"Networks": {"net": {"IPAddress": ip}}},
+    }
+
+
+def event(action: str, cid: str, **attributes: str) -> dict[str, Any]:
+    return {"Type": "container", "Action": action, "Actor": {"ID": cid, "Attributes": attributes}, "time": 0}
+
+
+_END = object()
+
+
+class FakeEvents:
+    def __init__(self) -> None:
+        self.queue: queue.Queue[Any] = queue.Queue()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        item = self.queue.get()
+        if item is _END:
+            raise StopIteration
+        return item  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.queue.put(_END)
+
+
+class World:
+    """What the fake engine knows; outlives each connection (a reconnect sees the same containers)."""
+
+    def __init__(self) -> None:
+        self.containers: dict[str, dict[str, Any]] = {}
+        self.calls: Counter[str] = Counter()
+        self.streams: list[FakeEvents] = []
+        self.down = threading.Event()  # set: connecting fails
+
+    def add(self, container: dict[str, Any]) -> str:
+        self.containers[container["Id"]] = container
+        return str(container["Id"])
+
+    def emit(self, *events: dict[str, Any]) -> None:
+        for item in events:
+            self.streams[-1].queue.put(item)
+
+    def factory(self, url: str | None) -> Engine:
+        self.calls["connect"] += 1
+        if self.down.is_set():
+            raise ConnectionRefusedError("the engine is down")
+        return FakeEngine(self)
+
+
+class FakeEngine:
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def containers(self, labels: Any) -> list[dict[str, Any]]:
+        from proxy.discovery._container import summary_from_inspect
+
+        self.world.calls["list"] += 1
+        return [summary_from_inspect(a) for a in self.world.containers.values() if a["State"]["Running"]]
+
+    def inspect(self, cid: str) -> dict[str, Any] | None:
+        self.world.calls["inspect"] += 1
+        return self.world.containers.get(cid)
+
+    def events(self) -> EventStream:
+        stream = FakeEvents()
+        self.world.streams.append(stream)
+        return stream
+
+    def ping(self) -> None:
+        pass
+
+    def start(self, cid: str) -> None:
+        raise AssertionError("the watcher never starts a container")
+
+    def stop(self, cid: str, grace: int) -> None:
+        raise AssertionError("the watcher never stops a container")
+
+    def own_networks(self) -> frozenset[str]:
+        return frozenset()
+
+    def close(self) -> None:
+        pass
+
+
+class Published:
+    def __init__(self) -> None:
+        self.tables: list[tuple[Route, ...]] = []
+
+    def __call__(self, routes: tuple[Route, ...]) -> None:
+        self.tables.append(routes)
+
+    def backends(self) -> dict[str, tuple[Address, ...]]:
+        return {r.prefix: r.backends for r in self.tables[-1]} if self.tables else {}
+
+
+async def until(check: Callable[[], bool], what: str) -> None:
+    with trio.fail_after(WAIT):
+        while not check():
+            await trio.sleep(0.005)
+
+
+@pytest.fixture
+async def watched(nursery: trio.Nursery) -> tuple[World, Published, DockerWatcher]:
+    world = World()
+    published = Published()
+    watcher = DockerWatcher(published, Discovery(hold=0.0), client_factory=world.factory)
+    world.add(attrs("a", "10.0.0.2"))
+    await nursery.start(watcher.run)
+    with trio.fail_after(WAIT):
+        await watcher.synced.wait()
+    return world, published, watcher
+
+
+A = Address("10.0.0.2", 8000)
+B = Address("10.0.0.3", 8000)
+
+
+async def test_the_first_listing_is_published(watched: tuple[World, Published, DockerWatcher]) -> None:
+    world, published, watcher = watched
+    assert published.backends() == {"/team/a": (A,)}
+    assert watcher.status == "following" and world.calls["list"] == 1
+
+
+async def test_a_start_event_routes_the_container_after_one_inspect(
+    watched: tuple[World, Published, DockerWatcher]
+) -> None:
+    world, published, _ = watched
+    cid = world.add(attrs("b", "10.0.0.3"))
+    world.emit(event("start", cid))
+    await until(lambda: "/team/b" in published.backends(), "routed")
+    assert published.backends()["/team/b"] == (B,)
+    assert world.calls["inspect"] == 1 and world.calls["list"] == 1  # no re-list
+
+
+async def test_a_terminating_kill_takes_it_out_with_no_engine_call(
+    watched: tuple[World, Published, DockerWatcher]
+) -> None:
+    world, published, _ = watched
+    cid = next(iter(world.containers))
+    world.emit(event("kill", cid, signal="15"))
+    await until(lambda: "/team/a" not in published.backends(), "out")
+    assert world.calls["inspect"] == 0
+
+
+async def test_a_kill_with_another_signal_changes_nothing(watched: tuple[World, Published, DockerWatcher]) -> None:
+    world, published, watcher = watched
+    cid = next(iter(world.containers))
+    before = len(published.tables)
+    world.emit(event("kill", cid, signal="SIGHUP"), event("rename", cid))
+    await until(lambda: world.calls["inspect"] == 1, "the rename was handled")  # after the kill, in order
+    assert len(published.tables) == before  # same routes: nothing published
+    assert published.backends() == {"/team/a": (A,)}
+
+
+async def test_a_burst_of_events_is_one_publish(watched: tuple[World, Published, DockerWatcher]) -> None:
+    world, published, _ = watched
+    before = len(published.tables)
+    ids = [world.add(attrs(f"n{i}", f"10.0.1.{i}")) for i in range(20)]
+    world.emit(*(event("start", cid) for cid in ids))
+    await until(lambda: len(published.backends()) == 21, "all routed")
+    assert len(published.tables) - before < 20  # applied together, not one swap per event
+
+
+async def test_an_ended_stream_reconnects_and_resyncs(
+    watched: tuple[World, Published, DockerWatcher]
+) -> None:
+    world, published, watcher = watched
+    cid = next(iter(world.containers))
+    # While the stream is gone, one container stops and one starts: no event
+    # tells of either; the resync after the reconnect does.
+    world.containers[cid]["State"]["Running"] = False
+    world.add(attrs("c", "10.0.0.4"))
+    world.streams[-1].close()
+    await until(lambda: published.backends() == {"/team/c": (Address("10.0.0.4", 8000),)}, "resynced")
+    assert world.calls["connect"] == 2 and watcher.reconnects == 1 and watcher.status == "following"
+
+
+async def test_an_engine_that_is_down_keeps_the_last_routes_and_is_retried(
+    watched: tuple[World, Published, DockerWatcher]
+) -> None:
+    world, published, watcher = watched
+    world.down.set()
+    world.streams[-1].close()
+    await until(lambda: world.calls["connect"] >= 3, "retried")  # the first retry comes after BACKOFF_MIN
+    assert watcher.status == "reconnecting"
+    assert published.backends() == {"/team/a": (A,)}  # the last good routes keep serving
+    world.down.clear()
+    cid = world.add(attrs("d", "10.0.0.5"))
+    with trio.fail_after(BACKOFF_MAX):
+        while watcher.status != "following":
+            await trio.sleep(0.01)
+    assert "/team/d" in published.backends() and cid in watcher.containers.containers
