@@ -60,8 +60,8 @@ async def scenario(client: Any, image: str, network: str, kind: str, boot: float
     counts: Counter[str] = Counter()
     async with trio.open_nursery() as nursery:
         gateway = await start_gateway(nursery, [])
-        sources = RouteSources(gateway.set_routes, ())
-        watcher = DockerWatcher(sources.set_docker, Discovery(network=network, hold=10.0), labels=[LABEL])
+        sources = RouteSources(gateway, ())
+        watcher = DockerWatcher(sources, Discovery(network=network, hold=10.0), labels=[LABEL])
         await nursery.start(watcher.run)
         await watcher.synced.wait()
         old_host, new_host = f"old-{RUN}", f"new-{RUN}"

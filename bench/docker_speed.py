@@ -55,15 +55,18 @@ async def time_to_first_request(client: Any, image: str, network: str, rounds: i
         gateway = await start_gateway(nursery, [])
         swapped: dict[str, float] = {}
 
-        def set_routes(routes: Any) -> None:
-            routes = list(routes)
-            for route in routes:
-                if route.backends:
-                    swapped.setdefault(route.prefix, time.perf_counter())
-            gateway.set_routes(routes)
+        class Timed:
+            """The gateway as a route sink, noting when each prefix first got a backend."""
 
-        sources = RouteSources(set_routes, ())
-        watcher = DockerWatcher(sources.set_docker, Discovery(network=network, hold=0), labels=[LABEL])
+            def set_routes(self, routes: Any) -> None:
+                routes = list(routes)
+                for route in routes:
+                    if route.backends:
+                        swapped.setdefault(route.prefix, time.perf_counter())
+                gateway.set_routes(routes)
+
+        sources = RouteSources(Timed(), ())
+        watcher = DockerWatcher(sources, Discovery(network=network, hold=0), labels=[LABEL])
         await nursery.start(watcher.run)
         await watcher.synced.wait()
         for i in range(rounds):
@@ -85,8 +88,8 @@ async def update_and_resync(client: Any, image: str, network: str, rounds: int) 
     resyncs: list[float] = []
     async with trio.open_nursery() as nursery:
         gateway = await start_gateway(nursery, [])
-        sources = RouteSources(gateway.set_routes, ())
-        watcher = DockerWatcher(sources.set_docker, Discovery(network=network, hold=0), labels=[LABEL])
+        sources = RouteSources(gateway, ())
+        watcher = DockerWatcher(sources, Discovery(network=network, hold=0), labels=[LABEL])
         original = watcher._apply
 
         async def timed_apply(docker_client: Any, events: list[dict[str, Any]]) -> None:

@@ -45,7 +45,7 @@ async def serve(
     task_status.started() gets the Gateway once it listens.
     """
     gateway = Gateway(config)
-    sources = RouteSources(gateway.set_routes, load_routes(config))
+    sources = RouteSources(gateway, load_routes(config))
     sources.set_static(sources.static)
     admin = None
     if admin_socket is not None:
@@ -88,7 +88,7 @@ async def _follow_docker(
     answer in time, it opens with the static routes, and requests for other
     routes wait (up to --hold) for the engine.
     """
-    watcher = DockerWatcher(sources.set_docker, config.discovery, url=config.docker_url, labels=config.docker_labels)
+    watcher = DockerWatcher(sources, config.discovery, url=config.docker_url, labels=config.docker_labels)
     gateway.watcher = watcher
     gateway.not_ready = watcher.refused
     gateway.routes_complete = False

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import trio
 
@@ -36,7 +36,7 @@ from ._errors import EngineStalled
 from ._model import ContainerSet, event_action, needs_summary, network_change
 from ._probe import Prober
 
-__all__ = ["BACKOFF_MAX", "DockerWatcher", "inspect_one"]
+__all__ = ["BACKOFF_MAX", "DockerRoutes", "DockerWatcher", "inspect_one"]
 
 log = logging.getLogger("fastroute.docker")
 _T = TypeVar("_T")
@@ -60,8 +60,14 @@ def inspect_one(engine: Engine, labels: Sequence[str], cid: str) -> dict[str, An
     return summary if has_labels(summary["Labels"], labels) else None
 
 
+class DockerRoutes(Protocol):
+    """Where the watcher hands every new set of Docker's routes (routing/_sources.RouteSources)."""
+
+    def set_docker(self, routes: tuple[Route, ...]) -> None: ...
+
+
 class DockerWatcher:
-    """Follows one Docker engine and hands every new set of routes to `publish`.
+    """Follows one Docker engine and hands every new set of routes to `sink`.
 
     client_factory(url): the Engine to follow (discovery/_client.py's
     connect; a test passes a fake); called again on every reconnect.
@@ -69,14 +75,14 @@ class DockerWatcher:
 
     def __init__(
         self,
-        publish: Callable[[tuple[Route, ...]], None],
+        sink: DockerRoutes,
         discovery: Discovery,
         *,
         url: str | None = None,
         labels: Sequence[str] = (),
         client_factory: Callable[[str | None], Engine] = connect,
     ) -> None:
-        self.publish = publish
+        self.sink = sink
         self.discovery = discovery
         self.url = url
         self.labels = tuple(labels)
@@ -249,7 +255,7 @@ class DockerWatcher:
                 log.warning("%s", warning)
         if routes != self._published:  # a booting replica joining a live pool changes nothing
             self._published = routes
-            self.publish(routes)
+            self.sink.set_docker(routes)
 
 
 async def _engine(call: Callable[..., _T], *args: Any) -> _T:

@@ -12,19 +12,20 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from .._config import Address, Config, Route
-from ..discovery._model import ContainerSet
 from .._errors import ConfigError
-from ._sync import HAProxyError, HAProxyOptions, HAProxySync
-from ..routing._sources import RouteSources, load_routes
 from ..discovery._client import connect
+from ..discovery._model import ContainerSet
 from ..discovery._watcher import DockerWatcher
+from ..routing._sources import RouteSources, load_routes
+from ._errors import HAProxyError
+from ._sync import HAProxyOptions, HAProxySync
 
 __all__ = ["HAProxyMode", "follow", "run"]
 
@@ -54,12 +55,12 @@ async def follow(mode: HAProxyMode, *, task_status: Any = trio.TASK_STATUS_IGNOR
     config = mode.config
     watcher: DockerWatcher | None = None
     sync = HAProxySync(mode.options, lambda: _names(watcher.containers) if watcher else {})
-    sources = RouteSources(sync.set_routes, load_routes(config))
+    sources = RouteSources(sync, load_routes(config))
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             if config.docker:
                 watcher = DockerWatcher(
-                    sources.set_docker, config.discovery, url=config.docker_url, labels=config.docker_labels
+                    sources, config.discovery, url=config.docker_url, labels=config.docker_labels
                 )
                 await nursery.start(watcher.run)
                 log.info("waiting for the first list from Docker")
@@ -107,10 +108,19 @@ def _current_routes(config: Config) -> tuple[list[Route], Mapping[Address, str]]
         log.warning("%s", warning)
     for container in containers.skipped():
         log.warning("container %s (%s) skipped: %s", container.name, container.short_id, container.skip)
-    got: list[Route] = []
-    sources = RouteSources(got.extend, static)
-    sources.set_docker(docker)
-    return got, _names(containers)
+    got = _Collected()
+    RouteSources(got, static).set_docker(docker)
+    return got.routes, _names(containers)
+
+
+class _Collected:
+    """A RouteSink that keeps the merged routes."""
+
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def set_routes(self, routes: Sequence[Route]) -> None:
+        self.routes = list(routes)
 
 
 async def _once(mode: HAProxyMode) -> None:

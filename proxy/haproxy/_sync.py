@@ -33,8 +33,9 @@ import trio
 
 from .._config import Address, Route
 from ._config import DEFAULT_PREAMBLE, Plan, Running, drain_step, plan_from, render, runtime_step
+from ._errors import HAProxyError, MasterUnreachable
 
-__all__ = ["HAProxyError", "HAProxyOptions", "HAProxySync", "MasterUnreachable", "master_command"]
+__all__ = ["HAProxyOptions", "HAProxySync", "master_command"]
 
 log = logging.getLogger("fastroute.haproxy")
 
@@ -44,14 +45,6 @@ RELOAD_TIMEOUT = 30.0  # seconds for a reload to show (master socket) or the rel
 CHECK_TIMEOUT = 60.0  # seconds for `haproxy -c`
 _MASTER_LINE = re.compile(rb"^\s*\d+\s+master\s+(\d+)\s+\[failed:\s*(\d+)\]", re.MULTILINE)
 _RUNTIME_OK = ("New server registered", "IP changed", "port changed", "no need to change")
-
-
-class HAProxyError(Exception):
-    """HAProxy refused a configuration, a reload or a runtime command."""
-
-
-class MasterUnreachable(HAProxyError):
-    """The master CLI socket did not answer a command."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,16 +1,19 @@
 # Where routes come from: static ones (--route flags, the routes file) and
-# Docker's, merged into one list for whatever serves them (the gateway's
-# table, or an HAProxy configuration).
+# Docker's, merged into one list for whatever serves them (a RouteSink: the
+# gateway's table, or an HAProxy configuration). The flow is one way: the
+# watcher hands Docker's routes to RouteSources.set_docker, which hands the
+# merged list to its sink's set_routes.
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Protocol
 
 from .._config import Config, Route, load_routes_file, merge_routes
 from .._errors import ConfigError
 
-__all__ = ["RouteSources", "load_routes"]
+__all__ = ["RouteSink", "RouteSources", "load_routes"]
 
 log = logging.getLogger("fastroute")
 
@@ -25,6 +28,12 @@ def load_routes(config: Config) -> tuple[Route, ...]:
     return merge_routes(config.routes, from_file)
 
 
+class RouteSink(Protocol):
+    """What serves the merged routes: the Gateway (its table) or HAProxySync (its configuration)."""
+
+    def set_routes(self, routes: Sequence[Route]) -> None: ...
+
+
 class RouteSources:
     """Static routes (flags, file) and Docker's, merged into one table.
 
@@ -32,8 +41,8 @@ class RouteSources:
     logged once.
     """
 
-    def __init__(self, install: Callable[[list[Route]], None], static: tuple[Route, ...]) -> None:
-        self.install = install
+    def __init__(self, sink: RouteSink, static: tuple[Route, ...]) -> None:
+        self.sink = sink
         self.static = static
         self.docker: tuple[Route, ...] = ()
         self._clashes: set[str] = set()
@@ -59,7 +68,7 @@ class RouteSources:
                     )
                 continue
             merged.append(route)
-        self.install(merged)
+        self.sink.set_routes(merged)
 
     def reload(self, config: Config) -> bool:
         try:

@@ -31,8 +31,8 @@ async def start_discovery(nursery: trio.Nursery, lab: DockerLab, **discovery: An
     discovery.setdefault("hold", 0.0)
     url = discovery.pop("url", None)
     gateway = await start_gateway(nursery, [])
-    sources = RouteSources(gateway.set_routes, ())
-    watcher = DockerWatcher(sources.set_docker, Discovery(**discovery), url=url, labels=[f"{RUN_LABEL}={RUN_ID}"])
+    sources = RouteSources(gateway, ())
+    watcher = DockerWatcher(sources, Discovery(**discovery), url=url, labels=[f"{RUN_LABEL}={RUN_ID}"])
     await nursery.start(watcher.run)
     with trio.fail_after(WAIT):
         await watcher.synced.wait()
@@ -390,9 +390,9 @@ async def test_static_route_wins_a_clash_with_docker(
 
     static_backend = await start_backend(nursery, "static")
     gateway = await start_gateway(nursery, [])
-    sources = RouteSources(gateway.set_routes, (Route("/clash", (static_backend.address,), source="--route"),))
+    sources = RouteSources(gateway, (Route("/clash", (static_backend.address,), source="--route"),))
     sources.set_static(sources.static)
-    watcher = DockerWatcher(sources.set_docker, Discovery(network=docker_lab.network, hold=0),
+    watcher = DockerWatcher(sources, Discovery(network=docker_lab.network, hold=0),
                             labels=[f"{RUN_LABEL}={RUN_ID}"])
     await nursery.start(watcher.run)
     await watcher.synced.wait()
@@ -446,8 +446,8 @@ async def test_a_container_started_between_subscribing_and_listing_is_routed(
         return DockerEngine(client)
 
     gateway = await start_gateway(nursery, [])
-    sources = RouteSources(gateway.set_routes, ())
-    watcher = DockerWatcher(sources.set_docker, Discovery(network=docker_lab.network, hold=0),
+    sources = RouteSources(gateway, ())
+    watcher = DockerWatcher(sources, Discovery(network=docker_lab.network, hold=0),
                             labels=[f"{RUN_LABEL}={RUN_ID}"], client_factory=client_with_a_race)
     await nursery.start(watcher.run)
     await watcher.synced.wait()

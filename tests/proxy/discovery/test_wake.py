@@ -57,8 +57,8 @@ async def start_waking(
 ) -> tuple[Gateway, DockerWatcher, Waker]:
     factory: Callable[[str | None], Any] = lambda url: DockerEngine(Counting(sdk_client(url), calls))  # noqa: E731
     gateway = await start_gateway(nursery, [], timeouts=timeouts)
-    sources = RouteSources(gateway.set_routes, ())
-    watcher = DockerWatcher(sources.set_docker, Discovery(network=lab.network, hold=0.0, exposed_by_default=exposed_by_default),
+    sources = RouteSources(gateway, ())
+    watcher = DockerWatcher(sources, Discovery(network=lab.network, hold=0.0, exposed_by_default=exposed_by_default),
                             labels=[f"{RUN_LABEL}={RUN_ID}"], client_factory=factory)
     await nursery.start(watcher.run)
     with trio.fail_after(WAIT):

@@ -121,7 +121,7 @@ class Published:
     def __init__(self) -> None:
         self.tables: list[tuple[Route, ...]] = []
 
-    def __call__(self, routes: tuple[Route, ...]) -> None:
+    def set_docker(self, routes: tuple[Route, ...]) -> None:
         self.tables.append(routes)
 
     def backends(self) -> dict[str, tuple[Address, ...]]:

@@ -15,7 +15,8 @@ import pytest
 import trio
 
 from proxy._config import Route
-from proxy.haproxy._sync import HAProxyError, HAProxyOptions, HAProxySync, MasterUnreachable, master_command
+from proxy.haproxy._errors import HAProxyError, MasterUnreachable
+from proxy.haproxy._sync import HAProxyOptions, HAProxySync, master_command
 from proxy.haproxy._config import backend_name, server_name
 
 from ...haproxy_support import HAProxy
