@@ -5,32 +5,8 @@
 # against both). The byte-class scans (bare CR/LF, tokens, field values, the
 # target, the path's escapes and segments) run as C loops over the buffer.
 
+from ._bytes cimport FR_HEXVAL, FR_NOT_HEX, FR_TCHAR, FR_UNRESERVED, is_control
 from ._head import HEAD_END, RequestHead, _check_framing, _error, _HOST
-
-cdef unsigned char TCHAR[256]
-cdef unsigned char UNRESERVED[256]
-cdef unsigned char HEXVAL[256]
-
-
-cdef void _init_tables():
-    cdef int c
-    for c in range(256):
-        TCHAR[c] = 0
-        UNRESERVED[c] = 0
-        HEXVAL[c] = 255
-    for c in b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz":
-        TCHAR[c] = 1
-    for c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~":
-        UNRESERVED[c] = 1
-    for c in range(10):
-        HEXVAL[48 + c] = c
-    for c in range(6):
-        HEXVAL[65 + c] = 10 + c
-        HEXVAL[97 + c] = 10 + c
-
-
-_init_tables()
-
 
 cdef bint _is_token(bytes text):
     cdef const unsigned char* p = text
@@ -38,7 +14,7 @@ cdef bint _is_token(bytes text):
     if n == 0:
         return False
     for i in range(n):
-        if not TCHAR[p[i]]:
+        if not FR_TCHAR[p[i]]:
             return False
     return True
 
@@ -49,7 +25,7 @@ cdef bint _bad_value(bytes value):
     cdef unsigned char c
     for i in range(n):
         c = p[i]
-        if (c < 0x20 and c != 0x09) or c == 0x7F:
+        if is_control(c):
             return True
     return False
 
@@ -158,16 +134,16 @@ def normalise_path(bytes target):
         if c == 37:  # %
             if i + 2 >= n:
                 raise _error(400, "a % in the path not followed by two hex digits")
-            hi = HEXVAL[p[i + 1]]
-            lo = HEXVAL[p[i + 2]]
-            if hi == 255 or lo == 255:
+            hi = FR_HEXVAL[p[i + 1]]
+            lo = FR_HEXVAL[p[i + 2]]
+            if hi == FR_NOT_HEX or lo == FR_NOT_HEX:
                 raise _error(400, "a % in the path not followed by two hex digits")
             value = hi * 16 + lo
             if value == 0x2F or value == 0x5C:
                 raise _error(400, "an encoded / or \\ in the path")
             if value < 0x20 or value == 0x7F:
                 raise _error(400, "an encoded control character in the path")
-            if UNRESERVED[value]:
+            if FR_UNRESERVED[value]:
                 o[k] = value
                 k += 1
             else:

@@ -4,36 +4,12 @@
 # case, and differential fuzzing against h11, through both). The scans run
 # as C loops over the bytes.
 
+from ._bytes cimport FR_HEXVAL, FR_NOT_HEX, FR_TCHAR, is_control
 from ._events import END_OF_MESSAGE, RemoteProtocolError
 from ._wire import (
     _FRAMING, BODY_CHUNKED, BODY_CLOSE, BODY_LENGTH, BODY_NONE, MAX_CHUNK_LINE, MAX_TRAILERS,
     content_length, encode_chunk, encode_request_head, encode_response_head,
 )
-
-cdef unsigned char TCHAR[256]
-cdef signed char HEXVAL[256]
-
-
-cdef void _init_tables():
-    cdef int c
-    for c in range(256):
-        TCHAR[c] = 0
-        HEXVAL[c] = -1
-    for c in b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz":
-        TCHAR[c] = 1
-    for c in range(10):
-        HEXVAL[48 + c] = c
-    for c in range(6):
-        HEXVAL[65 + c] = 10 + c
-        HEXVAL[97 + c] = 10 + c
-
-
-_init_tables()
-
-
-cdef inline bint _control(unsigned char c):
-    return (c < 0x20 and c != 0x09) or c == 0x7F
-
 
 cdef object _bad(str message):
     return RemoteProtocolError(message, 502)
@@ -67,7 +43,7 @@ def parse_response_head(bytes head):
         raise _bad(f"malformed status line {status_line[:80]!r}")
     cdef int status = (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
     for i in range(13, line_end):
-        if _control(p[i]):
+        if is_control(p[i]):
             raise _bad("control character in the reason phrase")
     reason = head[13:line_end]
     headers = []
@@ -77,7 +53,7 @@ def parse_response_head(bytes head):
         if line_end > n or line_end == -1:
             line_end = n
         colon = line_start
-        while colon < line_end and TCHAR[p[colon]]:
+        while colon < line_end and FR_TCHAR[p[colon]]:
             colon += 1
         if colon == line_start or colon == line_end or p[colon] != 58:
             raise _bad(f"malformed header line {head[line_start:min(line_end, line_start + 80)]!r}")
@@ -88,7 +64,7 @@ def parse_response_head(bytes head):
         while b > a and (p[b - 1] == 32 or p[b - 1] == 9):
             b -= 1
         for i in range(a, b):
-            if _control(p[i]):
+            if is_control(p[i]):
                 raise _bad("control character in a response header value")
         headers.append((head[line_start:colon].lower(), head[a:b]))
     return head[5:8], status, reason, headers
@@ -125,12 +101,12 @@ def response_framing(bytes method, int status, list headers):
 
 cdef bint _good_field(const unsigned char* p, Py_ssize_t start, Py_ssize_t end):
     cdef Py_ssize_t i = start
-    while i < end and TCHAR[p[i]]:
+    while i < end and FR_TCHAR[p[i]]:
         i += 1
     if i == start or i == end or p[i] != 58:
         return False
     for i in range(i + 1, end):
-        if _control(p[i]):
+        if is_control(p[i]):
             return False
     return True
 
@@ -147,7 +123,7 @@ cdef class ChunkedDecoder:
         cdef Py_ssize_t end, size, i
         cdef unsigned long long value
         cdef const unsigned char* p
-        cdef signed char digit
+        cdef unsigned char digit
         cdef int digits
         while True:
             size = len(buffer)
@@ -199,15 +175,15 @@ cdef class ChunkedDecoder:
             digits = 0
             i = 0
             while i < end:
-                digit = HEXVAL[p[i]]
-                if digit < 0:
+                digit = FR_HEXVAL[p[i]]
+                if digit == FR_NOT_HEX:
                     break
                 value = value * 16 + <unsigned long long>digit
                 digits += 1
                 i += 1
             ok = 1 <= digits <= 16
             if ok and i < end and p[i] == 59:  # ";" extensions
-                while i < end and not _control(p[i]):
+                while i < end and not is_control(p[i]):
                     i += 1
             while ok and i < end and (p[i] == 32 or p[i] == 9):
                 i += 1
