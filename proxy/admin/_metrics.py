@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..gateway._server import Gateway
 
 __all__ = ["BUCKETS", "Stats", "StatsCollector", "render"]
 
@@ -59,14 +62,15 @@ class Stats:
 class StatsCollector:
     """A prometheus_client collector over one gateway (its Stats and its live state)."""
 
-    def __init__(self, gateway: Any) -> None:
+    def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
         gateway = self.gateway
-        stats: Stats = gateway.stats
+        stats = gateway.stats
+        assert stats is not None  # the metrics are served only with --admin, which keeps them
         requests = CounterMetricFamily("fastroute_requests", "Requests answered, by route and status class",
                                        labels=["route", "status_class"])
         for (route, status_class), count in sorted(stats.requests.items()):
@@ -113,7 +117,7 @@ class StatsCollector:
                                   value=waker.stops if waker is not None else 0)
 
 
-def render(gateway: Any) -> tuple[bytes, str]:
+def render(gateway: Gateway) -> tuple[bytes, str]:
     """The Prometheus text exposition of `gateway`'s metrics, and its content type."""
     from prometheus_client import CollectorRegistry, generate_latest
 

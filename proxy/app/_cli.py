@@ -287,7 +287,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "haproxy":
         return _run_haproxy(args)
 
-    from ._serve import load_routes, run
+    from ..routing._sources import load_routes
+    from ._serve import run
 
     try:
         config = config_from_args(args)

@@ -1,31 +1,28 @@
-# `fastroute serve`: the gateway with static routes, signals and reload.
-#
-# SIGTERM / SIGINT: drain (stop accepting, close idle keep-alive connections,
-# let in-flight requests finish for up to the drain timeout), then exit 0.
-# A second SIGTERM / SIGINT while draining stops at once (still exit 0).
-# SIGHUP: re-read --routes-file and swap the table; on any error keep the
-# old table and log why. Open connections are never touched by a reload.
+# `fastroute serve`: one gateway process from start to exit. It binds at
+# once, loads its routes (static, then Docker's, waiting up to
+# --docker-start-timeout), listens, and follows signals (_signals.py) until
+# it has drained. Open connections are never touched by a reload.
 
 from __future__ import annotations
 
 import logging
 import signal
 from functools import partial
-from typing import Any
 
 import trio
 
-from ..admin._server import AdminServer
-from ..admin._front import peer_idle_for
 from .._config import Config
 from .._errors import ConfigError
 from ..admin._metrics import Stats
-from ..gateway._server import Gateway
-from ..routing._sources import RouteSources, load_routes
+from ..admin._peers import peer_idle_for
+from ..admin._server import AdminServer
 from ..discovery._waker import Waker
 from ..discovery._watcher import DockerWatcher
+from ..gateway._server import Gateway
+from ..routing._sources import RouteSources, load_routes
+from ._signals import follow_signals, ignore_late_stops
 
-__all__ = ["RouteSources", "load_routes", "run", "serve"]
+__all__ = ["run", "serve"]
 
 log = logging.getLogger("fastroute")
 
@@ -35,7 +32,7 @@ async def serve(
     *,
     admin_socket: str | None = None,
     peer_sockets: tuple[str, ...] = (),
-    task_status: Any = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the gateway until SIGTERM or SIGINT, then drain and return.
 
@@ -61,7 +58,7 @@ async def serve(
             await admin.listen()
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_follow_signals, signals, gateway, sources, config, nursery.cancel_scope)
+                nursery.start_soon(follow_signals, signals, gateway, sources, config, nursery.cancel_scope)
                 if admin is not None:
                     await nursery.start(admin.serve)
                     if admin.unix_path is None:
@@ -117,43 +114,6 @@ async def _follow_docker(
         log.info("Docker routes loaded: %d containers", len(watcher.containers.containers))
 
     nursery.start_soon(complete_when_synced)
-
-
-async def _follow_signals(
-    signals: Any, gateway: Gateway, sources: RouteSources, config: Config, everything: trio.CancelScope
-) -> None:
-    async def drain_then_stop() -> None:
-        await gateway.drain()
-        everything.cancel()
-
-    async with trio.open_nursery() as nursery:
-        async for signum in signals:
-            if signum == signal.SIGHUP:
-                if config.routes_file is None:
-                    log.info("SIGHUP: no --routes-file to re-read")
-                else:
-                    sources.reload(config)
-                continue
-            name = signal.Signals(signum).name
-            if gateway.draining:
-                log.info("%s again: stopping now", name)
-                everything.cancel()
-                return
-            log.info("%s: draining (up to %gs)", name, config.timeouts.drain)
-            nursery.start_soon(drain_then_stop)
-
-
-def ignore_late_stops() -> None:
-    """Ignore SIGTERM and SIGINT outside trio's signal receiver, for good.
-
-    Between the receiver closing and the process exiting, a late SIGTERM or
-    SIGINT (a supervisor or a user repeating itself) must not turn a clean
-    exit into a kill. SIG_IGN, not a Python handler: CPython puts signals
-    with Python handlers back to their default while the interpreter shuts
-    down, which reopened that window.
-    """
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run(config: Config, *, admin_socket: str | None = None, peer_sockets: tuple[str, ...] = ()) -> int:

@@ -27,10 +27,15 @@ import tempfile
 import time
 from typing import Any
 
-from .._config import Config
-from ..gateway._listen import probe
+import trio
 
-__all__ = ["RESPAWN_DELAY", "STARTUP_GRACE", "supervise"]
+from .._config import Address, Config
+from .._errors import ConfigError
+from ..admin._front import AdminFront
+from ..gateway._listen import probe
+from ._signals import ignore_late_stops
+
+__all__ = ["RESPAWN_DELAY", "STARTUP_GRACE", "run_front", "supervise"]
 
 log = logging.getLogger("fastroute")
 
@@ -63,7 +68,6 @@ def supervise(config: Config) -> int:
 
 
 def _supervise(config: Config, sockets: list[str]) -> int:
-    from ..admin._front import run_front
     from ._serve import run
 
     workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started at)
@@ -124,8 +128,31 @@ def _supervise(config: Config, sockets: list[str]) -> int:
         time.sleep(RESPAWN_DELAY)
         if not stopping:
             spawn(index)
-    from ._serve import ignore_late_stops
-
     ignore_late_stops()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     return worst
+
+
+async def _serve_front(front: AdminFront) -> None:
+    await front.listen()  # before the nursery: a ConfigError stays one line
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(front.serve)
+            log.info("admin endpoints on %s (merging %d workers)",
+                     ", ".join(f"{h}:{p}" for h, p in front.addresses), len(front.sockets))
+            async for _ in signals:
+                nursery.cancel_scope.cancel()
+                break
+
+
+def run_front(address: Address, sockets: list[str]) -> int:
+    """Blocking: serve the merged admin endpoints until SIGTERM or SIGINT. Returns the exit status."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the supervisor passes SIGHUP on to reload routes
+    ignore_late_stops()
+    front = AdminFront(address, sockets)
+    try:
+        trio.run(_serve_front, front)
+    except ConfigError as error:
+        log.error("%s", error)
+        return 1
+    return 0

@@ -66,7 +66,7 @@ class Prober:
         self.probing: set[tuple[str, Address]] = set()
         self._nursery: trio.Nursery | None = None
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Hosts the background probes until cancelled."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery

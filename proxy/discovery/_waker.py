@@ -25,7 +25,6 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import trio
 
@@ -103,7 +102,7 @@ class Waker:
         self._client: Engine | None = None
         self._nursery: trio.Nursery | None = None
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Hosts the starts (so a start outlives the request that caused it) and the idle stops."""
         try:
             async with trio.open_nursery() as nursery:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
@@ -97,7 +97,7 @@ class DockerWatcher:
         self._warned: set[str] = set()
         self._published: tuple[Route, ...] | None = None
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Follow the engine forever. Started at once; `synced` tells when the first listing is in."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.prober.run)

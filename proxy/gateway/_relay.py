@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +25,6 @@ from .._config import Address, Config
 from .._errors import (
     BadGateway,
     ClientProtocolError,
-    GatewayTimeout,
     PayloadTooLarge,
     ProxyError,
     RequestTimeout,
@@ -34,7 +32,7 @@ from .._errors import (
     UpstreamConnectTimeout,
 )
 from ..protocol._head import body_length, has_body
-from ..protocol._rewrite import is_upgrade_request, request_headers, response_headers, strip_target
+from ..protocol._rewrite import is_upgrade_request, request_headers, strip_target
 from ..routing._exchange import Exchange
 from ..routing._pool import BackendState, Pool
 from ..routing._retry import NEXT, REROUTE, Attempts, Step

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import trio
 
@@ -47,7 +46,7 @@ async def relay_response(
 ) -> None:
     timeouts = config.timeouts
     interim = 0
-    event: Any = None
+    event: ev.Event | None = None
     # One cancel scope for the whole response (scopes, one per operation,
     # showed in profiles): its deadline moves with the phase (the response
     # head, then each write to the client and each read of the body), and
@@ -117,7 +116,7 @@ async def _relay_body(
     # write: a small response costs one send, not one per event. Only
     # when the parser holds nothing more is the batch sent and the backend
     # read again.
-    batch: list[Any] = [ev.Response(event.status_code, headers, event.reason)]
+    batch: list[ev.Event] = [ev.Response(event.status_code, headers, event.reason)]
     # A long body of known length bypasses the parser and Python: spliced in the
     # kernel once the head (and what the parser already holds) is out.
     length = body_length(event.headers)
@@ -128,7 +127,7 @@ async def _relay_body(
         splice_left = length
     while True:
         try:
-            piece: Any = conn.conn.next_event()
+            piece = conn.conn.next_event()
         except ev.RemoteProtocolError as error:
             await _flush(client, batch, idle, exchange, scope)
             raise Abort(f"backend failed during its response body: {error}") from None
@@ -181,7 +180,7 @@ async def _splice_rest(conn: HttpStream, client: HttpStream, count: int, idle: f
 
 
 async def _flush(
-    client: HttpStream, batch: list[Any], idle: float, exchange: Exchange, scope: trio.CancelScope
+    client: HttpStream, batch: list[ev.Event], idle: float, exchange: Exchange, scope: trio.CancelScope
 ) -> None:
     """Send the batched response events to the client in one write, under `scope` (see relay_response)."""
     if not batch:

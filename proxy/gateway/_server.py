@@ -16,7 +16,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -140,7 +140,7 @@ class Gateway:
         if not self._listeners:
             self._listeners = start_listening(self._bound)
 
-    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED) -> None:
         """Accept and serve connections until drained or cancelled.
 
         Listens first unless listen() did. task_status.started() gets the

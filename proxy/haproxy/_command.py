@@ -14,7 +14,6 @@ import signal
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 
@@ -43,7 +42,7 @@ def _names(containers: ContainerSet) -> Mapping[Address, str]:
     return {c.address: c.name for c in containers.containers.values() if c.address is not None}
 
 
-async def follow(mode: HAProxyMode, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+async def follow(mode: HAProxyMode, *, task_status: trio.TaskStatus[HAProxySync] = trio.TASK_STATUS_IGNORED) -> None:
     """Keep HAProxy in step with Docker until SIGTERM or SIGINT.
 
     task_status.started() gets the HAProxySync once the first configuration

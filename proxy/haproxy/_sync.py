@@ -27,7 +27,6 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import trio
 
@@ -268,7 +267,7 @@ class HAProxySync:
             self.running = Running.loaded(plan)
             self.synced = True
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Apply every route change, forever. Errors are logged; the last good state stays."""
         task_status.started()
         while True:

@@ -23,7 +23,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from ._events import (
     CLOSED,
@@ -38,13 +37,14 @@ from ._events import (
     SEND_RESPONSE,
     SWITCHED_PROTOCOL,
     Data,
+    Event,
     EndOfMessage,
-    Headers,
     InformationalResponse,
     LocalProtocolError,
     RemoteProtocolError,
     Request,
     Response,
+    State,
 )
 from ._head import RequestHead, bare_lf
 from ._compiled import ChunkedDecoder, parse_response_head, response_framing
@@ -74,8 +74,8 @@ class FastConnection:
 
     def __init__(self, role: str, *, max_head: int) -> None:
         self.role = role
-        self.our_state: Any = IDLE
-        self.their_state: Any = IDLE
+        self.our_state: State = IDLE
+        self.their_state: State = IDLE
         self._buffer = bytearray()
         self._eof = False
         self._keep_alive = True
@@ -83,7 +83,7 @@ class FastConnection:
         self._send_left = 0
         self._receive_kind = BODY_NONE
         self._receive_left = 0
-        self._decoder: Any = None
+        self._decoder: ChunkedDecoder | None = None
         self._method = b""  # the request's method (the response's framing depends on it)
         self._their_version = b"1.1"
         self._max_head = max_head  # bytes of an incomplete response head (CLIENT)
@@ -134,7 +134,7 @@ class FastConnection:
         else:
             self._eof = True
 
-    def next_event(self) -> Any:
+    def next_event(self) -> Event | State:
         """The next event from the received bytes, or NEED_DATA.
 
         Raises:
@@ -154,7 +154,7 @@ class FastConnection:
             return CONNECTION_CLOSED
         return NEED_DATA
 
-    def _body_event(self) -> Any:
+    def _body_event(self) -> Event | State:
         kind = self._receive_kind
         buffer = self._buffer
         if kind == BODY_LENGTH:
@@ -177,15 +177,17 @@ class FastConnection:
             self._their_done()
             return END_OF_MESSAGE
         if kind == BODY_CHUNKED:
-            piece = self._decoder.next(buffer)
+            decoder = self._decoder
+            assert decoder is not None  # made with BODY_CHUNKED
+            piece = decoder.next(buffer)
+            if type(piece) is bytes:
+                return Data(piece)
             if piece is None:
                 if self._eof:
                     raise RemoteProtocolError("peer closed the connection during the chunked body")
                 return NEED_DATA
-            if piece is END_OF_MESSAGE:
-                self._their_done()
-                return END_OF_MESSAGE
-            return Data(piece)
+            self._their_done()  # END_OF_MESSAGE
+            return END_OF_MESSAGE
         # BODY_CLOSE: everything until the peer closes
         if buffer:
             data = bytes(buffer)
@@ -196,7 +198,7 @@ class FastConnection:
             return END_OF_MESSAGE
         return NEED_DATA
 
-    def _response_head(self) -> Any:
+    def _response_head(self) -> Event | State:
         buffer = self._buffer
         end = buffer.find(b"\r\n\r\n")
         if end == -1:
@@ -244,31 +246,30 @@ class FastConnection:
 
     # --- sending -------------------------------------------------------------
 
-    def send(self, event: Any) -> bytes:
+    def send(self, event: Event) -> bytes:
         """The bytes for `event`.
 
         Raises:
             LocalProtocolError: the event does not fit the state or the framing.
         """
-        kind = type(event)
-        if kind is Data:
+        if type(event) is Data:
             return self._send_data(event.data)
-        if kind is EndOfMessage:
+        if type(event) is EndOfMessage:
             if self.our_state is not SEND_BODY:
                 raise LocalProtocolError(f"cannot end a message in state {self.our_state}")
             if self._send_kind == BODY_LENGTH and self._send_left:
                 raise LocalProtocolError(f"{self._send_left} bytes short of the Content-Length")
             self._our_done()
             return b"0\r\n\r\n" if self._send_kind == BODY_CHUNKED else b""
-        if kind is Response:
+        if type(event) is Response:
             return self._send_response(event)
-        if kind is InformationalResponse:
+        if type(event) is InformationalResponse:
             if self.role != SERVER or self.our_state is not SEND_RESPONSE:
                 raise LocalProtocolError(f"cannot send a 1xx response in state {self.our_state}")
             if event.status_code == 101:
                 self.our_state = self.their_state = SWITCHED_PROTOCOL
             return encode_response_head(event.status_code, event.reason, event.headers)
-        if kind is Request:
+        if type(event) is Request:
             return self._send_request(event)
         raise LocalProtocolError(f"cannot send {event!r}")
 

@@ -29,7 +29,7 @@ _STATES = {
 }
 
 
-def _event_in(event: Any) -> Any:
+def _event_in(event: Any) -> ev.Event | ev.State:  # event: any of h11's
     kind = type(event)
     if kind is h11.Data:
         return ev.Data(event.data)
@@ -47,17 +47,16 @@ def _event_in(event: Any) -> Any:
     raise AssertionError(f"unexpected h11 event {event!r}")
 
 
-def _event_out(event: Any) -> Any:
-    kind = type(event)
-    if kind is ev.Data:
+def _event_out(event: ev.Event) -> Any:  # one of h11's events
+    if type(event) is ev.Data:
         return h11.Data(data=event.data)
-    if kind is ev.EndOfMessage:
+    if type(event) is ev.EndOfMessage:
         return h11.EndOfMessage()
-    if kind is ev.Response:
+    if type(event) is ev.Response:
         return h11.Response(status_code=event.status_code, headers=event.headers, reason=event.reason)
-    if kind is ev.InformationalResponse:
+    if type(event) is ev.InformationalResponse:
         return h11.InformationalResponse(status_code=event.status_code, headers=event.headers, reason=event.reason)
-    if kind is ev.Request:
+    if type(event) is ev.Request:
         return h11.Request(method=event.method, target=event.target, headers=event.headers)
     raise ev.LocalProtocolError(f"cannot send {event!r}")
 
@@ -84,11 +83,11 @@ class H11Connection:
         return cls(h11.CLIENT, max_head=max_head)
 
     @property
-    def our_state(self) -> Any:
+    def our_state(self) -> ev.State:
         return _STATES[self._conn.our_state]
 
     @property
-    def their_state(self) -> Any:
+    def their_state(self) -> ev.State:
         return _STATES[self._conn.their_state]
 
     @property
@@ -98,7 +97,7 @@ class H11Connection:
     def receive_data(self, data: bytes) -> None:
         self._conn.receive_data(data)
 
-    def next_event(self) -> Any:
+    def next_event(self) -> ev.Event | ev.State:
         try:
             event = _event_in(self._conn.next_event())
         except h11.RemoteProtocolError as error:
@@ -113,7 +112,7 @@ class H11Connection:
                 raise ev.RemoteProtocolError("both Content-Length and Transfer-Encoding in a response", 502)
         return event
 
-    def send(self, event: Any) -> bytes:
+    def send(self, event: ev.Event) -> bytes:
         try:
             return self._conn.send(_event_out(event)) or b""
         except h11.LocalProtocolError as error:

@@ -199,7 +199,7 @@ async def test_the_admin_front_merges_the_workers_and_leaves_out_one_that_does_n
 
 
 async def test_peer_idle_for_asks_the_other_workers(nursery: trio.Nursery, tmp_path: Any) -> None:
-    from proxy.admin._front import peer_idle_for
+    from proxy.admin._peers import peer_idle_for
 
     entered, release = trio.Event(), trio.Event()
 

@@ -541,13 +541,13 @@ def test_a_late_sigterm_cannot_kill_a_process_that_is_exiting(entry: str) -> Non
         port = holder.getsockname()[1]
         calls = {
             "run": "a.run(c); ",
-            "run_front": f"f.run_front(Address('{LOOPBACK}', {port}), []); ",
+            "run_front": f"w.run_front(Address('{LOOPBACK}', {port}), []); ",
             # workers that fail at start (the routes file is gone): the supervisor returns 1
             "supervise": f"w.supervise(Config(listen=(Address('{LOOPBACK}', {unused_port()}),), workers=2, "
                          "routes_file=Path('/nonexistent/routes.toml'))); ",
         }
         code = (
-            "import signal, proxy.app._serve as a, proxy.admin._front as f, proxy.app._workers as w; "
+            "import signal, proxy.app._serve as a, proxy.app._workers as w; "
             "from pathlib import Path; from proxy._config import Config, Address; "
             f"c = Config(listen=(Address('{LOOPBACK}', {port}),)); "
             + calls[entry]

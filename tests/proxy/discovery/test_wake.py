@@ -323,7 +323,7 @@ async def test_with_workers_a_request_on_another_worker_keeps_the_container(
     # Two gateways as two --workers: A wakes the container; B (which A
     # asks on its admin socket before an idle stop) keeps it busy.
     from proxy.admin._server import AdminServer
-    from proxy.admin._front import peer_idle_for
+    from proxy.admin._peers import peer_idle_for
 
     backend = await stopped(docker_lab, {**WAKE, "fastroute.route": "/shared", "fastroute.idle-timeout": "1"})
     calls: Counter[str] = Counter()

@@ -18,7 +18,7 @@ def test_routes() -> None:
     assert lookup_route(TABLE, b"/api?x") == ("/api", "api")
 
 
-def test_no_route() -> None:
+def test_lookup_route_misses_with_404() -> None:
     with pytest.raises(NoRoute) as caught:
         lookup_route(TABLE, b"/steve/foobar")
     assert caught.value.status == 404
