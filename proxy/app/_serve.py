@@ -13,7 +13,7 @@ import trio
 
 from .._config import Config
 from .._errors import ConfigError
-from ..admin._metrics import Stats
+from ..routing._stats import Stats
 from ..admin._peers import peer_idle_for
 from ..admin._server import AdminServer
 from ..discovery._waker import Waker

@@ -1,8 +1,9 @@
-# The adapter between an HTTP/1.1 connection (sans-IO: the fast one or
-# h11's, both speaking _events.py) and a trio stream, for the relay: the
-# events of an exchange go through HttpStream. (The server reads request
-# heads itself, for the head checks, and writes its refusals as bytes; the
-# admin listener speaks h11 on its own.)
+# The adapter between an HTTP/1.1 connection (sans-IO: a protocol Connection,
+# the fast one or h11's) and a trio stream: the events of an exchange, both
+# sides, go through HttpStream. Around it, on purpose: a client's request
+# head is read as bytes (_connection.py checks it before any parser sees it,
+# and writes a refusal as bytes), spliced bodies go socket to socket
+# (_splice.py), and a tunnel moves raw bytes (_tunnel.py).
 #
 # Rules:
 # - no timeouts here: callers wrap calls in trio.fail_after / move_on_after;

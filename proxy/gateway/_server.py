@@ -24,7 +24,7 @@ from fastroute import RouteTable
 
 from .._config import Address, Config, Route
 from .._errors import ConfigError
-from ..admin._metrics import Stats
+from ..routing._stats import Stats
 from ..routing._exchange import Exchange
 from ..routing._pool import Pool, Registry
 from ._accesslog import AccessLog

@@ -180,15 +180,20 @@ def check_head(head: bytes, limits: Limits) -> RequestHead:
     if size > limits.max_header_bytes:
         raise _error(431, f"header fields of {size} bytes are over the limit of {limits.max_header_bytes}")
     _check_framing(headers, version_number)
+    target = _origin_form(method, target, _host(headers, version_number))
+    return RequestHead(method, target, version_number, headers, len(head))
+
+
+def _host(headers: list[tuple[bytes, bytes]], version: bytes) -> bytes | None:
+    """The Host header's value, checked (RFC 9112 section 3.2: one, and required in HTTP/1.1)."""
     hosts = [value for name, value in headers if name == b"host"]
     if len(hosts) > 1:
         raise _error(400, "more than one Host header")
-    if version_number == b"1.1" and not hosts:
+    if version == b"1.1" and not hosts:
         raise _error(400, "no Host header")
     if hosts and not _HOST.match(hosts[0]):
         raise _error(400, "malformed Host header")
-    target = _origin_form(method, target, hosts[0] if hosts else None)
-    return RequestHead(method, target, version_number, headers, len(head))
+    return hosts[0] if hosts else None
 
 
 def _check_framing(headers: list[tuple[bytes, bytes]], version: bytes) -> None:

@@ -6,7 +6,7 @@
 # target, the path's escapes and segments) run as C loops over the buffer.
 
 from ._bytes cimport FR_HEXVAL, FR_NOT_HEX, FR_TCHAR, FR_UNRESERVED, is_control
-from ._head import HEAD_END, RequestHead, _check_framing, _error, _HOST
+from ._head import HEAD_END, RequestHead, _check_framing, _error, _host
 
 cdef bint _is_token(bytes text):
     cdef const unsigned char* p = text
@@ -81,14 +81,7 @@ def check_head(bytes head, limits):
     if size > limits.max_header_bytes:
         raise _error(431, f"header fields of {size} bytes are over the limit of {limits.max_header_bytes}")
     _check_framing(headers, version_number)
-    hosts = [value for name, value in headers if name == b"host"]
-    if len(hosts) > 1:
-        raise _error(400, "more than one Host header")
-    if version_number == b"1.1" and not hosts:
-        raise _error(400, "no Host header")
-    if hosts and not _HOST.match(hosts[0]):
-        raise _error(400, "malformed Host header")
-    target = _origin_form(method, target, hosts[0] if hosts else None)
+    target = _origin_form(method, target, _host(headers, version_number))
     return RequestHead(method, target, version_number, headers, len(head))
 
 

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.admin._server import AdminServer
 from proxy._config import Address
-from proxy.admin._metrics import Stats
+from proxy.routing._stats import Stats
 from proxy.gateway._server import Gateway
 
 from ...helpers import Backend, BackendExchange, Seen, blackhole, fetch, make_config, route, start_backend, start_gateway

@@ -8,7 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.admin._merge import merge_health, merge_metrics, merge_routes
 from proxy._config import Address
-from proxy.admin._metrics import Stats, render
+from proxy.admin._metrics import render
+from proxy.routing._stats import Stats
 from proxy.gateway._server import Gateway
 
 from ...helpers import make_config, route
