@@ -186,6 +186,9 @@ def unused_port() -> int:
 # FASTROUTE_TEST_PARSER says otherwise (tests/proxy/gateway/test_parser_h11.py runs
 # the gateway's tests again with h11).
 PARSER = os.environ.get("FASTROUTE_TEST_PARSER", "fast")
+# Likewise the I/O path: trio unless FASTROUTE_TEST_IO=native
+# (tests/proxy/gateway/test_io_native.py runs the gateway's tests on the engine).
+IO = os.environ.get("FASTROUTE_TEST_IO", "trio")
 
 
 def make_config(**changes: Any) -> Config:
@@ -195,6 +198,7 @@ def make_config(**changes: Any) -> Config:
         listen=(Address(LOOPBACK, 0),),
         access_log=changes.pop("access_log", "off"),
         parser=changes.pop("parser", PARSER),
+        io=changes.pop("io", IO),
         timeouts=Timeouts(**timeouts),
         limits=Limits(**limits),
         **changes,

@@ -68,7 +68,7 @@ class StatsCollector:
                                      labels=["state"])
         states = gateway.registry.states.values()
         upstream.add_metric(["active"], sum(s.outstanding for s in states))
-        upstream.add_metric(["idle"], sum(len(s.idle) for s in states))
+        upstream.add_metric(["idle"], sum(gateway.idle_upstreams(s) for s in states))
         yield upstream
         yield CounterMetricFamily("fastroute_table_swaps", "Route tables swapped in", value=gateway.swaps)
         watcher, waker = gateway.watcher, gateway.waker

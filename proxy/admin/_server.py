@@ -56,7 +56,7 @@ def routes_document(gateway: Gateway, now: float | None = None) -> dict[str, Any
                 "container": names.get(state.address),
                 "state": "up" if state.is_up(now) else "ejected",
                 "in_flight": state.outstanding,
-                "idle_connections": len(state.idle),
+                "idle_connections": gateway.idle_upstreams(state),
                 "failures": state.failures,
             } for state in upstream.backends],
         })

@@ -67,8 +67,9 @@ async def serve(
                     await _follow_docker(nursery, gateway, sources, config, peer_sockets)
                 await nursery.start(gateway.serve)
                 log.info(
-                    "listening on %s with %d routes (parser: %s)",
+                    "listening on %s with %d routes (parser: %s, io: %s)",
                     ", ".join(f"{h}:{p}" for h, p in gateway.addresses), len(gateway.table), config.parser,
+                    "native" if gateway.engine is not None else "trio",
                 )
                 task_status.started(gateway)
     finally:

@@ -35,6 +35,7 @@ from ..routing._exchange import Exchange
 from ..routing._retry import Reroutes
 from .._config import Address, Config
 from ..discovery._waker import Waker
+from ..engine._engine import Engine
 from ..protocol._events import ConnectionClass
 from ..routing._decide import Table
 from ._errors import Abort, BackendLeft, BackendNotReady
@@ -58,6 +59,7 @@ class Host(Protocol):
     routes_complete: bool
     waker: Waker | None
     not_ready: Callable[[Address], bool] | None
+    engine: Engine | None
 
     @property
     def table(self) -> Table: ...
@@ -95,6 +97,12 @@ class ClientConnection:
             self.client_ip = peer[0] if isinstance(peer, tuple) else str(peer)
             self.trusted = gateway.is_trusted(self.client_ip)
             first = True
+            engine = gateway.engine
+            if engine is not None:
+                back = await engine.serve(self, first=first)
+                if back is None:
+                    return  # the engine served the connection to its end
+                client.pending += back.pending
             while not gateway.draining or first:
                 request = await self._read_head(first)
                 if request is None:

@@ -26,15 +26,18 @@ from .._config import Address, Config, Route
 from .._errors import ConfigError
 from ..routing._stats import Stats
 from ..routing._exchange import Exchange
-from ..routing._pool import Pool, Registry
+from ..routing._pool import BackendState, Pool, Registry
 from ._accesslog import AccessLog
 from ._connection import ClientConnection
 from ._http import PARSERS
 from ._listen import bind_sockets, start_listening
 from ._upstream import close_idle
 
+from ..engine._loop import EPOLL_AVAILABLE
+
 if TYPE_CHECKING:
     from ..discovery._waker import Waker
+    from ..engine._engine import Engine
     from ..discovery._watcher import DockerWatcher
 
 __all__ = ["Gateway"]
@@ -78,6 +81,7 @@ class Gateway:
         # container that is booting again (the watcher's refused()).
         self.not_ready: Callable[[Address], bool] | None = None
         self.table_changed = trio.Event()  # set (and replaced) on every swap
+        self.engine: Engine | None = None  # --io native: made by serve()
 
     # --- routes ------------------------------------------------------------
 
@@ -156,6 +160,14 @@ class Gateway:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                if self.config.io == "native" and self.engine is None:
+                    if EPOLL_AVAILABLE and self.config.parser == "fast":
+                        from ..engine._engine import Engine
+
+                        self.engine = Engine(self)
+                        await nursery.start(self.engine.run)
+                    else:
+                        log.warning("--io native needs epoll and --parser fast; serving with --io trio")
                 with trio.CancelScope() as accepting:
                     self._accepting = accepting
                     if self.draining:
@@ -208,6 +220,8 @@ class Gateway:
         for connection in list(self._connections):
             if connection.idle_scope is not None:
                 connection.idle_scope.cancel()
+        if self.engine is not None:
+            self.engine.drain()
         with trio.move_on_after(self.config.timeouts.drain):
             while self._connections:
                 await self._idle_again.wait()
@@ -241,6 +255,10 @@ class Gateway:
                 stats.connect_failed(route, timed_out=False)
             for _ in range(exchange.connect_timeouts):
                 stats.connect_failed(route, timed_out=True)
+
+    def idle_upstreams(self, state: BackendState) -> int:
+        """Pooled connections to one backend, idle now (the trio path's and the engine's)."""
+        return len(state.idle) + (self.engine.pools.count(state) if self.engine is not None else 0)
 
     def is_draining(self) -> bool:
         return self.draining

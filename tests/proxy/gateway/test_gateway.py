@@ -657,14 +657,23 @@ async def test_non_idempotent_request_on_a_dead_pooled_connection_is_not_retried
 ) -> None:
     from proxy.gateway import _upstream
 
+    import socket
+
+    from proxy.engine import _upstream as native_upstream
+
     backend = await start_backend(nursery)
     gateway = await start_gateway(nursery, [route("/", backend)])
     assert (await fetch(gateway, "GET", "/")).status == 200
     state = gateway.registry.states[backend.address]
-    conn, _ = state.idle[0]
     # A connection the backend has already dropped, that still looks alive.
-    await trio.aclose_forcefully(conn.stream)
-    monkeypatch.setattr(_upstream, "_looks_alive", lambda conn: True)
+    if gateway.engine is None:  # the trio path's pool
+        conn, _ = state.idle[0]
+        await trio.aclose_forcefully(conn.stream)
+        monkeypatch.setattr(_upstream, "_looks_alive", lambda conn: True)
+    else:  # the engine's: its pool closes what epoll reports, unless told not to
+        monkeypatch.setattr(native_upstream.Pools, "ready", lambda self, fd, mask: None)
+        [pooled] = gateway.engine.pools.idle_of(state)
+        pooled.sock.shutdown(socket.SHUT_RDWR)
 
     reply = await fetch(gateway, "POST", "/")
 

@@ -1,0 +1,61 @@
+# The native engine of `serve --io native`: the loop (_loop.py), the
+# backend pools (_upstream.py), and the client connections it serves
+# (_exchange.py). The trio path accepts each connection and hands it here;
+# the engine serves its requests until the connection ends or a request
+# needs the trio path, and then hands it back (HandBack) exactly where it
+# is. Control stays in trio: the table swap (a request keeps the table it
+# was routed on), Docker, drain, signals, the admin.
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._exchange import HandBack, NativeClient
+from ._loop import Loop
+from ._upstream import Pools
+
+if TYPE_CHECKING:
+    from .._config import Config
+    from ..gateway._connection import ClientConnection, Host
+
+__all__ = ["Engine"]
+
+
+class Engine:
+    """Serves client connections' steady-state exchanges from one epoll set."""
+
+    def __init__(self, gateway: Host) -> None:
+        self.gateway = gateway
+        self.config: Config = gateway.config
+        self.loop = Loop()
+        self.pools = Pools(self.loop)
+        self._clients: set[NativeClient] = set()
+        self.served = 0  # requests the engine answered (the backend's response or the gateway's own)
+        self.handed_back = 0  # times a connection went on in the trio path
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The loop, until cancelled; then every pooled connection is closed."""
+        try:
+            await self.loop.run(task_status=task_status)
+        finally:
+            self.pools.close_all()
+
+    async def serve(self, front: ClientConnection, *, first: bool) -> HandBack | None:
+        """Serve `front`'s requests; returns when it closed (None) or goes back to the trio path."""
+        client = NativeClient(self, front, bytes(front.client.pending))
+        front.client.pending.clear()
+        self._clients.add(client)
+        try:
+            client.start(first)
+            await client.done.wait()
+        finally:
+            self._clients.discard(client)
+            client.fail()  # cancelled (shutdown): out of the loop before the socket closes
+        return client.result
+
+    def drain(self) -> None:
+        """Close the idle connections now; the others close after their exchange."""
+        for client in list(self._clients):
+            client.drain()

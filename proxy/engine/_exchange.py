@@ -1,0 +1,672 @@
+# One client connection served by the native engine: the steady-state
+# exchange as a state machine driven by the loop (_loop.py), over the same
+# sans-IO parts and pure decisions as the trio path. It decides nothing of
+# its own: decide() routes, routing/_retry.py says what to try after a
+# failure, routing/_answer.py makes the gateway's answers, protocol/ reads,
+# checks and rewrites.
+#
+# States (of the client side; the request in flight has one upstream):
+#   HEAD      waiting for (the rest of) a request head; idle until a byte comes
+#   CONNECT   a new backend connection is opening
+#   SEND      the request head is being written to the backend
+#   RESPONSE  the backend's response is read and written to the client
+#   SPLICE    the rest of a long Content-Length body, moved in the kernel
+#   CLOSED    done (closed, or handed back to the trio path)
+#
+# What the engine serves: a request with no body whose decision is Forward,
+# with --parser fast. Everything else goes back to the trio path with the
+# connection exactly where it is (the socket, and every byte read and not
+# yet answered): a body, an upgrade, OPTIONS *, Hold, Wake, an answer of
+# the gateway's own (404, 308, 503), a route again after a backend left
+# the table or was booting again. The trio path then serves it as it
+# always does; the engine never answers what the trio path would answer
+# differently.
+#
+# Rules (the trio path's, see gateway/_connection.py, _relay.py and
+# _response.py): timeouts per phase (request head, keep-alive, connect,
+# response head, body both ways); a failure before the response head went
+# out is the gateway's own answer; after it, the client connection closes.
+
+from __future__ import annotations
+
+import errno
+import logging
+import select
+import time
+from typing import TYPE_CHECKING
+
+import trio
+
+from .._errors import (
+    BadGateway,
+    ClientProtocolError,
+    GatewayTimeout,
+    ProxyError,
+    UpstreamConnectError,
+    UpstreamConnectTimeout,
+)
+from ..protocol import _events as ev
+from ..protocol._compiled import check_head
+from ..protocol._errors import Refused
+from ..protocol._fastconn import FastConnection
+from ..gateway._errors import SinkFailed, SourceFailed
+from ..gateway._splice import SPLICE_AVAILABLE, SPLICE_MIN, SplicePipe
+from ..protocol._head import body_length, find_head, has_body
+from ..protocol._rewrite import is_upgrade_request, request_headers, response_headers, strip_target
+from ..protocol._wire import encode_response_head
+from ..routing._answer import error_answer
+from ..routing._decide import Forward, decide
+from ..routing._exchange import Exchange
+from ..routing._pool import BackendState, Pool
+from ..routing._retry import NEXT, Attempts, Step
+from ._upstream import Upstream, connect, socket_error, write
+
+if TYPE_CHECKING:
+    from ..gateway._connection import ClientConnection
+    from ._engine import Engine
+
+__all__ = ["HandBack", "NativeClient"]
+
+log = logging.getLogger("fastroute")
+
+HEAD, CONNECT, SEND, RESPONSE, SPLICE, CLOSED = range(6)
+READ_MAX = 64 * 1024  # bytes per read
+MAX_INTERIM_RESPONSES = 16
+_IN = select.EPOLLIN | select.EPOLLRDHUP
+_OUT = select.EPOLLOUT
+_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+class HandBack:
+    """The connection goes on in the trio path, from these bytes (read, not answered)."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self, pending: bytes) -> None:
+        self.pending = pending
+
+
+class NativeClient:
+    """The requests of one client connection, while the engine serves them."""
+
+    __slots__ = (
+        "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "token",
+        "conn", "request", "head_bytes", "exchange", "attempts", "pool", "prefix", "upstream", "counted",
+        "interim", "response_done", "keep", "head_queued", "splice_left", "pipe",
+    )
+
+    def __init__(self, engine: Engine, front: ClientConnection, pending: bytes) -> None:
+        self.engine = engine
+        self.front = front
+        self.fd = front.client.stream.socket.fileno()  # type: ignore[attr-defined]
+        self.state = HEAD
+        self.done = trio.Event()
+        self.result: HandBack | None = None
+        self.inbuf = bytearray(pending)
+        self.outbuf = bytearray()  # bytes for the client not written yet
+        self.started = False  # a byte of the current request head came
+        self.token = 0
+        self.conn: ev.Connection | None = None
+        self.request: ev.Request | None = None
+        self.head_bytes = b""  # the request's head as the client sent it (for a hand-back)
+        self.exchange: Exchange | None = None
+        self.attempts: Attempts | None = None
+        self.pool: Pool | None = None
+        self.prefix = ""
+        self.upstream: Upstream | None = None
+        self.counted = False  # backend.outstanding counts this exchange
+        self.interim = 0
+        self.response_done = False
+        self.keep = True
+        self.head_queued = False  # the final response head is in outbuf (or out)
+        self.splice_left = 0  # body bytes of a long Content-Length response not read by the parser yet
+        self.pipe: SplicePipe | None = None
+
+    # --- the start, and the two ends -----------------------------------------
+
+    def start(self, first: bool) -> None:
+        timeouts = self.engine.config.timeouts
+        self._wait_head(timeouts.request_head if first else timeouts.keepalive)
+        self._parse()
+
+    def _wait_head(self, idle: float) -> None:
+        self.state = HEAD
+        self.started = False
+        self.engine.loop.watch(self.fd, self, _IN)
+        self._deadline(idle)
+
+    def _close(self) -> None:
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        loop = self.engine.loop
+        loop.cancel(self.token)
+        loop.forget(self.fd)
+        self._drop_upstream()
+        if self.pipe is not None:
+            self.pipe.close()
+            self.pipe = None
+        self.done.set()  # the trio task closes the socket
+
+    def _hand_back(self, pending: bytes) -> None:
+        self.engine.handed_back += 1
+        self.result = HandBack(pending)
+        self._close()
+
+    def fail(self) -> None:
+        self._close()
+
+    def drain(self) -> None:
+        """The gateway drains: an idle connection closes now; one in an exchange after it."""
+        if self.state == HEAD and not self.started and not self.inbuf:
+            self._close()
+
+    def _deadline(self, seconds: float) -> None:
+        loop = self.engine.loop
+        loop.cancel(self.token)
+        self.token = loop.at(trio.current_time() + seconds, self)
+
+    # --- readiness -------------------------------------------------------------
+
+    def ready(self, fd: int, mask: int) -> None:
+        upstream = self.upstream
+        if upstream is not None and fd == upstream.fd:
+            if self.state == CONNECT:
+                self._connected()
+            elif self.state == SEND:
+                self._send_request()
+            elif self.state == SPLICE:
+                self._splice()
+            else:
+                self._read_response()
+            return
+        if self.state == SPLICE:
+            self._splice()
+        elif self.state == HEAD:
+            self._read_head()
+        elif mask & (select.EPOLLERR | select.EPOLLHUP):
+            self._abort("client went away during the exchange")
+        elif self.outbuf:
+            self._flush()
+
+    def expired(self, token: int) -> None:
+        if token != self.token or self.state == CLOSED:
+            return
+        state = self.state
+        if state == HEAD:
+            if self.started:
+                self._reject(ProxyError("request head not received in time", status=408))
+            else:
+                self._close()
+        elif state == CONNECT:
+            self._connect_failed(UpstreamConnectTimeout(f"connecting to {self._address()} timed out"))
+        elif state in (SEND, RESPONSE) and not self._response_started():
+            self._error(GatewayTimeout("backend did not answer in time"))
+        else:
+            self._abort("the response stalled (backend or client)")
+
+    # --- the request head --------------------------------------------------------
+
+    def _read_head(self) -> None:
+        try:
+            data = _read(self.fd)
+        except OSError:
+            self._close()
+            return
+        if data is None:
+            return
+        if not data:
+            self._close()  # the client closed, mid-head or between requests
+            return
+        self.inbuf += data
+        self._parse()
+
+    def _parse(self) -> None:
+        buffer = self.inbuf
+        while buffer[:2] == b"\r\n":
+            del buffer[:2]  # RFC 9112 section 2.2: empty lines before a request
+        engine = self.engine
+        limits = engine.config.limits
+        if buffer and not self.started:
+            self.started = True
+            self._deadline(engine.config.timeouts.request_head)
+        try:
+            end = find_head(buffer, limits)
+        except Refused:
+            self._close()
+            return
+        except ClientProtocolError as error:
+            self._reject(error)
+            return
+        if end is None:
+            return
+        head_bytes = bytes(buffer[:end])
+        try:
+            head = check_head(head_bytes, limits)
+        except ClientProtocolError as error:
+            self._reject(error)
+            return
+        rest = bytes(buffer[end:])
+        conn, request = FastConnection.for_request(head, rest, max_head=engine.gateway.max_head)
+        gateway = engine.gateway
+        decision = None
+        if not has_body(request.headers) and request.target != b"*" and not is_upgrade_request(request.headers):
+            now = time.monotonic()
+            decision = decide(gateway.table, request.target, now=now, arrived=now, hold=engine.config.discovery.hold,
+                              routes_complete=gateway.routes_complete, can_wake=gateway.waker is not None)
+        if type(decision) is not Forward:
+            self._hand_back(bytes(buffer))
+            return
+        assert isinstance(decision, Forward)
+        buffer.clear()
+        event = conn.next_event()
+        assert type(event) is ev.EndOfMessage, event
+        self.conn = conn
+        self.request = request
+        self.head_bytes = head_bytes
+        self.front.client.start_request(conn, head)
+        self.exchange = Exchange(time.monotonic(), method=request.method, target=request.target,
+                                 route=decision.prefix)
+        self.attempts = Attempts(decision.prefix, request.method)
+        self.pool = decision.pool
+        self.prefix = decision.prefix
+        self.interim = 0
+        self.response_done = False
+        self.keep = True
+        self.head_queued = False
+        self.splice_left = 0
+        engine.loop.watch(self.fd, self, 0)  # not read during the exchange (the trio path does not either)
+        self._next_backend()
+
+    def _reject(self, error: ProxyError) -> None:
+        """A head that cannot be served: its answer, then close."""
+        exchange = Exchange(time.monotonic())
+        answer = error_answer(error, head_refused=True)
+        exchange.status = answer.status
+        exchange.bytes_out = len(answer.body)
+        try:
+            write(self.fd, encode_response_head(answer.status, answer.reason, answer.headers) + answer.body)
+        except OSError:
+            pass
+        self.engine.gateway.record(self.front.client_ip, exchange)
+        self._close()
+
+    # --- a backend ---------------------------------------------------------------
+
+    def _address(self) -> str:
+        return str(self.upstream.backend.address) if self.upstream is not None else "-"
+
+    def _next_backend(self) -> None:
+        assert self.pool is not None and self.attempts is not None and self.exchange is not None
+        backend = self.pool.pick(time.monotonic(), exclude=self.attempts.tried)
+        if backend is None:
+            self._step(self.attempts.none_left(self.pool.backends, time.monotonic()))
+            return
+        self.exchange.backend = str(backend.address)
+        upstream = self.engine.pools.take(backend)
+        if upstream is not None:
+            self.upstream = upstream
+            self.engine.loop.watch(upstream.fd, self, 0)
+            backend.mark_ok()
+            self._begin_request()
+            return
+        try:
+            upstream, code = connect(backend)
+        except OSError as error:
+            self._connect_failed(UpstreamConnectError(f"cannot connect to {backend.address}: {error}"), backend)
+            return
+        self.upstream = upstream
+        if code == 0:
+            self._connected()
+        elif code == errno.EINPROGRESS:
+            self.state = CONNECT
+            self.engine.loop.watch(upstream.fd, self, _OUT)
+            self._deadline(self.engine.config.timeouts.connect)
+            backend.on_retire.add(self._left)
+        else:
+            self._connect_failed(_connect_error(backend, code))
+
+    def _left(self) -> None:
+        # The backend left the route table while we connected (its container
+        # died, say: the SYN may never be answered). Nothing was sent: the
+        # trio path routes the request again on the table in force.
+        if self.state == CONNECT:
+            self._hand_back_request()
+
+    def _connected(self) -> None:
+        upstream = self.upstream
+        assert upstream is not None
+        upstream.backend.on_retire.discard(self._left)
+        code = socket_error(upstream.sock)
+        if code:
+            self._connect_failed(_connect_error(upstream.backend, code))
+            return
+        if upstream.backend.retired:
+            # It left the table while we connected: nothing was sent; the
+            # trio path routes it again on the table in force.
+            self._hand_back_request()
+            return
+        upstream.backend.mark_ok()
+        self._begin_request()
+
+    def _connect_failed(self, error: UpstreamConnectError, backend: BackendState | None = None) -> None:
+        assert self.attempts is not None and self.exchange is not None
+        if backend is None:
+            assert self.upstream is not None
+            backend = self.upstream.backend
+        self._drop_upstream()
+        not_ready = self.engine.gateway.not_ready
+        booting = error.refused and not_ready is not None and not_ready(backend.address)
+        if not booting:
+            if isinstance(error, UpstreamConnectTimeout):
+                self.exchange.connect_timeouts += 1
+            else:
+                self.exchange.connect_errors += 1
+        self._step(self.attempts.connect_failed(backend, error, booting=booting, now=time.monotonic()))
+
+    def _step(self, step: Step) -> None:
+        if step is NEXT:
+            self._next_backend()
+        elif isinstance(step, ProxyError):
+            self._error(step)
+        else:  # REROUTE: every backend tried was booting again; the trio path routes anew (and may hold)
+            self._hand_back_request()
+
+    def _hand_back_request(self) -> None:
+        self._drop_upstream()
+        assert self.conn is not None
+        self._hand_back(self.head_bytes + self.conn.trailing_data[0])
+
+    def _begin_request(self) -> None:
+        upstream = self.upstream
+        request = self.request
+        assert upstream is not None and request is not None and self.pool is not None
+        backend = upstream.backend
+        config = self.engine.config
+        front = self.front
+        strip = self.prefix if self.pool.route.strip_prefix else None
+        headers = request_headers(request.headers, client_ip=front.client_ip, trusted=front.trusted,
+                                  upstream_host=backend.host_header, prefix=strip,
+                                  allow_underscores=config.allow_underscores)
+        target = request.target if strip is None else strip_target(request.target, strip)
+        send = upstream.conn.send
+        upstream.pending = send(ev.Request(request.method, target, headers)) + send(ev.END_OF_MESSAGE)
+        if not self.counted:
+            backend.outstanding += 1
+            self.counted = True
+        self.state = SEND
+        self._deadline(config.timeouts.response_head)
+        self._send_request()
+
+    def _send_request(self) -> None:
+        upstream = self.upstream
+        assert upstream is not None
+        try:
+            sent = write(upstream.fd, upstream.pending)
+        except OSError:
+            if upstream.reused:
+                self._stale()
+            else:
+                self._error(BadGateway("backend closed the connection"))
+            return
+        upstream.pending = upstream.pending[sent:]
+        if upstream.pending:
+            self.engine.loop.watch(upstream.fd, self, _OUT)
+            return
+        self.state = RESPONSE
+        self.engine.loop.watch(upstream.fd, self, _IN)
+
+    def _stale(self) -> None:
+        assert self.attempts is not None and self.upstream is not None
+        backend = self.upstream.backend
+        self._drop_upstream()
+        self._step(self.attempts.stale(backend))
+
+    # --- the response ------------------------------------------------------------
+
+    def _response_started(self) -> bool:
+        return self.exchange is not None and self.exchange.response_started
+
+    def _read_response(self) -> None:
+        upstream = self.upstream
+        exchange = self.exchange
+        assert upstream is not None and exchange is not None and self.conn is not None
+        try:
+            data = _read(upstream.fd)
+        except OSError as error:
+            self._backend_failed(f"backend failed: {error.strerror or error}")
+            return
+        if data is None:
+            return
+        upconn = upstream.conn
+        upconn.receive_data(data)
+        client = self.conn
+        out = self.outbuf
+        head_out = self.head_queued
+        try:
+            while True:
+                event = upconn.next_event()
+                kind = type(event)
+                if kind is ev.Data:
+                    assert isinstance(event, ev.Data)
+                    exchange.bytes_out += len(event.data)
+                    out += client.send(event)
+                    if self.splice_left:
+                        self.splice_left -= len(event.data)
+                elif kind is ev.Response:
+                    assert isinstance(event, ev.Response)
+                    headers = response_headers(event.headers)
+                    if self.engine.gateway.draining:
+                        headers.append((b"connection", b"close"))
+                    exchange.status = event.status_code
+                    out += client.send(ev.Response(event.status_code, headers, event.reason))
+                    head_out = self.head_queued = True
+                    length = body_length(event.headers)
+                    if (SPLICE_AVAILABLE and length is not None and length >= SPLICE_MIN
+                            and exchange.method != b"HEAD" and event.status_code not in (204, 304)):
+                        self.splice_left = length
+                elif kind is ev.EndOfMessage:
+                    out += client.send(ev.END_OF_MESSAGE)
+                    self.response_done = True
+                    break
+                elif kind is ev.InformationalResponse:
+                    assert isinstance(event, ev.InformationalResponse)
+                    self.interim += 1
+                    if self.interim > MAX_INTERIM_RESPONSES:
+                        raise _Failed(BadGateway(f"backend sent over {MAX_INTERIM_RESPONSES} 1xx responses"))
+                    if event.status_code == 101:
+                        raise _Failed(BadGateway("backend switched protocols unasked"))
+                    out += client.send(ev.InformationalResponse(event.status_code, response_headers(event.headers),
+                                                                event.reason))
+                elif kind is ev.ConnectionClosed:
+                    if not exchange.response_started and not head_out:
+                        if upstream.reused:
+                            self._stale()
+                            return
+                        raise _Failed(BadGateway("backend closed the connection without a response"))
+                    raise _Failed(None)
+                else:  # NEED_DATA
+                    break
+        except ev.RemoteProtocolError as error:
+            if exchange.response_started or head_out:
+                self._abort(f"backend failed during its response body: {error}")
+            else:
+                self._error(BadGateway(f"backend failed before its response: {error}"))
+            return
+        except _Failed as failed:
+            if failed.error is not None and not exchange.response_started and not head_out:
+                self._error(failed.error)
+            else:
+                self._abort("backend failed during its response")
+            return
+        if not data and not self.response_done:
+            if not exchange.response_started and not head_out:
+                self._error(BadGateway("backend closed the connection without a response"))
+            else:
+                self._abort("backend closed during its response body")
+            return
+        if head_out:
+            self._deadline(self.engine.config.timeouts.body_idle)  # every byte of the body is progress
+        if self.splice_left and not self.response_done:
+            self.state = SPLICE  # once what the parser held is out (_flush)
+        self._flush()
+
+    def _backend_failed(self, why: str) -> None:
+        if self._response_started():
+            self._abort(why)
+        else:
+            self._error(BadGateway(why))
+
+    def _flush(self) -> None:
+        """Write what the client has waiting; with nothing left, read on (or finish)."""
+        out = self.outbuf
+        exchange = self.exchange
+        if out:
+            try:
+                sent = write(self.fd, out)
+            except OSError:
+                self._abort("client went away during the response")
+                return
+            del out[:sent]
+            if exchange is not None and sent and self.head_queued:
+                exchange.response_started = True
+        loop = self.engine.loop
+        upstream = self.upstream
+        if out:
+            # Backpressure: the backend is not read until the client takes this.
+            loop.watch(self.fd, self, _OUT)
+            if upstream is not None:
+                loop.watch(upstream.fd, self, 0)
+            return
+        loop.watch(self.fd, self, 0)
+        if self.response_done:
+            self._finish()
+        elif self.state == SPLICE:
+            self._splice()
+        elif upstream is not None and self.state == RESPONSE:
+            loop.watch(upstream.fd, self, _IN)
+
+    def _splice(self) -> None:
+        """The rest of a long Content-Length body, backend to client, in the kernel.
+
+        The backend connection is not reused afterwards (its parser never saw
+        the body); the client connection is, since exactly the announced
+        length went out (HttpStream.reusable, as on the trio path).
+        """
+        upstream = self.upstream
+        exchange = self.exchange
+        assert upstream is not None and exchange is not None
+        pipe = self.pipe
+        if pipe is None:
+            pipe = self.pipe = SplicePipe(self.splice_left)
+        try:
+            written = pipe.step(upstream.fd, self.fd)
+        except SourceFailed as error:
+            self._abort(f"backend failed during its response body: {error}")
+            return
+        except SinkFailed:
+            self._abort("client went away during the response")
+            return
+        if written > 0:
+            exchange.bytes_out += written
+        if written >= 0:
+            self._deadline(self.engine.config.timeouts.body_idle)
+        loop = self.engine.loop
+        if pipe.done:
+            pipe.close()
+            self.pipe = None
+            self.splice_left = 0
+            self._drop_upstream()
+            self.front.client.response_spliced()
+            self.response_done = True
+            loop.watch(self.fd, self, 0)
+            self._finish()
+            return
+        loop.watch(upstream.fd, self, _IN if pipe.left and pipe.in_pipe < pipe.capacity else 0)
+        loop.watch(self.fd, self, _OUT if pipe.in_pipe else 0)
+
+    # --- the end of an exchange -------------------------------------------------
+
+    def _error(self, error: ProxyError) -> None:
+        """The gateway's own answer (nothing of the response went out)."""
+        exchange = self.exchange
+        conn = self.conn
+        assert exchange is not None and conn is not None
+        self._drop_upstream()
+        answer = error_answer(error, draining=self.engine.gateway.draining)
+        exchange.status = answer.status
+        exchange.bytes_out = len(answer.body)
+        self.keep = not answer.closing
+        self.outbuf += (conn.send(ev.Response(answer.status, answer.headers, answer.reason))
+                        + conn.send(ev.Data(answer.body)) + conn.send(ev.END_OF_MESSAGE))
+        self.response_done = True
+        self._flush()
+
+    def _abort(self, why: str) -> None:
+        log.debug("closing client connection: %s", why)
+        if self.exchange is not None:
+            self.engine.gateway.record(self.front.client_ip, self.exchange)
+            self.exchange = None
+        self._close()
+
+    def _drop_upstream(self) -> None:
+        upstream = self.upstream
+        if upstream is None:
+            return
+        self.upstream = None
+        upstream.backend.on_retire.discard(self._left)
+        self._uncount(upstream.backend)
+        upstream.close(self.engine.loop)
+
+    def _uncount(self, backend: BackendState) -> None:
+        if self.counted:
+            self.counted = False
+            backend.outstanding -= 1
+            backend.last_done = time.monotonic()
+
+    def _finish(self) -> None:
+        exchange = self.exchange
+        conn = self.conn
+        assert exchange is not None and conn is not None
+        upstream = self.upstream
+        engine = self.engine
+        if upstream is not None:
+            self.upstream = None
+            self._uncount(upstream.backend)
+            engine.loop.forget(upstream.fd)
+            engine.pools.give(upstream, engine.config.limits.max_idle_upstream)
+        engine.gateway.record(self.front.client_ip, exchange)
+        engine.served += 1
+        self.exchange = None
+        reusable = self.keep and self.front.client.reusable() and not engine.gateway.draining
+        if not reusable:
+            self._close()
+            return
+        self.inbuf += conn.trailing_data[0]
+        self.conn = None
+        self._wait_head(engine.config.timeouts.keepalive)
+        if self.inbuf:
+            self._parse()
+
+
+class _Failed(Exception):
+    def __init__(self, error: ProxyError | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _read(fd: int) -> bytes | None:
+    """One read: the bytes, b"" at EOF, None when it would block."""
+    import os
+
+    try:
+        return os.read(fd, READ_MAX)
+    except BlockingIOError:
+        return None
+
+
+def _connect_error(backend: BackendState, code: int) -> UpstreamConnectError:
+    import os
+
+    return UpstreamConnectError(f"cannot connect to {backend.address}: {os.strerror(code)}",
+                                refused=code == errno.ECONNREFUSED)

@@ -1,0 +1,128 @@
+# The native engine's event loop: one epoll set for every socket the engine
+# serves, one trio task that waits on that set's descriptor and the next
+# deadline, then handles everything ready without a task switch (trio's own
+# streams cost a scheduler round and an epoll_ctl per blocking operation;
+# this costs one wake-up per batch of ready sockets).
+#
+# Rules:
+# - a handler runs to completion and never awaits: it reads and writes
+#   non-blocking sockets, calls the pure decisions, and registers interest;
+# - a handler that raises is a bug in one connection: it is logged once and
+#   that connection alone is closed (Handler.fail), never the loop;
+# - timers are one per handler at a time (a deadline and a token); a handler
+#   that moves on takes a new token, and the stale entry is skipped.
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import select
+from typing import Protocol
+
+import trio
+
+__all__ = ["EPOLL_AVAILABLE", "Handler", "Loop"]
+
+log = logging.getLogger("fastroute")
+
+EPOLL_AVAILABLE = hasattr(select, "epoll")
+MAX_EVENTS = 512  # ready sockets handled per wake-up, at most
+
+
+class Handler(Protocol):
+    def ready(self, fd: int, mask: int) -> None:
+        """`fd` is ready for `mask` (select.EPOLL* bits)."""
+        ...
+
+    def expired(self, token: int) -> None:
+        """The deadline set with `token` passed."""
+        ...
+
+    def fail(self) -> None:
+        """Close at once: a handler call raised (a bug, already logged)."""
+        ...
+
+
+class Loop:
+    """The epoll set, its handlers, and their deadlines (trio.current_time())."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        self._handlers: dict[int, Handler] = {}
+        self._timers: list[tuple[float, int, Handler]] = []
+        self._tokens = itertools.count(1)
+        self._live: dict[int, Handler] = {}  # token -> handler, while that deadline stands
+
+    # --- interest ------------------------------------------------------------
+
+    def watch(self, fd: int, handler: Handler, mask: int) -> None:
+        """Start (or change) watching `fd` for `mask` on behalf of `handler`."""
+        if fd in self._handlers:
+            self._epoll.modify(fd, mask)
+        else:
+            self._epoll.register(fd, mask)
+        self._handlers[fd] = handler
+
+    def forget(self, fd: int) -> None:
+        """Stop watching `fd` (before it is closed or handed back)."""
+        if self._handlers.pop(fd, None) is not None:
+            try:
+                self._epoll.unregister(fd)
+            except (OSError, ValueError):
+                pass  # closed already: the kernel dropped it from the set
+
+    # --- deadlines -----------------------------------------------------------
+
+    def at(self, deadline: float, handler: Handler) -> int:
+        """Call handler.expired(token) at `deadline`; returns the token."""
+        token = next(self._tokens)
+        self._live[token] = handler
+        heapq.heappush(self._timers, (deadline, token, handler))
+        return token
+
+    def cancel(self, token: int) -> None:
+        self._live.pop(token, None)
+
+    # --- the task ------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Handle ready sockets and deadlines until cancelled."""
+        task_status.started()
+        fd = self._epoll.fileno()
+        poll = self._epoll.poll
+        try:
+            while True:
+                events = poll(0, MAX_EVENTS)
+                if events:
+                    await trio.lowlevel.checkpoint()  # the rest of trio runs between batches
+                else:
+                    deadline = self._timers[0][0] if self._timers else float("inf")
+                    with trio.move_on_at(deadline):
+                        await trio.lowlevel.wait_readable(fd)
+                    events = poll(0, MAX_EVENTS)
+                handlers = self._handlers
+                for ready_fd, mask in events:
+                    handler = handlers.get(ready_fd)
+                    if handler is not None:
+                        self._call(handler, handler.ready, ready_fd, mask)
+                self._expire(trio.current_time())
+        finally:
+            self._epoll.close()
+
+    def _expire(self, now: float) -> None:
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            _, token, handler = heapq.heappop(timers)
+            if self._live.pop(token, None) is not None:
+                self._call(handler, handler.expired, token)
+
+    def _call(self, handler: Handler, method: object, *args: int) -> None:
+        try:
+            method(*args)  # type: ignore[operator]
+        except Exception:
+            log.exception("bug: unexpected error in the native engine; closing that connection")
+            try:
+                handler.fail()
+            except Exception:
+                log.exception("bug: closing a failed connection failed too")

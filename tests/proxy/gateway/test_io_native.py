@@ -1,0 +1,61 @@
+# `--io native`: the gateway's socket-level tests again, on the native
+# engine (proxy/engine/), as test_parser_h11.py runs them with h11. Run as a
+# child pytest with FASTROUTE_TEST_IO=native, which tests/helpers.make_config
+# reads. The tests below check in process that the engine is the one that
+# serves, and what it hands back to the trio path, so a run that silently
+# used the trio path would fail.
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+from ...helpers import fetch, route, start_backend, start_gateway
+
+ROOT = Path(__file__).resolve().parents[3]
+MODULES = ["gateway/test_gateway.py", "gateway/test_hardening.py", "gateway/test_splice.py",
+           "gateway/test_connection_fuzz.py", "gateway/test_continuity.py", "gateway/test_upstream.py",
+           "admin/test_admin.py", "gateway/test_gateway_docker.py", "discovery/test_docker_discovery.py",
+           "discovery/test_continuity_docker.py", "discovery/test_wake.py"]
+
+
+def test_the_gateway_tests_pass_on_the_native_engine() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         *[str(ROOT / "tests" / "proxy" / name) for name in MODULES]],
+        cwd=ROOT, env={**os.environ, "FASTROUTE_TEST_IO": "native"},
+        capture_output=True, text=True, timeout=1200,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout, result.stdout[-2000:]
+    if os.environ.get("FASTROUTE_REQUIRE_DOCKER", "") not in ("", "0"):
+        assert " skipped" not in result.stdout, result.stdout[-2000:]
+
+
+async def test_the_engine_serves_the_steady_state_and_hands_the_rest_back(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)], io="native")
+    assert gateway.engine is not None
+
+    for _ in range(3):
+        assert (await fetch(gateway, "GET", "/x")).status == 200
+    assert (gateway.engine.served, gateway.engine.handed_back) == (3, 0)
+
+    # A request with a body, OPTIONS *, an upgrade: the trio path's.
+    assert (await fetch(gateway, "POST", "/x", body=b"abc")).status == 200
+    assert (await fetch(gateway, "OPTIONS", "*")).status == 200
+    assert gateway.engine.handed_back == 2
+    assert [seen.body for seen in backend.seen] == [b"", b"", b"", b"abc"]
+
+
+async def test_a_request_no_route_matches_goes_to_the_trio_path(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/a", backend)], io="native")
+    assert gateway.engine is not None
+
+    assert (await fetch(gateway, "GET", "/b")).status == 404
+    assert (gateway.engine.served, gateway.engine.handed_back) == (0, 1)
