@@ -152,6 +152,8 @@ def main() -> int:
     parser.add_argument("--sweep", metavar="N,N,...",
                         help="instead: requests/s at each of these connection counts (e.g. 1,8,32,128,512)")
     parser.add_argument("--plot", type=Path, metavar="PNG", help="with --sweep: draw requests/s against connections")
+    parser.add_argument("--ios", default="trio,native",
+                        help="fastroute's --io paths to run with the fast parser (default trio,native)")
     parser.add_argument("--parsers", default="fast,h11",
                         help="fastroute's --parser modes to run, each with 1 and 2 workers (default fast,h11)")
     args = parser.parse_args()
@@ -192,14 +194,17 @@ def main() -> int:
                                 str(ports["trio byte pipe (no HTTP)"]), str(backend_port)],
                                ports["trio byte pipe (no HTTP)"]))
 
-            for parser_mode in args.parsers.split(","):
+            modes = [(parser_mode, "trio") for parser_mode in args.parsers.split(",")]
+            modes += [("fast", io) for io in args.ios.split(",") if io != "trio"]
+            for parser_mode, io in modes:
                 for workers in (1, 2):
-                    name = f"fastroute {parser_mode} ({workers} worker{'s' if workers > 1 else ''})"
+                    label = parser_mode if io == "trio" else f"{parser_mode} {io}"
+                    name = f"fastroute {label} ({workers} worker{'s' if workers > 1 else ''})"
                     ports[name] = free_port()
                     procs.append(start([
                         sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off",
-                        "--parser", parser_mode, "--workers", str(workers), "--listen", f"127.0.0.1:{ports[name]}",
-                        "--route", f"/=127.0.0.1:{backend_port}",
+                        "--parser", parser_mode, "--io", io, "--workers", str(workers),
+                        "--listen", f"127.0.0.1:{ports[name]}", "--route", f"/=127.0.0.1:{backend_port}",
                     ], ports[name]))
 
             rows = {"direct (no proxy)": backend_port, **ports}

@@ -24,12 +24,13 @@ def haproxy_binary() -> str:
 
 
 def cli(socket_path: Path, command: str, timeout: float = 5.0) -> str:
-    """One master-CLI command, blocking; its reply. Waits out a reload (the socket is briefly gone)."""
+    """One master-CLI command, blocking; its reply. Waits out a reload (the socket is briefly
+    gone, and a connection open while the master re-executes is reset: seen in a CI run)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             return _cli_once(socket_path, command, timeout)
-        except (ConnectionRefusedError, FileNotFoundError):
+        except (ConnectionRefusedError, ConnectionResetError, FileNotFoundError):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.02)

@@ -148,7 +148,22 @@ def test_either_parser_serves(backends: list[int], parser: str) -> None:
     finally:
         code, err = gateway.stop()
     assert code == 0
-    assert f"(parser: {parser})" in err
+    assert f"(parser: {parser}, io: trio)" in err
+
+
+@pytest.mark.parametrize(("flags", "says"), [
+    pytest.param(("--io", "native"), "(parser: fast, io: native)", id="native"),
+    pytest.param(("--io", "native", "--parser", "h11"), "(parser: h11, io: trio)", id="native_needs_the_fast_parser"),
+])
+def test_the_native_engine_serves_when_asked(backends: list[int], flags: tuple[str, ...], says: str) -> None:
+    gateway = Gateway(*flags, "--route", f"/one={LOOPBACK}:{backends[0]}")
+    try:
+        assert gateway.get("/one/x") == (200, b"one /one/x")
+        assert gateway.get("/one/%2e%2e/x")[0] == 400
+    finally:
+        code, err = gateway.stop()
+    assert code == 0
+    assert says in err
 
 
 def test_an_unknown_parser_is_refused() -> None:
