@@ -59,6 +59,7 @@ from ..routing._decide import Forward, decide
 from ..routing._exchange import Exchange
 from ..routing._pool import BackendState, Pool
 from ..routing._retry import NEXT, Attempts, Step
+from ._loop import Timed
 from ._upstream import Upstream, connect, socket_error, write
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ class NativeClient:
     """The requests of one client connection, while the engine serves them."""
 
     __slots__ = (
-        "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "token",
+        "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "timed",
         "conn", "request", "head_bytes", "exchange", "attempts", "pool", "prefix", "upstream", "counted",
         "interim", "response_done", "keep", "head_queued", "splice_left", "pipe",
     )
@@ -105,7 +106,7 @@ class NativeClient:
         self.inbuf = bytearray(pending)
         self.outbuf = bytearray()  # bytes for the client not written yet
         self.started = False  # a byte of the current request head came
-        self.token = 0
+        self.timed = Timed()
         self.conn: ev.Connection | None = None
         self.request: ev.Request | None = None
         self.head_bytes = b""  # the request's head as the client sent it (for a hand-back)
@@ -140,7 +141,7 @@ class NativeClient:
             return
         self.state = CLOSED
         loop = self.engine.loop
-        loop.cancel(self.token)
+        loop.cancel(self.timed)
         loop.forget(self.fd)
         self._drop_upstream()
         if self.pipe is not None:
@@ -162,9 +163,7 @@ class NativeClient:
             self._close()
 
     def _deadline(self, seconds: float) -> None:
-        loop = self.engine.loop
-        loop.cancel(self.token)
-        self.token = loop.at(trio.current_time() + seconds, self)
+        self.engine.loop.at(trio.current_time() + seconds, self, self.timed)
 
     # --- readiness -------------------------------------------------------------
 
@@ -189,8 +188,8 @@ class NativeClient:
         elif self.outbuf:
             self._flush()
 
-    def expired(self, token: int) -> None:
-        if token != self.token or self.state == CLOSED:
+    def expired(self) -> None:
+        if self.state == CLOSED:
             return
         state = self.state
         if state == HEAD:

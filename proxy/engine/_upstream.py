@@ -120,7 +120,7 @@ class Pools:
             idle.remove(upstream)
         upstream.close(self._loop)
 
-    def expired(self, token: int) -> None:
+    def expired(self) -> None:
         pass
 
     def fail(self) -> None:

@@ -1,0 +1,72 @@
+# The engine loop's deadlines, without sockets: one entry per handler in the
+# heap however often its deadline moves, an earlier deadline fires first, a
+# cancelled one never does.
+
+from __future__ import annotations
+
+from proxy.engine._loop import Loop, Timed
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.timed = Timed()
+        self.fired = 0
+
+    def ready(self, fd: int, mask: int) -> None:
+        raise AssertionError("no sockets here")
+
+    def expired(self) -> None:
+        self.fired += 1
+
+    def fail(self) -> None:
+        raise AssertionError("nothing fails here")
+
+
+def test_a_deadline_moved_later_again_and_again_keeps_one_entry_and_fires_once() -> None:
+    loop = Loop()
+    handler = Recorder()
+    for step in range(10_000):
+        loop.at(10.0 + step * 0.001, handler, handler.timed)
+    assert len(loop._timers) == 1
+    loop._expire(10.5)
+    assert handler.fired == 0 and len(loop._timers) == 1  # pushed again, at its real deadline
+    loop._expire(20.0)
+    assert handler.fired == 1 and loop._timers == []
+
+
+def test_an_earlier_deadline_fires_at_its_time() -> None:
+    loop = Loop()
+    handler = Recorder()
+    loop.at(60.0, handler, handler.timed)
+    loop.at(5.0, handler, handler.timed)
+    loop._expire(5.0)
+    assert handler.fired == 1
+    loop._expire(61.0)
+    assert handler.fired == 1  # the later entry was stale
+
+
+def test_a_cancelled_deadline_never_fires() -> None:
+    loop = Loop()
+    handler = Recorder()
+    loop.at(1.0, handler, handler.timed)
+    loop.cancel(handler.timed)
+    loop._expire(2.0)
+    assert handler.fired == 0
+
+
+def test_a_handler_that_raises_is_failed_not_the_loop() -> None:
+    loop = Loop()
+    failed: list[bool] = []
+
+    class Broken(Recorder):
+        def expired(self) -> None:
+            raise RuntimeError("a bug")
+
+        def fail(self) -> None:
+            failed.append(True)
+
+    broken, fine = Broken(), Recorder()
+    loop.at(1.0, broken, broken.timed)
+    loop.at(1.0, fine, fine.timed)
+    loop._expire(1.0)
+    assert failed == [True] and fine.fired == 1
