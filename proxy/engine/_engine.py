@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._exchange import HandBack, NativeClient
+from ._exchange import Front, HandBack, NativeClient
 from ._loop import Loop
 from ._upstream import Pools
 
 if TYPE_CHECKING:
     from .._config import Config
-    from ..gateway._connection import ClientConnection, Host
+    from ..gateway._host import Host
 
 __all__ = ["Engine"]
 
@@ -42,7 +42,7 @@ class Engine:
         finally:
             self.pools.close_all()
 
-    async def serve(self, front: ClientConnection, *, first: bool) -> HandBack | None:
+    async def serve(self, front: Front, *, first: bool) -> HandBack | None:
         """Serve `front`'s requests; returns when it closed (None) or goes back to the trio path."""
         client = NativeClient(self, front, bytes(front.client.pending))
         front.client.pending.clear()

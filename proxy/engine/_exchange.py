@@ -33,7 +33,7 @@ import errno
 import logging
 import select
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -63,10 +63,13 @@ from ._loop import Timed
 from ._upstream import Upstream, connect, socket_error, write
 
 if TYPE_CHECKING:
-    from ..gateway._connection import ClientConnection
-    from ._engine import Engine
+    from .._config import Config
+    from ..gateway._host import Host
+    from ..gateway._http import HttpStream
+    from ._upstream import Pools
+    from ._loop import Loop
 
-__all__ = ["HandBack", "NativeClient"]
+__all__ = ["EngineParts", "Front", "HandBack", "NativeClient"]
 
 log = logging.getLogger("fastroute")
 
@@ -76,6 +79,25 @@ MAX_INTERIM_RESPONSES = 16
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+
+
+class Front(Protocol):
+    """The trio path's side of a connection the engine serves (gateway/_connection.ClientConnection)."""
+
+    client: HttpStream
+    client_ip: str
+    trusted: bool
+
+
+class EngineParts(Protocol):
+    """What a connection uses of its engine (_engine.Engine)."""
+
+    gateway: Host
+    config: Config
+    loop: Loop
+    pools: Pools
+    served: int
+    handed_back: int
 
 
 class HandBack:
@@ -96,7 +118,7 @@ class NativeClient:
         "interim", "response_done", "keep", "head_queued", "splice_left", "pipe",
     )
 
-    def __init__(self, engine: Engine, front: ClientConnection, pending: bytes) -> None:
+    def __init__(self, engine: EngineParts, front: Front, pending: bytes) -> None:
         self.engine = engine
         self.front = front
         self.fd = front.client.stream.socket.fileno()  # type: ignore[attr-defined]

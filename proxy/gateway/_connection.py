@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -33,45 +32,25 @@ from ..routing._answer import error_answer
 from ..routing._decide import Answer, Forward, Hold, Wake, decide
 from ..routing._exchange import Exchange
 from ..routing._retry import Reroutes
-from .._config import Address, Config
-from ..discovery._waker import Waker
-from ..engine._engine import Engine
-from ..protocol._events import ConnectionClass
-from ..routing._decide import Table
 from ._errors import Abort, BackendLeft, BackendNotReady
+from ._host import Host
+
+if TYPE_CHECKING:
+    from ..engine._engine import Engine
 from ._http import MAX_RECV, HttpStream, receive_some
 from ._relay import relay
 
-__all__ = ["ALLOW", "ClientConnection", "Host"]
+__all__ = ["ALLOW", "ClientConnection"]
 
 log = logging.getLogger("fastroute")
 
 ALLOW = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"  # the answer to OPTIONS *
 
 
-class Host(Protocol):
-    """What a connection reads of the gateway it serves (the Gateway, _server.py)."""
+class NativeHost(Host, Protocol):
+    """A Host that may hand its connections to the native engine (--io native)."""
 
-    config: Config
-    parser: ConnectionClass
-    max_head: int  # bytes of a request head, for the parser
-    draining: bool
-    routes_complete: bool
-    waker: Waker | None
-    not_ready: Callable[[Address], bool] | None
     engine: Engine | None
-
-    @property
-    def table(self) -> Table: ...
-
-    @property
-    def table_changed(self) -> trio.Event: ...
-
-    def record(self, client_ip: str, exchange: Exchange) -> None: ...
-
-    def is_draining(self) -> bool: ...
-
-    def is_trusted(self, ip: str) -> bool: ...
 
 
 class ClientConnection:
@@ -79,7 +58,7 @@ class ClientConnection:
 
     __slots__ = ("gateway", "client", "client_ip", "trusted", "idle_scope")
 
-    def __init__(self, gateway: Host, stream: trio.SocketStream) -> None:
+    def __init__(self, gateway: NativeHost, stream: trio.SocketStream) -> None:
         self.gateway = gateway
         self.client = HttpStream(stream)
         self.client_ip = ""
