@@ -10,7 +10,7 @@ STAMP := $(VENV)/.fastroute-installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: all install run test bench typecheck clean
+.PHONY: all install run test bench bench-ci typecheck clean
 
 all: test
 
@@ -34,6 +34,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pytest bench --benchmark-only $(PYTEST_ARGS)
+
+# The short benchmark pass CI runs: fails only on a ratio below its floor (bench/ci.py).
+bench-ci: $(STAMP)
+	$(PY) bench/ci.py --json bench-ci.json
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

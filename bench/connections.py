@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Many connections: 10,000 idle keep-alive clients held, then wrk at 256.
 
-    .venv/bin/python bench/connections.py [--idle 10000] [--wrk-seconds 30]
+    .venv/bin/python bench/connections.py [--idle 10000] [--wrk-seconds 30] [--io trio|native]
 
 Starts an nginx backend (one worker, 19-byte answer, as bench/compare.py)
 and `fastroute serve --no-docker` as a subprocess.
@@ -57,6 +57,7 @@ def main() -> int:
     parser.add_argument("--idle", type=int, default=10_000)
     parser.add_argument("--wrk-seconds", type=int, default=30)
     parser.add_argument("--settle", type=float, default=5.0, help="seconds between closing the idle ones and wrk")
+    parser.add_argument("--io", choices=["trio", "native"], default="trio", help="the gateway's --io (default trio)")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -64,7 +65,7 @@ def main() -> int:
         print(f"bench: the file descriptor limit ({hard}) is too low for {args.idle} connections", file=sys.stderr)
         return 1
     clients: list[socket.socket] = []
-    with gateway_over_nginx() as (port, gateway):
+    with gateway_over_nginx("--io", args.io) as (port, gateway):
         try:
             base = rss_mib(gateway.pid)
             request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""The benchmark pass of CI: short, and judged only by ratios within the run.
+
+    .venv/bin/python bench/ci.py [--json bench-ci.json]
+
+Runs the in-process benchmarks (route lookups compiled and twin, head
+checks compiled and twin, one proxied request under each parser) briefly
+with pytest-benchmark, saves its JSON, and fails (exit 1, one line per
+floor broken) only when a ratio measured in this run falls below a floor.
+Never an absolute time: the machine that runs it may be anything. The
+floors are generous, so that only a real loss (the extension not used, say)
+breaks them; each names the figure it guards. Compare two commits with the
+saved JSON files: `.venv/bin/pytest-benchmark compare a.json b.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# (what, faster benchmark, slower benchmark, floor of slower/faster), by name as pytest-benchmark saves it.
+FLOORS = [
+    ("compiled route table over its twin, 1,000 routes",
+     "test_lookup[c-1000]", "test_lookup[py-1000]", 5.0),
+    ("compiled head checks over their twin",
+     "test_head_check_only[c]", "test_head_check_only[py]", 1.5),
+    ("one request with the fast parser over h11",
+     "test_proxy_one_request[fast]", "test_proxy_one_request[h11]", 1.5),
+]
+SELECTED = ["test_table_bench.py::test_lookup", "test_request_bench.py::test_head_check_only",
+            "test_request_bench.py::test_proxy_one_request"]
+
+
+def medians(report: dict[str, object]) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for bench in report["benchmarks"]:  # type: ignore[union-attr]
+        found[bench["name"]] = float(bench["stats"]["median"])  # type: ignore[index]
+    return found
+
+
+def broken_floors(found: dict[str, float]) -> list[str]:
+    lines = []
+    for what, fast, slow, floor in FLOORS:
+        if fast not in found or slow not in found:
+            lines.append(f"bench: {what}: {fast} or {slow} did not run")
+            continue
+        ratio = found[slow] / found[fast]
+        print(f"bench: {what}: {ratio:.1f}x (floor {floor:g}x)")
+        if ratio < floor:
+            lines.append(f"bench: {what}: {ratio:.2f}x is below the floor of {floor:g}x")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, default=Path("bench-ci.json"), help="where the results go")
+    args = parser.parse_args()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-only",
+         "--benchmark-max-time=0.2", "--benchmark-min-rounds=5", f"--benchmark-json={args.json}",
+         *[str(HERE / name) for name in SELECTED]],
+        cwd=HERE.parent, timeout=900,
+    )
+    if result.returncode != 0:
+        print("bench: the benchmark run failed", file=sys.stderr)
+        return 1
+    broken = broken_floors(medians(json.loads(args.json.read_text())))
+    for line in broken:
+        print(line, file=sys.stderr)
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
