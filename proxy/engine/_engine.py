@@ -18,7 +18,7 @@ from ._upstream import Pools
 
 if TYPE_CHECKING:
     from .._config import Config
-    from ..gateway._host import Host
+    from ._host import Host
 
 __all__ = ["Engine"]
 

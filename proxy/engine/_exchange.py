@@ -49,9 +49,7 @@ from ..protocol import _events as ev
 from ..protocol._compiled import check_head
 from ..protocol._errors import Refused
 from ..protocol._fastconn import FastConnection
-from ..gateway._errors import SinkFailed, SourceFailed
-from ..gateway._splice import SPLICE_AVAILABLE, SPLICE_MIN, SplicePipe
-from ..protocol._head import body_length, find_head, has_body
+from ..protocol._head import RequestHead, body_length, find_head, has_body
 from ..protocol._rewrite import is_upgrade_request, request_headers, response_headers, strip_target
 from ..protocol._wire import encode_response_head
 from ..routing._answer import error_answer
@@ -59,17 +57,18 @@ from ..routing._decide import Forward, decide
 from ..routing._exchange import Exchange
 from ..routing._pool import BackendState, Pool
 from ..routing._retry import NEXT, Attempts, Step
+from ._errors import SinkFailed, SourceFailed
 from ._loop import Timed
+from ._pipe import SPLICE_AVAILABLE, SPLICE_MIN, SplicePipe
 from ._upstream import Upstream, connect, socket_error, write
 
 if TYPE_CHECKING:
     from .._config import Config
-    from ..gateway._host import Host
-    from ..gateway._http import HttpStream
+    from ._host import Host
     from ._upstream import Pools
     from ._loop import Loop
 
-__all__ = ["EngineParts", "Front", "HandBack", "NativeClient"]
+__all__ = ["ClientStream", "EngineParts", "Front", "HandBack", "NativeClient"]
 
 log = logging.getLogger("fastroute")
 
@@ -81,12 +80,30 @@ _OUT = select.EPOLLOUT
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 
+class ClientStream(Protocol):
+    """The trio path's stream of a client connection (gateway/_http.HttpStream), as the engine uses it."""
+
+    stream: trio.abc.Stream
+    pending: bytearray  # read and not answered yet: what the engine starts from
+
+    def start_request(self, conn: ev.Connection, head: RequestHead) -> None: ...
+
+    def response_spliced(self) -> None: ...
+
+    def reusable(self) -> bool: ...
+
+
 class Front(Protocol):
     """The trio path's side of a connection the engine serves (gateway/_connection.ClientConnection)."""
 
-    client: HttpStream
-    client_ip: str
-    trusted: bool
+    @property
+    def client(self) -> ClientStream: ...
+
+    @property
+    def client_ip(self) -> str: ...
+
+    @property
+    def trusted(self) -> bool: ...
 
 
 class EngineParts(Protocol):

@@ -19,10 +19,9 @@ import socket
 import time
 
 from .._config import Address
-from ..gateway._upstream import IDLE_UPSTREAM_MAX_AGE, UPSTREAM_MAX_INCOMPLETE_EVENT
 from ..protocol._events import DONE, Connection
 from ..protocol._fastconn import FastConnection
-from ..routing._pool import BackendState
+from ..routing._pool import IDLE_UPSTREAM_MAX_AGE, UPSTREAM_MAX_INCOMPLETE_EVENT, BackendState
 from ._loop import Loop
 
 __all__ = ["IDLE_MASK", "Pools", "Upstream", "connect"]

@@ -33,7 +33,7 @@ from ..routing._decide import Answer, Forward, Hold, Wake, decide
 from ..routing._exchange import Exchange
 from ..routing._retry import Reroutes
 from ._errors import Abort, BackendLeft, BackendNotReady
-from ._host import Host
+from ..engine._host import Host
 
 if TYPE_CHECKING:
     from ..engine._engine import Engine

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-__all__ = ["Abort", "BackendLeft", "BackendNotReady", "SinkFailed", "SourceFailed", "Stale"]
+__all__ = ["Abort", "BackendLeft", "BackendNotReady", "Stale"]
 
 
 class Abort(Exception):
@@ -22,11 +22,3 @@ class BackendLeft(Exception):
 
 class BackendNotReady(BackendLeft):
     """Every backend tried refused just after it became ready: booting again, and out of the table."""
-
-
-class SourceFailed(Exception):
-    """A splice's source ended or failed before its count of bytes."""
-
-
-class SinkFailed(Exception):
-    """A splice's sink closed or failed."""

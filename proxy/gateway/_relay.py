@@ -36,7 +36,8 @@ from ..protocol._rewrite import is_upgrade_request, request_headers, strip_targe
 from ..routing._exchange import Exchange
 from ..routing._pool import BackendState, Pool
 from ..routing._retry import NEXT, REROUTE, Attempts, Step
-from ._errors import Abort, BackendNotReady, SinkFailed, SourceFailed, Stale
+from ..engine._errors import SinkFailed, SourceFailed
+from ._errors import Abort, BackendNotReady, Stale
 from ._http import HttpStream
 from ._splice import SPLICE_AVAILABLE, SPLICE_MIN, splice
 from ._response import relay_response

@@ -22,7 +22,8 @@ from .._errors import BadGateway, GatewayTimeout
 from ..protocol._head import body_length
 from ..protocol._rewrite import response_headers
 from ..routing._exchange import Exchange
-from ._errors import Abort, SinkFailed, SourceFailed, Stale
+from ..engine._errors import SinkFailed, SourceFailed
+from ._errors import Abort, Stale
 from ._http import HttpStream
 from ._splice import SPLICE_AVAILABLE, SPLICE_MIN, splice
 from ._tunnel import tunnel

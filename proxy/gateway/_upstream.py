@@ -12,13 +12,11 @@ from .._config import Limits, Timeouts
 from .._errors import UpstreamConnectError, UpstreamConnectTimeout
 from ._errors import BackendLeft
 from ._http import PARSERS, HttpStream
-from ..routing._pool import BackendState
+from ..routing._pool import IDLE_UPSTREAM_MAX_AGE, UPSTREAM_MAX_INCOMPLETE_EVENT, BackendState
 
-__all__ = ["IDLE_UPSTREAM_MAX_AGE", "acquire", "release", "close_idle"]
+__all__ = ["acquire", "close_idle", "release"]
 
 
-IDLE_UPSTREAM_MAX_AGE = 30.0  # seconds a pooled connection may sit unused
-UPSTREAM_MAX_INCOMPLETE_EVENT = 64 * 1024  # bytes of a backend's response head
 
 
 def _looks_alive(conn: HttpStream) -> bool:

@@ -19,10 +19,13 @@ from typing import Any
 
 from .._config import Address, Route
 
-__all__ = ["EJECT_BASE", "EJECT_MAX", "BackendState", "Registry", "Pool"]
+__all__ = ["EJECT_BASE", "EJECT_MAX", "IDLE_UPSTREAM_MAX_AGE", "UPSTREAM_MAX_INCOMPLETE_EVENT", "BackendState",
+           "Pool", "Registry"]
 
 EJECT_BASE = 1.0  # seconds out of rotation after the first refused connection
 EJECT_MAX = 30.0  # seconds, the longest time out of rotation
+IDLE_UPSTREAM_MAX_AGE = 30.0  # seconds a pooled connection may sit unused
+UPSTREAM_MAX_INCOMPLETE_EVENT = 64 * 1024  # bytes of a backend's response head
 
 
 class BackendState:

@@ -1,6 +1,6 @@
 # What a client connection, on either path (gateway/_connection.py, the
-# engine's engine/_exchange.py), reads of the gateway it serves: the Gateway
-# (_server.py) is the one implementation.
+# engine's _exchange.py), reads of the gateway it serves: the Gateway
+# (gateway/_server.py) is the one implementation.
 
 from __future__ import annotations
 
