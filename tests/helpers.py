@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import h11
@@ -337,3 +340,13 @@ async def raw_exchange(gateway: Gateway, data: bytes, *, read_limit: float = 5.0
     finally:
         await trio.aclose_forcefully(stream)
     return b"".join(chunks)
+
+
+def rerun_tests(modules: Sequence[str], env: dict[str, str], *, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run tests/proxy/<module>... again in a child pytest, with `env` added (another parser, another I/O path)."""
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         *[str(root / "tests" / "proxy" / name) for name in modules]],
+        cwd=root, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
+    )

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import select
 import time
 from typing import TYPE_CHECKING, Protocol
@@ -60,7 +61,7 @@ from ..routing._retry import NEXT, Attempts, Step
 from ._errors import SinkFailed, SourceFailed
 from ._loop import Timed
 from ._pipe import SPLICE_AVAILABLE, SPLICE_MIN, SplicePipe
-from ._upstream import Upstream, connect, socket_error, write
+from ._upstream import Upstream, connect, read, socket_error, write
 
 if TYPE_CHECKING:
     from .._config import Config
@@ -73,7 +74,6 @@ __all__ = ["ClientStream", "EngineParts", "Front", "HandBack", "NativeClient"]
 log = logging.getLogger("fastroute")
 
 HEAD, CONNECT, SEND, RESPONSE, SPLICE, CLOSED = range(6)
-READ_MAX = 64 * 1024  # bytes per read
 MAX_INTERIM_RESPONSES = 16
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
@@ -247,7 +247,7 @@ class NativeClient:
 
     def _read_head(self) -> None:
         try:
-            data = _read(self.fd)
+            data = read(self.fd)
         except OSError:
             self._close()
             return
@@ -470,7 +470,7 @@ class NativeClient:
         exchange = self.exchange
         assert upstream is not None and exchange is not None and self.conn is not None
         try:
-            data = _read(upstream.fd)
+            data = read(upstream.fd)
         except OSError as error:
             self._backend_failed(f"backend failed: {error.strerror or error}")
             return
@@ -671,7 +671,6 @@ class NativeClient:
         if upstream is not None:
             self.upstream = None
             self._uncount(upstream.backend)
-            engine.loop.forget(upstream.fd)
             engine.pools.give(upstream, engine.config.limits.max_idle_upstream)
         engine.gateway.record(self.front.client_ip, exchange)
         engine.served += 1
@@ -693,18 +692,6 @@ class _Failed(Exception):
         self.error = error
 
 
-def _read(fd: int) -> bytes | None:
-    """One read: the bytes, b"" at EOF, None when it would block."""
-    import os
-
-    try:
-        return os.read(fd, READ_MAX)
-    except BlockingIOError:
-        return None
-
-
 def _connect_error(backend: BackendState, code: int) -> UpstreamConnectError:
-    import os
-
     return UpstreamConnectError(f"cannot connect to {backend.address}: {os.strerror(code)}",
                                 refused=code == errno.ECONNREFUSED)

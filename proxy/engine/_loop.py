@@ -63,21 +63,29 @@ class Loop:
     def __init__(self) -> None:
         self._epoll = select.epoll()
         self._handlers: dict[int, Handler] = {}
+        self._masks: dict[int, int] = {}  # fd -> the mask the kernel has
         self._timers: list[tuple[float, int, Handler, Timed]] = []
         self._order = itertools.count()  # ties in the heap never compare handlers
 
     # --- interest ------------------------------------------------------------
 
     def watch(self, fd: int, handler: Handler, mask: int) -> None:
-        """Start (or change) watching `fd` for `mask` on behalf of `handler`."""
-        if fd in self._handlers:
-            self._epoll.modify(fd, mask)
-        else:
+        """Start (or change) watching `fd` for `mask` on behalf of `handler`.
+
+        No system call when the kernel has that mask already (a connection's
+        interest changes several times per request, mostly to what it was).
+        """
+        known = self._masks.get(fd)
+        if known is None:
             self._epoll.register(fd, mask)
+        elif known != mask:
+            self._epoll.modify(fd, mask)
+        self._masks[fd] = mask
         self._handlers[fd] = handler
 
     def forget(self, fd: int) -> None:
         """Stop watching `fd` (before it is closed or handed back)."""
+        self._masks.pop(fd, None)
         if self._handlers.pop(fd, None) is not None:
             try:
                 self._epoll.unregister(fd)

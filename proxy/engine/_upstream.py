@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import select
 import socket
@@ -24,7 +23,7 @@ from ..protocol._fastconn import FastConnection
 from ..routing._pool import IDLE_UPSTREAM_MAX_AGE, UPSTREAM_MAX_INCOMPLETE_EVENT, BackendState
 from ._loop import Loop
 
-__all__ = ["IDLE_MASK", "Pools", "Upstream", "connect"]
+__all__ = ["IDLE_MASK", "READ_MAX", "Pools", "Upstream", "connect", "read", "socket_error", "write"]
 
 IDLE_MASK = select.EPOLLIN | select.EPOLLRDHUP  # an idle connection: anything at all closes it
 
@@ -59,10 +58,7 @@ def connect(backend: BackendState) -> tuple[Upstream, int]:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setblocking(False)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    code = sock.connect_ex((address.host, address.port))
-    if code == errno.EINPROGRESS:
-        return Upstream(sock, backend), code
-    return Upstream(sock, backend), code
+    return Upstream(sock, backend), sock.connect_ex((address.host, address.port))
 
 
 class Pools:
@@ -136,6 +132,20 @@ class Pools:
 def socket_error(sock: socket.socket) -> int:
     """The pending error of a socket whose connect finished (0: connected)."""
     return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+
+
+READ_MAX = 64 * 1024  # bytes per read
+
+
+def read(fd: int) -> bytes | None:
+    """One read: the bytes, b"" at EOF, None when it would block.
+
+    Raises OSError (ECONNRESET...) when the peer is gone.
+    """
+    try:
+        return os.read(fd, READ_MAX)
+    except BlockingIOError:
+        return None
 
 
 def write(fd: int, data: bytes | bytearray | memoryview) -> int:

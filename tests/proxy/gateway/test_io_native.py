@@ -8,15 +8,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import trio
 
-from ...helpers import fetch, route, start_backend, start_gateway
+from ...helpers import fetch, rerun_tests, route, start_backend, start_gateway
 
-ROOT = Path(__file__).resolve().parents[3]
 MODULES = ["gateway/test_gateway.py", "gateway/test_hardening.py", "gateway/test_splice.py",
            "gateway/test_connection_fuzz.py", "gateway/test_continuity.py", "gateway/test_upstream.py",
            "admin/test_admin.py", "gateway/test_gateway_docker.py", "discovery/test_docker_discovery.py",
@@ -24,12 +20,7 @@ MODULES = ["gateway/test_gateway.py", "gateway/test_hardening.py", "gateway/test
 
 
 def test_the_gateway_tests_pass_on_the_native_engine() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         *[str(ROOT / "tests" / "proxy" / name) for name in MODULES]],
-        cwd=ROOT, env={**os.environ, "FASTROUTE_TEST_IO": "native"},
-        capture_output=True, text=True, timeout=1200,
-    )
+    result = rerun_tests(MODULES, {"FASTROUTE_TEST_IO": "native"}, timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout, result.stdout[-2000:]
     if os.environ.get("FASTROUTE_REQUIRE_DOCKER", "") not in ("", "0"):

@@ -7,22 +7,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+from ...helpers import rerun_tests
 
-ROOT = Path(__file__).resolve().parents[3]
 MODULES = ["gateway/test_gateway.py", "gateway/test_hardening.py", "gateway/test_splice.py",
            "gateway/test_connection_fuzz.py", "admin/test_admin.py"]
 
 
 def test_the_gateway_tests_pass_with_h11() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         *[str(ROOT / "tests" / "proxy" / name) for name in MODULES]],
-        cwd=ROOT, env={**os.environ, "FASTROUTE_TEST_PARSER": "h11"},
-        capture_output=True, text=True, timeout=600,
-    )
+    result = rerun_tests(MODULES, {"FASTROUTE_TEST_PARSER": "h11"}, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and " skipped" not in result.stdout, result.stdout[-2000:]
