@@ -132,7 +132,7 @@ class NativeClient:
     __slots__ = (
         "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "timed",
         "conn", "request", "head_bytes", "exchange", "attempts", "pool", "prefix", "upstream", "counted",
-        "interim", "response_done", "keep", "head_queued", "splice_left", "pipe",
+        "interim", "response_done", "keep", "head_queued", "splice_left", "pipe", "reading", "eof",
     )
 
     def __init__(self, engine: EngineParts, front: Front, pending: bytes) -> None:
@@ -161,6 +161,8 @@ class NativeClient:
         self.head_queued = False  # the final response head is in outbuf (or out)
         self.splice_left = 0  # body bytes of a long Content-Length response not read by the parser yet
         self.pipe: SplicePipe | None = None
+        self.reading = True  # the client socket is read while an exchange is in flight (bytes queue in inbuf)
+        self.eof = False  # the client closed its side; what inbuf holds is all there is
 
     # --- the start, and the two ends -----------------------------------------
 
@@ -172,7 +174,8 @@ class NativeClient:
     def _wait_head(self, idle: float) -> None:
         self.state = HEAD
         self.started = False
-        self.engine.loop.watch(self.fd, self, _IN)
+        self.reading = not self.eof
+        self.engine.loop.watch(self.fd, self, _IN if self.reading else 0)
         self._deadline(idle)
 
     def _close(self) -> None:
@@ -218,13 +221,18 @@ class NativeClient:
             else:
                 self._read_response()
             return
-        if self.state == SPLICE:
-            self._splice()
-        elif self.state == HEAD:
+        if self.state == HEAD:
             self._read_head()
-        elif mask & (select.EPOLLERR | select.EPOLLHUP):
+            return
+        if mask & (select.EPOLLERR | select.EPOLLHUP):
             self._abort("client went away during the exchange")
-        elif self.outbuf:
+            return
+        if mask & select.EPOLLIN and self.reading:
+            self._read_ahead()
+        if self.state == SPLICE:
+            if mask & select.EPOLLOUT:
+                self._splice()
+        elif self.state != CLOSED and self.outbuf:
             self._flush()
 
     def expired(self) -> None:
@@ -259,6 +267,33 @@ class NativeClient:
         self.inbuf += data
         self._parse()
 
+    def _read_ahead(self) -> None:
+        """Bytes after the request in flight (pipelined, or the client's EOF): kept for after its response.
+
+        The socket stays in the epoll set with the same interest all along,
+        so an exchange makes no epoll_ctl; it leaves the set only when the
+        client closed or sent more than a head's worth ahead.
+        """
+        try:
+            data = read(self.fd)
+        except OSError:
+            self._abort("client went away during the exchange")
+            return
+        if data is None:
+            return
+        if data:
+            self.inbuf += data
+            if len(self.inbuf) <= self.engine.gateway.max_head:
+                return
+        else:
+            self.eof = True
+        self.reading = False
+        pipe = self.pipe
+        self.engine.loop.watch(self.fd, self, self._client_mask(bool(self.outbuf or (pipe and pipe.in_pipe))))
+
+    def _client_mask(self, writing: bool) -> int:
+        return (_IN if self.reading else 0) | (_OUT if writing else 0)
+
     def _parse(self) -> None:
         buffer = self.inbuf
         while buffer[:2] == b"\r\n":
@@ -277,6 +312,8 @@ class NativeClient:
             self._reject(error)
             return
         if end is None:
+            if self.eof:
+                self._close()  # the client closed mid-head or between requests
             return
         head_bytes = bytes(buffer[:end])
         try:
@@ -313,7 +350,6 @@ class NativeClient:
         self.keep = True
         self.head_queued = False
         self.splice_left = 0
-        engine.loop.watch(self.fd, self, 0)  # not read during the exchange (the trio path does not either)
         self._next_backend()
 
     def _reject(self, error: ProxyError) -> None:
@@ -344,7 +380,7 @@ class NativeClient:
         upstream = self.engine.pools.take(backend)
         if upstream is not None:
             self.upstream = upstream
-            self.engine.loop.watch(upstream.fd, self, 0)
+            self.engine.loop.watch(upstream.fd, self, _IN)  # its mask in the pool: no system call
             backend.mark_ok()
             self._begin_request()
             return
@@ -413,7 +449,7 @@ class NativeClient:
     def _hand_back_request(self) -> None:
         self._drop_upstream()
         assert self.conn is not None
-        self._hand_back(self.head_bytes + self.conn.trailing_data[0])
+        self._hand_back(self.head_bytes + self.conn.trailing_data[0] + bytes(self.inbuf))
 
     def _begin_request(self) -> None:
         upstream = self.upstream
@@ -572,11 +608,11 @@ class NativeClient:
         upstream = self.upstream
         if out:
             # Backpressure: the backend is not read until the client takes this.
-            loop.watch(self.fd, self, _OUT)
+            loop.watch(self.fd, self, self._client_mask(True))
             if upstream is not None:
                 loop.watch(upstream.fd, self, 0)
             return
-        loop.watch(self.fd, self, 0)
+        loop.watch(self.fd, self, self._client_mask(False))
         if self.response_done:
             self._finish()
         elif self.state == SPLICE:
@@ -617,11 +653,11 @@ class NativeClient:
             self._drop_upstream()
             self.front.client.response_spliced()
             self.response_done = True
-            loop.watch(self.fd, self, 0)
+            loop.watch(self.fd, self, self._client_mask(False))
             self._finish()
             return
         loop.watch(upstream.fd, self, _IN if pipe.left and pipe.in_pipe < pipe.capacity else 0)
-        loop.watch(self.fd, self, _OUT if pipe.in_pipe else 0)
+        loop.watch(self.fd, self, self._client_mask(bool(pipe.in_pipe)))
 
     # --- the end of an exchange -------------------------------------------------
 
@@ -679,7 +715,7 @@ class NativeClient:
         if not reusable:
             self._close()
             return
-        self.inbuf += conn.trailing_data[0]
+        self.inbuf[:0] = conn.trailing_data[0]  # it came before any bytes read ahead
         self.conn = None
         self._wait_head(engine.config.timeouts.keepalive)
         if self.inbuf:
