@@ -47,11 +47,11 @@ from .._errors import (
     UpstreamConnectTimeout,
 )
 from ..protocol import _events as ev
-from ..protocol._compiled import check_head
+from ..protocol._compiled import check_head, lane_request_head, lane_response_head
 from ..protocol._errors import Refused
 from ..protocol._fastconn import FastConnection
 from ..protocol._head import RequestHead, body_length, find_head, has_body
-from ..protocol._rewrite import is_upgrade_request, request_headers, response_headers, strip_target
+from ..protocol._rewrite import has_token, is_upgrade_request, request_headers, response_headers, strip_target
 from ..protocol._wire import encode_response_head
 from ..routing._answer import error_answer
 from ..routing._decide import Forward, decide
@@ -115,6 +115,7 @@ class EngineParts(Protocol):
     pools: Pools
     served: int
     handed_back: int
+    laned: int
 
 
 class HandBack:
@@ -133,6 +134,7 @@ class NativeClient:
         "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "timed",
         "conn", "request", "head_bytes", "exchange", "attempts", "pool", "prefix", "upstream", "counted",
         "interim", "response_done", "keep", "head_queued", "splice_left", "pipe", "reading", "eof",
+        "lane", "lane_left", "lane_keep",
     )
 
     def __init__(self, engine: EngineParts, front: Front, pending: bytes) -> None:
@@ -163,6 +165,9 @@ class NativeClient:
         self.pipe: SplicePipe | None = None
         self.reading = True  # the client socket is read while an exchange is in flight (bytes queue in inbuf)
         self.eof = False  # the client closed its side; what inbuf holds is all there is
+        self.lane = False  # the response may take the lane (an HTTP/1.1 keep-alive client, not HEAD)
+        self.lane_left = -1  # body bytes of a response in the lane still to come (-1: not in the lane)
+        self.lane_keep = False  # the backend keeps its connection after that response
 
     # --- the start, and the two ends -----------------------------------------
 
@@ -350,6 +355,9 @@ class NativeClient:
         self.keep = True
         self.head_queued = False
         self.splice_left = 0
+        self.lane = (request.http_version == b"1.1" and request.method != b"HEAD"
+                     and not has_token(request.headers, b"connection", b"close"))
+        self.lane_left = -1
         self._next_backend()
 
     def _reject(self, error: ProxyError) -> None:
@@ -459,12 +467,20 @@ class NativeClient:
         config = self.engine.config
         front = self.front
         strip = self.prefix if self.pool.route.strip_prefix else None
-        headers = request_headers(request.headers, client_ip=front.client_ip, trusted=front.trusted,
-                                  upstream_host=backend.host_header, prefix=strip,
-                                  allow_underscores=config.allow_underscores)
         target = request.target if strip is None else strip_target(request.target, strip)
-        send = upstream.conn.send
-        upstream.pending = send(ev.Request(request.method, target, headers)) + send(ev.END_OF_MESSAGE)
+        if front.trusted:
+            headers = request_headers(request.headers, client_ip=front.client_ip, trusted=True,
+                                      upstream_host=backend.host_header, prefix=strip,
+                                      allow_underscores=config.allow_underscores)
+            send = upstream.conn.send
+            upstream.pending = send(ev.Request(request.method, target, headers)) + send(ev.END_OF_MESSAGE)
+        else:  # the lane: the same bytes in one step (protocol/_lane.py)
+            upstream.pending = lane_request_head(
+                request.method, target, request.headers, client_ip=front.client_ip.encode("ascii"),
+                upstream_host=backend.host_header, prefix=None if strip is None else strip.encode("utf-8"),
+                allow_underscores=config.allow_underscores)
+            upstream.conn.expect_response(request.method)
+        upstream.received = 0
         if not self.counted:
             backend.outstanding += 1
             self.counted = True
@@ -508,10 +524,22 @@ class NativeClient:
         try:
             data = read(upstream.fd)
         except OSError as error:
-            self._backend_failed(f"backend failed: {error.strerror or error}")
+            if upstream.reused and not upstream.received:
+                self._stale()  # the pooled connection was dead (reset) before it answered
+            elif self._response_started() or self.head_queued:
+                self._abort(f"backend failed during its response: {error}")
+            else:
+                self._error(BadGateway(f"backend failed before its response: socket error: {error}"))
             return
         if data is None:
             return
+        upstream.received += len(data)
+        if self.lane_left >= 0:
+            self._lane_body(data)
+            return
+        if self.lane and not self.head_queued and not self.interim and not self.engine.gateway.draining:
+            if self._lane_head(data):
+                return
         upconn = upstream.conn
         upconn.receive_data(data)
         client = self.conn
@@ -585,11 +613,56 @@ class NativeClient:
             self.state = SPLICE  # once what the parser held is out (_flush)
         self._flush()
 
-    def _backend_failed(self, why: str) -> None:
-        if self._response_started():
-            self._abort(why)
-        else:
-            self._error(BadGateway(why))
+    def _lane_head(self, data: bytes) -> bool:
+        """A response whose head came whole in its first read, of the lane's kind: its head and body
+        go out as they came, with no events (protocol/_lane.py). False: the general path reads it."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        read = lane_response_head(data[:end + 4])
+        if read is None:
+            return False
+        status, length, self.lane_keep, head = read
+        self.engine.laned += 1
+        assert self.exchange is not None
+        self.exchange.status = status
+        self.head_queued = True
+        self.outbuf += head
+        self.lane_left = length
+        self.front.client.response_spliced()  # the client's connection sees none of it
+        body = data[end + 4:]
+        if body or not length:
+            self._lane_body(body)
+        else:  # the body comes in later reads
+            self._deadline(self.engine.config.timeouts.body_idle)
+            self._flush()
+        return True
+
+    def _lane_body(self, data: bytes) -> None:
+        exchange = self.exchange
+        upstream = self.upstream
+        assert exchange is not None and upstream is not None
+        left = self.lane_left
+        if not data and left:
+            self._abort("backend closed during its response body")
+            return
+        if len(data) > left:
+            data = data[:left]
+            self.lane_keep = False  # bytes past the response: the connection is not reused (as the general path)
+        self.outbuf += data
+        exchange.bytes_out += len(data)
+        left = self.lane_left = left - len(data)
+        self._deadline(self.engine.config.timeouts.body_idle)  # every byte of the body is progress
+        if not left:
+            upstream.conn.response_read_around(self.lane_keep)
+            self.lane_left = -1
+            self.response_done = True
+        elif SPLICE_AVAILABLE and exchange.bytes_out + left >= SPLICE_MIN:
+            # A long body: the rest moves in the kernel, as on the general path.
+            self.splice_left = left
+            self.lane_left = -1
+            self.state = SPLICE  # once what is in outbuf is out (_flush)
+        self._flush()
 
     def _flush(self) -> None:
         """Write what the client has waiting; with nothing left, read on (or finish)."""

@@ -18,7 +18,7 @@ import socket
 import time
 
 from .._config import Address
-from ..protocol._events import DONE, Connection
+from ..protocol._events import DONE
 from ..protocol._fastconn import FastConnection
 from ..routing._pool import IDLE_UPSTREAM_MAX_AGE, UPSTREAM_MAX_INCOMPLETE_EVENT, BackendState
 from ._loop import Loop
@@ -31,16 +31,17 @@ IDLE_MASK = select.EPOLLIN | select.EPOLLRDHUP  # an idle connection: anything a
 class Upstream:
     """One backend connection of the engine."""
 
-    __slots__ = ("sock", "fd", "conn", "backend", "reused", "idle_since", "pending")
+    __slots__ = ("sock", "fd", "conn", "backend", "reused", "idle_since", "pending", "received")
 
     def __init__(self, sock: socket.socket, backend: BackendState) -> None:
         self.sock = sock
         self.fd = sock.fileno()
-        self.conn: Connection = FastConnection.client(max_head=UPSTREAM_MAX_INCOMPLETE_EVENT)
+        self.conn = FastConnection.client(max_head=UPSTREAM_MAX_INCOMPLETE_EVENT)
         self.backend = backend
         self.reused = False
         self.idle_since = 0.0
         self.pending = b""  # request bytes not written yet
+        self.received = 0  # bytes of the response in flight (0: a pooled connection may be stale)
 
     def close(self, loop: Loop) -> None:
         loop.forget(self.fd)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import trio
 
-from ..protocol._events import DONE, SEND_BODY, Connection, ConnectionClass, Event, State
+from ..protocol._events import DONE, SEND_BODY, SEND_RESPONSE, Connection, ConnectionClass, Event, State
 from ..protocol._fastconn import SERVER, FastConnection
 from ..protocol._h11conn import H11Connection
 from ..protocol._head import RequestHead
@@ -87,7 +87,7 @@ class HttpStream:
         self.stream = stream
         # Client side: an idle server connection until the first request head arrives.
         self.conn: Connection = conn if conn is not None else FastConnection(SERVER, max_head=0)
-        self.bytes_received = 0
+        self.bytes_received = 0  # backend side: bytes of the exchange in flight (0: a pooled one may be stale)
         self.pending = bytearray()  # client side: bytes of the next request head, read but not checked yet
         # This response's body went out, or this request's body came in,
         # around the parser (spliced, exactly its Content-Length): that half
@@ -114,7 +114,8 @@ class HttpStream:
         self._request_bypassed = True
 
     def response_spliced(self) -> None:
-        """The response body went out around the parser, exactly its Content-Length."""
+        """The response body (or the whole response: the native engine's lane) went out around the
+        parser, exactly its Content-Length."""
         self._response_bypassed = True
 
     def request_complete(self) -> bool:
@@ -154,7 +155,7 @@ class HttpStream:
         if self._response_bypassed or self._request_bypassed:
             if not _wants_keep_alive(self._head):
                 return False
-            ours = conn.our_state is DONE or (self._response_bypassed and conn.our_state is SEND_BODY)
+            ours = conn.our_state is DONE or (self._response_bypassed and conn.our_state in (SEND_RESPONSE, SEND_BODY))
             theirs = conn.their_state is DONE or (self._request_bypassed and conn.their_state is SEND_BODY)
             return ours and theirs
         return conn.our_state is DONE and conn.their_state is DONE

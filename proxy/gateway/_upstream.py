@@ -97,6 +97,7 @@ async def release(backend: BackendState, conn: HttpStream, limits: Limits) -> No
         and len(backend.idle) < limits.max_idle_upstream
     ):
         conn.conn.start_next_cycle()
+        conn.bytes_received = 0
         backend.idle.append((conn, time.monotonic()))
     else:
         await conn.aclose()

@@ -1,7 +1,7 @@
 # Which compiled parts the gateway uses: the request-head checks
-# (proxy/_head_c.pyx) and the wire format of the fast connection
-# (proxy/_wire_c.pyx), each when built, else its pure-Python specification
-# (proxy/_head.py, proxy/_wire.py), with one warning.
+# (_head_c.pyx), the wire format of the fast connection (_wire_c.pyx) and
+# the native engine's fast lane (_lane_c.pyx), each when built, else its
+# pure-Python specification (_head.py, _wire.py, _lane.py), with one warning.
 # FASTROUTE_NO_EXTENSIONS=1 forces the Python ones, as it does for the route
 # table.
 
@@ -13,10 +13,10 @@ import warnings
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from . import _head, _wire
+from . import _head, _lane, _wire
 
-__all__ = ["HEAD_COMPILED", "WIRE_COMPILED", "ChunkedDecoder", "check_head", "normalise_path",
-           "parse_response_head", "response_framing"]
+__all__ = ["HEAD_COMPILED", "LANE_COMPILED", "WIRE_COMPILED", "ChunkedDecoder", "check_head", "lane_request_head",
+           "lane_response_head", "normalise_path", "parse_response_head", "response_framing"]
 
 
 def _choose(name: str, what: str, fallback: ModuleType) -> tuple[ModuleType, bool]:
@@ -36,7 +36,10 @@ if TYPE_CHECKING:
     parse_response_head = _wire.parse_response_head
     response_framing = _wire.response_framing
     ChunkedDecoder = _wire.ChunkedDecoder
+    lane_request_head = _lane.request_head
+    lane_response_head = _lane.response_head
     HEAD_COMPILED: bool
+    LANE_COMPILED: bool
     WIRE_COMPILED: bool
 else:
     _h, HEAD_COMPILED = _choose("._head_c", "request-head checks", _head)
@@ -44,3 +47,5 @@ else:
     _w, WIRE_COMPILED = _choose("._wire_c", "HTTP/1.1 wire functions", _wire)
     parse_response_head, response_framing, ChunkedDecoder = (
         _w.parse_response_head, _w.response_framing, _w.ChunkedDecoder)
+    _l, LANE_COMPILED = _choose("._lane_c", "fast-lane functions", _lane)
+    lane_request_head, lane_response_head = _l.request_head, _l.response_head

@@ -348,6 +348,34 @@ class FastConnection:
         self.our_state = SEND_BODY
         return encode_response_head(status, event.reason, headers)
 
+    # --- the native engine's lane (_lane.py) ---------------------------------
+
+    def expect_response(self, method: bytes) -> None:
+        """A request without a body, and without "Connection: close", was written around this CLIENT
+        connection: its state moves on as if send() had written it and its end.
+
+        Raises:
+            LocalProtocolError: not a CLIENT connection ready for a request.
+        """
+        if self.role != CLIENT or self.our_state is not IDLE:
+            raise LocalProtocolError(f"cannot send a request in state {self.our_state}")
+        self._send_kind = BODY_NONE
+        self._method = method
+        self.their_state = SEND_RESPONSE
+        self._our_done()
+
+    def response_read_around(self, keep_alive: bool) -> None:
+        """The whole response to the request in flight was read around this CLIENT connection.
+
+        Raises:
+            LocalProtocolError: no response was expected.
+        """
+        if self.role != CLIENT or self.their_state is not SEND_RESPONSE:
+            raise LocalProtocolError(f"no response is expected in state {self.their_state}")
+        if not keep_alive:
+            self._keep_alive = False
+        self._their_done()
+
     # --- reuse ---------------------------------------------------------------
 
     def start_next_cycle(self) -> None:

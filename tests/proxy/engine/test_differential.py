@@ -24,12 +24,42 @@ RESPONSES = [
     b"GET /cl HTTP/1.0\r\n\r\n", b"GET /cl HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
     b"DELETE /cl HTTP/1.1\r\nHost: x\r\nConnection: close, x-drop\r\nX-Drop: 1\r\nX_Under: 2\r\n\r\n",
     b"GET /cl HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
+    # The engine's lane (protocol/_lane.py) and its edges: the body after
+    # the head in a later read, the head itself in two reads (the general
+    # path then), bytes past the body (the connection is not reused), a
+    # body long enough to splice, and the same connection again after each.
+    b"GET /late-body HTTP/1.1\r\nHost: x\r\n\r\nGET /cl HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /split-head HTTP/1.1\r\nHost: x\r\n\r\nGET /cl HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /past-body HTTP/1.1\r\nHost: x\r\n\r\nGET /cl HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /long HTTP/1.1\r\nHost: x\r\n\r\nGET /cl HTTP/1.1\r\nHost: x\r\n\r\n",
 ]
+LONG = 300 * 1024  # over SPLICE_MIN
+
+
+async def in_pieces(exchange: BackendExchange, length: int, cuts: list[int], extra: bytes = b"") -> None:
+    """A response with a body of `length` bytes, written in pieces cut at `cuts` (offsets into its body;
+    negative: into its head), a moment apart, so that each piece is its own read at the gateway;
+    `extra` after the body."""
+    conn = exchange.conn
+    data = conn.send(h11.Response(status_code=200, headers=[("server", "raw"), ("content-length", str(length))]))
+    cuts = [len(data) + cut for cut in cuts]
+    data += conn.send(h11.Data(data=b"x" * length)) + conn.send(h11.EndOfMessage()) + extra
+    for start, end in zip([0, *cuts], [*cuts, len(data)]):
+        await exchange.stream.send_all(data[start:end])
+        await trio.sleep(0.02)
 
 
 async def kinds(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
     path = seen.target.split(b"?")[0]
-    if path.endswith(b"/chunked"):
+    if path.endswith(b"/late-body"):
+        await in_pieces(exchange, 4, [0, 2])
+    elif path.endswith(b"/split-head"):
+        await in_pieces(exchange, 4, [-20])
+    elif path.endswith(b"/past-body"):
+        await in_pieces(exchange, 4, [], extra=b"EXTRA")
+    elif path.endswith(b"/long"):
+        await in_pieces(exchange, LONG, [2000, 100_000])
+    elif path.endswith(b"/chunked"):
         await exchange.send(h11.Response(status_code=200, headers=[("transfer-encoding", "chunked")]),
                             h11.Data(data=b"one"), h11.Data(data=b"two"), h11.EndOfMessage())
     elif path.endswith(b"/none"):
@@ -50,11 +80,12 @@ async def kinds(backend: Backend, seen: Seen, exchange: BackendExchange) -> None
             await exchange.send(response, h11.Data(data=body), h11.EndOfMessage())
 
 
-Outcome = tuple[bytes, list[tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...], bytes]]]
+Outcome = tuple[bytes, list[tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...], bytes]], int]
 
 
 async def through_both(data: bytes, *, slowly: bool) -> list[Outcome]:
-    """(what the client got, what the backend saw) on the trio path, then on the engine."""
+    """(what the client got, what the backend saw, how many connections it had) on the trio path, then
+    on the engine."""
     outcomes = []
     async with trio.open_nursery() as nursery:
         for io in ("trio", "native"):
@@ -66,21 +97,29 @@ async def through_both(data: bytes, *, slowly: bool) -> list[Outcome]:
             ours = str(backend.address).encode()
             seen = [(s.method, s.target, tuple((n, v.replace(ours, b"BACKEND")) for n, v in s.headers), s.body)
                     for s in backend.seen]
-            outcomes.append((reply.replace(ours, b"BACKEND"), seen))
+            outcomes.append((reply.replace(ours, b"BACKEND"), seen, backend.connections))
         nursery.cancel_scope.cancel()
     return outcomes
 
 
-def check(data: bytes, *, slowly: bool) -> None:
-    (trio_reply, trio_seen), (native_reply, native_seen) = trio.run(lambda: through_both(data, slowly=slowly))
+def check(data: bytes, *, slowly: bool, connections: bool = False) -> None:
+    """The same on both paths; with `connections`, the same backend connections too.
+
+    (Only where the engine serves every request: the two paths keep their
+    own pools, so one handed back opens its own connection.)
+    """
+    (trio_reply, trio_seen, trio_conns), (native_reply, native_seen, native_conns) = trio.run(
+        lambda: through_both(data, slowly=slowly))
     assert native_seen == trio_seen
     assert native_reply == trio_reply
+    if connections:
+        assert native_conns == trio_conns
 
 
 @pytest.mark.parametrize("data", RESPONSES + [b"".join(RESPONSES[:6])], ids=list(range(len(RESPONSES) + 1)))
 @pytest.mark.parametrize("slowly", [False, True], ids=["whole", "byte_by_byte"])
 def test_every_kind_of_response_the_same_on_both_paths(data: bytes, slowly: bool) -> None:
-    check(data, slowly=slowly)
+    check(data, slowly=slowly, connections=True)
 
 
 @given(st.lists(st.sampled_from(CONNECTION_PIECES + RESPONSES), min_size=1, max_size=6), st.booleans())

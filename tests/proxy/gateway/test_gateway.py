@@ -735,6 +735,35 @@ async def test_a_backend_that_resets_before_its_head_is_502_and_a_post_is_not_re
     assert len(backend.seen) == 1
 
 
+async def test_a_get_on_a_pooled_connection_the_backend_resets_is_retried_on_a_new_one(
+    nursery: trio.Nursery,
+) -> None:
+    import socket as stdlib_socket
+    import struct
+
+    requests: dict[int, int] = {}
+
+    async def reset_the_second(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        key = id(exchange.stream)
+        requests[key] = requests.get(key, 0) + 1
+        if requests[key] == 2:  # the pooled connection's next request: reset before a byte of answer
+            sock = exchange.stream.socket
+            sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+            return
+        await exchange.respond(200, b"ok")
+
+    backend = await start_backend(nursery, handler=reset_the_second)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+
+    assert (await fetch(gateway, "GET", "/one")).status == 200
+    reply = await fetch(gateway, "GET", "/two")
+
+    assert (reply.status, reply.body) == (200, b"ok")
+    assert [seen.target for seen in backend.seen] == [b"/one", b"/two", b"/two"]
+    assert backend.connections == 2
+
+
 async def test_a_blackholed_connect_times_out_as_502(nursery: trio.Nursery) -> None:
     with blackhole() as address:
         gateway = await start_gateway(nursery, [route("/", address)], timeouts={"connect": 0.5})

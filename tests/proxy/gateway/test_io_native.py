@@ -34,7 +34,7 @@ async def test_the_engine_serves_the_steady_state_and_hands_the_rest_back(nurser
 
     for _ in range(3):
         assert (await fetch(gateway, "GET", "/x")).status == 200
-    assert (gateway.engine.served, gateway.engine.handed_back) == (3, 0)
+    assert (gateway.engine.served, gateway.engine.handed_back, gateway.engine.laned) == (3, 0, 3)
 
     # A request with a body, OPTIONS *, an upgrade: the trio path's.
     assert (await fetch(gateway, "POST", "/x", body=b"abc")).status == 200
