@@ -49,6 +49,7 @@ class Engine:
         front.client.pending.clear()
         self._clients.add(client)
         try:
+            self.loop.tick()
             client.start(first)
             await client.done.wait()
         finally:

@@ -210,7 +210,7 @@ class NativeClient:
             self._close()
 
     def _deadline(self, seconds: float) -> None:
-        self.engine.loop.at(trio.current_time() + seconds, self, self.timed)
+        self.engine.loop.at(self.engine.loop.now + seconds, self, self.timed)
 
     # --- readiness -------------------------------------------------------------
 

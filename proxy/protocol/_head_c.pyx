@@ -6,7 +6,22 @@
 # target, the path's escapes and segments) run as C loops over the buffer.
 
 from ._bytes cimport FR_HEXVAL, FR_NOT_HEX, FR_TCHAR, FR_UNRESERVED, is_control
-from ._head import HEAD_END, RequestHead, _check_framing, _error, _host
+from ._head import HEAD_END, RequestHead, _error
+
+# _head._HOST as a byte class: reg-name (RFC 3986 section 3.2.2), and what an IP-literal holds.
+cdef unsigned char REG_NAME[256]
+cdef unsigned char IP_LITERAL[256]
+
+
+cdef void _fill(unsigned char* table, bytes members):
+    cdef const unsigned char* p = members
+    cdef Py_ssize_t i
+    for i in range(len(members)):
+        table[p[i]] = 1
+
+
+_fill(REG_NAME, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%!$&'()*+,;=")
+_fill(IP_LITERAL, b"0123456789ABCDEFabcdef:.")
 
 cdef bint _is_token(bytes text):
     cdef const unsigned char* p = text
@@ -80,9 +95,73 @@ def check_head(bytes head, limits):
         headers.append((name.lower(), value))
     if size > limits.max_header_bytes:
         raise _error(431, f"header fields of {size} bytes are over the limit of {limits.max_header_bytes}")
-    _check_framing(headers, version_number)
-    target = _origin_form(method, target, _host(headers, version_number))
+    target = _origin_form(method, target, _framing_and_host(headers, version_number))
     return RequestHead(method, target, version_number, headers, len(head))
+
+
+cdef object _framing_and_host(list headers, bytes version):
+    """_head._check_framing, then _head._host, in one pass over the fields: the Host value or None."""
+    cdef Py_ssize_t lengths = 0, codings = 0, hosts = 0
+    cdef bytes name, length = None, coding = None, host = None
+    cdef tuple field
+    for field in headers:
+        name = field[0]
+        if name == b"content-length":
+            lengths += 1
+            if length is None:
+                length = field[1]
+        elif name == b"transfer-encoding":
+            codings += 1
+            if coding is None:
+                coding = field[1]
+        elif name == b"host":
+            hosts += 1
+            if host is None:
+                host = field[1]
+    if lengths > 1:
+        raise _error(400, "more than one Content-Length")
+    if lengths and (not length.isdigit() or len(length) > 18):
+        raise _error(400, "malformed Content-Length")
+    if codings:
+        if version == b"1.0":
+            raise _error(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if codings > 1:
+            raise _error(400, "more than one Transfer-Encoding")
+        if lengths:
+            raise _error(400, "both Content-Length and Transfer-Encoding")
+        if coding.lower() != b"chunked":
+            raise _error(501, "the only transfer coding supported is chunked, alone")
+    if hosts > 1:
+        raise _error(400, "more than one Host header")
+    if version == b"1.1" and not hosts:
+        raise _error(400, "no Host header")
+    if hosts and not _host_ok(host):
+        raise _error(400, "malformed Host header")
+    return host
+
+
+cdef bint _host_ok(bytes host):
+    """_head._HOST: an IP-literal or a reg-name, then an optional ":" and digits."""
+    cdef const unsigned char* p = host
+    cdef Py_ssize_t i = 0, n = len(host)
+    if n and p[0] == 91:  # [
+        i = 1
+        while i < n and IP_LITERAL[p[i]]:
+            i += 1
+        if i == 1 or i == n or p[i] != 93:  # ]
+            return False
+        i += 1
+    else:
+        while i < n and REG_NAME[p[i]]:
+            i += 1
+    if i == n:
+        return True
+    if p[i] != 58:  # :
+        return False
+    for i in range(i + 1, n):
+        if not 48 <= p[i] <= 57:
+            return False
+    return True
 
 
 cdef bytes _origin_form(bytes method, bytes target, host):
