@@ -10,7 +10,7 @@ STAMP := $(VENV)/.fastroute-installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: all install run test bench bench-ci typecheck clean
+.PHONY: all install run test asan bench bench-ci typecheck clean
 
 all: test
 
@@ -31,6 +31,10 @@ run: $(STAMP)
 # FASTROUTE_REQUIRE_DOCKER=1 (CI), which makes them fail instead.
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The compiled code's tests again, built with AddressSanitizer (.ci/asan).
+asan: $(STAMP)
+	.ci/asan
 
 bench: $(STAMP)
 	$(PY) -m pytest bench --benchmark-only $(PYTEST_ARGS)

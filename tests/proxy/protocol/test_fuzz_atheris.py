@@ -1,6 +1,7 @@
 # The atheris (libFuzzer) harnesses, bounded for the suite: over the
 # request-head checks (tests/fuzz/head_atheris.py) and over the fast
-# parser's response side against h11 (tests/fuzz/wire_atheris.py), each
+# parser's response side against h11 (tests/fuzz/wire_atheris.py) and over
+# the engine's fast lane against its twin (tests/fuzz/lane_atheris.py), each
 # 200,000 inputs or 60 s, whichever comes first. By hand, longer: see each
 # harness. Without atheris this skips, saying why; with
 # FASTROUTE_REQUIRE_ATHERIS=1 (CI sets it: the test extra installs atheris)
@@ -20,7 +21,7 @@ FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
 RUNS = int(os.environ.get("FASTROUTE_ATHERIS_RUNS", "200000"))
 
 
-@pytest.mark.parametrize("harness", ["head_atheris.py", "wire_atheris.py"])
+@pytest.mark.parametrize("harness", ["head_atheris.py", "wire_atheris.py", "lane_atheris.py"])
 def test_survives_coverage_guided_fuzzing(tmp_path: Path, harness: str) -> None:
     if importlib.util.find_spec("atheris") is None:
         reason = "atheris is not installed (pip install atheris; x86_64 wheels)"
