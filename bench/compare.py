@@ -4,7 +4,8 @@ of one nginx backend, all on loopback, in one run. Prints one table.
 
     .venv/bin/python bench/compare.py [--duration 5] [--connections 32]
 
-Needs Debian's wrk, haproxy and nginx. Every load run is bounded by
+Needs Debian's wrk, haproxy and nginx; with caddy installed, a Caddy row
+(one core: GOMAXPROCS=1). Every load run is bounded by
 --duration; every process it starts is stopped before it exits.
 """
 
@@ -73,6 +74,22 @@ def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.kill()
 
 
+def start_caddy(work: Path, port: int, backend_port: int) -> subprocess.Popen[bytes]:
+    """Caddy on one core (GOMAXPROCS=1) on `port`, in front of one backend; no admin endpoint, no TLS."""
+    (work / "Caddyfile").write_text(f"""
+{{
+    admin off
+    auto_https off
+}}
+http://127.0.0.1:{port} {{
+    reverse_proxy 127.0.0.1:{backend_port}
+}}
+""")
+    return start(["caddy", "run", "--config", str(work / "Caddyfile"), "--adapter", "caddyfile"], port,
+                 env={"GOMAXPROCS": "1", "XDG_DATA_HOME": str(work / "caddy-data"),
+                      "XDG_CONFIG_HOME": str(work / "caddy-config")})
+
+
 def start_haproxy(work: Path, port: int, backend_port: int) -> subprocess.Popen[bytes]:
     """HAProxy with one thread on `port`, in front of one backend."""
     (work / "haproxy.cfg").write_text(f"""
@@ -93,8 +110,9 @@ backend back
     return start(["haproxy", "-f", str(work / "haproxy.cfg")], port)
 
 
-def start(cmd: list[str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start(cmd: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=None if env is None else {**os.environ, **env})
     wait_port(port, proc)
     return proc
 
@@ -189,6 +207,12 @@ def main() -> int:
             (work / "proxy.conf").write_text(conf.replace("%s", "proxy"))
             procs.append(start(["nginx", "-c", str(work / "proxy.conf"), "-p", str(work)], ports["nginx (1 worker)"]))
 
+            if shutil.which("caddy") is not None:
+                ports["caddy (GOMAXPROCS=1)"] = free_port()
+                procs.append(start_caddy(work, ports["caddy (GOMAXPROCS=1)"], backend_port))
+            else:
+                print("bench: caddy is not installed (apt-get install caddy): no Caddy row", file=sys.stderr)
+
             ports["trio byte pipe (no HTTP)"] = free_port()
             procs.append(start([sys.executable, str(Path(__file__).parent / "trio_pipe.py"),
                                 str(ports["trio byte pipe (no HTTP)"]), str(backend_port)],
@@ -244,7 +268,9 @@ def main() -> int:
         )
     for ours_name in [name for name in results if name.startswith("fastroute") and "(1 worker)" in name]:
         ours = results[ours_name]
-        for name in ("haproxy (1 thread)", "nginx (1 worker)", "trio byte pipe (no HTTP)"):
+        for name in ("haproxy (1 thread)", "nginx (1 worker)", "caddy (GOMAXPROCS=1)", "trio byte pipe (no HTTP)"):
+            if name not in results:
+                continue
             theirs = results[name]
             print(f"{ours_name} / {name}: req/s {ours['many']['rps'] / theirs['many']['rps']:.2f}x, "
                   f"p99 {ours['many'].get('p99', 0) / max(theirs['many'].get('p99', 1), 1):.2f}x")
