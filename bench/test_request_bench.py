@@ -23,7 +23,10 @@ from proxy._config import Address, Limits, Route  # noqa: E402
 from proxy.routing._decide import lookup_route  # noqa: E402
 from proxy.protocol._head import check_head as check_head_py  # noqa: E402
 from proxy.protocol._head import find_head  # noqa: E402
-from proxy.protocol._compiled import HEAD_COMPILED, WIRE_COMPILED, check_head  # noqa: E402
+from proxy.protocol._compiled import (  # noqa: E402
+    HEAD_COMPILED, LANE_COMPILED, WIRE_COMPILED, check_head, lane_request_head, lane_response_head,
+)
+from proxy.protocol._fastconn import FastConnection  # noqa: E402
 from proxy.gateway._http import PARSERS  # noqa: E402
 from proxy.protocol import _events as ev  # noqa: E402
 from proxy.routing._pool import Registry  # noqa: E402
@@ -88,6 +91,37 @@ def test_proxy_one_request(benchmark, parser: str) -> None:  # type: ignore[no-u
     cls = PARSERS[parser]
     benchmark.group = "per request, by parser"
     out = benchmark(proxy_once, table, cls, cls.client(max_head=MAX_HEAD))
+    assert b"hello from backend" in out and b"x-forwarded-for: 192.0.2.7" in out
+
+
+def proxy_once_lane(table: RouteTable) -> bytes:
+    """The same request's HTTP work on the native engine's lane (protocol/_lane.py)."""
+    end = find_head(REQUEST, LIMITS)
+    head = check_head(REQUEST[:end], LIMITS)
+    server, request = FastConnection.for_request(head, b"", max_head=MAX_HEAD)
+    server.next_event()  # EndOfMessage
+    prefix, pool = lookup_route(table, request.target)
+    backend = pool.backends[0]
+    up = lane_request_head(request.method, request.target, request.headers, client_ip=b"192.0.2.7",
+                           upstream_host=backend.host_header, prefix=None, allow_underscores=False)
+    end = RESPONSE.find(b"\r\n\r\n") + 4
+    status, length, keep, down = lane_response_head(RESPONSE[:end])
+    return up + down + RESPONSE[end:end + length]
+
+
+@pytest.mark.parametrize("path", ["trio", "native"])
+def test_proxy_one_request_by_path(benchmark, path: str) -> None:  # type: ignore[no-untyped-def]
+    """The per-request HTTP work of each --io path with the fast parser (group "per request, by path"):
+    the trio path's events through two fast connections, the engine's lane."""
+    if not (HEAD_COMPILED and WIRE_COMPILED and LANE_COMPILED):
+        pytest.skip("the compiled parts are not built")
+    table = table_of(1000)
+    benchmark.group = "per request, by path"
+    assert proxy_once_lane(table) == proxy_once(table, FastConnection, FastConnection.client(max_head=MAX_HEAD))
+    if path == "native":
+        out = benchmark(proxy_once_lane, table)
+    else:
+        out = benchmark(proxy_once, table, FastConnection, FastConnection.client(max_head=MAX_HEAD))
     assert b"hello from backend" in out and b"x-forwarded-for: 192.0.2.7" in out
 
 
