@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Bulk transfer: 100 MiB downloads and uploads through HAProxy and fastroute.
 
-    .venv/bin/python bench/bulk.py [--mib 100] [--rounds 3]
+    .venv/bin/python bench/bulk.py [--mib 100] [--rounds 3] [--ios trio,native]
 
 One nginx backend serves a file of --mib MiB and accepts (and discards) an
 upload of the same size; HAProxy (one thread) and `fastroute serve` (one
@@ -60,7 +60,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--ios", default="trio,native", help="fastroute's --io paths, one row each (default trio,native)")
     args = parser.parse_args()
+    ios = args.ios.split(",")
     size = args.mib * CHUNK
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="fastroute-bulk-") as tmp:
@@ -83,12 +85,15 @@ def main() -> int:
     }}""")
             (work / "backend.conf").write_text(conf.replace("%s", "backend"))
             procs.append(start(["nginx", "-c", str(work / "backend.conf"), "-p", str(work)], backend))
-            ports = {"haproxy (1 thread)": free_port(), "fastroute (1 worker)": free_port()}
+            ports = {"haproxy (1 thread)": free_port()}
             procs.append(start_haproxy(work, ports["haproxy (1 thread)"], backend))
-            procs.append(start([
-                sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off",
-                "--listen", f"127.0.0.1:{ports['fastroute (1 worker)']}", "--route", f"/=127.0.0.1:{backend}",
-            ], ports["fastroute (1 worker)"]))
+            for io in ios:
+                name = f"fastroute {io} (1 worker)"
+                ports[name] = free_port()
+                procs.append(start([
+                    sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off", "--io", io,
+                    "--listen", f"127.0.0.1:{ports[name]}", "--route", f"/=127.0.0.1:{backend}",
+                ], ports[name]))
             results: dict[str, dict[str, list[float]]] = {name: {"down": [], "up": []} for name in ports}
             for _ in range(args.rounds):
                 for name, port in ports.items():
@@ -100,11 +105,13 @@ def main() -> int:
     for name, result in results.items():
         for way in ("down", "up"):
             runs = ", ".join(f"{v:,.0f}" for v in result[way])
-            print(f"  {name:<22} {way:<4} {runs}; median {statistics.median(result[way]):,.0f}")
+            print(f"  {name:<28} {way:<4} {runs}; median {statistics.median(result[way]):,.0f}")
     base = results["haproxy (1 thread)"]
-    ours = results["fastroute (1 worker)"]
-    for way in ("down", "up"):
-        print(f"fastroute / haproxy, {way}load: {statistics.median(ours[way]) / statistics.median(base[way]):.2f}x")
+    for io in ios:
+        ours = results[f"fastroute {io} (1 worker)"]
+        for way in ("down", "up"):
+            print(f"fastroute {io} / haproxy, {way}load: "
+                  f"{statistics.median(ours[way]) / statistics.median(base[way]):.2f}x")
     return 0
 
 
