@@ -26,6 +26,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 BODY = "hello from backend\n"  # 19 bytes
+# Idle backend connections each proxy may keep (nginx's keepalive, fastroute's
+# --max-idle-upstream; HAProxy keeps all): above the most connections a
+# sweep uses, so that no proxy reconnects for want of room in its pool.
+IDLE_UPSTREAM = 1024
 
 
 def free_port() -> int:
@@ -199,7 +203,7 @@ def main() -> int:
 
             ports["nginx (1 worker)"] = free_port()
             conf = nginx_conf(work, f"""
-    upstream back {{ server 127.0.0.1:{backend_port}; keepalive 64; }}
+    upstream back {{ server 127.0.0.1:{backend_port}; keepalive {IDLE_UPSTREAM}; }}
     server {{
         listen 127.0.0.1:{ports["nginx (1 worker)"]};
         location / {{ proxy_pass http://back; proxy_http_version 1.1; proxy_set_header Connection ""; }}
@@ -228,6 +232,7 @@ def main() -> int:
                     procs.append(start([
                         sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off",
                         "--parser", parser_mode, "--io", io, "--workers", str(workers),
+                        "--max-idle-upstream", str(IDLE_UPSTREAM),
                         "--listen", f"127.0.0.1:{ports[name]}", "--route", f"/=127.0.0.1:{backend_port}",
                     ], ports[name]))
 

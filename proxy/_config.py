@@ -108,7 +108,7 @@ class Limits:
     max_target: int = 8 * 1024  # request target length in bytes (414)
     max_body: int | None = None  # request body bytes (413); None: no limit
     max_connections: int = 10_000  # concurrent client connections
-    max_idle_upstream: int = 64  # idle pooled connections per backend
+    max_idle_upstream: int = 256  # idle pooled connections per backend (--max-idle-upstream; Traefik keeps 200)
     wake_queue: int = 100  # requests waiting for one route's container to wake (503 past it)
 
 

@@ -52,6 +52,12 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _count_or_zero(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number")
+    return int(text)
+
+
 def _bytes(text: str) -> int:
     units = {"k": 1024, "m": 1024**2, "g": 1024**3}
     number, unit = (text[:-1], units[text[-1].lower()]) if text and text[-1].lower() in units else (text, 1)
@@ -133,6 +139,9 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     g.add_argument("--max-body", type=_bytes, default=None, help="request body size (default: no limit)")
     g.add_argument("--max-connections", type=_count, default=lim.max_connections,
                    help=f"concurrent client connections (default {lim.max_connections})")
+    g.add_argument("--max-idle-upstream", type=_count_or_zero, default=lim.max_idle_upstream,
+                   help="idle keep-alive connections kept per backend for the next request; 0: none "
+                   f"(default {lim.max_idle_upstream})")
     g.add_argument("--wake-queue", type=_count, default=lim.wake_queue,
                    help=f"requests waiting for one route's container to wake; 503 past it (default {lim.wake_queue})")
 
@@ -256,6 +265,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         limits=Limits(
             max_header_bytes=args.max_header_bytes, max_headers=args.max_headers, max_target=args.max_target,
             max_body=args.max_body, max_connections=args.max_connections, wake_queue=args.wake_queue,
+            max_idle_upstream=args.max_idle_upstream,
         ),
         trusted_proxies=tuple(n for group in args.trusted_proxies for n in group),
         access_log=args.access_log,

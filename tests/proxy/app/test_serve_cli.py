@@ -179,6 +179,7 @@ def test_an_unknown_parser_is_refused() -> None:
         pytest.param(["--routes-file", "/nonexistent.toml"], "cannot read routes file", id="missing_file"),
         pytest.param(["--listen", "256.0.0.1:1"], "cannot listen on", id="bad_listen"),
         pytest.param(["--drain-timeout", "-1"], "positive number of seconds", id="bad_timeout"),
+        pytest.param(["--max-idle-upstream", "-1"], "must be a whole number", id="bad_idle_upstream"),
     ],
 )
 def test_start_up_errors_are_one_line_and_non_zero(args: list[str], message: str) -> None:

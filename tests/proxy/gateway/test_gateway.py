@@ -764,6 +764,48 @@ async def test_a_get_on_a_pooled_connection_the_backend_resets_is_retried_on_a_n
     assert backend.connections == 2
 
 
+@pytest.mark.parametrize(("idle", "connections"), [(0, 3), (1, 1)])
+async def test_the_idle_backend_connections_kept_are_at_most_max_idle_upstream(
+    nursery: trio.Nursery, idle: int, connections: int
+) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)], limits={"max_idle_upstream": idle})
+    for _ in range(3):
+        assert (await fetch(gateway, "GET", "/")).status == 200
+    assert backend.connections == connections
+
+
+async def test_past_max_idle_upstream_a_backend_connection_closes_after_its_exchange(nursery: trio.Nursery) -> None:
+    gates = [trio.Event(), trio.Event()]
+
+    async def held(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        await gates[int(seen.target[1:])].wait()
+        await exchange.respond(200, b"ok")
+
+    backend = await start_backend(nursery, handler=held)
+    gateway = await start_gateway(nursery, [route("/", backend)], limits={"max_idle_upstream": 2})
+
+    async def burst(n: int, gate: int) -> list[int]:
+        replies: list[int] = []
+
+        async def one() -> None:
+            replies.append((await fetch(gateway, "GET", f"/{gate}")).status)
+
+        async with trio.open_nursery() as inner:
+            for _ in range(n):
+                inner.start_soon(one)
+            with trio.fail_after(5):
+                while len([s for s in backend.seen if s.target == b"/%d" % gate]) < n:
+                    await trio.sleep(0.01)
+            gates[gate].set()
+        return replies
+
+    assert await burst(4, 0) == [200] * 4  # four at once: four connections
+    assert backend.connections == 4
+    assert await burst(3, 1) == [200] * 3  # two of them were kept: one more is opened
+    assert backend.connections == 5
+
+
 async def test_a_blackholed_connect_times_out_as_502(nursery: trio.Nursery) -> None:
     with blackhole() as address:
         gateway = await start_gateway(nursery, [route("/", address)], timeouts={"connect": 0.5})
