@@ -30,7 +30,7 @@ from ..routing._pool import BackendState, Pool, Registry
 from ._accesslog import AccessLog
 from ._connection import ClientConnection
 from ._http import PARSERS
-from ._listen import bind_sockets, start_listening
+from ._listen import ACCEPT_BURST, Backlog, bind_sockets, connection_slots, raise_nofile, start_listening
 from ._upstream import close_idle
 
 from ..engine._loop import EPOLL_AVAILABLE
@@ -58,7 +58,8 @@ class Gateway:
         self.draining = False
         self.addresses: list[tuple[str, int]] = []
         self._access = access_log or AccessLog(config.access_log)
-        self._slots = trio.Semaphore(config.limits.max_connections)
+        self._nofile = raise_nofile()
+        self._slots = trio.Semaphore(connection_slots(config.limits.max_connections, self._nofile))
         self._connections: set[ClientConnection] = set()
         self._idle_again = trio.Event()
         self._accepting: trio.CancelScope | None = None
@@ -157,6 +158,7 @@ class Gateway:
                 sock.close()
             raise
         listeners = self._listeners
+        self._say_capacity()
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -187,26 +189,59 @@ class Gateway:
                     conn, _ = state.idle.pop()
                     conn.stream.socket.close()
 
+    def _say_capacity(self) -> None:
+        asked, slots = self.config.limits.max_connections, self._slots.value
+        if slots < asked:
+            # A warning when it takes away most of what was asked for (a low
+            # ulimit -n); a few connections fewer is not worth one.
+            level = logging.WARNING if slots < asked // 2 else logging.DEBUG
+            log.log(level, "--max-connections %d is more than %d file descriptors allow (ulimit -n): "
+                    "serving at most %d connections at once", asked, self._nofile, slots)
+
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
-        while True:
-            await self._slots.acquire()
+        backlog = Backlog(listener)
+        try:
+            while True:
+                await self._slots.acquire()
+                try:
+                    stream = await listener.accept()
+                except OSError as error:
+                    self._slots.release()
+                    if error.errno not in ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    # Out of file descriptors or memory: the connection stays in
+                    # the backlog; serve what is open and try again shortly.
+                    now = time.monotonic()
+                    if now - self._last_capacity_warning > 5:
+                        self._last_capacity_warning = now
+                        log.error("accept failed (%s); retrying every %gs", error.strerror, ACCEPT_RETRY)
+                    await trio.sleep(ACCEPT_RETRY)
+                    continue
+                except BaseException:
+                    self._slots.release()
+                    raise
+                nursery.start_soon(self._handle, stream)
+                self._take_more(backlog, nursery)
+        finally:
+            backlog.close()
+
+    def _take_more(self, backlog: Backlog, nursery: trio.Nursery) -> None:
+        """After an accept, the rest of a burst without a checkpoint each (ACCEPT_BURST at most)."""
+        for _ in range(ACCEPT_BURST - 1):
             try:
-                stream = await listener.accept()
+                self._slots.acquire_nowait()
+            except trio.WouldBlock:
+                return
+            try:
+                stream = backlog.take()
             except OSError as error:
                 self._slots.release()
-                if error.errno not in ACCEPT_CAPACITY_ERRNOS:
-                    raise
-                # Out of file descriptors or memory: the connection stays in
-                # the backlog; serve what is open and try again shortly.
-                now = time.monotonic()
-                if now - self._last_capacity_warning > 5:
-                    self._last_capacity_warning = now
-                    log.error("accept failed (%s); retrying every %gs", error.strerror, ACCEPT_RETRY)
-                await trio.sleep(ACCEPT_RETRY)
-                continue
-            except BaseException:
-                self._slots.release()
+                if error.errno in ACCEPT_CAPACITY_ERRNOS:
+                    return  # the accept loop's next turn waits and says so
                 raise
+            if stream is None:
+                self._slots.release()
+                return
             nursery.start_soon(self._handle, stream)
 
     async def drain(self) -> None:
