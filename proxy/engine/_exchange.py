@@ -22,6 +22,21 @@
 # always does; the engine never answers what the trio path would answer
 # differently.
 #
+# Two ways through an exchange the engine serves: the lane
+# (protocol/_lane.py, compiled): an untrusted client's request head is
+# written upstream in one step, and a response of the simplest kind (its
+# head whole in the first read; HTTP/1.1, a final status, one
+# Content-Length) to an HTTP/1.1 keep-alive client that did not send HEAD
+# goes out as it came, its head rewritten in one step, its body counted;
+# and the general path, the two fast connections' events, for every other
+# request and response. Both give the same bytes (the lane's tests and the
+# differential test say so).
+#
+# Sockets: each keeps one epoll interest from accept (or connect) to close,
+# so an exchange makes no epoll_ctl; the client is read ahead during an
+# exchange (what it sends waits in inbuf, a head's size at most), and OUT is
+# added only while a write waits.
+#
 # Rules (the trio path's, see gateway/_connection.py, _relay.py and
 # _response.py): timeouts per phase (request head, keep-alive, connect,
 # response head, body both ways); a failure before the response head went
