@@ -14,6 +14,8 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.engine._pipe import SPLICE_MIN
+
 from ...helpers import Backend, BackendExchange, Seen, raw_exchange, route, start_backend, start_gateway
 from ..gateway.test_connection_fuzz import CONNECTION_PIECES
 from ..gateway.test_hardening import send_slowly
@@ -38,7 +40,7 @@ RESPONSES = [
     b"GET /past-body HTTP/1.1\r\nHost: x\r\n\r\nGET /cl HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /long HTTP/1.1\r\nHost: x\r\n\r\nGET /cl HTTP/1.1\r\nHost: x\r\n\r\n",
 ]
-LONG = 300 * 1024  # over SPLICE_MIN
+LONG = SPLICE_MIN + 300 * 1024  # long enough to be spliced
 
 
 async def in_pieces(exchange: BackendExchange, length: int, cuts: list[int], extra: bytes = b"") -> None:
