@@ -48,13 +48,19 @@ class Handler(Protocol):
 
 
 class Timed:
-    """A handler's deadline (trio.current_time()), as the loop keeps it."""
+    """A handler's deadline (trio.current_time()), as the loop keeps it.
 
-    __slots__ = ("deadline", "queued")
+    The heap holds this, and this the handler only while a deadline is
+    set: a closed connection is not kept alive by an entry that comes due
+    a keep-alive timeout later.
+    """
+
+    __slots__ = ("deadline", "queued", "handler")
 
     def __init__(self) -> None:
         self.deadline: float | None = None  # None: no deadline
         self.queued: float | None = None  # the time of its earliest entry in the heap
+        self.handler: Handler | None = None
 
 
 class Loop:
@@ -64,7 +70,7 @@ class Loop:
         self._epoll = select.epoll()
         self._handlers: dict[int, Handler] = {}
         self._masks: dict[int, int] = {}  # fd -> the mask the kernel has
-        self._timers: list[tuple[float, int, Handler, Timed]] = []
+        self._timers: list[tuple[float, int, Timed]] = []
         self._order = itertools.count()  # ties in the heap never compare handlers
         # trio.current_time() as of this batch of ready sockets: a deadline
         # is set from it (four times a request; reading the clock each time
@@ -102,12 +108,14 @@ class Loop:
     def at(self, deadline: float, handler: Handler, timed: Timed) -> None:
         """Call handler.expired() at `deadline` (instead of any deadline it had)."""
         timed.deadline = deadline
+        timed.handler = handler
         if timed.queued is None or deadline < timed.queued:
             timed.queued = deadline
-            heapq.heappush(self._timers, (deadline, next(self._order), handler, timed))
+            heapq.heappush(self._timers, (deadline, next(self._order), timed))
 
     def cancel(self, timed: Timed) -> None:
         timed.deadline = None
+        timed.handler = None
 
     def tick(self) -> float:
         """Read the clock into `now` (before handler code runs outside a batch)."""
@@ -144,18 +152,18 @@ class Loop:
     def _expire(self, now: float) -> None:
         timers = self._timers
         while timers and timers[0][0] <= now:
-            when, _, handler, timed = heapq.heappop(timers)
+            when, _, timed = heapq.heappop(timers)
             if timed.queued != when:
                 continue  # an earlier entry of the same handler came first
             timed.queued = None
-            deadline = timed.deadline
-            if deadline is None:
+            deadline, handler = timed.deadline, timed.handler
+            if deadline is None or handler is None:
                 continue
             if deadline > now:  # it moved later: wait again
                 timed.queued = deadline
-                heapq.heappush(timers, (deadline, next(self._order), handler, timed))
+                heapq.heappush(timers, (deadline, next(self._order), timed))
                 continue
-            timed.deadline = None
+            timed.deadline = timed.handler = None
             self._call(handler, handler.expired)
 
     def _call(self, handler: Handler, method: object, *args: int) -> None:

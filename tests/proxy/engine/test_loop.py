@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from proxy.engine._loop import Loop, Timed
 
 
@@ -52,6 +54,19 @@ def test_a_cancelled_deadline_never_fires() -> None:
     loop.cancel(handler.timed)
     loop._expire(2.0)
     assert handler.fired == 0
+
+
+def test_a_cancelled_deadline_does_not_keep_its_handler_alive() -> None:
+    # A connection closes long before its keep-alive deadline comes due:
+    # the heap's entry must not hold the connection (and all it holds) until then.
+    loop = Loop()
+    handler = Recorder()
+    loop.at(60.0, handler, handler.timed)
+    loop.cancel(handler.timed)
+    gone = weakref.ref(handler)
+    del handler
+    assert gone() is None
+    assert len(loop._timers) == 1  # the entry waits for its time, holding nothing that matters
 
 
 def test_a_handler_that_raises_is_failed_not_the_loop() -> None:
