@@ -806,8 +806,8 @@ class NativeClient:
         self.inbuf[:0] = conn.trailing_data[0]  # it came before any bytes read ahead
         self.conn = None
         self._wait_head(engine.config.timeouts.keepalive)
-        if self.inbuf:
-            self._parse()
+        if self.inbuf or self.eof:
+            self._parse()  # a request read ahead; or the client closed meanwhile: close now
 
 
 class _Failed(Exception):

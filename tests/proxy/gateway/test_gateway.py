@@ -806,6 +806,45 @@ async def test_past_max_idle_upstream_a_backend_connection_closes_after_its_exch
     assert backend.connections == 5
 
 
+@pytest.mark.parametrize("when", ["before_the_response", "after_it"])
+async def test_a_client_that_half_closes_gets_its_answer_then_the_close_at_once(
+    nursery: trio.Nursery, when: str
+) -> None:
+    # `printf 'GET ...' | nc`: the request, then the client's write side
+    # shut. The answer goes out, then the gateway closes, not a keep-alive
+    # timeout (60 s here) later.
+    gate = trio.Event()
+
+    async def answer(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+        await gate.wait()
+        await exchange.respond(200, b"ok")
+
+    backend = await start_backend(nursery, handler=answer)
+    gateway = await start_gateway(nursery, [route("/", backend)], timeouts={"keepalive": 60.0})
+    host, port = gateway.addresses[0]
+    stream = await trio.open_tcp_stream(host, port)
+    try:
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        if when == "before_the_response":
+            await stream.send_eof()
+            await trio.sleep(0.1)  # the gateway sees the EOF while the backend holds its answer
+            gate.set()
+        else:
+            gate.set()
+            with trio.fail_after(5):
+                while not (await stream.receive_some(65536)).endswith(b"ok"):
+                    pass
+            await stream.send_eof()
+        received = b""
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some(65536):
+                received += chunk
+    finally:
+        await stream.aclose()
+    if when == "before_the_response":
+        assert received.startswith(b"HTTP/1.1 200 ") and received.endswith(b"ok")
+
+
 async def test_a_blackholed_connect_times_out_as_502(nursery: trio.Nursery) -> None:
     with blackhole() as address:
         gateway = await start_gateway(nursery, [route("/", address)], timeouts={"connect": 0.5})
