@@ -552,7 +552,10 @@ class NativeClient:
         if self.lane_left >= 0:
             self._lane_body(data)
             return
-        if self.lane and not self.head_queued and not self.interim and not self.engine.gateway.draining:
+        # The lane: only the response's first read (a head split across reads
+        # is the general path's, which holds its first part already).
+        if (self.lane and upstream.received == len(data) and not self.interim
+                and not self.engine.gateway.draining):
             if self._lane_head(data):
                 return
         upconn = upstream.conn

@@ -37,18 +37,24 @@ RESPONSES = [
     # body long enough to splice, and the same connection again after each.
     b"GET /late-body HTTP/1.1\r\nHost: x\r\n\r\nGET /cl HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /split-head HTTP/1.1\r\nHost: x\r\n\r\nGET /cl HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /split-like-a-head HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /past-body HTTP/1.1\r\nHost: x\r\n\r\nGET /cl HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /long HTTP/1.1\r\nHost: x\r\n\r\nGET /cl HTTP/1.1\r\nHost: x\r\n\r\n",
 ]
 LONG = SPLICE_MIN + 300 * 1024  # long enough to be spliced
 
 
-async def in_pieces(exchange: BackendExchange, length: int, cuts: list[int], extra: bytes = b"") -> None:
+async def in_pieces(exchange: BackendExchange, length: int, cuts: list[int], extra: bytes = b"",
+                    note: str = "") -> None:
     """A response with a body of `length` bytes, written in pieces cut at `cuts` (offsets into its body;
     negative: into its head), a moment apart, so that each piece is its own read at the gateway;
     `extra` after the body."""
     conn = exchange.conn
-    data = conn.send(h11.Response(status_code=200, headers=[("server", "raw"), ("content-length", str(length))]))
+    headers = [("x-note", note)] if note else []
+    data = conn.send(h11.Response(status_code=200, headers=[*headers, ("server", "raw"),
+                                                            ("content-length", str(length))]))
+    if note:
+        cuts = [data.index(note.encode()) - len(data)]  # the second read starts inside a field value
     cuts = [len(data) + cut for cut in cuts]
     data += conn.send(h11.Data(data=b"x" * length)) + conn.send(h11.EndOfMessage()) + extra
     for start, end in zip([0, *cuts], [*cuts, len(data)]):
@@ -62,6 +68,9 @@ async def kinds(backend: Backend, seen: Seen, exchange: BackendExchange) -> None
         await in_pieces(exchange, 4, [0, 2])
     elif path.endswith(b"/split-head"):
         await in_pieces(exchange, 4, [-20])
+    elif path.endswith(b"/split-like-a-head"):
+        # What follows the cut reads as a response head on its own: it is not one.
+        await in_pieces(exchange, 4, [], note="HTTP/1.1 404 Lies")
     elif path.endswith(b"/past-body"):
         await in_pieces(exchange, 4, [], extra=b"EXTRA")
     elif path.endswith(b"/long"):
