@@ -141,7 +141,7 @@ class Config:
     admin: Address | None = None  # --admin: the private status, routes and metrics listener
     workers: int = 1  # --workers: processes sharing the listening addresses (SO_REUSEPORT)
     parser: str = "fast"  # --parser: fast (compiled, the default) or h11 (comparison, fallback)
-    io: str = "trio"  # --io: trio (the general path) or native (the engine for the steady state)
+    io: str = "native"  # --io: native (the engine for the steady state; the default) or trio (the general path)
     allow_underscores: bool = False  # --allow-underscores: forward header names with "_"
 
 

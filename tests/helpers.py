@@ -189,9 +189,9 @@ def unused_port() -> int:
 # FASTROUTE_TEST_PARSER says otherwise (tests/proxy/gateway/test_parser_h11.py runs
 # the gateway's tests again with h11).
 PARSER = os.environ.get("FASTROUTE_TEST_PARSER", "fast")
-# Likewise the I/O path: trio unless FASTROUTE_TEST_IO=native
+# Likewise the I/O path: native (the default) unless FASTROUTE_TEST_IO=trio
 # (tests/proxy/gateway/test_io_native.py runs the gateway's tests on the engine).
-IO = os.environ.get("FASTROUTE_TEST_IO", "trio")
+IO = os.environ.get("FASTROUTE_TEST_IO", "native")
 
 
 def make_config(**changes: Any) -> Config:

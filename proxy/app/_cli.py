@@ -99,10 +99,10 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve.add_argument("--parser", choices=["fast", "h11"], default="fast",
                        help="HTTP/1.1 parser: fast (compiled, the default) or h11 (the reference, for "
                        "comparison or as a fallback)")
-    serve.add_argument("--io", choices=["trio", "native"], default="trio",
-                       help="how connections are served: trio (the general path, the default) or native "
-                       "(the epoll engine for the steady-state exchange; everything else still goes "
-                       "through trio)")
+    serve.add_argument("--io", choices=["trio", "native"], default="native",
+                       help="how connections are served: native (the default: the epoll engine for the "
+                       "steady-state exchange; everything else goes through trio) or trio (the general "
+                       "path for everything)")
     serve.add_argument("--admin", metavar="HOST:PORT",
                        help="serve the status page, /routes, /healthz and /metrics here (off by default; "
                        "keep it private, e.g. 127.0.0.1:9090)")

@@ -168,8 +168,10 @@ class Gateway:
 
                         self.engine = Engine(self)
                         await nursery.start(self.engine.run)
-                    else:
-                        log.warning("--io native needs epoll and --parser fast; serving with --io trio")
+                    elif not EPOLL_AVAILABLE:
+                        log.warning("--io native needs epoll, which this platform lacks; serving with --io trio")
+                    else:  # --parser h11: the engine reads with the fast parser only (the start-up line says trio)
+                        log.info("--parser h11 is served by the trio path (--io native needs --parser fast)")
                 with trio.CancelScope() as accepting:
                     self._accepting = accepting
                     if self.draining:

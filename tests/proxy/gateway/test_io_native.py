@@ -1,9 +1,10 @@
-# `--io native`: the gateway's socket-level tests again, on the native
-# engine (proxy/engine/), as test_parser_h11.py runs them with h11. Run as a
-# child pytest with FASTROUTE_TEST_IO=native, which tests/helpers.make_config
-# reads. The tests below check in process that the engine is the one that
-# serves, and what it hands back to the trio path, so a run that silently
-# used the trio path would fail.
+# The two --io paths. The suite runs on the native engine (the default);
+# the gateway's socket-level tests run again on the trio path, the general
+# path and the reference, as test_parser_h11.py runs them with h11: a child
+# pytest with FASTROUTE_TEST_IO=trio, which tests/helpers.make_config reads.
+# The tests below check in process that the engine is the one that serves,
+# and what it hands back to the trio path, and that io="trio" has no engine,
+# so a run that silently used the other path would fail.
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ MODULES = ["gateway/test_gateway.py", "gateway/test_hardening.py", "gateway/test
            "discovery/test_continuity_docker.py", "discovery/test_wake.py"]
 
 
-def test_the_gateway_tests_pass_on_the_native_engine() -> None:
-    result = rerun_tests(MODULES, {"FASTROUTE_TEST_IO": "native"}, timeout=1200)
+def test_the_gateway_tests_pass_on_the_trio_path() -> None:
+    result = rerun_tests(MODULES, {"FASTROUTE_TEST_IO": "trio"}, timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout, result.stdout[-2000:]
     if os.environ.get("FASTROUTE_REQUIRE_DOCKER", "") not in ("", "0"):
@@ -41,6 +42,13 @@ async def test_the_engine_serves_the_steady_state_and_hands_the_rest_back(nurser
     assert (await fetch(gateway, "OPTIONS", "*")).status == 200
     assert gateway.engine.handed_back == 2
     assert [seen.body for seen in backend.seen] == [b"", b"", b"", b"abc"]
+
+
+async def test_io_trio_serves_without_the_engine(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)], io="trio")
+    assert gateway.engine is None
+    assert (await fetch(gateway, "GET", "/x")).status == 200
 
 
 async def test_a_request_no_route_matches_goes_to_the_trio_path(nursery: trio.Nursery) -> None:
