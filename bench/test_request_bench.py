@@ -61,14 +61,19 @@ def table_of(size: int) -> RouteTable:
     return RouteTable(values)
 
 
-def proxy_once(table: RouteTable, parser: Any, upstream: Any) -> bytes:
-    """One proxied request's HTTP work through `parser` (FastConnection or H11Connection)."""
+def routed(table: RouteTable, parser: Any) -> tuple[Any, ev.Request, Any]:
+    """The client side of one request, checked and routed: (its connection, the request, the backend)."""
     end = find_head(REQUEST, LIMITS)
     head = check_head(REQUEST[:end], LIMITS)
     server, request = parser.for_request(head, b"", max_head=MAX_HEAD)
     server.next_event()  # EndOfMessage
     prefix, pool = lookup_route(table, request.target)
-    backend = pool.backends[0]
+    return server, request, pool.backends[0]
+
+
+def proxy_once(table: RouteTable, parser: Any, upstream: Any) -> bytes:
+    """One proxied request's HTTP work through `parser` (FastConnection or H11Connection)."""
+    server, request, backend = routed(table, parser)
     headers = request_headers(request.headers, client_ip="192.0.2.7", trusted=False, upstream_host=backend.host_header)
     up = upstream.send(ev.Request(request.method, request.target, headers)) + upstream.send(ev.END_OF_MESSAGE)
     upstream.receive_data(RESPONSE)
@@ -96,12 +101,7 @@ def test_proxy_one_request(benchmark, parser: str) -> None:  # type: ignore[no-u
 
 def proxy_once_lane(table: RouteTable) -> bytes:
     """The same request's HTTP work on the native engine's lane (protocol/_lane.py)."""
-    end = find_head(REQUEST, LIMITS)
-    head = check_head(REQUEST[:end], LIMITS)
-    server, request = FastConnection.for_request(head, b"", max_head=MAX_HEAD)
-    server.next_event()  # EndOfMessage
-    prefix, pool = lookup_route(table, request.target)
-    backend = pool.backends[0]
+    _, request, backend = routed(table, FastConnection)
     up = lane_request_head(request.method, request.target, request.headers, client_ip=b"192.0.2.7",
                            upstream_host=backend.host_header, prefix=None, allow_underscores=False)
     end = RESPONSE.find(b"\r\n\r\n") + 4

@@ -66,7 +66,7 @@ from ..protocol._compiled import check_head, lane_request_head, lane_response_he
 from ..protocol._errors import Refused
 from ..protocol._fastconn import FastConnection
 from ..protocol._head import RequestHead, body_length, find_head, has_body
-from ..protocol._rewrite import has_token, is_upgrade_request, request_headers, response_headers, strip_target
+from ..protocol._rewrite import is_upgrade_request, request_headers, response_headers, strip_target
 from ..protocol._wire import encode_response_head
 from ..routing._answer import error_answer
 from ..routing._decide import Forward, decide
@@ -370,8 +370,7 @@ class NativeClient:
         self.keep = True
         self.head_queued = False
         self.splice_left = 0
-        self.lane = (request.http_version == b"1.1" and request.method != b"HEAD"
-                     and not has_token(request.headers, b"connection", b"close"))
+        self.lane = request.http_version == b"1.1" and request.method != b"HEAD" and conn.keep_alive
         self.lane_left = -1
         self._next_backend()
 
@@ -637,10 +636,10 @@ class NativeClient:
         end = data.find(b"\r\n\r\n")
         if end < 0:
             return False
-        read = lane_response_head(data[:end + 4])
-        if read is None:
+        simple = lane_response_head(data[:end + 4])
+        if simple is None:
             return False
-        status, length, self.lane_keep, head = read
+        status, length, self.lane_keep, head = simple
         self.engine.laned += 1
         assert self.exchange is not None
         self.exchange.status = status

@@ -120,6 +120,11 @@ class FastConnection:
         """A CLIENT connection (to a backend)."""
         return cls(CLIENT, max_head=max_head)
 
+    @property
+    def keep_alive(self) -> bool:
+        """Neither side has ended keep-alive so far (Connection: close, HTTP/1.0 without keep-alive...)."""
+        return self._keep_alive
+
     # --- receiving -----------------------------------------------------------
 
     @property

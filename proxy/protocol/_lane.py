@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from ._events import Headers, RemoteProtocolError
 from ._rewrite import has_token, request_headers, response_headers
-from ._wire import encode_request_head, encode_response_head, parse_response_head
+from ._wire import _DIGITS, encode_request_head, encode_response_head, parse_response_head
 
 __all__ = ["request_head", "response_head"]
 
@@ -61,13 +61,10 @@ def response_head(head: bytes) -> tuple[int, int, bool, bytes] | None:
     if version != b"1.1" or not 200 <= status <= 599 or status in (204, 304):
         return None
     lengths = [value for name, value in headers if name == b"content-length"]
-    if len(lengths) != 1 or not _digits(lengths[0]):
+    if len(lengths) != 1 or not _DIGITS.match(lengths[0]):
         return None
     if any(name == b"transfer-encoding" for name, _ in headers):
         return None
     keep = not has_token(headers, b"connection", b"close")
     return status, int(lengths[0]), keep, encode_response_head(status, reason, response_headers(headers))
 
-
-def _digits(value: bytes) -> bool:
-    return 1 <= len(value) <= 18 and all(0x30 <= c <= 0x39 for c in value)
