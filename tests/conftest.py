@@ -35,6 +35,11 @@ def _compiled_table() -> type:
     return _compiled("fastroute._table", "the compiled RouteTable").RouteTable  # type: ignore[no-any-return]
 
 
+def compiled_cycle() -> Any:
+    """proxy.engine._cycle_c, the compiled engine cycle."""
+    return _compiled("proxy.engine._cycle_c", "the compiled engine cycle")
+
+
 def compiled_head() -> Any:
     """proxy.protocol._head_c, the compiled request-head checks."""
     return _compiled("proxy.protocol._head_c", "the compiled request-head checks")

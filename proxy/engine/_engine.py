@@ -35,6 +35,7 @@ class Engine:
         self.served = 0  # requests the engine answered (the backend's response or the gateway's own)
         self.handed_back = 0  # times a connection went on in the trio path
         self.laned = 0  # responses that took the lane (protocol/_lane.py)
+        self.cycled = 0  # exchanges the compiled cycle served whole (_cycle.py), of those
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The loop, until cancelled; then every pooled connection is closed."""

@@ -1,6 +1,8 @@
 # One client connection served by the native engine: the steady-state
 # exchange as a state machine driven by the loop (_loop.py), over the same
-# sans-IO parts and pure decisions as the trio path. It decides nothing of
+# sans-IO parts and pure decisions as the trio path. Its state is the
+# cycle's (_cycle.py), whose compiled steps serve the commonest exchange
+# whole and hand anything else to the methods here, the general path. It decides nothing of
 # its own: decide() routes, routing/_retry.py says what to try after a
 # failure, routing/_answer.py makes the gateway's answers, protocol/ reads,
 # checks and rewrites.
@@ -12,6 +14,8 @@
 #   RESPONSE  the backend's response is read and written to the client
 #   SPLICE    the rest of a long Content-Length body, moved in the kernel
 #   CLOSED    done (closed, or handed back to the trio path)
+#   FAST      the compiled cycle sent the request; the first thing it does
+#             not serve itself makes this RESPONSE (_adopt)
 #
 # What the engine serves: a request with no body whose decision is Forward,
 # with --parser fast. Everything else goes back to the trio path with the
@@ -74,9 +78,10 @@ from ..routing._exchange import Exchange
 from ..routing._pool import BackendState, Pool
 from ..routing._retry import NEXT, Attempts, Step
 from ._errors import SinkFailed, SourceFailed
+from ._cycle import CLOSED, CONNECT, FAST, HEAD, RESPONSE, SEND, SPLICE, Cycle
 from ._loop import Timed
 from ._pipe import SPLICE_AVAILABLE, SPLICE_MIN, SplicePipe
-from ._upstream import Upstream, connect, read, socket_error, write
+from ._upstream import connect, read, socket_error, write
 
 if TYPE_CHECKING:
     from .._config import Config
@@ -88,7 +93,6 @@ __all__ = ["ClientStream", "EngineParts", "Front", "HandBack", "NativeClient"]
 
 log = logging.getLogger("fastroute")
 
-HEAD, CONNECT, SEND, RESPONSE, SPLICE, CLOSED = range(6)
 MAX_INTERIM_RESPONSES = 16
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
@@ -131,6 +135,7 @@ class EngineParts(Protocol):
     served: int
     handed_back: int
     laned: int
+    cycled: int
 
 
 class HandBack:
@@ -142,15 +147,14 @@ class HandBack:
         self.pending = pending
 
 
-class NativeClient:
-    """The requests of one client connection, while the engine serves them."""
+class NativeClient(Cycle):
+    """The requests of one client connection, while the engine serves them.
 
-    __slots__ = (
-        "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "timed",
-        "conn", "request", "head_bytes", "exchange", "attempts", "pool", "prefix", "upstream", "counted",
-        "interim", "response_done", "keep", "head_queued", "splice_left", "pipe", "reading", "eof",
-        "lane", "lane_left", "lane_keep",
-    )
+    Its attributes are the cycle's (_cycle.py): the compiled cycle serves the
+    commonest exchange itself and hands anything else to these methods.
+    """
+
+    __slots__ = ()
 
     def __init__(self, engine: EngineParts, front: Front, pending: bytes) -> None:
         self.engine = engine
@@ -158,38 +162,42 @@ class NativeClient:
         self.fd = front.client.stream.socket.fileno()  # type: ignore[attr-defined]
         self.state = HEAD
         self.done = trio.Event()
-        self.result: HandBack | None = None
+        self.result = None
         self.inbuf = bytearray(pending)
         self.outbuf = bytearray()  # bytes for the client not written yet
         self.started = False  # a byte of the current request head came
         self.timed = Timed()
-        self.conn: ev.Connection | None = None
-        self.request: ev.Request | None = None
+        self.conn = None
+        self.request = None
+        self.head = None  # the checked head of the request the cycle routed (state FAST)
         self.head_bytes = b""  # the request's head as the client sent it (for a hand-back)
-        self.exchange: Exchange | None = None
-        self.attempts: Attempts | None = None
-        self.pool: Pool | None = None
+        self.arrived = 0.0  # time.monotonic() when the cycle routed it
+        self.exchange = None
+        self.attempts = None
+        self.pool = None
         self.prefix = ""
-        self.upstream: Upstream | None = None
+        self.upstream = None
         self.counted = False  # backend.outstanding counts this exchange
         self.interim = 0
         self.response_done = False
         self.keep = True
         self.head_queued = False  # the final response head is in outbuf (or out)
         self.splice_left = 0  # body bytes of a long Content-Length response not read by the parser yet
-        self.pipe: SplicePipe | None = None
+        self.pipe = None
         self.reading = True  # the client socket is read while an exchange is in flight (bytes queue in inbuf)
         self.eof = False  # the client closed its side; what inbuf holds is all there is
         self.lane = False  # the response may take the lane (an HTTP/1.1 keep-alive client, not HEAD)
         self.lane_left = -1  # body bytes of a response in the lane still to come (-1: not in the lane)
         self.lane_keep = False  # the backend keeps its connection after that response
+        self.fast = not front.trusted  # the cycle may serve its requests (it writes an untrusted client's head)
+        self.client_ip_b = front.client_ip.encode("ascii")
 
     # --- the start, and the two ends -----------------------------------------
 
     def start(self, first: bool) -> None:
         timeouts = self.engine.config.timeouts
         self._wait_head(timeouts.request_head if first else timeouts.keepalive)
-        self._parse()
+        self.parse()
 
     def _wait_head(self, idle: float) -> None:
         self.state = HEAD
@@ -229,7 +237,10 @@ class NativeClient:
 
     # --- readiness -------------------------------------------------------------
 
-    def ready(self, fd: int, mask: int) -> None:
+    def _ready(self, fd: int, mask: int) -> None:
+        """`fd` is ready, for the general path (the cycle's ready() calls this for what it does not serve)."""
+        if self.state == FAST:
+            self._adopt()
         upstream = self.upstream
         if upstream is not None and fd == upstream.fd:
             if self.state == CONNECT:
@@ -258,6 +269,8 @@ class NativeClient:
     def expired(self) -> None:
         if self.state == CLOSED:
             return
+        if self.state == FAST:
+            self._adopt()
         state = self.state
         if state == HEAD:
             if self.started:
@@ -341,30 +354,36 @@ class NativeClient:
         except ClientProtocolError as error:
             self._reject(error)
             return
-        rest = bytes(buffer[end:])
-        conn, request = FastConnection.for_request(head, rest, max_head=engine.gateway.max_head)
         gateway = engine.gateway
         decision = None
-        if not has_body(request.headers) and request.target != b"*" and not is_upgrade_request(request.headers):
+        headers = head.headers
+        if not has_body(headers) and head.target != b"*" and not is_upgrade_request(headers):
             now = time.monotonic()
-            decision = decide(gateway.table, request.target, now=now, arrived=now, hold=engine.config.discovery.hold,
+            decision = decide(gateway.table, head.target, now=now, arrived=now, hold=engine.config.discovery.hold,
                               routes_complete=gateway.routes_complete, can_wake=gateway.waker is not None)
         if type(decision) is not Forward:
             self._hand_back(bytes(buffer))
             return
         assert isinstance(decision, Forward)
-        buffer.clear()
+        del buffer[:end]
+        self._start_exchange(head, head_bytes, decision.prefix, decision.pool, time.monotonic())
+        self._next_backend()
+
+    def _start_exchange(self, head: RequestHead, head_bytes: bytes, prefix: str, pool: Pool, arrived: float) -> None:
+        """The exchange of a request routed to `pool`: its head is out of inbuf, what follows it is still there."""
+        rest = bytes(self.inbuf)
+        self.inbuf.clear()
+        conn, request = FastConnection.for_request(head, rest, max_head=self.engine.gateway.max_head)
         event = conn.next_event()
         assert type(event) is ev.EndOfMessage, event
         self.conn = conn
         self.request = request
         self.head_bytes = head_bytes
         self.front.client.start_request(conn, head)
-        self.exchange = Exchange(time.monotonic(), method=request.method, target=request.target,
-                                 route=decision.prefix)
-        self.attempts = Attempts(decision.prefix, request.method)
-        self.pool = decision.pool
-        self.prefix = decision.prefix
+        self.exchange = Exchange(arrived, method=request.method, target=request.target, route=prefix)
+        self.attempts = Attempts(prefix, request.method)
+        self.pool = pool
+        self.prefix = prefix
         self.interim = 0
         self.response_done = False
         self.keep = True
@@ -372,7 +391,52 @@ class NativeClient:
         self.splice_left = 0
         self.lane = request.http_version == b"1.1" and request.method != b"HEAD" and conn.keep_alive
         self.lane_left = -1
-        self._next_backend()
+
+    # --- where the cycle (_cycle_c.pyx) hands over --------------------------------
+
+    def _adopt_routed(self, backend: BackendState | None) -> None:
+        """The cycle routed the request in `head` to `backend` (None: none was up) and goes no further:
+        on from there, as the general path."""
+        assert self.head is not None and self.pool is not None
+        self._start_exchange(self.head, self.head_bytes, self.prefix, self.pool, self.arrived)
+        self.head = None
+        if backend is None:
+            self._no_backend()
+        else:
+            self._use_backend(backend)
+
+    def _adopt(self) -> None:
+        """The cycle sent the request (state FAST): the exchange as the general path has it after that."""
+        upstream = self.upstream
+        assert upstream is not None and self.head is not None and self.pool is not None
+        self._start_exchange(self.head, self.head_bytes, self.prefix, self.pool, self.arrived)
+        self.head = None
+        assert self.exchange is not None and self.request is not None
+        self.exchange.backend = str(upstream.backend.address)
+        upstream.conn.expect_response(self.request.method)
+        self.state = RESPONSE
+
+    def _lane_sent(self, status: int, keep: bool, head: bytes, body: bytes, sent: int) -> None:
+        """The cycle wrote `sent` bytes of a lane response (head + body, the whole of it) and the client
+        took no more: the rest goes out as the lane's would (_lane_head, _lane_body)."""
+        self._adopt()
+        exchange = self.exchange
+        upstream = self.upstream
+        assert exchange is not None and upstream is not None
+        self.engine.laned += 1
+        exchange.status = status
+        self.head_queued = True
+        self.front.client.response_spliced()
+        self.outbuf += (head + body)[sent:]
+        exchange.bytes_out += len(body)
+        if sent:
+            exchange.response_started = True
+        upstream.conn.response_read_around(keep)
+        self.lane_keep = keep
+        self.lane_left = -1
+        self.response_done = True
+        self._deadline(self.engine.config.timeouts.body_idle)
+        self._flush()
 
     def _reject(self, error: ProxyError) -> None:
         """A head that cannot be served: its answer, then close."""
@@ -396,8 +460,16 @@ class NativeClient:
         assert self.pool is not None and self.attempts is not None and self.exchange is not None
         backend = self.pool.pick(time.monotonic(), exclude=self.attempts.tried)
         if backend is None:
-            self._step(self.attempts.none_left(self.pool.backends, time.monotonic()))
-            return
+            self._no_backend()
+        else:
+            self._use_backend(backend)
+
+    def _no_backend(self) -> None:
+        assert self.pool is not None and self.attempts is not None
+        self._step(self.attempts.none_left(self.pool.backends, time.monotonic()))
+
+    def _use_backend(self, backend: BackendState) -> None:
+        assert self.exchange is not None
         self.exchange.backend = str(backend.address)
         upstream = self.engine.pools.take(backend)
         if upstream is not None:
@@ -533,20 +605,30 @@ class NativeClient:
 
     def _read_response(self) -> None:
         upstream = self.upstream
-        exchange = self.exchange
-        assert upstream is not None and exchange is not None and self.conn is not None
+        assert upstream is not None
         try:
             data = read(upstream.fd)
         except OSError as error:
-            if upstream.reused and not upstream.received:
-                self._stale()  # the pooled connection was dead (reset) before it answered
-            elif self._response_started() or self.head_queued:
-                self._abort(f"backend failed during its response: {error}")
-            else:
-                self._error(BadGateway(f"backend failed before its response: socket error: {error}"))
+            self._response_failed(error)
             return
-        if data is None:
-            return
+        if data is not None:
+            self._response_data(data)
+
+    def _response_failed(self, error: OSError) -> None:
+        upstream = self.upstream
+        assert upstream is not None
+        if upstream.reused and not upstream.received:
+            self._stale()  # the pooled connection was dead (reset) before it answered
+        elif self._response_started() or self.head_queued:
+            self._abort(f"backend failed during its response: {error}")
+        else:
+            self._error(BadGateway(f"backend failed before its response: socket error: {error}"))
+
+    def _response_data(self, data: bytes) -> None:
+        """One read of the response (b"": the backend closed)."""
+        upstream = self.upstream
+        exchange = self.exchange
+        assert upstream is not None and exchange is not None and self.conn is not None
         upstream.received += len(data)
         if self.lane_left >= 0:
             self._lane_body(data)
@@ -809,7 +891,7 @@ class NativeClient:
         self.conn = None
         self._wait_head(engine.config.timeouts.keepalive)
         if self.inbuf or self.eof:
-            self._parse()  # a request read ahead; or the client closed meanwhile: close now
+            self.parse()  # a request read ahead; or the client closed meanwhile: close now
 
 
 class _Failed(Exception):

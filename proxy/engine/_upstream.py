@@ -84,18 +84,25 @@ class Pools:
 
     def give(self, upstream: Upstream, max_idle: int) -> None:
         """Pool `upstream` after its exchange if it may carry another; else close it."""
-        backend = upstream.backend
         conn = upstream.conn
-        idle = self._idle.setdefault(backend, [])
-        if (conn.our_state is DONE and conn.their_state is DONE and not conn.trailing_data[0]
-                and not backend.retired and len(idle) < max_idle):
+        if conn.our_state is DONE and conn.their_state is DONE and not conn.trailing_data[0]:
             conn.start_next_cycle()
-            upstream.idle_since = time.monotonic()
-            idle.append(upstream)
-            self._by_fd[upstream.fd] = upstream
-            self._loop.watch(upstream.fd, self, IDLE_MASK)
+            self.keep(upstream, max_idle)
             return
         upstream.close(self._loop)
+
+    def keep(self, upstream: Upstream, max_idle: int) -> None:
+        """Pool `upstream`, whose exchange ended cleanly on both sides with nothing left over (its
+        connection object ready for the next), if its backend is still routed and its pool has room."""
+        backend = upstream.backend
+        idle = self._idle.setdefault(backend, [])
+        if backend.retired or len(idle) >= max_idle:
+            upstream.close(self._loop)
+            return
+        upstream.idle_since = time.monotonic()
+        idle.append(upstream)
+        self._by_fd[upstream.fd] = upstream
+        self._loop.watch(upstream.fd, self, IDLE_MASK)
 
     def count(self, backend: BackendState) -> int:
         return len(self._idle.get(backend, ()))

@@ -21,6 +21,11 @@ class AccessLog:
         self._format = format
         self._out = out
 
+    @property
+    def enabled(self) -> bool:
+        """Whether write() writes anything."""
+        return self._format != "off"
+
     def write(self, client: str, exchange: Exchange) -> None:
         if self._format == "off":
             return

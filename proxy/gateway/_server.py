@@ -293,6 +293,10 @@ class Gateway:
             for _ in range(exchange.connect_timeouts):
                 stats.connect_failed(route, timed_out=True)
 
+    def records(self) -> bool:
+        """Whether record() keeps anything (an access log, or metrics): else a caller may skip it."""
+        return self._access.enabled or self.stats is not None
+
     def idle_upstreams(self, state: BackendState) -> int:
         """Pooled connections to one backend, idle now (the trio path's and the engine's)."""
         return len(state.idle) + (self.engine.pools.count(state) if self.engine is not None else 0)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from proxy.engine._pipe import SPLICE_MIN
 
+from ...conftest import compiled_cycle
 from ...helpers import Backend, BackendExchange, Seen, raw_exchange, route, start_backend, start_gateway
 from ..gateway.test_connection_fuzz import CONNECTION_PIECES
 from ..gateway.test_hardening import send_slowly
@@ -40,6 +41,12 @@ RESPONSES = [
     b"GET /split-like-a-head HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /past-body HTTP/1.1\r\nHost: x\r\n\r\nGET /cl HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /long HTTP/1.1\r\nHost: x\r\n\r\nGET /cl HTTP/1.1\r\nHost: x\r\n\r\n",
+    # The compiled cycle's (_cycle.py): the response whole in one read, on a
+    # pooled connection; and what it leaves to the general path.
+    b"GET /one-write HTTP/1.1\r\nHost: x\r\n\r\nGET /one-write HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /one-write HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"HEAD /one-write HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /one-write HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, x-drop\r\nX-Drop: 1\r\n\r\n",
 ]
 LONG = SPLICE_MIN + 300 * 1024  # long enough to be spliced
 
@@ -75,6 +82,12 @@ async def kinds(backend: Backend, seen: Seen, exchange: BackendExchange) -> None
         await in_pieces(exchange, 4, [], extra=b"EXTRA")
     elif path.endswith(b"/long"):
         await in_pieces(exchange, LONG, [2000, 100_000])
+    elif path.endswith(b"/one-write"):  # head and body in one write, as most servers send a short response
+        body = b"%s %s" % (seen.method, seen.target)
+        await exchange.stream.send_all(
+            exchange.conn.send(h11.Response(status_code=200, headers=[("content-length", str(len(body)))]))
+            + (exchange.conn.send(h11.Data(data=body)) if seen.method != b"HEAD" else b"")
+            + exchange.conn.send(h11.EndOfMessage()))
     elif path.endswith(b"/chunked"):
         await exchange.send(h11.Response(status_code=200, headers=[("transfer-encoding", "chunked")]),
                             h11.Data(data=b"one"), h11.Data(data=b"two"), h11.EndOfMessage())
@@ -97,6 +110,7 @@ async def kinds(backend: Backend, seen: Seen, exchange: BackendExchange) -> None
 
 
 Outcome = tuple[bytes, list[tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...], bytes]], int]
+CYCLED: list[int] = []  # exchanges the engine's compiled cycle served whole, per native run
 
 
 async def through_both(data: bytes, *, slowly: bool) -> list[Outcome]:
@@ -114,6 +128,8 @@ async def through_both(data: bytes, *, slowly: bool) -> list[Outcome]:
             seen = [(s.method, s.target, tuple((n, v.replace(ours, b"BACKEND")) for n, v in s.headers), s.body)
                     for s in backend.seen]
             outcomes.append((reply.replace(ours, b"BACKEND"), seen, backend.connections))
+            if gateway.engine is not None:
+                CYCLED.append(gateway.engine.cycled)
         nursery.cancel_scope.cancel()
     return outcomes
 
@@ -136,6 +152,18 @@ def check(data: bytes, *, slowly: bool, connections: bool = False) -> None:
 @pytest.mark.parametrize("slowly", [False, True], ids=["whole", "byte_by_byte"])
 def test_every_kind_of_response_the_same_on_both_paths(data: bytes, slowly: bool) -> None:
     check(data, slowly=slowly, connections=True)
+
+
+@pytest.mark.parametrize("slowly", [False, True], ids=["whole", "byte_by_byte"])
+def test_keep_alive_requests_the_same_through_the_compiled_cycle(slowly: bool) -> None:
+    compiled_cycle()  # skips (or fails in CI) when not built
+    CYCLED.clear()
+    # The first request connects (the general path); the others find a
+    # pooled connection: the cycle's, whole, from end to end.
+    check(b"GET /one-write?1 HTTP/1.1\r\nHost: x\r\n\r\n" + b"GET /one-write?2 HTTP/1.1\r\nHost: x\r\nX_Under: 1\r\n"
+          b"Connection: keep-alive\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n" * 3
+          + b"GET /one-write?3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", slowly=slowly, connections=True)
+    assert CYCLED == [3]  # not the last: "Connection: close" is the general path's
 
 
 @given(st.lists(st.sampled_from(CONNECTION_PIECES + RESPONSES), min_size=1, max_size=6), st.booleans())

@@ -1,0 +1,131 @@
+# The cycle: the state of one client connection of the native engine, and
+# the commonest exchange on it served whole by compiled code (_cycle_c.pyx)
+# with no Python object made per request besides the checked head:
+#
+#   HEAD  -> a whole head in one read, checked; no body, no upgrade, no
+#            Connection but keep-alive, HTTP/1.1, not HEAD; decide() would
+#            say Forward; a backend up with a pooled connection
+#   FAST  -> the lane's request head (protocol/_lane.py) written whole;
+#            the response's first read holds a head of the lane's kind and
+#            exactly its body, written whole to the client
+#   HEAD  -> the backend connection pooled again, the next head.
+#
+# At any step that is not so, the cycle stops and the general path
+# (_exchange.NativeClient, this class's subclass) goes on from exactly
+# there: before a request went out it routes from the backend the cycle
+# picked (_adopt_routed); after, it takes the exchange over (_adopt) as if
+# it had sent the request itself; a response written in part goes on as
+# the lane's (_lane_sent). The general path is the cycle's reference: the
+# engine's differential test (tests/proxy/engine) compares both with the
+# trio path, and FASTROUTE_NO_EXTENSIONS=1 runs the engine without the
+# cycle (this module's Cycle, which serves nothing itself).
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import trio
+
+    from ..protocol import _events as ev
+    from ..protocol._head import RequestHead
+    from ..routing._exchange import Exchange
+    from ..routing._pool import Pool
+    from ..routing._retry import Attempts
+    from ._exchange import EngineParts, Front, HandBack
+    from ._loop import Timed
+    from ._pipe import SplicePipe
+    from ._upstream import Upstream
+
+__all__ = ["CLOSED", "CONNECT", "CYCLE_COMPILED", "Cycle", "FAST", "HEAD", "RESPONSE", "SEND", "SPLICE"]
+
+# The client side's states (the request in flight has one upstream). The
+# compiled cycle has the same numbers (a test says so).
+HEAD = 0  # waiting for (the rest of) a request head; idle until a byte comes
+CONNECT = 1  # a new backend connection is opening
+SEND = 2  # the request head is being written to the backend
+RESPONSE = 3  # the backend's response is read and written to the client
+SPLICE = 4  # the rest of a long Content-Length body, moved in the kernel
+CLOSED = 5  # done (closed, or handed back to the trio path)
+FAST = 6  # the cycle sent the request; the general path's objects for it are not made yet
+
+_ATTRIBUTES = (
+    "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "timed", "conn", "request",
+    "head", "head_bytes", "arrived", "exchange", "attempts", "pool", "prefix", "upstream", "counted", "interim",
+    "response_done", "keep", "head_queued", "splice_left", "pipe", "reading", "eof", "lane", "lane_left",
+    "lane_keep", "fast", "client_ip_b",
+)
+
+
+class PyCycle:
+    """The cycle without compiled code: every readiness goes to the general path.
+
+    Its attributes are the state of the connection, which _exchange.NativeClient
+    sets and documents.
+    """
+
+    __slots__ = _ATTRIBUTES
+
+    engine: EngineParts
+    front: Front
+    fd: int
+    state: int
+    done: trio.Event
+    result: HandBack | None
+    inbuf: bytearray
+    outbuf: bytearray
+    started: bool
+    timed: Timed
+    conn: ev.Connection | None
+    request: ev.Request | None
+    head: RequestHead | None
+    head_bytes: bytes
+    arrived: float
+    exchange: Exchange | None
+    attempts: Attempts | None
+    pool: Pool | None
+    prefix: str
+    upstream: Upstream | None
+    counted: bool
+    interim: int
+    response_done: bool
+    keep: bool
+    head_queued: bool
+    splice_left: int
+    pipe: SplicePipe | None
+    reading: bool
+    eof: bool
+    lane: bool
+    lane_left: int
+    lane_keep: bool
+    fast: bool
+    client_ip_b: bytes
+
+    def ready(self, fd: int, mask: int) -> None:
+        """`fd` is ready for `mask` (select.EPOLL* bits)."""
+        self._ready(fd, mask)  # type: ignore[attr-defined]
+
+    def parse(self) -> None:
+        """The head in inbuf, if it is whole."""
+        self._parse()  # type: ignore[attr-defined]
+
+
+def _choose() -> tuple[type[Any], bool]:
+    if os.environ.get("FASTROUTE_NO_EXTENSIONS", "") not in ("", "0"):
+        return PyCycle, False
+    try:
+        from ._cycle_c import Cycle as compiled  # type: ignore[import-not-found]
+    except ImportError as error:
+        warnings.warn(f"fastroute: the compiled engine cycle is not built ({error}); using the general path only",
+                      RuntimeWarning, stacklevel=2)
+        return PyCycle, False
+    return compiled, True
+
+
+if TYPE_CHECKING:
+    Cycle = PyCycle
+    CYCLE_COMPILED: bool
+else:
+    Cycle, CYCLE_COMPILED = _choose()

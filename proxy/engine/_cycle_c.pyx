@@ -1,0 +1,334 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+# The compiled cycle (see _cycle.py for what it serves and how it hands
+# over): the base class of _exchange.NativeClient. Its attributes are that
+# class's state, typed; ready() serves the cycle's steps and calls the
+# general path (self._ready and the _adopt* methods) for everything else.
+#
+# Rules: a step either completes as the general path would have completed
+# it (the same bytes to the backend and the client, the same counts, pool
+# and deadlines), or it changes nothing the general path reads before
+# handing over. No Python object per request but the checked head, the
+# route's tuple and the two heads the lane writes.
+
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.string cimport memcpy
+
+from ._sys cimport (CLOCK_MONOTONIC, EAGAIN, EINTR, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLRDHUP,
+                    MSG_NOSIGNAL, clock_gettime, errno, iovec, memchr, memmem, recv, send, timespec, writev)
+
+from .._errors import ClientProtocolError
+from ..protocol._compiled import check_head, lane_request_head, lane_response_head
+from ..protocol._head import LINE_SLACK
+from ..protocol._rewrite import strip_target
+from ..routing._exchange import Exchange
+
+cdef enum:
+    HEAD = 0
+    CONNECT = 1
+    SEND = 2
+    RESPONSE = 3
+    SPLICE = 4
+    CLOSED = 5
+    FAST = 6
+
+STATES = {"HEAD": HEAD, "CONNECT": CONNECT, "SEND": SEND, "RESPONSE": RESPONSE, "SPLICE": SPLICE,
+          "CLOSED": CLOSED, "FAST": FAST}  # for the test that they are _cycle.py's
+
+cdef enum:
+    READ_MAX = 65536  # bytes per read, as _upstream.READ_MAX
+
+cdef int _IN = EPOLLIN | EPOLLRDHUP
+cdef char _buf[READ_MAX]  # one read at a time: the engine runs in one thread
+
+
+cdef inline double _monotonic() noexcept:
+    """time.monotonic(): the same clock (CLOCK_MONOTONIC)."""
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return now.tv_sec + now.tv_nsec * 1e-9
+
+
+cdef inline bint _would_block() noexcept:
+    """The last call failed for want of data or room (EWOULDBLOCK is EAGAIN on Linux), or a signal."""
+    cdef int code = errno
+    return code == EAGAIN or code == EINTR
+
+
+cdef Py_ssize_t _head_end(const char* p, Py_ssize_t n, object limits) except -2:
+    """Where a head whole in p[:n] ends (the index after its blank line), when _head.find_head would say
+    so and check nothing else; -1 for anything else (an incomplete head, one over a limit, TLS, HTTP/2,
+    empty lines first): the general path's find_head then reads it."""
+    if n == 0 or p[0] == 13 or p[0] == 10 or p[0] == 0x16:
+        return -1
+    if n >= 14 and memcmp_pri(p):
+        return -1
+    cdef const char* blank = <const char*>memmem(p, n, b"\r\n\r\n", 4)
+    if blank == NULL:
+        return -1
+    cdef Py_ssize_t end = blank - p + 4
+    cdef Py_ssize_t max_target = limits.max_target
+    if end > max_target + <Py_ssize_t>limits.max_header_bytes + LINE_SLACK:
+        return -1
+    cdef const char* newline = <const char*>memchr(p, 10, n)
+    cdef Py_ssize_t first_line = newline - p
+    if first_line > max_target + LINE_SLACK:
+        return -1
+    cdef Py_ssize_t i, spaces = 0
+    for i in range(first_line):
+        if p[i] == 32:
+            spaces += 1
+    if spaces < 2:
+        return -1
+    return end
+
+
+cdef inline bint memcmp_pri(const char* p) noexcept:
+    cdef const char* pri = b"PRI * HTTP/2.0"
+    cdef int i
+    for i in range(14):
+        if p[i] != pri[i]:
+            return False
+    return True
+
+
+cdef bint _plain(object head):
+    """The head asks for nothing but a forward on a kept-alive connection: HTTP/1.1, not HEAD, not
+    OPTIONS *, no body, no upgrade, no Connection but keep-alive, no Expect (the general path's
+    conditions for the lane, made stricter where that is simpler)."""
+    if head.version != b"1.1" or head.method == b"HEAD" or head.target == b"*":
+        return False
+    cdef tuple field
+    cdef bytes name
+    for field in head.headers:
+        name = field[0]
+        if name == b"content-length" or name == b"transfer-encoding" or name == b"upgrade" or name == b"expect":
+            return False
+        if name == b"connection" and (<bytes>field[1]).lower() != b"keep-alive":
+            return False
+    return True
+
+
+def forward_of(table, bytes target):
+    """decide()'s Forward for `target` as (prefix, pool), or None where decide() says anything else."""
+    found = table.lookup(target)
+    if found is None:
+        return None
+    prefix, pool = found
+    if not pool.backends:
+        return None
+    route = pool.route
+    if route.strip_prefix and prefix != "/" and target.partition(b"?")[0] == (<str>prefix).encode("utf-8"):
+        return None  # decide() redirects it (slash_redirect)
+    return found
+
+
+cdef class Cycle:
+    """The state of one client connection of the engine, and the cycle's steps on it."""
+
+    cdef public object engine, front, done, result, timed, conn, request, head, exchange, attempts, pool
+    cdef public object upstream, pipe, prefix
+    cdef public bytes head_bytes, client_ip_b
+    cdef public bytearray inbuf, outbuf
+    cdef public int fd, state, interim
+    cdef public Py_ssize_t splice_left, lane_left
+    cdef public bint started, counted, response_done, keep, head_queued, reading, eof, lane, lane_keep, fast
+    cdef public double arrived
+
+    def ready(self, int fd, int mask):
+        """`fd` is ready for `mask` (select.EPOLL* bits)."""
+        upstream = self.upstream
+        if self.state == HEAD and self.fast and fd == self.fd:
+            self._read_head_fast()
+        elif self.state == FAST and upstream is not None and fd == <int>upstream.fd:
+            self._read_response_fast(upstream)
+        elif self.state == FAST and fd == self.fd and not mask & (EPOLLERR | EPOLLHUP):
+            if mask & EPOLLIN and self.reading:
+                self._read_ahead()  # the general path's: it reads into inbuf, and nothing of the exchange
+        else:
+            self._ready(fd, mask)
+
+    def parse(self):
+        """The head in inbuf, if it is whole: the cycle's, or the general path's (_parse)."""
+        if self.fast:
+            self._parse_fast()
+        else:
+            self._parse()
+
+    # --- the request ---------------------------------------------------------
+
+    cdef void _read_head_fast(self) except *:
+        cdef Py_ssize_t n = recv(self.fd, _buf, READ_MAX, 0)
+        if n < 0:
+            if _would_block():
+                return
+            self._close()
+            return
+        if n == 0:
+            self._close()  # the client closed, mid-head or between requests
+            return
+        cdef bytearray inbuf = self.inbuf
+        cdef Py_ssize_t size = PyByteArray_GET_SIZE(inbuf)
+        PyByteArray_Resize(inbuf, size + n)
+        memcpy(PyByteArray_AS_STRING(inbuf) + size, _buf, n)
+        self._parse_fast()
+
+    cdef void _parse_fast(self) except *:
+        """The head in inbuf: the cycle's, or the general path's (_parse) from the same bytes."""
+        cdef bytearray inbuf = self.inbuf
+        engine = self.engine
+        config = engine.config
+        if not self.started and PyByteArray_GET_SIZE(inbuf):
+            self.started = True
+            self._deadline(config.timeouts.request_head)
+        limits = config.limits
+        cdef Py_ssize_t end = _head_end(PyByteArray_AS_STRING(inbuf), PyByteArray_GET_SIZE(inbuf), limits)
+        if end < 0:
+            self._parse()
+            return
+        cdef bytes head_bytes = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(inbuf), end)
+        try:
+            head = check_head(head_bytes, limits)
+        except ClientProtocolError:
+            self._parse()  # which answers it
+            return
+        gateway = engine.gateway
+        if not _plain(head) or gateway.draining:
+            self._parse()
+            return
+        found = forward_of(gateway.table, head.target)
+        if found is None:
+            self._parse()
+            return
+        del inbuf[:end]
+        cdef double now = _monotonic()
+        self.head = head
+        self.head_bytes = head_bytes
+        self.prefix, self.pool = found
+        self.arrived = now
+        backend = self.pool.pick(now)
+        if backend is None:
+            self._adopt_routed(None)
+            return
+        upstream = engine.pools.take(backend)
+        if upstream is None:
+            self._adopt_routed(backend)  # it connects
+            return
+        self._send_fast(upstream, backend)
+
+    cdef void _send_fast(self, upstream, backend) except *:
+        engine = self.engine
+        config = engine.config
+        self.upstream = upstream
+        engine.loop.watch(upstream.fd, self, _IN)  # its mask in the pool: no system call
+        if backend.failures or backend.down_until:
+            backend.mark_ok()
+        head = self.head
+        strip = self.prefix if self.pool.route.strip_prefix else None
+        target = head.target if strip is None else strip_target(head.target, strip)
+        cdef bytes data = lane_request_head(
+            head.method, target, head.headers, client_ip=self.client_ip_b, upstream_host=backend.host_header,
+            prefix=None if strip is None else (<str>strip).encode("utf-8"),
+            allow_underscores=config.allow_underscores)
+        upstream.received = 0
+        backend.outstanding += 1
+        self.counted = True
+        self.state = FAST
+        self._deadline(config.timeouts.response_head)
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+        cdef Py_ssize_t sent = send(<int>upstream.fd, PyBytes_AS_STRING(data), n, MSG_NOSIGNAL)
+        if sent == n:
+            return  # the response comes to ready()
+        # The rest as the general path: it writes what is left, and sees the error if there was one.
+        self._adopt()
+        upstream.pending = data[sent if sent > 0 else 0:]
+        self.state = SEND
+        self._send_request()
+
+    # --- the response ----------------------------------------------------------
+
+    cdef void _read_response_fast(self, upstream) except *:
+        cdef Py_ssize_t n = recv(<int>upstream.fd, _buf, READ_MAX, 0)
+        if n < 0:
+            if _would_block():
+                return
+            code = errno
+            self._adopt()
+            self._response_failed(OSError(code, "backend connection failed"))
+            return
+        cdef const char* blank = <const char*>memmem(_buf, n, b"\r\n\r\n", 4) if n else NULL
+        if blank == NULL or self.engine.gateway.draining:
+            self._adopt()
+            self._response_data(PyBytes_FromStringAndSize(_buf, n))
+            return
+        cdef Py_ssize_t end = blank - _buf + 4
+        simple = lane_response_head(PyBytes_FromStringAndSize(_buf, end))
+        if simple is None or <Py_ssize_t>simple[1] != n - end:
+            self._adopt()  # not of the lane's kind, or not its whole body: the general path reads it
+            self._response_data(PyBytes_FromStringAndSize(_buf, n))
+            return
+        status, length, keep, head = simple
+        upstream.received += n
+        cdef iovec parts[2]
+        parts[0].iov_base = PyBytes_AS_STRING(head)
+        parts[0].iov_len = PyBytes_GET_SIZE(head)
+        parts[1].iov_base = _buf + end
+        parts[1].iov_len = n - end
+        cdef Py_ssize_t total = PyBytes_GET_SIZE(head) + n - end
+        cdef Py_ssize_t sent = writev(self.fd, parts, 2)
+        if sent != total:
+            self._lane_sent(status, keep, head, PyBytes_FromStringAndSize(_buf + end, n - end),
+                            sent if sent > 0 else 0)
+            return
+        self._finish_fast(upstream, status, length, keep)
+
+    cdef void _finish_fast(self, upstream, int status, Py_ssize_t length, bint keep) except *:
+        """The response went out whole: the backend connection back to its pool, the next head."""
+        engine = self.engine
+        config = engine.config
+        gateway = engine.gateway
+        engine.laned += 1
+        engine.cycled += 1
+        self.upstream = None
+        backend = upstream.backend
+        self.counted = False
+        backend.outstanding -= 1
+        cdef double now = _monotonic()
+        backend.last_done = now
+        if keep:
+            engine.pools.keep(upstream, config.limits.max_idle_upstream)
+        else:
+            upstream.close(engine.loop)
+        if gateway.records():
+            head = self.head
+            exchange = Exchange(self.arrived, method=head.method, target=head.target, route=self.prefix,
+                                status=status, bytes_out=length, backend=str(backend.address), response_started=True)
+            gateway.record(self.front.client_ip, exchange)
+        engine.served += 1
+        self.head = None
+        self.pool = None
+        if gateway.draining:
+            self._close()
+            return
+        self.state = HEAD
+        self.started = False
+        if not self.reading:  # it read ahead as far as it may, or to the client's EOF
+            self.reading = not self.eof
+            engine.loop.watch(self.fd, self, _IN if self.reading else 0)
+        self._deadline(config.timeouts.keepalive)
+        if PyByteArray_GET_SIZE(self.inbuf) or self.eof:
+            self._parse_fast()  # a request read with this one (pipelined); or the client closed: close now
+
+    # --- deadlines ---------------------------------------------------------------
+
+    cdef void _deadline(self, double seconds) except *:
+        """As _exchange.NativeClient._deadline (Loop.at): a deadline moved later costs no heap entry."""
+        loop = self.engine.loop
+        cdef double deadline = loop.now + seconds
+        timed = self.timed
+        queued = timed.queued
+        if queued is not None and deadline >= <double>queued:
+            timed.deadline = deadline
+            timed.handler = self
+        else:
+            loop.at(deadline, self, timed)
