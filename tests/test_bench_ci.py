@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.ci import FLOORS, broken_floors
+from bench.ci import FLOORS, broken_floors, medians
 
 
 def figures(ratio: float) -> dict[str, float]:
@@ -28,3 +28,11 @@ def test_a_benchmark_that_did_not_run_fails() -> None:
     found = figures(10.0)
     del found[FLOORS[0][1]]
     assert broken_floors(found) == [f"bench: {FLOORS[0][0]}: {FLOORS[0][1]} or {FLOORS[0][2]} did not run"]
+
+
+def test_a_figure_a_benchmark_measured_itself_is_read_from_its_extra_info() -> None:
+    report = {"benchmarks": [
+        {"name": "test_x[native]", "stats": {"median": 2.0}, "extra_info": {"cpu": 30.0, "note": "text"}},
+        {"name": "test_x[trio]", "stats": {"median": 2.0}},
+    ]}
+    assert medians(report) == {"test_x[native]": 2.0, "test_x[native]:cpu": 30.0, "test_x[trio]": 2.0}
