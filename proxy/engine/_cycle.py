@@ -103,6 +103,9 @@ class PyCycle:
     fast: bool
     client_ip_b: bytes
 
+    def configure(self) -> None:
+        """Read what the cycle uses of the engine's configuration (nothing: it serves nothing itself)."""
+
     def ready(self, fd: int, mask: int) -> None:
         """`fd` is ready for `mask` (select.EPOLL* bits)."""
         self._ready(fd, mask)  # type: ignore[attr-defined]

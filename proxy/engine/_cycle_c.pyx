@@ -134,9 +134,32 @@ cdef class Cycle:
     cdef public Py_ssize_t splice_left, lane_left
     cdef public bint started, counted, response_done, keep, head_queued, reading, eof, lane, lane_keep, fast
     cdef public double arrived
+    # The configuration, read once (it is frozen): engine.config's and engine.gateway's.
+    cdef object gateway, loop, pools, limits
+    cdef double request_head_timeout, keepalive_timeout, response_head_timeout
+    cdef Py_ssize_t max_idle_upstream
+    cdef bint allow_underscores
+
+    def configure(self):
+        """Read what the cycle uses of the engine's configuration (once engine is set)."""
+        engine = self.engine
+        config = engine.config
+        timeouts = config.timeouts
+        self.gateway = engine.gateway
+        self.loop = engine.loop
+        self.pools = engine.pools
+        self.limits = config.limits
+        self.request_head_timeout = timeouts.request_head
+        self.keepalive_timeout = timeouts.keepalive
+        self.response_head_timeout = timeouts.response_head
+        self.max_idle_upstream = config.limits.max_idle_upstream
+        self.allow_underscores = config.allow_underscores
 
     def ready(self, int fd, int mask):
         """`fd` is ready for `mask` (select.EPOLL* bits)."""
+        self._ready_c(fd, mask)
+
+    cdef void _ready_c(self, int fd, int mask) except *:
         upstream = self.upstream
         if self.state == HEAD and self.fast and fd == self.fd:
             self._read_head_fast()
@@ -176,12 +199,15 @@ cdef class Cycle:
     cdef void _parse_fast(self) except *:
         """The head in inbuf: the cycle's, or the general path's (_parse) from the same bytes."""
         cdef bytearray inbuf = self.inbuf
-        engine = self.engine
-        config = engine.config
-        if not self.started and PyByteArray_GET_SIZE(inbuf):
+        cdef Py_ssize_t size = PyByteArray_GET_SIZE(inbuf)
+        cdef char first = PyByteArray_AS_STRING(inbuf)[0] if size else 0
+        if first == 13 or first == 10:
+            self._parse()  # empty lines first, which do not start a head (RFC 9112 section 2.2)
+            return
+        if not self.started and size:
             self.started = True
-            self._deadline(config.timeouts.request_head)
-        limits = config.limits
+            self._deadline(self.request_head_timeout)
+        limits = self.limits
         cdef Py_ssize_t end = _head_end(PyByteArray_AS_STRING(inbuf), PyByteArray_GET_SIZE(inbuf), limits)
         if end < 0:
             self._parse()
@@ -192,7 +218,7 @@ cdef class Cycle:
         except ClientProtocolError:
             self._parse()  # which answers it
             return
-        gateway = engine.gateway
+        gateway = self.gateway
         if not _plain(head) or gateway.draining:
             self._parse()
             return
@@ -210,17 +236,15 @@ cdef class Cycle:
         if backend is None:
             self._adopt_routed(None)
             return
-        upstream = engine.pools.take(backend)
+        upstream = self.pools.take(backend)
         if upstream is None:
             self._adopt_routed(backend)  # it connects
             return
         self._send_fast(upstream, backend)
 
     cdef void _send_fast(self, upstream, backend) except *:
-        engine = self.engine
-        config = engine.config
         self.upstream = upstream
-        engine.loop.watch(upstream.fd, self, _IN)  # its mask in the pool: no system call
+        self.loop.watch(upstream.fd, self, _IN)  # its mask in the pool: no system call
         if backend.failures or backend.down_until:
             backend.mark_ok()
         head = self.head
@@ -229,12 +253,12 @@ cdef class Cycle:
         cdef bytes data = lane_request_head(
             head.method, target, head.headers, client_ip=self.client_ip_b, upstream_host=backend.host_header,
             prefix=None if strip is None else (<str>strip).encode("utf-8"),
-            allow_underscores=config.allow_underscores)
+            allow_underscores=self.allow_underscores)
         upstream.received = 0
         backend.outstanding += 1
         self.counted = True
         self.state = FAST
-        self._deadline(config.timeouts.response_head)
+        self._deadline(self.response_head_timeout)
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
         cdef Py_ssize_t sent = send(<int>upstream.fd, PyBytes_AS_STRING(data), n, MSG_NOSIGNAL)
         if sent == n:
@@ -257,7 +281,7 @@ cdef class Cycle:
             self._response_failed(OSError(code, "backend connection failed"))
             return
         cdef const char* blank = <const char*>memmem(_buf, n, b"\r\n\r\n", 4) if n else NULL
-        if blank == NULL or self.engine.gateway.draining:
+        if blank == NULL or self.gateway.draining:
             self._adopt()
             self._response_data(PyBytes_FromStringAndSize(_buf, n))
             return
@@ -285,8 +309,7 @@ cdef class Cycle:
     cdef void _finish_fast(self, upstream, int status, Py_ssize_t length, bint keep) except *:
         """The response went out whole: the backend connection back to its pool, the next head."""
         engine = self.engine
-        config = engine.config
-        gateway = engine.gateway
+        gateway = self.gateway
         engine.laned += 1
         engine.cycled += 1
         self.upstream = None
@@ -296,9 +319,9 @@ cdef class Cycle:
         cdef double now = _monotonic()
         backend.last_done = now
         if keep:
-            engine.pools.keep(upstream, config.limits.max_idle_upstream)
+            self.pools.keep(upstream, self.max_idle_upstream)
         else:
-            upstream.close(engine.loop)
+            upstream.close(self.loop)
         if gateway.records():
             head = self.head
             exchange = Exchange(self.arrived, method=head.method, target=head.target, route=self.prefix,
@@ -314,8 +337,8 @@ cdef class Cycle:
         self.started = False
         if not self.reading:  # it read ahead as far as it may, or to the client's EOF
             self.reading = not self.eof
-            engine.loop.watch(self.fd, self, _IN if self.reading else 0)
-        self._deadline(config.timeouts.keepalive)
+            self.loop.watch(self.fd, self, _IN if self.reading else 0)
+        self._deadline(self.keepalive_timeout)
         if PyByteArray_GET_SIZE(self.inbuf) or self.eof:
             self._parse_fast()  # a request read with this one (pipelined); or the client closed: close now
 
@@ -323,7 +346,7 @@ cdef class Cycle:
 
     cdef void _deadline(self, double seconds) except *:
         """As _exchange.NativeClient._deadline (Loop.at): a deadline moved later costs no heap entry."""
-        loop = self.engine.loop
+        loop = self.loop
         cdef double deadline = loop.now + seconds
         timed = self.timed
         queued = timed.queued
@@ -332,3 +355,44 @@ cdef class Cycle:
             timed.handler = self
         else:
             loop.at(deadline, self, timed)
+
+
+# --- the loop's batch ---------------------------------------------------------------
+
+cdef extern from "<sys/epoll.h>" nogil:
+    union epoll_data_t:
+        int fd
+    struct epoll_event:
+        unsigned int events
+        epoll_data_t data
+    int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
+
+cdef enum:
+    MAX_EVENTS = 512  # as _loop.MAX_EVENTS
+
+cdef epoll_event _events[MAX_EVENTS]
+BATCH = MAX_EVENTS  # for the test that it is _loop.MAX_EVENTS
+
+
+def dispatch(epoll, dict handlers, failed):
+    """_loop.dispatch, compiled: a cycle's readiness is a C call, any other handler's a Python one."""
+    cdef int n = epoll_wait(epoll.fileno(), _events, MAX_EVENTS, 0)
+    cdef int i, fd, mask
+    if n < 0:
+        if errno == EINTR:
+            return 0
+        raise OSError(errno, "epoll_wait failed")
+    for i in range(n):
+        fd = _events[i].data.fd
+        mask = _events[i].events
+        handler = handlers.get(fd)
+        if handler is None:
+            continue
+        try:
+            if isinstance(handler, Cycle):
+                (<Cycle>handler)._ready_c(fd, mask)
+            else:
+                handler.ready(fd, mask)
+        except Exception:
+            failed(handler)
+    return n

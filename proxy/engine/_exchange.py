@@ -191,6 +191,7 @@ class NativeClient(Cycle):
         self.lane_keep = False  # the backend keeps its connection after that response
         self.fast = not front.trusted  # the cycle may serve its requests (it writes an untrusted client's head)
         self.client_ip_b = front.client_ip.encode("ascii")
+        self.configure()
 
     # --- the start, and the two ends -----------------------------------------
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from fastroute import RouteTable
 from proxy._config import Route
-from proxy.engine import _cycle
+from proxy.engine import _cycle, _loop
 from proxy.routing._decide import Forward, decide
 
 from ...conftest import compiled_cycle
@@ -27,6 +27,11 @@ def test_the_states_are_the_same_numbers() -> None:
     compiled = compiled_cycle()
     assert compiled.STATES == {name: getattr(_cycle, name) for name in compiled.STATES}
     assert set(compiled.STATES) == {"HEAD", "CONNECT", "SEND", "RESPONSE", "SPLICE", "CLOSED", "FAST"}
+    assert compiled.BATCH == _loop.MAX_EVENTS
+
+
+def test_the_loop_dispatches_with_the_compiled_batch_unless_told_not_to() -> None:
+    assert _loop.dispatch is (compiled_cycle().dispatch if _cycle.CYCLE_COMPILED else _loop._dispatch)
 
 
 @pytest.mark.parametrize(("environment", "compiled"), [

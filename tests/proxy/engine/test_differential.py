@@ -154,6 +154,14 @@ def test_every_kind_of_response_the_same_on_both_paths(data: bytes, slowly: bool
     check(data, slowly=slowly, connections=True)
 
 
+@pytest.mark.parametrize("data", [b"\r\n", b"\r\n\r\n", b"\r\nGET /one-write HTTP/1.1\r\nHost: x\r\n\r\n\r\n"],
+                         ids=["crlf", "two_crlf", "crlf_around_a_request"])
+def test_empty_lines_the_same_on_both_paths(data: bytes) -> None:
+    # Empty lines do not start a head: the connection closes at the
+    # keep-alive timeout with nothing said (the cycle once answered 408).
+    check(data, slowly=False)
+
+
 @pytest.mark.parametrize("slowly", [False, True], ids=["whole", "byte_by_byte"])
 def test_keep_alive_requests_the_same_through_the_compiled_cycle(slowly: bool) -> None:
     compiled_cycle()  # skips (or fails in CI) when not built
