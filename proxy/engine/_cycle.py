@@ -7,7 +7,8 @@
 #            say Forward; a backend up with a pooled connection
 #   FAST  -> the lane's request head (protocol/_lane.py) written whole;
 #            the response's first read holds a head of the lane's kind and
-#            exactly its body, written whole to the client
+#            no more than its body (short of a splice's length), written
+#            whole to the client, and any rest of the body as it comes
 #   HEAD  -> the backend connection pooled again, the next head.
 #
 # At any step that is not so, the cycle stops and the general path
@@ -55,7 +56,7 @@ _ATTRIBUTES = (
     "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "timed", "conn", "request",
     "head", "head_bytes", "arrived", "exchange", "attempts", "pool", "prefix", "upstream", "counted", "interim",
     "response_done", "keep", "head_queued", "splice_left", "pipe", "reading", "eof", "lane", "lane_left",
-    "lane_keep", "fast", "client_ip_b",
+    "lane_keep", "fast", "client_ip_b", "status", "body_out", "body_length",
 )
 
 
@@ -102,6 +103,9 @@ class PyCycle:
     lane_keep: bool
     fast: bool
     client_ip_b: bytes
+    status: int
+    body_out: int
+    body_length: int
 
     def configure(self) -> None:
         """Read what the cycle uses of the engine's configuration (nothing: it serves nothing itself)."""

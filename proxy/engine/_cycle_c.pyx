@@ -22,6 +22,7 @@ from ..protocol._compiled import check_head, lane_request_head, lane_response_he
 from ..protocol._head import LINE_SLACK
 from ..protocol._rewrite import strip_target
 from ..routing._exchange import Exchange
+from ._pipe import SPLICE_AVAILABLE, SPLICE_MIN
 
 cdef enum:
     HEAD = 0
@@ -135,8 +136,12 @@ cdef class Cycle:
     cdef public bint started, counted, response_done, keep, head_queued, reading, eof, lane, lane_keep, fast
     cdef public double arrived
     # The configuration, read once (it is frozen): engine.config's and engine.gateway's.
+    # A lane response whose body comes in later reads (lane_left >= 0 in FAST): its status, the body
+    # bytes written so far and its length.
+    cdef public int status
+    cdef public Py_ssize_t body_out, body_length
     cdef object gateway, loop, pools, limits
-    cdef double request_head_timeout, keepalive_timeout, response_head_timeout
+    cdef double request_head_timeout, keepalive_timeout, response_head_timeout, body_idle_timeout
     cdef Py_ssize_t max_idle_upstream
     cdef bint allow_underscores
 
@@ -152,6 +157,7 @@ cdef class Cycle:
         self.request_head_timeout = timeouts.request_head
         self.keepalive_timeout = timeouts.keepalive
         self.response_head_timeout = timeouts.response_head
+        self.body_idle_timeout = timeouts.body_idle
         self.max_idle_upstream = config.limits.max_idle_upstream
         self.allow_underscores = config.allow_underscores
 
@@ -273,9 +279,12 @@ cdef class Cycle:
 
     cdef void _read_response_fast(self, upstream) except *:
         cdef Py_ssize_t n = recv(<int>upstream.fd, _buf, READ_MAX, 0)
+        if n < 0 and _would_block():
+            return
+        if self.lane_left >= 0:
+            self._body_fast(upstream, n)
+            return
         if n < 0:
-            if _would_block():
-                return
             code = errno
             self._adopt()
             self._response_failed(OSError(code, "backend connection failed"))
@@ -287,11 +296,14 @@ cdef class Cycle:
             return
         cdef Py_ssize_t end = blank - _buf + 4
         simple = lane_response_head(PyBytes_FromStringAndSize(_buf, end))
-        if simple is None or <Py_ssize_t>simple[1] != n - end:
-            self._adopt()  # not of the lane's kind, or not its whole body: the general path reads it
+        cdef Py_ssize_t length = -1 if simple is None else simple[1]
+        if length < n - end or (length > n - end and SPLICE_AVAILABLE and length >= SPLICE_MIN):
+            # Not of the lane's kind, bytes past its body, or a body long enough to splice: the
+            # general path reads it.
+            self._adopt()
             self._response_data(PyBytes_FromStringAndSize(_buf, n))
             return
-        status, length, keep, head = simple
+        status, _, keep, head = simple
         upstream.received += n
         cdef iovec parts[2]
         parts[0].iov_base = PyBytes_AS_STRING(head)
@@ -302,9 +314,44 @@ cdef class Cycle:
         cdef Py_ssize_t sent = writev(self.fd, parts, 2)
         if sent != total:
             self._lane_sent(status, keep, head, PyBytes_FromStringAndSize(_buf + end, n - end),
-                            sent if sent > 0 else 0)
+                            sent if sent > 0 else 0, length - (n - end))
             return
-        self._finish_fast(upstream, status, length, keep)
+        if length == n - end:
+            self._finish_fast(upstream, status, length, keep)
+            return
+        # The rest of the body comes in later reads (_body_fast).
+        self.status = status
+        self.lane_keep = keep
+        self.body_out = n - end
+        self.body_length = length
+        self.lane_left = length - (n - end)
+        self._deadline(self.body_idle_timeout)
+
+    cdef void _body_fast(self, upstream, Py_ssize_t n) except *:
+        """One read (n bytes in _buf, 0 at EOF, -1 an error) of a lane response's body: on to the client
+        as it came, counted down; the general path's lane for anything else."""
+        cdef int code = errno
+        if n <= 0 or n > self.lane_left:
+            self._adopt_body()  # it closes, fails, or sends past the body, as the lane says
+            if n < 0:
+                self._response_failed(OSError(code, "backend connection failed"))
+            else:
+                self._response_data(PyBytes_FromStringAndSize(_buf, n))
+            return
+        cdef Py_ssize_t sent = send(self.fd, _buf, n, MSG_NOSIGNAL)
+        if sent < 0:
+            sent = 0
+        upstream.received += sent
+        self.lane_left -= sent
+        self.body_out += sent
+        if sent != n:
+            self._adopt_body()  # the client takes no more now: the rest waits in outbuf
+            self._response_data(PyBytes_FromStringAndSize(_buf + sent, n - sent))
+            return
+        self._deadline(self.body_idle_timeout)  # every byte of the body is progress
+        if not self.lane_left:
+            self.lane_left = -1
+            self._finish_fast(upstream, self.status, self.body_length, self.lane_keep)
 
     cdef void _finish_fast(self, upstream, int status, Py_ssize_t length, bint keep) except *:
         """The response went out whole: the backend connection back to its pool, the next head."""

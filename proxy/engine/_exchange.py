@@ -191,6 +191,9 @@ class NativeClient(Cycle):
         self.lane_keep = False  # the backend keeps its connection after that response
         self.fast = not front.trusted  # the cycle may serve its requests (it writes an untrusted client's head)
         self.client_ip_b = front.client_ip.encode("ascii")
+        self.status = 0  # of a lane response the cycle passes on in several reads
+        self.body_out = 0  # its body bytes written so far
+        self.body_length = 0  # its Content-Length
         self.configure()
 
     # --- the start, and the two ends -----------------------------------------
@@ -241,7 +244,7 @@ class NativeClient(Cycle):
     def _ready(self, fd: int, mask: int) -> None:
         """`fd` is ready, for the general path (the cycle's ready() calls this for what it does not serve)."""
         if self.state == FAST:
-            self._adopt()
+            self._take_over()
         upstream = self.upstream
         if upstream is not None and fd == upstream.fd:
             if self.state == CONNECT:
@@ -271,7 +274,7 @@ class NativeClient(Cycle):
         if self.state == CLOSED:
             return
         if self.state == FAST:
-            self._adopt()
+            self._take_over()
         state = self.state
         if state == HEAD:
             if self.started:
@@ -417,9 +420,32 @@ class NativeClient(Cycle):
         upstream.conn.expect_response(self.request.method)
         self.state = RESPONSE
 
-    def _lane_sent(self, status: int, keep: bool, head: bytes, body: bytes, sent: int) -> None:
-        """The cycle wrote `sent` bytes of a lane response (head + body, the whole of it) and the client
-        took no more: the rest goes out as the lane's would (_lane_head, _lane_body)."""
+    def _take_over(self) -> None:
+        """The general path goes on with the exchange the cycle is in (state FAST)."""
+        if self.lane_left >= 0:
+            self._adopt_body()
+        else:
+            self._adopt()
+
+    def _adopt_body(self) -> None:
+        """The cycle wrote a lane response's head and `body_out` bytes of its body, `lane_left` to come:
+        on from there as the lane (_lane_body)."""
+        left = self.lane_left
+        self._adopt()
+        exchange = self.exchange
+        assert exchange is not None
+        self.engine.laned += 1
+        exchange.status = self.status
+        exchange.bytes_out = self.body_out
+        exchange.response_started = True
+        self.head_queued = True
+        self.lane_left = left
+        self.front.client.response_spliced()
+
+    def _lane_sent(self, status: int, keep: bool, head: bytes, body: bytes, sent: int, left: int) -> None:
+        """The cycle wrote `sent` bytes of a lane response's head and body (`left` body bytes still to
+        come) and the client took no more: the rest goes out as the lane's would (_lane_head,
+        _lane_body)."""
         self._adopt()
         exchange = self.exchange
         upstream = self.upstream
@@ -432,10 +458,13 @@ class NativeClient(Cycle):
         exchange.bytes_out += len(body)
         if sent:
             exchange.response_started = True
-        upstream.conn.response_read_around(keep)
         self.lane_keep = keep
-        self.lane_left = -1
-        self.response_done = True
+        if left:
+            self.lane_left = left
+        else:
+            upstream.conn.response_read_around(keep)
+            self.lane_left = -1
+            self.response_done = True
         self._deadline(self.engine.config.timeouts.body_idle)
         self._flush()
 

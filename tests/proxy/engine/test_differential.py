@@ -174,6 +174,19 @@ def test_keep_alive_requests_the_same_through_the_compiled_cycle(slowly: bool) -
     assert CYCLED == [3]  # not the last: "Connection: close" is the general path's
 
 
+@pytest.mark.parametrize("slowly", [False, True], ids=["whole", "byte_by_byte"])
+def test_a_body_in_later_reads_the_same_through_the_compiled_cycle(slowly: bool) -> None:
+    compiled_cycle()
+    CYCLED.clear()
+    # The head alone, then the body in two reads: the cycle passes each on;
+    # bytes past the body, and a body long enough to splice, are the
+    # general path's (the connection is not reused; the kernel moves it).
+    check(b"GET /one-write HTTP/1.1\r\nHost: x\r\n\r\n" + b"GET /late-body HTTP/1.1\r\nHost: x\r\n\r\n" * 2
+          + b"GET /past-body HTTP/1.1\r\nHost: x\r\n\r\nGET /long HTTP/1.1\r\nHost: x\r\n\r\n"
+          + b"GET /late-body HTTP/1.1\r\nHost: x\r\n\r\n", slowly=slowly, connections=True)
+    assert CYCLED == [2]
+
+
 @given(st.lists(st.sampled_from(CONNECTION_PIECES + RESPONSES), min_size=1, max_size=6), st.booleans())
 @settings(max_examples=40, deadline=None)
 def test_any_connection_the_same_on_both_paths(pieces: list[bytes], slowly: bool) -> None:
