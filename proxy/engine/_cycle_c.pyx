@@ -225,12 +225,9 @@ cdef class Cycle:
             self._parse()  # which answers it
             return
         gateway = self.gateway
-        if not _plain(head) or gateway.draining:
-            self._parse()
-            return
-        found = forward_of(gateway.table, head.target)
+        found = forward_of(gateway.table, head.target) if _plain(head) and not gateway.draining else None
         if found is None:
-            self._parse()
+            self._route(head, head_bytes, end)  # the general path, from the checked head
             return
         del inbuf[:end]
         cdef double now = _monotonic()

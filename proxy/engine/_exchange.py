@@ -358,6 +358,12 @@ class NativeClient(Cycle):
         except ClientProtocolError as error:
             self._reject(error)
             return
+        self._route(head, head_bytes, end)
+
+    def _route(self, head: RequestHead, head_bytes: bytes, end: int) -> None:
+        """The checked head of the request whose head ends at inbuf[end]: routed here, or handed back."""
+        buffer = self.inbuf
+        engine = self.engine
         gateway = engine.gateway
         decision = None
         headers = head.headers
