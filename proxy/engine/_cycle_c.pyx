@@ -14,8 +14,11 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyBy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memcpy
 
-from ._sys cimport (CLOCK_MONOTONIC, EAGAIN, EINTR, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLRDHUP,
-                    MSG_NOSIGNAL, clock_gettime, errno, iovec, memchr, memmem, recv, send, timespec, writev)
+from libc.math cimport ceil
+
+from ._sys cimport (CLOCK_MONOTONIC, EAGAIN, EINTR, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLRDHUP, MSG_NOSIGNAL, POLLIN,
+                    clock_gettime, epoll_event, epoll_wait, errno, iovec, memchr, memmem, poll, pollfd, recv, send,
+                    timespec, writev)
 
 from .._errors import ClientProtocolError
 from ..protocol._compiled import check_head, lane_request_head, lane_response_head
@@ -403,14 +406,6 @@ cdef class Cycle:
 
 # --- the loop's batch ---------------------------------------------------------------
 
-cdef extern from "<sys/epoll.h>" nogil:
-    union epoll_data_t:
-        int fd
-    struct epoll_event:
-        unsigned int events
-        epoll_data_t data
-    int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
-
 cdef enum:
     MAX_EVENTS = 512  # as _loop.MAX_EVENTS
 
@@ -440,3 +435,33 @@ def dispatch(epoll, dict handlers, failed):
         except Exception:
             failed(handler)
     return n
+
+
+cdef enum:
+    MAX_POLLED = 64  # descriptors poll_pair watches: the engines of one trio run, and trio's
+
+
+def poll_pair(list fds, int trio_fd, double timeout):
+    """_idle._poll_pair, without the GIL: up to `timeout` seconds for one of `fds` or `trio_fd` to be
+    readable; TRIOS (2) when `trio_fd` is, OURS (1) when one of `fds` alone is, IDLE (0) when none or
+    a signal came."""
+    cdef pollfd polled[MAX_POLLED]
+    cdef Py_ssize_t count = len(fds), i
+    if count >= MAX_POLLED:
+        raise ValueError(f"{count} engine loops in one trio run: poll_pair watches {MAX_POLLED - 1} at most")
+    for i in range(count):
+        polled[i].fd = fds[i]
+        polled[i].events = POLLIN
+        polled[i].revents = 0
+    polled[count].fd = trio_fd
+    polled[count].events = POLLIN
+    polled[count].revents = 0
+    cdef int ms = <int>ceil(timeout * 1000.0) if timeout < 86400.0 else 86400000
+    cdef int n
+    with nogil:
+        n = poll(polled, count + 1, ms if ms > 0 else 0)
+    if n <= 0:
+        return 0
+    if polled[count].revents:
+        return 2
+    return 1

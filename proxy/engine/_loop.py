@@ -31,6 +31,7 @@ from typing import Protocol
 import trio
 
 from ._cycle import CYCLE_COMPILED
+from ._idle import IdleBatches
 
 __all__ = ["EPOLL_AVAILABLE", "Handler", "Loop", "Timed"]
 
@@ -75,6 +76,9 @@ class Loop:
 
     def __init__(self) -> None:
         self._epoll = select.epoll()
+        self.fileno = self._epoll.fileno()
+        self._scope: trio.CancelScope | None = None  # the task's, while it drives the batches
+        self.unhooked = trio.Event()  # trio's scheduler stopped running the batches (_idle.py)
         self._handlers: dict[int, Handler] = {}
         self._masks: dict[int, int] = {}  # fd -> the mask the kernel has
         self._timers: list[tuple[float, int, Timed]] = []
@@ -134,12 +138,14 @@ class Loop:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Handle ready sockets and deadlines until cancelled."""
         task_status.started()
-        epoll = self._epoll
-        fd = epoll.fileno()
-        handlers = self._handlers
-        failed = self._failed
-        timers = self._timers
+        fd = self.fileno
+        # trio's scheduler runs the batches (_idle.py: between its rounds of
+        # tasks, and in one poll() while it would sleep); this task drives
+        # them itself only where that cannot be had.
+        idle = IdleBatches.attach(self)
         try:
+            if idle is not None:
+                await self.unhooked.wait()
             while True:
                 # One cancel scope for many waits, its deadline the earliest of
                 # ours, set only when that changed: a scope per wait cost as much
@@ -153,16 +159,31 @@ class Loop:
                 # when nothing was left, cost two, and two more system calls,
                 # on every wake-up of a quiet gateway).
                 with trio.CancelScope() as scope:
+                    self._scope = scope
                     while True:
-                        self.now = trio.current_time()
-                        dispatch(epoll, handlers, failed)
-                        self._expire(self.now)
-                        deadline = timers[0][0] if timers else math.inf
-                        if deadline != scope.deadline:
-                            scope.deadline = deadline
+                        self.batch()
                         await trio.lowlevel.wait_readable(fd)
         finally:
+            self._scope = None
+            if idle is not None:
+                idle.detach(self)
             self._epoll.close()
+
+    def batch(self) -> None:
+        """Handle what is ready and what expired, now; then the task's wait ends at the next deadline."""
+        self.now = now = trio.current_time()
+        dispatch(self._epoll, self._handlers, self._failed)
+        self._expire(now)
+        scope = self._scope
+        if scope is not None:
+            deadline = self.next_deadline()
+            if deadline != scope.deadline:
+                scope.deadline = deadline
+
+    def next_deadline(self) -> float:
+        """The earliest deadline in the heap (trio.current_time()), or math.inf."""
+        timers = self._timers
+        return timers[0][0] if timers else math.inf
 
     def _expire(self, now: float) -> None:
         timers = self._timers

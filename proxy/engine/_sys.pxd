@@ -14,6 +14,20 @@ cdef extern from "<sys/uio.h>" nogil:
 
 cdef extern from "<sys/epoll.h>" nogil:
     enum: EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLRDHUP
+    union epoll_data_t:
+        int fd
+    struct epoll_event:
+        unsigned int events
+        epoll_data_t data
+    int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
+
+cdef extern from "<poll.h>" nogil:
+    struct pollfd:
+        int fd
+        short events
+        short revents
+    enum: POLLIN
+    int poll(pollfd* fds, unsigned long n, int timeout)
 
 cdef extern from "<time.h>" nogil:
     struct timespec:

@@ -1,0 +1,190 @@
+# The engine's batches, run from trio's scheduler: a trio instrument whose
+# before_io_wait hook runs the loop's batch between trio's rounds of tasks,
+# and waits for the engine's sockets itself while trio sleeps.
+#
+# Why: a wake-up through trio (its epoll_wait, a scheduler round, the
+# loop's task resumed from wait_readable and parked again, and an
+# epoll_ctl to re-arm its EPOLLONESHOT) cost more than the exchange it
+# carried on a quiet gateway: two per request on a lone keep-alive
+# connection, which made the engine's added latency 2-3x HAProxy's.
+# before_io_wait is called after every round of trio's tasks, with the time
+# trio is about to sleep (0 when it has more to run): nothing but a socket
+# or a deadline can need the thread before then. So the hook runs one batch
+# when trio is busy, and when trio would sleep it waits for the engine's
+# epoll set and trio's together (one poll() on the two descriptors) and runs
+# a batch for each readiness of the engine's, with no trio round between.
+#
+# Rules:
+# - the loop's task only holds the engine's lifetime while the hook runs
+#   (it waits on nothing else, so trio's epoll set never reports the
+#   engine's readiness and the two are told apart); one hook per trio run
+#   serves every loop of that run (two would each sleep in its own poll);
+# - a wait never runs past trio's wake-up time or the engine's earliest
+#   deadline (the batch expires the engine's handlers itself), and only on
+#   trio's own clock with no task waiting for "all tasks blocked"
+#   (trio.testing); otherwise one batch without waiting;
+# - trio's own readiness ends the wait at once: trio sleeps in its
+#   epoll_wait, which returns at once, and runs its tasks (signals and
+#   threads' wake-ups arrive that way too); so does a task made runnable
+#   by a batch (a connection handed back), and a bounded number of batches
+#   in a row (BATCHES_IN_A_ROW). Then, because trio sleeps for the timeout
+#   it computed before the hook ran, the hook wakes it (trio's
+#   force_wakeup: a byte on its wake-up socket);
+# - the two epoll sets are not nested (the engine's in trio's would make
+#   every readiness of ours trio's too): poll() watches both;
+# - the hook never raises (trio would drop it): a batch's handlers are
+#   guarded as in the loop's task, and anything else is logged once, the
+#   hook removes itself and the loop's task drives the engine as before.
+
+from __future__ import annotations
+
+import logging
+import select
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._cycle import CYCLE_COMPILED
+
+if TYPE_CHECKING:
+    from ._loop import Loop
+
+__all__ = ["BATCHES_IN_A_ROW", "IDLE", "OURS", "TRIOS", "IdleBatches"]
+
+log = logging.getLogger("fastroute")
+
+BATCHES_IN_A_ROW = 1024  # the engine's batches in one sleep of trio's, at most
+
+# What poll_pair saw: nothing within the timeout (or a signal), the engine's
+# set alone ready, trio's ready (with or without the engine's).
+IDLE, OURS, TRIOS = 0, 1, 2
+
+
+class IdleBatches(trio.abc.Instrument):
+    """Runs the batches of every engine loop of one trio run from its scheduler (one per run)."""
+
+    def __init__(self, trio_fd: int, busy: Callable[[], object], wake: Callable[[], None]) -> None:
+        self._loops: list[Loop] = []
+        self._fds: list[int] = []  # theirs, in the same order
+        self._trio_fd = trio_fd
+        self._busy = busy  # true when trio has a task to run, or one waits for all tasks blocked
+        self._wake = wake  # ends trio's next sleep at once
+        self._poll = _choose_poll()
+
+    @classmethod
+    def attach(cls, loop: Loop) -> IdleBatches | None:
+        """Run `loop`'s batches from the running trio's scheduler, until detach(); None where trio is
+        not as this module expects it (then the loop's task drives it through trio's waits; logged)."""
+        try:
+            runner = trio._core._run.GLOBAL_RUN_CONTEXT.runner
+            if type(runner.clock) is not trio._core._run.SystemClock or runner.is_guest:
+                return None  # a test's clock, or trio inside another event loop: no log line
+            hook = _hooks.get(runner)
+            if hook is None:
+                runq = runner.runq
+                waiting_for_idle = runner.waiting_for_idle
+                hook = cls(runner.io_manager._epoll.fileno(), lambda: runq or waiting_for_idle,
+                           runner.io_manager.force_wakeup)
+                trio.lowlevel.add_instrument(hook)
+                _hooks[runner] = hook
+        except (AttributeError, TypeError) as error:
+            log.info("native engine: its batches wait through trio (trio's run state is not as expected: %s)",
+                     error)
+            return None
+        hook._loops.append(loop)
+        hook._fds.append(loop.fileno)
+        return hook
+
+    def detach(self, loop: Loop) -> None:
+        """Stop running `loop`'s batches (its task is ending, or it drives them itself)."""
+        if loop in self._loops:
+            index = self._loops.index(loop)
+            del self._loops[index], self._fds[index]
+        if not self._loops:
+            self._remove()
+
+    def _remove(self) -> None:
+        for runner, hook in list(_hooks.items()):
+            if hook is self:
+                del _hooks[runner]
+                try:
+                    trio.lowlevel.remove_instrument(self)
+                except KeyError:
+                    pass  # trio removed it
+        for loop in self._loops:
+            loop.unhooked.set()  # its task drives it from now on
+        self._loops, self._fds = [], []
+
+    def before_io_wait(self, timeout: float) -> None:
+        try:
+            if timeout <= 0 or self._busy():
+                for loop in self._loops:
+                    loop.batch()  # trio has more to do: one batch each, no wait
+            else:
+                self._batches(timeout)
+        except Exception:
+            log.exception("bug: the native engine's batches in trio's scheduler failed; "
+                          "its loop's task drives it from now on")
+            self._remove()
+            self._wake()
+
+    def _batches(self, timeout: float) -> None:
+        loops = self._loops
+        fds = self._fds
+        trio_fd = self._trio_fd
+        poll = self._poll
+        busy = self._busy
+        now = trio.current_time()
+        wake_up = now + timeout  # trio's: it sleeps until then
+        for _ in range(BATCHES_IN_A_ROW):
+            until = wake_up
+            for loop in loops:
+                deadline = loop.next_deadline()
+                if deadline < until:
+                    until = deadline
+            if until > now:
+                seen = poll(fds, trio_fd, until - now)
+                if seen == TRIOS:
+                    return  # trio's epoll_wait returns at once
+                if seen == IDLE and trio.current_time() >= wake_up:
+                    break  # trio's time
+            elif until >= wake_up:
+                break
+            for loop in loops:
+                loop.batch()  # what is ready, and the engine's deadlines that came
+            if busy():
+                break
+            now = trio.current_time()
+        self._wake()
+
+
+# The hook of each trio run that has one (a run's engines share it: a hook
+# each would sleep in its own poll while another's sockets wait).
+_hooks: weakref.WeakKeyDictionary[object, IdleBatches] = weakref.WeakKeyDictionary()
+
+
+def _poll_pair(fds: list[int], trio_fd: int, timeout: float) -> int:
+    """Wait up to `timeout` seconds for one of `fds` or `trio_fd` to be readable: TRIOS when `trio_fd`
+    is, OURS when one of `fds` alone is, IDLE when none (or a signal came). _cycle_c.poll_pair is the
+    same without the GIL."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    poller.register(trio_fd, select.POLLIN)
+    try:
+        ready = {ready_fd for ready_fd, _ in poller.poll(max(0, -(-timeout * 1000 // 1)))}
+    except InterruptedError:
+        return IDLE
+    if trio_fd in ready:
+        return TRIOS
+    return OURS if ready else IDLE
+
+
+def _choose_poll() -> Callable[[list[int], int, float], int]:
+    if CYCLE_COMPILED:
+        from ._cycle_c import poll_pair  # type: ignore[import-not-found]
+
+        return poll_pair  # type: ignore[no-any-return]
+    return _poll_pair
