@@ -39,6 +39,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import select
 import weakref
 from collections.abc import Callable
@@ -173,10 +174,7 @@ def _poll_pair(fds: list[int], trio_fd: int, timeout: float) -> int:
     for fd in fds:
         poller.register(fd, select.POLLIN)
     poller.register(trio_fd, select.POLLIN)
-    try:
-        ready = {ready_fd for ready_fd, _ in poller.poll(max(0, -(-timeout * 1000 // 1)))}
-    except InterruptedError:
-        return IDLE
+    ready = {ready_fd for ready_fd, _ in poller.poll(max(0, math.ceil(timeout * 1000)))}
     if trio_fd in ready:
         return TRIOS
     return OURS if ready else IDLE
