@@ -7,8 +7,12 @@
 # Rules: a step either completes as the general path would have completed
 # it (the same bytes to the backend and the client, the same counts, pool
 # and deadlines), or it changes nothing the general path reads before
-# handing over. No Python object per request but the checked head, the
-# route's tuple and the two heads the lane writes.
+# handing over. No Python object per request but the head's bytes and its
+# target, the route's tuple and the two heads the lane writes: a plain head
+# (protocol/_lane.plain_request) is read into offsets on the stack and its
+# upstream head written from them; any other is checked into a RequestHead
+# (check_head) first. The general path makes the RequestHead of a plain one
+# if it takes the exchange over (NativeClient._routed_head).
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -23,6 +27,7 @@ from ._sys cimport (CLOCK_MONOTONIC, EAGAIN, EINTR, EPOLLERR, EPOLLHUP, EPOLLIN,
 from .._errors import ClientProtocolError
 from ..protocol._compiled import check_head, lane_request_head, lane_response_head
 from ..protocol._head import LINE_SLACK
+from ..protocol._lane_c cimport Plain, scan_plain, write_plain
 from ..protocol._rewrite import strip_target
 from ..routing._exchange import Exchange
 from ._pipe import SPLICE_AVAILABLE, SPLICE_MIN
@@ -144,6 +149,8 @@ cdef class Cycle:
     cdef public int status
     cdef public Py_ssize_t body_out, body_length
     cdef object gateway, loop, pools, limits
+    cdef bytes target  # the routed request's target (head.target, when there is a head)
+    cdef Py_ssize_t max_target, max_headers, max_header_bytes
     cdef double request_head_timeout, keepalive_timeout, response_head_timeout, body_idle_timeout
     cdef Py_ssize_t max_idle_upstream
     cdef bint allow_underscores
@@ -157,6 +164,9 @@ cdef class Cycle:
         self.loop = engine.loop
         self.pools = engine.pools
         self.limits = config.limits
+        self.max_target = config.limits.max_target
+        self.max_headers = config.limits.max_headers
+        self.max_header_bytes = config.limits.max_header_bytes
         self.request_head_timeout = timeouts.request_head
         self.keepalive_timeout = timeouts.keepalive
         self.response_head_timeout = timeouts.response_head
@@ -222,20 +232,34 @@ cdef class Cycle:
             self._parse()
             return
         cdef bytes head_bytes = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(inbuf), end)
-        try:
-            head = check_head(head_bytes, limits)
-        except ClientProtocolError:
-            self._parse()  # which answers it
-            return
+        cdef Plain plain
+        cdef bint is_plain = scan_plain(<const unsigned char*>PyBytes_AS_STRING(head_bytes), end, self.max_target,
+                                        self.max_headers, self.max_header_bytes, &plain)
         gateway = self.gateway
-        found = forward_of(gateway.table, head.target) if _plain(head) and not gateway.draining else None
-        if found is None:
-            self._route(head, head_bytes, end)  # the general path, from the checked head
-            return
+        if is_plain:
+            head = None
+            target = PyBytes_FromStringAndSize(PyBytes_AS_STRING(head_bytes) + plain.target_start,
+                                               plain.target_end - plain.target_start)
+            found = forward_of(gateway.table, target) if not gateway.draining else None
+            if found is None:
+                self._route(check_head(head_bytes, limits), head_bytes, end)  # accepted as it is
+                return
+        else:
+            try:
+                head = check_head(head_bytes, limits)
+            except ClientProtocolError:
+                self._parse()  # which answers it
+                return
+            target = head.target
+            found = forward_of(gateway.table, target) if _plain(head) and not gateway.draining else None
+            if found is None:
+                self._route(head, head_bytes, end)  # the general path, from the checked head
+                return
         del inbuf[:end]
         cdef double now = _monotonic()
         self.head = head
         self.head_bytes = head_bytes
+        self.target = target
         self.prefix, self.pool = found
         self.arrived = now
         backend = self.pool.pick(now)
@@ -246,20 +270,25 @@ cdef class Cycle:
         if upstream is None:
             self._adopt_routed(backend)  # it connects
             return
-        self._send_fast(upstream, backend)
+        self._send_fast(upstream, backend, &plain if is_plain else NULL)
 
-    cdef void _send_fast(self, upstream, backend) except *:
+    cdef void _send_fast(self, upstream, backend, const Plain* plain) except *:
         self.upstream = upstream
         self.loop.watch(upstream.fd, self, _IN)  # its mask in the pool: no system call
         if backend.failures or backend.down_until:
             backend.mark_ok()
-        head = self.head
         strip = self.prefix if self.pool.route.strip_prefix else None
-        target = head.target if strip is None else strip_target(head.target, strip)
-        cdef bytes data = lane_request_head(
-            head.method, target, head.headers, client_ip=self.client_ip_b, upstream_host=backend.host_header,
-            prefix=None if strip is None else (<str>strip).encode("utf-8"),
-            allow_underscores=self.allow_underscores)
+        target = self.target if strip is None else strip_target(self.target, strip)
+        prefix = None if strip is None else (<str>strip).encode("utf-8")
+        cdef bytes data
+        if plain != NULL:
+            data = write_plain(<const unsigned char*>PyBytes_AS_STRING(self.head_bytes), plain, target,
+                               self.client_ip_b, prefix)
+        else:
+            head = self.head
+            data = lane_request_head(head.method, target, head.headers, client_ip=self.client_ip_b,
+                                     upstream_host=backend.host_header, prefix=prefix,
+                                     allow_underscores=self.allow_underscores)
         upstream.received = 0
         backend.outstanding += 1
         self.counted = True
@@ -371,11 +400,14 @@ cdef class Cycle:
             upstream.close(self.loop)
         if gateway.records():
             head = self.head
-            exchange = Exchange(self.arrived, method=head.method, target=head.target, route=self.prefix,
+            head_bytes = self.head_bytes
+            method = head.method if head is not None else head_bytes[:head_bytes.index(b" ")]
+            exchange = Exchange(self.arrived, method=method, target=self.target, route=self.prefix,
                                 status=status, bytes_out=length, backend=str(backend.address), response_started=True)
             gateway.record(self.front.client_ip, exchange)
         engine.served += 1
         self.head = None
+        self.target = None
         self.pool = None
         if gateway.draining:
             self._close()

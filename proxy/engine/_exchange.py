@@ -169,7 +169,9 @@ class NativeClient(Cycle):
         self.timed = Timed()
         self.conn = None
         self.request = None
-        self.head = None  # the checked head of the request the cycle routed (state FAST)
+        # The checked head of the request the cycle routed (state FAST); None when the cycle read it as
+        # plain (protocol/_lane.plain_request: check_head accepts it as it is), then made on a hand-over.
+        self.head = None
         self.head_bytes = b""  # the request's head as the client sent it (for a hand-back)
         self.arrived = 0.0  # time.monotonic() when the cycle routed it
         self.exchange = None
@@ -407,8 +409,8 @@ class NativeClient(Cycle):
     def _adopt_routed(self, backend: BackendState | None) -> None:
         """The cycle routed the request in `head` to `backend` (None: none was up) and goes no further:
         on from there, as the general path."""
-        assert self.head is not None and self.pool is not None
-        self._start_exchange(self.head, self.head_bytes, self.prefix, self.pool, self.arrived)
+        assert self.pool is not None
+        self._start_exchange(self._routed_head(), self.head_bytes, self.prefix, self.pool, self.arrived)
         self.head = None
         if backend is None:
             self._no_backend()
@@ -418,13 +420,19 @@ class NativeClient(Cycle):
     def _adopt(self) -> None:
         """The cycle sent the request (state FAST): the exchange as the general path has it after that."""
         upstream = self.upstream
-        assert upstream is not None and self.head is not None and self.pool is not None
-        self._start_exchange(self.head, self.head_bytes, self.prefix, self.pool, self.arrived)
+        assert upstream is not None and self.pool is not None
+        self._start_exchange(self._routed_head(), self.head_bytes, self.prefix, self.pool, self.arrived)
         self.head = None
         assert self.exchange is not None and self.request is not None
         self.exchange.backend = str(upstream.backend.address)
         upstream.conn.expect_response(self.request.method)
         self.state = RESPONSE
+
+    def _routed_head(self) -> RequestHead:
+        """The checked head of the request the cycle routed (see self.head)."""
+        if self.head is not None:
+            return self.head
+        return check_head(self.head_bytes, self.engine.config.limits)
 
     def _take_over(self) -> None:
         """The general path goes on with the exchange the cycle is in (state FAST)."""

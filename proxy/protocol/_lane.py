@@ -13,6 +13,14 @@
 #   body's length; None for any other head, which the general path then
 #   reads (and accepts or refuses by its own rules).
 #
+# - plain_request() and plain_upstream_head(): a request head of the
+#   commonest kind, read once: its target if check_head() accepts it as it
+#   is (nothing to normalise) and the cycle may forward it whole (_plain's
+#   conditions and stricter: no field the rewrite would merge or that asks
+#   for anything), then its upstream head, as request_head() writes it.
+#   The compiled pair reads the head in place into offsets; any other head
+#   goes to check_head() and request_head() as before (same answers).
+#
 # The simplest kind: what parse_response_head() accepts, HTTP/1.1, a final
 # status (200-599) other than 204 and 304, one Content-Length of 1-18
 # digits and no Transfer-Encoding. The twin below is written as the general
@@ -21,11 +29,76 @@
 
 from __future__ import annotations
 
+import re
+from typing import TYPE_CHECKING
+
+from .._errors import ClientProtocolError
 from ._events import Headers, RemoteProtocolError
-from ._rewrite import has_token, request_headers, response_headers
+from ._head import check_head
+from ._rewrite import _FORWARDED, has_token, request_headers, response_headers
 from ._wire import _DIGITS, encode_request_head, encode_response_head, parse_response_head
 
-__all__ = ["request_head", "response_head"]
+if TYPE_CHECKING:
+    from .._config import Limits
+
+__all__ = ["plain_request", "plain_upstream_head", "request_head", "response_head"]
+
+# A path normalise_path() leaves as it is, but for "//" and dot segments (checked apart): no "%", no
+# backslash, no fragment.
+_PLAIN_PATH = re.compile(rb"/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*\Z")
+_PLAIN_QUERY = re.compile(rb"[\x21-\x22\x24-\x7e]*\Z")  # visible ASCII but "#"
+# Fields that send a head to check_head() and request_head() instead: framing, asking for something,
+# hop-by-hop fields other than Connection: keep-alive, and what the rewrite merges with its own.
+_NOT_PLAIN = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect", b"keep-alive",
+                        b"proxy-connection", b"te", b"trailer", b"http2-settings", b"via"}) | _FORWARDED
+PLAIN_MAX_FIELDS = 64  # a head with more fields is not plain (the compiled scan's array of offsets)
+_PLAIN_HOST = re.compile(rb"[A-Za-z0-9\-._~%!$&'()*+,;=]+(:[0-9]*)?\Z")  # _head._HOST without IP literals
+
+
+def plain_request(head: bytes, limits: Limits) -> bytes | None:
+    """The target of a complete request head (through CRLF CRLF) of the commonest kind, else None.
+
+    The commonest kind: check_head() accepts it and its target needs no normalising (so the target
+    is the request line's); HTTP/1.1, a method other than HEAD and CONNECT, the target a path (not
+    *, not absolute-form) without "%", "//", a dot segment or a fragment; PLAIN_MAX_FIELDS fields
+    at most, none in _NOT_PLAIN, no name with "_", Connection only as keep-alive; Host not an IP
+    literal. Every other head is
+    checked and rewritten by check_head() and request_head(), which give it its answer.
+    """
+    try:
+        checked = check_head(head, limits)
+    except ClientProtocolError:
+        return None
+    target = head.split(b" ", 2)[1]
+    path, _, query = target.partition(b"?")
+    if checked.version != b"1.1" or checked.method in (b"HEAD", b"CONNECT"):
+        return None
+    if not _PLAIN_PATH.match(path) or b"//" in path or not _PLAIN_QUERY.match(query):
+        return None
+    if any(segment in (b".", b"..") for segment in path.split(b"/")) or len(checked.headers) > PLAIN_MAX_FIELDS:
+        return None
+    for name, value in checked.headers:
+        if name in _NOT_PLAIN or b"_" in name:
+            return None
+        if name == b"connection" and value.lower() != b"keep-alive":
+            return None
+        if name == b"host" and not _PLAIN_HOST.match(value):
+            return None
+    assert checked.target == target
+    return target
+
+
+def plain_upstream_head(head: bytes, target: bytes, *, limits: Limits, client_ip: bytes,
+                        prefix: bytes | None) -> bytes:
+    """request_head() for a head plain_request() returned a target for.
+
+    Args:
+        target: that target, stripped of the prefix if the route strips it.
+        client_ip, prefix: as request_head()'s.
+    """
+    checked = check_head(head, limits)
+    return request_head(checked.method, target, checked.headers, client_ip=client_ip, upstream_host=b"",
+                        prefix=prefix, allow_underscores=False)
 
 
 def request_head(method: bytes, target: bytes, headers: Headers, *, client_ip: bytes, upstream_host: bytes,

@@ -19,6 +19,7 @@ from proxy.protocol import _events as ev
 from proxy.protocol import _lane
 from proxy.protocol._fastconn import FastConnection
 from proxy.protocol._head import RequestHead
+from proxy._config import Limits
 from proxy.protocol._rewrite import request_headers, response_headers
 
 EXAMPLES = int(os.environ.get("FASTROUTE_FUZZ_EXAMPLES", "400"))
@@ -202,3 +203,141 @@ def test_request_heads_are_the_general_paths(lane: Any, headers: list[tuple[byte
                "allow_underscores": allow_underscores}
     assert lane.request_head(method, b"/x?y", headers, **rewrite) == general_request(method, b"/x?y", headers,
                                                                                      **rewrite)
+
+
+# --- a plain request, read once -------------------------------------------------
+
+_LIMITS = Limits(max_target=100, max_header_bytes=300, max_headers=10)
+
+
+def _head(*lines: bytes) -> bytes:
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize(("head", "target"), [
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x"), b"/a", id="plain"),
+    pytest.param(_head(b"GET / HTTP/1.1", b"Host: x:8080", b"Connection: Keep-Alive", b"User-Agent: c/1",
+                       b"Accept: */*"), b"/", id="browserish"),
+    pytest.param(_head(b"DELETE /a/b/?q=%zz/..//x HTTP/1.1", b"host:x"), b"/a/b/?q=%zz/..//x", id="query_as_is"),
+    pytest.param(_head(b"GET /a/.b/..c/b.. HTTP/1.1", b"Host: x"), b"/a/.b/..c/b..", id="dots_in_names"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x", b"X-A: a\tb "), b"/a", id="tab_in_value"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x:"), b"/a", id="empty_port"),
+    # not plain: check_head refuses it, or it needs normalising, or it asks for more than a forward
+    pytest.param(_head(b"GET /a HTTP/1.1"), None, id="no_host"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x", b"host: x"), None, id="two_hosts"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: "), None, id="empty_host"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: [::1]"), None, id="ip_literal"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x:8a"), None, id="bad_port"),
+    pytest.param(_head(b"GET /a HTTP/1.0", b"Host: x"), None, id="http10"),
+    pytest.param(_head(b"HEAD /a HTTP/1.1", b"Host: x"), None, id="head"),
+    pytest.param(_head(b"OPTIONS * HTTP/1.1", b"Host: x"), None, id="asterisk"),
+    pytest.param(_head(b"GET http://x/a HTTP/1.1", b"Host: x"), None, id="absolute_form"),
+    pytest.param(_head(b"GET /%61 HTTP/1.1", b"Host: x"), None, id="percent"),
+    pytest.param(_head(b"GET //a HTTP/1.1", b"Host: x"), None, id="double_slash"),
+    pytest.param(_head(b"GET /a/ HTTP/1.1", b"Host: x"), b"/a/", id="trailing_slash"),
+    pytest.param(_head(b"GET /a// HTTP/1.1", b"Host: x"), None, id="trailing_double_slash"),
+    pytest.param(_head(b"GET /a/./b HTTP/1.1", b"Host: x"), None, id="dot"),
+    pytest.param(_head(b"GET /a/.. HTTP/1.1", b"Host: x"), None, id="dot_dot_last"),
+    pytest.param(_head(b"GET /a?b#c HTTP/1.1", b"Host: x"), None, id="fragment"),
+    pytest.param(_head(b"GET /a\\b HTTP/1.1", b"Host: x"), None, id="backslash"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x", b"Connection: close"), None, id="close"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x", b"Connection: keep-alive, x-a"), None, id="connection_list"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x", b"Keep-Alive: 5"), None, id="keep_alive_field"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x", b"Content-Length: 0"), None, id="content_length"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x", b"Expect: 100-continue"), None, id="expect"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x", b"Upgrade: websocket"), None, id="upgrade"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x", b"X-Forwarded-For: 1.2.3.4"), None, id="forwarded_for"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x", b"Via: 1.1 other"), None, id="via"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x", b"X_A: 1"), None, id="underscore"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x", b" X-A: 1"), None, id="obs_fold"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x", b"X-A: a\x00b"), None, id="nul"),
+    pytest.param(b"GET /a HTTP/1.1\r\nHost: x\rX: y\r\n\r\n", None, id="bare_cr"),
+    pytest.param(b"GET /a HTTP/1.1\r\nHost: x\nX: y\r\n\r\n", None, id="bare_lf"),
+    pytest.param(b"GET /a HTTP/1.1\r\nHost: x\r\r\n\r\n", None, id="cr_before_the_end"),
+    pytest.param(_head(b"GET /" + b"a" * 100 + b" HTTP/1.1", b"Host: x"), None, id="long_target"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x", *[b"X-%d: 1" % i for i in range(10)]), None,
+                 id="too_many_fields"),
+    pytest.param(_head(b"GET /a HTTP/1.1", b"Host: x", b"X: " + b"v" * 300), None, id="field_bytes"),
+    pytest.param(_head(b"GET  /a HTTP/1.1", b"Host: x"), None, id="double_space"),
+    pytest.param(_head(b"GET /a HTTP/1.1 ", b"Host: x"), None, id="space_after_version"),
+    pytest.param(b"GET /a HTTP/1.1\r\n\r\n", None, id="no_fields"),
+    pytest.param(b"GET /a HTTP/1.1\r\nHost: x\r\n", None, id="not_a_whole_head"),
+])
+def test_plain_requests(lane: Any, head: bytes, target: bytes | None) -> None:
+    assert lane.plain_request(head, _LIMITS) == target
+
+
+def test_plain_requests_have_a_bounded_number_of_fields(lane: Any) -> None:
+    fields = [b"X-%d: 1" % i for i in range(_lane.PLAIN_MAX_FIELDS)]
+    limits = Limits(max_headers=1000, max_header_bytes=100_000)
+    assert lane.plain_request(_head(b"GET /a HTTP/1.1", b"Host: x", *fields[1:]), limits) == b"/a"
+    assert lane.plain_request(_head(b"GET /a HTTP/1.1", b"Host: x", *fields), limits) is None
+
+
+# Generated heads: a plain head, or one a rule or two away from it (each choice is mostly the plain one).
+_PLAIN_METHODS = st.sampled_from([b"GET"] * 30 + [b"POST", b"HEAD", b"CONNECT", b"OPTIONS", b"get", b"G(T"])
+_PLAIN_TARGETS = st.sampled_from(
+    [b"/", b"/a", b"/a/b?c=d", b"/a:b@c!$&'()*+,;=~", b"/a/.b", b"/a..", b"/" + b"a" * 99] * 8
+    + [b"//a", b"/a//b", b"/./a", b"/a/..", b"/%61", b"/a#f", b"/a?b#c", b"/a?%zz", b"*", b"http://x/a", b"/a\\b",
+       b"/a?b/c?d", b"/caf\xc3\xa9", b"/" + b"a" * 100, b"/a b", b"/a%", b"", b"a"])
+_PLAIN_VERSIONS = st.sampled_from([b"HTTP/1.1"] * 40 + [b"HTTP/1.0", b"HTTP/1.2", b"http/1.1", b"HTTP/1.1 "])
+_PLAIN_NAMES = st.sampled_from(
+    [b"User-Agent", b"Accept", b"X-A", b"X-Via", b"Accept-Encoding", b"connection", b"Connection"] * 12
+    + [b"Host", b"x_a", b"Via", b"Forwarded", b"X-Forwarded-For", b"x-forwarded-prefix", b"Content-Length",
+       b"Transfer-Encoding", b"Upgrade", b"Expect", b"TE", b"Keep-Alive", b"Trailer", b"Proxy-Connection",
+       b"HTTP2-Settings", b"X(A)", b" X-A", b""])
+_PLAIN_VALUES = st.sampled_from(
+    [b"x", b"a:80", b"keep-alive", b"Keep-Alive", b"a\tb", b" v ", b"a.b-c~%", b"0"] * 8
+    + [b"[::1]", b"", b"close", b"keep-alive, close", b"a\x00b", b"v" * 150, b"x:8a", b"x:", b"a b", b"\x7f"])
+_PLAIN_SEPARATORS = st.sampled_from([b": "] * 20 + [b":", b":\t", b" :", b":  "])
+_PLAIN_ENDS = st.sampled_from([b"\r\n"] * 80 + [b"\n", b"\r"])
+
+
+@st.composite
+def plain_heads(draw: st.DrawFn) -> bytes:
+    out = draw(_PLAIN_METHODS) + draw(st.sampled_from([b" "] * 30 + [b"  "])) + draw(_PLAIN_TARGETS) + b" "
+    out += draw(_PLAIN_VERSIONS)
+    fields = [(draw(st.sampled_from([b"Host"] * 20 + [b"host", b"HOST"])), draw(st.sampled_from(
+        [b"x", b"example.com:8080", b"a.b-c~%"] * 10 + [b"", b"[::1]", b"x:8a", b"x:", b"a b"])))]
+    for _ in range(draw(st.integers(0, 8))):
+        fields.insert(draw(st.integers(0, len(fields))), (draw(_PLAIN_NAMES), draw(_PLAIN_VALUES)))
+    for name, value in fields:
+        out += draw(_PLAIN_ENDS) + name + draw(_PLAIN_SEPARATORS) + value
+    return out + b"\r\n\r\n"
+
+
+_PLAIN_HEADS = st.one_of(plain_heads(), st.binary(max_size=200).map(lambda data: data + b"\r\n\r\n"))
+
+
+@SETTINGS
+@given(head=_PLAIN_HEADS)
+def test_generated_requests_the_compiled_scan_reads_as_the_twin(lane: Any, head: bytes) -> None:
+    target = _lane.plain_request(head, _LIMITS)
+    assert lane.plain_request(head, _LIMITS) == target
+    if target is None:
+        return
+    for stripped, prefix in [(target, None), (b"/x", b"/steve/foo")]:
+        assert lane.plain_upstream_head(head, stripped, limits=_LIMITS, client_ip=b"10.1.2.3", prefix=prefix) == \
+            _lane.plain_upstream_head(head, stripped, limits=_LIMITS, client_ip=b"10.1.2.3", prefix=prefix)
+
+
+@SETTINGS
+@given(head=_PLAIN_HEADS)
+def test_a_plain_request_is_what_the_general_path_checks_and_writes(head: bytes) -> None:
+    from proxy.protocol._head import check_head
+
+    target = _lane.plain_request(head, _LIMITS)
+    if target is None:
+        return
+    checked = check_head(head, _LIMITS)
+    assert checked.target == target
+    # What the cycle forwards whole (its _plain): HTTP/1.1, not HEAD, not *, no body, upgrade or Expect,
+    # Connection only keep-alive.
+    assert checked.version == b"1.1" and checked.method != b"HEAD" and checked.target != b"*"
+    for name, value in checked.headers:
+        assert name not in (b"content-length", b"transfer-encoding", b"upgrade", b"expect")
+        assert name != b"connection" or value.lower() == b"keep-alive"
+    rewrite = {"client_ip": b"10.1.2.3", "upstream_host": b"172.17.0.5:8000", "prefix": b"/steve",
+               "allow_underscores": False}
+    assert _lane.plain_upstream_head(head, b"/x", limits=_LIMITS, client_ip=b"10.1.2.3", prefix=b"/steve") == \
+        general_request(checked.method, b"/x", checked.headers, **rewrite)
