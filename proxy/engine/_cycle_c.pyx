@@ -30,6 +30,7 @@ from ..protocol._head import LINE_SLACK
 from ..protocol._lane_c cimport Plain, scan_plain, write_plain
 from ..protocol._rewrite import strip_target
 from ..routing._exchange import Exchange
+from ..routing._pool import IDLE_UPSTREAM_MAX_AGE
 from ._pipe import SPLICE_AVAILABLE, SPLICE_MIN
 
 cdef enum:
@@ -47,7 +48,9 @@ STATES = {"HEAD": HEAD, "CONNECT": CONNECT, "SEND": SEND, "RESPONSE": RESPONSE, 
 cdef enum:
     READ_MAX = 65536  # bytes per read, as _upstream.READ_MAX
 
-cdef int _IN = EPOLLIN | EPOLLRDHUP
+cdef int _IN = EPOLLIN | EPOLLRDHUP  # a client between requests, an upstream in flight, and _upstream.IDLE_MASK
+IDLE_MASK = _IN  # for the test that it is _upstream.IDLE_MASK
+cdef double _MAX_AGE = IDLE_UPSTREAM_MAX_AGE
 cdef char _buf[READ_MAX]  # one read at a time: the engine runs in one thread
 
 
@@ -118,6 +121,29 @@ cdef bint _plain(object head):
     return True
 
 
+cdef object _pick(pool, double now):
+    """Pool.pick(now), compiled: the up backend with the fewest outstanding requests, from next_index on."""
+    cdef tuple backends = pool.backends
+    cdef Py_ssize_t count = len(backends), start = pool.next_index, offset
+    best = None
+    cdef long best_outstanding = 0, outstanding
+    for offset in range(count):
+        backend = backends[(start + offset) % count]
+        if now < <double>backend.down_until:
+            continue
+        outstanding = backend.outstanding
+        if best is None or outstanding < best_outstanding:
+            best = backend
+            best_outstanding = outstanding
+    pool.next_index = (start + 1) % count if count else 0
+    return best
+
+
+def pick(pool, double now):
+    """_pick, for the test that it is Pool.pick."""
+    return _pick(pool, now)
+
+
 def forward_of(table, bytes target):
     """decide()'s Forward for `target` as (prefix, pool), or None where decide() says anything else."""
     found = table.lookup(target)
@@ -148,7 +174,8 @@ cdef class Cycle:
     # bytes written so far and its length.
     cdef public int status
     cdef public Py_ssize_t body_out, body_length
-    cdef object gateway, loop, pools, limits
+    cdef object gateway, loop, pools, limits, epoll
+    cdef dict masks, handlers, idle, by_fd  # the loop's and the pools' (see _watch, _take and _keep)
     cdef bytes target  # the routed request's target (head.target, when there is a head)
     cdef Py_ssize_t max_target, max_headers, max_header_bytes
     cdef double request_head_timeout, keepalive_timeout, response_head_timeout, body_idle_timeout
@@ -163,6 +190,11 @@ cdef class Cycle:
         self.gateway = engine.gateway
         self.loop = engine.loop
         self.pools = engine.pools
+        self.epoll = engine.loop._epoll
+        self.masks = engine.loop._masks
+        self.handlers = engine.loop._handlers
+        self.idle = engine.pools._idle
+        self.by_fd = engine.pools._by_fd
         self.limits = config.limits
         self.max_target = config.limits.max_target
         self.max_headers = config.limits.max_headers
@@ -262,11 +294,11 @@ cdef class Cycle:
         self.target = target
         self.prefix, self.pool = found
         self.arrived = now
-        backend = self.pool.pick(now)
+        backend = _pick(self.pool, now)
         if backend is None:
             self._adopt_routed(None)
             return
-        upstream = self.pools.take(backend)
+        upstream = self._take(backend)
         if upstream is None:
             self._adopt_routed(backend)  # it connects
             return
@@ -274,7 +306,7 @@ cdef class Cycle:
 
     cdef void _send_fast(self, upstream, backend, const Plain* plain) except *:
         self.upstream = upstream
-        self.loop.watch(upstream.fd, self, _IN)  # its mask in the pool: no system call
+        self._watch(upstream.fd, self, _IN)  # its mask in the pool: no system call
         if backend.failures or backend.down_until:
             backend.mark_ok()
         strip = self.prefix if self.pool.route.strip_prefix else None
@@ -334,13 +366,19 @@ cdef class Cycle:
             return
         status, _, keep, head = simple
         upstream.received += n
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(head), total = size + n - end, sent
         cdef iovec parts[2]
-        parts[0].iov_base = PyBytes_AS_STRING(head)
-        parts[0].iov_len = PyBytes_GET_SIZE(head)
-        parts[1].iov_base = _buf + end
-        parts[1].iov_len = n - end
-        cdef Py_ssize_t total = PyBytes_GET_SIZE(head) + n - end
-        cdef Py_ssize_t sent = writev(self.fd, parts, 2)
+        if size <= end:
+            # The client's head in place of the backend's, ending where the body starts: one send of one
+            # buffer (the rewrite only drops fields, so it is never longer but for an empty reason's space).
+            memcpy(_buf + end - size, PyBytes_AS_STRING(head), size)
+            sent = send(self.fd, _buf + end - size, total, MSG_NOSIGNAL)
+        else:
+            parts[0].iov_base = PyBytes_AS_STRING(head)
+            parts[0].iov_len = size
+            parts[1].iov_base = _buf + end
+            parts[1].iov_len = n - end
+            sent = writev(self.fd, parts, 2)
         if sent != total:
             self._lane_sent(status, keep, head, PyBytes_FromStringAndSize(_buf + end, n - end),
                             sent if sent > 0 else 0, length - (n - end))
@@ -395,7 +433,7 @@ cdef class Cycle:
         cdef double now = _monotonic()
         backend.last_done = now
         if keep:
-            self.pools.keep(upstream, self.max_idle_upstream)
+            self._keep(upstream)
         else:
             upstream.close(self.loop)
         if gateway.records():
@@ -416,10 +454,63 @@ cdef class Cycle:
         self.started = False
         if not self.reading:  # it read ahead as far as it may, or to the client's EOF
             self.reading = not self.eof
-            self.loop.watch(self.fd, self, _IN if self.reading else 0)
+            self._watch(self.fd, self, _IN if self.reading else 0)
         self._deadline(self.keepalive_timeout)
         if PyByteArray_GET_SIZE(self.inbuf) or self.eof:
             self._parse_fast()  # a request read with this one (pipelined); or the client closed: close now
+
+    # --- the loop's interest and the pools, compiled ------------------------------------
+    # Loop.watch, Pools.take and Pools.keep: the same steps over the same dicts (tests/proxy/engine/
+    # test_cycle.py runs both on the same states), without an interpreted frame per call.
+
+    cdef void _watch(self, int fd, handler, int mask) except *:
+        """Loop.watch."""
+        known = self.masks.get(fd)
+        if known is None:
+            self.epoll.register(fd, mask)
+        elif <int>known != mask:
+            self.epoll.modify(fd, mask)
+        self.masks[fd] = mask
+        self.handlers[fd] = handler
+
+    cdef object _take(self, backend):
+        """Pools.take."""
+        cdef list idle = self.idle.get(backend)
+        cdef double now = _monotonic()
+        while idle:
+            upstream = idle.pop()
+            del self.by_fd[upstream.fd]
+            if now - <double>upstream.idle_since < _MAX_AGE:
+                upstream.reused = True
+                return upstream
+            upstream.close(self.loop)
+        return None
+
+    cdef void _keep(self, upstream) except *:
+        """Pools.keep, with --max-idle-upstream."""
+        backend = upstream.backend
+        cdef list idle = self.idle.get(backend)
+        if idle is None:
+            idle = self.idle.setdefault(backend, [])
+        if backend.retired or len(idle) >= self.max_idle_upstream:
+            upstream.close(self.loop)
+            return
+        upstream.idle_since = _monotonic()
+        idle.append(upstream)
+        self.by_fd[upstream.fd] = upstream
+        self._watch(upstream.fd, self.pools, _IN)
+
+    def loop_watch(self, int fd, handler, int mask):
+        """_watch, for the tests."""
+        self._watch(fd, handler, mask)
+
+    def pools_take(self, backend):
+        """_take, for the tests."""
+        return self._take(backend)
+
+    def pools_keep(self, upstream):
+        """_keep, for the tests."""
+        self._keep(upstream)
 
     # --- deadlines ---------------------------------------------------------------
 

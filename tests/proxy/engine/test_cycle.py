@@ -93,3 +93,138 @@ def test_forward_of_says_forward_where_decide_does(routes: dict[str, tuple[bool,
         assert found == (decision.prefix, decision.pool)
     else:
         assert found is None
+
+
+# --- the loop's interest and the pools, compiled (Loop.watch, Pools.take and keep, Pool.pick) ---
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from([0.0, 5.0, 10.0])), max_size=5),
+       st.sampled_from([0.0, 5.0, 7.0, 20.0]), st.integers(0, 6))
+@settings(max_examples=int(os.environ.get("FASTROUTE_FUZZ_EXAMPLES", "300")), deadline=None)
+def test_the_compiled_pick_is_pool_pick(states: list[tuple[int, float]], now: float, start: int) -> None:
+    from proxy._config import parse_address
+    from proxy.routing._pool import BackendState
+    from proxy.routing._pool import Pool as RealPool
+
+    def pool() -> RealPool:
+        backends = []
+        for i, (outstanding, down_until) in enumerate(states):
+            backend = BackendState(parse_address(f"10.0.0.{i + 1}:8000"))
+            backend.outstanding, backend.down_until = outstanding, down_until
+            backends.append(backend)
+        return RealPool(Route("/", ()), tuple(backends), next_index=start % len(backends) if backends else 0)
+
+    python, compiled = pool(), pool()
+    picked, compiled_picked = python.pick(now), compiled_cycle().pick(compiled, now)
+    index = None if picked is None else python.backends.index(picked)
+    assert index == (None if compiled_picked is None else compiled.backends.index(compiled_picked))
+    assert python.next_index == compiled.next_index
+
+
+class _Engine:
+    """What Cycle.configure reads, with a real loop and real pools."""
+
+    def __init__(self, max_idle: int) -> None:
+        from proxy._config import Config, Limits
+        from proxy.engine._upstream import Pools
+
+        self.config = Config(limits=Limits(max_idle_upstream=max_idle))
+        self.gateway = None
+        self.loop = _loop.Loop()
+        self.pools = Pools(self.loop)
+
+
+def _kernel_masks(epoll_fd: int) -> dict[int, int]:
+    """The epoll set as the kernel has it: descriptor -> mask (/proc's fdinfo of the epoll descriptor)."""
+    masks = {}
+    with open(f"/proc/self/fdinfo/{epoll_fd}") as info:
+        for line in info:
+            if line.startswith("tfd:"):
+                fields = line.split()
+                masks[int(fields[1])] = int(fields[3], 16)
+    return masks
+
+
+def _state(engine: _Engine, upstreams: list[object]) -> object:
+    """What the loop, the kernel's epoll set and the pools hold, by each upstream's place in `upstreams`."""
+    place = {u.fd: i for i, u in enumerate(upstreams)}  # type: ignore[attr-defined]
+    loop, pools = engine.loop, engine.pools
+    return ({place[fd]: (mask, type(loop._handlers[fd]).__name__) for fd, mask in loop._masks.items()},
+            {place[fd]: mask for fd, mask in _kernel_masks(loop.fileno).items()},
+            {str(b.address): [place[u.fd] for u in idle] for b, idle in pools._idle.items()},
+            sorted(place[fd] for fd in pools._by_fd),
+            [u.sock.fileno() == -1 for u in upstreams], [u.reused for u in upstreams])  # type: ignore[attr-defined]
+
+
+_OPS = st.lists(st.tuples(st.sampled_from(["keep", "take", "age", "retire", "watch"]), st.integers(0, 5)),
+                max_size=25)
+
+
+@pytest.mark.parametrize("ops", [
+    pytest.param([("keep", 0), ("keep", 2), ("age", 2), ("take", 0), ("take", 0)], id="aged_closed"),
+    pytest.param([("watch", 1), ("watch", 4), ("watch", 1), ("keep", 1), ("take", 1)], id="masks"),
+    pytest.param([("keep", 0), ("keep", 2), ("keep", 4), ("retire", 1), ("keep", 1)], id="full_and_retired"),
+])
+def test_the_compiled_pools_and_watch_cases(ops: list[tuple[str, int]]) -> None:
+    test_the_compiled_pools_and_watch_are_the_loops_and_pools.hypothesis.inner_test(ops, 2)  # type: ignore[attr-defined]
+
+
+@given(_OPS, st.integers(0, 3))
+@settings(max_examples=int(os.environ.get("FASTROUTE_FUZZ_EXAMPLES", "300")) // 3, deadline=None)
+def test_the_compiled_pools_and_watch_are_the_loops_and_pools(ops: list[tuple[str, int]], max_idle: int) -> None:
+    import socket
+
+    from proxy._config import parse_address
+    from proxy.engine._upstream import Upstream
+    from proxy.routing._pool import BackendState
+
+    compiled = compiled_cycle()
+    runs = []
+    for implementation in ("python", "compiled"):
+        engine = _Engine(max_idle)
+        cycle = compiled.Cycle()
+        cycle.engine = engine
+        cycle.configure()
+        backends = [BackendState(parse_address(f"10.0.0.{i}:8000")) for i in (1, 2)]
+        pairs = [socket.socketpair() for _ in range(6)]
+        upstreams = [Upstream(a, backends[i % 2]) for i, (a, _) in enumerate(pairs)]
+        kept: set[int] = set()
+        watched: dict[int, int] = {}
+        results = []
+        try:
+            for op, i in ops:
+                upstream = upstreams[i]
+                if op == "keep" and i not in kept and upstream.sock.fileno() != -1:
+                    kept.add(i)
+                    if implementation == "python":
+                        engine.pools.keep(upstream, max_idle)
+                    else:
+                        cycle.pools_keep(upstream)
+                elif op == "take":
+                    backend = backends[i % 2]
+                    taken = engine.pools.take(backend) if implementation == "python" else cycle.pools_take(backend)
+                    results.append(None if taken is None else upstreams.index(taken))
+                    if taken is not None:
+                        kept.discard(upstreams.index(taken))
+                elif op == "age":
+                    upstream.idle_since -= 1000.0
+                elif op == "retire":
+                    backends[i % 2].retired = True
+                elif op == "watch" and upstream.sock.fileno() != -1 and i not in kept:
+                    watched[i] = watched.get(i, -1) + 1
+                    mask = (1, 4, 0)[watched[i] % 3]  # EPOLLIN, EPOLLOUT, none: a change each time
+                    if implementation == "python":
+                        engine.loop.watch(upstream.fd, cycle, mask)
+                    else:
+                        cycle.loop_watch(upstream.fd, cycle, mask)
+            runs.append((results, _state(engine, upstreams)))
+        finally:
+            for a, b in pairs:
+                a.close()
+                b.close()
+    assert runs[0] == runs[1]
+
+
+def test_the_compiled_idle_mask_is_the_pools() -> None:
+    from proxy.engine._upstream import IDLE_MASK
+
+    assert compiled_cycle().IDLE_MASK == IDLE_MASK
