@@ -1,10 +1,14 @@
 # The cycle: the state of one client connection of the native engine, and
 # the commonest exchange on it served whole by compiled code (_cycle_c.pyx)
-# with no Python object made per request besides the checked head:
+# with no Python object made per request besides the head's bytes and its
+# target (a plain head, protocol/_lane.plain_request, read into offsets),
+# or the checked head (any other head the cycle serves):
 #
 #   HEAD  -> a whole head in one read, checked; no body, no upgrade, no
 #            Connection but keep-alive, HTTP/1.1, not HEAD; decide() would
-#            say Forward; a backend up with a pooled connection
+#            say Forward; a backend up with a pooled connection (the pick,
+#            the pool and the loop's interest compiled: Pool.pick,
+#            Pools.take/keep and Loop.watch over the same dicts)
 #   FAST  -> the lane's request head (protocol/_lane.py) written whole;
 #            the response's first read holds a head of the lane's kind and
 #            no more than its body (short of a splice's length), written
