@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FastrouteError", "InvalidPrefix"]
+__all__ = ["FastrouteError", "InvalidHost", "InvalidPrefix"]
 
 
 class FastrouteError(Exception):
@@ -21,3 +21,17 @@ class InvalidPrefix(FastrouteError, ValueError):
         self.prefix = prefix
         self.reason = reason
         super().__init__(f"invalid route prefix {prefix!r}: {reason}")
+
+
+class InvalidHost(FastrouteError, ValueError):
+    """A host name cannot be used as a key of a host table.
+
+    Attributes:
+        host: the key as the caller gave it.
+        reason: what is wrong with it, as a short phrase.
+    """
+
+    def __init__(self, host: object, reason: str) -> None:
+        self.host = host
+        self.reason = reason
+        super().__init__(f"invalid route host {host!r}: {reason}")

@@ -18,6 +18,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy
 
+from ._hosts import group_by_host, normalise_host, normalise_host_routes, request_host, wildcard_suffix
 from ._keys import normalise_prefix, normalise_routes
 
 cdef extern from "Python.h":
@@ -26,6 +27,7 @@ cdef extern from "Python.h":
     Py_ssize_t PyUnicode_GET_LENGTH(object o)
     char* PyBytes_AS_STRING(object o)
     Py_ssize_t PyBytes_GET_SIZE(object o)
+    bytes PyBytes_FromStringAndSize(const char* s, Py_ssize_t n)
 
 cdef extern from *:
     """
@@ -238,6 +240,145 @@ cdef class RouteTable:
             return normalise_prefix(prefix) in self._routes
         except (TypeError, ValueError):
             return False
+
+    def __iter__(self):
+        return iter(list(self._routes))
+
+    def __reduce__(self):
+        return (type(self), (self._routes,))
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self._routes!r})"
+
+
+# --- the host table (the specification is _hosttable_py.PyHostTable) ------------
+
+cdef enum:
+    HOST_MAX = 1024  # bytes of a request host lowercased on the stack (a longer one takes the twin's steps)
+
+
+cdef class HostTable:
+    """An immutable route table by host name, then longest path prefix (compiled).
+
+    Args:
+        routes: a mapping of (host or None, prefix) to any value, or an
+            iterable of such pairs. It is copied.
+
+    Raises:
+        TypeError: a key is not a (host or None, prefix) pair of str.
+        fastroute.InvalidHost, fastroute.InvalidPrefix: a part of a key is
+            invalid, or two keys normalise alike.
+    """
+
+    cdef dict _routes
+    cdef dict _exact  # request host (bytes) -> RouteTable
+    cdef dict _wild   # wildcard suffix (bytes) -> RouteTable
+    cdef RouteTable _anywhere
+    cdef bint _hosts  # any host-specific route at all
+
+    def __cinit__(self, routes=()):
+        self._routes = normalise_host_routes(routes)
+        exact, wild, anywhere = group_by_host(self._routes)
+        self._exact = {host: RouteTable(group) for host, group in exact.items()}
+        self._wild = {suffix: RouteTable(group) for suffix, group in wild.items()}
+        self._anywhere = RouteTable(anywhere)
+        self._hosts = bool(self._exact) or bool(self._wild)
+
+    cpdef lookup(self, host, path):
+        """The route for a request to `host` (its Host header as sent, port and all; None: none sent).
+
+        Returns:
+            (prefix, value) of the route that serves `path` on `host`, or None.
+
+        Raises:
+            TypeError: `path` is neither str nor bytes.
+        """
+        cdef unsigned char key[HOST_MAX]
+        cdef const unsigned char* p
+        cdef Py_ssize_t n, i, end, dot
+        cdef bytes raw
+        cdef unsigned char c
+        if self._hosts and host is not None:
+            if isinstance(host, bytes):
+                raw = host
+            elif isinstance(host, str):
+                raw = (<str>host).encode("utf-8", "surrogatepass")
+            else:
+                raise TypeError(f"host must be bytes, str or None, not {type(host).__name__}")
+            p = <const unsigned char*>PyBytes_AS_STRING(raw)
+            n = PyBytes_GET_SIZE(raw)
+            # _hosts.request_host: up to the port (a bracketed literal whole), lowercase, one trailing dot off.
+            end = n
+            if n and p[0] == b'[':
+                for i in range(n):
+                    if p[i] == b']':
+                        end = i + 1
+                        break
+            else:
+                for i in range(n - 1, -1, -1):
+                    if p[i] == b':':
+                        end = i
+                        break
+            if end and p[end - 1] == b'.':
+                end -= 1
+            if end > HOST_MAX:
+                return self._long(raw, path)
+            if end > 0:
+                dot = -1
+                for i in range(end):
+                    c = p[i]
+                    key[i] = c + 32 if 65 <= c <= 90 else c
+                    if c == b'.' and dot == -1:
+                        dot = i
+                found = self._in(self._exact, key, end, path)
+                if found is not None:
+                    return found
+                # _hosts.wildcard_suffix: the host less its first label (not a literal, not empty).
+                if dot > 0 and dot < end - 1 and key[0] != b'[':
+                    found = self._in(self._wild, key + dot + 1, end - dot - 1, path)
+                    if found is not None:
+                        return found
+        return self._anywhere.lookup(path)
+
+    cdef object _long(self, bytes raw, path):
+        """lookup() for a host too long for the stack, with the twin's steps."""
+        key = request_host(raw)
+        table = self._exact.get(key)
+        if table is not None:
+            found = (<RouteTable>table).lookup(path)
+            if found is not None:
+                return found
+        suffix = wildcard_suffix(key)
+        table = None if suffix is None else self._wild.get(suffix)
+        if table is not None:
+            found = (<RouteTable>table).lookup(path)
+            if found is not None:
+                return found
+        return self._anywhere.lookup(path)
+
+    cdef object _in(self, dict tables, const unsigned char* key, Py_ssize_t n, path):
+        if not tables:
+            return None
+        table = tables.get(PyBytes_FromStringAndSize(<const char*>key, n))
+        if table is None:
+            return None
+        return (<RouteTable>table).lookup(path)
+
+    def routes(self):
+        """A new dict of every normalised (host, prefix) and its value."""
+        return dict(self._routes)
+
+    def __len__(self):
+        return len(self._routes)
+
+    def __contains__(self, key):
+        if not isinstance(key, tuple) or len(key) != 2:
+            return False
+        try:
+            pair = (None if key[0] is None else normalise_host(key[0]), normalise_prefix(key[1]))
+        except (TypeError, ValueError):
+            return False
+        return pair in self._routes
 
     def __iter__(self):
         return iter(list(self._routes))
