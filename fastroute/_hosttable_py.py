@@ -70,6 +70,11 @@ class PyHostTable(Generic[V]):
                         return found
         return self._anywhere.lookup(path)
 
+    @property
+    def by_host(self) -> bool:
+        """Whether any route names a host (else lookup() never reads the host)."""
+        return bool(self._exact or self._wild)
+
     def routes(self) -> dict[tuple[str | None, str], V]:
         """A new dict of every normalised (host, prefix) and its value."""
         return dict(self._routes)

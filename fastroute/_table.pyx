@@ -364,6 +364,11 @@ cdef class HostTable:
             return None
         return (<RouteTable>table).lookup(path)
 
+    @property
+    def by_host(self):
+        """Whether any route names a host (else lookup() never reads the host)."""
+        return self._hosts
+
     def routes(self):
         """A new dict of every normalised (host, prefix) and its value."""
         return dict(self._routes)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastroute import InvalidPrefix, normalise_prefix
+from fastroute import InvalidHost, InvalidPrefix, normalise_host, normalise_prefix
 
 from ._errors import ConfigError
 
@@ -25,6 +25,7 @@ __all__ = [
     "load_routes_file",
     "merge_routes",
     "parse_address",
+    "parse_host",
     "parse_route_flag",
 ]
 
@@ -84,6 +85,20 @@ class Route:
     # No backend is ready yet, but a container of this route is booting:
     # requests wait for it (up to --hold each).
     booting: bool = False
+    # The host it serves (normalised: lowercase ASCII, punycode for an
+    # internationalised name; "*.example.com" for one level of subdomain);
+    # None: every host, after the host-specific routes.
+    host: str | None = None
+
+    @property
+    def key(self) -> tuple[str | None, str]:
+        """What identifies the route in a table: (host, prefix)."""
+        return (self.host, self.prefix)
+
+    @property
+    def name(self) -> str:
+        """The route as logs, metrics and the admin name it: "api.example.com/v1", or "/v1" without a host."""
+        return self.prefix if self.host is None else self.host + self.prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,12 +174,44 @@ def check_admin_address(admin: Address, listen: tuple[Address, ...]) -> None:
             raise ConfigError(f"--admin {admin} overlaps the gateway's --listen {address}: give it its own port")
 
 
-def parse_route_flag(text: str) -> tuple[str, Address]:
-    """Parse one --route PREFIX=HOST:PORT."""
-    prefix, sep, backend = text.partition("=")
+def parse_host(name: object, where: str) -> str:
+    """A route's host name in its normal form (fastroute.normalise_host), an internationalised one
+    converted to its ASCII form (IDNA 2008 with UTS 46 mapping, as browsers send it).
+
+    Raises:
+        ConfigError: one line naming `where`.
+    """
+    if isinstance(name, str) and not name.isascii():
+        import idna
+
+        wildcard = name.startswith("*.")
+        try:
+            name = ("*." if wildcard else "") + idna.encode(name[2:] if wildcard else name, uts46=True).decode("ascii")
+        except idna.IDNAError as error:
+            raise ConfigError(f"{where}: invalid host {name!r}: {error}") from None
+    try:
+        return normalise_host(name)
+    except (InvalidHost, TypeError) as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def parse_route_flag(text: str) -> tuple[str | None, str, Address]:
+    """Parse one --route [HOST]PREFIX=HOST:PORT: (host or None, prefix, backend).
+
+    A prefix starts with "/", so whatever comes before the first "/" is the
+    route's host: "api.example.com/v1=10.0.0.5:8000".
+    """
+    key, sep, backend = text.partition("=")
     if not sep:
-        raise ConfigError(f"invalid --route {text!r}: expected PREFIX=HOST:PORT")
-    return _checked_prefix(prefix, f"--route {text!r}"), parse_address(backend, what="backend", where=f" in --route {text!r}")
+        raise ConfigError(f"invalid --route {text!r}: expected [HOST]PREFIX=HOST:PORT")
+    where = f"--route {text!r}"
+    host = None
+    if not key.startswith("/"):
+        slash = key.find("/")
+        if slash <= 0:
+            raise ConfigError(f"invalid {where}: expected [HOST]PREFIX=HOST:PORT (a prefix starts with '/')")
+        host, key = parse_host(key[:slash], where), key[slash:]
+    return host, _checked_prefix(key, where), parse_address(backend, what="backend", where=f" in {where}")
 
 
 def _checked_prefix(prefix: object, where: str) -> str:
@@ -175,22 +222,24 @@ def _checked_prefix(prefix: object, where: str) -> str:
 
 
 def routes_from_flags(flags: Iterable[str]) -> tuple[Route, ...]:
-    """--route flags, in order; repeating a prefix adds backends to its pool."""
-    pools: dict[str, list[Address]] = {}
+    """--route flags, in order; repeating a host and prefix adds backends to its pool."""
+    pools: dict[tuple[str | None, str], list[Address]] = {}
     for flag in flags:
-        prefix, backend = parse_route_flag(flag)
-        pool = pools.setdefault(prefix, [])
+        host, prefix, backend = parse_route_flag(flag)
+        pool = pools.setdefault((host, prefix), [])
         if backend not in pool:
             pool.append(backend)
-    return tuple(Route(prefix, tuple(backends), source="--route") for prefix, backends in pools.items())
+    return tuple(Route(prefix, tuple(backends), source="--route", host=host)
+                 for (host, prefix), backends in pools.items())
 
 
 def load_routes_file(path: Path) -> tuple[Route, ...]:
     """Read a TOML routes file.
 
     The file holds an array of tables named `routes`, each with `prefix`
-    (str), `backends` (a list of "HOST:PORT") and optional `strip_prefix`
-    (bool)::
+    (str), `backends` (a list of "HOST:PORT"), and optional `host` (str:
+    the host name it serves, "*.example.com" for one level of subdomain;
+    without it, every host) and `strip_prefix` (bool)::
 
         [[routes]]
         prefix = "/steve/foo"
@@ -212,12 +261,12 @@ def load_routes_file(path: Path) -> tuple[Route, ...]:
     entries = data.get("routes", [])
     if not isinstance(entries, list):
         raise ConfigError(f"routes file {str(path)!r}: 'routes' must be an array of tables ([[routes]])")
-    routes: dict[str, Route] = {}
+    routes: dict[tuple[str | None, str], Route] = {}
     for number, entry in enumerate(entries, 1):
         where = f"routes file {str(path)!r}, route {number}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: must be a table")
-        extra = set(entry) - {"prefix", "backends", "strip_prefix"}
+        extra = set(entry) - {"prefix", "backends", "strip_prefix", "host"}
         if extra:
             raise ConfigError(f"{where}: unknown key {sorted(extra)[0]!r}")
         if "prefix" not in entry:
@@ -229,22 +278,24 @@ def load_routes_file(path: Path) -> tuple[Route, ...]:
         strip = entry.get("strip_prefix", False)
         if not isinstance(strip, bool):
             raise ConfigError(f"{where}: 'strip_prefix' must be true or false")
-        if prefix in routes:
-            raise ConfigError(f"{where}: prefix {prefix!r} is already routed by an earlier entry")
+        host = parse_host(entry["host"], where) if "host" in entry else None
+        route_name = prefix if host is None else host + prefix
+        if (host, prefix) in routes:
+            raise ConfigError(f"{where}: {route_name!r} is already routed by an earlier entry")
         addresses = tuple(dict.fromkeys(parse_address(b, what="backend", where=f" in {where}") for b in backends))
-        routes[prefix] = Route(prefix, addresses, strip, source=f"file:{path}")
+        routes[(host, prefix)] = Route(prefix, addresses, strip, source=f"file:{path}", host=host)
     return tuple(routes.values())
 
 
 def merge_routes(*groups: Iterable[Route]) -> tuple[Route, ...]:
-    """Routes from several sources; one prefix may come from one source only."""
-    merged: dict[str, Route] = {}
+    """Routes from several sources; one host and prefix may come from one source only."""
+    merged: dict[tuple[str | None, str], Route] = {}
     for group in groups:
         for route in group:
-            earlier = merged.get(route.prefix)
+            earlier = merged.get(route.key)
             if earlier is not None:
                 raise ConfigError(
-                    f"prefix {route.prefix!r} is routed twice: by {earlier.source} and by {route.source}"
+                    f"{route.name!r} is routed twice: by {earlier.source} and by {route.source}"
                 )
-            merged[route.prefix] = route
+            merged[route.key] = route
     return tuple(merged.values())

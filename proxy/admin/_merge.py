@@ -60,9 +60,10 @@ def merge_routes(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
     routes: dict[str, dict[str, Any]] = {}
     for document in documents:
         for route in document["routes"]:
-            merged = routes.get(route["prefix"])
+            name = route.get("name", route["prefix"])
+            merged = routes.get(name)
             if merged is None:
-                routes[route["prefix"]] = {**route, "backends": [dict(b) for b in route["backends"]]}
+                routes[name] = {**route, "backends": [dict(b) for b in route["backends"]]}
                 continue
             merged["requests"] += route["requests"]
             merged["wake"] = sorted(set(merged["wake"]) | set(route["wake"]))

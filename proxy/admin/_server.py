@@ -41,13 +41,15 @@ def routes_document(gateway: Gateway, now: float | None = None) -> dict[str, Any
                 names[container.address] = container.name
     totals = gateway.stats.route_totals() if gateway.stats is not None else {}
     routes: list[dict[str, Any]] = []
-    for prefix, upstream in gateway.table.routes().items():
+    for upstream in gateway.table.routes().values():
         route = upstream.route
         routes.append({
-            "prefix": prefix,
+            "name": route.name,  # the host, if any, then the prefix: what logs and metrics call it
+            "host": route.host,
+            "prefix": route.prefix,
             "source": route.source,
             "strip_prefix": route.strip_prefix,
-            "requests": totals.get(prefix, 0),
+            "requests": totals.get(route.name, 0),
             "held_for": round(route.hold_until - now, 3) if route.hold_until and not upstream.backends else None,
             "booting": route.booting,  # no container ready yet, one starting: requests wait
             "wake": [waking.get(cid, cid[:12]) for cid in route.wake],

@@ -70,16 +70,16 @@ function showRoutes(doc) {
   const body = document.getElementById("routes");
   const rows = [];
   for (const route of doc.routes) {
-    totals[route.prefix] = route.requests;
+    totals[route.name] = route.requests;
     let rate = "";
-    if (previous && previous.totals[route.prefix] !== undefined && now > previous.time) {
-      rate = ((route.requests - previous.totals[route.prefix]) / (now - previous.time)).toFixed(1);
+    if (previous && previous.totals[route.name] !== undefined && now > previous.time) {
+      rate = ((route.requests - previous.totals[route.name]) / (now - previous.time)).toFixed(1);
     }
     const row = document.createElement("tr");
-    row.dataset.prefix = route.prefix;
+    row.dataset.prefix = route.name;
     const prefix = cell(row, "");
     const code = document.createElement("code");
-    code.textContent = route.prefix;
+    code.textContent = route.name;
     prefix.appendChild(code);
     cell(row, route.source + (route.strip_prefix ? ", strip" : ""));
     cell(row, rate, "num");

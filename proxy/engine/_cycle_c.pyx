@@ -26,7 +26,7 @@ from ._sys cimport (CLOCK_MONOTONIC, EAGAIN, EINTR, EPOLLERR, EPOLLHUP, EPOLLIN,
 
 from .._errors import ClientProtocolError
 from ..protocol._compiled import check_head, lane_request_head, lane_response_head
-from ..protocol._head import LINE_SLACK
+from ..protocol._head import LINE_SLACK, host_of
 from ..protocol._lane_c cimport Plain, scan_plain, write_plain
 from ..protocol._rewrite import strip_target
 from ..routing._exchange import Exchange
@@ -144,9 +144,9 @@ def pick(pool, double now):
     return _pick(pool, now)
 
 
-def forward_of(table, bytes target):
-    """decide()'s Forward for `target` as (prefix, pool), or None where decide() says anything else."""
-    found = table.lookup(target)
+def forward_of(table, host, bytes target):
+    """decide()'s Forward for `target` on `host` as (prefix, pool), or None where decide() says anything else."""
+    found = table.lookup(host, target)
     if found is None:
         return None
     prefix, pool = found
@@ -272,7 +272,10 @@ cdef class Cycle:
             head = None
             target = PyBytes_FromStringAndSize(PyBytes_AS_STRING(head_bytes) + plain.target_start,
                                                plain.target_end - plain.target_start)
-            found = forward_of(gateway.table, target) if not gateway.draining else None
+            table = gateway.table
+            host = PyBytes_FromStringAndSize(PyBytes_AS_STRING(head_bytes) + plain.host_start,
+                                             plain.host_end - plain.host_start) if table.by_host else None
+            found = forward_of(table, host, target) if not gateway.draining else None
             if found is None:
                 self._route(check_head(head_bytes, limits), head_bytes, end)  # accepted as it is
                 return
@@ -283,7 +286,8 @@ cdef class Cycle:
                 self._parse()  # which answers it
                 return
             target = head.target
-            found = forward_of(gateway.table, target) if _plain(head) and not gateway.draining else None
+            found = (forward_of(gateway.table, host_of(head.headers), target) if _plain(head) and not gateway.draining
+                     else None)
             if found is None:
                 self._route(head, head_bytes, end)  # the general path, from the checked head
                 return
@@ -440,7 +444,7 @@ cdef class Cycle:
             head = self.head
             head_bytes = self.head_bytes
             method = head.method if head is not None else head_bytes[:head_bytes.index(b" ")]
-            exchange = Exchange(self.arrived, method=method, target=self.target, route=self.prefix,
+            exchange = Exchange(self.arrived, method=method, target=self.target, route=self.pool.route.name,
                                 status=status, bytes_out=length, backend=str(backend.address), response_started=True)
             gateway.record(self.front.client_ip, exchange)
         engine.served += 1

@@ -69,7 +69,7 @@ from ..protocol import _events as ev
 from ..protocol._compiled import check_head, lane_request_head, lane_response_head
 from ..protocol._errors import Refused
 from ..protocol._fastconn import FastConnection
-from ..protocol._head import RequestHead, body_length, find_head, has_body
+from ..protocol._head import RequestHead, body_length, find_head, has_body, host_of
 from ..protocol._rewrite import is_upgrade_request, request_headers, response_headers, strip_target
 from ..protocol._wire import encode_response_head
 from ..routing._answer import error_answer
@@ -371,7 +371,8 @@ class NativeClient(Cycle):
         headers = head.headers
         if not has_body(headers) and head.target != b"*" and not is_upgrade_request(headers):
             now = time.monotonic()
-            decision = decide(gateway.table, head.target, now=now, arrived=now, hold=engine.config.discovery.hold,
+            decision = decide(gateway.table, head.target, host=host_of(headers), now=now, arrived=now,
+                              hold=engine.config.discovery.hold,
                               routes_complete=gateway.routes_complete, can_wake=gateway.waker is not None)
         if type(decision) is not Forward:
             self._hand_back(bytes(buffer))
@@ -392,7 +393,7 @@ class NativeClient(Cycle):
         self.request = request
         self.head_bytes = head_bytes
         self.front.client.start_request(conn, head)
-        self.exchange = Exchange(arrived, method=request.method, target=request.target, route=prefix)
+        self.exchange = Exchange(arrived, method=request.method, target=request.target, route=pool.route.name)
         self.attempts = Attempts(prefix, request.method)
         self.pool = pool
         self.prefix = prefix

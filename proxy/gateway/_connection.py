@@ -26,7 +26,7 @@ from .._errors import ClientProtocolError, ProxyError
 from ..protocol import _events as ev
 from ..protocol._compiled import check_head
 from ..protocol._errors import Refused
-from ..protocol._head import find_head, has_body
+from ..protocol._head import find_head, has_body, host_of
 from ..protocol._wire import encode_response_head
 from ..routing._answer import error_answer
 from ..routing._decide import Answer, Forward, Hold, Wake, decide
@@ -208,17 +208,18 @@ class ClientConnection:
         table = gateway.table  # one snapshot, until the request waits or is routed again
         arrived = time.monotonic()
         reroutes = Reroutes()
+        host = host_of(request.headers)
         waiting_for: str | None = None
         wake_until: float | None = None
         while True:
             now = time.monotonic()
             decision = decide(
-                table, request.target, now=now, arrived=arrived, hold=config.discovery.hold,
+                table, request.target, host=host, now=now, arrived=arrived, hold=config.discovery.hold,
                 routes_complete=gateway.routes_complete, can_wake=gateway.waker is not None,
                 waiting_for=waiting_for, wake_until=wake_until, wake_limit=config.timeouts.wake,
             )
             if type(decision) is Forward:
-                exchange.route = decision.prefix
+                exchange.route = decision.pool.route.name
                 try:
                     await relay(
                         self.client, request, decision.pool, decision.prefix, config, exchange,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from fastroute import RouteTable
+from fastroute import HostTable
 
 from .._config import Address, Config, Route
 from .._errors import ConfigError
@@ -54,7 +54,7 @@ class Gateway:
     def __init__(self, config: Config, *, access_log: AccessLog | None = None) -> None:
         self.config = config
         self.registry = Registry()
-        self.table: RouteTable[Pool] = RouteTable({})
+        self.table: HostTable[Pool] = HostTable({})
         self.draining = False
         self.addresses: list[tuple[str, int]] = []
         self._access = access_log or AccessLog(config.access_log)
@@ -89,7 +89,7 @@ class Gateway:
     def set_routes(self, routes: Iterable[Route]) -> None:
         """Build a new table for `routes` and swap it in (one assignment)."""
         values, gone = self.registry.build(routes)
-        table = RouteTable(values)
+        table = HostTable(values)
         self.table = table
         self.swaps += 1
         self.table_changed.set()

@@ -41,7 +41,8 @@ from .._config import Limits
 from .._errors import ClientProtocolError
 from ._errors import Refused
 
-__all__ = ["HEAD_END", "RequestHead", "bare_lf", "body_length", "check_head", "find_head", "has_body", "normalise_path",
+__all__ = ["HEAD_END", "RequestHead", "bare_lf", "body_length", "check_head", "find_head", "has_body", "host_of",
+           "normalise_path",
            "Refused"]
 
 HEAD_END = b"\r\n\r\n"
@@ -77,6 +78,14 @@ def body_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     for name, value in headers:
         if name == b"content-length":
             return int(value)
+    return None
+
+
+def host_of(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The Host of a checked request head as sent (check_head allows one at most), or None."""
+    for name, value in headers:
+        if name == b"host":
+            return value
     return None
 
 

@@ -57,15 +57,16 @@ class Answer:
 
 
 class Table(Protocol):
-    """A route table (fastroute.RouteTable) whose values are pools."""
+    """A route table by host and prefix (fastroute.HostTable) whose values are pools."""
 
-    def lookup(self, path: bytes) -> tuple[str, Pool] | None: ...
+    def lookup(self, host: bytes | None, path: bytes) -> tuple[str, Pool] | None: ...
 
 
 def decide(
     table: Table,
     target: bytes,
     *,
+    host: bytes | None = None,
     now: float,
     arrived: float,
     hold: float,
@@ -78,6 +79,7 @@ def decide(
     """What to do with a request for `target` now (see the module comment).
 
     Args:
+        host: the request's Host as sent (None: it sent none).
         now, arrived: time.monotonic() now, and when the request's head was read.
         hold: --hold, in seconds.
         routes_complete: the table holds every source's routes.
@@ -86,7 +88,7 @@ def decide(
         wake_until: set once this request woke its route: until when it
             waits for the woken container (wake_limit seconds after the start).
     """
-    found = table.lookup(target)
+    found = table.lookup(host, target)
     if found is None:
         if waiting_for is not None:
             why = (f"{waiting_for!r} left the route table while waking" if wake_until is not None
@@ -123,7 +125,7 @@ def _no_route(target: bytes) -> NoRoute:
     return NoRoute(f"no route for {target.split(b'?', 1)[0].decode('utf-8', 'replace')!r}")
 
 
-def lookup_route(table: Table, target: bytes) -> tuple[str, Any]:
+def lookup_route(table: Table, target: bytes, host: bytes | None = None) -> tuple[str, Any]:
     """Choose the route for a normalised origin-form target.
 
     Returns:
@@ -132,7 +134,7 @@ def lookup_route(table: Table, target: bytes) -> tuple[str, Any]:
     Raises:
         NoRoute: no prefix matches (404).
     """
-    found = table.lookup(target)
+    found = table.lookup(host, target)
     if found is None:
         raise _no_route(target)
     return found

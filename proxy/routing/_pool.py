@@ -90,21 +90,21 @@ class Registry:
     def __init__(self) -> None:
         self.states: dict[Address, BackendState] = {}
 
-    def build(self, routes: Iterable[Route]) -> tuple[dict[str, Pool], list[BackendState]]:
+    def build(self, routes: Iterable[Route]) -> tuple[dict[tuple[str | None, str], Pool], list[BackendState]]:
         """Table values for `routes`, and the states no route uses any more.
 
         The caller swaps the table in and then closes the idle connections of
         the states it got back.
         """
         states: dict[Address, BackendState] = {}
-        values: dict[str, Pool] = {}
+        values: dict[tuple[str | None, str], Pool] = {}
         for route in routes:
             pool = []
             for address in route.backends:
                 state = states.get(address) or self.states.get(address) or BackendState(address)
                 states[address] = state
                 pool.append(state)
-            values[route.prefix] = Pool(route, tuple(pool))
+            values[route.key] = Pool(route, tuple(pool))
         gone = [state for address, state in self.states.items() if address not in states]
         for state in gone:
             state.retired = True

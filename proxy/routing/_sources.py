@@ -37,15 +37,15 @@ class RouteSink(Protocol):
 class RouteSources:
     """Static routes (flags, file) and Docker's, merged into one table.
 
-    A static route wins over a Docker route for the same prefix; the clash is
-    logged once.
+    A static route wins over a Docker route for the same host and prefix; the
+    clash is logged once.
     """
 
     def __init__(self, sink: RouteSink, static: tuple[Route, ...]) -> None:
         self.sink = sink
         self.static = static
         self.docker: tuple[Route, ...] = ()
-        self._clashes: set[str] = set()
+        self._clashes: set[tuple[str | None, str]] = set()
 
     def set_static(self, routes: tuple[Route, ...]) -> None:
         self.static = routes
@@ -56,15 +56,15 @@ class RouteSources:
         self._swap()
 
     def _swap(self) -> None:
-        taken = {route.prefix: route for route in self.static}
+        taken = {route.key: route for route in self.static}
         merged = list(self.static)
         for route in self.docker:
-            if route.prefix in taken:
-                if route.prefix not in self._clashes:
-                    self._clashes.add(route.prefix)
+            if route.key in taken:
+                if route.key not in self._clashes:
+                    self._clashes.add(route.key)
                     log.warning(
-                        "prefix %r is routed by %s and by Docker (%s); the static route wins",
-                        route.prefix, taken[route.prefix].source, route.source,
+                        "%r is routed by %s and by Docker (%s); the static route wins",
+                        route.name, taken[route.key].source, route.source,
                     )
                 continue
             merged.append(route)

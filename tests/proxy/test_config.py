@@ -38,10 +38,69 @@ def test_route_flags_make_pools() -> None:
     )
 
 
-@pytest.mark.parametrize("flag", ["/a", "a=h:1", "/a b=h:1", "/a=h"])
+@pytest.mark.parametrize("flag", ["/a", "a=h:1", "/a b=h:1", "/a=h", "=h:1", "api.example.com=h:1"])
 def test_bad_route_flag(flag: str) -> None:
     with pytest.raises(ConfigError, match="--route"):
         routes_from_flags([flag])
+
+
+def test_route_flags_with_hosts() -> None:
+    routes = routes_from_flags(["API.Example.com./v1=h:1", "api.example.com/v1/=h:2", "*.example.com/=h:3",
+                                "/v1=h:4", "b\u00fccher.example/=h:5", "*.b\u00fccher.example/=h:6", "[::1]/=h:7"])
+    assert [(r.host, r.prefix, [a.port for a in r.backends]) for r in routes] == [
+        ("api.example.com", "/v1", [1, 2]), ("*.example.com", "/", [3]), (None, "/v1", [4]),
+        ("xn--bcher-kva.example", "/", [5]), ("*.xn--bcher-kva.example", "/", [6]), ("[::1]", "/", [7])]
+    assert [r.name for r in routes[:3]] == ["api.example.com/v1", "*.example.com/", "/v1"]
+
+
+@pytest.mark.parametrize(("flag", "message"), [
+    pytest.param("api.example.com:8080/=h:1", "has a port", id="port"),
+    pytest.param("a..b/=h:1", "invalid label", id="empty_label"),
+    pytest.param("a.*.b/=h:1", "'\\*'", id="inner_star"),
+    pytest.param("xn--a\u00df/=h:1", "invalid host", id="bad_idn"),
+])
+def test_bad_route_hosts(flag: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as caught:
+        routes_from_flags([flag])
+    assert "--route" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_routes_file_hosts(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[[routes]]
+host = "Shop.Example.com"
+prefix = "/"
+backends = ["10.0.0.1:8000"]
+
+[[routes]]
+prefix = "/"
+backends = ["10.0.0.2:8000"]
+""")
+    assert [(r.host, r.prefix) for r in load_routes_file(path)] == [("shop.example.com", "/"), (None, "/")]
+    twice = write(tmp_path, """
+[[routes]]
+host = "shop.example.com"
+prefix = "/"
+backends = ["10.0.0.1:8000"]
+
+[[routes]]
+host = "SHOP.example.com."
+prefix = "/"
+backends = ["10.0.0.2:8000"]
+""")
+    with pytest.raises(ConfigError, match="'shop.example.com/' is already routed"):
+        load_routes_file(twice)
+    bad = write(tmp_path, '[[routes]]\nhost = 5\nprefix = "/"\nbackends = ["10.0.0.1:8000"]\n')
+    with pytest.raises(ConfigError, match="host must be str"):
+        load_routes_file(bad)
+
+
+def test_the_same_prefix_on_two_hosts_is_two_routes() -> None:
+    a = Route("/", (Address("h", 1),), source="x", host="a.example")
+    b = Route("/", (Address("h", 2),), source="y", host="b.example")
+    assert merge_routes([a], [b]) == (a, b)
+    with pytest.raises(ConfigError, match="'a.example/' is routed twice"):
+        merge_routes([a], [Route("/", (), source="z", host="a.example")])
 
 
 def write(tmp_path: Path, text: str) -> Path:

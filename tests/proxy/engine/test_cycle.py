@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastroute import RouteTable
+from fastroute import HostTable
 from proxy._config import Route
 from proxy.engine import _cycle, _loop
 from proxy.routing._decide import Forward, decide
@@ -61,8 +61,8 @@ PATHS = [b"/", b"/a", b"/a/", b"/a/b", b"/a/bc", b"/app", b"/app/", b"/app?q=1",
          b"/steve/foo/x", b"/steve/foobar", b"/b", b"/a/b?c"]
 
 
-def forward_of(table: RouteTable, target: bytes) -> object:
-    return compiled_cycle().forward_of(table, target)
+def forward_of(table: HostTable, target: bytes, host: bytes | None = None) -> object:
+    return compiled_cycle().forward_of(table, host, target)
 
 
 @pytest.mark.parametrize(("strip", "served", "target", "expected"), [
@@ -74,21 +74,24 @@ def forward_of(table: RouteTable, target: bytes) -> object:
     pytest.param(True, True, b"/app/", "/app", id="strip_prefix_with_slash_forwarded"),
 ])
 def test_forward_of_cases(strip: bool, served: bool, target: bytes, expected: str | None) -> None:
-    table = RouteTable({"/app": Pool(Route("/app", (), strip_prefix=strip), ("b",) if served else ())})
+    table = HostTable({(None, "/app"): Pool(Route("/app", (), strip_prefix=strip), ("b",) if served else ())})
     found = forward_of(table, target)
     assert (None if found is None else found[0]) == expected
 
 
-@given(st.dictionaries(st.sampled_from(PREFIXES), st.tuples(st.booleans(), st.booleans()), max_size=5),
-       st.sampled_from(PATHS), st.booleans(), st.booleans())
+@given(st.dictionaries(st.tuples(st.sampled_from([None, "a.example", "*.example"]), st.sampled_from(PREFIXES)),
+                       st.tuples(st.booleans(), st.booleans()), max_size=6),
+       st.sampled_from(PATHS), st.sampled_from([None, b"a.example", b"A.Example.:80", b"b.example", b"other"]),
+       st.booleans(), st.booleans())
 @settings(max_examples=int(os.environ.get("FASTROUTE_FUZZ_EXAMPLES", "300")), deadline=None)
-def test_forward_of_says_forward_where_decide_does(routes: dict[str, tuple[bool, bool]], target: bytes,
-                                                    complete: bool, can_wake: bool) -> None:
-    table = RouteTable({prefix: Pool(Route(prefix, (), strip_prefix=strip), ("b",) if served else ())
-                        for prefix, (strip, served) in routes.items()})
-    decision = decide(table, target, now=100.0, arrived=100.0, hold=10.0, routes_complete=complete,  # type: ignore[arg-type]
-                      can_wake=can_wake)
-    found = forward_of(table, target)
+def test_forward_of_says_forward_where_decide_does(routes: dict[tuple[str | None, str], tuple[bool, bool]],
+                                                    target: bytes, host: bytes | None, complete: bool,
+                                                    can_wake: bool) -> None:
+    table = HostTable({(name, prefix): Pool(Route(prefix, (), strip_prefix=strip, host=name), ("b",) if served else ())
+                       for (name, prefix), (strip, served) in routes.items()})
+    decision = decide(table, target, host=host, now=100.0, arrived=100.0, hold=10.0,  # type: ignore[arg-type]
+                      routes_complete=complete, can_wake=can_wake)
+    found = forward_of(table, target, host)
     if type(decision) is Forward:
         assert found == (decision.prefix, decision.pool)
     else:

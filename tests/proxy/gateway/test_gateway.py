@@ -48,6 +48,33 @@ async def test_routes_by_longest_prefix(nursery: trio.Nursery) -> None:
     }
 
 
+async def test_routes_by_host_then_prefix(nursery: trio.Nursery) -> None:
+    import dataclasses
+
+    api, api_v1, wild, anywhere = [await start_backend(nursery, n) for n in ("api", "api-v1", "wild", "any")]
+    routes = [dataclasses.replace(route("/", api), host="api.example.com"),
+              dataclasses.replace(route("/v1", api_v1), host="api.example.com"),
+              dataclasses.replace(route("/", wild), host="*.example.com"), route("/", anywhere)]
+    gateway = await start_gateway(nursery, routes)
+
+    answers = []
+    for host, path in [("api.example.com", "/x"), ("API.Example.com.:8080", "/v1/users"), ("shop.example.com", "/"),
+                       ("a.b.example.com", "/"), ("example.com", "/"), ("other.test", "/v1")]:
+        client = await Client.connect(gateway)
+        try:  # each kind of request on the engine takes another way: a plain head, a checked one, the general path
+            replies = [await client.request("GET", path, host=host),
+                       await client.request("GET", path, host=host, headers=[("via", "1.0 other")]),
+                       await client.request("GET", path, host=host, headers=[("connection", "close")])]
+        finally:
+            await client.aclose()
+        assert [reply.status for reply in replies] == [200, 200, 200]
+        answers.append([reply.json()["backend"] for reply in replies])
+
+    assert [first for first, *_ in answers] == ["api", "api-v1", "wild", "any", "any", "any"]
+    assert all(len(set(each)) == 1 for each in answers), answers
+    assert api.seen[0].header(b"host") == b"api.example.com"  # the client's Host, passed on
+
+
 async def test_backend_sees_the_original_path_by_default(nursery: trio.Nursery) -> None:
     backend = await start_backend(nursery)
     gateway = await start_gateway(nursery, [route("/steve/foo", backend)])

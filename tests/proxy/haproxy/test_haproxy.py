@@ -332,3 +332,17 @@ async def test_a_master_socket_that_hangs_up_is_an_error_not_a_crash(tmp_path: P
         assert await sync.send(["enable server a/b"]) is False
         nursery.cancel_scope.cancel()
     listener.close()
+
+
+async def test_host_routes_are_left_out_of_haproxy_mode(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from proxy._config import Address
+
+    sync = HAProxySync(HAProxyOptions(config=tmp_path / "h.cfg"))
+    hostless = Route("/", (Address("10.0.0.1", 8000),))
+    host = Route("/", (Address("10.0.0.2", 8000),), host="api.example.com")
+    with caplog.at_level("WARNING", logger="fastroute.haproxy"):
+        sync.set_routes([hostless, host])
+        sync.set_routes([hostless, host])
+    assert sync.routes == (hostless,)  # never served as if it had no host
+    assert [r.getMessage() for r in caplog.records].count(
+        "'api.example.com/' names a host: host routes are not served in HAProxy mode yet; left out") == 1

@@ -5,17 +5,19 @@ from dataclasses import dataclass
 
 import pytest
 
-from fastroute import RouteTable
+from fastroute import HostTable
 from proxy._config import Route
 from proxy.routing._decide import Answer, Forward, Hold, Wake, decide, hold_deadline, lookup_route
 from proxy._errors import NoRoute
 
-TABLE = RouteTable({"/steve/foo": "foo", "/api": "api"})
+TABLE = HostTable({(None, "/steve/foo"): "foo", (None, "/api"): "api", ("api.example.com", "/"): "host"})
 
 
 def test_routes() -> None:
     assert lookup_route(TABLE, b"/steve/foo/x") == ("/steve/foo", "foo")
     assert lookup_route(TABLE, b"/api?x") == ("/api", "api")
+    assert lookup_route(TABLE, b"/api?x", b"API.example.com:8080") == ("/", "host")
+    assert lookup_route(TABLE, b"/api?x", b"shop.example.com") == ("/api", "api")
 
 
 def test_lookup_route_misses_with_404() -> None:
@@ -47,11 +49,11 @@ class Pool:
     backends: tuple[str, ...] = ()
 
 
-def table(*routes: Route, served: bool = False) -> RouteTable:
-    return RouteTable({r.prefix: Pool(r, ("10.0.0.1:8000",) if served else ()) for r in routes})
+def table(*routes: Route, served: bool = False) -> HostTable:
+    return HostTable({r.key: Pool(r, ("10.0.0.1:8000",) if served else ()) for r in routes})
 
 
-def now_decide(t: RouteTable, target: bytes, now: float = 100.0, **kw: object) -> object:
+def now_decide(t: HostTable, target: bytes, now: float = 100.0, **kw: object) -> object:
     return decide(t, target, now=now, arrived=100.0, hold=10.0, **kw)  # type: ignore[arg-type]
 
 

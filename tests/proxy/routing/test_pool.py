@@ -45,12 +45,12 @@ def test_pick_skips_down_and_excluded() -> None:
 def test_registry_keeps_state_across_builds_and_retires_the_rest() -> None:
     registry = Registry()
     first, _ = registry.build([Route("/a", (A, B)), Route("/b", (B,))])
-    assert first["/a"].backends[1] is first["/b"].backends[0]  # one state per address
-    state_b = first["/b"].backends[0]
+    assert first[(None, "/a")].backends[1] is first[(None, "/b")].backends[0]  # one state per address
+    state_b = first[(None, "/b")].backends[0]
     state_b.outstanding = 3
 
     second, gone = registry.build([Route("/b", (B, C))])
 
-    assert second["/b"].backends[0] is state_b and state_b.outstanding == 3
+    assert second[(None, "/b")].backends[0] is state_b and state_b.outstanding == 3
     assert [s.address for s in gone] == [A]
     assert gone[0].retired and not state_b.retired
