@@ -46,7 +46,7 @@ def print_routes(url: str | None, discovery: Discovery, labels: Sequence[str], *
         if "prefix" in row:
             strip = "  (strip prefix)" if row["strip_prefix"] else ""
             wake = "  (stopped: a request wakes it)" if row["wake"] else ""
-            print(f"{row['prefix']}  [{row['source']}]{strip}{wake}")
+            print(f"{row['name']}  [{row['source']}]{strip}{wake}")
             for c in row["containers"]:
                 print(f"    {c['address'] or '-':<24} {c['name']} ({c['id']}) {c['state']}")
         elif "skipped" in row:
@@ -64,9 +64,11 @@ def describe(containers: ContainerSet, now: float) -> list[Mapping[str, Any]]:
     rows: list[Mapping[str, Any]] = []
     for route in routes:
         members = [c for c in containers.containers.values()
-                   if c.id in route.wake or (route.prefix in c.prefixes and c.address in route.backends)
-                   or (route.booting and route.prefix in c.prefixes and containers.booting(c))]
+                   if c.id in route.wake or (route.key in c.keys and c.address in route.backends)
+                   or (route.booting and route.key in c.keys and containers.booting(c))]
         rows.append({
+            "name": route.name,
+            "host": route.host,
             "prefix": route.prefix,
             "strip_prefix": route.strip_prefix,
             "source": route.source,

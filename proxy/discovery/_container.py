@@ -9,8 +9,10 @@
 # - its prefixes: the fastroute.route label (comma-separated), else its
 #   image's repository path (registry host, tag and digest dropped;
 #   docker.io's "library/" too), or its name with --route-by name;
-# - labels: fastroute.enable, fastroute.route, fastroute.port (default
-#   8000), fastroute.strip_prefix, fastroute.wake, fastroute.idle-timeout; an
+# - labels: fastroute.enable, fastroute.route, fastroute.host (the host
+#   names its routes serve, comma-separated, "*.example.com" for one level
+#   of subdomain; without it, every host), fastroute.port (default 8000),
+#   fastroute.strip_prefix, fastroute.wake, fastroute.idle-timeout; an
 #   invalid one skips that container only;
 # - its address: the IP on --network if given, else on a network fastroute's
 #   own container shares, else on its only network; never a guess: several
@@ -25,7 +27,8 @@ from typing import Any
 
 from fastroute import InvalidPrefix, normalise_prefix
 
-from .._config import Address, Discovery
+from .._config import Address, Discovery, parse_host
+from .._errors import ConfigError
 
 __all__ = ["DEFAULT_PORT", "Container", "has_ip_on", "has_labels", "image_prefix", "parse_container",
            "summary_from_inspect"]
@@ -51,10 +54,16 @@ class Container:
     wake: bool = False  # fastroute.wake=true: may be started by a request while stopped
     idle_timeout: float | None = None  # fastroute.idle-timeout: stop it this long idle, if we woke it
     health: str | None = None  # healthy | unhealthy | health: starting; None without a HEALTHCHECK
+    hosts: tuple[str | None, ...] = (None,)  # fastroute.host, normalised; (None,): every host
 
     @property
     def short_id(self) -> str:
         return self.id[:12]
+
+    @property
+    def keys(self) -> tuple[tuple[str | None, str], ...]:
+        """The routes it serves, as (host, prefix): each of its hosts with each of its prefixes."""
+        return tuple((host, prefix) for host in self.hosts for prefix in self.prefixes)
 
 
 def image_prefix(image: str) -> str | None:
@@ -172,11 +181,25 @@ def parse_container(summary: Mapping[str, Any], discovery: Discovery) -> Contain
         port = int(port_text)
         idle_timeout = _idle_timeout(labels)
         prefixes, source = _prefixes(summary, labels, name, discovery)
+        hosts = _hosts(labels)
         address = _address(summary, name, discovery, port) if running else None
     except ValueError as error:
         return Container(cid, name, state=state, routable=routable, skip=str(error), wake=wake, health=health)
     return Container(cid, name, prefixes, address, strip, source, routable, state, wake=wake,
-                     idle_timeout=idle_timeout, health=health)
+                     idle_timeout=idle_timeout, health=health, hosts=hosts)
+
+
+def _hosts(labels: Mapping[str, str]) -> tuple[str | None, ...]:
+    if "fastroute.host" not in labels:
+        return (None,)
+    raw = labels["fastroute.host"]
+    pieces = [p.strip() for p in raw.split(",") if p.strip()]
+    if not pieces:
+        raise ValueError(f"label fastroute.host={raw!r} names no host")
+    try:
+        return tuple(dict.fromkeys(parse_host(p, f"label fastroute.host={raw!r}") for p in pieces))
+    except ConfigError as error:
+        raise ValueError(str(error)) from None
 
 
 def _idle_timeout(labels: Mapping[str, str]) -> float | None:

@@ -48,12 +48,12 @@ class ContainerSet:
     containers: dict[str, Container] = field(default_factory=dict)
     leaving: set[str] = field(default_factory=set)
     waking: set[str] = field(default_factory=set)  # started for a request, not ready yet: not routed
-    held: dict[str, tuple[float, Route]] = field(default_factory=dict)  # prefix -> (until, route)
+    held: dict[tuple[str | None, str], tuple[float, Route]] = field(default_factory=dict)  # key -> (until, route)
     probe_ports: bool = True
     # cid -> (the address that accepted a connection, time.monotonic() then;
     # -inf when it joined because --ready-timeout ran out: never young).
     ready: dict[str, tuple[Address, float]] = field(default_factory=dict)
-    _last: dict[str, Route] = field(default_factory=dict)
+    _last: dict[tuple[str | None, str], Route] = field(default_factory=dict)
 
     def replace_all(self, summaries: Iterable[Mapping[str, Any]], *, events_missed: bool = False) -> None:
         """A full resync: exactly these containers exist now.
@@ -191,65 +191,71 @@ class ContainerSet:
         with no backends and `hold_until`, for the hold time; requests for it
         wait for a container. Call it once for each table published.
         """
-        pools: dict[str, list[Container]] = {}
-        boots: dict[str, list[Container]] = {}
+        Key = tuple[str | None, str]  # (host, prefix): each of a container's hosts with each of its prefixes
+        pools: dict[Key, list[Container]] = {}
+        boots: dict[Key, list[Container]] = {}
         warnings: list[str] = []
         for container in sorted(self.containers.values(), key=lambda c: (c.name, c.id)):
             if self.serving(container):
-                for prefix in container.prefixes:
-                    pools.setdefault(prefix, []).append(container)
+                for key in container.keys:
+                    pools.setdefault(key, []).append(container)
             elif self.booting(container):
-                for prefix in container.prefixes:
-                    boots.setdefault(prefix, []).append(container)
-        routes: dict[str, Route] = {}
-        for prefix, members in pools.items():
+                for key in container.keys:
+                    boots.setdefault(key, []).append(container)
+        routes: dict[Key, Route] = {}
+        for (host, prefix), members in pools.items():
             first = members[0]
             agreeing = [c for c in members if c.strip_prefix == first.strip_prefix]
             for other in members:
                 if other.strip_prefix != first.strip_prefix:
                     warnings.append(
-                        f"container {other.name} ({other.short_id}) skipped for {prefix}: its "
+                        f"container {other.name} ({other.short_id}) skipped for {_name(host, prefix)}: its "
                         f"fastroute.strip_prefix differs from {first.name}'s, which serves that prefix"
                     )
             addresses = tuple(dict.fromkeys(c.address for c in agreeing if c.address is not None))
             source = f"docker:{first.source}"
-            routes[prefix] = Route(prefix, addresses, first.strip_prefix, source)
+            routes[(host, prefix)] = Route(prefix, addresses, first.strip_prefix, source, host=host)
         # A prefix only booting containers give: known, not ready. Requests
         # for it wait (up to --hold each) rather than get 404.
-        for prefix, members in boots.items():
-            if prefix not in routes:
+        for (host, prefix), members in boots.items():
+            if (host, prefix) not in routes:
                 first = members[0]
-                routes[prefix] = Route(prefix, (), first.strip_prefix, f"docker:{first.source}", booting=True)
-        for prefix, route in self._last.items():
-            if prefix not in routes and (route.backends or route.booting) and self.discovery.hold > 0:
-                self.held[prefix] = (now + self.discovery.hold, route)
-        for prefix in list(self.held):
-            until, route = self.held[prefix]
-            if prefix in routes or until <= now:
-                del self.held[prefix]
+                routes[(host, prefix)] = Route(prefix, (), first.strip_prefix, f"docker:{first.source}", booting=True,
+                                               host=host)
+        for key, route in self._last.items():
+            if key not in routes and (route.backends or route.booting) and self.discovery.hold > 0:
+                self.held[key] = (now + self.discovery.hold, route)
+        for key in list(self.held):
+            until, route = self.held[key]
+            if key in routes or until <= now:
+                del self.held[key]
                 continue
-            routes[prefix] = Route(prefix, (), route.strip_prefix, route.source, hold_until=until)
+            routes[key] = Route(route.prefix, (), route.strip_prefix, route.source, hold_until=until, host=route.host)
         self._last = dict(routes)
         # A prefix nothing serves now, but that a stopped (or stopping)
         # fastroute.wake container gives: requests for it start that container.
-        sleepers: dict[str, list[Container]] = {}
+        sleepers: dict[Key, list[Container]] = {}
         for container in sorted(self.containers.values(), key=lambda c: (c.name, c.id)):
             if container.wake and container.skip is None and (
                     not container.routable or container.id in self.leaving or container.id in self.waking):
-                for prefix in container.prefixes:
-                    sleepers.setdefault(prefix, []).append(container)
-        for prefix, members in sleepers.items():
-            held = routes.get(prefix)
+                for key in container.keys:
+                    sleepers.setdefault(key, []).append(container)
+        for (host, prefix), members in sleepers.items():
+            held = routes.get((host, prefix))
             if held is not None and (held.backends or held.booting):
                 continue  # served, or about to be: nothing to wake
             first = members[0]
             ids = tuple(c.id for c in members if c.strip_prefix == first.strip_prefix)
-            routes[prefix] = Route(prefix, (), first.strip_prefix, f"docker:{first.source}",
-                                   hold_until=held.hold_until if held else None, wake=ids)
+            routes[(host, prefix)] = Route(prefix, (), first.strip_prefix, f"docker:{first.source}",
+                                           hold_until=held.hold_until if held else None, wake=ids, host=host)
         return tuple(routes.values()), warnings
 
     def next_hold_expiry(self) -> float | None:
         return min((until for until, _ in self.held.values()), default=None)
+
+
+def _name(host: str | None, prefix: str) -> str:
+    return prefix if host is None else host + prefix
 
 
 def event_action(event: Mapping[str, Any]) -> tuple[str, str] | None:

@@ -177,7 +177,7 @@ def test_an_unknown_parser_is_refused() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        pytest.param(["--route", "nope"], "expected PREFIX=HOST:PORT", id="malformed_route"),
+        pytest.param(["--route", "nope"], "expected [HOST]PREFIX=HOST:PORT", id="malformed_route"),
         pytest.param(["--routes-file", "/nonexistent.toml"], "cannot read routes file", id="missing_file"),
         pytest.param(["--listen", "256.0.0.1:1"], "cannot listen on", id="bad_listen"),
         pytest.param(["--drain-timeout", "-1"], "positive number of seconds", id="bad_timeout"),

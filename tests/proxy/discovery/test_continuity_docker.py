@@ -74,7 +74,7 @@ def statuses(answers: list[Answer]) -> dict[int, int]:
 
 
 async def known(gateway: Gateway, prefix: str) -> bool:
-    return gateway.table.lookup(prefix.encode()) is not None
+    return gateway.table.lookup(None, prefix.encode()) is not None
 
 
 async def test_a_slow_boot_on_first_deploy_fails_no_request(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
@@ -157,10 +157,10 @@ async def test_a_container_that_never_accepts_is_routed_after_the_ready_timeout(
     gateway, _ = await start_discovery(nursery, docker_lab, hold=0.0, ready_timeout=1.0)
     backend = await run(docker_lab, labels={"fastroute.route": "/boot-late"}, environment={"BOOT": "600"}, wait=False)
     await eventually(lambda: known(gateway, "/boot-late"), "the route is known while it boots")
-    assert not gateway.table.lookup(b"/boot-late")[1].backends
+    assert not gateway.table.lookup(None, b"/boot-late")[1].backends
 
     async def routed() -> bool:
-        return bool(gateway.table.lookup(b"/boot-late")[1].backends)
+        return bool(gateway.table.lookup(None, b"/boot-late")[1].backends)
 
     await eventually(routed, "routed once the ready timeout ran out", limit=WAIT)
     assert any("routing it anyway" in r.getMessage() and backend.name in r.getMessage() for r in caplog.records)

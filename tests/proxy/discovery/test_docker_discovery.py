@@ -19,7 +19,7 @@ from proxy.gateway._server import Gateway
 from proxy.discovery._watcher import DockerWatcher
 
 from ...docker_support import RUN_ID, RUN_LABEL, Backend, DockerLab
-from ...helpers import Reply, fetch, start_gateway
+from ...helpers import Client, Reply, fetch, start_gateway
 
 pytestmark = pytest.mark.usefixtures("clients_closed")
 
@@ -105,6 +105,39 @@ async def test_leaves_on_the_kill_event_before_it_dies(nursery: trio.Nursery, do
     assert container.status == "running"  # still alive for its grace period, yet out of the table
 
 
+async def test_host_labels_route_by_host(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    gateway, _ = await start_discovery(nursery, docker_lab)
+    api = await run(docker_lab, labels={"fastroute.route": "/hosted", "fastroute.host": "api.example.test"})
+    sites = await run(docker_lab, labels={"fastroute.route": "/hosted", "fastroute.host": "*.example.test"})
+    anywhere = await run(docker_lab, labels={"fastroute.route": "/hosted"})
+
+    async def served_by(host: str) -> str:
+        client = await Client.connect(gateway)
+        try:
+            return host_of(await client.request("GET", "/hosted/", host=host))
+        finally:
+            await client.aclose()
+
+    async def all_routed() -> bool:
+        return [await served_by(h) for h in ("API.example.test:8080", "shop.example.test", "other.test")] == [
+            api.name, sites.name, anywhere.name]
+
+    await eventually(all_routed, "each host routed to its container")
+    await docker(docker_lab, lambda c: c.stop(timeout=1), api)
+    # Its container stopped: the exact host's route leaves (no --hold here) and the wildcard serves that host.
+    await eventually(lambda: _answers(gateway, "api.example.test", {200}, sites.name), "the wildcard, once api left")
+
+
+async def _answers(gateway: Gateway, host: str, statuses: set[int], name: str) -> bool:
+    client = await Client.connect(gateway)
+    try:
+        reply = await client.request("GET", "/hosted/", host=host)
+    finally:
+        await client.aclose()
+    assert reply.status in statuses, reply.status
+    return reply.status == 200 and host_of(reply) == name
+
+
 async def test_restart_uses_the_new_address(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
     gateway, _ = await start_discovery(nursery, docker_lab)
     first = await run(docker_lab, labels={"fastroute.route": "/moving"})
@@ -119,7 +152,7 @@ async def test_restart_uses_the_new_address(nursery: trio.Nursery, docker_lab: D
     container = await trio.to_thread.run_sync(lambda: docker_lab.client.containers.get(first.id))
     new_ip = container.attrs["NetworkSettings"]["Networks"][docker_lab.network]["IPAddress"]
     await eventually(lambda: answered_by(gateway, "/moving/", first), "routed again")
-    assert str(gateway.table.lookup(b"/moving")[1].backends[0].address.host) == new_ip
+    assert str(gateway.table.lookup(None, b"/moving")[1].backends[0].address.host) == new_ip
 
 
 async def test_replicas_are_balanced(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
@@ -133,7 +166,7 @@ async def test_replicas_are_balanced(nursery: trio.Nursery, docker_lab: DockerLa
 
 
 async def _pool_size(gateway: Gateway, prefix: str, size: int) -> bool:
-    found = gateway.table.lookup(prefix.encode())
+    found = gateway.table.lookup(None, prefix.encode())
     return found is not None and len(found[1].backends) == size
 
 
@@ -201,7 +234,7 @@ async def test_two_networks_need_the_network_flag(nursery: trio.Nursery, docker_
 
     chosen, _ = await start_discovery(nursery, docker_lab, network=other)
     await eventually(lambda: answered_by(chosen, "/two/", backend), "routed on the chosen network")
-    ip = chosen.table.lookup(b"/two")[1].backends[0].address.host
+    ip = chosen.table.lookup(None, b"/two")[1].backends[0].address.host
     attrs = await trio.to_thread.run_sync(lambda: docker_lab.client.containers.get(backend.id).attrs)
     assert ip == attrs["NetworkSettings"]["Networks"][other]["IPAddress"]
 
@@ -418,10 +451,10 @@ async def test_fifty_containers_started_at_once_all_converge(nursery: trio.Nurse
             inner.start_soon(start_one, i)
 
     async def all_routed() -> bool:
-        return all(gateway.table.lookup(f"/burst/{i}".encode()) is not None for i in range(50))
+        return all(gateway.table.lookup(None, f"/burst/{i}".encode()) is not None for i in range(50))
 
     await eventually(all_routed, "all 50 routed", limit=60)
-    by_prefix = {gateway.table.lookup(f"/burst/{i}".encode())[1].backends[0].address.host for i in range(50)}
+    by_prefix = {gateway.table.lookup(None, f"/burst/{i}".encode())[1].backends[0].address.host for i in range(50)}
     assert by_prefix == {b.ip for b in started}
 
 

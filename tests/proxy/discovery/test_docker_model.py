@@ -75,11 +75,43 @@ def test_labels() -> None:
         pytest.param({"fastroute.route": " , "}, "names no prefix", id="route_empty"),
         pytest.param({"fastroute.strip_prefix": "maybe"}, "not true or false", id="strip_word"),
         pytest.param({"fastroute.enable": "perhaps"}, "not true or false", id="enable_word"),
+        pytest.param({"fastroute.host": "a b.example"}, "fastroute.host='a b.example'", id="host_space"),
+        pytest.param({"fastroute.host": "x.example:80"}, "has a port", id="host_port"),
+        pytest.param({"fastroute.host": " , "}, "names no host", id="host_empty"),
     ],
 )
 def test_invalid_label_skips_the_container_naming_the_label(labels: dict[str, str], reason: str) -> None:
     c = parse_container(summary(labels=labels), D)
     assert c is not None and c.skip is not None and reason in c.skip
+
+
+def test_host_labels_make_a_route_per_host_and_prefix() -> None:
+    api = parse_container(summary("api", labels={"fastroute.route": "/, /v1", "fastroute.host":
+                                                 "API.example.com, *.example.com, b\u00fccher.example"}), D)
+    assert api is not None and api.skip is None
+    assert api.hosts == ("api.example.com", "*.example.com", "xn--bcher-kva.example")
+    assert api.keys[:2] == (("api.example.com", "/"), ("api.example.com", "/v1"))
+    shop = parse_container(summary("shop", labels={"fastroute.route": "/", "fastroute.host": "shop.example.com"},
+                                   networks={"net": {"IPAddress": "10.0.0.3"}}), D)
+    anywhere = parse_container(summary("any", labels={"fastroute.route": "/"},
+                                       networks={"net": {"IPAddress": "10.0.0.4"}}), D)
+    assert anywhere is not None and anywhere.keys == ((None, "/"),)
+    containers = ContainerSet(D, probe_ports=False)
+    containers.replace_all([summary("api", labels={"fastroute.route": "/, /v1", "fastroute.host": "api.example.com"}),
+                            summary("shop", labels={"fastroute.route": "/", "fastroute.host": "shop.example.com"},
+                                    networks={"net": {"IPAddress": "10.0.0.3"}}),
+                            summary("any", labels={"fastroute.route": "/"},
+                                    networks={"net": {"IPAddress": "10.0.0.4"}})])
+    routes, warnings = containers.advance(0.0)
+    assert not warnings and shop is not None
+    assert sorted((r.name, [str(a) for a in r.backends]) for r in routes) == [
+        ("/", ["10.0.0.4:8000"]), ("api.example.com/", ["10.0.0.2:8000"]), ("api.example.com/v1", ["10.0.0.2:8000"]),
+        ("shop.example.com/", ["10.0.0.3:8000"])]
+    # the host route's last container leaves: held under its host, not as a host-less route
+    containers.replace_all([summary("any", labels={"fastroute.route": "/"}, networks={"net": {"IPAddress": "10.0.0.4"}})])
+    held = {r.name: r for r in containers.advance(1.0)[0]}
+    assert held["shop.example.com/"].hold_until is not None and not held["shop.example.com/"].backends
+    assert held["/"].backends
 
 
 def test_enable_and_exposed_by_default() -> None:
