@@ -5,10 +5,11 @@
 # loop; the server only carries the decision out:
 #
 #   Forward(prefix, pool)      relay it to a backend of that pool;
-#   Hold(until, prefix)        wait for the table to change, at most until
+#   Hold(until, name)          wait for the table to change, at most until
 #                              `until`, then decide again;
-#   Wake(prefix, ids)          start one of these stopped containers, then
+#   Wake(name, ids)            start one of these stopped containers, then
 #                              decide again (with wake_until set);
+#   (name: the route's, Route.name: its host, if any, then its prefix)
 #   Answer(error)              answer it with that error's status.
 #
 # Rules: no route is 404, unless the Docker routes are not loaded yet (the
@@ -42,12 +43,12 @@ class Forward:
 @dataclass(frozen=True, slots=True)
 class Hold:
     until: float  # time.monotonic()
-    prefix: str | None  # the route waited for; None while the routes are not loaded
+    prefix: str | None  # the name of the route waited for (Route.name); None while the routes are not loaded
 
 
 @dataclass(frozen=True, slots=True)
 class Wake:
-    prefix: str
+    prefix: str  # the route's name (Route.name): the waker starts one container per name at a time
     ids: tuple[str, ...]
 
 
@@ -111,14 +112,15 @@ def decide(
         if now >= wake_until:
             return Answer(NoBackendAvailable(f"the container for {prefix!r} did not serve within {wake_limit:g}s",
                                              retry_after=HOLD_RETRY_AFTER))
-        return Hold(wake_until, prefix)
+        return Hold(wake_until, route.name)
     if route.wake and can_wake:
-        return Wake(prefix, route.wake)
+        return Wake(route.name, route.wake)
     until = hold_deadline(route, arrived, hold)
     if now >= until:
-        why = f"no container of {prefix!r} is ready yet" if route.booting else f"no container serves {prefix!r} now"
+        name = route.name
+        why = f"no container of {name!r} is ready yet" if route.booting else f"no container serves {name!r} now"
         return Answer(NoBackendAvailable(why, retry_after=HOLD_RETRY_AFTER))
-    return Hold(until, prefix)
+    return Hold(until, route.name)
 
 
 def _no_route(target: bytes) -> NoRoute:

@@ -101,3 +101,13 @@ def test_a_wake_route_is_woken_once_then_waited_for() -> None:
     assert now_decide(sleepy, b"/a", can_wake=True, wake_until=130.0) == Hold(130.0, "/a")
     late = now_decide(sleepy, b"/a", now=130.0, can_wake=True, wake_until=130.0, wake_limit=30.0)
     assert type(late) is Answer and "did not serve within 30s" in str(late.error)
+
+
+def test_holds_and_wakes_name_the_route_with_its_host() -> None:
+    held = Route("/", (), host="api.example.com", hold_until=200.0)
+    sleeping = Route("/", (), host="shop.example.com", wake=("c1",))
+    t = HostTable({held.key: Pool(held, ()), sleeping.key: Pool(sleeping, ())})
+    assert decide(t, b"/x", host=b"api.example.com", now=100.0, arrived=100.0, hold=10.0) == \
+        Hold(200.0, "api.example.com/")
+    assert decide(t, b"/x", host=b"shop.example.com", now=100.0, arrived=100.0, hold=10.0, can_wake=True) == \
+        Wake("shop.example.com/", ("c1",))
