@@ -110,7 +110,7 @@ async def update_and_resync(client: Any, image: str, network: str, rounds: int) 
         for i in range(rounds):
             container = await trio.to_thread.run_sync(start, client, image, network, f"/upd{i}")
             with trio.fail_after(30):
-                while gateway.table.lookup(f"/upd{i}".encode()) is None:
+                while gateway.table.lookup(None, f"/upd{i}".encode()) is None:
                     await trio.sleep(0.001)
             await trio.to_thread.run_sync(lambda c=container: c.remove(force=True))
         docker_client.close()

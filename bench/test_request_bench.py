@@ -18,7 +18,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from routes_data import make_routes  # noqa: E402
 
-from fastroute import RouteTable  # noqa: E402
+from fastroute import HostTable  # noqa: E402
 from proxy._config import Address, Limits, Route  # noqa: E402
 from proxy.routing._decide import lookup_route  # noqa: E402
 from proxy.protocol._head import check_head as check_head_py  # noqa: E402
@@ -54,24 +54,24 @@ LIMITS = Limits()
 MAX_HEAD = 64 * 1024
 
 
-def table_of(size: int) -> RouteTable:
+def table_of(size: int) -> HostTable:
     routes = [Route(prefix, (Address("10.0.0.1", 8000),)) for prefix in make_routes(size)]
     routes.append(Route("/steve/foo", (Address("10.0.0.2", 8000),)))
     values, _ = Registry().build(routes)
-    return RouteTable(values)
+    return HostTable(values)
 
 
-def routed(table: RouteTable, parser: Any) -> tuple[Any, ev.Request, Any]:
+def routed(table: HostTable, parser: Any) -> tuple[Any, ev.Request, Any]:
     """The client side of one request, checked and routed: (its connection, the request, the backend)."""
     end = find_head(REQUEST, LIMITS)
     head = check_head(REQUEST[:end], LIMITS)
     server, request = parser.for_request(head, b"", max_head=MAX_HEAD)
     server.next_event()  # EndOfMessage
-    prefix, pool = lookup_route(table, request.target)
+    prefix, pool = lookup_route(table, request.target, b"gateway.test")
     return server, request, pool.backends[0]
 
 
-def proxy_once(table: RouteTable, parser: Any, upstream: Any) -> bytes:
+def proxy_once(table: HostTable, parser: Any, upstream: Any) -> bytes:
     """One proxied request's HTTP work through `parser` (FastConnection or H11Connection)."""
     server, request, backend = routed(table, parser)
     headers = request_headers(request.headers, client_ip="192.0.2.7", trusted=False, upstream_host=backend.host_header)
@@ -99,7 +99,7 @@ def test_proxy_one_request(benchmark, parser: str) -> None:  # type: ignore[no-u
     assert b"hello from backend" in out and b"x-forwarded-for: 192.0.2.7" in out
 
 
-def proxy_once_lane(table: RouteTable) -> bytes:
+def proxy_once_lane(table: HostTable) -> bytes:
     """The same request's HTTP work on the native engine's lane (protocol/_lane.py)."""
     _, request, backend = routed(table, FastConnection)
     up = lane_request_head(request.method, request.target, request.headers, client_ip=b"192.0.2.7",

@@ -77,7 +77,7 @@ async def measure(the_lab: Any, rounds: int) -> None:
             made.pop("ping", None)
             per_wake.append(made)
             await trio.to_thread.run_sync(lambda: the_lab.client.containers.get(backend.id).stop(timeout=1))
-            while "/bench/wake" not in gateway.table or gateway.table.lookup("/bench/wake")[1].backends:
+            while (None, "/bench/wake") not in gateway.table or gateway.table.lookup(None, "/bench/wake")[1].backends:
                 await trio.sleep(0.05)
             await trio.sleep(0.3)
         nursery.cancel_scope.cancel()
