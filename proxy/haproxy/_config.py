@@ -7,6 +7,11 @@
 #   "/steve/foo/x" and "/steve/foo?q", never "/steve/foobar"; HAProxy's
 #   `path` stops at "?"); longest prefix first; "/" is the default backend,
 #   and without it a request no prefix matches gets fastroute's 404;
+# - routes by host (Route.host) come first, as in the gateway: the exact
+#   host's, then the wildcard's one level up, then the host-less ones. The
+#   request's Host is compared as the gateway compares it (lowercase, no
+#   port, no trailing dot: txn.fastroute_host); a wildcard is a regex of one
+#   label more;
 # - the gateway's path policy as far as HAProxy 2.6 allows without its
 #   experimental directives: dot segments (also %2e), %2F, %5C, backslash and
 #   %00 are refused with 400, runs of "/" are merged before routing, so the
@@ -90,6 +95,7 @@ class Pool:
     backend: str
     strip_prefix: bool
     servers: tuple[Server, ...]
+    host: str | None = None  # Route.host: served only for this host ("*.example.com": one label more)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +106,8 @@ class Plan:
 
     @property
     def structure(self) -> tuple[tuple[str, str, bool], ...]:
-        """What only a reload can change: the prefixes, their backends and settings."""
-        return tuple((p.prefix, p.backend, p.strip_prefix) for p in self.pools)
+        """What only a reload can change: the hosts and prefixes, their backends and settings."""
+        return tuple((p.host, p.prefix, p.backend, p.strip_prefix) for p in self.pools)
 
 
 def _encode(text: str) -> str:
@@ -116,9 +122,10 @@ def _encode(text: str) -> str:
     return "".join(out)
 
 
-def backend_name(prefix: str) -> str:
-    """The backend for a prefix: "/steve/foo" -> "route.steve.foo", "/" -> "route."."""
-    return "route" + _encode(prefix)
+def backend_name(name: str) -> str:
+    """The backend for a route's name (Route.name): "/steve/foo" -> "route.steve.foo", "/" -> "route.",
+    "api.example.com/v1" -> "routeapi_2Eexample_2Ecom.v1"."""
+    return "route" + _encode(name)
 
 
 def server_name(text: str) -> str:
@@ -149,11 +156,27 @@ def plan_from(routes: Iterable[Route], names: Mapping[Address, str] | None = Non
         servers = tuple(
             Server(server_name(names.get(address) or str(address)), address) for address in route.backends
         )
-        pools.append(Pool(route.prefix, backend_name(route.prefix), route.strip_prefix, servers))
-    # Longest first, so that no shorter prefix shadows a longer one; the
-    # name breaks ties for a stable file.
-    pools.sort(key=lambda p: (-len(p.prefix.encode("utf-8", "surrogatepass")), p.prefix))
+        pools.append(Pool(route.prefix, backend_name(route.name), route.strip_prefix, servers, route.host))
+    # Exact hosts, then wildcards, then host-less routes; within each, the
+    # longest prefix first, so that no shorter prefix shadows a longer one;
+    # the host and prefix break ties for a stable file.
+    pools.sort(key=lambda p: (_host_rank(p.host), -len(p.prefix.encode("utf-8", "surrogatepass")), p.host or "",
+                              p.prefix))
     return Plan(tuple(pools))
+
+
+# The request's Host as the gateway compares it (fastroute._hosts.request_host).
+_REQUEST_HOST = "req.hdr(host),lower,regsub(':[0-9]*$',),regsub('[.]$',)"
+
+
+def _host_rank(host: str | None) -> int:
+    return 2 if host is None else 1 if host.startswith("*.") else 0
+
+
+def _host_condition(host: str) -> str:
+    if host.startswith("*."):
+        return f"{{ var(txn.fastroute_host) -m reg {quote('^[^.]+' + re.escape(host[1:]) + '$')} }}"
+    return f"{{ var(txn.fastroute_host) -m str {quote(host)} }}"
 
 
 def render(plan: Plan, *, binds: Sequence[str], preamble: str = DEFAULT_PREAMBLE) -> str:
@@ -176,17 +199,25 @@ def render(plan: Plan, *, binds: Sequence[str], preamble: str = DEFAULT_PREAMBLE
         "    http-request set-header X-Forwarded-Host %[req.hdr(host)] if { req.hdr(host) -m found }",
         "    http-request del-header X-Forwarded-Prefix",
     ]
+    if any(pool.host is not None for pool in plan.pools):
+        lines.append(f"    http-request set-var(txn.fastroute_host) {_REQUEST_HOST}")
     default = NO_ROUTE_BACKEND
     for pool in plan.pools:
+        host = "" if pool.host is None else _host_condition(pool.host) + " "
         if pool.prefix == "/":
-            default = pool.backend
+            if pool.host is None:
+                default = pool.backend
+            else:
+                lines.append(f"    use_backend {pool.backend} if {host.strip()}")
             continue
         exact = quote(pool.prefix)
         below = quote(pool.prefix + "/")
-        lines.append(f"    use_backend {pool.backend} if {{ path -m str {exact} }} || {{ path -m beg {below} }}")
+        lines.append(f"    use_backend {pool.backend} if {host}{{ path -m str {exact} }} || "
+                     f"{host}{{ path -m beg {below} }}")
     lines += [f"    default_backend {default}", ""]
     for pool in plan.pools:
-        lines += [f"# {pool.prefix!r}", f"backend {pool.backend}", "    mode http", "    balance leastconn",
+        lines += [f"# {pool.prefix!r}" if pool.host is None else f"# {pool.host!r} {pool.prefix!r}",
+                  f"backend {pool.backend}", "    mode http", "    balance leastconn",
                   "    retries 3", "    option redispatch"]
         if pool.strip_prefix and pool.prefix != "/":
             pattern = "^" + re.escape(pool.prefix) + "/?(.*)$"
@@ -252,7 +283,7 @@ def runtime_step(running: Running, desired: Plan) -> tuple[list[str], Running] |
             if name not in wanted and target not in disabled:
                 commands.append(f"set server {target} state maint")
                 disabled.add(target)
-        pools.append(Pool(new.prefix, new.backend, new.strip_prefix, tuple(held.values())))
+        pools.append(Pool(new.prefix, new.backend, new.strip_prefix, tuple(held.values()), new.host))
     if len(disabled) > MAX_DISABLED:
         return None
     return commands, Running(Plan(tuple(pools)), frozenset(disabled))

@@ -129,24 +129,14 @@ class HAProxySync:
         self.busy = False  # a change is being applied (or waits for its reload)
         self._last_reload = -float("inf")
         self._changed = trio.Event()
-        self._host_routes_left_out: set[tuple[str | None, str]] = set()
 
     @property
     def can_reload(self) -> bool:
         return self.options.reload_cmd is not None or self.options.master_socket is not None
 
     def set_routes(self, routes: Sequence[Route]) -> None:
-        """The new route set (from RouteSources); applied by run().
-
-        Routes that name a host are not served in HAProxy mode yet: they are
-        left out (never routed as if host-less), each logged once.
-        """
-        for route in routes:
-            if route.host is not None and route.key not in self._host_routes_left_out:
-                self._host_routes_left_out.add(route.key)
-                log.warning("%r names a host: host routes are not served in HAProxy mode yet; left out",
-                            route.name)
-        self.routes = tuple(route for route in routes if route.host is None)
+        """The new route set (from RouteSources); applied by run()."""
+        self.routes = tuple(routes)
         self._changed.set()
 
     @property

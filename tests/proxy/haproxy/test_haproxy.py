@@ -334,15 +334,27 @@ async def test_a_master_socket_that_hangs_up_is_an_error_not_a_crash(tmp_path: P
     listener.close()
 
 
-async def test_host_routes_are_left_out_of_haproxy_mode(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from proxy._config import Address
+async def test_routes_by_host_as_the_gateway_routes_them(haproxy: HAProxy) -> None:
+    import dataclasses
 
-    sync = HAProxySync(HAProxyOptions(config=tmp_path / "h.cfg"))
-    hostless = Route("/", (Address("10.0.0.1", 8000),))
-    host = Route("/", (Address("10.0.0.2", 8000),), host="api.example.com")
-    with caplog.at_level("WARNING", logger="fastroute.haproxy"):
-        sync.set_routes([hostless, host])
-        sync.set_routes([hostless, host])
-    assert sync.routes == (hostless,)  # never served as if it had no host
-    assert [r.getMessage() for r in caplog.records].count(
-        "'api.example.com/' names a host: host routes are not served in HAProxy mode yet; left out") == 1
+    from fastroute import HostTable
+
+    async with trio.open_nursery() as nursery:
+        names = ("api", "api-v1", "sites", "sites-x", "any", "any-x")
+        api, api_v1, sites, sites_x, anywhere, anywhere_x = [await start_backend(nursery, n) for n in names]
+        routes = [dataclasses.replace(route("/", api), host="api.example.com"),
+                  dataclasses.replace(route("/v1", api_v1), host="api.example.com"),
+                  dataclasses.replace(route("/", sites), host="*.example.com"),
+                  dataclasses.replace(route("/x", sites_x), host="*.example.com"),
+                  route("/", anywhere), route("/x", anywhere_x)]
+        await start_synced(nursery, haproxy, routes)
+        table = HostTable({r.key: n for r, n in zip(routes, names)})  # what the gateway would choose
+
+        for host in ["api.example.com", "API.Example.com.:8080", "shop.example.com", "a.b.example.com",
+                     "example.com", "other.test", "api.example.com.evil.test", "xapi.example.com"]:
+            for path in ["/", "/v1/users", "/x/1", "/v1x"]:
+                reply = await get(haproxy, path, host=host)
+                assert reply.status == 200, (host, path)
+                expected = table.lookup(host.encode(), path.encode())
+                assert expected is not None and reply.json()["backend"] == expected[1], (host, path)
+        nursery.cancel_scope.cancel()

@@ -71,6 +71,18 @@ def test_longest_prefix_first_and_root_is_the_default() -> None:
     assert "    default_backend route.\n" in text
 
 
+def test_host_routes_come_first_exact_then_wildcard() -> None:
+    plan = plan_from([Route("/", (A,)), Route("/a", (B,), host="*.example.com"), Route("/", (C,), host="x.example.com"),
+                      Route("/a/b", (A,), host="x.example.com")])
+    assert [(p.host, p.prefix) for p in plan.pools] == [
+        ("x.example.com", "/a/b"), ("x.example.com", "/"), ("*.example.com", "/a"), (None, "/")]
+    text = render(plan, binds=[":80"])
+    assert "set-var(txn.fastroute_host)" in text
+    assert "    use_backend routex_2Eexample_2Ecom. if { var(txn.fastroute_host) -m str 'x.example.com' }\n" in text
+    assert "-m reg '^[^.]+\\.example\\.com$'" in text
+    assert "set-var" not in render(plan_from([Route("/a", (A,))]), binds=[":80"])  # no host route: no host read
+
+
 def test_without_a_root_route_the_default_is_a_404() -> None:
     text = render(plan_from([Route("/a", (A,))]), binds=[":80"])
     assert f"    default_backend {NO_ROUTE_BACKEND}\n" in text
