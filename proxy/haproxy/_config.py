@@ -105,7 +105,7 @@ class Plan:
     pools: tuple[Pool, ...] = ()
 
     @property
-    def structure(self) -> tuple[tuple[str, str, bool], ...]:
+    def structure(self) -> tuple[tuple[str | None, str, str, bool], ...]:
         """What only a reload can change: the hosts and prefixes, their backends and settings."""
         return tuple((p.host, p.prefix, p.backend, p.strip_prefix) for p in self.pools)
 
