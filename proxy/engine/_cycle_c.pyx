@@ -543,13 +543,41 @@ BATCH = MAX_EVENTS  # for the test that it is _loop.MAX_EVENTS
 def dispatch(epoll, dict handlers, failed):
     """_loop.dispatch, compiled: a cycle's readiness is a C call, any other handler's a Python one."""
     cdef int n = epoll_wait(epoll.fileno(), _events, MAX_EVENTS, 0)
-    cdef int i, fd, mask
     if n < 0:
         if errno == EINTR:
             return 0
         raise OSError(errno, "epoll_wait failed")
+    _handle(n, handlers, failed, -1)
+    return n
+
+
+def wait_dispatch(epoll, dict handlers, failed, int trio_fd, double timeout, tick):
+    """_loop._wait_dispatch, compiled: the wait without the GIL, then each ready handler as dispatch."""
+    cdef int epoll_fd = epoll.fileno()
+    cdef int ms = <int>ceil(timeout * 1000.0) if timeout < 86400.0 else 86400000
+    cdef int n, error
+    with nogil:
+        n = epoll_wait(epoll_fd, _events, MAX_EVENTS, ms if ms > 0 else 0)
+        error = errno
+    tick()
+    if n < 0:
+        if error == EINTR:
+            return 0
+        raise OSError(error, "epoll_wait failed")
+    if n == 0:
+        return 0
+    return 2 if _handle(n, handlers, failed, trio_fd) else 1
+
+
+cdef bint _handle(int n, dict handlers, failed, int trio_fd):
+    """Each of the first `n` events' handler once; true when `trio_fd` was among them."""
+    cdef int i, fd, mask
+    cdef bint trios = False
     for i in range(n):
         fd = _events[i].data.fd
+        if fd == trio_fd:
+            trios = True
+            continue
         mask = _events[i].events
         handler = handlers.get(fd)
         if handler is None:
@@ -561,7 +589,7 @@ def dispatch(epoll, dict handlers, failed):
                 handler.ready(fd, mask)
         except Exception:
             failed(handler)
-    return n
+    return trios
 
 
 cdef enum:

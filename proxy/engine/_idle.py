@@ -30,8 +30,14 @@
 #   in a row (BATCHES_IN_A_ROW). Then, because trio sleeps for the timeout
 #   it computed before the hook ran, the hook wakes it (trio's
 #   force_wakeup: a byte on its wake-up socket);
-# - the two epoll sets are not nested (the engine's in trio's would make
-#   every readiness of ours trio's too): poll() watches both;
+# - the engine's set is never in trio's (every readiness of ours would be
+#   trio's too); trio's is in the engine's while the run has one loop (the
+#   usual case): then one epoll_wait waits for both and returns the
+#   engine's ready sockets with it, where poll() on the two and then the
+#   batch's epoll_wait cost two system calls per wake-up. With several
+#   loops in one run, poll() watches them all and trio's. A loop leaves
+#   trio's set out (unnest) before its task waits through trio: the kernel
+#   refuses epoll sets that hold each other;
 # - the hook never raises (trio would drop it): a batch's handlers are
 #   guarded as in the loop's task, and anything else is logged once, the
 #   hook removes itself and the loop's task drives the engine as before.
@@ -94,6 +100,11 @@ class IdleBatches(trio.abc.Instrument):
             log.info("native engine: its batches wait through trio (trio's run state is not as expected: %s)",
                      error)
             return None
+        if not hook._loops:
+            try:
+                loop.nest(hook._trio_fd)  # the one loop of this run waits for both sets in one call
+            except OSError as error:
+                log.info("native engine: its batches poll trio's set beside its own (%s)", error)
         hook._loops.append(loop)
         hook._fds.append(loop.fileno)
         return hook
@@ -103,6 +114,7 @@ class IdleBatches(trio.abc.Instrument):
         if loop in self._loops:
             index = self._loops.index(loop)
             del self._loops[index], self._fds[index]
+        loop.unnest()
         if not self._loops:
             self._remove()
 
@@ -115,6 +127,7 @@ class IdleBatches(trio.abc.Instrument):
                 except KeyError:
                     pass  # trio removed it
         for loop in self._loops:
+            loop.unnest()  # before its task waits on it through trio's set
             loop.unhooked.set()  # its task drives it from now on
         self._loops, self._fds = [], []
 
@@ -133,6 +146,9 @@ class IdleBatches(trio.abc.Instrument):
 
     def _batches(self, timeout: float) -> None:
         loops = self._loops
+        if len(loops) == 1 and loops[0].nested == self._trio_fd:
+            self._one_loop(loops[0], timeout)
+            return
         fds = self._fds
         trio_fd = self._trio_fd
         poll = self._poll
@@ -158,6 +174,32 @@ class IdleBatches(trio.abc.Instrument):
             if busy():
                 break
             now = trio.current_time()
+        self._wake()
+
+
+    def _one_loop(self, loop: Loop, timeout: float) -> None:
+        """_batches for one loop with trio's set nested in its own: one epoll_wait per batch."""
+        busy = self._busy
+        now = loop.tick()
+        wake_up = now + timeout  # trio's: it sleeps until then
+        for _ in range(BATCHES_IN_A_ROW):
+            until = loop.next_deadline()
+            if wake_up < until:
+                until = wake_up
+            if until > now:
+                seen = loop.wait_batch(until - now)
+                if seen == TRIOS:
+                    return  # trio's epoll_wait returns at once
+                now = loop.now
+                if seen == IDLE and now >= wake_up:
+                    break  # trio's time
+            elif until >= wake_up:
+                break
+            else:
+                loop.batch()  # a deadline came
+                now = loop.now
+            if busy():
+                break
         self._wake()
 
 

@@ -88,6 +88,7 @@ class Loop:
         # cost more than the rest of the deadline). Off by at most the time
         # one batch takes; code that runs outside a batch calls tick() first.
         self.now = 0.0
+        self.nested = -1  # trio's epoll descriptor while it is in this set (nest()), else -1
 
     # --- interest ------------------------------------------------------------
 
@@ -113,6 +114,23 @@ class Loop:
                 self._epoll.unregister(fd)
             except (OSError, ValueError):
                 pass  # closed already: the kernel dropped it from the set
+
+    def nest(self, trio_fd: int) -> None:
+        """Put trio's epoll descriptor in this set, so that wait_batch() also ends when trio has work.
+
+        Only while trio's set does not hold this one (the kernel refuses a
+        loop of epoll sets): unnest() before this loop's task waits on it.
+        """
+        self._epoll.register(trio_fd, select.EPOLLIN)
+        self.nested = trio_fd
+
+    def unnest(self) -> None:
+        if self.nested >= 0:
+            try:
+                self._epoll.unregister(self.nested)
+            except (OSError, ValueError):
+                pass  # either set is closed already
+            self.nested = -1
 
     # --- deadlines -----------------------------------------------------------
 
@@ -173,6 +191,21 @@ class Loop:
         """Handle what is ready and what expired, now; then the task's wait ends at the next deadline."""
         self.now = now = trio.current_time()
         dispatch(self._epoll, self._handlers, self._failed)
+        self._settle(now)
+
+    def wait_batch(self, timeout: float) -> int:
+        """Wait up to `timeout` seconds for this set, then handle what is ready and what expired.
+
+        One system call for the wait and the batch (the hook's poll() of
+        this set and trio's, then the batch's epoll_wait, cost two). Returns
+        what the wait saw, as _idle.poll_pair: TRIOS when trio's descriptor
+        (nest()) was ready, OURS when only ours were, IDLE when nothing was.
+        """
+        seen = wait_dispatch(self._epoll, self._handlers, self._failed, self.nested, timeout, self.tick)
+        self._settle(self.now)
+        return seen
+
+    def _settle(self, now: float) -> None:
         self._expire(now)
         scope = self._scope
         if scope is not None:
@@ -239,12 +272,45 @@ def _dispatch(epoll: select.epoll, handlers: dict[int, Handler], failed: Callabl
     return handled
 
 
-def _choose_dispatch() -> Callable[[select.epoll, dict[int, Handler], Callable[[Handler], None]], int]:
+def _wait_dispatch(epoll: select.epoll, handlers: dict[int, Handler], failed: Callable[[Handler], None],
+                   trio_fd: int, timeout: float, tick: Callable[[], float]) -> int:
+    """Wait up to `timeout` seconds for `epoll`, call `tick` (the clock, before any handler runs), then
+    handle each ready descriptor's handler as _dispatch does, except `trio_fd`: trio's epoll set, nested.
+
+    Returns 2 (_idle.TRIOS) when `trio_fd` was ready, 1 (OURS) when others alone were, 0 (IDLE) when
+    none was or a signal ended the wait. The compiled engine has the same (_cycle_c.wait_dispatch),
+    which waits without the GIL.
+    """
+    try:
+        events = epoll.poll(max(0, math.ceil(min(timeout, 86400.0) * 1000)) / 1000, MAX_EVENTS)
+    finally:
+        tick()
+    trios = False
+    for ready_fd, mask in events:
+        if ready_fd == trio_fd:
+            trios = True
+            continue
+        handler = handlers.get(ready_fd)
+        if handler is None:
+            continue
+        try:
+            handler.ready(ready_fd, mask)
+        except Exception:
+            failed(handler)
+    return 2 if trios else 1 if events else 0
+
+
+Dispatch = Callable[[select.epoll, dict[int, Handler], Callable[[Handler], None]], int]
+WaitDispatch = Callable[[select.epoll, dict[int, Handler], Callable[[Handler], None], int, float,
+                         Callable[[], float]], int]
+
+
+def _choose_dispatch() -> tuple[Dispatch, WaitDispatch]:
     if CYCLE_COMPILED:
-        from ._cycle_c import dispatch  # type: ignore[import-not-found]
+        from ._cycle_c import dispatch, wait_dispatch  # type: ignore[import-not-found]
 
-        return dispatch  # type: ignore[no-any-return]
-    return _dispatch
+        return dispatch, wait_dispatch
+    return _dispatch, _wait_dispatch
 
 
-dispatch = _choose_dispatch()
+dispatch, wait_dispatch = _choose_dispatch()

@@ -18,7 +18,7 @@ import pytest
 import trio
 import trio.testing
 
-from proxy.engine import _idle
+from proxy.engine import _idle, _loop
 from proxy.engine._idle import IdleBatches
 from proxy.engine._loop import Loop, Timed
 
@@ -150,16 +150,22 @@ async def test_two_engines_in_one_run_share_the_hook(running: tuple[Loop, socket
     assert echo.reads == 55 and loop._scope is None
 
 
+@pytest.mark.parametrize("where", ["one_wait", "poll_pair"])
 async def test_a_failing_hook_removes_itself_and_the_tasks_drive(
-        running: tuple[Loop, socket.socket, socket.socket], caplog: pytest.LogCaptureFixture) -> None:
+        running: tuple[Loop, socket.socket, socket.socket], caplog: pytest.LogCaptureFixture, where: str) -> None:
     loop, ours, peer = running
     echo = Echo(loop, ours)
     (hook,) = _idle._hooks.values()
+    assert loop.nested == hook._trio_fd  # one loop in the run: trio's set is in its own
 
-    def broken(fds: list[int], trio_fd: int, timeout: float) -> int:
+    def broken(*args: object) -> int:
         raise RuntimeError("planted")
 
-    hook._poll = broken
+    if where == "one_wait":
+        loop.wait_batch = broken  # type: ignore[method-assign]
+    else:
+        loop.unnest()  # as with several loops in one run: poll() on the sets
+        hook._poll = broken
     with caplog.at_level(logging.ERROR, logger="fastroute"):
         await trio.to_thread.run_sync(pings, peer, 20)
         assert echo.reads == 20
@@ -200,3 +206,42 @@ def test_poll_pair_tells_ours_from_trios(poll_pair: Callable[[list[int], int, fl
         assert poll_pair(fds, trios.fileno(), FAR) == _idle.TRIOS
         trios.recv(1)
         assert poll_pair(fds, trios.fileno(), 0) == _idle.IDLE
+
+
+@pytest.mark.parametrize("wait_dispatch", [_loop._wait_dispatch, _loop.wait_dispatch], ids=["py", "chosen"])
+def test_wait_dispatch_handles_ours_and_tells_trios_apart(wait_dispatch: _loop.WaitDispatch) -> None:
+    ours, ours_peer = socket.socketpair()
+    trios, trios_peer = socket.socketpair()
+    trio_set = select.epoll()  # trio's epoll set, as nested in the engine's
+    engine_set = select.epoll()
+    with ours, ours_peer, trios, trios_peer, trio_set, engine_set:
+        trio_set.register(trios.fileno(), select.EPOLLIN)
+        engine_set.register(trio_set.fileno(), select.EPOLLIN)
+        engine_set.register(ours.fileno(), select.EPOLLIN)
+        seen: list[tuple[int, int]] = []
+        ticks: list[int] = []
+
+        class Reader:
+            def ready(self, fd: int, mask: int) -> None:
+                assert ticks  # the clock is read before any handler runs
+                seen.append((fd, mask))
+                ours.recv(16)
+
+        handlers: dict[int, object] = {ours.fileno(): Reader()}
+
+        def call(timeout: float) -> int:
+            ticks.clear()
+            return wait_dispatch(engine_set, handlers, pytest.fail, trio_set.fileno(), timeout,  # type: ignore[arg-type]
+                                 lambda: ticks.append(1) or 0.0)
+
+        assert call(0.01) == _idle.IDLE and not seen and ticks == [1]
+        ours_peer.send(b"x")
+        assert call(FAR) == _idle.OURS and seen == [(ours.fileno(), select.EPOLLIN)]
+        trios_peer.send(b"x")
+        seen.clear()
+        assert call(FAR) == _idle.TRIOS and not seen  # trio's readiness is not a handler's
+        ours_peer.send(b"y")
+        assert call(FAR) == _idle.TRIOS and seen == [(ours.fileno(), select.EPOLLIN)]
+        trios.recv(1)
+        seen.clear()
+        assert call(0) == _idle.IDLE
