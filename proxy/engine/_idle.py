@@ -176,7 +176,6 @@ class IdleBatches(trio.abc.Instrument):
             now = trio.current_time()
         self._wake()
 
-
     def _one_loop(self, loop: Loop, timeout: float) -> None:
         """_batches for one loop with trio's set nested in its own: one epoll_wait per batch."""
         busy = self._busy

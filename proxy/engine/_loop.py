@@ -259,17 +259,9 @@ def _dispatch(epoll: select.epoll, handlers: dict[int, Handler], failed: Callabl
     engine has the same function (_cycle_c.dispatch), which calls a cycle's
     readiness without a Python call.
     """
-    handled = 0
-    for ready_fd, mask in epoll.poll(0, MAX_EVENTS):
-        handled += 1
-        handler = handlers.get(ready_fd)
-        if handler is None:
-            continue
-        try:
-            handler.ready(ready_fd, mask)
-        except Exception:
-            failed(handler)
-    return handled
+    events = epoll.poll(0, MAX_EVENTS)
+    _handle(events, handlers, failed, -1)
+    return len(events)
 
 
 def _wait_dispatch(epoll: select.epoll, handlers: dict[int, Handler], failed: Callable[[Handler], None],
@@ -285,6 +277,14 @@ def _wait_dispatch(epoll: select.epoll, handlers: dict[int, Handler], failed: Ca
         events = epoll.poll(max(0, math.ceil(min(timeout, 86400.0) * 1000)) / 1000, MAX_EVENTS)
     finally:
         tick()
+    if not events:
+        return 0
+    return 2 if _handle(events, handlers, failed, trio_fd) else 1
+
+
+def _handle(events: list[tuple[int, int]], handlers: dict[int, Handler], failed: Callable[[Handler], None],
+            trio_fd: int) -> bool:
+    """Each ready descriptor's handler once (not `trio_fd`'s); true when `trio_fd` was among them."""
     trios = False
     for ready_fd, mask in events:
         if ready_fd == trio_fd:
@@ -297,7 +297,7 @@ def _wait_dispatch(epoll: select.epoll, handlers: dict[int, Handler], failed: Ca
             handler.ready(ready_fd, mask)
         except Exception:
             failed(handler)
-    return 2 if trios else 1 if events else 0
+    return trios
 
 
 Dispatch = Callable[[select.epoll, dict[int, Handler], Callable[[Handler], None]], int]
