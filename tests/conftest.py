@@ -40,6 +40,15 @@ def compiled_cycle() -> Any:
     return _compiled("proxy.engine._cycle_c", "the compiled engine cycle")
 
 
+def chosen_compiled_cycle() -> None:
+    """Skip unless the engine runs the compiled cycle: built, and not set aside by FASTROUTE_NO_EXTENSIONS."""
+    compiled_cycle()
+    from proxy.engine._cycle import CYCLE_COMPILED
+
+    if not CYCLE_COMPILED:
+        pytest.skip("FASTROUTE_NO_EXTENSIONS is set: the engine runs the pure-Python cycle")
+
+
 def compiled_head() -> Any:
     """proxy.protocol._head_c, the compiled request-head checks."""
     return _compiled("proxy.protocol._head_c", "the compiled request-head checks")
