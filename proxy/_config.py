@@ -21,12 +21,16 @@ __all__ = [
     "Limits",
     "Route",
     "Timeouts",
+    "Tls",
+    "TlsPair",
     "check_admin_address",
+    "check_listen_overlap",
     "load_routes_file",
     "merge_routes",
     "parse_address",
     "parse_host",
     "parse_route_flag",
+    "tls_from_flags",
 ]
 
 DEFAULT_LISTEN = "0.0.0.0:8080"
@@ -141,6 +145,25 @@ class Discovery:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsPair:
+    """A certificate chain and its private key, both PEM files (--tls-cert, --tls-key)."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Tls:
+    """HTTPS: where to listen, with which certificates (the TLS flags)."""
+
+    listen: tuple[Address, ...] = ()  # --listen-tls
+    pairs: tuple[TlsPair, ...] = ()  # --tls-cert/--tls-key, in order; the first is the default
+    redirect_https: bool = False  # --redirect-https: 308 to https for hosts with a certificate
+    https_port: int | None = None  # --https-port: the port redirects name (None: the first --listen-tls's)
+    hsts: int | None = None  # --hsts SECONDS: Strict-Transport-Security max-age on HTTPS answers
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     listen: tuple[Address, ...] = (parse_address(DEFAULT_LISTEN),)
     routes: tuple[Route, ...] = ()
@@ -158,6 +181,13 @@ class Config:
     parser: str = "fast"  # --parser: fast (compiled, the default) or h11 (comparison, fallback)
     io: str = "native"  # --io: native (the engine for the steady state; the default) or trio (the general path)
     allow_underscores: bool = False  # --allow-underscores: forward header names with "_"
+    tls: Tls = field(default_factory=Tls)
+
+
+def _overlap(a: Address, b: Address) -> bool:
+    """Same port on the same host, or on a wildcard that covers the other."""
+    wildcard = {"0.0.0.0", "::", "", "*"}
+    return a.port == b.port and a.port != 0 and (a.host == b.host or a.host in wildcard or b.host in wildcard)
 
 
 def check_admin_address(admin: Address, listen: tuple[Address, ...]) -> None:
@@ -166,12 +196,43 @@ def check_admin_address(admin: Address, listen: tuple[Address, ...]) -> None:
     Raises:
         ConfigError: same port on the same host, or on a wildcard that covers it.
     """
-    wildcard = {"0.0.0.0", "::", ""}
     for address in listen:
-        if address.port == admin.port and (
-            address.host == admin.host or address.host in wildcard or admin.host in wildcard
-        ):
+        if _overlap(address, admin):
             raise ConfigError(f"--admin {admin} overlaps the gateway's --listen {address}: give it its own port")
+
+
+def check_listen_overlap(plain: tuple[Address, ...], tls: tuple[Address, ...]) -> None:
+    """A port speaks HTTP or HTTPS, not both (with --workers both would bind it, and share its connections).
+
+    Raises:
+        ConfigError: a --listen-tls address overlaps a --listen one.
+    """
+    for secure in tls:
+        for address in plain:
+            if _overlap(secure, address):
+                raise ConfigError(f"--listen-tls {secure} overlaps --listen {address}: give HTTPS its own port")
+
+
+def tls_from_flags(listen: tuple[Address, ...], certs: list[Path], keys: list[Path], *,
+                   redirect_https: bool = False, https_port: int | None = None, hsts: int | None = None) -> Tls:
+    """The TLS flags, checked against each other.
+
+    Raises:
+        ConfigError: one line: certificates and keys that do not pair up, HTTPS asked for
+            without a certificate, or a certificate, --redirect-https or --hsts without --listen-tls.
+    """
+    if len(certs) != len(keys):
+        raise ConfigError(f"{len(certs)} --tls-cert and {len(keys)} --tls-key: give each certificate its key, "
+                          "in the same order")
+    if listen and not certs:
+        raise ConfigError("--listen-tls needs a certificate: --tls-cert FILE --tls-key FILE")
+    if not listen:
+        for flag, given in (("--tls-cert", certs), ("--redirect-https", redirect_https), ("--hsts", hsts is not None),
+                            ("--https-port", https_port is not None)):
+            if given:
+                raise ConfigError(f"{flag} needs --listen-tls HOST:PORT to serve HTTPS on")
+    return Tls(listen=listen, pairs=tuple(TlsPair(c, k) for c, k in zip(certs, keys)),
+               redirect_https=redirect_https, https_port=https_port, hsts=hsts)
 
 
 def parse_host(name: object, where: str) -> str:

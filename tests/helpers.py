@@ -198,7 +198,7 @@ def make_config(**changes: Any) -> Config:
     timeouts = changes.pop("timeouts", {})
     limits = changes.pop("limits", {})
     return Config(
-        listen=(Address(LOOPBACK, 0),),
+        listen=changes.pop("listen", (Address(LOOPBACK, 0),)),
         access_log=changes.pop("access_log", "off"),
         parser=changes.pop("parser", PARSER),
         io=changes.pop("io", IO),

@@ -21,8 +21,10 @@ from .._config import (
     Limits,
     Timeouts,
     check_admin_address,
+    check_listen_overlap,
     parse_address,
     routes_from_flags,
+    tls_from_flags,
 )
 from .._errors import ConfigError
 
@@ -55,6 +57,12 @@ def _count(text: str) -> int:
 def _count_or_zero(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} must be a whole number")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a port number (1-65535)")
     return int(text)
 
 
@@ -109,6 +117,22 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve.add_argument("--access-log", choices=["text", "json", "off"], default="text",
                        help="one line per request on stderr (default text)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
+    g = serve.add_argument_group("HTTPS")
+    g.add_argument("--listen-tls", action="append", default=[], metavar="HOST:PORT",
+                   help="address to serve HTTPS on; may repeat (needs a certificate)")
+    g.add_argument("--tls-cert", action="append", default=[], type=Path, metavar="FILE",
+                   help="a PEM certificate chain, chosen by SNI from the names it holds; may repeat, each "
+                   "with its --tls-key in the same order; the first is the default for clients without SNI; "
+                   "re-read on SIGHUP and when the files change")
+    g.add_argument("--tls-key", action="append", default=[], type=Path, metavar="FILE",
+                   help="the PEM private key of the --tls-cert in the same position")
+    g.add_argument("--redirect-https", action="store_true",
+                   help="answer plain-HTTP requests for host names a certificate holds with 308 to https")
+    g.add_argument("--https-port", type=_port, default=None, metavar="PORT",
+                   help="the HTTPS port --redirect-https sends clients to, when it is not the --listen-tls "
+                   "port (a container's published port, say)")
+    g.add_argument("--hsts", type=_count_or_zero, default=None, metavar="SECONDS",
+                   help="send Strict-Transport-Security: max-age=SECONDS on HTTPS responses (off by default)")
     g = serve.add_argument_group("timeouts")
     g.add_argument("--request-head-timeout", type=_seconds, default=t.request_head,
                    help=f"first byte to complete request head (default {t.request_head:g})")
@@ -278,9 +302,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         parser=args.parser,
         io=args.io,
         allow_underscores=args.allow_underscores,
+        tls=tls_from_flags(tuple(parse_address(a, what="--listen-tls address") for a in args.listen_tls),
+                           args.tls_cert, args.tls_key, redirect_https=args.redirect_https,
+                           https_port=args.https_port, hsts=args.hsts),
     )
+    check_listen_overlap(config.listen, config.tls.listen)
     if config.admin is not None:
-        check_admin_address(config.admin, config.listen)
+        check_admin_address(config.admin, config.listen + config.tls.listen)
     return config
 
 
@@ -308,6 +336,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         load_routes(config)  # fail fast on a bad routes file, before listening
+        if config.tls.pairs:
+            from ..tls._context import load
+
+            load(config.tls.pairs)  # and on a certificate that cannot be loaded
     except ConfigError as error:
         print(f"fastroute: error: {error}", file=sys.stderr)
         return 1

@@ -66,9 +66,11 @@ async def serve(
                 if config.docker:
                     await _follow_docker(nursery, gateway, sources, config, peer_sockets)
                 await nursery.start(gateway.serve)
+                https = ", ".join(f"{h}:{p}" for h, p in gateway.tls_addresses)
                 log.info(
-                    "listening on %s with %d routes (parser: %s, io: %s)",
-                    ", ".join(f"{h}:{p}" for h, p in gateway.addresses), len(gateway.table), config.parser,
+                    "listening on %s%s with %d routes (parser: %s, io: %s)",
+                    ", ".join(f"{h}:{p}" for h, p in gateway.addresses) or "no plain-HTTP address",
+                    f", HTTPS on {https} (io: trio)" if https else "", len(gateway.table), config.parser,
                     "native" if gateway.engine is not None else "trio",
                 )
                 task_status.started(gateway)

@@ -4,8 +4,9 @@
 # A gateway: SIGTERM / SIGINT drain it (stop accepting, close idle
 # keep-alive connections, let in-flight requests finish for up to the drain
 # timeout), then it exits 0; a second one while draining stops at once
-# (still exit 0). SIGHUP re-reads --routes-file and swaps the table; on any
-# error the old table stays and the log says why.
+# (still exit 0). SIGHUP re-reads --routes-file and swaps the table, and
+# re-reads the TLS certificates; on any error the old table (or the
+# certificates in force) stay and the log says why.
 
 from __future__ import annotations
 
@@ -34,10 +35,12 @@ async def follow_signals(
     async with trio.open_nursery() as nursery:
         async for signum in signals:
             if signum == signal.SIGHUP:
-                if config.routes_file is None:
-                    log.info("SIGHUP: no --routes-file to re-read")
-                else:
+                if gateway.certificates is not None:
+                    gateway.certificates.reload("SIGHUP")
+                if config.routes_file is not None:
                     sources.reload(config)
+                elif gateway.certificates is None:
+                    log.info("SIGHUP: no --routes-file or certificate to re-read")
                 continue
             name = signal.Signals(signum).name
             if gateway.draining:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from .._errors import ClientProtocolError, ProxyError
+from .._errors import ClientProtocolError, PermanentRedirect, ProxyError
 from ..protocol import _events as ev
 from ..protocol._compiled import check_head
 from ..protocol._errors import Refused
@@ -37,8 +37,10 @@ from ..engine._host import Host
 
 if TYPE_CHECKING:
     from ..engine._engine import Engine
+    from ..tls._certs import Certificates
 from ._http import MAX_RECV, HttpStream, receive_some
 from ._relay import relay
+from ._tls import accept_tls
 
 __all__ = ["ALLOW", "ClientConnection"]
 
@@ -48,19 +50,24 @@ ALLOW = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"  # the answer to OPTIONS
 
 
 class NativeHost(Host, Protocol):
-    """A Host that may hand its connections to the native engine (--io native)."""
+    """A Host that may hand its connections to the native engine (--io native), and that may speak TLS."""
 
     engine: Engine | None
+    certificates: Certificates | None
+
+    def https_location(self, host: bytes | None, target: bytes) -> bytes | None: ...
 
 
 class ClientConnection:
     """The requests of one accepted connection, one after another."""
 
-    __slots__ = ("gateway", "client", "client_ip", "trusted", "idle_scope")
+    __slots__ = ("gateway", "client", "client_ip", "trusted", "idle_scope", "secure", "_socket")
 
-    def __init__(self, gateway: NativeHost, stream: trio.SocketStream) -> None:
+    def __init__(self, gateway: NativeHost, stream: trio.SocketStream, *, secure: bool = False) -> None:
         self.gateway = gateway
-        self.client = HttpStream(stream)
+        self.client = HttpStream(stream)  # over the TLS stream once the handshake is done, if secure
+        self._socket = stream.socket
+        self.secure = secure  # accepted on a --listen-tls address
         self.client_ip = ""
         self.trusted = False
         # The scope of a wait for the next request head while nothing of it
@@ -72,11 +79,16 @@ class ClientConnection:
         client = self.client
         gateway = self.gateway
         try:
-            peer = client.stream.socket.getpeername()  # type: ignore[attr-defined]
+            peer = self._socket.getpeername()
             self.client_ip = peer[0] if isinstance(peer, tuple) else str(peer)
             self.trusted = gateway.is_trusted(self.client_ip)
             first = True
             engine = gateway.engine
+            if self.secure:
+                engine = None  # TLS connections are the trio path's (the engine reads plain sockets)
+                if not await self._handshake():
+                    return
+                client = self.client
             if engine is not None:
                 back = await engine.serve(self, first=first)
                 if back is None:
@@ -96,6 +108,27 @@ class ClientConnection:
             log.exception("bug: unexpected error on a client connection; closing it")
         finally:
             await client.aclose()
+
+    async def _handshake(self) -> bool:
+        """TLS on the accepted stream, within the head timeout; False: close (nothing else to do)."""
+        certificates = self.gateway.certificates
+        assert certificates is not None
+        stream = self.client.stream
+        assert isinstance(stream, trio.SocketStream)
+        secured = None
+        with trio.move_on_after(self.gateway.config.timeouts.request_head) as scope:
+            self.idle_scope = scope  # draining closes a connection still in its handshake
+            if self.gateway.is_draining():
+                scope.cancel()
+            secured = await accept_tls(stream, certificates.context)
+        self.idle_scope = None
+        if secured is None:
+            return False
+        self.client = HttpStream(secured)
+        hsts = self.gateway.config.tls.hsts
+        if hsts is not None:
+            self.client.response_extra.append((b"strict-transport-security", b"max-age=%d" % hsts))
+        return True
 
     async def _read_head(self, first: bool) -> ev.Request | None:
         """The next request head, checked (_head.py), or None to just close.
@@ -209,6 +242,10 @@ class ClientConnection:
         arrived = time.monotonic()
         reroutes = Reroutes()
         host = host_of(request.headers)
+        if not self.secure:
+            location = gateway.https_location(host, request.target)
+            if location is not None:
+                raise PermanentRedirect(location)
         waiting_for: str | None = None
         wake_until: float | None = None
         while True:

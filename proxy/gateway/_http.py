@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import errno
+import ssl
+
 import trio
 
 from ..protocol._events import DONE, SEND_BODY, SEND_RESPONSE, Connection, ConnectionClass, Event, State
@@ -25,6 +27,7 @@ from ..protocol._rewrite import has_token
 __all__ = ["MAX_RECV", "PARSERS", "HttpStream", "receive_some", "send_all"]
 
 MAX_RECV = 64 * 1024  # bytes per receive_some
+TLS_CLOSE_TIME = 1.0  # seconds a TLS close may wait to send its close_notify
 # --parser: the connection class each name stands for.
 PARSERS: dict[str, ConnectionClass] = {"fast": FastConnection, "h11": H11Connection}
 
@@ -81,10 +84,14 @@ class HttpStream:
     parser (spliced bodies).
     """
 
-    __slots__ = ("stream", "conn", "bytes_received", "pending", "_response_bypassed", "_request_bypassed", "_head")
+    __slots__ = ("stream", "conn", "bytes_received", "pending", "secure", "response_extra", "_response_bypassed",
+                 "_request_bypassed", "_head")
 
     def __init__(self, stream: trio.abc.Stream, conn: Connection | None = None) -> None:
         self.stream = stream
+        self.secure = isinstance(stream, trio.SSLStream)  # client side: HTTPS (X-Forwarded-Proto says so)
+        # Client side: fields added to every proxied response (Strict-Transport-Security with --hsts).
+        self.response_extra: list[tuple[bytes, bytes]] = []
         # Client side: an idle server connection until the first request head arrives.
         self.conn: Connection = conn if conn is not None else FastConnection(SERVER, max_head=0)
         self.bytes_received = 0  # backend side: bytes of the exchange in flight (0: a pooled one may be stale)
@@ -161,8 +168,17 @@ class HttpStream:
         return conn.our_state is DONE and conn.their_state is DONE
 
     async def aclose(self) -> None:
-        """Close at once, whatever state the exchange is in."""
-        await trio.aclose_forcefully(self.stream)
+        """Close at once, whatever state the exchange is in (over TLS, with a close_notify if it goes
+        out at once: a client reading to the end then knows the end is real)."""
+        stream = self.stream
+        if isinstance(stream, trio.SSLStream):
+            try:
+                with trio.move_on_after(TLS_CLOSE_TIME):
+                    await stream.aclose()  # closes the socket too, even when cancelled
+            except (trio.BrokenResourceError, trio.BusyResourceError, ssl.SSLError, OSError):
+                await trio.aclose_forcefully(stream.transport_stream)
+            return
+        await trio.aclose_forcefully(stream)
 
 
 def _wants_keep_alive(head: RequestHead | None) -> bool:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import socket
@@ -23,6 +24,10 @@ BACKLOG = 1024  # connections the kernel queues before accept()
 # behind the busy ones (p99 over 1 s, and wrk's 2 s timeouts).
 ACCEPT_BURST = 64
 
+
+# accept() errors that mean only that this connection is gone (reset while
+# queued, or refused by a firewall rule): take the next one.
+_GONE_BEFORE_ACCEPT = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
 
 FDS_RESERVED = 32  # descriptors kept aside: listeners, epoll sets, Docker, the admin, logs, a pipe or two
 
@@ -70,6 +75,10 @@ class Backlog:
             conn, _ = self._sock.accept()
         except (BlockingIOError, InterruptedError):
             return None
+        except OSError as error:
+            if error.errno in _GONE_BEFORE_ACCEPT:
+                return None  # (trio's accept() skips these too)
+            raise
         return trio.SocketStream(trio.socket.from_stdlib_socket(conn))
 
     def close(self) -> None:

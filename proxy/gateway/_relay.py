@@ -159,6 +159,7 @@ async def _exchange_with(
         prefix=prefix,
         upgrade=upgrade,
         allow_underscores=config.allow_underscores,
+        scheme=b"https" if client.secure else b"http",
     )
     if with_body and length is None:
         headers.append((b"transfer-encoding", b"chunked"))  # the client's body was chunked

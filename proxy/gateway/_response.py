@@ -110,6 +110,9 @@ async def _relay_body(
     """
     idle = config.timeouts.body_idle
     headers = response_headers(event.headers)
+    if client.response_extra:
+        have = {name for name, _ in headers}
+        headers += [field for field in client.response_extra if field[0] not in have]
     if closing():  # draining: this is the connection's last response
         headers.append((b"connection", b"close"))
     exchange.status = event.status_code

@@ -32,6 +32,8 @@ from ._connection import ClientConnection
 from ._http import PARSERS
 from ._listen import ACCEPT_BURST, Backlog, bind_sockets, connection_slots, raise_nofile, start_listening
 from ._upstream import close_idle
+from ..tls._certs import Certificates
+from ..tls._redirect import https_location
 
 from ..engine._loop import EPOLL_AVAILABLE
 
@@ -56,7 +58,10 @@ class Gateway:
         self.registry = Registry()
         self.table: HostTable[Pool] = HostTable({})
         self.draining = False
-        self.addresses: list[tuple[str, int]] = []
+        self.addresses: list[tuple[str, int]] = []  # the plain listeners' (host, port)
+        self.tls_addresses: list[tuple[str, int]] = []  # the TLS listeners' (--listen-tls)
+        # --tls-cert/--tls-key, loaded now (a bad file is a ConfigError before listening).
+        self.certificates = Certificates(config.tls.pairs) if config.tls.pairs else None
         self._access = access_log or AccessLog(config.access_log)
         self._nofile = raise_nofile()
         self._slots = trio.Semaphore(connection_slots(config.limits.max_connections, self._nofile))
@@ -65,6 +70,7 @@ class Gateway:
         self._accepting: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._bound: list[trio.socket.SocketType] = []
+        self._tls_sockets: set[trio.socket.SocketType] = set()  # those of _bound that speak TLS
         self._listeners: list[trio.SocketListener] = []
         self._last_capacity_warning = 0.0
         self._trusted = config.trusted_proxies
@@ -115,15 +121,24 @@ class Gateway:
         if self._bound:
             return
         bound: list[trio.socket.SocketType] = []
-        for address in self.config.listen:
+        tls: set[trio.socket.SocketType] = set()
+        addresses = [(address, False) for address in self.config.listen]
+        addresses += [(address, True) for address in self.config.tls.listen]
+        for address, secure in addresses:
             try:
-                bound += await bind_sockets(address, reuse_port=self.config.workers > 1)
+                some = await bind_sockets(address, reuse_port=self.config.workers > 1)
             except OSError as error:
                 for sock in bound:
                     sock.close()
-                raise ConfigError(f"cannot listen on {address}: {error.strerror or error}") from None
+                flag = "--listen-tls" if secure else "--listen"
+                raise ConfigError(f"cannot listen on {address} ({flag}): {error.strerror or error}") from None
+            bound += some
+            if secure:
+                tls.update(some)
         self._bound = bound
-        self.addresses = [sock.getsockname()[:2] for sock in bound]
+        self._tls_sockets = tls
+        self.addresses = [sock.getsockname()[:2] for sock in bound if sock not in tls]
+        self.tls_addresses = [sock.getsockname()[:2] for sock in bound if sock in tls]
 
     @property
     def listening(self) -> bool:
@@ -163,7 +178,9 @@ class Gateway:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 if self.config.io == "native" and self.engine is None:
-                    if EPOLL_AVAILABLE and self.config.parser == "fast":
+                    if self.config.tls.redirect_https:
+                        log.info("--redirect-https is served by the trio path (the engine does not redirect)")
+                    elif EPOLL_AVAILABLE and self.config.parser == "fast":
                         from ..engine._engine import Engine
 
                         self.engine = Engine(self)
@@ -172,13 +189,16 @@ class Gateway:
                         log.warning("--io native needs epoll, which this platform lacks; serving with --io trio")
                     else:  # --parser h11: the engine reads with the fast parser only (the start-up line says trio)
                         log.info("--parser h11 is served by the trio path (--io native needs --parser fast)")
+                if self.certificates is not None:
+                    await nursery.start(self.certificates.watch)
                 with trio.CancelScope() as accepting:
                     self._accepting = accepting
                     if self.draining:
                         accepting.cancel()  # told to stop before it opened
                     async with trio.open_nursery() as accept_nursery:
                         for listener in listeners:
-                            accept_nursery.start_soon(self._accept_loop, listener, nursery)
+                            secure = listener.socket in self._tls_sockets
+                            accept_nursery.start_soon(self._accept_loop, listener, nursery, secure)
                         task_status.started(self.addresses)
                 for listener in listeners:
                     listener.socket.close()
@@ -200,13 +220,17 @@ class Gateway:
             log.log(level, "--max-connections %d is more than %d file descriptors allow (ulimit -n): "
                     "serving at most %d connections at once", asked, self._nofile, slots)
 
-    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery, secure: bool) -> None:
+        # The slot is taken once a connection waits, not before: a loop that
+        # held one while waiting would starve the other listeners (a plain and
+        # a TLS address, or IPv4 and IPv6) of it at the last free slot.
         backlog = Backlog(listener)
         try:
             while True:
+                await trio.lowlevel.wait_readable(listener.socket)
                 await self._slots.acquire()
                 try:
-                    stream = await listener.accept()
+                    stream = backlog.take()
                 except OSError as error:
                     self._slots.release()
                     if error.errno not in ACCEPT_CAPACITY_ERRNOS:
@@ -219,15 +243,15 @@ class Gateway:
                         log.error("accept failed (%s); retrying every %gs", error.strerror, ACCEPT_RETRY)
                     await trio.sleep(ACCEPT_RETRY)
                     continue
-                except BaseException:
+                if stream is None:  # gone before we took it (reset by the client, or another worker's)
                     self._slots.release()
-                    raise
-                nursery.start_soon(self._handle, stream)
-                self._take_more(backlog, nursery)
+                    continue
+                nursery.start_soon(self._handle, stream, secure)
+                self._take_more(backlog, nursery, secure)
         finally:
             backlog.close()
 
-    def _take_more(self, backlog: Backlog, nursery: trio.Nursery) -> None:
+    def _take_more(self, backlog: Backlog, nursery: trio.Nursery, secure: bool) -> None:
         """After an accept, the rest of a burst without a checkpoint each (ACCEPT_BURST at most)."""
         for _ in range(ACCEPT_BURST - 1):
             try:
@@ -244,7 +268,7 @@ class Gateway:
             if stream is None:
                 self._slots.release()
                 return
-            nursery.start_soon(self._handle, stream)
+            nursery.start_soon(self._handle, stream, secure)
 
     async def drain(self) -> None:
         """Stop accepting, close idle connections, wait for in-flight requests.
@@ -264,8 +288,8 @@ class Gateway:
                 await self._idle_again.wait()
                 self._idle_again = trio.Event()
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        connection = ClientConnection(self, stream)
+    async def _handle(self, stream: trio.SocketStream, secure: bool) -> None:
+        connection = ClientConnection(self, stream, secure=secure)
         self._connections.add(connection)
         try:
             await connection.run()
@@ -303,6 +327,14 @@ class Gateway:
 
     def is_draining(self) -> bool:
         return self.draining
+
+    def https_location(self, host: bytes | None, target: bytes) -> bytes | None:
+        """With --redirect-https, the https:// address a plain request for `host` is sent to; else None."""
+        tls = self.config.tls
+        if not tls.redirect_https or self.certificates is None or not self.tls_addresses:
+            return None
+        port = tls.https_port if tls.https_port is not None else self.tls_addresses[0][1]
+        return https_location(host, target, port, self.certificates.index.covers)
 
     def is_trusted(self, ip: str) -> bool:
         """Whether `ip` is in --trusted-proxies (its X-Forwarded-* are kept)."""

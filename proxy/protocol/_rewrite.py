@@ -106,6 +106,7 @@ def request_headers(
     prefix: str | None = None,
     upgrade: bool = False,
     allow_underscores: bool = False,
+    scheme: bytes = b"http",
 ) -> list[Header]:
     """The header list to send upstream for a client's request.
 
@@ -117,6 +118,7 @@ def request_headers(
         prefix: the stripped route prefix, for X-Forwarded-Prefix; None if not stripped.
         upgrade: relay the client's Upgrade (WebSocket and the like; never h2c).
         allow_underscores: --allow-underscores (names with "_" are dropped without it).
+        scheme: how the client reached us (b"https" on a --listen-tls address), for X-Forwarded-Proto.
     """
     kept = _drop_hop_by_hop(headers)
     upgrades = _offered(headers) if upgrade else []
@@ -152,7 +154,7 @@ def request_headers(
         out.append((b"host", host))
     forwarded_for.append(client_ip.encode("ascii"))
     out.append((b"x-forwarded-for", b", ".join(forwarded_for)))
-    out.append((b"x-forwarded-proto", proto or b"http"))
+    out.append((b"x-forwarded-proto", proto or scheme))
     out.append((b"x-forwarded-host", forwarded_host or host))
     if prefix is not None:
         ours = prefix.encode("utf-8")

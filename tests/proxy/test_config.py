@@ -4,7 +4,18 @@ from pathlib import Path
 
 import pytest
 
-from proxy._config import Address, Route, load_routes_file, merge_routes, parse_address, routes_from_flags
+from proxy._config import (
+    Address,
+    Route,
+    Tls,
+    TlsPair,
+    check_listen_overlap,
+    load_routes_file,
+    merge_routes,
+    parse_address,
+    routes_from_flags,
+    tls_from_flags,
+)
 from proxy._errors import ConfigError
 
 
@@ -161,3 +172,52 @@ def test_unreadable_routes_file(tmp_path: Path) -> None:
 def test_merge_reports_a_clash() -> None:
     with pytest.raises(ConfigError, match="routed twice: by --route and by file"):
         merge_routes([Route("/a", (), source="--route")], [Route("/a", (), source="file:x")])
+
+
+# --- TLS flags -------------------------------------------------------------------
+
+TLS_ADDRESS = (Address("127.0.0.1", 8443),)
+
+
+@pytest.mark.parametrize(("listen", "certs", "keys", "changes", "message"), [
+    pytest.param(TLS_ADDRESS, ["a.pem"], [], {}, "1 --tls-cert and 0 --tls-key: give each certificate its key, "
+                 "in the same order", id="unpaired"),
+    pytest.param(TLS_ADDRESS, [], [], {}, "--listen-tls needs a certificate: --tls-cert FILE --tls-key FILE",
+                 id="https_without_a_certificate"),
+    pytest.param((), ["a.pem"], ["a.key"], {}, "--tls-cert needs --listen-tls HOST:PORT to serve HTTPS on",
+                 id="certificate_without_https"),
+    pytest.param((), [], [], {"redirect_https": True}, "--redirect-https needs --listen-tls HOST:PORT to serve "
+                 "HTTPS on", id="redirect_without_https"),
+    pytest.param((), [], [], {"hsts": 60}, "--hsts needs --listen-tls HOST:PORT to serve HTTPS on", id="hsts"),
+    pytest.param((), [], [], {"https_port": 443}, "--https-port needs --listen-tls HOST:PORT to serve HTTPS on",
+                 id="https_port"),
+])
+def test_tls_flags_that_do_not_fit_together(listen: tuple[Address, ...], certs: list[str], keys: list[str],
+                                            changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        tls_from_flags(listen, [Path(c) for c in certs], [Path(k) for k in keys], **changes)  # type: ignore[arg-type]
+    assert str(error.value) == message
+
+
+def test_tls_flags_pair_certificates_and_keys_in_order() -> None:
+    tls = tls_from_flags(TLS_ADDRESS, [Path("a.pem"), Path("b.pem")], [Path("a.key"), Path("b.key")], hsts=0)
+    assert tls.pairs == (TlsPair(Path("a.pem"), Path("a.key")), TlsPair(Path("b.pem"), Path("b.key")))
+    assert tls.hsts == 0
+    assert tls_from_flags((), [], []) == Tls()
+
+
+@pytest.mark.parametrize(("plain", "secure", "overlaps"), [
+    pytest.param("0.0.0.0:8080", "127.0.0.1:8443", False, id="other_port"),
+    pytest.param("0.0.0.0:8443", "127.0.0.1:8443", True, id="wildcard_covers_it"),
+    pytest.param("127.0.0.1:8443", "127.0.0.2:8443", False, id="other_host"),
+])
+def test_a_port_speaks_http_or_https(plain: str, secure: str, overlaps: bool) -> None:
+    if overlaps:
+        with pytest.raises(ConfigError, match=f"--listen-tls {secure} overlaps --listen {plain}"):
+            check_listen_overlap((parse_address(plain),), (parse_address(secure),))
+    else:
+        check_listen_overlap((parse_address(plain),), (parse_address(secure),))
+
+
+def test_ephemeral_ports_never_overlap() -> None:
+    check_listen_overlap((Address("127.0.0.1", 0),), (Address("127.0.0.1", 0),))

@@ -615,6 +615,20 @@ async def test_max_connections_leaves_extra_ones_in_the_backlog(nursery: trio.Nu
     await second.aclose()
 
 
+async def test_the_last_slot_goes_to_whichever_listener_has_a_connection(nursery: trio.Nursery) -> None:
+    # Each listener's accept loop once held a slot while it waited: with two
+    # listeners and one slot, a connection to the second waited for good.
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)], limits={"max_connections": 1},
+                                  listen=(Address(LOOPBACK, 0), Address(LOOPBACK, 0)))
+    # Twice each: whichever loop held the slot, the other listener's second connection starved.
+    for host, port in [gateway.addresses[0]] * 2 + [gateway.addresses[1]] * 2:
+        client = Client(await trio.open_tcp_stream(host, port))
+        with trio.fail_after(5):
+            assert (await client.request("GET", "/")).status == 200
+        await client.aclose()
+
+
 async def test_drain_finishes_in_flight_and_closes_idle(nursery: trio.Nursery) -> None:
     entered, release = trio.Event(), trio.Event()
 

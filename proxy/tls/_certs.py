@@ -1,0 +1,99 @@
+# The certificates in force, in the trio shell: loaded whole, then replaced
+# whole (one assignment) when their files change, on SIGHUP, and every
+# TICKET_KEY_LIFETIME (new contexts, so new session-ticket keys).
+#
+# Rules:
+# - a handshake takes the contexts in force when it starts and keeps them;
+#   open connections are never touched by a reload;
+# - a reload that fails (a key that no longer matches its certificate while
+#   a renewal is half-written, a missing file) keeps the certificates in
+#   force and says why once; it is tried again when the files change again.
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+from collections.abc import Sequence
+
+import trio
+
+from .._config import TlsPair
+from .._errors import ConfigError
+from ._context import load
+
+__all__ = ["CHECK_INTERVAL", "TICKET_KEY_LIFETIME", "Certificates"]
+
+log = logging.getLogger("fastroute")
+
+CHECK_INTERVAL = 1.0  # seconds between looks at the files' stat
+TICKET_KEY_LIFETIME = 12 * 3600.0  # seconds a session-ticket key is used (nginx rotates daily at most)
+
+Stamp = tuple[tuple[int, int, int] | None, ...]
+
+
+def _stamp(pairs: Sequence[TlsPair]) -> Stamp:
+    """What changes when a file is rewritten or replaced (a renewal's rename, a symlink moved)."""
+    stamps: list[tuple[int, int, int] | None] = []
+    for pair in pairs:
+        for path in (pair.cert, pair.key):
+            try:
+                st = os.stat(path)
+            except OSError:
+                stamps.append(None)
+            else:
+                stamps.append((st.st_mtime_ns, st.st_size, st.st_ino))
+    return tuple(stamps)
+
+
+class Certificates:
+    """The certificates of --tls-cert/--tls-key, and their reloads."""
+
+    def __init__(self, pairs: Sequence[TlsPair]) -> None:
+        """Load every pair now.
+
+        Raises:
+            ConfigError: one cannot be loaded.
+        """
+        self.pairs = tuple(pairs)
+        self._stamp = _stamp(self.pairs)
+        self.index, self.loaded = load(self.pairs)
+        self.loads = 1  # successful loads, the first included (tests and the admin read it)
+        self._failed: Stamp | None = None
+        self._built = 0.0  # trio time of the contexts in force (watch() starts the clock)
+
+    @property
+    def context(self) -> ssl.SSLContext:
+        """The context a new handshake starts with (its SNI callback picks the others)."""
+        return self.index.default.context
+
+    def reload(self, why: str) -> bool:
+        """Load the files again and swap them in; on error keep what is in force. Returns success."""
+        stamp = _stamp(self.pairs)
+        try:
+            index, loaded = load(self.pairs)
+        except ConfigError as error:
+            if stamp != self._failed:
+                log.error("%s: TLS certificates not reloaded, keeping those in force: %s", why, error)
+            self._failed = stamp
+            self._stamp = stamp
+            return False
+        self.index, self.loaded = index, loaded
+        self._stamp = stamp
+        self._failed = None
+        self.loads += 1
+        self._built = trio.current_time()
+        log.info("%s: TLS certificates reloaded (%s)", why, ", ".join(n for one in loaded for n in one.names))
+        return True
+
+    async def watch(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Reload when the files change, and when the ticket keys are due; runs until cancelled."""
+        self._built = trio.current_time()
+        task_status.started()
+        while True:
+            await trio.sleep(CHECK_INTERVAL)
+            if _stamp(self.pairs) != self._stamp:
+                self.reload("certificate files changed")
+            elif trio.current_time() - self._built >= TICKET_KEY_LIFETIME:
+                if not self.reload("session ticket keys due"):
+                    self._built = trio.current_time()  # try again at the next lifetime, not every second

@@ -1,0 +1,120 @@
+# Server-side SSL contexts: one per certificate, all with the same settings,
+# and the SNI callback that switches a handshake to the context of the name
+# the client asked for (_names.py chooses). No trio: loading is blocking
+# file I/O the caller runs where it likes.
+#
+# The settings follow Mozilla's "intermediate" server configuration (v5.7):
+# TLS 1.2 and 1.3 only; for TLS 1.2 the ECDHE (and DHE) AEAD suites below,
+# the client's order (the list has no weak member to steer away from);
+# TLS 1.3's suites are OpenSSL's defaults, which are that list's. No
+# compression (CRIME), no renegotiation, ALPN http/1.1. Session tickets are
+# on (OpenSSL's default, two per TLS 1.3 handshake); their key lives in the
+# context, so a reload or the periodic rebuild (_certs.py) rotates it.
+# Python sets no DH parameters, so the DHE suites are never chosen: every
+# client of the intermediate list also speaks ECDHE.
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from .._config import TlsPair
+from .._errors import ConfigError
+from ._names import NameIndex
+
+__all__ = ["ALPN", "INTERMEDIATE_CIPHERS", "Loaded", "load", "server_context"]
+
+INTERMEDIATE_CIPHERS = ":".join([
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
+])
+ALPN = ["http/1.1"]
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """One certificate in force: its context, the names it holds, and when it expires."""
+
+    pair: TlsPair
+    context: ssl.SSLContext
+    names: tuple[str, ...]
+    not_after: datetime
+
+
+def server_context(pair: TlsPair) -> ssl.SSLContext:
+    """A server context with the intermediate settings and this certificate.
+
+    Raises:
+        ConfigError: a file is missing or unreadable, is not PEM, or the key does not match.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(INTERMEDIATE_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
+    context.set_alpn_protocols(ALPN)
+    try:
+        context.load_cert_chain(pair.cert, pair.key)
+    except FileNotFoundError as error:
+        raise ConfigError(f"TLS certificate {pair.cert} / key {pair.key}: {error.filename}: no such file") from None
+    except OSError as error:
+        raise ConfigError(f"TLS certificate {pair.cert} / key {pair.key}: {_why(error)}") from None
+    return context
+
+
+def _why(error: OSError) -> str:
+    if isinstance(error, ssl.SSLError):
+        reason = error.reason or ""
+        if "KEY_VALUES_MISMATCH" in reason:
+            return "the key does not belong to the certificate"
+        return f"not a PEM certificate and key ({reason or error})"
+    return error.strerror or str(error)
+
+
+def names_and_expiry(cert: Path) -> tuple[tuple[str, ...], datetime]:
+    """The DNS names a PEM certificate (its first, the leaf) holds, and its notAfter (UTC).
+
+    Raises:
+        ConfigError: not a readable PEM certificate.
+    """
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    try:
+        leaf = x509.load_pem_x509_certificate(cert.read_bytes())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"TLS certificate {cert}: cannot read it ({error})") from None
+    try:
+        names = tuple(leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                      .get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        names = tuple(str(a.value) for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
+    return names, leaf.not_valid_after_utc
+
+
+def load(pairs: Sequence[TlsPair]) -> tuple[NameIndex[Loaded], list[Loaded]]:
+    """Every certificate's context, indexed by name, each context's SNI callback choosing among them.
+
+    Raises:
+        ConfigError: one certificate cannot be loaded (none is loaded then).
+    """
+    loaded = []
+    for pair in pairs:
+        context = server_context(pair)
+        names, not_after = names_and_expiry(pair.cert)
+        loaded.append(Loaded(pair, context, names, not_after))
+    index = NameIndex([(one.names, one) for one in loaded])
+
+    def choose(sock: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext) -> None:
+        chosen = index.choose(server_name).context
+        if sock.context is not chosen:
+            sock.context = chosen
+
+    for one in loaded:
+        one.context.sni_callback = choose
+    return index, loaded
