@@ -60,8 +60,9 @@ def server_context(pair: TlsPair) -> ssl.SSLContext:
     context.set_alpn_protocols(ALPN)
     try:
         context.load_cert_chain(pair.cert, pair.key)
-    except FileNotFoundError as error:
-        raise ConfigError(f"TLS certificate {pair.cert} / key {pair.key}: {error.filename}: no such file") from None
+    except FileNotFoundError:
+        missing = next((path for path in (pair.cert, pair.key) if not path.exists()), pair.cert)
+        raise ConfigError(f"TLS certificate {pair.cert} / key {pair.key}: {missing}: no such file") from None
     except OSError as error:
         raise ConfigError(f"TLS certificate {pair.cert} / key {pair.key}: {_why(error)}") from None
     return context
