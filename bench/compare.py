@@ -150,9 +150,11 @@ def gateway_over_nginx(*gateway_args: str) -> Iterator[tuple[int, subprocess.Pop
         shutil.rmtree(work, ignore_errors=True)
 
 
-def wrk(port: int, connections: int, duration: int) -> dict[str, float]:
+def wrk(port: int, connections: int, duration: int, *, scheme: str = "http",
+        extra: list[str] | None = None) -> dict[str, float]:
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", f"http://127.0.0.1:{port}/"],
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *(extra or []),
+         f"{scheme}://127.0.0.1:{port}/"],
         capture_output=True, text=True, timeout=duration + 30, check=True,
     ).stdout
     result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
