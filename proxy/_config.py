@@ -15,6 +15,7 @@ from fastroute import InvalidHost, InvalidPrefix, normalise_host, normalise_pref
 from ._errors import ConfigError
 
 __all__ = [
+    "Acme",
     "Address",
     "Config",
     "Discovery",
@@ -152,6 +153,20 @@ class TlsPair:
     key: Path
 
 
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+
+
+@dataclass(frozen=True, slots=True)
+class Acme:
+    """Certificates from an ACME CA for the host names routes name (the --acme flags)."""
+
+    email: str  # --acme-email: the account's contact
+    storage: Path  # --acme-storage
+    directory: str = LETS_ENCRYPT  # --acme-directory
+    ca_bundle: Path | None = None  # --acme-ca: trust this CA for the directory (a test CA)
+    retry_first: float = 120.0  # seconds after a first failure (doubling); tests shorten it
+
+
 @dataclass(frozen=True, slots=True)
 class Tls:
     """HTTPS: where to listen, with which certificates (the TLS flags)."""
@@ -161,6 +176,7 @@ class Tls:
     redirect_https: bool = False  # --redirect-https: 308 to https for hosts with a certificate
     https_port: int | None = None  # --https-port: the port redirects name (None: the first --listen-tls's)
     hsts: int | None = None  # --hsts SECONDS: Strict-Transport-Security max-age on HTTPS answers
+    acme: Acme | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +230,8 @@ def check_listen_overlap(plain: tuple[Address, ...], tls: tuple[Address, ...]) -
 
 
 def tls_from_flags(listen: tuple[Address, ...], certs: list[Path], keys: list[Path], *,
-                   redirect_https: bool = False, https_port: int | None = None, hsts: int | None = None) -> Tls:
+                   redirect_https: bool = False, https_port: int | None = None, hsts: int | None = None,
+                   acme: Acme | None = None) -> Tls:
     """The TLS flags, checked against each other.
 
     Raises:
@@ -224,15 +241,15 @@ def tls_from_flags(listen: tuple[Address, ...], certs: list[Path], keys: list[Pa
     if len(certs) != len(keys):
         raise ConfigError(f"{len(certs)} --tls-cert and {len(keys)} --tls-key: give each certificate its key, "
                           "in the same order")
-    if listen and not certs:
-        raise ConfigError("--listen-tls needs a certificate: --tls-cert FILE --tls-key FILE")
+    if listen and not certs and acme is None:
+        raise ConfigError("--listen-tls needs a certificate: --tls-cert FILE --tls-key FILE, or --acme-email")
     if not listen:
         for flag, given in (("--tls-cert", certs), ("--redirect-https", redirect_https), ("--hsts", hsts is not None),
-                            ("--https-port", https_port is not None)):
+                            ("--https-port", https_port is not None), ("--acme-email", acme is not None)):
             if given:
                 raise ConfigError(f"{flag} needs --listen-tls HOST:PORT to serve HTTPS on")
     return Tls(listen=listen, pairs=tuple(TlsPair(c, k) for c, k in zip(certs, keys)),
-               redirect_https=redirect_https, https_port=https_port, hsts=hsts)
+               redirect_https=redirect_https, https_port=https_port, hsts=hsts, acme=acme)
 
 
 def parse_host(name: object, where: str) -> str:

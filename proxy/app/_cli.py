@@ -16,6 +16,8 @@ from fastroute import __version__
 
 from .._config import (
     DEFAULT_LISTEN,
+    LETS_ENCRYPT,
+    Acme,
     Config,
     Discovery,
     Limits,
@@ -128,6 +130,16 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    help="the PEM private key of the --tls-cert in the same position")
     g.add_argument("--redirect-https", action="store_true",
                    help="answer plain-HTTP requests for host names a certificate holds with 308 to https")
+    g.add_argument("--acme-email", metavar="ADDRESS",
+                   help="obtain and renew certificates from an ACME CA for every host name a route names "
+                   "(HTTP-01, on the plain listener), with this contact address")
+    g.add_argument("--acme-directory", default=LETS_ENCRYPT, metavar="URL",
+                   help=f"the ACME directory (default Let's Encrypt's production one, {LETS_ENCRYPT})")
+    g.add_argument("--acme-storage", type=Path, default=None, metavar="DIR",
+                   help="where the account and certificates are kept (0700; default "
+                   "$XDG_DATA_HOME/fastroute/acme, else ~/.local/share/fastroute/acme)")
+    g.add_argument("--acme-ca", type=Path, default=None, metavar="FILE",
+                   help="trust this CA certificate for the ACME directory's HTTPS (a private or test CA)")
     g.add_argument("--https-port", type=_port, default=None, metavar="PORT",
                    help="the HTTPS port --redirect-https sends clients to, when it is not the --listen-tls "
                    "port (a container's published port, say)")
@@ -304,12 +316,29 @@ def config_from_args(args: argparse.Namespace) -> Config:
         allow_underscores=args.allow_underscores,
         tls=tls_from_flags(tuple(parse_address(a, what="--listen-tls address") for a in args.listen_tls),
                            args.tls_cert, args.tls_key, redirect_https=args.redirect_https,
-                           https_port=args.https_port, hsts=args.hsts),
+                           https_port=args.https_port, hsts=args.hsts, acme=_acme(args)),
     )
     check_listen_overlap(config.listen, config.tls.listen)
     if config.admin is not None:
         check_admin_address(config.admin, config.listen + config.tls.listen)
     return config
+
+
+def _acme(args: argparse.Namespace) -> Acme | None:
+    if args.acme_email is None:
+        for flag in ("acme_storage", "acme_ca"):
+            if getattr(args, flag) is not None:
+                raise ConfigError(f"--{flag.replace('_', '-')} needs --acme-email")
+        return None
+    if "@" not in args.acme_email:
+        raise ConfigError(f"--acme-email {args.acme_email!r} is not an email address")
+    storage = args.acme_storage
+    if storage is None:
+        import os
+
+        data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+        storage = Path(data) / "fastroute" / "acme"
+    return Acme(args.acme_email, storage, args.acme_directory, args.acme_ca)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,10 @@ from functools import partial
 
 import trio
 
-from .._config import Config
+from .._config import Acme, Config
+from ..acme._challenge import ChallengeServer
+from ..acme._manager import AcmeManager
+from ..acme._store import Store
 from .._errors import ConfigError
 from ..routing._stats import Stats
 from ..admin._peers import peer_idle_for
@@ -41,9 +44,12 @@ async def serve(
     config.admin; peer_sockets: the other workers' (asked before an idle stop).
     task_status.started() gets the Gateway once it listens.
     """
-    gateway = Gateway(config)
+    acme = config.tls.acme
+    store = Store(acme.storage, acme.directory) if acme is not None else None
+    gateway = Gateway(config, managed=store)
     sources = RouteSources(gateway, load_routes(config))
-    sources.set_static(sources.static)
+    if store is None:
+        sources.set_static(sources.static)
     admin = None
     if admin_socket is not None:
         if config.admin is not None:
@@ -59,6 +65,8 @@ async def serve(
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(follow_signals, signals, gateway, sources, config, nursery.cancel_scope)
+                if acme is not None and store is not None:
+                    await _follow_acme(nursery, acme, store, gateway, sources)
                 if admin is not None:
                     await nursery.start(admin.serve)
                     if admin.unix_path is None:
@@ -76,6 +84,20 @@ async def serve(
                 task_status.started(gateway)
     finally:
         gateway.close_sockets()
+
+
+async def _follow_acme(nursery: trio.Nursery, acme: Acme, store: Store, gateway: Gateway,
+                       sources: RouteSources) -> None:
+    """The HTTP-01 backend, routed for every ACME name, and the manager that asks for them."""
+    certificates = gateway.certificates
+    assert certificates is not None
+    challenges = ChallengeServer(store.challenges)
+    sources.challenges = await nursery.start(challenges.serve)
+    sources.held = certificates.files_cover
+    sources.set_static(sources.static)
+    manager = AcmeManager(acme, store, sources, certificates, lambda: gateway.table_changed)
+    await nursery.start(manager.run)
+    log.info("ACME: certificates from %s for the names routes give, kept in %s", acme.directory, acme.storage)
 
 
 async def _follow_docker(

@@ -32,6 +32,7 @@ from ._connection import ClientConnection
 from ._http import PARSERS
 from ._listen import ACCEPT_BURST, Backlog, bind_sockets, connection_slots, raise_nofile, start_listening
 from ._upstream import close_idle
+from ..acme._store import Store
 from ..tls._certs import Certificates
 from ..tls._redirect import https_location
 
@@ -53,7 +54,7 @@ ACCEPT_RETRY = 0.1  # seconds between accept attempts while out of descriptors
 class Gateway:
     """The proxy: serve() listens, set_routes() swaps the table, drain() stops."""
 
-    def __init__(self, config: Config, *, access_log: AccessLog | None = None) -> None:
+    def __init__(self, config: Config, *, access_log: AccessLog | None = None, managed: Store | None = None) -> None:
         self.config = config
         self.registry = Registry()
         self.table: HostTable[Pool] = HostTable({})
@@ -61,7 +62,9 @@ class Gateway:
         self.addresses: list[tuple[str, int]] = []  # the plain listeners' (host, port)
         self.tls_addresses: list[tuple[str, int]] = []  # the TLS listeners' (--listen-tls)
         # --tls-cert/--tls-key, loaded now (a bad file is a ConfigError before listening).
-        self.certificates = Certificates(config.tls.pairs) if config.tls.pairs else None
+        # With ACME (`managed`, its store), its certificates too.
+        self.certificates = (Certificates(config.tls.pairs, managed) if config.tls.pairs or managed is not None
+                             else None)
         self._access = access_log or AccessLog(config.access_log)
         self._nofile = raise_nofile()
         self._slots = trio.Semaphore(connection_slots(config.limits.max_connections, self._nofile))

@@ -7,13 +7,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from .._config import Config, Route, load_routes_file, merge_routes
+from .._config import Address, Config, Route, load_routes_file, merge_routes
+from ..acme._plan import wanted_names
 from .._errors import ConfigError
 
-__all__ = ["RouteSink", "RouteSources", "load_routes"]
+__all__ = ["ACME_CHALLENGE_ROUTE", "RouteSink", "RouteSources", "load_routes"]
+
+ACME_CHALLENGE_ROUTE = "/.well-known/acme-challenge"
 
 log = logging.getLogger("fastroute")
 
@@ -46,6 +49,11 @@ class RouteSources:
         self.static = static
         self.docker: tuple[Route, ...] = ()
         self._clashes: set[tuple[str | None, str]] = set()
+        # ACME: the backend answering HTTP-01 challenges, routed for every
+        # name ACME is asked about (`names`, from the merged routes).
+        self.challenges: Address | None = None
+        self.held: Callable[[str], bool] = lambda name: False  # a --tls-cert file holds the name
+        self.names: list[str] = []
 
     def set_static(self, routes: tuple[Route, ...]) -> None:
         self.static = routes
@@ -68,7 +76,17 @@ class RouteSources:
                     )
                 continue
             merged.append(route)
+        if self.challenges is not None:
+            merged = self._with_challenges(merged, self.challenges)
         self.sink.set_routes(merged)
+
+    def _with_challenges(self, routes: list[Route], challenges: Address) -> list[Route]:
+        """The routes, and one to the challenge backend per ACME name (over any route of that host
+        and prefix: the CA must reach it)."""
+        self.names = wanted_names((route.host for route in routes), self.held)
+        ours = {(name, ACME_CHALLENGE_ROUTE): Route(ACME_CHALLENGE_ROUTE, (challenges,), host=name, source="acme")
+                for name in self.names}
+        return [route for route in routes if route.key not in ours] + list(ours.values())
 
     def reload(self, config: Config) -> bool:
         try:

@@ -20,7 +20,9 @@ import trio
 
 from .._config import TlsPair
 from .._errors import ConfigError
-from ._context import load
+from ..acme._store import Store
+from ._context import Loaded, fallback_pair, load
+from ._names import NameIndex
 
 __all__ = ["CHECK_INTERVAL", "TICKET_KEY_LIFETIME", "Certificates"]
 
@@ -49,29 +51,60 @@ def _stamp(pairs: Sequence[TlsPair]) -> Stamp:
 class Certificates:
     """The certificates of --tls-cert/--tls-key, and their reloads."""
 
-    def __init__(self, pairs: Sequence[TlsPair]) -> None:
-        """Load every pair now.
+    def __init__(self, pairs: Sequence[TlsPair], managed: Store | None = None) -> None:
+        """Load every pair now (and ACME's, from `managed`).
 
         Raises:
-            ConfigError: one cannot be loaded.
+            ConfigError: one of `pairs` cannot be loaded.
         """
         self.pairs = tuple(pairs)
-        self._stamp = _stamp(self.pairs)
-        self.index, self.loaded = load(self.pairs)
+        self.managed = managed
+        self._stamp = _stamp(self._all())
+        self.index, self.loaded = self._load()
         self.loads = 1  # successful loads, the first included (tests and the admin read it)
         self._failed: Stamp | None = None
         self._built = 0.0  # trio time of the contexts in force (watch() starts the clock)
+
+    def files_cover(self, name: str) -> bool:
+        """Whether a --tls-cert file (not ACME) holds `name`: ACME is not asked for it."""
+        return any(one.pair in self.pairs and NameIndex([(one.names, one)]).covers(name) for one in self.loaded)
 
     @property
     def context(self) -> ssl.SSLContext:
         """The context a new handshake starts with (its SNI callback picks the others)."""
         return self.index.default.context
 
+    def _all(self) -> tuple[TlsPair, ...]:
+        """The files' pairs first (they win a name), then ACME's."""
+        return self.pairs + (tuple(self.managed.pairs()) if self.managed is not None else ())
+
+    def _load(self) -> tuple[NameIndex[Loaded], list[Loaded]]:
+        """Every pair, loaded. An ACME pair that fails is left out (one name never blocks the
+        others); a --tls-cert pair that fails fails the whole load.
+
+        Raises:
+            ConfigError: a --tls-cert pair cannot be loaded.
+        """
+        managed = list(self.managed.pairs()) if self.managed is not None else []
+        good = []
+        for pair in managed:
+            try:
+                load([pair])
+            except ConfigError as error:
+                log.warning("ACME certificate left out: %s", error)
+            else:
+                good.append(pair)
+        pairs = list(self.pairs) + good
+        if not pairs:
+            assert self.managed is not None  # (no --tls-cert means ACME)
+            pairs = [fallback_pair(self.managed.root)]
+        return load(pairs)
+
     def reload(self, why: str) -> bool:
         """Load the files again and swap them in; on error keep what is in force. Returns success."""
-        stamp = _stamp(self.pairs)
+        stamp = _stamp(self._all())
         try:
-            index, loaded = load(self.pairs)
+            index, loaded = self._load()
         except ConfigError as error:
             if stamp != self._failed:
                 log.error("%s: TLS certificates not reloaded, keeping those in force: %s", why, error)
@@ -92,7 +125,7 @@ class Certificates:
         task_status.started()
         while True:
             await trio.sleep(CHECK_INTERVAL)
-            if _stamp(self.pairs) != self._stamp:
+            if _stamp(self._all()) != self._stamp:
                 self.reload("certificate files changed")
             elif trio.current_time() - self._built >= TICKET_KEY_LIFETIME:
                 if not self.reload("session ticket keys due"):

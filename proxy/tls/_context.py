@@ -25,7 +25,7 @@ from .._config import TlsPair
 from .._errors import ConfigError
 from ._names import NameIndex
 
-__all__ = ["ALPN", "INTERMEDIATE_CIPHERS", "Loaded", "load", "server_context"]
+__all__ = ["ALPN", "INTERMEDIATE_CIPHERS", "Loaded", "fallback_pair", "load", "server_context"]
 
 INTERMEDIATE_CIPHERS = ":".join([
     "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
@@ -119,3 +119,32 @@ def load(pairs: Sequence[TlsPair]) -> tuple[NameIndex[Loaded], list[Loaded]]:
     for one in loaded:
         one.context.sni_callback = choose
     return index, loaded
+
+
+def fallback_pair(directory: Path) -> TlsPair:
+    """A self-signed certificate holding no name, for handshakes before ACME's first certificate
+    (the client sees a certificate it cannot trust, not a failed handshake). Made once.
+    """
+    pair = TlsPair(directory / "fallback.crt", directory / "fallback.key")
+    if pair.cert.exists() and pair.key.exists():
+        return pair
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import datetime
+    import os
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fastroute fallback certificate")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=3650)).sign(key, hashes.SHA256()))
+    for path, data in ((pair.key, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption())),
+                       (pair.cert, cert.public_bytes(serialization.Encoding.PEM))):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+    return pair

@@ -182,7 +182,8 @@ TLS_ADDRESS = (Address("127.0.0.1", 8443),)
 @pytest.mark.parametrize(("listen", "certs", "keys", "changes", "message"), [
     pytest.param(TLS_ADDRESS, ["a.pem"], [], {}, "1 --tls-cert and 0 --tls-key: give each certificate its key, "
                  "in the same order", id="unpaired"),
-    pytest.param(TLS_ADDRESS, [], [], {}, "--listen-tls needs a certificate: --tls-cert FILE --tls-key FILE",
+    pytest.param(TLS_ADDRESS, [], [], {}, "--listen-tls needs a certificate: --tls-cert FILE --tls-key FILE, "
+                 "or --acme-email",
                  id="https_without_a_certificate"),
     pytest.param((), ["a.pem"], ["a.key"], {}, "--tls-cert needs --listen-tls HOST:PORT to serve HTTPS on",
                  id="certificate_without_https"),
