@@ -164,6 +164,7 @@ class Acme:
     storage: Path  # --acme-storage
     directory: str = LETS_ENCRYPT  # --acme-directory
     ca_bundle: Path | None = None  # --acme-ca: trust this CA for the directory (a test CA)
+    challenge: str = "http-01"  # --acme-challenge: http-01 (on the plain listener) or tls-alpn-01
     retry_first: float = 120.0  # seconds after a first failure (doubling); tests shorten it
 
 

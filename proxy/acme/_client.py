@@ -3,13 +3,14 @@
 #
 # One order per name (a failing name never holds up another); a new
 # ECDSA P-256 key per certificate; the account's key is ECDSA P-256 too
-# (ES256), kept in the store so that a restart reuses the account. Only
-# HTTP-01 is answered: the key authorisation is published through the
-# store, and every worker serves it from there.
+# (ES256), kept in the store so that a restart reuses the account. The
+# challenge (HTTP-01's key authorisation, or TLS-ALPN-01's certificate) is
+# published through the store, and every worker answers it from there.
 
 from __future__ import annotations
 
 import datetime
+from typing import Any
 from dataclasses import dataclass
 
 from josepy.jwa import ES256
@@ -19,11 +20,34 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ._store import Store
+from ._tls_alpn import challenge_certificate
 
 __all__ = ["AcmeFailed", "Issued", "Issuer"]
 
 ORDER_DEADLINE = 90.0  # seconds from answering the challenge to the certificate
 USER_AGENT = "fastroute"
+
+
+class TLSALPN01Response(challenges.KeyAuthorizationChallengeResponse):
+    """The (empty) answer to a TLS-ALPN-01 challenge: the proof is the certificate (RFC 8737)."""
+
+    typ = "tls-alpn-01"
+
+
+class TLSALPN01(challenges.KeyAuthorizationChallenge):
+    """RFC 8737's challenge, which this version of `acme` no longer knows: registered here, through the
+    library's own registry, so that orders parse it."""
+
+    response_cls = TLSALPN01Response
+    typ = response_cls.typ
+
+    def validation(self, account_key: Any, **unused: Any) -> str:
+        return self.key_authorization(account_key)
+
+
+if TLSALPN01.typ not in challenges.Challenge.TYPES:
+    challenges.ChallengeResponse.register(TLSALPN01Response)
+    challenges.Challenge.register(TLSALPN01)
 
 
 class AcmeFailed(Exception):
@@ -45,8 +69,10 @@ def _new_key_pem() -> bytes:
 class Issuer:
     """An ACME account at one directory, asking for one name at a time."""
 
-    def __init__(self, store: Store, directory_url: str, email: str, ca_bundle: str | None = None) -> None:
+    def __init__(self, store: Store, directory_url: str, email: str, ca_bundle: str | None = None,
+                 challenge: str = "http-01") -> None:
         self._store = store
+        self._challenge = challenge  # http-01 | tls-alpn-01
         self._directory_url = directory_url
         self._email = email
         self._verify: bool | str = ca_bundle or True
@@ -95,23 +121,31 @@ class Issuer:
         acme = self._account()
         key_pem = _new_key_pem()
         order = acme.new_order(crypto_util.make_csr(key_pem, [name]))
-        published = []
+        published: list[str] = []
+        kind = challenges.HTTP01 if self._challenge == "http-01" else TLSALPN01
         try:
             for authz in order.authorizations:
                 if authz.body.status == messages.STATUS_VALID:
                     continue
-                challenge = next((c for c in authz.body.challenges if isinstance(c.chall, challenges.HTTP01)), None)
+                challenge = next((c for c in authz.body.challenges if isinstance(c.chall, kind)), None)
                 if challenge is None:
-                    raise AcmeFailed("the CA offers no HTTP-01 challenge for it")
+                    raise AcmeFailed(f"the CA offers no {self._challenge} challenge for it")
                 response, validation = challenge.response_and_validation(acme.net.key)
-                token = challenge.chall.encode("token")
-                self._store.publish(token, validation)
-                published.append(token)
+                if kind is TLSALPN01:
+                    self._store.publish_tls_alpn(name, *challenge_certificate(name, validation))
+                    published.append("")
+                else:
+                    token = challenge.chall.encode("token")
+                    self._store.publish(token, validation)
+                    published.append(token)
                 acme.answer_challenge(challenge, response)
             # (acme compares the deadline with a naive datetime.now())
             deadline = datetime.datetime.now() + datetime.timedelta(seconds=ORDER_DEADLINE)
             done = acme.poll_and_finalize(order, deadline)
         finally:
             for token in published:
-                self._store.withdraw(token)
+                if token:
+                    self._store.withdraw(token)
+                else:
+                    self._store.withdraw_tls_alpn(name)
         return Issued(done.fullchain_pem.encode("ascii"), key_pem)

@@ -81,7 +81,7 @@ class AcmeManager:
         from ._client import AcmeFailed, Issuer  # (the one import of the acme package)
 
         issuer = Issuer(self.store, self.acme.directory, self.acme.email,
-                        str(self.acme.ca_bundle) if self.acme.ca_bundle is not None else None)
+                        str(self.acme.ca_bundle) if self.acme.ca_bundle is not None else None, self.acme.challenge)
         while True:
             changed = self._changed()
             now = time.time()

@@ -5,6 +5,7 @@
 #
 #   STORAGE/lock                         held by the one process that talks to the CA
 #   STORAGE/challenges/TOKEN             a pending HTTP-01 key authorisation (any worker serves it)
+#   STORAGE/challenges/tls-alpn-01/NAME.crt, .key   a pending TLS-ALPN-01 certificate (the same)
 #   STORAGE/<directory>/account.key      the account's key, per ACME directory
 #   STORAGE/<directory>/certs/NAME.crt   a certificate chain, and NAME.key its key
 #
@@ -61,6 +62,7 @@ class Store:
         try:
             self.root = _private_dir(root)
             self.challenges = _private_dir(root / "challenges")
+            self.tls_alpn = _private_dir(self.challenges / "tls-alpn-01")
             self.account_dir = _private_dir(root / slug)
             self.certs = _private_dir(self.account_dir / "certs")
         except OSError as error:
@@ -110,6 +112,21 @@ class Store:
     def withdraw(self, token: str) -> None:
         if valid_token(token):
             (self.challenges / token).unlink(missing_ok=True)
+
+    # --- TLS-ALPN-01 -------------------------------------------------------
+
+    def tls_alpn_pair(self, name: str) -> TlsPair:
+        return TlsPair(self.tls_alpn / f"{name}.crt", self.tls_alpn / f"{name}.key")
+
+    def publish_tls_alpn(self, name: str, cert_pem: bytes, key_pem: bytes) -> None:
+        pair = self.tls_alpn_pair(name)
+        _write_private(pair.key, key_pem)
+        _write_private(pair.cert, cert_pem)
+
+    def withdraw_tls_alpn(self, name: str) -> None:
+        pair = self.tls_alpn_pair(name)
+        pair.cert.unlink(missing_ok=True)
+        pair.key.unlink(missing_ok=True)
 
 
 def read_challenge(challenges: Path, token: str) -> bytes | None:

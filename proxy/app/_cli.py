@@ -140,6 +140,9 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    "$XDG_DATA_HOME/fastroute/acme, else ~/.local/share/fastroute/acme)")
     g.add_argument("--acme-ca", type=Path, default=None, metavar="FILE",
                    help="trust this CA certificate for the ACME directory's HTTPS (a private or test CA)")
+    g.add_argument("--acme-challenge", choices=["http-01", "tls-alpn-01"], default="http-01",
+                   help="how the CA checks a name: http-01 on the plain listener (port 80 to the CA; the "
+                   "default) or tls-alpn-01 on the TLS listener (port 443 to the CA)")
     g.add_argument("--https-port", type=_port, default=None, metavar="PORT",
                    help="the HTTPS port --redirect-https sends clients to, when it is not the --listen-tls "
                    "port (a container's published port, say)")
@@ -338,7 +341,7 @@ def _acme(args: argparse.Namespace) -> Acme | None:
 
         data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
         storage = Path(data) / "fastroute" / "acme"
-    return Acme(args.acme_email, storage, args.acme_directory, args.acme_ca)
+    return Acme(args.acme_email, storage, args.acme_directory, args.acme_ca, challenge=args.acme_challenge)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from .._config import Acme, Config
 from ..acme._challenge import ChallengeServer
 from ..acme._manager import AcmeManager
 from ..acme._store import Store
+from ..tls._context import tls_alpn_context
 from .._errors import ConfigError
 from ..routing._stats import Stats
 from ..admin._peers import peer_idle_for
@@ -95,6 +96,8 @@ async def _follow_acme(nursery: trio.Nursery, acme: Acme, store: Store, gateway:
     sources.challenges = await nursery.start(challenges.serve)
     sources.held = certificates.files_cover
     sources.set_static(sources.static)
+    if acme.challenge == "tls-alpn-01":
+        gateway.acme_challenge = partial(tls_alpn_context, store)
     manager = AcmeManager(acme, store, sources, certificates, lambda: gateway.table_changed)
     await nursery.start(manager.run)
     log.info("ACME: certificates from %s for the names routes give, kept in %s", acme.directory, acme.storage)

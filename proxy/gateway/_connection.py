@@ -17,7 +17,9 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import trio
@@ -54,6 +56,7 @@ class NativeHost(Host, Protocol):
 
     engine: Engine | None
     certificates: Certificates | None
+    acme_challenge: Callable[[str], ssl.SSLContext | None] | None  # TLS-ALPN-01: the context answering for a name
 
     def https_location(self, host: bytes | None, target: bytes) -> bytes | None: ...
 
@@ -120,7 +123,7 @@ class ClientConnection:
             self.idle_scope = scope  # draining closes a connection still in its handshake
             if self.gateway.is_draining():
                 scope.cancel()
-            secured = await accept_tls(stream, certificates.context)
+            secured = await accept_tls(stream, certificates.context, self.gateway.acme_challenge)
         self.idle_scope = None
         if secured is None:
             return False

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -92,6 +93,8 @@ class Gateway:
         self.not_ready: Callable[[Address], bool] | None = None
         self.table_changed = trio.Event()  # set (and replaced) on every swap
         self.engine: Engine | None = None  # --io native: made by serve()
+        # ACME with TLS-ALPN-01: the context that answers a CA's validation for a name, if one is pending.
+        self.acme_challenge: Callable[[str], ssl.SSLContext | None] | None = None
 
     # --- routes ------------------------------------------------------------
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 
 import trio
 
+from ..tls._hello import ACME_TLS_ALPN, RECORD_HEADER, Hello, parse_client_hello, record_length
 from ._http import MAX_RECV
 
 __all__ = ["PLAIN_ON_TLS_PORT", "accept_tls"]
@@ -22,16 +24,21 @@ __all__ = ["PLAIN_ON_TLS_PORT", "accept_tls"]
 log = logging.getLogger("fastroute")
 
 TLS_HANDSHAKE_RECORD = 0x16
+PEEK_AGAIN = 0.005  # seconds before peeking again at a ClientHello that came in pieces
 _BODY = b"This port speaks HTTPS: use an https:// address.\n"
 PLAIN_ON_TLS_PORT = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
                      b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_BODY), _BODY))
 
 
-async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext) -> trio.SSLStream[trio.SocketStream] | None:
+async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext,
+                     acme_challenge: Callable[[str], ssl.SSLContext | None] | None = None,
+                     ) -> trio.SSLStream[trio.SocketStream] | None:
     """The handshaken TLS stream over `stream`, or None when the connection is to be closed.
 
-    None: the client closed, sent plain HTTP (answered here), or failed the
-    handshake (logged at debug: a scanner, a client that distrusts us).
+    None: the client closed, sent plain HTTP (answered here), failed the
+    handshake (logged at debug: a scanner, a client that distrusts us), or
+    was a CA's TLS-ALPN-01 validation, answered by the handshake alone with
+    the context acme_challenge(name) gives (RFC 8737 section 3).
     """
     sock = stream.socket
     try:
@@ -48,10 +55,39 @@ async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext) -> trio
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         return None
-    tls = trio.SSLStream(stream, context, server_side=True)
+    validation = None
+    if acme_challenge is not None:
+        hello = await _peek_hello(sock)
+        if hello is not None and hello.server_name and ACME_TLS_ALPN in hello.alpn:
+            validation = acme_challenge(hello.server_name)
+    tls = trio.SSLStream(stream, validation or context, server_side=True)
     try:
         await tls.do_handshake()
     except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
         log.debug("TLS handshake failed: %s", error.__cause__ or error)
         return None
+    if validation is not None:
+        log.info("ACME: answered a TLS-ALPN-01 challenge")
+        await trio.aclose_forcefully(tls)
+        return None
     return tls
+
+
+async def _peek_hello(sock: trio.socket.SocketType) -> Hello | None:
+    """The ClientHello, left in the socket for OpenSSL. It nearly always comes in one segment;
+    else look again shortly (the caller's head timeout bounds it)."""
+    need = RECORD_HEADER
+    while True:
+        try:
+            data = await sock.recv(need, socket.MSG_PEEK)
+        except OSError:
+            return None
+        if not data:
+            return None
+        total = record_length(data)
+        if total is not None and total > need:
+            need = total
+            continue
+        if len(data) >= need:
+            return parse_client_hello(data)
+        await trio.sleep(PEEK_AGAIN)

@@ -15,17 +15,22 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._config import TlsPair
 from .._errors import ConfigError
-from ._names import NameIndex
+from ._names import NameIndex, normal_name
 
-__all__ = ["ALPN", "INTERMEDIATE_CIPHERS", "Loaded", "fallback_pair", "load", "server_context"]
+if TYPE_CHECKING:
+    from ..acme._store import Store
+
+__all__ = ["ALPN", "INTERMEDIATE_CIPHERS", "Loaded", "fallback_pair", "load", "server_context", "tls_alpn_context"]
 
 INTERMEDIATE_CIPHERS = ":".join([
     "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
@@ -34,6 +39,7 @@ INTERMEDIATE_CIPHERS = ":".join([
     "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
 ])
 ALPN = ["http/1.1"]
+_DNS_NAME = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,3 +154,22 @@ def fallback_pair(directory: Path) -> TlsPair:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
     return pair
+
+
+def tls_alpn_context(store: Store, name: str) -> ssl.SSLContext | None:
+    """The context answering a pending TLS-ALPN-01 validation of `name` (RFC 8737: its challenge
+    certificate, ALPN acme-tls/1 only), or None when none is pending."""
+    name = normal_name(name)
+    if not _DNS_NAME.fullmatch(name):
+        return None  # (a name from the wire: never a path)
+    pair = store.tls_alpn_pair(name)
+    if not pair.cert.exists():
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["acme-tls/1"])
+    try:
+        context.load_cert_chain(pair.cert, pair.key)
+    except OSError:
+        return None  # (withdrawn between the look and the load)
+    return context

@@ -17,7 +17,8 @@ import proxy
 PURE_PACKAGES = ["protocol", "routing"]
 PURE_MODULES = ["proxy._config", "proxy._errors", "proxy.discovery._model", "proxy.discovery._container",
                 "proxy.discovery._errors", "proxy.haproxy._config", "proxy.admin._merge", "proxy.tls._names",
-                "proxy.tls._redirect", "proxy.tls._context", "proxy.acme._plan", "proxy.acme._store"]
+                "proxy.tls._redirect", "proxy.tls._context", "proxy.tls._hello", "proxy.acme._plan", "proxy.acme._store",
+                "proxy.acme._tls_alpn"]
 
 
 def pure_modules() -> list[str]:

@@ -149,3 +149,26 @@ async def test_a_certificate_is_renewed_before_it_expires(tmp_path: Path) -> Non
                                                     seconds=40)
                 assert second["notAfter"] != first["notAfter"]
         nursery.cancel_scope.cancel()
+
+
+async def test_tls_alpn_01_on_the_tls_listener(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tls_port = unused_port()
+    nothing_there = unused_port()  # the CA cannot use HTTP-01: nothing listens where it would look
+    async with trio.open_nursery() as nursery:
+        backend = await start_backend(nursery)
+        with run_pebble(tmp_path, http_port=nothing_there, tls_port=tls_port) as pebble, \
+                caplog.at_level(logging.INFO, logger="fastroute"):
+            config = make_config(
+                listen=(Address(LOOPBACK, 0),), routes=(Route("/", (backend.address,), host=API),),
+                tls=Tls(listen=(Address(LOOPBACK, tls_port),), acme=Acme(
+                    "ops@example.test", tmp_path / "acme", pebble.directory, pebble.ca_bundle,
+                    challenge="tls-alpn-01")))
+            async with trio.open_nursery() as inner:
+                gateway = await inner.start(serve, config)
+                cert = await wait_for_certificate(gateway, pebble, API)
+                assert cert["subjectAltName"] == (("DNS", API),)
+                inner.cancel_scope.cancel()
+        assert any("answered a TLS-ALPN-01 challenge" in r.getMessage() for r in caplog.records)
+        assert not any("HTTP-01" in r.getMessage() for r in caplog.records)
+        assert not list((tmp_path / "acme" / "challenges" / "tls-alpn-01").iterdir())  # withdrawn
+        nursery.cancel_scope.cancel()
