@@ -172,3 +172,23 @@ async def test_tls_alpn_01_on_the_tls_listener(tmp_path: Path, caplog: pytest.Lo
         assert not any("HTTP-01" in r.getMessage() for r in caplog.records)
         assert not list((tmp_path / "acme" / "challenges" / "tls-alpn-01").iterdir())  # withdrawn
         nursery.cancel_scope.cancel()
+
+
+async def test_gateways_sharing_a_store_ask_the_ca_once_and_all_serve_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # As --workers, or two gateways on one volume: the one holding the lock asks;
+    # every one answers the challenge and serves the certificate from the store.
+    port = unused_port()
+    storage = tmp_path / "acme"
+    async with trio.open_nursery() as nursery:
+        backend = await start_backend(nursery)
+        routes = (Route("/", (backend.address,), host=API),)
+        with run_pebble(tmp_path, http_port=port) as pebble, caplog.at_level(logging.INFO, logger="fastroute"):
+            async with gateway_with_acme(storage, pebble, pebble.directory, unused_port(), routes) as other, \
+                    gateway_with_acme(storage, pebble, pebble.directory, port, routes) as reached:
+                first = await wait_for_certificate(other, pebble, API)
+                second = await wait_for_certificate(reached, pebble, API)
+                assert first["serialNumber"] == second["serialNumber"]
+        asked = [r for r in caplog.records if r.getMessage().startswith("ACME: obtaining")]
+        assert len(asked) == 1
+        nursery.cancel_scope.cancel()
