@@ -50,8 +50,24 @@ if TLSALPN01.typ not in challenges.Challenge.TYPES:
     challenges.Challenge.register(TLSALPN01)
 
 
+RATE_LIMITED_WAIT = 3600.0  # seconds after the CA says rateLimited (its limits count per hour and week)
+
+
 class AcmeFailed(Exception):
-    """The CA did not issue (a failed challenge, an error it sent, no answer); the message says which."""
+    """The CA did not issue (a failed challenge, an error it sent, no answer); the message says which.
+
+    wait: seconds the CA's answer asks us to wait at least (a rate limit), else None.
+    """
+
+    def __init__(self, message: str, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+def ca_error(error: messages.Error) -> AcmeFailed:
+    """What an error the CA sent means for us (RFC 8555 section 6.7's types)."""
+    limited = error.code == "rateLimited"
+    return AcmeFailed(f"the CA said: {error}", RATE_LIMITED_WAIT if limited else None)
 
 
 @dataclass(frozen=True)
@@ -112,7 +128,7 @@ class Issuer:
             problems = [c.error for a in error.failed_authzrs for c in a.body.challenges if c.error is not None]
             raise AcmeFailed(f"the challenge failed: {'; '.join(str(p) for p in problems) or error}") from None
         except messages.Error as error:
-            raise AcmeFailed(f"the CA said: {error}") from None
+            raise ca_error(error) from None
         except (errors.Error, OSError, ValueError) as error:  # requests' errors are OSErrors
             self._client = None  # (connect again next time)
             raise AcmeFailed(f"{type(error).__name__}: {error}") from None

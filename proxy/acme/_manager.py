@@ -98,7 +98,7 @@ class AcmeManager:
                 try:
                     issued = await trio.to_thread.run_sync(issuer.issue, name, abandon_on_cancel=True)
                 except AcmeFailed as error:
-                    wait = attempts.failed(time.time(), str(error))
+                    wait = attempts.failed(time.time(), str(error), error.wait)
                     log.warning("ACME: no certificate for %s: %s; trying again in %s", name, error,
                                 datetime.timedelta(seconds=round(wait)))
                     wake = min(wake, attempts.next_try)

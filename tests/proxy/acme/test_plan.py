@@ -40,3 +40,16 @@ def test_attempts() -> None:
     assert (attempts.failures, attempts.next_try, attempts.last_error) == (2, 500.0 + 2 * RETRY_FIRST, "boom again")
     attempts.succeeded()
     assert attempts == Attempts()
+
+
+def test_a_rate_limit_from_the_ca_waits_an_hour_at_least() -> None:
+    from acme import messages
+
+    from proxy.acme._client import RATE_LIMITED_WAIT, ca_error
+
+    limited = ca_error(messages.Error.with_code("rateLimited", detail="too many certificates"))
+    other = ca_error(messages.Error.with_code("malformed", detail="bad CSR"))
+    assert (limited.wait, other.wait) == (RATE_LIMITED_WAIT, None)
+    assert "too many certificates" in str(limited)
+    attempts = Attempts()
+    assert attempts.failed(0.0, str(limited), limited.wait) == RATE_LIMITED_WAIT
