@@ -94,19 +94,23 @@ http://127.0.0.1:{port} {{
                       "XDG_CONFIG_HOME": str(work / "caddy-config")})
 
 
-def start_haproxy(work: Path, port: int, backend_port: int) -> subprocess.Popen[bytes]:
-    """HAProxy with one thread on `port`, in front of one backend."""
+def start_haproxy(work: Path, port: int, backend_port: int, *, tls_bundle: Path | None = None,
+                  ) -> subprocess.Popen[bytes]:
+    """HAProxy with one thread on `port`, in front of one backend; with `tls_bundle` (certificate
+    and key in one PEM), terminating TLS 1.2/1.3 with ALPN http/1.1."""
+    ssl = f" ssl crt {tls_bundle} alpn http/1.1" if tls_bundle is not None else ""
     (work / "haproxy.cfg").write_text(f"""
 global
     nbthread 1
     maxconn 4096
+    ssl-default-bind-options ssl-min-ver TLSv1.2
 defaults
     mode http
     timeout connect 5s
     timeout client 60s
     timeout server 60s
 frontend front
-    bind 127.0.0.1:{port}
+    bind 127.0.0.1:{port}{ssl}
     default_backend back
 backend back
     server s1 127.0.0.1:{backend_port}

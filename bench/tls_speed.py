@@ -26,7 +26,7 @@ from pathlib import Path
 import trustme
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import free_port, gateway_over_nginx, start, stop_all, wrk  # noqa: E402
+from compare import free_port, gateway_over_nginx, start_haproxy, stop_all, wrk  # noqa: E402
 
 
 def certificate(work: Path) -> tuple[Path, Path, Path]:
@@ -37,26 +37,6 @@ def certificate(work: Path) -> tuple[Path, Path, Path]:
     leaf.private_key_pem.write_to_path(str(key))
     bundle.write_bytes(cert.read_bytes() + key.read_bytes())
     return cert, key, bundle
-
-
-def start_haproxy_tls(work: Path, bundle: Path, port: int, backend_port: int) -> subprocess.Popen[bytes]:
-    (work / "haproxy-tls.cfg").write_text(f"""
-global
-    nbthread 1
-    maxconn 4096
-    ssl-default-bind-options ssl-min-ver TLSv1.2
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-frontend front
-    bind 127.0.0.1:{port} ssl crt {bundle} alpn http/1.1
-    default_backend back
-backend back
-    server s1 127.0.0.1:{backend_port}
-""")
-    return start(["haproxy", "-f", str(work / "haproxy-tls.cfg")], port)
 
 
 def measure(port: int, tls: bool, close: bool, duration: int) -> float:
@@ -77,7 +57,7 @@ def main() -> int:
                             "--tls-key", str(key)) as (plain_port, _gateway):
         backend_port = _backend_port(_gateway)
         haproxy_port = free_port()
-        haproxy = start_haproxy_tls(work, bundle, haproxy_port, backend_port)
+        haproxy = start_haproxy(work, haproxy_port, backend_port, tls_bundle=bundle)
         try:
             for _ in range(args.rounds):
                 for name, port, tls, close in (

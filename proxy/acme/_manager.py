@@ -21,7 +21,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import trio
 
@@ -31,23 +30,12 @@ from ..tls._certs import Certificates
 from ._plan import Attempts, renew_at
 from ._store import Store
 
-__all__ = ["AcmeManager", "validity"]
+__all__ = ["AcmeManager"]
 
 log = logging.getLogger("fastroute")
 
 LOCK_RETRY = 10.0  # seconds between tries to take the store's lock
 LOOK_AT_MOST = 3600.0  # seconds between looks at what is due, at most
-
-
-def validity(cert: Path) -> tuple[float, float] | None:
-    """A stored certificate's (notBefore, notAfter) as Unix times, or None if unreadable."""
-    from cryptography import x509
-
-    try:
-        leaf = x509.load_pem_x509_certificate(cert.read_bytes())
-    except (OSError, ValueError):
-        return None
-    return leaf.not_valid_before_utc.timestamp(), leaf.not_valid_after_utc.timestamp()
 
 
 class AcmeManager:
@@ -88,7 +76,7 @@ class AcmeManager:
             wake = now + LOOK_AT_MOST
             for name in list(self.sources.names):
                 attempts = self.attempts.setdefault(name, Attempts(retry_first=self.acme.retry_first))
-                stored = validity(self.store.pair(name).cert)
+                stored = self.certificates.validity(self.store.pair(name))  # (as loaded: no file read)
                 due = renew_at(*stored) if stored is not None else 0.0
                 if now < due or not attempts.may_try(now):
                     wake = min(wake, max(due, attempts.next_try))
@@ -107,7 +95,7 @@ class AcmeManager:
                 attempts.succeeded()
                 self.issued += 1
                 self.certificates.reload(f"ACME: a certificate for {name}")
-                stored = validity(self.store.pair(name).cert)
+                stored = self.certificates.validity(self.store.pair(name))
                 if stored is not None:
                     wake = min(wake, renew_at(*stored))
             with trio.move_on_after(max(1.0, wake - time.time())):

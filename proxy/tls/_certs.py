@@ -61,13 +61,26 @@ class Certificates:
         self.managed = managed
         self._stamp = _stamp(self._all())
         self.index, self.loaded = self._load()
+        self._files = self._files_index()
         self.loads = 1  # successful loads, the first included (tests and the admin read it)
         self._failed: Stamp | None = None
         self._built = 0.0  # trio time of the contexts in force (watch() starts the clock)
 
     def files_cover(self, name: str) -> bool:
         """Whether a --tls-cert file (not ACME) holds `name`: ACME is not asked for it."""
-        return any(one.pair in self.pairs and NameIndex([(one.names, one)]).covers(name) for one in self.loaded)
+        return self._files is not None and self._files.covers(name)
+
+    def _files_index(self) -> NameIndex[Loaded] | None:
+        files = [(one.names, one) for one in self.loaded if one.pair in self.pairs]
+        return NameIndex(files) if files else None
+
+    def validity(self, pair: TlsPair) -> tuple[float, float] | None:
+        """(notBefore, notAfter) as Unix times of the certificate in force from `pair`, or None
+        (not stored, or left out as unloadable)."""
+        for one in self.loaded:
+            if one.pair == pair:
+                return one.not_before.timestamp(), one.not_after.timestamp()
+        return None
 
     @property
     def context(self) -> ssl.SSLContext:
@@ -112,6 +125,7 @@ class Certificates:
             self._stamp = stamp
             return False
         self.index, self.loaded = index, loaded
+        self._files = self._files_index()
         self._stamp = stamp
         self._failed = None
         self.loads += 1

@@ -44,11 +44,12 @@ _DNS_NAME = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+")
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    """One certificate in force: its context, the names it holds, and when it expires."""
+    """One certificate in force: its context, the names it holds, and when it is valid (UTC)."""
 
     pair: TlsPair
     context: ssl.SSLContext
     names: tuple[str, ...]
+    not_before: datetime
     not_after: datetime
 
 
@@ -83,8 +84,8 @@ def _why(error: OSError) -> str:
     return error.strerror or str(error)
 
 
-def names_and_expiry(cert: Path) -> tuple[tuple[str, ...], datetime]:
-    """The DNS names a PEM certificate (its first, the leaf) holds, and its notAfter (UTC).
+def names_and_validity(cert: Path) -> tuple[tuple[str, ...], datetime, datetime]:
+    """The DNS names a PEM certificate (its first, the leaf) holds, its notBefore and notAfter (UTC).
 
     Raises:
         ConfigError: not a readable PEM certificate.
@@ -101,7 +102,7 @@ def names_and_expiry(cert: Path) -> tuple[tuple[str, ...], datetime]:
                       .get_values_for_type(x509.DNSName))
     except x509.ExtensionNotFound:
         names = tuple(str(a.value) for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
-    return names, leaf.not_valid_after_utc
+    return names, leaf.not_valid_before_utc, leaf.not_valid_after_utc
 
 
 def load(pairs: Sequence[TlsPair]) -> tuple[NameIndex[Loaded], list[Loaded]]:
@@ -113,8 +114,8 @@ def load(pairs: Sequence[TlsPair]) -> tuple[NameIndex[Loaded], list[Loaded]]:
     loaded = []
     for pair in pairs:
         context = server_context(pair)
-        names, not_after = names_and_expiry(pair.cert)
-        loaded.append(Loaded(pair, context, names, not_after))
+        names, not_before, not_after = names_and_validity(pair.cert)
+        loaded.append(Loaded(pair, context, names, not_before, not_after))
     index = NameIndex([(one.names, one) for one in loaded])
 
     def choose(sock: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext) -> None:
