@@ -23,6 +23,7 @@ from ..protocol._fastconn import SERVER, FastConnection
 from ..protocol._h11conn import H11Connection
 from ..protocol._head import RequestHead
 from ..protocol._rewrite import has_token
+from ._tlsstream import TlsStream
 
 __all__ = ["MAX_RECV", "PARSERS", "HttpStream", "receive_some", "send_all"]
 
@@ -89,7 +90,7 @@ class HttpStream:
 
     def __init__(self, stream: trio.abc.Stream, conn: Connection | None = None) -> None:
         self.stream = stream
-        self.secure = isinstance(stream, trio.SSLStream)  # client side: HTTPS (X-Forwarded-Proto says so)
+        self.secure = isinstance(stream, TlsStream)  # client side: HTTPS (X-Forwarded-Proto says so)
         # Client side: fields added to every proxied response (Strict-Transport-Security with --hsts).
         self.response_extra: list[tuple[bytes, bytes]] = []
         # Client side: an idle server connection until the first request head arrives.
@@ -171,7 +172,7 @@ class HttpStream:
         """Close at once, whatever state the exchange is in (over TLS, with a close_notify if it goes
         out at once: a client reading to the end then knows the end is real)."""
         stream = self.stream
-        if isinstance(stream, trio.SSLStream):
+        if isinstance(stream, TlsStream):
             try:
                 with trio.move_on_after(TLS_CLOSE_TIME):
                     await stream.aclose()  # closes the socket too, even when cancelled

@@ -17,7 +17,9 @@ from collections.abc import Callable
 import trio
 
 from ..tls._hello import ACME_TLS_ALPN, RECORD_HEADER, Hello, parse_client_hello, record_length
+from ..tls._session import TlsSession
 from ._http import MAX_RECV
+from ._tlsstream import TlsStream
 
 __all__ = ["PLAIN_ON_TLS_PORT", "accept_tls"]
 
@@ -32,7 +34,7 @@ PLAIN_ON_TLS_PORT = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; cha
 
 async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext,
                      acme_challenge: Callable[[str], ssl.SSLContext | None] | None = None,
-                     ) -> trio.SSLStream[trio.SocketStream] | None:
+                     ) -> TlsStream | None:
     """The handshaken TLS stream over `stream`, or None when the connection is to be closed.
 
     None: the client closed, sent plain HTTP (answered here), failed the
@@ -60,7 +62,7 @@ async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext,
         hello = await _peek_hello(sock)
         if hello is not None and hello.server_name and ACME_TLS_ALPN in hello.alpn:
             validation = acme_challenge(hello.server_name)
-    tls = trio.SSLStream(stream, validation or context, server_side=True)
+    tls = TlsStream(stream, TlsSession(validation or context))
     try:
         await tls.do_handshake()
     except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
