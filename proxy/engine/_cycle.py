@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from ..routing._exchange import Exchange
     from ..routing._pool import Pool
     from ..routing._retry import Attempts
+    from ..tls._session import TlsSession
     from ._exchange import EngineParts, Front, HandBack
     from ._loop import Timed
     from ._pipe import SplicePipe
@@ -60,7 +61,7 @@ _ATTRIBUTES = (
     "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "timed", "conn", "request",
     "head", "head_bytes", "arrived", "exchange", "attempts", "pool", "prefix", "upstream", "counted", "interim",
     "response_done", "keep", "head_queued", "splice_left", "pipe", "reading", "eof", "lane", "lane_left",
-    "lane_keep", "fast", "client_ip_b", "status", "body_out", "body_length",
+    "lane_keep", "fast", "client_ip_b", "status", "body_out", "body_length", "tls", "tls_out",
 )
 
 
@@ -110,6 +111,8 @@ class PyCycle:
     status: int
     body_out: int
     body_length: int
+    tls: TlsSession | None
+    tls_out: bytearray
 
     def configure(self) -> None:
         """Read what the cycle uses of the engine's configuration (nothing: it serves nothing itself)."""

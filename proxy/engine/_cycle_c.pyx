@@ -162,9 +162,9 @@ cdef class Cycle:
     """The state of one client connection of the engine, and the cycle's steps on it."""
 
     cdef public object engine, front, done, result, timed, conn, request, head, exchange, attempts, pool
-    cdef public object upstream, pipe, prefix
+    cdef public object upstream, pipe, prefix, tls
     cdef public bytes head_bytes, client_ip_b
-    cdef public bytearray inbuf, outbuf
+    cdef public bytearray inbuf, outbuf, tls_out
     cdef public int fd, state, interim
     cdef public Py_ssize_t splice_left, lane_left
     cdef public bint started, counted, response_done, keep, head_queued, reading, eof, lane, lane_keep, fast

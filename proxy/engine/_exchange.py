@@ -77,6 +77,7 @@ from ..routing._decide import Forward, decide
 from ..routing._exchange import Exchange
 from ..routing._pool import BackendState, Pool
 from ..routing._retry import NEXT, Attempts, Step
+from ..tls._session import TlsFailed, TlsSession
 from ._errors import SinkFailed, SourceFailed
 from ._cycle import CLOSED, CONNECT, FAST, HEAD, RESPONSE, SEND, SPLICE, Cycle
 from ._loop import Timed
@@ -94,6 +95,7 @@ __all__ = ["ClientStream", "EngineParts", "Front", "HandBack", "NativeClient"]
 log = logging.getLogger("fastroute")
 
 MAX_INTERIM_RESPONSES = 16
+_TLS_READ_ALL = 1 << 30  # no limit: plaintext left in the session would wait for a readiness that never comes
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
@@ -102,8 +104,9 @@ _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 class ClientStream(Protocol):
     """The trio path's stream of a client connection (gateway/_http.HttpStream), as the engine uses it."""
 
-    stream: trio.abc.Stream
+    stream: trio.abc.Stream  # a socket stream, or the gateway's TLS stream (its `session` and `socket`)
     pending: bytearray  # read and not answered yet: what the engine starts from
+    response_extra: list[tuple[bytes, bytes]]  # fields added to every proxied response (HSTS)
 
     def start_request(self, conn: ev.Connection, head: RequestHead) -> None: ...
 
@@ -139,12 +142,17 @@ class EngineParts(Protocol):
 
 
 class HandBack:
-    """The connection goes on in the trio path, from these bytes (read, not answered)."""
+    """The connection goes on in the trio path, from these bytes (read, not answered).
 
-    __slots__ = ("pending",)
+    Over TLS, `unsent` is ciphertext the session wrote that the socket did not
+    take yet: it goes out before anything else.
+    """
 
-    def __init__(self, pending: bytes) -> None:
+    __slots__ = ("pending", "unsent")
+
+    def __init__(self, pending: bytes, unsent: bytes = b"") -> None:
         self.pending = pending
+        self.unsent = unsent
 
 
 class NativeClient(Cycle):
@@ -159,7 +167,13 @@ class NativeClient(Cycle):
     def __init__(self, engine: EngineParts, front: Front, pending: bytes) -> None:
         self.engine = engine
         self.front = front
-        self.fd = front.client.stream.socket.fileno()  # type: ignore[attr-defined]
+        stream = front.client.stream
+        self.fd = stream.socket.fileno()  # type: ignore[attr-defined]
+        # Over TLS, the session (tls/_session.py) the trio path's stream made in the handshake: what
+        # is read from the socket is ciphertext for it, and what goes to the client is encrypted by it.
+        session = getattr(stream, "session", None)
+        self.tls = session if isinstance(session, TlsSession) else None
+        self.tls_out = bytearray()  # ciphertext for the client not written yet (TLS only)
         self.state = HEAD
         self.done = trio.Event()
         self.result = None
@@ -191,7 +205,8 @@ class NativeClient(Cycle):
         self.lane = False  # the response may take the lane (an HTTP/1.1 keep-alive client, not HEAD)
         self.lane_left = -1  # body bytes of a response in the lane still to come (-1: not in the lane)
         self.lane_keep = False  # the backend keeps its connection after that response
-        self.fast = not front.trusted  # the cycle may serve its requests (it writes an untrusted client's head)
+        # The cycle may serve its requests: it writes an untrusted client's head, over a plain socket.
+        self.fast = not front.trusted and self.tls is None
         self.client_ip_b = front.client_ip.encode("ascii")
         self.status = 0  # of a lane response the cycle passes on in several reads
         self.body_out = 0  # its body bytes written so far
@@ -202,6 +217,14 @@ class NativeClient(Cycle):
 
     def start(self, first: bool) -> None:
         timeouts = self.engine.config.timeouts
+        if self.tls is not None:
+            try:
+                data = self._decrypted()  # records the trio path received and did not read
+            except OSError:
+                data = b""
+                self.eof = True
+            if data:
+                self.inbuf += data
         self._wait_head(timeouts.request_head if first else timeouts.keepalive)
         self.parse()
 
@@ -227,7 +250,7 @@ class NativeClient(Cycle):
 
     def _hand_back(self, pending: bytes) -> None:
         self.engine.handed_back += 1
-        self.result = HandBack(pending)
+        self.result = HandBack(pending, bytes(self.tls_out))
         self._close()
 
     def fail(self) -> None:
@@ -269,7 +292,7 @@ class NativeClient(Cycle):
         if self.state == SPLICE:
             if mask & select.EPOLLOUT:
                 self._splice()
-        elif self.state != CLOSED and self.outbuf:
+        elif self.state != CLOSED and (self.outbuf or self.tls_out):
             self._flush()
 
     def expired(self) -> None:
@@ -294,7 +317,7 @@ class NativeClient(Cycle):
 
     def _read_head(self) -> None:
         try:
-            data = read(self.fd)
+            data = self._receive()
         except OSError:
             self._close()
             return
@@ -314,7 +337,7 @@ class NativeClient(Cycle):
         client closed or sent more than a head's worth ahead.
         """
         try:
-            data = read(self.fd)
+            data = self._receive()
         except OSError:
             self._abort("client went away during the exchange")
             return
@@ -328,7 +351,38 @@ class NativeClient(Cycle):
             self.eof = True
         self.reading = False
         pipe = self.pipe
-        self.engine.loop.watch(self.fd, self, self._client_mask(bool(self.outbuf or (pipe and pipe.in_pipe))))
+        self.engine.loop.watch(self.fd, self,
+                               self._client_mask(bool(self.outbuf or self.tls_out or (pipe and pipe.in_pipe))))
+
+    def _receive(self) -> bytes | None:
+        """One read from the client: the bytes, b"" at its end, None when it would block (as read()).
+
+        Over TLS, the plaintext of every record received whole (None while a
+        record is in pieces). Raises OSError when the client is gone, or
+        broke TLS.
+        """
+        tls = self.tls
+        if tls is None:
+            return read(self.fd)
+        data = read(self.fd)
+        if data is None:
+            return None
+        tls.receive(data)
+        return self._decrypted()
+
+    def _decrypted(self) -> bytes | None:
+        """What the session holds, read whole (none may stay there: the socket would not say so)."""
+        tls = self.tls
+        assert tls is not None
+        try:
+            data = tls.read_all(_TLS_READ_ALL)
+        except TlsFailed as error:
+            raise ConnectionAbortedError(str(error)) from error
+        if tls.unsent():  # a TLS 1.3 KeyUpdate's answer: out with the next write
+            self.tls_out += tls.outgoing()
+        if data is not None and not data:
+            self.eof = True
+        return data
 
     def _client_mask(self, writing: bool) -> int:
         return (_IN if self.reading else 0) | (_OUT if writing else 0)
@@ -402,7 +456,8 @@ class NativeClient(Cycle):
         self.keep = True
         self.head_queued = False
         self.splice_left = 0
-        self.lane = request.http_version == b"1.1" and request.method != b"HEAD" and conn.keep_alive
+        self.lane = (request.http_version == b"1.1" and request.method != b"HEAD" and conn.keep_alive
+                     and not self.front.client.response_extra)  # the lane adds no field (HSTS)
         self.lane_left = -1
 
     # --- where the cycle (_cycle_c.pyx) hands over --------------------------------
@@ -489,9 +544,13 @@ class NativeClient(Cycle):
         answer = error_answer(error, head_refused=True)
         exchange.status = answer.status
         exchange.bytes_out = len(answer.body)
+        data = encode_response_head(answer.status, answer.reason, answer.headers) + answer.body
         try:
-            write(self.fd, encode_response_head(answer.status, answer.reason, answer.headers) + answer.body)
-        except OSError:
+            if self.tls is not None:
+                self.tls.write(data)
+                data = bytes(self.tls_out) + self.tls.outgoing()
+            write(self.fd, data)
+        except (OSError, TlsFailed):
             pass
         self.engine.gateway.record(self.front.client_ip, exchange)
         self._close()
@@ -599,10 +658,11 @@ class NativeClient(Cycle):
         front = self.front
         strip = self.prefix if self.pool.route.strip_prefix else None
         target = request.target if strip is None else strip_target(request.target, strip)
-        if front.trusted:
-            headers = request_headers(request.headers, client_ip=front.client_ip, trusted=True,
+        if front.trusted or self.tls is not None:
+            headers = request_headers(request.headers, client_ip=front.client_ip, trusted=front.trusted,
                                       upstream_host=backend.host_header, prefix=strip,
-                                      allow_underscores=config.allow_underscores)
+                                      allow_underscores=config.allow_underscores,
+                                      scheme=b"http" if self.tls is None else b"https")
             send = upstream.conn.send
             upstream.pending = send(ev.Request(request.method, target, headers)) + send(ev.END_OF_MESSAGE)
         else:  # the lane: the same bytes in one step (protocol/_lane.py)
@@ -702,13 +762,17 @@ class NativeClient(Cycle):
                 elif kind is ev.Response:
                     assert isinstance(event, ev.Response)
                     headers = response_headers(event.headers)
+                    extra = self.front.client.response_extra
+                    if extra:
+                        have = {name for name, _ in headers}
+                        headers += [field for field in extra if field[0] not in have]
                     if self.engine.gateway.draining:
                         headers.append((b"connection", b"close"))
                     exchange.status = event.status_code
                     out += client.send(ev.Response(event.status_code, headers, event.reason))
                     head_out = self.head_queued = True
                     length = body_length(event.headers)
-                    if (SPLICE_AVAILABLE and length is not None and length >= SPLICE_MIN
+                    if (SPLICE_AVAILABLE and length is not None and length >= SPLICE_MIN and self.tls is None
                             and exchange.method != b"HEAD" and event.status_code not in (204, 304)):
                         self.splice_left = length
                 elif kind is ev.EndOfMessage:
@@ -801,7 +865,7 @@ class NativeClient(Cycle):
             upstream.conn.response_read_around(self.lane_keep)
             self.lane_left = -1
             self.response_done = True
-        elif SPLICE_AVAILABLE and exchange.bytes_out + left >= SPLICE_MIN:
+        elif SPLICE_AVAILABLE and exchange.bytes_out + left >= SPLICE_MIN and self.tls is None:
             # A long body: the rest moves in the kernel, as on the general path.
             self.splice_left = left
             self.lane_left = -1
@@ -812,6 +876,21 @@ class NativeClient(Cycle):
         """Write what the client has waiting; with nothing left, read on (or finish)."""
         out = self.outbuf
         exchange = self.exchange
+        tls = self.tls
+        if tls is not None:
+            # Encrypted all at once; the ciphertext waits in tls_out for the socket as the plaintext
+            # would in outbuf (the backend is not read until the client takes it).
+            if out:
+                try:
+                    tls.write(out)
+                except TlsFailed:
+                    self._abort("TLS failed during the response")
+                    return
+                out.clear()
+                out = self.tls_out
+                out += tls.outgoing()
+            else:
+                out = self.tls_out
         if out:
             try:
                 sent = write(self.fd, out)

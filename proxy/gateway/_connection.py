@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 from ._http import MAX_RECV, HttpStream, receive_some
 from ._relay import relay
 from ._tls import accept_tls
+from ._tlsstream import TlsStream
 
 __all__ = ["ALLOW", "ClientConnection"]
 
@@ -88,7 +89,6 @@ class ClientConnection:
             first = True
             engine = gateway.engine
             if self.secure:
-                engine = None  # TLS connections are the trio path's (the engine reads plain sockets)
                 if not await self._handshake():
                     return
                 client = self.client
@@ -97,6 +97,9 @@ class ClientConnection:
                 if back is None:
                     return  # the engine served the connection to its end
                 client.pending += back.pending
+                if back.unsent:  # ciphertext the engine's session wrote and the socket did not take yet
+                    assert isinstance(client.stream, TlsStream)
+                    await client.stream.transport_stream.send_all(back.unsent)
             while not gateway.draining or first:
                 request = await self._read_head(first)
                 if request is None:
