@@ -25,6 +25,8 @@ import ssl
 
 __all__ = ["TlsFailed", "TlsSession"]
 
+RECORD_MAX = 16 * 1024  # bytes: the most plaintext one TLS record carries (RFC 8446 section 5.1)
+
 
 class TlsFailed(Exception):
     """The peer broke the TLS protocol, or the handshake failed (the cause is the ssl.SSLError).
@@ -89,15 +91,16 @@ class TlsSession:
         """As read(), but every record already received (OpenSSL gives one a call), up to `limit`.
 
         What a shell that waits on the socket's readiness needs: plaintext left
-        inside OpenSSL would not make the socket readable again.
+        inside OpenSSL would not make the socket readable again. Read a record
+        at a time: SSLObject.read(n) allocates n bytes first, whatever comes.
         """
-        first = self.read(limit)
+        first = self.read(min(limit, RECORD_MAX))
         if not first:
             return first
         parts = [first]
         size = len(first)
         while size < limit:
-            more = self.read(limit - size)
+            more = self.read(min(limit - size, RECORD_MAX))
             if not more:
                 break  # None: all read; b"": the end comes at the next read
             parts.append(more)
