@@ -62,6 +62,7 @@ _ATTRIBUTES = (
     "head", "head_bytes", "arrived", "exchange", "attempts", "pool", "prefix", "upstream", "counted", "interim",
     "response_done", "keep", "head_queued", "splice_left", "pipe", "reading", "eof", "lane", "lane_left",
     "lane_keep", "fast", "client_ip_b", "status", "body_out", "body_length", "tls", "tls_out",
+    "extra",
 )
 
 
@@ -113,6 +114,7 @@ class PyCycle:
     body_length: int
     tls: TlsSession | None
     tls_out: bytearray
+    extra: list[tuple[bytes, bytes]]
 
     def configure(self) -> None:
         """Read what the cycle uses of the engine's configuration (nothing: it serves nothing itself)."""

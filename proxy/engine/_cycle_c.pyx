@@ -27,6 +27,7 @@ from ._sys cimport (CLOCK_MONOTONIC, EAGAIN, EINTR, EPOLLERR, EPOLLHUP, EPOLLIN,
 from .._errors import ClientProtocolError
 from ..protocol._compiled import check_head, lane_request_head, lane_response_head
 from ..protocol._head import LINE_SLACK, host_of
+from ..protocol._lane import with_fields as lane_with_fields
 from ..protocol._lane_c cimport Plain, scan_plain, write_plain
 from ..protocol._rewrite import strip_target
 from ..routing._exchange import Exchange
@@ -163,6 +164,7 @@ cdef class Cycle:
 
     cdef public object engine, front, done, result, timed, conn, request, head, exchange, attempts, pool
     cdef public object upstream, pipe, prefix, tls
+    cdef public list extra  # fields the gateway adds to every response (HSTS): front.client.response_extra
     cdef public bytes head_bytes, client_ip_b
     cdef public bytearray inbuf, outbuf, tls_out
     cdef public int fd, state, interim
@@ -232,6 +234,9 @@ cdef class Cycle:
     # --- the request ---------------------------------------------------------
 
     cdef void _read_head_fast(self) except *:
+        if self.tls is not None:
+            self._read_head()  # the general path's read (TLS records in, plaintext out), then parse()
+            return
         cdef Py_ssize_t n = recv(self.fd, _buf, READ_MAX, 0)
         if n < 0:
             if _would_block():
@@ -319,12 +324,12 @@ cdef class Cycle:
         cdef bytes data
         if plain != NULL:
             data = write_plain(<const unsigned char*>PyBytes_AS_STRING(self.head_bytes), plain, target,
-                               self.client_ip_b, prefix)
+                               self.client_ip_b, prefix, self.tls is not None)
         else:
             head = self.head
             data = lane_request_head(head.method, target, head.headers, client_ip=self.client_ip_b,
                                      upstream_host=backend.host_header, prefix=prefix,
-                                     allow_underscores=self.allow_underscores)
+                                     allow_underscores=self.allow_underscores, secure=self.tls is not None)
         upstream.received = 0
         backend.outstanding += 1
         self.counted = True
@@ -369,10 +374,19 @@ cdef class Cycle:
             self._response_data(PyBytes_FromStringAndSize(_buf, n))
             return
         status, _, keep, head = simple
+        if self.extra:
+            head = lane_with_fields(head, self.extra)
         upstream.received += n
         cdef Py_ssize_t size = PyBytes_GET_SIZE(head), total = size + n - end, sent
         cdef iovec parts[2]
-        if size <= end:
+        if self.tls is not None:
+            # Encrypted whole; what the socket does not take waits in tls_out for the general path.
+            if not self._send_tls(head + PyBytes_FromStringAndSize(_buf + end, n - end)):
+                self._lane_sent(status, keep, head, PyBytes_FromStringAndSize(_buf + end, n - end),
+                                total, length - (n - end))
+                return
+            sent = total
+        elif size <= end:
             # The client's head in place of the backend's, ending where the body starts: one send of one
             # buffer (the rewrite only drops fields, so it is never longer but for an empty reason's space).
             memcpy(_buf + end - size, PyBytes_AS_STRING(head), size)
@@ -409,12 +423,21 @@ cdef class Cycle:
             else:
                 self._response_data(PyBytes_FromStringAndSize(_buf, n))
             return
-        cdef Py_ssize_t sent = send(self.fd, _buf, n, MSG_NOSIGNAL)
+        cdef Py_ssize_t sent
+        cdef bint whole = True
+        if self.tls is not None:
+            whole = self._send_tls(PyBytes_FromStringAndSize(_buf, n))
+            sent = n
+        else:
+            sent = send(self.fd, _buf, n, MSG_NOSIGNAL)
         if sent < 0:
             sent = 0
         upstream.received += sent
         self.lane_left -= sent
         self.body_out += sent
+        if not whole:
+            self._lane_tls_pending()  # the client takes no more now: the rest waits in tls_out
+            return
         if sent != n:
             self._adopt_body()  # the client takes no more now: the rest waits in outbuf
             self._response_data(PyBytes_FromStringAndSize(_buf + sent, n - sent))

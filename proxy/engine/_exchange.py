@@ -69,8 +69,9 @@ from ..protocol import _events as ev
 from ..protocol._compiled import check_head, lane_request_head, lane_response_head
 from ..protocol._errors import Refused
 from ..protocol._fastconn import FastConnection
+from ..protocol._lane import with_fields as lane_with_fields
 from ..protocol._head import RequestHead, body_length, find_head, has_body, host_of
-from ..protocol._rewrite import is_upgrade_request, request_headers, response_headers, strip_target
+from ..protocol._rewrite import is_upgrade_request, request_headers, response_headers, strip_target, with_fields
 from ..protocol._wire import encode_response_head
 from ..routing._answer import error_answer
 from ..routing._decide import Forward, decide
@@ -174,6 +175,7 @@ class NativeClient(Cycle):
         session = getattr(stream, "session", None)
         self.tls = session if isinstance(session, TlsSession) else None
         self.tls_out = bytearray()  # ciphertext for the client not written yet (TLS only)
+        self.extra = front.client.response_extra  # fields added to every response (HSTS)
         self.state = HEAD
         self.done = trio.Event()
         self.result = None
@@ -205,8 +207,7 @@ class NativeClient(Cycle):
         self.lane = False  # the response may take the lane (an HTTP/1.1 keep-alive client, not HEAD)
         self.lane_left = -1  # body bytes of a response in the lane still to come (-1: not in the lane)
         self.lane_keep = False  # the backend keeps its connection after that response
-        # The cycle may serve its requests: it writes an untrusted client's head, over a plain socket.
-        self.fast = not front.trusted and self.tls is None
+        self.fast = not front.trusted  # the cycle may serve its requests (it writes an untrusted client's head)
         self.client_ip_b = front.client_ip.encode("ascii")
         self.status = 0  # of a lane response the cycle passes on in several reads
         self.body_out = 0  # its body bytes written so far
@@ -327,7 +328,7 @@ class NativeClient(Cycle):
             self._close()  # the client closed, mid-head or between requests
             return
         self.inbuf += data
-        self._parse()
+        self.parse()  # the cycle's, when it may serve the connection (over TLS, the cycle reads here)
 
     def _read_ahead(self) -> None:
         """Bytes after the request in flight (pipelined, or the client's EOF): kept for after its response.
@@ -456,8 +457,7 @@ class NativeClient(Cycle):
         self.keep = True
         self.head_queued = False
         self.splice_left = 0
-        self.lane = (request.http_version == b"1.1" and request.method != b"HEAD" and conn.keep_alive
-                     and not self.front.client.response_extra)  # the lane adds no field (HSTS)
+        self.lane = request.http_version == b"1.1" and request.method != b"HEAD" and conn.keep_alive
         self.lane_left = -1
 
     # --- where the cycle (_cycle_c.pyx) hands over --------------------------------
@@ -533,6 +533,53 @@ class NativeClient(Cycle):
             self.lane_left = left
         else:
             upstream.conn.response_read_around(keep)
+            self.lane_left = -1
+            self.response_done = True
+        self._deadline(self.engine.config.timeouts.body_idle)
+        self._flush()
+
+    def _send_tls(self, data: bytes) -> bool:
+        """The cycle's write to a TLS client: `data` encrypted, and what the socket takes written.
+
+        False: the rest waits for the general path's _flush, as ciphertext in
+        tls_out (or as `data` in outbuf when TLS failed, where _flush fails
+        again and aborts; so does a socket error, which it meets again).
+        """
+        tls = self.tls
+        assert tls is not None
+        try:
+            tls.write(data)
+        except TlsFailed:
+            self.outbuf += data
+            return False
+        out = self.tls_out
+        if out:  # a KeyUpdate's answer first
+            out += tls.outgoing()
+            pending: bytes | bytearray = out
+        else:
+            pending = tls.outgoing()
+        try:
+            sent = write(self.fd, pending)
+        except OSError:
+            sent = 0
+        if sent == len(pending):
+            out.clear()
+            return True
+        if out:
+            del out[:sent]
+        else:
+            out += memoryview(pending)[sent:]
+        return False
+
+    def _lane_tls_pending(self) -> None:
+        """The cycle encrypted the whole of a lane response it had (head, `body_out` bytes of the body;
+        `lane_left` to come) and the socket did not take all the ciphertext: on as the lane."""
+        left = self.lane_left
+        self._adopt_body()
+        if not left:
+            upstream = self.upstream
+            assert upstream is not None
+            upstream.conn.response_read_around(self.lane_keep)
             self.lane_left = -1
             self.response_done = True
         self._deadline(self.engine.config.timeouts.body_idle)
@@ -658,8 +705,8 @@ class NativeClient(Cycle):
         front = self.front
         strip = self.prefix if self.pool.route.strip_prefix else None
         target = request.target if strip is None else strip_target(request.target, strip)
-        if front.trusted or self.tls is not None:
-            headers = request_headers(request.headers, client_ip=front.client_ip, trusted=front.trusted,
+        if front.trusted:
+            headers = request_headers(request.headers, client_ip=front.client_ip, trusted=True,
                                       upstream_host=backend.host_header, prefix=strip,
                                       allow_underscores=config.allow_underscores,
                                       scheme=b"http" if self.tls is None else b"https")
@@ -669,7 +716,7 @@ class NativeClient(Cycle):
             upstream.pending = lane_request_head(
                 request.method, target, request.headers, client_ip=front.client_ip.encode("ascii"),
                 upstream_host=backend.host_header, prefix=None if strip is None else strip.encode("utf-8"),
-                allow_underscores=config.allow_underscores)
+                allow_underscores=config.allow_underscores, secure=self.tls is not None)
             upstream.conn.expect_response(request.method)
         upstream.received = 0
         if not self.counted:
@@ -761,11 +808,7 @@ class NativeClient(Cycle):
                         self.splice_left -= len(event.data)
                 elif kind is ev.Response:
                     assert isinstance(event, ev.Response)
-                    headers = response_headers(event.headers)
-                    extra = self.front.client.response_extra
-                    if extra:
-                        have = {name for name, _ in headers}
-                        headers += [field for field in extra if field[0] not in have]
+                    headers = with_fields(response_headers(event.headers), self.front.client.response_extra)
                     if self.engine.gateway.draining:
                         headers.append((b"connection", b"close"))
                     exchange.status = event.status_code
@@ -831,6 +874,8 @@ class NativeClient(Cycle):
         if simple is None:
             return False
         status, length, self.lane_keep, head = simple
+        if self.extra:
+            head = lane_with_fields(head, self.extra)
         self.engine.laned += 1
         assert self.exchange is not None
         self.exchange.status = status

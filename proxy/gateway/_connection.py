@@ -113,7 +113,7 @@ class ClientConnection:
         except Exception:
             log.exception("bug: unexpected error on a client connection; closing it")
         finally:
-            await client.aclose()
+            await client.aclose(linger=True)
 
     async def _handshake(self) -> bool:
         """TLS on the accepted stream, within the head timeout; False: close (nothing else to do)."""

@@ -29,6 +29,8 @@ __all__ = ["MAX_RECV", "PARSERS", "HttpStream", "receive_some", "send_all"]
 
 MAX_RECV = 64 * 1024  # bytes per receive_some
 TLS_CLOSE_TIME = 1.0  # seconds a TLS close may wait to send its close_notify
+LINGER_TIME = 2.0  # seconds a client's connection is read (and dropped) at most after our end of it
+LINGER_MAX = 1024 * 1024  # bytes so dropped at most
 # --parser: the connection class each name stands for.
 PARSERS: dict[str, ConnectionClass] = {"fast": FastConnection, "h11": H11Connection}
 
@@ -168,18 +170,41 @@ class HttpStream:
             return ours and theirs
         return conn.our_state is DONE and conn.their_state is DONE
 
-    async def aclose(self) -> None:
-        """Close at once, whatever state the exchange is in (over TLS, with a close_notify if it goes
-        out at once: a client reading to the end then knows the end is real)."""
+    async def aclose(self, *, linger: bool = False) -> None:
+        """Close, whatever state the exchange is in (over TLS, with a close_notify if it goes out at
+        once: a client reading to the end then knows the end is real).
+
+        With `linger` (a client's connection), a staged close (RFC 9112
+        section 9.6): our end first, then what the client still sends read
+        and dropped until it closes, LINGER_TIME at most. Closing a socket
+        with unread bytes resets the connection, and a reset destroys what
+        the client has not read yet: the answer to a request it pipelined,
+        or the 400 that ends the connection. (nginx's lingering_close.)
+        """
         stream = self.stream
-        if isinstance(stream, TlsStream):
-            try:
+        transport = stream.transport_stream if isinstance(stream, TlsStream) else stream
+        try:
+            if isinstance(stream, TlsStream):
                 with trio.move_on_after(TLS_CLOSE_TIME):
-                    await stream.aclose()  # closes the socket too, even when cancelled
-            except (trio.BrokenResourceError, trio.BusyResourceError, ssl.SSLError, OSError):
-                await trio.aclose_forcefully(stream.transport_stream)
-            return
-        await trio.aclose_forcefully(stream)
+                    await stream.close_notify()
+            if linger and isinstance(transport, trio.SocketStream):
+                await _linger(transport)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError, ssl.SSLError, OSError):
+            pass
+        finally:
+            await trio.aclose_forcefully(transport)
+
+
+async def _linger(stream: trio.SocketStream) -> None:
+    """Our end of the stream (a FIN), then the peer's bytes dropped until its end, within the bounds."""
+    await stream.send_eof()
+    dropped = 0
+    with trio.move_on_after(LINGER_TIME):
+        while dropped < LINGER_MAX:
+            data = await stream.receive_some(MAX_RECV)
+            if not data:
+                return
+            dropped += len(data)
 
 
 def _wants_keep_alive(head: RequestHead | None) -> bool:

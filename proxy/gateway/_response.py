@@ -20,7 +20,7 @@ from ..protocol import _events as ev
 from .._config import Config
 from .._errors import BadGateway, GatewayTimeout
 from ..protocol._head import body_length
-from ..protocol._rewrite import response_headers
+from ..protocol._rewrite import response_headers, with_fields
 from ..routing._exchange import Exchange
 from ..engine._errors import SinkFailed, SourceFailed
 from ._errors import Abort, Stale
@@ -109,10 +109,7 @@ async def _relay_body(
     Abort or ProxyError for everything else.
     """
     idle = config.timeouts.body_idle
-    headers = response_headers(event.headers)
-    if client.response_extra:
-        have = {name for name, _ in headers}
-        headers += [field for field in client.response_extra if field[0] not in have]
+    headers = with_fields(response_headers(event.headers), client.response_extra)
     if closing():  # draining: this is the connection's last response
         headers.append((b"connection", b"close"))
     exchange.status = event.status_code

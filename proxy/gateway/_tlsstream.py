@@ -117,8 +117,8 @@ class TlsStream(trio.abc.Stream):
     async def wait_send_all_might_not_block(self) -> None:
         await self.transport_stream.wait_send_all_might_not_block()
 
-    async def aclose(self) -> None:
-        """Our close_notify when it goes out at once, then the socket closes (even when cancelled)."""
+    async def close_notify(self) -> None:
+        """Our close_notify, sent; the stream is closed for TLS, the socket stays open (for a staged close)."""
         if self._closed:
             await trio.lowlevel.checkpoint()
             return
@@ -129,5 +129,10 @@ class TlsStream(trio.abc.Stream):
                 await self._flush()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+
+    async def aclose(self) -> None:
+        """Our close_notify when it goes out at once, then the socket closes (even when cancelled)."""
+        try:
+            await self.close_notify()
         finally:
             await self.transport_stream.aclose()

@@ -30,18 +30,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from .._errors import ClientProtocolError
 from ._events import Headers, RemoteProtocolError
 from ._head import check_head
-from ._rewrite import _FORWARDED, has_token, request_headers, response_headers
+from ._rewrite import _FORWARDED, Header, has_token, request_headers, response_headers
 from ._wire import _DIGITS, encode_request_head, encode_response_head, parse_response_head
 
 if TYPE_CHECKING:
     from .._config import Limits
 
-__all__ = ["plain_request", "plain_upstream_head", "request_head", "response_head"]
+__all__ = ["plain_request", "plain_upstream_head", "request_head", "response_head", "with_fields"]
 
 # A path normalise_path() leaves as it is, but for "//" and dot segments (checked apart): no "%", no
 # backslash, no fragment.
@@ -89,20 +90,20 @@ def plain_request(head: bytes, limits: Limits) -> bytes | None:
 
 
 def plain_upstream_head(head: bytes, target: bytes, *, limits: Limits, client_ip: bytes,
-                        prefix: bytes | None) -> bytes:
+                        prefix: bytes | None, secure: bool = False) -> bytes:
     """request_head() for a head plain_request() returned a target for.
 
     Args:
         target: that target, stripped of the prefix if the route strips it.
-        client_ip, prefix: as request_head()'s.
+        client_ip, prefix, secure: as request_head()'s.
     """
     checked = check_head(head, limits)
     return request_head(checked.method, target, checked.headers, client_ip=client_ip, upstream_host=b"",
-                        prefix=prefix, allow_underscores=False)
+                        prefix=prefix, allow_underscores=False, secure=secure)
 
 
 def request_head(method: bytes, target: bytes, headers: Headers, *, client_ip: bytes, upstream_host: bytes,
-                 prefix: bytes | None, allow_underscores: bool) -> bytes:
+                 prefix: bytes | None, allow_underscores: bool, secure: bool = False) -> bytes:
     """The request head to send upstream for an untrusted client's request without a body.
 
     Args:
@@ -112,11 +113,12 @@ def request_head(method: bytes, target: bytes, headers: Headers, *, client_ip: b
         upstream_host: Host to send when the client sent none.
         prefix: the stripped prefix (X-Forwarded-Prefix), or None.
         allow_underscores: --allow-underscores.
+        secure: the client came over TLS (X-Forwarded-Proto https).
     """
     rewritten = request_headers(headers, client_ip=client_ip.decode("ascii"), trusted=False,
                                 upstream_host=upstream_host,
                                 prefix=None if prefix is None else prefix.decode("utf-8"),
-                                allow_underscores=allow_underscores)
+                                allow_underscores=allow_underscores, scheme=b"https" if secure else b"http")
     return encode_request_head(method, target, rewritten)
 
 
@@ -141,3 +143,14 @@ def response_head(head: bytes) -> tuple[int, int, bool, bytes] | None:
     keep = not has_token(headers, b"connection", b"close")
     return status, int(lengths[0]), keep, encode_response_head(status, reason, response_headers(headers))
 
+
+
+def with_fields(head: bytes, extra: Sequence[Header]) -> bytes:
+    """A client's response head from response_head() with the gateway's own fields (_rewrite.with_fields).
+
+    The same bytes as the general path's head with those fields: names in
+    such a head are lowercase (parse_response_head lowers them), so a field
+    of a name is a line that starts with it and a colon.
+    """
+    added = [name + b": " + value + b"\r\n" for name, value in extra if b"\r\n" + name + b":" not in head]
+    return head[:-2] + b"".join(added) + b"\r\n" if added else head

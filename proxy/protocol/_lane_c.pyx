@@ -222,7 +222,7 @@ cdef bint _hop_by_hop(const unsigned char* p, Py_ssize_t n, set tokens):
 
 
 def request_head(bytes method, bytes target, list headers, *, bytes client_ip, bytes upstream_host, prefix,
-                 bint allow_underscores):
+                 bint allow_underscores, bint secure=False):
     """See proxy.protocol._lane.request_head."""
     cdef set tokens = None
     cdef bytes name, value
@@ -257,7 +257,8 @@ def request_head(bytes method, bytes target, list headers, *, bytes client_ip, b
     if host is None:
         host = upstream_host
         out += [b"host: ", host, b"\r\n"]
-    out += [b"x-forwarded-for: ", client_ip, b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ", host, b"\r\n"]
+    out += [b"x-forwarded-for: ", client_ip, b"\r\nx-forwarded-proto: https\r\nx-forwarded-host: " if secure
+            else b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ", host, b"\r\n"]
     if prefix is not None:
         out += [b"x-forwarded-prefix: ", prefix, b"\r\n"]
     via.append(_VIA)
@@ -446,7 +447,8 @@ cdef inline Py_ssize_t _put(unsigned char* o, Py_ssize_t at, const void* data, P
     return at + n
 
 
-cdef bytes write_plain(const unsigned char* p, const Plain* plain, bytes target, bytes client_ip, bytes prefix):
+cdef bytes write_plain(const unsigned char* p, const Plain* plain, bytes target, bytes client_ip, bytes prefix,
+                       bint secure):
     """_lane.plain_upstream_head from the offsets scan_plain found in p."""
     cdef Py_ssize_t k, j, total, at
     cdef Py_ssize_t host = plain.host_end - plain.host_start
@@ -454,7 +456,7 @@ cdef bytes write_plain(const unsigned char* p, const Plain* plain, bytes target,
     for k in range(plain.fields):
         if not plain.dropped[k]:
             total += plain.name_end[k] - plain.name_start[k] + 2 + plain.value_end[k] - plain.value_start[k] + 2
-    total += 17 + len(client_ip) + 2 + 25 + 18 + host + 2 + 5 + len(_VIA) + 4
+    total += 17 + len(client_ip) + 2 + 25 + secure + 18 + host + 2 + 5 + len(_VIA) + 4
     if prefix is not None:
         total += 20 + len(prefix) + 2
     cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
@@ -477,7 +479,10 @@ cdef bytes write_plain(const unsigned char* p, const Plain* plain, bytes target,
         at += 2
     at = _put(o, at, b"x-forwarded-for: ", 17)
     at = _put(o, at, PyBytes_AS_STRING(client_ip), len(client_ip))
-    at = _put(o, at, b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ", 45)
+    if secure:
+        at = _put(o, at, b"\r\nx-forwarded-proto: https\r\nx-forwarded-host: ", 46)
+    else:
+        at = _put(o, at, b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ", 45)
     at = _put(o, at, p + plain.host_start, host)
     o[at] = 13
     o[at + 1] = 10
@@ -503,9 +508,9 @@ def plain_request(bytes head, limits):
     return head[plain.target_start:plain.target_end]
 
 
-def plain_upstream_head(bytes head, bytes target, *, limits, bytes client_ip, prefix):
+def plain_upstream_head(bytes head, bytes target, *, limits, bytes client_ip, prefix, bint secure=False):
     """See proxy.protocol._lane.plain_upstream_head."""
     cdef Plain plain
     if not scan_plain(head, len(head), limits.max_target, limits.max_headers, limits.max_header_bytes, &plain):
         raise ValueError("not a plain request head")
-    return write_plain(head, &plain, target, client_ip, prefix)
+    return write_plain(head, &plain, target, client_ip, prefix, secure)

@@ -35,6 +35,7 @@ __all__ = [
     "request_headers",
     "response_headers",
     "strip_target",
+    "with_fields",
 ]
 
 Header = tuple[bytes, bytes]
@@ -176,6 +177,18 @@ def response_headers(headers: Sequence[Header], *, upgrade: bool = False) -> lis
         kept.append((b"connection", b"upgrade"))
         kept.extend((b"upgrade", value) for value in upgrades)
     return kept
+
+
+def with_fields(headers: list[Header], extra: Sequence[Header]) -> list[Header]:
+    """`headers` with each field of `extra` (the gateway's own, HSTS) the backend did not send, at the end.
+
+    A backend's own field of the same name wins (as HAProxy's `http-response
+    set-header` would not; nginx's add_header, as here, leaves it).
+    """
+    if not extra:
+        return headers
+    have = {name for name, _ in headers}
+    return headers + [field for field in extra if field[0] not in have]
 
 
 def strip_target(target: bytes, prefix: str) -> bytes:

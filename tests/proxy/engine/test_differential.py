@@ -7,17 +7,24 @@
 from __future__ import annotations
 
 import os
+import ssl
+import tempfile
+from functools import cache
+from typing import Any
+from pathlib import Path
 
 import h11
 import pytest
 import trio
+import trustme
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy._config import Address, Tls, TlsPair
 from proxy.engine._pipe import SPLICE_MIN
 
 from ...conftest import chosen_compiled_cycle
-from ...helpers import Backend, BackendExchange, Seen, raw_exchange, route, start_backend, start_gateway
+from ...helpers import LOOPBACK, Backend, BackendExchange, Seen, raw_exchange, route, start_backend, start_gateway
 from ..gateway.test_connection_fuzz import CONNECTION_PIECES
 from ..gateway.test_hardening import send_slowly
 
@@ -109,20 +116,60 @@ async def kinds(backend: Backend, seen: Seen, exchange: BackendExchange) -> None
             await exchange.send(response, h11.Data(data=body), h11.EndOfMessage())
 
 
+@cache
+def _pki() -> tuple[Tls, ssl.SSLContext]:
+    """A certificate for both paths' TLS listeners (made once), and a client context that trusts it."""
+    ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
+    leaf = ca.issue_cert("x", key_type=trustme.KeyType.ECDSA)
+    directory = Path(tempfile.mkdtemp(prefix="fastroute-test-differential-"))
+    pair = TlsPair(directory / "cert.pem", directory / "key.pem")
+    leaf.cert_chain_pems[0].write_to_path(str(pair.cert))
+    leaf.private_key_pem.write_to_path(str(pair.key))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return Tls(listen=(Address(LOOPBACK, 0),), pairs=(pair,)), context
+
+
+async def tls_exchange(gateway: Any, data: bytes, *, slowly: bool) -> bytes:
+    """raw_exchange or send_slowly over HTTPS (byte by byte: a TLS record per byte)."""
+    host, port = gateway.tls_addresses[0]
+    stream = trio.SSLStream(await trio.open_tcp_stream(host, port), _pki()[1], server_hostname="x")
+    received = b""
+    try:
+        await stream.do_handshake()
+        for piece in ([data[i : i + 1] for i in range(len(data))] if slowly else [data]):
+            try:
+                await stream.send_all(piece)
+            except trio.BrokenResourceError:
+                break
+        with trio.move_on_after(5 if slowly else 2):
+            while chunk := await stream.receive_some(65536):
+                received += chunk
+    except trio.BrokenResourceError:
+        pass
+    finally:
+        await trio.aclose_forcefully(stream)
+    return received
+
+
 Outcome = tuple[bytes, list[tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...], bytes]], int]
 CYCLED: list[int] = []  # exchanges the engine's compiled cycle served whole, per native run
 
 
-async def through_both(data: bytes, *, slowly: bool) -> list[Outcome]:
+async def through_both(data: bytes, *, slowly: bool, secure: bool) -> list[Outcome]:
     """(what the client got, what the backend saw, how many connections it had) on the trio path, then
-    on the engine."""
+    on the engine; over HTTPS when `secure`."""
     outcomes = []
     async with trio.open_nursery() as nursery:
         for io in ("trio", "native"):
             backend = await start_backend(nursery, "b", kinds)
-            gateway = await start_gateway(nursery, [route("/", backend)], io=io, timeouts=TIMEOUTS)
+            gateway = await start_gateway(nursery, [route("/", backend)], io=io, timeouts=TIMEOUTS,
+                                          **({"tls": _pki()[0]} if secure else {}))
             assert (gateway.engine is not None) == (io == "native")
-            reply = await (send_slowly(gateway, data) if slowly else raw_exchange(gateway, data, read_limit=2.0))
+            if secure:
+                reply = await tls_exchange(gateway, data, slowly=slowly)
+            else:
+                reply = await (send_slowly(gateway, data) if slowly else raw_exchange(gateway, data, read_limit=2.0))
             # An HTTP/1.0 request without Host gets the backend's address: each path has its own backend.
             ours = str(backend.address).encode()
             seen = [(s.method, s.target, tuple((n, v.replace(ours, b"BACKEND")) for n, v in s.headers), s.body)
@@ -134,14 +181,14 @@ async def through_both(data: bytes, *, slowly: bool) -> list[Outcome]:
     return outcomes
 
 
-def check(data: bytes, *, slowly: bool, connections: bool = False) -> None:
+def check(data: bytes, *, slowly: bool, connections: bool = False, secure: bool = False) -> None:
     """The same on both paths; with `connections`, the same backend connections too.
 
     (Only where the engine serves every request: the two paths keep their
     own pools, so one handed back opens its own connection.)
     """
     (trio_reply, trio_seen, trio_conns), (native_reply, native_seen, native_conns) = trio.run(
-        lambda: through_both(data, slowly=slowly))
+        lambda: through_both(data, slowly=slowly, secure=secure))
     assert native_seen == trio_seen
     assert native_reply == trio_reply
     if connections:
@@ -150,8 +197,9 @@ def check(data: bytes, *, slowly: bool, connections: bool = False) -> None:
 
 @pytest.mark.parametrize("data", RESPONSES + [b"".join(RESPONSES[:6])], ids=list(range(len(RESPONSES) + 1)))
 @pytest.mark.parametrize("slowly", [False, True], ids=["whole", "byte_by_byte"])
-def test_every_kind_of_response_the_same_on_both_paths(data: bytes, slowly: bool) -> None:
-    check(data, slowly=slowly, connections=True)
+@pytest.mark.parametrize("secure", [False, True], ids=["http", "https"])
+def test_every_kind_of_response_the_same_on_both_paths(data: bytes, slowly: bool, secure: bool) -> None:
+    check(data, slowly=slowly, connections=True, secure=secure)
 
 
 @pytest.mark.parametrize("data", [b"\r\n", b"\r\n\r\n", b"\r\nGET /one-write HTTP/1.1\r\nHost: x\r\n\r\n\r\n"],
@@ -163,19 +211,22 @@ def test_empty_lines_the_same_on_both_paths(data: bytes) -> None:
 
 
 @pytest.mark.parametrize("slowly", [False, True], ids=["whole", "byte_by_byte"])
-def test_keep_alive_requests_the_same_through_the_compiled_cycle(slowly: bool) -> None:
+@pytest.mark.parametrize("secure", [False, True], ids=["http", "https"])
+def test_keep_alive_requests_the_same_through_the_compiled_cycle(slowly: bool, secure: bool) -> None:
     chosen_compiled_cycle()  # skips (or fails in CI) when not built or set aside
     CYCLED.clear()
     # The first request connects (the general path); the others find a
     # pooled connection: the cycle's, whole, from end to end.
     check(b"GET /one-write?1 HTTP/1.1\r\nHost: x\r\n\r\n" + b"GET /one-write?2 HTTP/1.1\r\nHost: x\r\nX_Under: 1\r\n"
           b"Connection: keep-alive\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n" * 3
-          + b"GET /one-write?3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", slowly=slowly, connections=True)
+          + b"GET /one-write?3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", slowly=slowly, connections=True,
+          secure=secure)
     assert CYCLED == [3]  # not the last: "Connection: close" is the general path's
 
 
 @pytest.mark.parametrize("slowly", [False, True], ids=["whole", "byte_by_byte"])
-def test_a_body_in_later_reads_the_same_through_the_compiled_cycle(slowly: bool) -> None:
+@pytest.mark.parametrize("secure", [False, True], ids=["http", "https"])
+def test_a_body_in_later_reads_the_same_through_the_compiled_cycle(slowly: bool, secure: bool) -> None:
     chosen_compiled_cycle()
     CYCLED.clear()
     # The head alone, then the body in two reads: the cycle passes each on;
@@ -183,11 +234,19 @@ def test_a_body_in_later_reads_the_same_through_the_compiled_cycle(slowly: bool)
     # general path's (the connection is not reused; the kernel moves it).
     check(b"GET /one-write HTTP/1.1\r\nHost: x\r\n\r\n" + b"GET /late-body HTTP/1.1\r\nHost: x\r\n\r\n" * 2
           + b"GET /past-body HTTP/1.1\r\nHost: x\r\n\r\nGET /long HTTP/1.1\r\nHost: x\r\n\r\n"
-          + b"GET /late-body HTTP/1.1\r\nHost: x\r\n\r\n", slowly=slowly, connections=True)
-    assert CYCLED == [2]
+          + b"GET /late-body HTTP/1.1\r\nHost: x\r\n\r\n", slowly=slowly, connections=True, secure=secure)
+    # Over TLS nothing is spliced: the long body goes through the lane, and its backend connection
+    # comes back to the pool for the last request, which the cycle serves.
+    assert CYCLED == ([3] if secure else [2])
 
 
 @given(st.lists(st.sampled_from(CONNECTION_PIECES + RESPONSES), min_size=1, max_size=6), st.booleans())
 @settings(max_examples=40, deadline=None)
 def test_any_connection_the_same_on_both_paths(pieces: list[bytes], slowly: bool) -> None:
     check(b"".join(pieces), slowly=slowly)
+
+
+@given(st.lists(st.sampled_from(CONNECTION_PIECES + RESPONSES), min_size=1, max_size=6), st.booleans())
+@settings(max_examples=15, deadline=None)
+def test_any_connection_over_https_the_same_on_both_paths(pieces: list[bytes], slowly: bool) -> None:
+    check(b"".join(pieces), slowly=slowly, secure=True)

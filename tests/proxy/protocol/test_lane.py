@@ -174,7 +174,8 @@ def general_request(method: bytes, target: bytes, headers: list[tuple[bytes, byt
     prefix = rewrite["prefix"]
     out = upstream.send(ev.Request(method, target, request_headers(
         headers, client_ip=rewrite["client_ip"].decode(), trusted=False, upstream_host=rewrite["upstream_host"],
-        prefix=None if prefix is None else prefix.decode(), allow_underscores=rewrite["allow_underscores"])))
+        prefix=None if prefix is None else prefix.decode(), allow_underscores=rewrite["allow_underscores"],
+        scheme=b"https" if rewrite.get("secure") else b"http")))
     return out + upstream.send(ev.END_OF_MESSAGE)
 
 
@@ -196,11 +197,11 @@ def _bodyless(header: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
 @SETTINGS
 @given(headers=st.lists(st.tuples(_REQUEST_NAMES, _REQUEST_VALUES).map(_bodyless), max_size=10),
        prefix=st.sampled_from([None, b"/", b"/steve/foo", "/caf\u00e9".encode()]),
-       allow_underscores=st.booleans(), method=st.sampled_from([b"GET", b"DELETE"]))
+       allow_underscores=st.booleans(), method=st.sampled_from([b"GET", b"DELETE"]), secure=st.booleans())
 def test_request_heads_are_the_general_paths(lane: Any, headers: list[tuple[bytes, bytes]], prefix: bytes | None,
-                                             allow_underscores: bool, method: bytes) -> None:
+                                             allow_underscores: bool, method: bytes, secure: bool) -> None:
     rewrite = {"client_ip": b"10.1.2.3", "upstream_host": b"172.17.0.5:8000", "prefix": prefix,
-               "allow_underscores": allow_underscores}
+               "allow_underscores": allow_underscores, "secure": secure}
     assert lane.request_head(method, b"/x?y", headers, **rewrite) == general_request(method, b"/x?y", headers,
                                                                                      **rewrite)
 
@@ -316,9 +317,9 @@ def test_generated_requests_the_compiled_scan_reads_as_the_twin(lane: Any, head:
     assert lane.plain_request(head, _LIMITS) == target
     if target is None:
         return
-    for stripped, prefix in [(target, None), (b"/x", b"/steve/foo")]:
-        assert lane.plain_upstream_head(head, stripped, limits=_LIMITS, client_ip=b"10.1.2.3", prefix=prefix) == \
-            _lane.plain_upstream_head(head, stripped, limits=_LIMITS, client_ip=b"10.1.2.3", prefix=prefix)
+    for stripped, prefix, secure in [(target, None, False), (b"/x", b"/steve/foo", False), (target, None, True)]:
+        rewrite = {"limits": _LIMITS, "client_ip": b"10.1.2.3", "prefix": prefix, "secure": secure}
+        assert lane.plain_upstream_head(head, stripped, **rewrite) == _lane.plain_upstream_head(head, stripped, **rewrite)
 
 
 @SETTINGS
@@ -337,7 +338,9 @@ def test_a_plain_request_is_what_the_general_path_checks_and_writes(head: bytes)
     for name, value in checked.headers:
         assert name not in (b"content-length", b"transfer-encoding", b"upgrade", b"expect")
         assert name != b"connection" or value.lower() == b"keep-alive"
-    rewrite = {"client_ip": b"10.1.2.3", "upstream_host": b"172.17.0.5:8000", "prefix": b"/steve",
-               "allow_underscores": False}
-    assert _lane.plain_upstream_head(head, b"/x", limits=_LIMITS, client_ip=b"10.1.2.3", prefix=b"/steve") == \
-        general_request(checked.method, b"/x", checked.headers, **rewrite)
+    for secure in (False, True):
+        rewrite = {"client_ip": b"10.1.2.3", "upstream_host": b"172.17.0.5:8000", "prefix": b"/steve",
+                   "allow_underscores": False, "secure": secure}
+        assert _lane.plain_upstream_head(head, b"/x", limits=_LIMITS, client_ip=b"10.1.2.3", prefix=b"/steve",
+                                         secure=secure) == general_request(checked.method, b"/x", checked.headers,
+                                                                          **rewrite)

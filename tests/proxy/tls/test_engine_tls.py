@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from proxy._config import Address, Tls
+from proxy.engine._cycle import CYCLE_COMPILED
 
 from ...helpers import LOOPBACK, Backend, BackendExchange, Seen, route, start_backend, start_gateway
 from .tls_support import Pki, connect_tls
@@ -79,6 +80,8 @@ async def test_https_requests_are_served_by_the_engine_as_the_trio_path_would(
         assert reply.status == 200
         assert reply.header(b"strict-transport-security") == b"max-age=600"
     assert (gateway.engine.served, gateway.engine.handed_back) == (3, 0)
+    if CYCLE_COMPILED:  # the first request connects (the general path); the others are the cycle's, whole
+        assert gateway.engine.cycled == 2
     for seen in backend.seen:
         fields = dict(seen.headers)
         assert fields[b"x-forwarded-proto"] == b"https"
@@ -138,3 +141,22 @@ async def test_a_client_gone_mid_https_response_ends_only_its_connection(pki: Pk
     other, _ = await connect_tls(gateway, pki.client_context(), API)
     with trio.fail_after(10):
         assert (await other.request("GET", "/n/3", host=API)).body == b"012"
+
+
+async def test_a_client_slow_to_read_gets_the_compiled_cycles_https_response_whole(
+        pki: Pki, nursery: trio.Nursery) -> None:
+    # The cycle encrypts what it reads at once; what the socket does not
+    # take waits as ciphertext, and the general path goes on from there.
+    backend = await start_backend(nursery, handler=sized)
+    gateway = await start_gateway(nursery, [route("/", backend)], io="native", tls=tls_config(pki))
+    assert gateway.engine is not None
+    client, tls = await connect_tls(gateway, pki.client_context(), API)
+    assert (await client.request("GET", "/n/1", host=API)).body == b"0"  # the backend connection, pooled
+    size = 900_000  # short of a splice's length: the lane's
+    await tls.send_all(f"GET /n/{size} HTTP/1.1\r\nhost: {API}\r\n\r\n".encode())
+    await trio.sleep(0.3)  # the client reads nothing for a while: the socket fills
+    with trio.fail_after(10):
+        assert (await read_responses(tls, 1)) == [pattern(size)]
+        client.conn = h11.Connection(h11.CLIENT)
+        assert (await client.request("GET", "/n/2", host=API)).body == b"01"
+    assert (gateway.engine.served, gateway.engine.handed_back) == (3, 0)

@@ -1,0 +1,60 @@
+# The gateway's end of a client connection is a staged close (RFC 9112
+# section 9.6, gateway/_http.HttpStream.aclose): a client that sent more
+# than the gateway read still gets every answer sent before the close,
+# where a close with unread bytes would reset the connection and destroy
+# them in the client's receive buffer.
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from proxy.gateway._http import LINGER_TIME
+
+from ...helpers import route, start_backend, start_gateway
+
+JUNK = b"x" * 200_000  # what the client goes on sending
+
+
+@pytest.mark.parametrize("io", ["trio", "native"])
+async def test_a_client_still_sending_after_the_gateway_is_done_is_not_reset(
+        io: str, nursery: trio.Nursery) -> None:
+    # As a client uploading when its answer (a 413, a 400) comes: it finishes
+    # sending, then reads the answers and a clean end, where a reset would
+    # fail its send and show it an error instead of the answer.
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)], io=io)
+    host, port = gateway.addresses[0]
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nBAD\r\n\r\n")  # a request, then no request
+    await trio.sleep(0.2)  # both answered and the gateway's end sent meanwhile, the client reading nothing
+    with trio.fail_after(10):
+        await stream.send_all(JUNK)
+        received = b""
+        while chunk := await stream.receive_some(65536):
+            received += chunk
+    await stream.aclose()
+    assert received.startswith(b"HTTP/1.1 200 ")
+    assert b"HTTP/1.1 400 " in received
+
+
+async def test_a_client_that_never_closes_is_let_go_after_the_linger_time(nursery: trio.Nursery) -> None:
+    gateway = await start_gateway(nursery, [])
+    host, port = gateway.addresses[0]
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(b"BAD\r\n\r\n")
+    start = trio.current_time()
+    with trio.fail_after(LINGER_TIME + 5):
+        received = b""
+        while chunk := await stream.receive_some(65536):  # the FIN comes with the answer
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 400 ")
+        # Still open on the client's side, sending: the gateway reads and drops, then closes.
+        try:
+            while True:
+                await stream.send_all(b"y" * 1000)
+                await trio.sleep(0.05)
+        except trio.BrokenResourceError:
+            pass
+    assert trio.current_time() - start >= LINGER_TIME * 0.9
+    await stream.aclose()
