@@ -79,7 +79,7 @@ async def serve(
                 log.info(
                     "listening on %s%s with %d routes (parser: %s, io: %s)",
                     ", ".join(f"{h}:{p}" for h, p in gateway.addresses) or "no plain-HTTP address",
-                    f", HTTPS on {https} (io: trio)" if https else "", len(gateway.table), config.parser,
+                    f", HTTPS on {https}" if https else "", len(gateway.table), config.parser,
                     "native" if gateway.engine is not None else "trio",
                 )
                 task_status.started(gateway)

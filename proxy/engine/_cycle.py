@@ -15,6 +15,11 @@
 #            whole to the client, and any rest of the body as it comes
 #   HEAD  -> the backend connection pooled again, the next head.
 #
+# Over TLS the same steps, the client's bytes going through the session
+# (_exchange.py's TLS paragraph): the reads through the general path's
+# _read_head, the writes through _send_tls, the rest of a write the socket
+# did not take left to the general path as ciphertext.
+#
 # At any step that is not so, the cycle stops and the general path
 # (_exchange.NativeClient, this class's subclass) goes on from exactly
 # there: before a request went out it routes from the backend the cycle

@@ -36,6 +36,16 @@
 # request and response. Both give the same bytes (the lane's tests and the
 # differential test say so).
 #
+# TLS: a connection the trio path handshook comes with its session
+# (tls/_session.py, over the trio path's TLS stream). The engine then
+# reads ciphertext from the socket into it and takes every whole record's
+# plaintext at once (_receive: none may stay inside OpenSSL, where no
+# readiness would say so), and encrypts what it writes whole, the
+# ciphertext waiting in tls_out as plaintext waits in outbuf; the cycle's
+# steps do the same (_send_tls). Nothing is spliced over TLS. A hand-back
+# carries the ciphertext not sent yet, which goes out before anything the
+# trio path writes with the same session.
+#
 # Sockets: each keeps one epoll interest from accept (or connect) to close,
 # so an exchange makes no epoll_ctl; the client is read ahead during an
 # exchange (what it sends waits in inbuf, a head's size at most), and OUT is

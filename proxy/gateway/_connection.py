@@ -88,6 +88,8 @@ class ClientConnection:
             self.trusted = gateway.is_trusted(self.client_ip)
             first = True
             engine = gateway.engine
+            if not self.secure and gateway.config.tls.redirect_https:
+                engine = None  # plain HTTP is redirected (or an ACME challenge): the trio path's, HTTPS the engine's
             if self.secure:
                 if not await self._handshake():
                     return

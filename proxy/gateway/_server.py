@@ -184,9 +184,7 @@ class Gateway:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 if self.config.io == "native" and self.engine is None:
-                    if self.config.tls.redirect_https:
-                        log.info("--redirect-https is served by the trio path (the engine does not redirect)")
-                    elif EPOLL_AVAILABLE and self.config.parser == "fast":
+                    if EPOLL_AVAILABLE and self.config.parser == "fast":
                         from ..engine._engine import Engine
 
                         self.engine = Engine(self)

@@ -15,7 +15,7 @@ import trio
 from proxy._config import Address, Tls
 from proxy.engine._cycle import CYCLE_COMPILED
 
-from ...helpers import LOOPBACK, Backend, BackendExchange, Seen, route, start_backend, start_gateway
+from ...helpers import LOOPBACK, Backend, BackendExchange, Seen, fetch, route, start_backend, start_gateway
 from .tls_support import Pki, connect_tls
 
 API = "api.example.test"
@@ -160,3 +160,15 @@ async def test_a_client_slow_to_read_gets_the_compiled_cycles_https_response_who
         client.conn = h11.Connection(h11.CLIENT)
         assert (await client.request("GET", "/n/2", host=API)).body == b"01"
     assert (gateway.engine.served, gateway.engine.handed_back) == (3, 0)
+
+
+async def test_with_redirect_https_plain_http_is_redirected_and_https_is_the_engines(
+        pki: Pki, nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)], io="native", tls=tls_config(pki, redirect_https=True))
+    assert gateway.engine is not None
+    redirected = await fetch(gateway, "GET", "/x", host=API)
+    assert redirected.status == 308
+    client, _ = await connect_tls(gateway, pki.client_context(), API)
+    assert (await client.request("GET", "/x", host=API)).status == 200
+    assert (gateway.engine.served, gateway.engine.handed_back) == (1, 0)

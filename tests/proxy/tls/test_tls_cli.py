@@ -56,7 +56,8 @@ def test_https_with_a_sighup_reload(tmp_path: Path, backends: list[int]) -> None
     finally:
         code, err = gateway.stop()
     assert code == 0
-    assert f"HTTPS on {LOOPBACK}:{port} (io: trio)" in err
+    assert f"HTTPS on {LOOPBACK}:{port} with " in err
+    assert "io: native)" in err  # HTTPS is the engine's too
     assert "certificate files changed: TLS certificates reloaded (api.example.test, www.example.test)" in err
     assert "SIGHUP: TLS certificates reloaded (api.example.test, www.example.test)" in err
 
