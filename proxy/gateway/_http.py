@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import errno
+import select
 import ssl
 
 import trio
@@ -175,8 +176,9 @@ class HttpStream:
         once: a client reading to the end then knows the end is real).
 
         With `linger` (a client's connection), a staged close (RFC 9112
-        section 9.6): our end first, then what the client still sends read
-        and dropped until it closes, LINGER_TIME at most. Closing a socket
+        section 9.6) when the client sent what was not read: our end first,
+        then what it still sends read and dropped until it closes,
+        LINGER_TIME at most. Closing a socket
         with unread bytes resets the connection, and a reset destroys what
         the client has not read yet: the answer to a request it pipelined,
         or the 400 that ends the connection. (nginx's lingering_close.)
@@ -196,7 +198,15 @@ class HttpStream:
 
 
 async def _linger(stream: trio.SocketStream) -> None:
-    """Our end of the stream (a FIN), then the peer's bytes dropped until its end, within the bounds."""
+    """Our end of the stream (a FIN), then the peer's bytes dropped until its end, within the bounds.
+
+    Only when the peer sent bytes not read yet (or its end): a close then
+    would reset. A connection whose last request and all before it were
+    read closes at once, as nginx's lingering_close does by default; a peer
+    that sends on after that (pipelining past "Connection: close") is reset.
+    """
+    if not _readable(stream.socket.fileno()):
+        return
     await stream.send_eof()
     dropped = 0
     with trio.move_on_after(LINGER_TIME):
@@ -205,6 +215,13 @@ async def _linger(stream: trio.SocketStream) -> None:
             if not data:
                 return
             dropped += len(data)
+
+
+def _readable(fd: int) -> bool:
+    """Bytes (or the end) wait unread on the socket `fd`, now."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _wants_keep_alive(head: RequestHead | None) -> bool:

@@ -17,8 +17,7 @@ JUNK = b"x" * 200_000  # what the client goes on sending
 
 
 @pytest.mark.parametrize("io", ["trio", "native"])
-async def test_a_client_still_sending_after_the_gateway_is_done_is_not_reset(
-        io: str, nursery: trio.Nursery) -> None:
+async def test_a_client_still_sending_when_the_gateway_is_done_is_not_reset(io: str, nursery: trio.Nursery) -> None:
     # As a client uploading when its answer (a 413, a 400) comes: it finishes
     # sending, then reads the answers and a clean end, where a reset would
     # fail its send and show it an error instead of the answer.
@@ -26,10 +25,12 @@ async def test_a_client_still_sending_after_the_gateway_is_done_is_not_reset(
     gateway = await start_gateway(nursery, [route("/", backend)], io=io)
     host, port = gateway.addresses[0]
     stream = await trio.open_tcp_stream(host, port)
-    await stream.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nBAD\r\n\r\n")  # a request, then no request
-    await trio.sleep(0.2)  # both answered and the gateway's end sent meanwhile, the client reading nothing
     with trio.fail_after(10):
-        await stream.send_all(JUNK)
+        # A request, a line that is no request (a 400, then the gateway's end), and more, sent on.
+        await stream.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nBAD\r\n\r\n" + JUNK)
+        for _ in range(20):
+            await stream.send_all(JUNK[:10_000])
+            await trio.sleep(0.01)
         received = b""
         while chunk := await stream.receive_some(65536):
             received += chunk
@@ -38,15 +39,15 @@ async def test_a_client_still_sending_after_the_gateway_is_done_is_not_reset(
     assert b"HTTP/1.1 400 " in received
 
 
-async def test_a_client_that_never_closes_is_let_go_after_the_linger_time(nursery: trio.Nursery) -> None:
+async def test_a_client_that_never_stops_sending_is_let_go_after_the_linger_time(nursery: trio.Nursery) -> None:
     gateway = await start_gateway(nursery, [])
     host, port = gateway.addresses[0]
     stream = await trio.open_tcp_stream(host, port)
-    await stream.send_all(b"BAD\r\n\r\n")
+    await stream.send_all(b"BAD\r\n\r\n" + JUNK)
     start = trio.current_time()
     with trio.fail_after(LINGER_TIME + 5):
         received = b""
-        while chunk := await stream.receive_some(65536):  # the FIN comes with the answer
+        while chunk := await stream.receive_some(65536):  # the gateway's end comes with the answer
             received += chunk
         assert received.startswith(b"HTTP/1.1 400 ")
         # Still open on the client's side, sending: the gateway reads and drops, then closes.
@@ -57,4 +58,21 @@ async def test_a_client_that_never_closes_is_let_go_after_the_linger_time(nurser
         except trio.BrokenResourceError:
             pass
     assert trio.current_time() - start >= LINGER_TIME * 0.9
+    await stream.aclose()
+
+
+async def test_a_connection_read_to_its_end_closes_at_once(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+    host, port = gateway.addresses[0]
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    with trio.fail_after(5):
+        while await stream.receive_some(65536):
+            pass
+    # The gateway did not wait for this client's end: it is gone, and a byte sent now is refused.
+    with pytest.raises(trio.BrokenResourceError), trio.fail_after(5):
+        for _ in range(100):
+            await stream.send_all(b"y")
+            await trio.sleep(0.01)
     await stream.aclose()
