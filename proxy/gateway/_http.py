@@ -205,7 +205,8 @@ async def _linger(stream: trio.SocketStream) -> None:
     read closes at once, as nginx's lingering_close does by default; a peer
     that sends on after that (pipelining past "Connection: close") is reset.
     """
-    if not _readable(stream.socket.fileno()):
+    fd = stream.socket.fileno()
+    if fd < 0 or not _readable(fd):  # (closed already: a TLS-ALPN-01 validation's handshake)
         return
     await stream.send_eof()
     dropped = 0

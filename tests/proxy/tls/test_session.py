@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import ssl
 import tracemalloc
+from pathlib import Path
 
 import pytest
 import trustme
 
+from proxy._config import TlsPair
+from proxy.tls._context import TICKETS, server_context
 from proxy.tls._session import RECORD_MAX, TlsFailed, TlsSession
 
 NAME = "api.example.test"
@@ -160,3 +163,32 @@ def test_close_writes_close_notify_and_unsent_and_unread_tell_what_waits() -> No
     pair.to_client()
     assert not pair.session.unsent()
     assert pair.client.read(10) == b""  # the client sees a clean end
+
+
+def test_the_gateways_contexts_send_one_ticket_per_tls_1_3_handshake(tmp_path: Path) -> None:
+    ca = trustme.CA(key_type=trustme.KeyType.ECDSA)
+    leaf = ca.issue_cert(NAME, key_type=trustme.KeyType.ECDSA)
+    pair = TlsPair(tmp_path / "cert.pem", tmp_path / "key.pem")
+    leaf.cert_chain_pems[0].write_to_path(str(pair.cert))
+    leaf.private_key_pem.write_to_path(str(pair.key))
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    tickets = []
+
+    def seen(_conn: object, direction: str, _version: object, content_type: object, msg_type: object,
+             _data: bytes) -> None:
+        if direction == "read" and content_type == ssl._TLSContentType.HANDSHAKE \
+                and msg_type == ssl._TLSMessageType.NEWSESSION_TICKET:
+            tickets.append(1)
+
+    client_context._msg_callback = seen  # type: ignore[attr-defined]  # (the standard library's test hook)
+    pair_ = Pair.__new__(Pair)
+    pair_.session = TlsSession(server_context(pair))
+    pair_.client_in, pair_.client_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    pair_.client = client_context.wrap_bio(pair_.client_in, pair_.client_out, server_hostname=NAME)
+    pair_.handshake()
+    pair_.to_client()
+    with pytest.raises(ssl.SSLWantReadError):
+        pair_.client.read(100)
+    assert pair_.client.version() == "TLSv1.3"
+    assert len(tickets) == TICKETS == 1
