@@ -115,7 +115,11 @@ class ClientConnection:
         except Exception:
             log.exception("bug: unexpected error on a client connection; closing it")
         finally:
-            await client.aclose(linger=True)
+            try:
+                await client.aclose(linger=True)
+            except Exception:  # a bug in the close must not reach serve_listeners either
+                log.exception("bug: unexpected error closing a client connection")
+                self._socket.close()
 
     async def _handshake(self) -> bool:
         """TLS on the accepted stream, within the head timeout; False: close (nothing else to do)."""

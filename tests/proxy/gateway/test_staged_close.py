@@ -6,12 +6,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import trio
 
-from proxy.gateway._http import LINGER_TIME
+from proxy.gateway._http import LINGER_TIME, HttpStream
 
-from ...helpers import route, start_backend, start_gateway
+from ...helpers import fetch, route, start_backend, start_gateway
 
 JUNK = b"x" * 200_000  # what the client goes on sending
 
@@ -76,3 +78,24 @@ async def test_a_connection_read_to_its_end_closes_at_once(nursery: trio.Nursery
             await stream.send_all(b"y")
             await trio.sleep(0.01)
     await stream.aclose()
+
+
+async def test_a_bug_in_closing_one_connection_ends_that_connection_only(
+        nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+    real = HttpStream.aclose
+    broken = []
+
+    async def failing(self: HttpStream, *, linger: bool = False) -> None:
+        if linger and not broken:
+            broken.append(self)
+            raise ValueError("a bug in the close")
+        await real(self, linger=linger)
+
+    monkeypatch.setattr(HttpStream, "aclose", failing)
+    with caplog.at_level(logging.ERROR, logger="fastroute"):
+        assert (await fetch(gateway, "GET", "/one", headers=[("connection", "close")])).status == 200
+        assert (await fetch(gateway, "GET", "/two")).status == 200  # the gateway serves on
+    assert broken
+    assert any(r.getMessage().startswith("bug: unexpected error closing") for r in caplog.records)
