@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from ._pipe import SplicePipe
     from ._upstream import Upstream
 
-__all__ = ["CLOSED", "CONNECT", "CYCLE_COMPILED", "Cycle", "FAST", "HEAD", "RESPONSE", "SEND", "SPLICE"]
+__all__ = ["CLOSED", "CONNECT", "CYCLE_COMPILED", "Cycle", "FAST", "HANDSHAKE", "HEAD", "RESPONSE", "SEND", "SPLICE"]
 
 # The client side's states (the request in flight has one upstream). The
 # compiled cycle has the same numbers (a test says so).
@@ -61,13 +61,14 @@ RESPONSE = 3  # the backend's response is read and written to the client
 SPLICE = 4  # the rest of a long Content-Length body, moved in the kernel
 CLOSED = 5  # done (closed, or handed back to the trio path)
 FAST = 6  # the cycle sent the request; the general path's objects for it are not made yet
+HANDSHAKE = 7  # a TLS client's handshake, before its first request head
 
 _ATTRIBUTES = (
     "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "timed", "conn", "request",
     "head", "head_bytes", "arrived", "exchange", "attempts", "pool", "prefix", "upstream", "counted", "interim",
     "response_done", "keep", "head_queued", "splice_left", "pipe", "reading", "eof", "lane", "lane_left",
     "lane_keep", "fast", "client_ip_b", "status", "body_out", "body_length", "tls", "tls_out",
-    "extra",
+    "extra", "hello",
 )
 
 
@@ -120,6 +121,7 @@ class PyCycle:
     tls: TlsSession | None
     tls_out: bytearray
     extra: list[tuple[bytes, bytes]]
+    hello: bool
 
     def configure(self) -> None:
         """Read what the cycle uses of the engine's configuration (nothing: it serves nothing itself)."""

@@ -42,9 +42,10 @@ cdef enum:
     SPLICE = 4
     CLOSED = 5
     FAST = 6
+    HANDSHAKE = 7  # the general path's only (the cycle serves nothing before the first head)
 
 STATES = {"HEAD": HEAD, "CONNECT": CONNECT, "SEND": SEND, "RESPONSE": RESPONSE, "SPLICE": SPLICE,
-          "CLOSED": CLOSED, "FAST": FAST}  # for the test that they are _cycle.py's
+          "CLOSED": CLOSED, "FAST": FAST, "HANDSHAKE": HANDSHAKE}  # for the test that they are _cycle.py's
 
 cdef enum:
     READ_MAX = 65536  # bytes per read, as _upstream.READ_MAX
@@ -169,7 +170,7 @@ cdef class Cycle:
     cdef public bytearray inbuf, outbuf, tls_out
     cdef public int fd, state, interim
     cdef public Py_ssize_t splice_left, lane_left
-    cdef public bint started, counted, response_done, keep, head_queued, reading, eof, lane, lane_keep, fast
+    cdef public bint started, counted, response_done, keep, head_queued, reading, eof, lane, lane_keep, fast, hello
     cdef public double arrived
     # The configuration, read once (it is frozen): engine.config's and engine.gateway's.
     # A lane response whose body comes in later reads (lane_left >= 0 in FAST): its status, the body

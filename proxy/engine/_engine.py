@@ -36,6 +36,7 @@ class Engine:
         self.handed_back = 0  # times a connection went on in the trio path
         self.laned = 0  # responses that took the lane (protocol/_lane.py)
         self.cycled = 0  # exchanges the compiled cycle served whole (_cycle.py), of those
+        self.handshakes = 0  # TLS handshakes the engine made (the trio path makes the rest)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The loop, until cancelled; then every pooled connection is closed."""
@@ -44,14 +45,15 @@ class Engine:
         finally:
             self.pools.close_all()
 
-    async def serve(self, front: Front, *, first: bool) -> HandBack | None:
-        """Serve `front`'s requests; returns when it closed (None) or goes back to the trio path."""
+    async def serve(self, front: Front, *, first: bool, handshake: bool = False) -> HandBack | None:
+        """Serve `front`'s requests (after the TLS handshake, with `handshake`); returns when it closed
+        (None) or goes back to the trio path."""
         client = NativeClient(self, front, bytes(front.client.pending))
         front.client.pending.clear()
         self._clients.add(client)
         try:
             self.loop.tick()
-            client.start(first)
+            client.start(first, handshake=handshake)
             await client.done.wait()
         finally:
             self._clients.discard(client)

@@ -16,6 +16,8 @@
 #   CLOSED    done (closed, or handed back to the trio path)
 #   FAST      the compiled cycle sent the request; the first thing it does
 #             not serve itself makes this RESPONSE (_adopt)
+#   HANDSHAKE a TLS client's handshake (the engine's when the trio path
+#             handed it the connection before one), then HEAD
 #
 # What the engine serves: a request with no body whose decision is Forward,
 # with --parser fast. Everything else goes back to the trio path with the
@@ -36,8 +38,13 @@
 # request and response. Both give the same bytes (the lane's tests and the
 # differential test say so).
 #
-# TLS: a connection the trio path handshook comes with its session
-# (tls/_session.py, over the trio path's TLS stream). The engine then
+# TLS: a connection comes with its session (tls/_session.py, over the trio
+# path's TLS stream), the handshake made or not. The engine makes it when
+# not (HANDSHAKE): the first byte says whether the client speaks TLS at
+# all (a plain HTTP client goes back to the trio path, which answers it),
+# the handshake's flights go out as OpenSSL writes them, all of one out
+# before the next is read, and the head timeout bounds the whole. The engine
+# then
 # reads ciphertext from the socket into it and takes every whole record's
 # plaintext at once (_receive: none may stay inside OpenSSL, where no
 # readiness would say so), and encrypts what it writes whole, the
@@ -88,9 +95,10 @@ from ..routing._decide import Forward, decide
 from ..routing._exchange import Exchange
 from ..routing._pool import BackendState, Pool
 from ..routing._retry import NEXT, Attempts, Step
+from ..tls._hello import HANDSHAKE_RECORD, acme_validation, parse_client_hello, record_length
 from ..tls._session import TlsFailed, TlsSession
 from ._errors import SinkFailed, SourceFailed
-from ._cycle import CLOSED, CONNECT, FAST, HEAD, RESPONSE, SEND, SPLICE, Cycle
+from ._cycle import CLOSED, CONNECT, FAST, HANDSHAKE, HEAD, RESPONSE, SEND, SPLICE, Cycle
 from ._loop import Timed
 from ._pipe import SPLICE_AVAILABLE, SPLICE_MIN, SplicePipe
 from ._upstream import connect, read, socket_error, write
@@ -118,6 +126,7 @@ class ClientStream(Protocol):
     stream: trio.abc.Stream  # a socket stream, or the gateway's TLS stream (its `session` and `socket`)
     pending: bytearray  # read and not answered yet: what the engine starts from
     response_extra: list[tuple[bytes, bytes]]  # fields added to every proxied response (HSTS)
+    refused: bool  # a request head was refused: the close is staged
 
     def start_request(self, conn: ev.Connection, head: RequestHead) -> None: ...
 
@@ -150,6 +159,7 @@ class EngineParts(Protocol):
     handed_back: int
     laned: int
     cycled: int
+    handshakes: int
 
 
 class HandBack:
@@ -159,11 +169,12 @@ class HandBack:
     take yet: it goes out before anything else.
     """
 
-    __slots__ = ("pending", "unsent")
+    __slots__ = ("pending", "unsent", "plain")
 
-    def __init__(self, pending: bytes, unsent: bytes = b"") -> None:
+    def __init__(self, pending: bytes, unsent: bytes = b"", *, plain: bool = False) -> None:
         self.pending = pending
         self.unsent = unsent
+        self.plain = plain  # a plain HTTP client on the TLS port, before any handshake: `pending` is what it sent
 
 
 class NativeClient(Cycle):
@@ -186,6 +197,9 @@ class NativeClient(Cycle):
         self.tls = session if isinstance(session, TlsSession) else None
         self.tls_out = bytearray()  # ciphertext for the client not written yet (TLS only)
         self.extra = front.client.response_extra  # fields added to every response (HSTS)
+        # In the handshake, with ACME's TLS-ALPN-01: the ClientHello's record is gathered in inbuf (the
+        # session has none of it yet), to tell a CA's validation from a client (gateway/_tls.py).
+        self.hello = False
         self.state = HEAD
         self.done = trio.Event()
         self.result = None
@@ -226,18 +240,105 @@ class NativeClient(Cycle):
 
     # --- the start, and the two ends -----------------------------------------
 
-    def start(self, first: bool) -> None:
+    def start(self, first: bool, *, handshake: bool = False) -> None:
+        """Serve from here: the first request head (`first`), or the next; with `handshake`, the TLS
+        handshake before the first."""
+        if handshake:
+            self._begin_handshake()
+            return
         timeouts = self.engine.config.timeouts
         if self.tls is not None:
-            try:
-                data = self._decrypted()  # records the trio path received and did not read
-            except OSError:
-                data = b""
-                self.eof = True
-            if data:
-                self.inbuf += data
+            self._take_decrypted()  # records the trio path received and did not read
         self._wait_head(timeouts.request_head if first else timeouts.keepalive)
         self.parse()
+
+    def _take_decrypted(self) -> None:
+        try:
+            data = self._decrypted()
+        except OSError:
+            data = b""
+            self.eof = True
+        if data:
+            self.inbuf += data
+
+    # --- the TLS handshake -------------------------------------------------------
+
+    def _begin_handshake(self) -> None:
+        self.state = HANDSHAKE
+        self.started = False  # the client's first byte came
+        if self.engine.gateway.draining:
+            self._close()  # accepted just as draining began
+            return
+        self.engine.loop.watch(self.fd, self, _IN)
+        self._deadline(self.engine.config.timeouts.request_head)  # for the handshake and the head, as the trio path
+        self._shake()
+
+    def _shake(self) -> None:
+        """The handshake goes on: our flight out first, then what the client sent (one read a readiness)."""
+        tls = self.tls
+        assert tls is not None
+        out = self.tls_out
+        try:
+            if out:
+                del out[:write(self.fd, out)]
+                if out:
+                    return  # the client waits for it: nothing to read before it went out
+                self.engine.loop.watch(self.fd, self, _IN)
+            if not tls.established:
+                data = read(self.fd)
+                if data is None:
+                    return
+                if not data:
+                    self._close()  # the client closed before or during its handshake
+                    return
+                challenge = self.engine.gateway.acme_challenge
+                if not self.started:
+                    self.started = True
+                    if data[0] != HANDSHAKE_RECORD:
+                        self.engine.handed_back += 1
+                        self.result = HandBack(data, plain=True)
+                        self._close()
+                        return
+                    self.hello = challenge is not None
+                if self.hello:
+                    self.inbuf += data
+                    total = record_length(self.inbuf)
+                    if total is None or len(self.inbuf) < total:
+                        return  # the rest of the ClientHello's record (the head timeout bounds the wait)
+                    self.hello = False
+                    data = bytes(self.inbuf)
+                    self.inbuf.clear()
+                    assert challenge is not None
+                    validation = acme_validation(parse_client_hello(data), challenge)
+                    if validation is not None:
+                        self.tls = tls = TlsSession(validation)  # answered by the handshake alone
+                tls.receive(data)
+                try:
+                    tls.handshake()
+                except TlsFailed as error:
+                    log.debug("TLS handshake failed: %s", error.__cause__ or error)
+                    write(self.fd, tls.outgoing())  # the alert, if OpenSSL wrote one
+                    self._close()
+                    return
+                flight = tls.outgoing()
+                if flight:
+                    sent = write(self.fd, flight)
+                    if sent < len(flight):
+                        out += memoryview(flight)[sent:]
+                        self.engine.loop.watch(self.fd, self, _IN | _OUT)
+                        return
+        except OSError:
+            self._close()
+            return
+        if tls.established:
+            self.engine.handshakes += 1
+            if tls is not getattr(self.front.client.stream, "session", None):
+                log.info("ACME: answered a TLS-ALPN-01 challenge")
+                self._close()
+                return
+            self._take_decrypted()  # the first request often comes with the client's last flight
+            self._wait_head(self.engine.config.timeouts.request_head)
+            self.parse()
 
     def _wait_head(self, idle: float) -> None:
         self.state = HEAD
@@ -249,6 +350,8 @@ class NativeClient(Cycle):
     def _close(self) -> None:
         if self.state == CLOSED:
             return
+        if self.tls is not None and self.result is None and self.tls.established:
+            self._close_notify()
         self.state = CLOSED
         loop = self.engine.loop
         loop.cancel(self.timed)
@@ -267,9 +370,23 @@ class NativeClient(Cycle):
     def fail(self) -> None:
         self._close()
 
+    def _close_notify(self) -> None:
+        """Our close_notify, if the socket takes it now (with what waits before it); the trio task then
+        closes the socket, with no close_notify of its own (the session says it is written)."""
+        tls = self.tls
+        assert tls is not None
+        tls.close()
+        out = self.tls_out
+        out += tls.outgoing()
+        try:
+            write(self.fd, out)
+        except OSError:
+            pass
+        out.clear()
+
     def drain(self) -> None:
         """The gateway drains: an idle connection closes now; one in an exchange after it."""
-        if self.state == HEAD and not self.started and not self.inbuf:
+        if (self.state == HEAD and not self.started and not self.inbuf) or self.state == HANDSHAKE:
             self._close()
 
     def _deadline(self, seconds: float) -> None:
@@ -295,6 +412,9 @@ class NativeClient(Cycle):
         if self.state == HEAD:
             self._read_head()
             return
+        if self.state == HANDSHAKE:
+            self._shake()
+            return
         if mask & (select.EPOLLERR | select.EPOLLHUP):
             self._abort("client went away during the exchange")
             return
@@ -312,7 +432,10 @@ class NativeClient(Cycle):
         if self.state == FAST:
             self._take_over()
         state = self.state
-        if state == HEAD:
+        if state == HANDSHAKE:
+            log.debug("TLS handshake not done in time")
+            self._close()
+        elif state == HEAD:
             if self.started:
                 self._reject(ProxyError("request head not received in time", status=408))
             else:
@@ -602,6 +725,7 @@ class NativeClient(Cycle):
         exchange.status = answer.status
         exchange.bytes_out = len(answer.body)
         data = encode_response_head(answer.status, answer.reason, answer.headers) + answer.body
+        self.front.client.refused = True  # the trio task's close is staged (gateway/_http.py)
         try:
             if self.tls is not None:
                 self.tls.write(data)

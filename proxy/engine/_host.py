@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -30,6 +31,7 @@ class Host(Protocol):
     routes_complete: bool
     waker: Waker | None
     not_ready: Callable[[Address], bool] | None
+    acme_challenge: Callable[[str], ssl.SSLContext | None] | None  # TLS-ALPN-01: the context answering for a name
 
     @property
     def table(self) -> Table: ...

@@ -36,13 +36,14 @@ from ..routing._exchange import Exchange
 from ..routing._retry import Reroutes
 from ._errors import Abort, BackendLeft, BackendNotReady
 from ..engine._host import Host
+from ..tls._session import TlsSession
 
 if TYPE_CHECKING:
     from ..engine._engine import Engine
     from ..tls._certs import Certificates
 from ._http import MAX_RECV, HttpStream, receive_some
 from ._relay import relay
-from ._tls import accept_tls
+from ._tls import accept_tls, refuse_plain
 from ._tlsstream import TlsStream
 
 __all__ = ["ALLOW", "ClientConnection"]
@@ -57,7 +58,6 @@ class NativeHost(Host, Protocol):
 
     engine: Engine | None
     certificates: Certificates | None
-    acme_challenge: Callable[[str], ssl.SSLContext | None] | None  # TLS-ALPN-01: the context answering for a name
 
     def https_location(self, host: bytes | None, target: bytes) -> bytes | None: ...
 
@@ -91,13 +91,23 @@ class ClientConnection:
             if not self.secure and gateway.config.tls.redirect_https:
                 engine = None  # plain HTTP is redirected (or an ACME challenge): the trio path's, HTTPS the engine's
             if self.secure:
-                if not await self._handshake():
+                if engine is not None:  # the engine makes the handshake
+                    stream = self.client.stream
+                    assert isinstance(stream, trio.SocketStream)
+                    self._secured(TlsStream(stream, TlsSession(self._context())))
+                elif not await self._handshake():
                     return
                 client = self.client
             if engine is not None:
-                back = await engine.serve(self, first=first)
+                back = await engine.serve(self, first=first, handshake=self.secure)
                 if back is None:
                     return  # the engine served the connection to its end
+                if back.plain:  # plain HTTP on the TLS port: no TLS to close
+                    assert isinstance(client.stream, TlsStream)
+                    transport = client.stream.transport_stream
+                    self.client = client = HttpStream(transport)
+                    await refuse_plain(transport)
+                    return
                 client.pending += back.pending
                 if back.unsent:  # ciphertext the engine's session wrote and the socket did not take yet
                     assert isinstance(client.stream, TlsStream)
@@ -121,10 +131,13 @@ class ClientConnection:
                 log.exception("bug: unexpected error closing a client connection")
                 self._socket.close()
 
-    async def _handshake(self) -> bool:
-        """TLS on the accepted stream, within the head timeout; False: close (nothing else to do)."""
+    def _context(self) -> ssl.SSLContext:
         certificates = self.gateway.certificates
         assert certificates is not None
+        return certificates.context
+
+    async def _handshake(self) -> bool:
+        """TLS on the accepted stream, within the head timeout; False: close (nothing else to do)."""
         stream = self.client.stream
         assert isinstance(stream, trio.SocketStream)
         secured = None
@@ -132,15 +145,19 @@ class ClientConnection:
             self.idle_scope = scope  # draining closes a connection still in its handshake
             if self.gateway.is_draining():
                 scope.cancel()
-            secured = await accept_tls(stream, certificates.context, self.gateway.acme_challenge)
+            secured = await accept_tls(stream, self._context(), self.gateway.acme_challenge)
         self.idle_scope = None
         if secured is None:
             return False
-        self.client = HttpStream(secured)
+        self._secured(secured)
+        return True
+
+    def _secured(self, stream: TlsStream) -> None:
+        """The client's stream is `stream` from now on (its handshake made, or to be made by the engine)."""
+        self.client = HttpStream(stream)
         hsts = self.gateway.config.tls.hsts
         if hsts is not None:
             self.client.response_extra.append((b"strict-transport-security", b"max-age=%d" % hsts))
-        return True
 
     async def _read_head(self, first: bool) -> ev.Request | None:
         """The next request head, checked (_head.py), or None to just close.
@@ -206,6 +223,7 @@ class ClientConnection:
         exchange.status = answer.status
         exchange.bytes_out = len(answer.body)
         data = encode_response_head(answer.status, answer.reason, answer.headers) + answer.body
+        self.client.refused = True
         try:
             await self.client.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

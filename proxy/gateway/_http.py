@@ -88,8 +88,8 @@ class HttpStream:
     parser (spliced bodies).
     """
 
-    __slots__ = ("stream", "conn", "bytes_received", "pending", "secure", "response_extra", "_response_bypassed",
-                 "_request_bypassed", "_head")
+    __slots__ = ("stream", "conn", "bytes_received", "pending", "secure", "response_extra", "refused",
+                 "_response_bypassed", "_request_bypassed", "_head")
 
     def __init__(self, stream: trio.abc.Stream, conn: Connection | None = None) -> None:
         self.stream = stream
@@ -100,6 +100,9 @@ class HttpStream:
         self.conn: Connection = conn if conn is not None else FastConnection(SERVER, max_head=0)
         self.bytes_received = 0  # backend side: bytes of the exchange in flight (0: a pooled one may be stale)
         self.pending = bytearray()  # client side: bytes of the next request head, read but not checked yet
+        # Client side: a request head was refused (answered, not read to its end): the client may
+        # be sending it still, so the close is staged whatever the socket holds at that moment.
+        self.refused = False
         # This response's body went out, or this request's body came in,
         # around the parser (spliced, exactly its Content-Length): that half
         # of the exchange is complete although the parser never saw it.
@@ -171,6 +174,10 @@ class HttpStream:
             return ours and theirs
         return conn.our_state is DONE and conn.their_state is DONE
 
+    def _client_may_send(self) -> bool:
+        """Client side: its request is not read to its end (a refused head, a body not read)."""
+        return self.refused or (self.conn.their_state is SEND_BODY and not self._request_bypassed)
+
     async def aclose(self, *, linger: bool = False) -> None:
         """Close, whatever state the exchange is in (over TLS, with a close_notify if it goes out at
         once: a client reading to the end then knows the end is real).
@@ -190,23 +197,24 @@ class HttpStream:
                 with trio.move_on_after(TLS_CLOSE_TIME):
                     await stream.close_notify()
             if linger and isinstance(transport, trio.SocketStream):
-                await _linger(transport)
+                await _linger(transport, always=self._client_may_send())
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError, ssl.SSLError, OSError):
             pass
         finally:
             await trio.aclose_forcefully(transport)
 
 
-async def _linger(stream: trio.SocketStream) -> None:
+async def _linger(stream: trio.SocketStream, *, always: bool) -> None:
     """Our end of the stream (a FIN), then the peer's bytes dropped until its end, within the bounds.
 
-    Only when the peer sent bytes not read yet (or its end): a close then
-    would reset. A connection whose last request and all before it were
-    read closes at once, as nginx's lingering_close does by default; a peer
-    that sends on after that (pipelining past "Connection: close") is reset.
+    Only when the peer may send on (`always`: its request was not read to
+    its end), or sent bytes not read yet (or its end): a close then would
+    reset. A connection whose last request and all before it were read
+    closes at once, as nginx's lingering_close does by default; a peer that
+    sends on after that (pipelining past "Connection: close") is reset.
     """
     fd = stream.socket.fileno()
-    if fd < 0 or not _readable(fd):  # (closed already: a TLS-ALPN-01 validation's handshake)
+    if fd < 0 or not (always or _readable(fd)):  # (closed already: a TLS-ALPN-01 validation's handshake)
         return
     await stream.send_eof()
     dropped = 0

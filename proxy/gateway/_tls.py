@@ -2,6 +2,9 @@
 # ClientHello from plain HTTP sent to the HTTPS port, then the handshake.
 # The caller bounds both with the request head timeout, so a client that
 # never finishes a handshake holds its connection slot no longer than that.
+# With --io native the engine does the same itself (engine/_exchange.py,
+# HANDSHAKE) and hands a plain HTTP client back for refuse_plain(); this
+# is the trio path's, and the reference for the engine's.
 #
 # A first byte other than a TLS handshake record's (0x16) is a plain HTTP
 # client on the wrong port: it gets a short 400 in plain text and a close
@@ -16,16 +19,15 @@ from collections.abc import Callable
 
 import trio
 
-from ..tls._hello import ACME_TLS_ALPN, RECORD_HEADER, Hello, parse_client_hello, record_length
+from ..tls._hello import HANDSHAKE_RECORD, RECORD_HEADER, Hello, acme_validation, parse_client_hello, record_length
 from ..tls._session import TlsSession
 from ._http import MAX_RECV
 from ._tlsstream import TlsStream
 
-__all__ = ["PLAIN_ON_TLS_PORT", "accept_tls"]
+__all__ = ["PLAIN_ON_TLS_PORT", "accept_tls", "refuse_plain"]
 
 log = logging.getLogger("fastroute")
 
-TLS_HANDSHAKE_RECORD = 0x16
 PEEK_AGAIN = 0.005  # seconds before peeking again at a ClientHello that came in pieces
 _BODY = b"This port speaks HTTPS: use an https:// address.\n"
 PLAIN_ON_TLS_PORT = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -49,19 +51,16 @@ async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext,
         return None
     if not first:
         return None
-    if first[0] != TLS_HANDSHAKE_RECORD:
+    if first[0] != HANDSHAKE_RECORD:
         try:
             await sock.recv(MAX_RECV)  # the request, so that closing does not reset the answer away
-            await stream.send_all(PLAIN_ON_TLS_PORT)
-            sock.shutdown(socket.SHUT_WR)
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+        except OSError:
+            return None
+        await refuse_plain(stream)
         return None
     validation = None
     if acme_challenge is not None:
-        hello = await _peek_hello(sock)
-        if hello is not None and hello.server_name and ACME_TLS_ALPN in hello.alpn:
-            validation = acme_challenge(hello.server_name)
+        validation = acme_validation(await _peek_hello(sock), acme_challenge)
     tls = TlsStream(stream, TlsSession(validation or context))
     try:
         await tls.do_handshake()
@@ -73,6 +72,15 @@ async def accept_tls(stream: trio.SocketStream, context: ssl.SSLContext,
         await trio.aclose_forcefully(tls)
         return None
     return tls
+
+
+async def refuse_plain(stream: trio.SocketStream) -> None:
+    """The answer to plain HTTP on the TLS port (its request read), and our end of the connection."""
+    try:
+        await stream.send_all(PLAIN_ON_TLS_PORT)
+        stream.socket.shutdown(socket.SHUT_WR)
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
 
 
 async def _peek_hello(sock: trio.socket.SocketType) -> Hello | None:

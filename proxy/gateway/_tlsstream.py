@@ -124,7 +124,7 @@ class TlsStream(trio.abc.Stream):
             return
         self._closed = True
         try:
-            if not self._broken:
+            if not self._broken and not self.session.closed:  # (the engine may have closed it)
                 self.session.close()
                 await self._flush()
         except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -12,13 +12,16 @@
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["ACME_TLS_ALPN", "RECORD_HEADER", "Hello", "parse_client_hello", "record_length"]
+__all__ = ["ACME_TLS_ALPN", "HANDSHAKE_RECORD", "RECORD_HEADER", "Hello", "acme_validation", "parse_client_hello", "record_length"]
 
 ACME_TLS_ALPN = "acme-tls/1"
-RECORD_HEADER = 5
-_HANDSHAKE, _CLIENT_HELLO = 22, 1
+RECORD_HEADER = 5  # bytes
+HANDSHAKE_RECORD = 22  # a record's first byte: a TLS client's first record is one; a plain HTTP client's is a letter
+_HANDSHAKE, _CLIENT_HELLO = HANDSHAKE_RECORD, 1
 _SERVER_NAME, _ALPN = 0, 16
 
 
@@ -28,7 +31,7 @@ class Hello:
     alpn: tuple[str, ...]
 
 
-def record_length(data: bytes) -> int | None:
+def record_length(data: bytes | bytearray) -> int | None:
     """The whole first record's length (header included), once its header is in `data`; None before."""
     if len(data) < RECORD_HEADER:
         return None
@@ -105,3 +108,11 @@ def parse_client_hello(data: bytes) -> Hello | None:
         return Hello(name, tuple(alpn))
     except _Short:
         return None
+
+
+def acme_validation(hello: Hello | None,
+                    acme_challenge: Callable[[str], ssl.SSLContext | None]) -> ssl.SSLContext | None:
+    """The context answering a CA's TLS-ALPN-01 validation, if `hello` is one (RFC 8737 section 3)."""
+    if hello is not None and hello.server_name and ACME_TLS_ALPN in hello.alpn:
+        return acme_challenge(hello.server_name)
+    return None

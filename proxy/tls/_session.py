@@ -38,13 +38,15 @@ class TlsFailed(Exception):
 class TlsSession:
     """A server-side TLS session over memory BIOs."""
 
-    __slots__ = ("ssl_object", "_incoming", "_outgoing", "_eof")
+    __slots__ = ("ssl_object", "established", "closed", "_incoming", "_outgoing", "_eof")
 
     def __init__(self, context: ssl.SSLContext) -> None:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
         self.ssl_object = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self._eof = False  # the peer's stream ended (receive_eof)
+        self.established = False  # the handshake is done
+        self.closed = False  # our close_notify is written (close()): whoever closes first, the other need not
 
     def receive(self, data: bytes | bytearray | memoryview) -> None:
         """Ciphertext from the peer (b"" is its end, as receive_eof())."""
@@ -71,6 +73,7 @@ class TlsSession:
             return False
         except (ssl.SSLError, ssl.CertificateError) as error:
             raise TlsFailed(f"TLS handshake failed: {error}") from error
+        self.established = True
         return True
 
     def read(self, limit: int) -> bytes | None:
@@ -117,7 +120,10 @@ class TlsSession:
             raise TlsFailed(f"TLS failed: {error}") from error
 
     def close(self) -> None:
-        """Our close_notify (take it with outgoing()); no wait for the peer's."""
+        """Our close_notify (take it with outgoing()); no wait for the peer's. Once only."""
+        if self.closed:
+            return
+        self.closed = True
         try:
             self.ssl_object.unwrap()
         except ssl.SSLError:

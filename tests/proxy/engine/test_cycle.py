@@ -26,7 +26,7 @@ from ...conftest import compiled_cycle
 def test_the_states_are_the_same_numbers() -> None:
     compiled = compiled_cycle()
     assert compiled.STATES == {name: getattr(_cycle, name) for name in compiled.STATES}
-    assert set(compiled.STATES) == {"HEAD", "CONNECT", "SEND", "RESPONSE", "SPLICE", "CLOSED", "FAST"}
+    assert set(compiled.STATES) == {"HEAD", "CONNECT", "SEND", "RESPONSE", "SPLICE", "CLOSED", "FAST", "HANDSHAKE"}
     assert compiled.BATCH == _loop.MAX_EVENTS
 
 

@@ -41,6 +41,25 @@ async def test_a_client_still_sending_when_the_gateway_is_done_is_not_reset(io: 
     assert b"HTTP/1.1 400 " in received
 
 
+@pytest.mark.parametrize("io", ["trio", "native"])
+async def test_a_client_whose_refused_head_is_still_coming_is_not_reset(io: str, nursery: trio.Nursery) -> None:
+    # The rest of its head comes after the refusal went out and the gateway
+    # closed: nothing was unread at that moment, and yet the client is sending.
+    gateway = await start_gateway(nursery, [], io=io)
+    host, port = gateway.addresses[0]
+    stream = await trio.open_tcp_stream(host, port)
+    with trio.fail_after(10):
+        await stream.send_all(b"BAD\r\n")  # refused at its first line
+        for line in (b"Host: x\r\n", b"Accept: */*\r\n", b"\r\n"):
+            await trio.sleep(0.1)  # answered and closed meanwhile; a reset would fail a send
+            await stream.send_all(line)
+        received = b""
+        while chunk := await stream.receive_some(65536):
+            received += chunk
+    await stream.aclose()
+    assert received.startswith(b"HTTP/1.1 400 ")
+
+
 async def test_a_client_that_never_stops_sending_is_let_go_after_the_linger_time(nursery: trio.Nursery) -> None:
     gateway = await start_gateway(nursery, [])
     host, port = gateway.addresses[0]
