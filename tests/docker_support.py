@@ -30,6 +30,13 @@ RUN_LABEL = "fastroute.test.run"
 NAME_PREFIX = f"fastroute-test-{RUN_ID}"
 
 
+# The engine URL the code under test uses (None: DOCKER_HOST, else the local
+# socket). test_docker_access.py sets it to a socket filter to run the
+# discovery, wake and HAProxy-mode tests through it; the tests' own client
+# (connect(), the labs) always talks to the engine itself.
+GATEWAY_DOCKER: str | None = os.environ.get("FASTROUTE_TEST_GATEWAY_DOCKER") or None
+
+
 def docker_required() -> bool:
     return os.environ.get("FASTROUTE_REQUIRE_DOCKER", "") not in ("", "0")
 

@@ -275,6 +275,35 @@ def _add_haproxy(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     _add_discovery(h)
 
 
+def _add_docker_access(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    d = commands.add_parser(
+        "docker-access", help="print the Docker API calls fastroute makes, or a socket filter for them",
+        description="Print the Docker Engine API calls fastroute makes, per feature; with --haproxy-config, "
+        "an HAProxy configuration that lets only those through to the engine's socket and refuses "
+        "everything else with 403 (GET only, unless --wake).",
+    )
+    d.add_argument("--haproxy-config", action="store_true", help="print the filter's HAProxy configuration")
+    d.add_argument("--wake", action="store_true",
+                   help="let the wake calls through too (POST start and stop of a container)")
+    d.add_argument("--listen", metavar="ADDRESS",
+                   help="where the filter listens: HOST:PORT, :PORT or a Unix socket path (default 127.0.0.1:2375)")
+    d.add_argument("--socket", metavar="PATH", help="the engine's socket (default /var/run/docker.sock)")
+
+
+def _docker_access(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..discovery._access import DEFAULT_LISTEN, DEFAULT_SOCKET, haproxy_config, table
+
+    if not args.haproxy_config:
+        for flag in ("wake", "listen", "socket"):
+            if getattr(args, flag) not in (None, False):
+                parser.error(f"--{flag} is for --haproxy-config")
+        sys.stdout.write(table())
+        return 0
+    sys.stdout.write(haproxy_config(wake=args.wake, listen=args.listen or DEFAULT_LISTEN,
+                                    socket=args.socket or DEFAULT_SOCKET))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="fastroute",
@@ -286,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_routes(commands)
     _add_haproxy(commands)
+    _add_docker_access(commands)
     return parser
 
 
@@ -361,6 +391,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "haproxy":
         return _run_haproxy(args)
+
+    if args.command == "docker-access":
+        return _docker_access(args, parser)
 
     from ..routing._sources import load_routes
     from ._serve import run

@@ -18,7 +18,7 @@ from proxy._config import Discovery
 from proxy.gateway._server import Gateway
 from proxy.discovery._watcher import DockerWatcher
 
-from ...docker_support import RUN_ID, RUN_LABEL, Backend, DockerLab
+from ...docker_support import GATEWAY_DOCKER, RUN_ID, RUN_LABEL, Backend, DockerLab
 from ...helpers import Client, Reply, fetch, start_gateway
 
 pytestmark = pytest.mark.usefixtures("clients_closed")
@@ -29,7 +29,7 @@ WAIT = 15.0  # seconds: the longest any test waits for the engine to act
 async def start_discovery(nursery: trio.Nursery, lab: DockerLab, **discovery: Any) -> tuple[Gateway, DockerWatcher]:
     discovery.setdefault("network", lab.network)
     discovery.setdefault("hold", 0.0)
-    url = discovery.pop("url", None)
+    url = discovery.pop("url", GATEWAY_DOCKER)
     gateway = await start_gateway(nursery, [])
     sources = RouteSources(gateway, ())
     watcher = DockerWatcher(sources, Discovery(**discovery), url=url, labels=[f"{RUN_LABEL}={RUN_ID}"])

@@ -21,7 +21,7 @@ from proxy.discovery._waker import Waker
 from proxy.discovery._client import DockerEngine, sdk_client
 from proxy.discovery._watcher import DockerWatcher
 
-from ...docker_support import RUN_ID, RUN_LABEL, Backend, DockerLab
+from ...docker_support import GATEWAY_DOCKER, RUN_ID, RUN_LABEL, Backend, DockerLab
 from ...helpers import fetch, start_gateway
 from .test_docker_discovery import eventually
 
@@ -55,7 +55,8 @@ class Counting:
 async def start_waking(
     nursery: trio.Nursery, lab: DockerLab, calls: Counter[str], exposed_by_default: bool = True, **timeouts: Any
 ) -> tuple[Gateway, DockerWatcher, Waker]:
-    factory: Callable[[str | None], Any] = lambda url: DockerEngine(Counting(sdk_client(url), calls))  # noqa: E731
+    factory: Callable[[str | None], Any] = (  # noqa: E731
+        lambda url: DockerEngine(Counting(sdk_client(url or GATEWAY_DOCKER), calls)))
     gateway = await start_gateway(nursery, [], timeouts=timeouts)
     sources = RouteSources(gateway, ())
     watcher = DockerWatcher(sources, Discovery(network=lab.network, hold=0.0, exposed_by_default=exposed_by_default),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ...docker_support import RUN_ID, RUN_LABEL, DockerLab, http_get
+from ...docker_support import GATEWAY_DOCKER, RUN_ID, RUN_LABEL, DockerLab, http_get
 from ...haproxy_support import HAProxy
 
 WAIT = 20.0  # seconds: the longest any step waits for the engine and HAProxy
@@ -38,7 +38,8 @@ def status(haproxy: HAProxy, path: str) -> int:
 def following(haproxy: HAProxy, docker_lab: DockerLab, tmp_path: Path) -> Iterator[tuple[HAProxy, Path]]:
     """HAProxy started on `fastroute haproxy --once`'s file, then a follower process; its log path."""
     common = [sys.executable, "-m", "proxy", "haproxy", "--config", str(haproxy.config), "--bind", haproxy.bind,
-              "--network", docker_lab.network, "--docker-label", f"{RUN_LABEL}={RUN_ID}", "--hold", "0"]
+              "--network", docker_lab.network, "--docker-label", f"{RUN_LABEL}={RUN_ID}", "--hold", "0",
+              *(["--docker", GATEWAY_DOCKER] if GATEWAY_DOCKER else [])]
     subprocess.run([*common, "--once"], check=True, capture_output=True, timeout=60)
     haproxy.start()
     log = tmp_path / "fastroute.log"
