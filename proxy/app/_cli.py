@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -113,9 +114,10 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help="how connections are served: native (the default: the epoll engine for the "
                        "steady-state exchange; everything else goes through trio) or trio (the general "
                        "path for everything)")
-    serve.add_argument("--admin", metavar="HOST:PORT",
-                       help="serve the status page, /routes, /healthz and /metrics here (off by default; "
-                       "keep it private, e.g. 127.0.0.1:9090)")
+    serve.add_argument("--admin", metavar="HOST:PORT", default=os.environ.get("FASTROUTE_ADMIN") or None,
+                       help="serve the status page, /routes, /healthz and /metrics here (default: "
+                       "$FASTROUTE_ADMIN, which the container image sets to 127.0.0.1:9090 for its health "
+                       "check; else off); keep it private")
     serve.add_argument("--access-log", choices=["text", "json", "off"], default="text",
                        help="one line per request on stderr (default text)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
@@ -367,8 +369,6 @@ def _acme(args: argparse.Namespace) -> Acme | None:
         raise ConfigError(f"--acme-email {args.acme_email!r} is not an email address")
     storage = args.acme_storage
     if storage is None:
-        import os
-
         data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
         storage = Path(data) / "fastroute" / "acme"
     return Acme(args.acme_email, storage, args.acme_directory, args.acme_ca, challenge=args.acme_challenge)

@@ -11,11 +11,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from proxy._config import parse_address
 
 from ...helpers import LOOPBACK, unused_port
 
@@ -81,11 +83,14 @@ def backends() -> Iterator[list[int]]:
 
 
 class Gateway:
-    def __init__(self, *args: str) -> None:
+    """`fastroute serve --no-docker` on a port of its own (`command`: how to run fastroute)."""
+
+    def __init__(self, *args: str, command: Sequence[str] = (sys.executable, "-m", "proxy"),
+                 cwd: Path | None = None) -> None:
         self.port = unused_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "serve", "--no-docker", "--listen", f"{LOOPBACK}:{self.port}", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [*command, "serve", "--no-docker", "--listen", f"{LOOPBACK}:{self.port}", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
         )
         deadline = time.monotonic() + 15
         while True:
@@ -401,6 +406,19 @@ def test_serve_with_admin_answers_healthz_and_metrics(backends: list[int]) -> No
         assert gateway.get("/metrics")[0] == 404  # never on the public listener
     finally:
         assert gateway.stop()[0] == 0
+
+
+def test_the_admin_address_defaults_to_fastroute_admin_and_the_flag_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The container image sets FASTROUTE_ADMIN for its HEALTHCHECK, and `docker run IMAGE serve ...`
+    # replaces the command: the default keeps the check working.
+    from proxy.app._cli import build_parser, config_from_args
+
+    monkeypatch.setenv("FASTROUTE_ADMIN", "127.0.0.1:9099")
+    assert config_from_args(build_parser().parse_args(["serve"])).admin == parse_address("127.0.0.1:9099")
+    flagged = build_parser().parse_args(["serve", "--admin", "127.0.0.1:9098"])
+    assert config_from_args(flagged).admin == parse_address("127.0.0.1:9098")
+    monkeypatch.delenv("FASTROUTE_ADMIN")
+    assert config_from_args(build_parser().parse_args(["serve"])).admin is None
 
 
 def _children(pid: int) -> list[int]:
