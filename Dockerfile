@@ -30,7 +30,7 @@ FROM ${BASE}
 RUN --mount=type=secret,id=ca --mount=type=bind,from=build,source=/wheels,target=/wheels \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
  && python3 -m venv /opt/fastroute \
- && /opt/fastroute/bin/pip install --quiet --no-cache-dir /wheels/*.whl \
+ && /opt/fastroute/bin/pip install --quiet --no-cache-dir "$(echo /wheels/fastroute-*.whl)[gateway]" \
  && /opt/fastroute/bin/python -c 'import fastroute; assert fastroute.COMPILED, "the compiled router is missing"'
 ENV PATH=/opt/fastroute/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml setup.py fastroute/_table.pyx proxy/protocol/_head_c.py
 		proxy/engine/_sys.pxd
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[gateway,test,bench]'
 	touch $@
 
 install: $(STAMP)

@@ -1,3 +1,3 @@
-from .app._cli import main
+from .app._entry import main
 
 raise SystemExit(main())

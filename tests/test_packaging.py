@@ -2,7 +2,8 @@
 # from the sdist alone, the wheel (the Cython extensions compiled from their
 # .pyx, with Cython from the build requirements); the wheel, installed in a
 # fresh venv that has no Cython, runs `fastroute --version` and proxies a
-# request with every compiled part loaded. Built from the committed files
+# request with every compiled part loaded; installed without the gateway's
+# extra, it is the router library alone, with no dependencies. Built from the committed files
 # and run from outside the checkout, so nothing comes from the checkout's
 # own state.
 
@@ -51,16 +52,25 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A fresh venv with the wheel installed (and its dependencies), nothing else."""
-    where = tmp_path_factory.mktemp("venv")
+def _venv_with(where: Path, requirement: str) -> Path:
+    """A fresh venv at `where` with `requirement` installed (and its dependencies), nothing else."""
     subprocess.run([sys.executable, "-m", "venv", str(where)], check=True, timeout=120)
-    wheel = next(dist.glob("fastroute-*.whl"))
-    installed = subprocess.run([str(where / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
+    installed = subprocess.run([str(where / "bin" / "python"), "-m", "pip", "install", "--quiet", requirement],
                                capture_output=True, text=True, timeout=900, cwd=where, env=_clean_env())
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
-    yield where
+    return where
+
+
+@pytest.fixture(scope="module")
+def venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The wheel with the gateway's extra, as `pip install 'fastroute[gateway]'` gives it."""
+    yield _venv_with(tmp_path_factory.mktemp("venv"), f"{next(dist.glob('fastroute-*.whl'))}[gateway]")
+
+
+@pytest.fixture(scope="module")
+def library_venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The wheel alone, as `pip install fastroute` gives it: the router library."""
+    yield _venv_with(tmp_path_factory.mktemp("library"), str(next(dist.glob("fastroute-*.whl"))))
 
 
 def test_the_sdist_holds_the_sources_and_no_generated_code(dist: Path) -> None:
@@ -97,3 +107,26 @@ def test_the_installed_command_proxies_a_request(venv: Path, backends: list[int]
     finally:
         code, err = gateway.stop()
     assert code == 0, err
+
+
+def test_the_wheel_alone_is_the_router_library_with_no_dependencies(library_venv: Path, tmp_path: Path) -> None:
+    python = str(library_venv / "bin" / "python")
+    run = {"capture_output": True, "text": True, "timeout": 120, "cwd": tmp_path, "env": _clean_env()}
+    listed = subprocess.run([python, "-m", "pip", "list", "--format=freeze"], **run)  # type: ignore[call-overload]
+    installed = {line.split("==")[0] for line in listed.stdout.split()}
+    assert installed - {"pip", "setuptools"} == {"fastroute"}  # (what a venv of this Python starts with)
+    probe = ("import importlib.util, pickle, fastroute\n"
+             "table = fastroute.RouteTable({'/steve/foo': 'a', '/': 'b'})\n"
+             "assert table.lookup(b'/steve/foo/x?q') == ('/steve/foo', 'a'), table.lookup(b'/steve/foo/x')\n"
+             "assert pickle.loads(pickle.dumps(table)).lookup('/steve/foobar') == ('/', 'b')\n"
+             "gone = [m for m in ('trio', 'h11', 'docker') if importlib.util.find_spec(m) is not None]\n"
+             "print(fastroute.COMPILED, type(table).__module__, gone)\n")
+    used = subprocess.run([python, "-W", "error", "-c", probe], **run)  # type: ignore[call-overload]
+    assert used.returncode == 0, used.stderr
+    assert used.stdout.split() == ["True", "fastroute._table", "[]"]
+    command = str(library_venv / "bin" / "fastroute")
+    refused = subprocess.run([command, "serve"], **run)  # type: ignore[call-overload]
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "pip install 'fastroute[gateway]'" in refused.stderr
+    version = subprocess.run([command, "--version"], **run)  # type: ignore[call-overload]
+    assert version.returncode == 0 and version.stdout == f"fastroute {__version__}\n"

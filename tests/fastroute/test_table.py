@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import pickle
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -251,6 +253,23 @@ def test_has_no_way_to_change_it(table_cls: type) -> None:
         assert not hasattr(table, name)
     with pytest.raises(AttributeError):
         table.anything = 1
+
+
+def test_one_table_read_from_many_threads_gives_every_thread_the_same_answers(table_cls: type) -> None:
+    routes = {f"/o{i}/img{j}": (i, j) for i in range(50) for j in range(20)}
+    table = table_cls(routes)
+    paths = [f"/o{i % 53}/img{i % 23}/x?q={i}" for i in range(5_000)]
+    expected = [table.lookup(path) for path in paths]
+    assert sum(answer is not None for answer in expected) > 3_000
+    barrier = threading.Barrier(8)
+
+    def read() -> list[object]:
+        barrier.wait()  # all at once
+        return [table.lookup(path) for path in paths]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: read(), range(8)))
+    assert all(got == expected for got in answers)
 
 
 def test_pickles_to_an_equal_table(table_cls: type) -> None:
