@@ -126,7 +126,7 @@ class ClientStream(Protocol):
     stream: trio.abc.Stream  # a socket stream, or the gateway's TLS stream (its `session` and `socket`)
     pending: bytearray  # read and not answered yet: what the engine starts from
     response_extra: list[tuple[bytes, bytes]]  # fields added to every proxied response (HSTS)
-    refused: bool  # a request head was refused: the close is staged
+    unanswered: bool  # the client sent what was not answered: the close is staged
 
     def start_request(self, conn: ev.Connection, head: RequestHead) -> None: ...
 
@@ -350,8 +350,12 @@ class NativeClient(Cycle):
     def _close(self) -> None:
         if self.state == CLOSED:
             return
-        if self.tls is not None and self.result is None and self.tls.established:
-            self._close_notify()
+        if self.result is None:
+            if self.inbuf or (self.conn is not None and self.conn.trailing_data[0]):
+                # Read (ahead), not answered: the client may be sending still (gateway/_http.py).
+                self.front.client.unanswered = True
+            if self.tls is not None and self.tls.established:
+                self._close_notify()
         self.state = CLOSED
         loop = self.engine.loop
         loop.cancel(self.timed)
@@ -725,7 +729,7 @@ class NativeClient(Cycle):
         exchange.status = answer.status
         exchange.bytes_out = len(answer.body)
         data = encode_response_head(answer.status, answer.reason, answer.headers) + answer.body
-        self.front.client.refused = True  # the trio task's close is staged (gateway/_http.py)
+        self.front.client.unanswered = True  # the trio task's close is staged (gateway/_http.py)
         try:
             if self.tls is not None:
                 self.tls.write(data)

@@ -223,7 +223,7 @@ class ClientConnection:
         exchange.status = answer.status
         exchange.bytes_out = len(answer.body)
         data = encode_response_head(answer.status, answer.reason, answer.headers) + answer.body
-        self.client.refused = True
+        self.client.unanswered = True
         try:
             await self.client.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -88,7 +88,7 @@ class HttpStream:
     parser (spliced bodies).
     """
 
-    __slots__ = ("stream", "conn", "bytes_received", "pending", "secure", "response_extra", "refused",
+    __slots__ = ("stream", "conn", "bytes_received", "pending", "secure", "response_extra", "unanswered",
                  "_response_bypassed", "_request_bypassed", "_head")
 
     def __init__(self, stream: trio.abc.Stream, conn: Connection | None = None) -> None:
@@ -100,9 +100,10 @@ class HttpStream:
         self.conn: Connection = conn if conn is not None else FastConnection(SERVER, max_head=0)
         self.bytes_received = 0  # backend side: bytes of the exchange in flight (0: a pooled one may be stale)
         self.pending = bytearray()  # client side: bytes of the next request head, read but not checked yet
-        # Client side: a request head was refused (answered, not read to its end): the client may
-        # be sending it still, so the close is staged whatever the socket holds at that moment.
-        self.refused = False
+        # Client side: the client sent what was not answered (a refused head, not read to its
+        # end; requests pipelined past the last response, read ahead): it may be sending still,
+        # so the close is staged whatever the socket holds at that moment.
+        self.unanswered = False
         # This response's body went out, or this request's body came in,
         # around the parser (spliced, exactly its Content-Length): that half
         # of the exchange is complete although the parser never saw it.
@@ -175,8 +176,9 @@ class HttpStream:
         return conn.our_state is DONE and conn.their_state is DONE
 
     def _client_may_send(self) -> bool:
-        """Client side: its request is not read to its end (a refused head, a body not read)."""
-        return self.refused or (self.conn.their_state is SEND_BODY and not self._request_bypassed)
+        """Client side: it sent what was not answered, or its request is not read to its end (a body)."""
+        return (self.unanswered or bool(self.pending) or bool(self.conn.trailing_data[0])
+                or (self.conn.their_state is SEND_BODY and not self._request_bypassed))
 
     async def aclose(self, *, linger: bool = False) -> None:
         """Close, whatever state the exchange is in (over TLS, with a close_notify if it goes out at

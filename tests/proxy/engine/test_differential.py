@@ -131,25 +131,40 @@ def _pki() -> tuple[Tls, ssl.SSLContext]:
 
 
 async def tls_exchange(gateway: Any, data: bytes, *, slowly: bool) -> bytes:
-    """raw_exchange or send_slowly over HTTPS (byte by byte: a TLS record per byte)."""
+    """raw_exchange or send_slowly over HTTPS (byte by byte: a TLS record per byte).
+
+    It reads while it sends, as an HTTPS client does: a client that sends
+    on past the gateway's end of the connection (past its own "Connection:
+    close", which RFC 9112 section 9.6 forbids) may be reset, on either path
+    depending on how soon the gateway closed, and trio.SSLStream then fails
+    every call; what it read before that is its reply.
+    """
     host, port = gateway.tls_addresses[0]
     stream = trio.SSLStream(await trio.open_tcp_stream(host, port), _pki()[1], server_hostname="x")
-    received = b""
+    received = bytearray()
+
+    async def receive() -> None:
+        try:
+            while chunk := await stream.receive_some(65536):
+                received.extend(chunk)
+        except trio.BrokenResourceError:
+            pass
+
     try:
         await stream.do_handshake()
-        for piece in ([data[i : i + 1] for i in range(len(data))] if slowly else [data]):
-            try:
-                await stream.send_all(piece)
-            except trio.BrokenResourceError:
-                break
-        with trio.move_on_after(5 if slowly else 2):
-            while chunk := await stream.receive_some(65536):
-                received += chunk
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            for piece in ([data[i : i + 1] for i in range(len(data))] if slowly else [data]):
+                try:
+                    await stream.send_all(piece)
+                except trio.BrokenResourceError:
+                    break
+            nursery.cancel_scope.deadline = trio.current_time() + (5 if slowly else 2)
     except trio.BrokenResourceError:
         pass
     finally:
         await trio.aclose_forcefully(stream)
-    return received
+    return bytes(received)
 
 
 Outcome = tuple[bytes, list[tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...], bytes]], int]

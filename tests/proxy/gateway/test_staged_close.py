@@ -60,6 +60,27 @@ async def test_a_client_whose_refused_head_is_still_coming_is_not_reset(io: str,
     assert received.startswith(b"HTTP/1.1 400 ")
 
 
+@pytest.mark.parametrize("io", ["trio", "native"])
+async def test_a_client_pipelining_past_connection_close_is_not_reset(io: str, nursery: trio.Nursery) -> None:
+    # The request after "Connection: close" came with it and was read (read
+    # ahead, or into the next head's bytes): nothing is unread at the close,
+    # and yet the client has more to send.
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)], io=io)
+    host, port = gateway.addresses[0]
+    stream = await trio.open_tcp_stream(host, port)
+    with trio.fail_after(10):
+        await stream.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n")
+        for line in (b"Host: x\r\n", b"Accept: */*\r\n", b"\r\n"):
+            await trio.sleep(0.1)  # answered and closed meanwhile; a reset would fail a send
+            await stream.send_all(line)
+        received = b""
+        while chunk := await stream.receive_some(65536):
+            received += chunk
+    await stream.aclose()
+    assert received.startswith(b"HTTP/1.1 200 ") and received.count(b"HTTP/1.1 ") == 1
+
+
 async def test_a_client_that_never_stops_sending_is_let_go_after_the_linger_time(nursery: trio.Nursery) -> None:
     gateway = await start_gateway(nursery, [])
     host, port = gateway.addresses[0]
