@@ -35,11 +35,13 @@ STATUS_PAGE = """<!doctype html>
   <th>backends</th></tr></thead>
   <tbody id="routes"></tbody>
 </table>
+<section id="docker-events" hidden>
 <h2>Last Docker events</h2>
 <table>
   <thead><tr><th>time</th><th>event</th><th>container</th></tr></thead>
   <tbody id="events"></tbody>
 </table>
+</section>
 <script>
 "use strict";
 let previous = null;  // {time, totals} of the last poll, for rates
@@ -101,6 +103,7 @@ function showHealth(doc) {
   } else {
     parts.push("Docker not followed");
   }
+  document.getElementById("docker-events").hidden = !doc.docker;  // no table of events nobody follows
   const health = document.getElementById("health");
   health.textContent = parts.join(" \\u00b7 ");
   health.className = doc.status === "serving" ? "muted" : "bad";

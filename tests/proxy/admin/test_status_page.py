@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
-from ...docker_support import require_tool
+from ...docker_support import RUN_ID, RUN_LABEL, DockerLab, require_tool, wait_for_port
 from ...helpers import LOOPBACK, unused_port
 from ..app.test_serve_cli import Gateway, backends  # noqa: F401 - the fixture
 
@@ -58,9 +60,38 @@ def test_the_status_page_shows_a_route_created_meanwhile(tmp_path: Path, backend
         assert "<code>/created/&lt;b&gt;during&lt;/b&gt;</code>" in dom  # as text, not as markup
         assert "<code>/before</code>" in dom
         assert "serving · 2 routes · Docker not followed" in dom
+        assert '<section id="docker-events" hidden="">' in dom  # no empty table of events nobody follows
         assert "1</td>" in dom  # /before's one request
     finally:
         assert gateway.stop()[0] == 0
+
+
+def test_with_docker_followed_the_page_shows_the_last_events(tmp_path: Path, docker_lab: DockerLab) -> None:
+    admin, port = unused_port(), unused_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve", "--listen", f"{LOOPBACK}:{port}", "--admin", f"{LOOPBACK}:{admin}",
+         "--network", docker_lab.network, "--docker-label", f"{RUN_LABEL}={RUN_ID}", "--hold", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for_port((LOOPBACK, admin), limit=15)
+        backend = docker_lab.start_backend(labels={"fastroute.route": "/page/events"})
+        probe = Gateway.__new__(Gateway)
+        probe.port = admin
+        for _ in range(200):
+            if backend.name.encode() in probe.get("/events")[1]:
+                break
+            time.sleep(0.05)
+
+        dom, console = load(f"http://{LOOPBACK}:{admin}/", tmp_path / "profile")
+
+        assert console == []
+        assert '<section id="docker-events">' in dom
+        assert backend.name in dom and "<code>/page/events</code>" in dom
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
 
 
 def test_a_broken_page_would_be_seen(tmp_path: Path) -> None:
