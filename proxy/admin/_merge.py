@@ -8,8 +8,9 @@
 #   table swaps and Docker reconnects, one per worker for the same change,
 #   are added up too (they count work done);
 # - /routes: routes by prefix, backends by address: requests, requests in
-#   flight and idle connections added up, failures the highest; a backend is
-#   "up" only if every worker has it up;
+#   flight and idle connections added up, failures the highest; a backend's
+#   state is the worst any worker has (ejected, then retrying, then up), and
+#   its retry_in the longest;
 # - /healthz: 200 only when every worker answered and is serving; else 503
 #   with "degraded" (a worker did not answer: being restarted, or stuck) or
 #   "draining";
@@ -22,6 +23,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 __all__ = ["merge_health", "merge_metrics", "merge_routes"]
+
+_WORSE = {"up": 0, "retrying": 1, "ejected": 2}  # a backend's state across workers: the worst one's
 
 
 def merge_metrics(texts: Sequence[str]) -> bytes:
@@ -79,8 +82,10 @@ def merge_routes(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 mine["in_flight"] += backend["in_flight"]
                 mine["idle_connections"] += backend["idle_connections"]
                 mine["failures"] = max(mine["failures"], backend["failures"])
-                if backend["state"] != "up":
+                if _WORSE.get(backend["state"], 0) > _WORSE.get(mine["state"], 0):
                     mine["state"] = backend["state"]
+                if backend.get("retry_in") is not None:
+                    mine["retry_in"] = max(mine.get("retry_in") or 0.0, backend["retry_in"])
                 mine["container"] = mine["container"] or backend["container"]
     return {
         "routes": sorted(routes.values(), key=lambda r: str(r["prefix"])),

@@ -56,7 +56,8 @@ def routes_document(gateway: Gateway, now: float | None = None) -> dict[str, Any
             "backends": [{
                 "address": str(state.address),
                 "container": names.get(state.address),
-                "state": "up" if state.is_up(now) else "ejected",
+                "state": state.status(now),  # up | ejected | retrying
+                "retry_in": round(state.down_until - now, 3) if not state.is_up(now) else None,
                 "in_flight": state.outstanding,
                 "idle_connections": gateway.idle_upstreams(state),
                 "failures": state.failures,

@@ -61,9 +61,15 @@ function describeBackends(route) {
     if (route.booting) return "booting: requests wait for a container to be ready";
     return "none";
   }
-  return route.backends.map(b =>
-    b.address + (b.container ? " (" + b.container + ")" : "") + " " + b.state +
-    (b.in_flight ? ", " + b.in_flight + " in flight" : "")).join("; ");
+  return route.backends.map(b => {
+    let state = b.state;
+    if (b.state === "ejected" && b.retry_in !== null && b.retry_in !== undefined) {
+      state += ", retry in " + b.retry_in.toFixed(1) + " s";
+    }
+    if (b.failures) state += ", " + b.failures + (b.failures === 1 ? " failure" : " failures");
+    return b.address + (b.container ? " (" + b.container + ")" : "") + " " + state +
+      (b.in_flight ? ", " + b.in_flight + " in flight" : "");
+  }).join("; ");
 }
 
 function showRoutes(doc) {

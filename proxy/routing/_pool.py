@@ -46,6 +46,13 @@ class BackendState:
     def is_up(self, now: float) -> bool:
         return now >= self.down_until
 
+    def status(self, now: float) -> str:
+        """"up"; "ejected" (out of rotation until down_until); or "retrying": back in rotation after
+        its pause, its last try failed and no success since (the admin shows it, not "up")."""
+        if now < self.down_until:
+            return "ejected"
+        return "retrying" if self.failures else "up"
+
     def mark_failed(self, now: float) -> float:
         """Take the backend out of rotation; returns for how long (seconds)."""
         self.failures += 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.admin._merge import merge_health, merge_metrics, merge_routes
@@ -72,6 +74,18 @@ def test_routes_add_up_by_prefix_and_backend() -> None:
     (only,) = merged["routes"]
     assert only["requests"] == 7
     assert only["backends"] == [backend("10.0.0.1:8000", state="ejected", in_flight=3, idle=3, failures=3)]
+
+
+@pytest.mark.parametrize("order", [1, -1], ids=["ejected_first", "ejected_last"])
+def test_a_backends_state_is_the_worst_any_worker_has(order: int) -> None:
+    states = [("up", None), ("ejected", 4.0), ("ejected", 2.5), ("retrying", None), ("up", None)][::order]
+    merged = merge_routes([routes_doc(1, {**backend("10.0.0.1:8000", state=state), "retry_in": retry_in})
+                           for state, retry_in in states])
+    ((only,),) = [route["backends"] for route in merged["routes"]]
+    assert only["state"] == "ejected" and only["retry_in"] == 4.0
+    calmer = merge_routes([routes_doc(1, {**backend("10.0.0.1:8000", state=state), "retry_in": None})
+                           for state in ("up", "retrying", "up")])
+    assert calmer["routes"][0]["backends"][0]["state"] == "retrying"
 
 
 def test_a_route_is_booting_only_while_no_worker_has_a_backend_ready() -> None:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -39,11 +40,13 @@ def load(url: str, profile: Path) -> tuple[str, list[str]]:
 
 def test_the_status_page_shows_a_route_created_meanwhile(tmp_path: Path, backends: list[int]) -> None:  # noqa: F811
     routes = tmp_path / "routes.toml"
-    routes.write_text(f'[[routes]]\nprefix = "/before"\nbackends = ["{LOOPBACK}:{backends[0]}"]\n')
+    routes.write_text(f'[[routes]]\nprefix = "/before"\nbackends = ["{LOOPBACK}:{backends[0]}"]\n'
+                      f'[[routes]]\nprefix = "/dead"\nbackends = ["{LOOPBACK}:{unused_port()}"]\n')
     admin = unused_port()
     gateway = Gateway("--routes-file", str(routes), "--admin", f"{LOOPBACK}:{admin}")
     try:
         assert gateway.get("/before/x")[0] == 200
+        assert gateway.get("/dead/x")[0] == 502  # refused: ejected, its retry some seconds away
         routes.write_text(routes.read_text() + '[[routes]]\nprefix = "/created/<b>during</b>"\n'
                           f'backends = ["{LOOPBACK}:{backends[1]}"]\n')
         gateway.proc.send_signal(signal.SIGHUP)
@@ -59,7 +62,8 @@ def test_the_status_page_shows_a_route_created_meanwhile(tmp_path: Path, backend
         assert console == []
         assert "<code>/created/&lt;b&gt;during&lt;/b&gt;</code>" in dom  # as text, not as markup
         assert "<code>/before</code>" in dom
-        assert "serving · 2 routes · Docker not followed" in dom
+        assert "serving · 3 routes · Docker not followed" in dom
+        assert re.search(r"ejected, retry in \d+\.\d s, 1 failure<", dom), dom
         assert '<section id="docker-events" hidden="">' in dom  # no empty table of events nobody follows
         assert "1</td>" in dom  # /before's one request
     finally:

@@ -54,3 +54,13 @@ def test_registry_keeps_state_across_builds_and_retires_the_rest() -> None:
     assert second[(None, "/b")].backends[0] is state_b and state_b.outstanding == 3
     assert [s.address for s in gone] == [A]
     assert gone[0].retired and not state_b.retired
+
+
+def test_status_tells_ejected_retrying_and_up_apart() -> None:
+    state = BackendState(Address("10.0.0.1", 8000))
+    assert state.status(0.0) == "up"
+    pause = state.mark_failed(10.0)
+    assert state.status(10.0) == "ejected" and state.status(10.0 + pause - 0.01) == "ejected"
+    assert state.status(10.0 + pause) == "retrying"  # back in rotation; its last try failed
+    state.mark_ok()
+    assert state.status(10.0 + pause) == "up"
