@@ -30,6 +30,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._container import _label_bool
+
 __all__ = ["CONVERGING_UPDATES", "VIP_LABEL", "converging", "running_tasks", "service_summaries"]
 
 VIP_LABEL = "fastroute.swarm.vip"
@@ -81,7 +83,7 @@ def service_summaries(service: Mapping[str, Any], tasks: Sequence[Mapping[str, A
         network_names: network ID -> name (the VIPs name their network by ID only).
     """
     labels = (service.get("Spec") or {}).get("Labels") or {}
-    if str(labels.get(VIP_LABEL, "")).strip().lower() in ("true", "1", "yes", "on"):
+    if _label_bool(labels, VIP_LABEL, False):  # (a value neither true nor false: ValueError, as for a container)
         if not running_tasks(tasks):
             return []  # no task behind the VIP: nothing answers there
         vips = {network_names.get(vip.get("NetworkID", ""), vip.get("NetworkID", "")):

@@ -291,7 +291,6 @@ class NativeClient(Cycle):
                 if not data:
                     self._close()  # the client closed before or during its handshake
                     return
-                challenge = self.engine.gateway.acme_challenge
                 if not self.started:
                     self.started = True
                     if data[0] != HANDSHAKE_RECORD:
@@ -299,19 +298,14 @@ class NativeClient(Cycle):
                         self.result = HandBack(data, plain=True)
                         self._close()
                         return
-                    self.hello = challenge is not None
+                    self.hello = self.engine.gateway.acme_challenge is not None
                 if self.hello:
-                    self.inbuf += data
-                    total = record_length(self.inbuf)
-                    if total is None or len(self.inbuf) < total:
+                    whole = self._gather_hello(data)
+                    if whole is None:
                         return  # the rest of the ClientHello's record (the head timeout bounds the wait)
-                    self.hello = False
-                    data = bytes(self.inbuf)
-                    self.inbuf.clear()
-                    assert challenge is not None
-                    validation = acme_validation(parse_client_hello(data), challenge)
-                    if validation is not None:
-                        self.tls = tls = TlsSession(validation)  # answered by the handshake alone
+                    data = whole
+                    tls = self.tls
+                    assert tls is not None
                 tls.receive(data)
                 try:
                     tls.handshake()
@@ -339,6 +333,22 @@ class NativeClient(Cycle):
             self._take_decrypted()  # the first request often comes with the client's last flight
             self._wait_head(self.engine.config.timeouts.request_head)
             self.parse()
+
+    def _gather_hello(self, data: bytes) -> bytes | None:
+        """The ClientHello's record once it is whole (None before), and the session to give it to:
+        a TLS-ALPN-01 validation's own (RFC 8737), or the client's."""
+        self.inbuf += data
+        total = record_length(self.inbuf)
+        if total is None or len(self.inbuf) < total:
+            return None
+        self.hello = False
+        whole = bytes(self.inbuf)
+        self.inbuf.clear()
+        challenge = self.engine.gateway.acme_challenge
+        validation = acme_validation(parse_client_hello(whole), challenge) if challenge is not None else None
+        if validation is not None:
+            self.tls = TlsSession(validation)  # answered by the handshake alone
+        return whole
 
     def _wait_head(self, idle: float) -> None:
         self.state = HEAD

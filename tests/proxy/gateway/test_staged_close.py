@@ -12,10 +12,28 @@ import pytest
 import trio
 
 from proxy.gateway._http import LINGER_TIME, HttpStream
+from proxy.gateway._server import Gateway
 
 from ...helpers import fetch, route, start_backend, start_gateway
 
 JUNK = b"x" * 200_000  # what the client goes on sending
+
+
+async def send_on_then_read(gateway: Gateway, first: bytes, then: list[bytes], pause: float) -> bytes:
+    """`first`, then each of `then` after `pause` (a reset would fail one of those sends), then all
+    the gateway sends until its end."""
+    host, port = gateway.addresses[0]
+    stream = await trio.open_tcp_stream(host, port)
+    with trio.fail_after(10):
+        await stream.send_all(first)
+        for piece in then:
+            await trio.sleep(pause)
+            await stream.send_all(piece)
+        received = b""
+        while chunk := await stream.receive_some(65536):
+            received += chunk
+    await stream.aclose()
+    return received
 
 
 @pytest.mark.parametrize("io", ["trio", "native"])
@@ -25,18 +43,9 @@ async def test_a_client_still_sending_when_the_gateway_is_done_is_not_reset(io: 
     # fail its send and show it an error instead of the answer.
     backend = await start_backend(nursery)
     gateway = await start_gateway(nursery, [route("/", backend)], io=io)
-    host, port = gateway.addresses[0]
-    stream = await trio.open_tcp_stream(host, port)
-    with trio.fail_after(10):
-        # A request, a line that is no request (a 400, then the gateway's end), and more, sent on.
-        await stream.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nBAD\r\n\r\n" + JUNK)
-        for _ in range(20):
-            await stream.send_all(JUNK[:10_000])
-            await trio.sleep(0.01)
-        received = b""
-        while chunk := await stream.receive_some(65536):
-            received += chunk
-    await stream.aclose()
+    # A request, a line that is no request (a 400, then the gateway's end), and more, sent on.
+    received = await send_on_then_read(gateway, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nBAD\r\n\r\n" + JUNK,
+                                       [JUNK[:10_000]] * 20, 0.01)
     assert received.startswith(b"HTTP/1.1 200 ")
     assert b"HTTP/1.1 400 " in received
 
@@ -46,17 +55,8 @@ async def test_a_client_whose_refused_head_is_still_coming_is_not_reset(io: str,
     # The rest of its head comes after the refusal went out and the gateway
     # closed: nothing was unread at that moment, and yet the client is sending.
     gateway = await start_gateway(nursery, [], io=io)
-    host, port = gateway.addresses[0]
-    stream = await trio.open_tcp_stream(host, port)
-    with trio.fail_after(10):
-        await stream.send_all(b"BAD\r\n")  # refused at its first line
-        for line in (b"Host: x\r\n", b"Accept: */*\r\n", b"\r\n"):
-            await trio.sleep(0.1)  # answered and closed meanwhile; a reset would fail a send
-            await stream.send_all(line)
-        received = b""
-        while chunk := await stream.receive_some(65536):
-            received += chunk
-    await stream.aclose()
+    # Refused at its first line; the rest comes after the answer and the gateway's end.
+    received = await send_on_then_read(gateway, b"BAD\r\n", [b"Host: x\r\n", b"Accept: */*\r\n", b"\r\n"], 0.1)
     assert received.startswith(b"HTTP/1.1 400 ")
 
 
@@ -67,17 +67,9 @@ async def test_a_client_pipelining_past_connection_close_is_not_reset(io: str, n
     # and yet the client has more to send.
     backend = await start_backend(nursery)
     gateway = await start_gateway(nursery, [route("/", backend)], io=io)
-    host, port = gateway.addresses[0]
-    stream = await trio.open_tcp_stream(host, port)
-    with trio.fail_after(10):
-        await stream.send_all(b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n")
-        for line in (b"Host: x\r\n", b"Accept: */*\r\n", b"\r\n"):
-            await trio.sleep(0.1)  # answered and closed meanwhile; a reset would fail a send
-            await stream.send_all(line)
-        received = b""
-        while chunk := await stream.receive_some(65536):
-            received += chunk
-    await stream.aclose()
+    received = await send_on_then_read(
+        gateway, b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\n",
+        [b"Host: x\r\n", b"Accept: */*\r\n", b"\r\n"], 0.1)
     assert received.startswith(b"HTTP/1.1 200 ") and received.count(b"HTTP/1.1 ") == 1
 
 
