@@ -143,6 +143,7 @@ class Discovery:
     hold: float = 10.0  # --hold: seconds a route outlives its last container
     resync_interval: float = 60.0  # --resync-interval: seconds between full resyncs
     ready_timeout: float = 60.0  # --ready-timeout: seconds a container may boot before it is routed anyway
+    swarm: str = "auto"  # --swarm auto|on|off: follow Swarm services (auto: when the engine is a manager)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +192,7 @@ class Config:
     access_log: str = "text"  # text | json | off
     docker: bool = False
     docker_url: str | None = None  # None: DOCKER_HOST, else the local socket
+    docker_tls: Path | None = None  # --docker-tls: ca.pem, cert.pem and key.pem for a TCP engine
     docker_labels: tuple[str, ...] = ()  # only containers with these labels (KEY or KEY=VALUE)
     discovery: Discovery = field(default_factory=Discovery)
     admin: Address | None = None  # --admin: the private status, routes and metrics listener

@@ -202,6 +202,12 @@ def _add_discovery(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--docker", metavar="URL", default=None,
                    help="Docker engine, e.g. unix:///var/run/docker.sock or tcp://host:2375 "
                    "(default: DOCKER_HOST, else the local socket)")
+    g.add_argument("--docker-tls", metavar="DIR", type=_tls_dir, default=None,
+                   help="talk TLS to a TCP --docker: verify it with DIR/ca.pem, show DIR/cert.pem and "
+                   "DIR/key.pem (the docker CLI's DOCKER_CERT_PATH layout)")
+    g.add_argument("--swarm", choices=["auto", "on", "off"], default=d.swarm,
+                   help="follow Swarm services; auto (the default) does when the engine is a Swarm manager. "
+                   "Only managers answer: on a worker, point --docker at a manager")
     g.add_argument("--network", metavar="NAME", default=None,
                    help="reach containers by their IP on this network")
     g.add_argument("--exposed-by-default", type=_bool, default=d.exposed_by_default, metavar="true|false",
@@ -225,10 +231,21 @@ def _seconds_or_zero(text: str) -> float:
     return _seconds(text)
 
 
+def _tls_dir(text: str) -> Path:
+    from ..discovery._client import TLS_FILES
+
+    directory = Path(text)
+    missing = [name for name in TLS_FILES if not (directory / name).is_file()]
+    if missing:
+        raise argparse.ArgumentTypeError(f"{text!r} lacks {', '.join(missing)} (it needs {', '.join(TLS_FILES)})")
+    return directory
+
+
 def _discovery(args: argparse.Namespace) -> Discovery:
     return Discovery(
         network=args.network, exposed_by_default=args.exposed_by_default, route_by=args.route_by,
         hold=args.hold, resync_interval=args.resync_interval, ready_timeout=args.ready_timeout,
+        swarm=args.swarm,
     )
 
 
@@ -290,19 +307,20 @@ def _add_docker_access(commands: argparse._SubParsersAction) -> None:  # type: i
     d.add_argument("--listen", metavar="ADDRESS",
                    help="where the filter listens: HOST:PORT, :PORT or a Unix socket path (default 127.0.0.1:2375)")
     d.add_argument("--socket", metavar="PATH", help="the engine's socket (default /var/run/docker.sock)")
+    d.add_argument("--swarm", action="store_true", help="let the Swarm calls through too (services, tasks, networks)")
 
 
 def _docker_access(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..discovery._access import DEFAULT_LISTEN, DEFAULT_SOCKET, haproxy_config, table
 
     if not args.haproxy_config:
-        for flag in ("wake", "listen", "socket"):
+        for flag in ("wake", "listen", "socket", "swarm"):
             if getattr(args, flag) not in (None, False):
                 parser.error(f"--{flag} is for --haproxy-config")
         sys.stdout.write(table())
         return 0
     sys.stdout.write(haproxy_config(wake=args.wake, listen=args.listen or DEFAULT_LISTEN,
-                                    socket=args.socket or DEFAULT_SOCKET))
+                                    socket=args.socket or DEFAULT_SOCKET, swarm=args.swarm))
     return 0
 
 
@@ -342,6 +360,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         access_log=args.access_log,
         docker=not args.no_docker,
         docker_url=args.docker,
+        docker_tls=args.docker_tls,
         docker_labels=tuple(args.docker_label),
         discovery=_discovery(args),
         admin=parse_address(args.admin, what="--admin address") if args.admin else None,
@@ -387,7 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "routes":
         from ._routes_cmd import print_routes
 
-        return print_routes(args.docker, _discovery(args), tuple(args.docker_label), as_json=args.json)
+        return print_routes(args.docker, _discovery(args), tuple(args.docker_label), as_json=args.json,
+                            tls=args.docker_tls)
 
     if args.command == "haproxy":
         return _run_haproxy(args)
@@ -423,7 +443,8 @@ def _run_haproxy(args: argparse.Namespace) -> int:
     try:
         config = Config(
             routes=routes_from_flags(args.route), routes_file=args.routes_file, docker=not args.no_docker,
-            docker_url=args.docker, docker_labels=tuple(args.docker_label), discovery=_discovery(args),
+            docker_url=args.docker, docker_tls=args.docker_tls, docker_labels=tuple(args.docker_label),
+            discovery=_discovery(args),
         )
         load_routes(config)
         if not args.config.parent.is_dir():

@@ -6,25 +6,28 @@ import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from .._config import Discovery
 from ..discovery._client import connect
+from ..discovery._listing import snapshot
 from ..discovery._model import ContainerSet
 
 __all__ = ["print_routes"]
 
 
-def print_routes(url: str | None, discovery: Discovery, labels: Sequence[str], *, as_json: bool) -> int:
+def print_routes(url: str | None, discovery: Discovery, labels: Sequence[str], *, as_json: bool,
+                 tls: Path | None = None) -> int:
     """Print the routes; returns the exit status (1 if the engine cannot be read)."""
     try:
-        client = connect(url)
+        client = connect(url, tls)
         try:
             if discovery.network is None:
                 from dataclasses import replace
 
                 discovery = replace(discovery, own_networks=client.own_networks())
-            summaries = client.containers(labels)
+            summaries, listed_warnings = snapshot(client, labels, discovery.swarm)
         finally:
             client.close()
     except Exception as error:  # noqa: BLE001 - any engine failure is one line
@@ -33,7 +36,8 @@ def print_routes(url: str | None, discovery: Discovery, labels: Sequence[str], *
         return 1
     containers = ContainerSet(discovery, probe_ports=False)  # what the engine says, unprobed
     containers.replace_all(summaries)
-    rows = describe(containers, time.monotonic())
+    rows: list[Mapping[str, Any]] = [{"warning": w} for w in listed_warnings]
+    rows += describe(containers, time.monotonic())
     if as_json:
         json.dump({
             "routes": [r for r in rows if "prefix" in r],

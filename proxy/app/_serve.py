@@ -20,6 +20,7 @@ from .._errors import ConfigError
 from ..routing._stats import Stats
 from ..admin._peers import peer_idle_for
 from ..admin._server import AdminServer
+from ..discovery._client import connect
 from ..discovery._waker import Waker
 from ..discovery._watcher import DockerWatcher
 from ..gateway._server import Gateway
@@ -113,14 +114,16 @@ async def _follow_docker(
     answer in time, it opens with the static routes, and requests for other
     routes wait (up to --hold) for the engine.
     """
-    watcher = DockerWatcher(sources, config.discovery, url=config.docker_url, labels=config.docker_labels)
+    engine = partial(connect, tls=config.docker_tls)
+    watcher = DockerWatcher(sources, config.discovery, url=config.docker_url, labels=config.docker_labels,
+                            client_factory=engine)
     gateway.watcher = watcher
     gateway.not_ready = watcher.refused
     gateway.routes_complete = False
     await nursery.start(watcher.run)
     gateway.waker = Waker(
         lambda: watcher.containers, watcher.take_out, watcher.set_waking, gateway.registry,
-        timeout=config.timeouts.wake, queue=config.limits.wake_queue, url=config.docker_url,
+        timeout=config.timeouts.wake, queue=config.limits.wake_queue, url=config.docker_url, client_factory=engine,
         # A worker sees only its own requests: before stopping a
         # container it woke, it asks the others.
         peer_idle_for=peer_idle_for(list(peer_sockets)) if peer_sockets else None,

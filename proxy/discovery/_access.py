@@ -31,6 +31,7 @@ FEATURES = {
     "discovery": "fastroute serve (following Docker), fastroute routes",
     "wake": "fastroute serve with fastroute.wake containers: start on a request, stop when idle",
     "haproxy": "fastroute haproxy (following Docker)",
+    "swarm": "following Swarm services, when the engine is a manager (the filter lets them through with --swarm)",
 }
 DEFAULT_LISTEN = "127.0.0.1:2375"
 DEFAULT_SOCKET = "/var/run/docker.sock"
@@ -48,6 +49,7 @@ class Call:
 
 
 _READ = ("discovery", "wake", "haproxy")
+_SWARM = ("swarm",)
 CALLS = (
     Call("GET", "/version", "/version", _READ, "the API version to speak (the SDK asks once per client)"),
     Call("GET", "/_ping", "/_ping", _READ, "whether the engine answers (start-up, and after a lost connection)"),
@@ -55,8 +57,14 @@ CALLS = (
          "the running containers with fastroute's labels, and the stopped ones labelled fastroute.wake"),
     Call("GET", "/containers/{id}/json", f"/containers/{_CONTAINER}/json", _READ,
          "one container's labels, networks, health and state; the gateway's own container, for its networks"),
+    Call("GET", "/info", "/info", _READ, "whether the engine is a Swarm manager (--swarm auto asks on each connect)"),
     Call("GET", "/events", "/events", _READ,
-         "container and network events, as they happen (a stream; filtered to those two types)"),
+         "container and network events, and service and node events with Swarm, as they happen (a stream)"),
+    Call("GET", "/services", "/services", _SWARM, "the Swarm services, with their labels, image and virtual IPs"),
+    Call("GET", "/services/{id}", f"/services/{_CONTAINER}", _SWARM,
+         "one service again, after one of its events and while it converges"),
+    Call("GET", "/tasks", "/tasks", _SWARM, "the services' tasks meant to run, with their state and addresses"),
+    Call("GET", "/networks", "/networks", _SWARM, "network names, for the virtual IPs (which name a network by ID)"),
     Call("POST", "/containers/{id}/start", f"/containers/{_CONTAINER}/start", ("wake",),
          "start an existing container labelled fastroute.wake that a request is waiting for"),
     Call("POST", "/containers/{id}/stop", f"/containers/{_CONTAINER}/stop", ("wake",),
@@ -73,7 +81,8 @@ def table() -> str:
     lines += ["", "Features:"]
     lines += [f"  {name:9}  {what}" for name, what in FEATURES.items()]
     lines += ["", "Nothing else: fastroute never creates, pulls, execs into, copies from or exports a container.",
-              "Without wake, GET is all it needs."]
+              "Without wake, GET is all it needs.",
+              "Only a Swarm manager answers the Swarm calls; gateways on workers point --docker at a manager."]
     return "\n".join(lines) + "\n"
 
 
@@ -84,12 +93,14 @@ def _bind(listen: str) -> str:
     return listen
 
 
-def haproxy_config(*, wake: bool, listen: str = DEFAULT_LISTEN, socket: str = DEFAULT_SOCKET) -> str:
+def haproxy_config(*, wake: bool, listen: str = DEFAULT_LISTEN, socket: str = DEFAULT_SOCKET,
+                   swarm: bool = False) -> str:
     """A complete HAProxy configuration: a socket filter on `listen` in front of the engine's `socket`
-    that lets CALLS through (the POSTs only with `wake`) and answers anything else 403."""
+    that lets CALLS through (the POSTs only with `wake`, the Swarm calls only with `swarm`) and
+    answers anything else 403."""
     lines = [
         "# The Docker Engine API calls fastroute makes, and nothing else (fastroute docker-access).",
-        f"# Made by: fastroute docker-access --haproxy-config{' --wake' if wake else ''}"
+        f"# Made by: fastroute docker-access --haproxy-config{' --wake' if wake else ''}{' --swarm' if swarm else ''}"
         f" --listen {listen} --socket {socket}",
         "global",
         "    maxconn 256",
@@ -106,7 +117,7 @@ def haproxy_config(*, wake: bool, listen: str = DEFAULT_LISTEN, socket: str = DE
         f"    bind {_bind(listen)}",
     ]
     for call in CALLS:
-        if call.method != "GET" and not wake:
+        if (call.method != "GET" and not wake) or (call.features == _SWARM and not swarm):
             continue
         methods = "GET HEAD" if call.method == "GET" else call.method
         lines.append(f"    # {call.method} {call.path}: {call.why}")

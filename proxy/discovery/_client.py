@@ -9,13 +9,17 @@
 # - the SDK's errors stay here: a container that is gone is None (inspect)
 #   or EngineError (start); anything else is the engine failing, and the
 #   callers treat any exception as that;
-# - fastroute never creates or pulls: Engine has no such call.
+# - fastroute never creates or pulls: Engine has no such call;
+# - only a Swarm manager answers the Swarm calls (services, tasks): a
+#   gateway on a worker points --docker at a manager's TCP endpoint, with
+#   TLS client certificates (--docker-tls).
 
 from __future__ import annotations
 
 import os
 import socket
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from ._errors import EngineError
@@ -24,6 +28,8 @@ __all__ = ["DockerEngine", "Engine", "EventStream", "connect", "sdk_client"]
 
 SDK_TIMEOUT = 30  # seconds, docker-py's own timeout for one API call
 EVENT_TYPES = ["container", "network"]
+SWARM_EVENT_TYPES = ["service", "node"]  # swarm scope: a manager sends them besides its local ones
+TLS_FILES = ("ca.pem", "cert.pem", "key.pem")  # in a --docker-tls directory, as the docker CLI's DOCKER_CERT_PATH
 
 
 class EventStream(Protocol):
@@ -48,8 +54,28 @@ class Engine(Protocol):
         """One container's inspect data, or None if it does not exist."""
         ...
 
-    def events(self) -> EventStream:
-        """Container and network events from now on."""
+    def events(self, swarm: bool = False) -> EventStream:
+        """Container and network events from now on; with `swarm`, service and node events too."""
+        ...
+
+    def swarm_manager(self) -> bool:
+        """Whether the engine is a Swarm manager: only managers answer the Swarm calls."""
+        ...
+
+    def services(self) -> list[dict[str, Any]]:
+        """Every Swarm service. Raises EngineError if the engine refuses (not a manager, a filter)."""
+        ...
+
+    def service(self, sid: str) -> dict[str, Any] | None:
+        """One Swarm service, or None if it does not exist."""
+        ...
+
+    def tasks(self, sid: str | None = None) -> list[dict[str, Any]]:
+        """The tasks meant to run (desired state running), of service `sid` or of every service."""
+        ...
+
+    def network_names(self) -> dict[str, str]:
+        """Network ID -> name, for every network the engine knows."""
         ...
 
     def ping(self) -> None: ...
@@ -69,8 +95,12 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def sdk_client(url: str | None) -> Any:
+def sdk_client(url: str | None, tls: Path | None = None) -> Any:
     """A docker SDK client for `url` (None: DOCKER_HOST, else the local socket).
+
+    tls: a directory with ca.pem (the engine's CA), cert.pem and key.pem
+    (this client's certificate): the engine is verified and the
+    certificate shown, as `docker --tlsverify` does.
 
     Raises:
         OSError: nothing listens there (checked first, see _check_reachable).
@@ -79,14 +109,20 @@ def sdk_client(url: str | None) -> Any:
     import docker
 
     _check_reachable(url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock")
+    if tls is not None:
+        import docker.tls
+
+        ca, cert, key = (str(tls / name) for name in TLS_FILES)
+        config = docker.tls.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
+        return docker.DockerClient(base_url=url or os.environ.get("DOCKER_HOST"), tls=config, timeout=SDK_TIMEOUT)
     if url:
         return docker.DockerClient(base_url=url, timeout=SDK_TIMEOUT)
     return docker.from_env(timeout=SDK_TIMEOUT)
 
 
-def connect(url: str | None) -> DockerEngine:
+def connect(url: str | None, tls: Path | None = None) -> DockerEngine:
     """The engine at `url` (see sdk_client)."""
-    return DockerEngine(sdk_client(url))
+    return DockerEngine(sdk_client(url, tls))
 
 
 def _check_reachable(url: str) -> None:
@@ -129,8 +165,39 @@ class DockerEngine:
             return None
         return attrs
 
-    def events(self) -> EventStream:
-        return _Events(self._client.events(decode=True, filters={"type": EVENT_TYPES}))
+    def events(self, swarm: bool = False) -> EventStream:
+        types = EVENT_TYPES + SWARM_EVENT_TYPES if swarm else EVENT_TYPES
+        return _Events(self._client.events(decode=True, filters={"type": types}))
+
+    def swarm_manager(self) -> bool:
+        info = self._client.api.info()
+        return bool((info.get("Swarm") or {}).get("ControlAvailable"))
+
+    def services(self) -> list[dict[str, Any]]:
+        import docker.errors
+
+        try:
+            return list(self._client.api.services())
+        except docker.errors.APIError as error:
+            raise EngineError(f"docker service ls: {error.explanation or error}") from None
+
+    def service(self, sid: str) -> dict[str, Any] | None:
+        import docker.errors
+
+        try:
+            found: dict[str, Any] = self._client.api.inspect_service(sid)
+        except docker.errors.NotFound:
+            return None
+        return found
+
+    def tasks(self, sid: str | None = None) -> list[dict[str, Any]]:
+        filters: dict[str, Any] = {"desired-state": "running"}
+        if sid is not None:
+            filters["service"] = sid
+        return list(self._client.api.tasks(filters=filters))
+
+    def network_names(self) -> dict[str, str]:
+        return {str(n["Id"]): str(n.get("Name", "")) for n in self._client.api.networks()}
 
     def ping(self) -> None:
         self._client.ping()

@@ -29,11 +29,11 @@ from typing import Any
 from .._config import Address, Discovery, Route
 from ._container import Container, parse_container
 
-__all__ = ["YOUNG", "ContainerSet", "event_action", "needs_summary", "network_change"]
+__all__ = ["TERMINATING", "YOUNG", "ContainerSet", "event_action", "needs_summary", "network_change"]
 
 YOUNG = 5.0  # seconds after becoming ready during which a refused connect means "still booting"
 # Signals after which a container is on its way out (kill events carry one).
-_TERMINATING = {"2", "3", "9", "15", "SIGINT", "SIGQUIT", "SIGKILL", "SIGTERM", "INT", "QUIT", "KILL", "TERM"}
+TERMINATING = {"2", "3", "9", "15", "SIGINT", "SIGQUIT", "SIGKILL", "SIGTERM", "INT", "QUIT", "KILL", "TERM"}
 
 
 @dataclass
@@ -284,7 +284,7 @@ def event_action(event: Mapping[str, Any]) -> tuple[str, str] | None:
     if action in ("unpause", "health_status: healthy"):
         return ("resume", cid)
     if action == "kill":
-        return ("leave", cid) if str(attributes.get("signal", "")).upper() in _TERMINATING else None
+        return ("leave", cid) if str(attributes.get("signal", "")).upper() in TERMINATING else None
     if action in ("stop", "die", "pause", "oom", "health_status: unhealthy"):
         return ("leave", cid)
     if action == "destroy":

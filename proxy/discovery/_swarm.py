@@ -1,5 +1,6 @@
 # Pure: what a Swarm service and its tasks say to discovery. No `import
-# docker`, no I/O. A first step of issue 20: the watcher does not call it yet.
+# docker`, no I/O; the clock is an argument. The watcher (_watcher.py) lists
+# services and tasks and carries out what SwarmSet decides.
 #
 # Swarm services become routes by the containers' rules, so a service is
 # read into the container summaries discovery already parses
@@ -16,7 +17,13 @@
 # - a task is routable only while it runs and is meant to: Status.State
 #   "running" and DesiredState "running". When the orchestrator decides a
 #   task goes (DesiredState "shutdown", before its container is told to
-#   stop), the task leaves the table: the leave-before-dying rule;
+#   stop), the task leaves the table: the leave-before-dying rule. On this
+#   node the container's kill event takes it out too (swarm_event), as for
+#   any container, which covers a list that lags;
+# - a task "starting" (the engine waits for its HEALTHCHECK) is booting: a
+#   pool with no ready task holds requests for it instead of failing them;
+# - containers that are tasks are not routed as containers while Swarm is
+#   followed: their service is (without_tasks);
 # - a service converges while an update or a rollback is in progress, or
 #   while a replicated service has not the desired count of such tasks: the
 #   watcher then lists its tasks again at a short interval (converging()).
@@ -28,20 +35,37 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._container import _label_bool
+from ._model import TERMINATING
 
-__all__ = ["CONVERGING_UPDATES", "VIP_LABEL", "converging", "running_tasks", "service_summaries"]
+__all__ = ["CONVERGING_UPDATES", "POLL_INTERVAL", "SETTLE_WINDOW", "SERVICE_LABEL", "TASK_LABEL", "VIP_LABEL",
+           "SwarmSet", "converging", "running_tasks", "service_summaries", "swarm_event", "without_tasks"]
 
 VIP_LABEL = "fastroute.swarm.vip"
+TASK_LABEL = "com.docker.swarm.task.id"  # on a task's container, set by the engine
+SERVICE_LABEL = "com.docker.swarm.service.id"
 CONVERGING_UPDATES = {"updating", "rollback_started"}  # UpdateStatus.State while tasks are being replaced
+POLL_INTERVAL = 0.25  # seconds between listings of a converging service's tasks
+# Seconds a service is listed again after any event of its own, converging
+# or not: the event that starts an update comes before the updater has
+# marked it "updating" (the Engine emits no task events at all).
+SETTLE_WINDOW = 2.0
 
 
 def running_tasks(tasks: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The tasks that run and are meant to go on running."""
     return [task for task in tasks
             if (task.get("Status") or {}).get("State") == "running" and task.get("DesiredState") == "running"]
+
+
+def _live_tasks(tasks: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], bool]]:
+    # (task, running): the running ones and those starting (waiting for their
+    # HEALTHCHECK), both meant to run.
+    return [(task, (task.get("Status") or {}).get("State") == "running") for task in tasks
+            if task.get("DesiredState") == "running" and (task.get("Status") or {}).get("State") in ("running", "starting")]
 
 
 def converging(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> bool:
@@ -58,7 +82,8 @@ def _address(cidr: str) -> str:
     return cidr.split("/", 1)[0]
 
 
-def _summary(service: Mapping[str, Any], summary_id: str, networks: dict[str, dict[str, str]]) -> dict[str, Any]:
+def _summary(service: Mapping[str, Any], summary_id: str, networks: dict[str, dict[str, str]],
+             running: bool = True) -> dict[str, Any]:
     spec = service.get("Spec") or {}
     container_spec = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
     return {
@@ -67,7 +92,7 @@ def _summary(service: Mapping[str, Any], summary_id: str, networks: dict[str, di
         "Image": container_spec.get("Image", ""),
         "Labels": spec.get("Labels") or {},
         "State": "running",
-        "Status": "Up",
+        "Status": "Up" if running else "Up (health: starting)",
         "HostConfig": {"NetworkMode": ""},
         "NetworkSettings": {"Networks": networks},
     }
@@ -91,7 +116,7 @@ def service_summaries(service: Mapping[str, Any], tasks: Sequence[Mapping[str, A
                 for vip in (service.get("Endpoint") or {}).get("VirtualIPs") or [] if vip.get("Addr")}
         return [_summary(service, f"service-{service['ID']}", vips)] if vips else []
     summaries = []
-    for task in running_tasks(tasks):
+    for task, running in _live_tasks(tasks):
         attached = {}
         for attachment in task.get("NetworksAttachments") or []:
             network = attachment.get("Network") or {}
@@ -99,5 +124,106 @@ def service_summaries(service: Mapping[str, Any], tasks: Sequence[Mapping[str, A
             addresses = attachment.get("Addresses") or []
             if name and addresses:
                 attached[name] = {"IPAddress": _address(addresses[0]), "NetworkID": network.get("ID", "")}
-        summaries.append(_summary(service, f"task-{task['ID']}", attached))
+        summaries.append(_summary(service, f"task-{task['ID']}", attached, running))
     return summaries
+
+
+def without_tasks(summaries: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Container summaries less the containers of Swarm tasks (their services are routed instead)."""
+    return [summary for summary in summaries if TASK_LABEL not in (summary.get("Labels") or {})]
+
+
+def swarm_event(event: Mapping[str, Any]) -> tuple[str, str] | None:
+    """What an event means while Swarm is followed, or None if it is not about Swarm.
+
+    ("list", service id): list that service and its tasks again (a service
+    event; a task's container started or turned healthy); ("gone", service
+    id): the service was removed; ("leave", summary id): a task's container
+    is being stopped on this node; ("resync", ""): a node changed, list
+    everything; ("ignore", ""): another event of a task's container.
+    """
+    kind = event.get("Type")
+    action = event.get("Action", "") or event.get("status", "")
+    actor = event.get("Actor") or {}
+    attributes = actor.get("Attributes") or {}
+    if kind == "service":
+        sid = actor.get("ID") or ""
+        if not sid:
+            return None
+        return ("gone", sid) if action == "remove" else ("list", sid)
+    if kind == "node":
+        return ("resync", "")
+    if kind != "container" or TASK_LABEL not in attributes:
+        return None
+    if action == "kill" and str(attributes.get("signal", "")).upper() not in TERMINATING:
+        return ("ignore", "")  # a SIGHUP to reload, say: a task with its own stop signal waits for the listing
+    if action in ("kill", "stop", "die", "oom", "pause", "health_status: unhealthy"):
+        return ("leave", f"task-{attributes[TASK_LABEL]}")
+    if action in ("start", "unpause", "health_status: healthy") and attributes.get(SERVICE_LABEL):
+        return ("list", attributes[SERVICE_LABEL])
+    return ("ignore", "")
+
+
+@dataclass
+class SwarmSet:
+    """The services followed, their backends' summary ids, and which to list again when.
+
+    Not thread-safe; trio only. Each method returns what the watcher must
+    change in its ContainerSet.
+    """
+
+    network_names: dict[str, str] = field(default_factory=dict)  # network ID -> name
+    backends: dict[str, frozenset[str]] = field(default_factory=dict)  # service ID -> summary ids
+    skipped: dict[str, str] = field(default_factory=dict)  # service name -> why it is not routed
+    _poll_until: dict[str, float] = field(default_factory=dict)  # service ID -> list it until then, at least
+    _converging: set[str] = field(default_factory=set)
+
+    def replace_all(self, services: Sequence[Mapping[str, Any]],
+                    tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """A full listing: the summaries of every service's backends."""
+        by_service: dict[str, list[Mapping[str, Any]]] = {}
+        for task in tasks:
+            by_service.setdefault(str(task.get("ServiceID", "")), []).append(task)
+        self.backends = {}
+        self.skipped = {}
+        self._converging = set()
+        summaries: list[dict[str, Any]] = []
+        for service in services:
+            _, found = self.listed(str(service["ID"]), service, by_service.get(str(service["ID"]), []))
+            summaries += found
+        self._poll_until = {sid: until for sid, until in self._poll_until.items() if sid in self.backends}
+        return summaries
+
+    def listed(self, sid: str, service: Mapping[str, Any] | None,
+               tasks: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+        """Service `sid` listed again (None: it is gone): (summary ids gone, its summaries now)."""
+        before = self.backends.pop(sid, frozenset())
+        self._converging.discard(sid)
+        if service is None:
+            self._poll_until.pop(sid, None)
+            return sorted(before), []
+        name = str((service.get("Spec") or {}).get("Name", sid))
+        self.skipped.pop(name, None)
+        try:
+            summaries = service_summaries(service, tasks, self.network_names)
+        except ValueError as error:
+            self.skipped[name] = str(error)
+            summaries = []
+        self.backends[sid] = frozenset(s["Id"] for s in summaries)
+        if converging(service, tasks):
+            self._converging.add(sid)
+        return sorted(before - self.backends[sid]), summaries
+
+    def touched(self, sid: str, now: float) -> None:
+        """An event named service `sid`: list it for SETTLE_WINDOW, at least."""
+        self._poll_until[sid] = max(self._poll_until.get(sid, 0.0), now + SETTLE_WINDOW)
+
+    def service_of(self, summary_id: str) -> str | None:
+        return next((sid for sid, ids in self.backends.items() if summary_id in ids), None)
+
+    def to_poll(self, now: float) -> list[str]:
+        """The services to list again now: converging, or touched in the last SETTLE_WINDOW."""
+        for sid, until in list(self._poll_until.items()):
+            if until <= now:
+                del self._poll_until[sid]
+        return sorted(self._converging | set(self._poll_until))

@@ -16,7 +16,12 @@
 # - a container without a HEALTHCHECK is routed once its port accepts
 #   (_probe.py); until then its route is "booting" and requests wait;
 # - every engine call runs in a thread that a cancellation abandons: a hung
-#   engine never holds up a shutdown (docker-py's own timeout is 30 s).
+#   engine never holds up a shutdown (docker-py's own timeout is 30 s);
+# - with Swarm followed (_listing.follows_swarm, asked on each connect),
+#   services are routes too (_swarm.SwarmSet). The Engine sends no task
+#   events, so a service event lists that service's tasks again, and a
+#   service that converges (or had an event in the last SETTLE_WINDOW) is
+#   listed every POLL_INTERVAL until it settles; node events resync in full.
 
 from __future__ import annotations
 
@@ -32,9 +37,11 @@ import trio
 from .._config import Address, Discovery, Route
 from ._client import Engine, EventStream, connect
 from ._container import has_ip_on, has_labels, summary_from_inspect
-from ._errors import EngineStalled
+from ._errors import EngineError, EngineStalled
+from ._listing import follows_swarm, list_service, list_swarm, refused
 from ._model import ContainerSet, event_action, needs_summary, network_change
 from ._probe import Prober
+from ._swarm import POLL_INTERVAL, TASK_LABEL, SwarmSet, swarm_event, without_tasks
 
 __all__ = ["BACKOFF_MAX", "DockerRoutes", "DockerWatcher", "inspect_one"]
 
@@ -94,6 +101,8 @@ class DockerWatcher:
         self.synced = trio.Event()  # set after the first full sync
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)  # for the status page
         self.prober = Prober(lambda: self.containers, self._publish, discovery.ready_timeout)
+        self.swarm: SwarmSet | None = None  # while Swarm services are followed (this session)
+        self._next_poll = 0.0  # time.monotonic() when converging services are listed next
         self._warned: set[str] = set()
         self._published: tuple[Route, ...] | None = None
 
@@ -131,7 +140,11 @@ class DockerWatcher:
                 if shared:
                     self.discovery = replace(self.discovery, own_networks=shared)
                     self.containers.discovery = self.discovery
-            stream = await _engine(client.events)
+            swarm, warning = await _engine(follows_swarm, client, self.discovery.swarm)
+            if warning:
+                self._warn(warning)
+            self.swarm = SwarmSet() if swarm else None
+            stream = await (_engine(client.events, True) if swarm else _engine(client.events))
             try:
                 await self._resync(client, events_missed=self.synced.is_set())
                 self.status = "following"
@@ -143,7 +156,19 @@ class DockerWatcher:
             client.close()
 
     async def _resync(self, client: Engine, *, events_missed: bool = False) -> None:
-        summaries = await _engine(client.containers, self.labels)
+        summaries: list[Any] = await _engine(client.containers, self.labels)
+        if self.swarm is not None:
+            try:
+                names, services, tasks = await _engine(list_swarm, client, self.labels)
+            except EngineError as error:
+                if self.discovery.swarm == "on":
+                    raise
+                # A manager behind a socket filter that refuses the Swarm calls.
+                self._warn(refused(error))
+                self.swarm = None
+            else:
+                self.swarm.network_names = names
+                summaries = without_tasks(summaries) + self.swarm.replace_all(services, tasks)
         self.containers.replace_all(summaries, events_missed=events_missed)
         self.last_event = time.monotonic()
         await self._publish_ready()
@@ -160,6 +185,8 @@ class DockerWatcher:
                     expiry = self.containers.next_hold_expiry()
                     if expiry is not None:
                         wake = min(wake, expiry)
+                    if self.swarm is not None and self.swarm.to_poll(time.monotonic()):
+                        wake = min(wake, self._next_poll)
                     with trio.move_on_after(max(0.0, wake - time.monotonic())) as scope:
                         try:
                             batch = [await receive.receive()]
@@ -172,32 +199,84 @@ class DockerWatcher:
                             except (trio.WouldBlock, trio.EndOfChannel):
                                 break
                         await self._apply(client, batch)
-                    if scope.cancelled_caught:
-                        if time.monotonic() >= next_resync:
-                            await self._resync(client)
-                            next_resync = time.monotonic() + self.discovery.resync_interval
-                        else:
-                            self._publish()  # a hold ran out
+                    now = time.monotonic()
+                    if now >= next_resync:
+                        await self._resync(client)
+                        next_resync = time.monotonic() + self.discovery.resync_interval
+                    elif self.swarm is not None and now >= self._next_poll and self.swarm.to_poll(now):
+                        await self._list_services(client, self.swarm.to_poll(now))
+                    elif scope.cancelled_caught:
+                        self._publish()  # a hold ran out
 
     async def _apply(self, client: Engine, events: list[dict[str, Any]]) -> None:
         changed = False
+        to_list: set[str] = set()
+        resync = False
         for event in events:
-            found = event_action(event)
-            if found is None:
+            swarm = swarm_event(event) if self.swarm is not None else None
+            found = event_action(event) if swarm is None else None
+            if swarm is None and found is None:
                 continue
-            action, cid = found
             changed = True
-            attributes = (event.get("Actor") or {}).get("Attributes") or {}
-            self.recent.append({
-                "time": event.get("time") or time.time(), "event": event.get("Action") or event.get("status", ""),
-                "type": event.get("Type", ""), "id": cid[:12],
-                "name": attributes.get("name") if event.get("Type") == "container" else attributes.get("container", "")[:12],
-            })
+            self._remember(event, found[1] if found else (event.get("Actor") or {}).get("ID", ""))
+            if swarm is not None:
+                resync |= self._swarm_event(*swarm, to_list)
+                continue
+            assert found is not None
+            action, cid = found
             summary = await self._summary(client, cid, network_change(event)) if needs_summary(action) else None
+            if summary is not None and self.swarm is not None and TASK_LABEL in (summary.get("Labels") or {}):
+                summary = None  # a task's container: its service is routed
             self.containers.apply(action, cid, summary)
         self.last_event = time.monotonic()
-        if changed:
+        if resync:
+            await self._resync(client)
+        elif to_list:
+            await self._list_services(client, sorted(to_list))
+        elif changed:
             await self._publish_ready()
+
+    def _remember(self, event: dict[str, Any], cid: str) -> None:
+        # For the status page.
+        attributes = (event.get("Actor") or {}).get("Attributes") or {}
+        self.recent.append({
+            "time": event.get("time") or time.time(), "event": event.get("Action") or event.get("status", ""),
+            "type": event.get("Type", ""), "id": cid[:12],
+            "name": attributes.get("container", "")[:12] if event.get("Type") == "network" else attributes.get("name"),
+        })
+
+    def _swarm_event(self, what: str, which: str, to_list: set[str]) -> bool:
+        # One event while Swarm is followed (_swarm.swarm_event); True: resync in full.
+        assert self.swarm is not None
+        now = time.monotonic()
+        if what == "list":
+            self.swarm.touched(which, now)
+            to_list.add(which)
+        elif what == "gone":
+            for summary_id in self.swarm.listed(which, None, [])[0]:
+                self.containers.remove(summary_id)
+        elif what == "leave":
+            self.containers.leave(which)
+            sid = self.swarm.service_of(which)
+            if sid is not None:
+                self.swarm.touched(sid, now)  # the orchestrator replaces it: see the new one soon
+        return what == "resync"
+
+    async def _list_services(self, client: Engine, sids: Sequence[str]) -> None:
+        # List these services and their tasks again, and publish once.
+        assert self.swarm is not None
+        for sid in sids:
+            service, tasks = await _engine(list_service, client, self.labels, sid)
+            if self.swarm is None:
+                return  # the session ended while listing
+            gone, summaries = self.swarm.listed(sid, service, tasks)
+            for summary_id in gone:
+                self.containers.remove(summary_id)
+            for summary in summaries:
+                known = summary["Id"] in self.containers.containers
+                self.containers.update(summary, summary["Id"], joining=not known)
+        self._next_poll = time.monotonic() + POLL_INTERVAL
+        await self._publish_ready()
 
     async def _publish_ready(self) -> None:
         # Containers that listen at once are tried before the publish, so
@@ -245,14 +324,19 @@ class DockerWatcher:
         self.prober.schedule()
         return True
 
+    def _warn(self, warning: str) -> None:
+        if warning not in self._warned:
+            self._warned.add(warning)
+            log.warning("%s", warning)
+
     def _publish(self) -> None:
         routes, warnings = self.containers.advance(time.monotonic())
         for container in self.containers.skipped():
             warnings.append(f"container {container.name} ({container.short_id}) skipped: {container.skip}")
+        if self.swarm is not None:
+            warnings += [f"service {name} skipped: {why}" for name, why in sorted(self.swarm.skipped.items())]
         for warning in warnings:
-            if warning not in self._warned:
-                self._warned.add(warning)
-                log.warning("%s", warning)
+            self._warn(warning)
         if routes != self._published:  # a booting replica joining a live pool changes nothing
             self._published = routes
             self.sink.set_docker(routes)

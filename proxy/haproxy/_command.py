@@ -14,12 +14,14 @@ import signal
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 
 from .._config import Address, Config, Route
 from .._errors import ConfigError
 from ..discovery._client import connect
+from ..discovery._listing import snapshot
 from ..discovery._model import ContainerSet
 from ..discovery._watcher import DockerWatcher
 from ..routing._sources import RouteSources, load_routes
@@ -59,7 +61,8 @@ async def follow(mode: HAProxyMode, *, task_status: trio.TaskStatus[HAProxySync]
         async with trio.open_nursery() as nursery:
             if config.docker:
                 watcher = DockerWatcher(
-                    sources, config.discovery, url=config.docker_url, labels=config.docker_labels
+                    sources, config.discovery, url=config.docker_url, labels=config.docker_labels,
+                    client_factory=partial(connect, tls=config.docker_tls),
                 )
                 await nursery.start(watcher.run)
                 log.info("waiting for the first list from Docker")
@@ -90,19 +93,20 @@ def _current_routes(config: Config) -> tuple[list[Route], Mapping[Address, str]]
     static = load_routes(config)
     if not config.docker:
         return list(static), {}
-    client = connect(config.docker_url)
+    client = connect(config.docker_url, config.docker_tls)
     try:
         discovery = config.discovery
         if discovery.network is None:
             from dataclasses import replace
 
             discovery = replace(discovery, own_networks=client.own_networks())
-        summaries = client.containers(config.docker_labels)
+        summaries, listed_warnings = snapshot(client, config.docker_labels, discovery.swarm)
     finally:
         client.close()
     containers = ContainerSet(discovery, probe_ports=False)  # once: HAProxy's own checks take over
     containers.replace_all(summaries)
     docker, warnings = containers.advance(time.monotonic())
+    warnings = listed_warnings + warnings
     for warning in warnings:
         log.warning("%s", warning)
     for container in containers.skipped():

@@ -67,6 +67,10 @@ class World:
         self.gate: threading.Event | None = None
         self.streams: list[FakeEvents] = []
         self.down = threading.Event()  # set: connecting fails
+        self.manager = False  # a Swarm manager: it answers the Swarm calls
+        self.refuse_swarm = False  # a socket filter between: the Swarm calls get 403
+        self.services: dict[str, dict[str, Any]] = {}
+        self.tasks: list[dict[str, Any]] = []
 
     def add(self, container: dict[str, Any]) -> str:
         self.containers[container["Id"]] = container
@@ -99,10 +103,34 @@ class FakeEngine:
             self.world.gate.wait(10)  # the watcher stays inside this event until the test opens it
         return self.world.containers.get(cid)
 
-    def events(self) -> EventStream:
+    def events(self, swarm: bool = False) -> EventStream:
+        self.world.calls["events swarm" if swarm else "events"] += 1
         stream = FakeEvents()
         self.world.streams.append(stream)
         return stream
+
+    def swarm_manager(self) -> bool:
+        self.world.calls["info"] += 1
+        return self.world.manager
+
+    def services(self) -> list[dict[str, Any]]:
+        from proxy.discovery._errors import EngineError
+
+        if not self.world.manager or self.world.refuse_swarm:
+            raise EngineError("docker service ls: 403 Forbidden")
+        self.world.calls["services"] += 1
+        return list(self.world.services.values())
+
+    def service(self, sid: str) -> dict[str, Any] | None:
+        self.world.calls["service"] += 1
+        return self.world.services.get(sid)
+
+    def tasks(self, sid: str | None = None) -> list[dict[str, Any]]:
+        self.world.calls["tasks"] += 1
+        return [t for t in self.world.tasks if t["DesiredState"] == "running" and sid in (None, t["ServiceID"])]
+
+    def network_names(self) -> dict[str, str]:
+        return {"net-id": "net"}
 
     def ping(self) -> None:
         pass
