@@ -355,7 +355,21 @@ class EngineFront:
                 pass
 
     def close(self) -> None:
+        import socket
+
         if self._listener is not None:
+            # shutdown() wakes the accept() in its thread: a listener closed
+            # under a blocked accept() stays bound, and start() again fails.
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             self._listener.close()
+            self._listener = None
         for sock in self._open:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             sock.close()
+        self._open.clear()

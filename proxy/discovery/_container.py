@@ -180,7 +180,8 @@ def parse_container(summary: Mapping[str, Any], discovery: Discovery) -> Contain
             raise ValueError(f"label fastroute.port={port_text!r} is not a port number (1-65535)")
         port = int(port_text)
         idle_timeout = _idle_timeout(labels)
-        prefixes, source = _prefixes(summary, labels, name, discovery)
+        # A Swarm task is routed by its service's name (_swarm.py), and named as its container is.
+        prefixes, source = _prefixes(summary, labels, summary.get("ServiceName") or name, discovery)
         hosts = _hosts(labels)
         address = _address(summary, name, discovery, port) if running else None
     except ValueError as error:

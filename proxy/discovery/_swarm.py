@@ -83,12 +83,16 @@ def _address(cidr: str) -> str:
 
 
 def _summary(service: Mapping[str, Any], summary_id: str, networks: dict[str, dict[str, str]],
-             running: bool = True) -> dict[str, Any]:
+             running: bool = True, task: Mapping[str, Any] | None = None) -> dict[str, Any]:
     spec = service.get("Spec") or {}
     container_spec = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+    name = str(spec.get("Name", ""))
+    if task is not None:  # as the engine names the task's container: web.1.<task id> (global: web.<node id>.<task id>)
+        name = f"{name}.{task.get('Slot') or task.get('NodeID', '')}.{task.get('ID', '')}"
     return {
         "Id": summary_id,
-        "Names": ["/" + str(spec.get("Name", ""))],
+        "Names": ["/" + name],
+        "ServiceName": str(spec.get("Name", "")),
         "Image": container_spec.get("Image", ""),
         "Labels": spec.get("Labels") or {},
         "State": "running",
@@ -124,7 +128,7 @@ def service_summaries(service: Mapping[str, Any], tasks: Sequence[Mapping[str, A
             addresses = attachment.get("Addresses") or []
             if name and addresses:
                 attached[name] = {"IPAddress": _address(addresses[0]), "NetworkID": network.get("ID", "")}
-        summaries.append(_summary(service, f"task-{task['ID']}", attached, running))
+        summaries.append(_summary(service, f"task-{task['ID']}", attached, running, task))
     return summaries
 
 

@@ -153,9 +153,11 @@ def plan_from(routes: Iterable[Route], names: Mapping[Address, str] | None = Non
     names = names or {}
     pools = []
     for route in routes:
-        servers = tuple(
-            Server(server_name(names.get(address) or str(address)), address) for address in route.backends
-        )
+        texts: list[str] = []
+        for address in route.backends:
+            text = names.get(address) or str(address)
+            texts.append(f"{text}@{address}" if text in texts else text)  # two addresses, one name: both kept
+        servers = tuple(Server(server_name(text), address) for text, address in zip(texts, route.backends))
         pools.append(Pool(route.prefix, backend_name(route.name), route.strip_prefix, servers, route.host))
     # Exact hosts, then wildcards, then host-less routes; within each, the
     # longest prefix first, so that no shorter prefix shadows a longer one;

@@ -32,7 +32,7 @@ def service(name: str = "web", image: str = "steve/foo:1.2@sha256:" + "a" * 64, 
 
 def task(tid: str, ip: str = "10.0.1.5", *, state: str = "running", desired: str = "running",
          network: str = "ov1", service_id: str = "svc-web") -> dict[str, Any]:
-    return {"ID": tid, "ServiceID": service_id, "Status": {"State": state}, "DesiredState": desired,
+    return {"ID": tid, "ServiceID": service_id, "Slot": int(tid[1:]) if tid[1:].isdigit() else 1, "Status": {"State": state}, "DesiredState": desired,
             "NetworksAttachments": [{"Network": {"ID": network, "Spec": {"Name": NETWORKS[network]}},
                                      "Addresses": [f"{ip}/24"]}]}
 
@@ -48,6 +48,7 @@ def test_running_tasks_are_backends_routed_by_the_services_image() -> None:
         (("/steve/foo",), Address("10.0.1.6", 8000), "image", True),
     ]
     assert [c.id for c in containers] == ["task-t1", "task-t2"]
+    assert [c.name for c in containers] == ["web.1.t1", "web.2.t2"]  # as the engine names their containers
 
 
 @pytest.mark.parametrize(("state", "desired"), [

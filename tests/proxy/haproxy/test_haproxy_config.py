@@ -95,6 +95,12 @@ def test_servers_are_named_after_their_container_else_their_address() -> None:
     assert f"    server s-web-1 10.0.0.1:8000 {CHECK}\n" in render(plan, binds=[":80"])
 
 
+def test_two_addresses_under_one_name_are_two_servers() -> None:
+    # Found with Swarm: every task was named after its service once.
+    (pool,) = plan_from([Route("/a", (A, B))], {A: "web", B: "web"}).pools
+    assert len({s.name for s in pool.servers}) == 2 and [s.address for s in pool.servers] == [A, B]
+
+
 def test_a_route_with_no_backends_is_a_backend_with_no_servers() -> None:
     text = render(plan_from([Route("/held", (), hold_until=1.0)]), binds=[":80"])
     assert "backend route.held\n" in text and "    server " not in text
