@@ -114,10 +114,32 @@ def sdk_client(url: str | None, tls: Path | None = None) -> Any:
 
         ca, cert, key = (str(tls / name) for name in TLS_FILES)
         config = docker.tls.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)
-        return docker.DockerClient(base_url=url or os.environ.get("DOCKER_HOST"), tls=config, timeout=SDK_TIMEOUT)
+        client = docker.DockerClient.__new__(docker.DockerClient)  # its __init__ is this one line, with our API client
+        client.api = _api_client_class()(base_url=url or os.environ.get("DOCKER_HOST"), tls=config,
+                                         timeout=SDK_TIMEOUT)
+        return client
     if url:
         return docker.DockerClient(base_url=url, timeout=SDK_TIMEOUT)
     return docker.from_env(timeout=SDK_TIMEOUT)
+
+
+def _api_client_class() -> Any:
+    import docker
+
+    class EngineCA(docker.APIClient):  # type: ignore[misc]
+        """docker.APIClient that verifies the engine against its --docker-tls CA only.
+
+        requests lets REQUESTS_CA_BUNDLE (or CURL_CA_BUNDLE) replace a
+        session's own CA for every request that does not pass one
+        (psf/requests#3829), and the SDK passes none: with either set, as
+        many hosts do, the engine's certificate was checked against the
+        system's CAs and refused."""
+
+        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+            return super().merge_environment_settings(url, proxies, stream, self.verify if verify is None else verify,
+                                                      cert)
+
+    return EngineCA
 
 
 def connect(url: str | None, tls: Path | None = None) -> DockerEngine:

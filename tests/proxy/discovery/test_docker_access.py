@@ -36,6 +36,11 @@ def test_every_call_names_known_features_and_the_table_lists_them() -> None:
     assert all(call.method == "GET" or call.features == ("wake",) for call in CALLS)  # only wake writes
 
 
+def test_the_swarm_calls_pass_only_with_swarm() -> None:
+    assert "/services" not in haproxy_config(wake=True)
+    assert "/services" in haproxy_config(wake=False, swarm=True) and "/tasks" in haproxy_config(wake=False, swarm=True)
+
+
 def test_without_wake_the_filter_lets_get_only() -> None:
     reading, waking = haproxy_config(wake=False), haproxy_config(wake=True)
     assert "method POST" not in reading
@@ -44,7 +49,7 @@ def test_without_wake_the_filter_lets_get_only() -> None:
 
 
 @contextmanager
-def socket_filter(*, wake: bool) -> Iterator[tuple[Path, Path]]:
+def socket_filter(*, wake: bool, swarm: bool = False) -> Iterator[tuple[Path, Path]]:
     """HAProxy with haproxy_config() on a Unix socket, in front of the engine's: (its socket, its stats socket)."""
     binary = haproxy_binary()
     if not os.path.exists("/var/run/docker.sock"):
@@ -53,7 +58,7 @@ def socket_filter(*, wake: bool) -> Iterator[tuple[Path, Path]]:
         pytest.skip("no Docker engine socket at /var/run/docker.sock")
     work = Path(tempfile.mkdtemp(prefix="fastroute-access-", dir="/tmp"))  # (Unix socket paths are short)
     sock, stats = work / "docker.sock", work / "stats.sock"
-    config = haproxy_config(wake=wake, listen=str(sock))
+    config = haproxy_config(wake=wake, listen=str(sock), swarm=swarm)
     config = config.replace("global\n", f"global\n    stats socket {stats} mode 600 level admin\n", 1)
     (work / "filter.cfg").write_text(config)
     check = subprocess.run([binary, "-c", "-f", str(work / "filter.cfg")], capture_output=True, text=True)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -237,3 +238,85 @@ def test_routes_and_haproxy_once_list_services_and_a_vip_service(swarm: SwarmLab
     vip.remove()
     service.remove()
 
+
+
+def _routes(*flags: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "proxy", "routes", "--json", *flags],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+def test_a_gateway_follows_a_manager_over_tcp_with_tls_client_certificates(swarm: SwarmLab, tmp_path: Path) -> None:
+    import trustme
+
+    from ...haproxy_support import START_LIMIT, haproxy_binary
+
+    ca, stranger = trustme.CA(), trustme.CA()
+    served = ca.issue_cert("127.0.0.1")
+    served.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "manager.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "clients-ca.pem"))
+    for name, authority in (("good", ca), ("stranger", stranger)):
+        directory = tmp_path / name
+        directory.mkdir()
+        ca.cert_pem.write_to_path(str(directory / "ca.pem"))  # both trust the manager
+        issued = authority.issue_cert("fastroute-gateway")
+        issued.cert_chain_pems[0].write_to_path(str(directory / "cert.pem"))
+        issued.private_key_pem.write_to_path(str(directory / "key.pem"))
+    import socket as socket_module
+
+    with socket_module.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # The manager's TLS endpoint, as `dockerd --tlsverify` serves it: HAProxy
+    # with client certificate verification in front of this engine's socket.
+    (tmp_path / "manager.cfg").write_text(
+        "global\n    maxconn 64\ndefaults\n    mode http\n    timeout connect 5s\n    timeout client 1h\n"
+        "    timeout server 1h\nfrontend manager\n"
+        f"    bind 127.0.0.1:{port} ssl crt {tmp_path / 'manager.pem'} ca-file {tmp_path / 'clients-ca.pem'}"
+        " verify required\n    default_backend engine\nbackend engine\n    server engine /var/run/docker.sock\n")
+    proc = subprocess.Popen([haproxy_binary(), "-db", "-f", str(tmp_path / "manager.cfg")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        from ...docker_support import wait_for_port
+
+        wait_for_port(("127.0.0.1", port), START_LIMIT)
+        service = swarm.create_service(swarm.tag("tls", "v1"), replicas=1)
+        swarm.wait_converged(service, 1)
+        flags = ["--docker", f"tcp://127.0.0.1:{port}", "--network", swarm.overlay, "--swarm", "on",
+                 "--docker-label", f"{RUN_LABEL}={RUN_ID}"]
+        # A CA bundle in the environment (hosts often set one) is not the engine's CA.
+        stranger.cert_pem.write_to_path(str(tmp_path / "bundle.pem"))
+        good = _routes(*flags, "--docker-tls", str(tmp_path / "good"),
+                       env={"REQUESTS_CA_BUNDLE": str(tmp_path / "bundle.pem"),
+                            "CURL_CA_BUNDLE": str(tmp_path / "bundle.pem")})
+        assert good.returncode == 0, good.stderr
+        assert swarm.prefix("tls") in {r["name"] for r in json.loads(good.stdout)["routes"]}
+        refused = _routes(*flags, "--docker-tls", str(tmp_path / "stranger"))
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+        assert refused.stderr.startswith("fastroute: error: cannot read the Docker engine")
+        service.remove()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    missing = _routes("--docker-tls", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "lacks ca.pem, cert.pem, key.pem" in missing.stderr
+
+
+def test_through_a_socket_filter_with_and_without_its_swarm_calls(swarm: SwarmLab) -> None:
+    from .test_docker_access import counters, socket_filter
+
+    service = swarm.create_service(swarm.tag("filtered", "v1"), replicas=1)
+    swarm.wait_converged(service, 1)
+    flags = ["--network", swarm.overlay, "--docker-label", f"{RUN_LABEL}={RUN_ID}"]
+    with socket_filter(wake=False, swarm=True) as (sock, stats):
+        listed = _routes("--docker", f"unix://{sock}", "--swarm", "on", *flags)
+        assert listed.returncode == 0, listed.stderr
+        assert swarm.prefix("filtered") in {r["name"] for r in json.loads(listed.stdout)["routes"]}
+        assert counters(stats)["denied"] == 0
+    with socket_filter(wake=False) as (sock, stats):
+        # --swarm auto on a manager whose filter refuses the Swarm calls: its containers only, and why.
+        listed = _routes("--docker", f"unix://{sock}", *flags)
+        assert listed.returncode == 0, listed.stderr
+        found = json.loads(listed.stdout)
+        assert any("Swarm services not followed" in w for w in found["warnings"])
+        assert counters(stats)["denied"] >= 1
+    service.remove()
