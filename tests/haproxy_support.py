@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .docker_support import require_tool
@@ -51,30 +52,33 @@ def _cli_once(socket_path: Path, command: str, timeout: float) -> str:
 class HAProxy:
     """One HAProxy master (-W -S) serving `config` on 127.0.0.1:`port`."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, wrap: Sequence[str] = (), host: str = "127.0.0.1") -> None:
+        """wrap: a command that runs HAProxy (nsenter into a network namespace); host: where it is reached."""
         self.binary = haproxy_binary()
         self.config = directory / "haproxy.cfg"
         self.socket = directory / "master.sock"
         self.port = unused_port()
-        self.bind = f"127.0.0.1:{self.port}"
+        self.host = host
+        self.wrap = tuple(wrap)
+        self.bind = f"{'127.0.0.1' if host == '127.0.0.1' else '0.0.0.0'}:{self.port}"
         self.log = directory / "haproxy.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """As Gateway.addresses, so helpers.fetch and Client work against HAProxy."""
-        return [("127.0.0.1", self.port)]
+        return [(self.host, self.port)]
 
     def start(self) -> None:
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                [self.binary, "-W", "-db", "-S", str(self.socket), "-f", str(self.config)],
+                [*self.wrap, self.binary, "-W", "-db", "-S", str(self.socket), "-f", str(self.config)],
                 stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + START_LIMIT
         while True:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                with socket.create_connection((self.host, self.port), timeout=1):
                     pass
                 cli(self.socket, "show proc")
                 return

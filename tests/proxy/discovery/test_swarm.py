@@ -44,6 +44,10 @@ def swarm(docker_client: Any, backend_image: str, docker_network: str,
             lab.start_gateway(tmp_path_factory.mktemp("swarm"), "--hold", "15")
             yield lab
             assert lab.stop_gateway() == 0, lab.log.read_text() if lab.log else ""
+            assert lab.log is not None
+            log = lab.log.read_text()
+            print("\n".join(line for line in log.splitlines() if "WARNING" in line or "ERROR" in line))
+            assert "Traceback" not in log
         finally:
             lab.close()
 
@@ -320,3 +324,44 @@ def test_through_a_socket_filter_with_and_without_its_swarm_calls(swarm: SwarmLa
         assert any("Swarm services not followed" in w for w in found["warnings"])
         assert counters(stats)["denied"] >= 1
     service.remove()
+
+
+def test_haproxy_mode_follows_a_service_as_it_scales(swarm: SwarmLab, tmp_path: Path) -> None:
+    from ...haproxy_support import HAProxy
+
+    service = swarm.create_service(swarm.tag("hx", "v1"), replicas=1)
+    (first,) = swarm.wait_converged(service, 1)
+    # HAProxy and its follower in the box too: HAProxy must reach the tasks.
+    haproxy = HAProxy(tmp_path, wrap=swarm.in_box(), host=swarm.box_ip)
+    common = swarm.in_box(sys.executable, "-m", "proxy", "haproxy", "--config", str(haproxy.config), "--bind",
+                          haproxy.bind, "--network", swarm.overlay, "--swarm", "on", "--docker-label",
+                          f"{RUN_LABEL}={RUN_ID}", "--hold", "0")
+    made = subprocess.run([*common, "--once"], capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    haproxy.start()
+    log = tmp_path / "follower.log"
+    with open(log, "wb") as out:
+        follower = subprocess.Popen([*common, "--master-socket", str(haproxy.socket), "--reload-interval", "1"],
+                                    stdout=out, stderr=subprocess.STDOUT)
+    try:
+        address = (swarm.box_ip, haproxy.port)
+        eventually("the first task behind HAProxy",
+                   lambda: get(address, swarm.prefix("hx") + "/").host == f"t-{first['ID']}")
+        service.scale(3)
+        tasks = swarm.wait_converged(service, 3)
+
+        def all_three() -> bool:
+            return {get(address, swarm.prefix("hx") + "/").host for _ in range(30)} == hosts_of(tasks)
+
+        eventually("all three tasks behind HAProxy", all_three)
+        service.remove()
+        eventually("the route gone", lambda: get(address, swarm.prefix("hx") + "/").status in (404, 503))
+    finally:
+        follower.terminate()
+        try:
+            assert follower.wait(10) == 0, log.read_text()
+        finally:
+            if follower.poll() is None:
+                follower.kill()
+            haproxy.stop()
+    assert "Traceback" not in log.read_text()
