@@ -10,7 +10,11 @@
 # - /routes: routes by prefix, backends by address: requests, requests in
 #   flight and idle connections added up, failures the highest; a backend's
 #   state is the worst any worker has (ejected, then retrying, then up), and
-#   its retry_in the longest;
+#   its retry_in the longest; answers by status class, bytes and latency
+#   buckets added up, p50 and p99 computed again from the sum; the charts'
+#   histories added slot by slot (the workers number slots by the same
+#   clock, and one that answered across a slot's end is shifted to the
+#   latest); the gateway's connections added up, its uptime the longest;
 # - /healthz: 200 only when every worker answered and is serving; else 503
 #   with "degraded" (a worker did not answer: being restarted, or stuck) or
 #   "draining";
@@ -21,6 +25,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+from ..routing._stats import quantile
 
 __all__ = ["merge_health", "merge_metrics", "merge_routes"]
 
@@ -58,17 +64,52 @@ def merge_metrics(texts: Sequence[str]) -> bytes:
     return generate_latest(registry)
 
 
+def _shifted(history: dict[str, list[int]] | None, by: int) -> dict[str, list[int]] | None:
+    # A history whose last slot is `by` slots before the merged one's.
+    if history is None or by == 0:
+        return history
+    return {key: (values[by:] + [0] * by) if by < len(values) else [0] * len(values)
+            for key, values in history.items()}
+
+
+def _add_history(mine: dict[str, list[int]] | None, theirs: dict[str, list[int]] | None) -> dict[str, list[int]] | None:
+    if mine is None or theirs is None:
+        return mine or theirs
+    return {key: [a + b for a, b in zip(values, theirs.get(key, []))] for key, values in mine.items()}
+
+
+def _add_counts(mine: dict[str, int], theirs: dict[str, int]) -> dict[str, int]:
+    return {key: mine.get(key, 0) + theirs.get(key, 0) for key in sorted({*mine, *theirs})}
+
+
+def _add_answers(merged: dict[str, Any], route: dict[str, Any]) -> None:
+    # What the status page adds up per route: classes, bytes, latency, history.
+    merged["status"] = _add_counts(merged.get("status") or {}, route.get("status") or {})
+    merged["bytes_in"] = merged.get("bytes_in", 0) + route.get("bytes_in", 0)
+    merged["bytes_out"] = merged.get("bytes_out", 0) + route.get("bytes_out", 0)
+    mine, theirs = merged.get("latency_buckets") or [], route.get("latency_buckets") or []
+    buckets = [a + b for a, b in zip(mine, theirs)] if mine and theirs else list(mine or theirs)
+    merged["latency_buckets"] = buckets
+    merged["p50"] = round(q, 6) if buckets and (q := quantile(buckets, 0.5)) is not None else None
+    merged["p99"] = round(q, 6) if buckets and (q := quantile(buckets, 0.99)) is not None else None
+    merged["history"] = _add_history(merged.get("history"), route.get("history"))
+
+
 def merge_routes(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One /routes document from the workers' (at least one)."""
     routes: dict[str, dict[str, Any]] = {}
+    end = max(d.get("history_end", 0) for d in documents)
     for document in documents:
+        lag = end - document.get("history_end", end)
         for route in document["routes"]:
+            route = {**route, "history": _shifted(route.get("history"), lag)}
             name = route.get("name", route["prefix"])
             merged = routes.get(name)
             if merged is None:
                 routes[name] = {**route, "backends": [dict(b) for b in route["backends"]]}
                 continue
             merged["requests"] += route["requests"]
+            _add_answers(merged, route)
             merged["wake"] = sorted(set(merged["wake"]) | set(route["wake"]))
             if merged["held_for"] is None:
                 merged["held_for"] = route["held_for"]
@@ -80,6 +121,7 @@ def merge_routes(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
                     merged["backends"].append(dict(backend))
                     continue
                 mine["in_flight"] += backend["in_flight"]
+                mine["in_flight_all_routes"] = mine.get("in_flight_all_routes", 0) + backend.get("in_flight_all_routes", 0)
                 mine["idle_connections"] += backend["idle_connections"]
                 mine["failures"] = max(mine["failures"], backend["failures"])
                 if _WORSE.get(backend["state"], 0) > _WORSE.get(mine["state"], 0):
@@ -87,10 +129,31 @@ def merge_routes(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 if backend.get("retry_in") is not None:
                     mine["retry_in"] = max(mine.get("retry_in") or 0.0, backend["retry_in"])
                 mine["container"] = mine["container"] or backend["container"]
+    unrouted: dict[str, Any] = {}
+    gateway: dict[str, Any] = {}
+    for document in documents:
+        theirs = document.get("unrouted") or {}
+        unrouted = {
+            "status": _add_counts(unrouted.get("status") or {}, theirs.get("status") or {}),
+            "history": _add_history(unrouted.get("history"),
+                                    _shifted(theirs.get("history"), end - document.get("history_end", end))),
+        }
+        worker = document.get("gateway")
+        if worker:
+            if not gateway:
+                gateway = dict(worker)
+            else:
+                gateway["connections"] += worker["connections"]
+                gateway["started"] = min(gateway["started"], worker["started"])
+                gateway["uptime"] = max(gateway["uptime"], worker["uptime"])
     return {
         "routes": sorted(routes.values(), key=lambda r: str(r["prefix"])),
         "unrouted_requests": sum(d["unrouted_requests"] for d in documents),
+        "unrouted": unrouted,
         "swaps": sum(d["swaps"] for d in documents),
+        "history_slot": documents[0].get("history_slot"),
+        "history_end": end,
+        "gateway": gateway,
         "workers": len(documents),
     }
 

@@ -3,7 +3,9 @@
 #
 #   GET /         the status page (plain HTML and a little JavaScript)
 #   GET /routes   JSON: every prefix, its backends (address, state, requests
-#                 in flight, container) and where the route came from
+#                 in flight for that route, container), where the route came
+#                 from, its answers by status class, p50/p99, bytes and chart
+#                 history; the gateway's version, uptime, addresses, timeouts
 #   GET /healthz  200 while serving (503 while draining), with the Docker
 #                 watcher's state and the seconds since its last event or resync
 #   GET /metrics  Prometheus text format
@@ -19,7 +21,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from fastroute import __version__
+
 from .._config import Address
+from ..routing._stats import HISTORY_SLOT, HISTORY_SLOTS, Stats, quantile
 from ._http import AdminListener, json_body
 from ._metrics import render
 from ._status_page import STATUS_PAGE
@@ -39,11 +44,18 @@ def routes_document(gateway: Gateway, now: float | None = None) -> dict[str, Any
             waking[container.id] = container.name
             if container.address is not None:
                 names[container.address] = container.name
-    totals = gateway.stats.route_totals() if gateway.stats is not None else {}
+    stats = gateway.stats
+    totals = stats.route_totals() if stats is not None else {}
+    slot = int(now // HISTORY_SLOT)
+    classes: dict[str, dict[str, int]] = {}
+    if stats is not None:
+        for (name, status_class), count in sorted(stats.requests.items()):
+            classes.setdefault(name, {})[status_class] = count
     routes: list[dict[str, Any]] = []
     for upstream in gateway.table.routes().values():
         route = upstream.route
         routes.append({
+            **_route_stats(stats, classes, route.name, slot),
             "name": route.name,  # the host, if any, then the prefix: what logs and metrics call it
             "host": route.host,
             "prefix": route.prefix,
@@ -58,13 +70,57 @@ def routes_document(gateway: Gateway, now: float | None = None) -> dict[str, Any
                 "container": names.get(state.address),
                 "state": state.status(now),  # up | ejected | retrying
                 "retry_in": round(state.down_until - now, 3) if not state.is_up(now) else None,
-                "in_flight": state.outstanding,
+                "in_flight": state.in_flight.get(route.name, 0),  # this route's requests
+                "in_flight_all_routes": state.outstanding,
                 "idle_connections": gateway.idle_upstreams(state),
                 "failures": state.failures,
             } for state in upstream.backends],
         })
     routes.sort(key=lambda r: r["prefix"])
-    return {"routes": routes, "unrouted_requests": totals.get("", 0), "swaps": gateway.swaps}
+    unrouted = _route_stats(stats, classes, "", slot)
+    config = gateway.config
+    return {
+        "routes": routes,
+        "unrouted_requests": totals.get("", 0),
+        "unrouted": {"status": unrouted["status"], "history": unrouted["history"]},
+        "swaps": gateway.swaps,
+        "history_slot": HISTORY_SLOT,  # seconds per point of "history"
+        "history_end": slot,  # the slot number of its last point (time.monotonic() // history_slot)
+        "gateway": {
+            "version": __version__,
+            "started": gateway.started,  # the Unix time it started
+            "uptime": round(time.time() - gateway.started, 1),
+            "listen": [f"http://{host}:{port}" for host, port in gateway.addresses]
+            + [f"https://{host}:{port}" for host, port in gateway.tls_addresses],
+            "connections": gateway.connections,
+            "timeouts": {name: getattr(config.timeouts, name) for name in config.timeouts.__dataclass_fields__},
+            "io": config.io,
+        },
+    }
+
+
+def _route_stats(stats: Stats | None, classes: dict[str, dict[str, int]], name: str, slot: int) -> dict[str, Any]:
+    # A route's answers for the status page: counts by status class, p50 and
+    # p99 in seconds, body bytes both ways, and its chart's history.
+    if stats is None:
+        return {"status": {}, "latency_buckets": [], "p50": None, "p99": None, "bytes_in": 0, "bytes_out": 0,
+                "history": None}
+    counts = stats.buckets.get(name)
+    history = stats.history.get(name)
+    requests, errors = history.series(slot) if history is not None else ([0] * HISTORY_SLOTS, [0] * HISTORY_SLOTS)
+    return {
+        "status": classes.get(name, {}),
+        "latency_buckets": counts or [],  # routing/_stats.BUCKETS, then +Inf: what --workers merging adds up
+        "p50": None if counts is None else _rounded(quantile(counts, 0.5)),
+        "p99": None if counts is None else _rounded(quantile(counts, 0.99)),
+        "bytes_in": stats.bytes_in.get(name, 0),
+        "bytes_out": stats.bytes_out.get(name, 0),
+        "history": {"requests": requests, "errors": errors},
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 def activity(gateway: Gateway, now: float | None = None) -> dict[str, Any]:

@@ -65,7 +65,7 @@ HANDSHAKE = 7  # a TLS client's handshake, before its first request head
 
 _ATTRIBUTES = (
     "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "timed", "conn", "request",
-    "head", "head_bytes", "arrived", "exchange", "attempts", "pool", "prefix", "upstream", "counted", "interim",
+    "head", "head_bytes", "arrived", "exchange", "attempts", "pool", "prefix", "upstream", "counted", "counted_route", "interim",
     "response_done", "keep", "head_queued", "splice_left", "pipe", "reading", "eof", "lane", "lane_left",
     "lane_keep", "fast", "client_ip_b", "status", "body_out", "body_length", "tls", "tls_out",
     "extra", "hello",
@@ -102,6 +102,7 @@ class PyCycle:
     prefix: str
     upstream: Upstream | None
     counted: bool
+    counted_route: str
     interim: int
     response_done: bool
     keep: bool

@@ -164,7 +164,7 @@ cdef class Cycle:
     """The state of one client connection of the engine, and the cycle's steps on it."""
 
     cdef public object engine, front, done, result, timed, conn, request, head, exchange, attempts, pool
-    cdef public object upstream, pipe, prefix, tls
+    cdef public object upstream, pipe, prefix, tls, counted_route
     cdef public list extra  # fields the gateway adds to every response (HSTS): front.client.response_extra
     cdef public bytes head_bytes, client_ip_b
     cdef public bytearray inbuf, outbuf, tls_out
@@ -332,7 +332,8 @@ cdef class Cycle:
                                      upstream_host=backend.host_header, prefix=prefix,
                                      allow_underscores=self.allow_underscores, secure=self.tls is not None)
         upstream.received = 0
-        backend.outstanding += 1
+        self.counted_route = self.pool.route.name
+        backend.begin(self.counted_route)
         self.counted = True
         self.state = FAST
         self._deadline(self.response_head_timeout)
@@ -457,7 +458,7 @@ cdef class Cycle:
         self.upstream = None
         backend = upstream.backend
         self.counted = False
-        backend.outstanding -= 1
+        backend.end(self.counted_route)
         cdef double now = _monotonic()
         backend.last_done = now
         if keep:

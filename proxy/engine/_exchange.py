@@ -220,6 +220,7 @@ class NativeClient(Cycle):
         self.prefix = ""
         self.upstream = None
         self.counted = False  # backend.outstanding counts this exchange
+        self.counted_route = ""  # and backend.in_flight counts it for this route
         self.interim = 0
         self.response_done = False
         self.keep = True
@@ -868,7 +869,8 @@ class NativeClient(Cycle):
             upstream.conn.expect_response(request.method)
         upstream.received = 0
         if not self.counted:
-            backend.outstanding += 1
+            self.counted_route = self.pool.route.name
+            backend.begin(self.counted_route)
             self.counted = True
         self.state = SEND
         self._deadline(config.timeouts.response_head)
@@ -1184,7 +1186,7 @@ class NativeClient(Cycle):
     def _uncount(self, backend: BackendState) -> None:
         if self.counted:
             self.counted = False
-            backend.outstanding -= 1
+            backend.end(self.counted_route)
             backend.last_done = time.monotonic()
 
     def _finish(self) -> None:

@@ -165,7 +165,7 @@ async def _exchange_with(
         headers.append((b"transfer-encoding", b"chunked"))  # the client's body was chunked
     target = request.target if prefix is None else strip_target(request.target, prefix)
     head = ev.Request(request.method, target, headers)
-    backend.outstanding += 1
+    backend.begin(exchange.route)
     try:
         await _exchange_on(conn, reused, client, head, with_body, upgrade, config, exchange, closing, length)
     except Stale:
@@ -175,7 +175,7 @@ async def _exchange_with(
         await conn.aclose()
         raise
     finally:
-        backend.outstanding -= 1
+        backend.end(exchange.route)
         backend.last_done = time.monotonic()
     await release(backend, conn, config.limits)
     return True

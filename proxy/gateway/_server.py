@@ -57,6 +57,7 @@ class Gateway:
 
     def __init__(self, config: Config, *, access_log: AccessLog | None = None, managed: Store | None = None) -> None:
         self.config = config
+        self.started = time.time()  # for the status page's uptime
         self.registry = Registry()
         self.table: HostTable[Pool] = HostTable({})
         self.draining = False
@@ -315,7 +316,8 @@ class Gateway:
         stats = self.stats
         if stats is not None:
             route = exchange.route
-            stats.observe(route, exchange.status, time.monotonic() - exchange.started)
+            now = time.monotonic()
+            stats.observe(route, exchange.status, now - exchange.started, now, exchange.bytes_in, exchange.bytes_out)
             for _ in range(exchange.connect_errors):
                 stats.connect_failed(route, timed_out=False)
             for _ in range(exchange.connect_timeouts):

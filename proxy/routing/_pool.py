@@ -30,7 +30,7 @@ UPSTREAM_MAX_INCOMPLETE_EVENT = 64 * 1024  # bytes of a backend's response head
 
 class BackendState:
     __slots__ = ("address", "outstanding", "failures", "down_until", "idle", "host_header", "retired", "on_retire",
-                 "last_done")
+                 "last_done", "in_flight")
 
     def __init__(self, address: Address) -> None:
         self.address = address
@@ -42,6 +42,21 @@ class BackendState:
         self.retired = False  # no route uses it any more: pool nothing
         self.on_retire: set[Callable[[], None]] = set()  # called once when it is retired
         self.last_done = 0.0  # time.monotonic() when its last request ended (idle stop)
+        # Route name -> its requests in flight here: one backend can serve several routes.
+        self.in_flight: dict[str, int] = {}
+
+    def begin(self, route: str) -> None:
+        """A request of `route` is sent to this backend (counted until end())."""
+        self.outstanding += 1
+        self.in_flight[route] = self.in_flight.get(route, 0) + 1
+
+    def end(self, route: str) -> None:
+        self.outstanding -= 1
+        left = self.in_flight.get(route, 0) - 1
+        if left > 0:
+            self.in_flight[route] = left
+        else:
+            self.in_flight.pop(route, None)
 
     def is_up(self, now: float) -> bool:
         return now >= self.down_until

@@ -17,7 +17,9 @@ from proxy._config import Address
 from proxy.routing._stats import Stats
 from proxy.gateway._server import Gateway
 
-from ...helpers import Backend, BackendExchange, Seen, blackhole, fetch, make_config, route, start_backend, start_gateway
+from ...helpers import (
+    Backend, BackendExchange, Client, Seen, blackhole, fetch, make_config, route, start_backend, start_gateway,
+)
 
 pytestmark = pytest.mark.usefixtures("clients_closed")
 
@@ -112,12 +114,45 @@ async def test_routes_show_backends_in_flight_and_sources(nursery: trio.Nursery)
     [entry] = document["routes"]
     assert entry["prefix"] == "/s" and entry["source"] == "static" and entry["strip_prefix"] is True
     assert entry["backends"] == [{"address": str(backend.address), "container": None, "state": "up",
-                                  "retry_in": None, "in_flight": 1, "idle_connections": 0, "failures": 0}]
+                                  "retry_in": None, "in_flight": 1, "in_flight_all_routes": 1,
+                                  "idle_connections": 0, "failures": 0}]
     with trio.fail_after(5):
         while not results:
             await trio.sleep(0.01)
     document = json.loads((await admin_get(admin, "/routes"))[2])
     assert document["routes"][0]["requests"] == 1 and document["routes"][0]["backends"][0]["in_flight"] == 0
+
+
+async def held(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
+    if seen.target.endswith(b"/hold"):
+        await backend.release.wait()  # type: ignore[attr-defined]
+    await exchange.respond(200, b"ok")
+
+
+async def test_in_flight_is_per_route_when_routes_share_a_backend(nursery: trio.Nursery) -> None:
+    # Three routes to one backend, one request in flight on /a: only /a shows it.
+    backend = await start_backend(nursery, "shared", held)
+    backend.release = trio.Event()  # type: ignore[attr-defined]
+    gateway = await start_gateway(nursery, [route("/a", backend), route("/b", backend), route("/c", backend)])
+    admin = await start_admin(nursery, gateway)
+    client = await Client.connect(gateway)
+    assert (await client.request("GET", "/a/first")).status == 200  # then the same connection again:
+    nursery.start_soon(client.request, "GET", "/a/hold")  # the native engine's compiled cycle serves this one
+
+    def in_flight(document: dict[str, Any]) -> dict[str, tuple[int, int]]:
+        return {r["prefix"]: (r["backends"][0]["in_flight"], r["backends"][0]["in_flight_all_routes"])
+                for r in document["routes"]}
+
+    with trio.fail_after(5):
+        while len(backend.seen) < 2:
+            await trio.sleep(0.01)
+    document = json.loads((await admin_get(admin, "/routes"))[2])
+    assert in_flight(document) == {"/a": (1, 1), "/b": (0, 1), "/c": (0, 1)}
+    backend.release.set()  # type: ignore[attr-defined]
+    with trio.fail_after(5):
+        while any(in_flight(json.loads((await admin_get(admin, "/routes"))[2]))["/a"]):
+            await trio.sleep(0.01)
+    assert gateway.registry.states[backend.address].in_flight == {}
 
 
 async def test_healthz_is_200_while_serving_and_503_while_starting_or_draining(nursery: trio.Nursery) -> None:

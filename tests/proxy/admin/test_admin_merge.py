@@ -62,7 +62,7 @@ def routes_doc(requests: int, backend: dict[str, Any] | None, unrouted: int = 0)
 
 def backend(address: str, state: str = "up", in_flight: int = 0, idle: int = 0, failures: int = 0) -> dict[str, Any]:
     return {"address": address, "container": None, "state": state, "in_flight": in_flight,
-            "idle_connections": idle, "failures": failures}
+            "in_flight_all_routes": in_flight, "idle_connections": idle, "failures": failures}
 
 
 def test_routes_add_up_by_prefix_and_backend() -> None:
@@ -74,6 +74,29 @@ def test_routes_add_up_by_prefix_and_backend() -> None:
     (only,) = merged["routes"]
     assert only["requests"] == 7
     assert only["backends"] == [backend("10.0.0.1:8000", state="ejected", in_flight=3, idle=3, failures=3)]
+
+
+def test_answers_latency_bytes_and_histories_add_up_slot_by_slot() -> None:
+    from proxy.routing._stats import BUCKETS
+
+    def answered(end: int, requests: list[int], buckets: list[int], connections: int) -> dict[str, Any]:
+        document = routes_doc(sum(requests), backend("10.0.0.1:8000"))
+        document["routes"][0].update(status={"2xx": sum(requests)}, bytes_in=1, bytes_out=10,
+                                     latency_buckets=buckets, history={"requests": requests, "errors": [0] * 4})
+        document.update(history_end=end, history_slot=5.0,
+                        gateway={"version": "x", "started": 100.0 + end, "uptime": 10.0 - end,
+                                 "connections": connections, "listen": [], "timeouts": {}, "io": "native"})
+        return document
+
+    fast = [4] + [0] * len(BUCKETS)  # 4 answers under 5 ms
+    slow = [0] * 6 + [4] + [0] * (len(BUCKETS) - 6)  # 4 between 0.25 and 0.5 s
+    # The second worker answered a moment earlier, in the slot before: its points are one slot older.
+    merged = merge_routes([answered(9, [1, 2, 3, 4], fast, 2), answered(8, [5, 6, 7, 8], slow, 3)])
+    (route,) = merged["routes"]
+    assert route["history"]["requests"] == [1 + 6, 2 + 7, 3 + 8, 4 + 0] and merged["history_end"] == 9
+    assert route["status"] == {"2xx": 36} and (route["bytes_in"], route["bytes_out"]) == (2, 20)
+    assert route["p50"] == pytest.approx(0.005) and 0.25 < route["p99"] <= 0.5  # from the summed buckets
+    assert merged["gateway"]["connections"] == 5 and merged["gateway"]["uptime"] == 2.0
 
 
 @pytest.mark.parametrize("order", [1, -1], ids=["ejected_first", "ejected_last"])
