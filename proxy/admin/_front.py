@@ -23,7 +23,7 @@ from ._merge import merge_health, merge_metrics, merge_routes
 from ._metrics import TEXT_FORMAT
 from ._peers import ask
 from ._http import AdminListener, json_body
-from ._status_page import STATUS_PAGE
+from ._status_page import render_page
 
 __all__ = ["AdminFront"]
 
@@ -52,7 +52,7 @@ class AdminFront(AdminListener):
             return 405, "text/plain", b"405 only GET and HEAD\n"
         path = target.split(b"?", 1)[0]
         if path == b"/":
-            return 200, "text/html; charset=utf-8", STATUS_PAGE.encode()
+            return await self._page()
         if path not in (b"/routes", b"/healthz", b"/metrics", b"/events"):
             return 404, "text/plain", b"404 not an admin endpoint\n"
         answers = await self._ask_all(path)
@@ -69,3 +69,16 @@ class AdminFront(AdminListener):
             return 200, "application/json", json_body(merge_routes([json.loads(body) for body in good]))
         return 200, "application/json", good[0]  # /events
 
+    async def _page(self) -> tuple[int, str, bytes]:
+        # The status page from the merged documents, as the workers' own pages are made.
+        routes, health, events = await self._ask_all(b"/routes"), await self._ask_all(b"/healthz"), None
+        good = [json.loads(a[1]) for a in routes if a is not None and a[0] == 200]
+        if not good:
+            return 503, "text/plain", b"503 no worker answered\n"
+        for answer in await self._ask_all(b"/events"):
+            if answer is not None and answer[0] == 200:
+                events = json.loads(answer[1])["events"]
+                break
+        _, merged_health = merge_health([(a[0], json.loads(a[1])) if a is not None else None for a in health])
+        page = render_page(merge_routes(good), merged_health, events or [])
+        return 200, "text/html; charset=utf-8", page.encode()

@@ -1,7 +1,7 @@
 # The admin listener (--admin HOST:PORT, off by default, never the public
 # one): what the gateway is doing, for people and machines.
 #
-#   GET /         the status page (plain HTML and a little JavaScript)
+#   GET /         the status page (HTML rendered here; its script only reloads it)
 #   GET /routes   JSON: every prefix, its backends (address, state, requests
 #                 in flight for that route, container), where the route came
 #                 from, its answers by status class, p50/p99, bytes and chart
@@ -27,7 +27,7 @@ from .._config import Address
 from ..routing._stats import HISTORY_SLOT, HISTORY_SLOTS, Stats, quantile
 from ._http import AdminListener, json_body
 from ._metrics import render
-from ._status_page import STATUS_PAGE
+from ._status_page import render_page
 
 if TYPE_CHECKING:
     from ..gateway._server import Gateway
@@ -171,7 +171,9 @@ class AdminServer(AdminListener):
         path = target.split(b"?", 1)[0]
         gateway = self.gateway
         if path == b"/":
-            return 200, "text/html; charset=utf-8", STATUS_PAGE.encode()
+            events = list(gateway.watcher.recent)[::-1] if gateway.watcher is not None else []
+            page = render_page(routes_document(gateway), health(gateway)[1], events)
+            return 200, "text/html; charset=utf-8", page.encode()
         if path == b"/routes":
             return 200, "application/json", json_body(routes_document(gateway))
         if path == b"/healthz":
