@@ -74,6 +74,45 @@ def parse_address(text: str, *, what: str = "address", where: str = "") -> Addre
 
 
 @dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """An active health check of a route's backends: GET `path` every `interval` s, answered in `timeout` s.
+
+    A backend that fails it FALL times in a row leaves rotation; RISE passes
+    in a row bring it back (routing/_health.py).
+    """
+
+    path: str
+    interval: float = 5.0
+    timeout: float = 2.0
+
+
+HEALTH_PATH_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~/?=&%+:@,;!$*")
+
+
+def health_check(path: object, interval: object = 5.0, timeout: object = 2.0, *, where: str) -> HealthCheck:
+    """A checked HealthCheck; ValueError saying what is wrong, after `where`.
+
+    The path goes into a request line and into HAProxy's configuration: it
+    starts with "/" and holds URL characters only (no space, quote or
+    backslash).
+    """
+    if not isinstance(path, str) or not path.startswith("/") or not set(path) <= HEALTH_PATH_CHARACTERS:
+        raise ValueError(f"{where}: health check path {path!r} must start with '/' and hold URL characters only")
+    values = []
+    for name, value in (("interval", interval), ("timeout", timeout)):
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            number = -1.0
+        if isinstance(value, bool) or not 0 < number <= 3600:
+            raise ValueError(f"{where}: health check {name} {value!r} is not a number of seconds in (0, 3600]")
+        values.append(number)
+    if values[1] > values[0]:
+        raise ValueError(f"{where}: health check timeout {values[1]:g} s is longer than its interval {values[0]:g} s")
+    return HealthCheck(path, values[0], values[1])
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """One prefix and the backends that serve it."""
 
@@ -94,6 +133,8 @@ class Route:
     # internationalised name; "*.example.com" for one level of subdomain);
     # None: every host, after the host-specific routes.
     host: str | None = None
+    # Checked actively (fastroute.healthcheck.* labels, health_check in the routes file), or None.
+    check: HealthCheck | None = None
 
     @property
     def key(self) -> tuple[str | None, str]:
@@ -302,15 +343,36 @@ def _checked_prefix(prefix: object, where: str) -> str:
         raise ConfigError(f"{where}: {error}") from None
 
 
-def routes_from_flags(flags: Iterable[str]) -> tuple[Route, ...]:
-    """--route flags, in order; repeating a host and prefix adds backends to its pool."""
+def routes_from_flags(flags: Iterable[str], checks: Iterable[str] = (), interval: float = 5.0,
+                      timeout: float = 2.0) -> tuple[Route, ...]:
+    """--route flags, in order; repeating a host and prefix adds backends to its pool.
+
+    checks: --health-check [HOST]PREFIX=PATH flags, each for the --route of
+    that host and prefix, checked every `interval` s within `timeout` s.
+
+    Raises:
+        ConfigError: a bad flag, or a check for no --route.
+    """
     pools: dict[tuple[str | None, str], list[Address]] = {}
     for flag in flags:
         host, prefix, backend = parse_route_flag(flag)
         pool = pools.setdefault((host, prefix), [])
         if backend not in pool:
             pool.append(backend)
-    return tuple(Route(prefix, tuple(backends), source="--route", host=host)
+    wanted: dict[tuple[str | None, str], HealthCheck] = {}
+    for flag in checks:
+        target, equals, path = flag.partition("=")
+        where = f"--health-check {flag!r}"
+        if not equals:
+            raise ConfigError(f"{where}: expected [HOST]PREFIX=PATH")
+        host, prefix, _ = parse_route_flag(f"{target}=127.0.0.1:1")
+        if (host, prefix) not in pools:
+            raise ConfigError(f"{where}: no --route serves {target!r}")
+        try:
+            wanted[(host, prefix)] = health_check(path, interval, timeout, where=where)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    return tuple(Route(prefix, tuple(backends), source="--route", host=host, check=wanted.get((host, prefix)))
                  for (host, prefix), backends in pools.items())
 
 
@@ -320,12 +382,14 @@ def load_routes_file(path: Path) -> tuple[Route, ...]:
     The file holds an array of tables named `routes`, each with `prefix`
     (str), `backends` (a list of "HOST:PORT"), and optional `host` (str:
     the host name it serves, "*.example.com" for one level of subdomain;
-    without it, every host) and `strip_prefix` (bool)::
+    without it, every host), `strip_prefix` (bool) and `health_check` (a
+    table: `path`, optional `interval` and `timeout` in seconds)::
 
         [[routes]]
         prefix = "/steve/foo"
         backends = ["10.0.0.5:8000", "10.0.0.6:8000"]
         strip_prefix = true
+        health_check = {path = "/healthz", interval = 5, timeout = 2}
 
     Raises:
         ConfigError: unreadable, not TOML, or not of that shape; one line.
@@ -347,7 +411,7 @@ def load_routes_file(path: Path) -> tuple[Route, ...]:
         where = f"routes file {str(path)!r}, route {number}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where}: must be a table")
-        extra = set(entry) - {"prefix", "backends", "strip_prefix", "host"}
+        extra = set(entry) - {"prefix", "backends", "strip_prefix", "host", "health_check"}
         if extra:
             raise ConfigError(f"{where}: unknown key {sorted(extra)[0]!r}")
         if "prefix" not in entry:
@@ -364,7 +428,18 @@ def load_routes_file(path: Path) -> tuple[Route, ...]:
         if (host, prefix) in routes:
             raise ConfigError(f"{where}: {route_name!r} is already routed by an earlier entry")
         addresses = tuple(dict.fromkeys(parse_address(b, what="backend", where=f" in {where}") for b in backends))
-        routes[(host, prefix)] = Route(prefix, addresses, strip, source=f"file:{path}", host=host)
+        check = None
+        if "health_check" in entry:
+            given = entry["health_check"]
+            if not isinstance(given, dict) or set(given) - {"path", "interval", "timeout"} or "path" not in given:
+                raise ConfigError(f"{where}: 'health_check' must be a table with 'path' and optional "
+                                  "'interval' and 'timeout' (seconds)")
+            try:
+                check = health_check(given["path"], given.get("interval", 5.0), given.get("timeout", 2.0),
+                                     where=where)
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
+        routes[(host, prefix)] = Route(prefix, addresses, strip, source=f"file:{path}", host=host, check=check)
     return tuple(routes.values())
 
 

@@ -69,7 +69,9 @@ def routes_document(gateway: Gateway, now: float | None = None) -> dict[str, Any
                 "address": str(state.address),
                 "container": names.get(state.address),
                 "state": state.status(now),  # up | ejected | retrying
-                "retry_in": round(state.down_until - now, 3) if not state.is_up(now) else None,
+                "retry_in": round(state.down_until - now, 3) if not state.is_up(now) and not state.check_down else None,
+                "last_check": round(now - state.last_check, 3) if state.last_check else None,  # seconds ago
+                "down_for": round(now - state.down_since, 3) if state.check_down else None,
                 "in_flight": state.in_flight.get(route.name, 0),  # this route's requests
                 "in_flight_all_routes": state.outstanding,
                 "idle_connections": gateway.idle_upstreams(state),

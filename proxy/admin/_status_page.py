@@ -31,7 +31,7 @@ _STYLE = """
   th { border-bottom: 1px solid #ccc; font-weight: 600; }
   tbody tr { border-bottom: 1px solid #eee; }
   .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-  .bad, .state-ejected, .state-retrying { color: #b00; }
+  .bad, .state-ejected, .state-retrying, .state-unhealthy { color: #b00; }
   .state-booting, .state-held { color: #a60; }
   .muted, .source { color: #777; }
   .source { font-size: .9em; }
@@ -141,6 +141,10 @@ def _backend(backend: dict[str, Any]) -> str:
     words = [state]
     if backend.get("retry_in") is not None and state == "ejected":
         words[0] += f", retry in {backend['retry_in']:.1f} s"
+    if state == "unhealthy" and backend.get("down_for") is not None:
+        words[0] += f" for {_duration(float(backend['down_for']))}"
+    if backend.get("last_check") is not None:
+        words.append(f"checked {float(backend['last_check']):.1f} s ago")
     failures = int(backend.get("failures") or 0)
     if failures:
         words.append(f"{failures} failure" + ("" if failures == 1 else "s"))

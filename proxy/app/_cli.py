@@ -94,6 +94,7 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                        help=f"address to listen on; may repeat (default {DEFAULT_LISTEN})")
     serve.add_argument("--route", action="append", default=[], metavar="PREFIX=HOST:PORT",
                        help="a static route; repeating a prefix makes a pool")
+    _add_health_check_flags(serve)
     serve.add_argument("--routes-file", type=Path, metavar="FILE",
                        help="TOML file of [[routes]] (prefix, backends, strip_prefix); re-read on SIGHUP")
     serve.add_argument("--no-docker", action="store_true", help="serve static routes only; do not watch Docker")
@@ -196,6 +197,16 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
 
 
+def _add_health_check_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--health-check", action="append", default=[], metavar="PREFIX=PATH",
+                        help="check the backends of that --route actively: GET PATH; may repeat "
+                        "(Docker: label fastroute.healthcheck.path; routes file: health_check)")
+    parser.add_argument("--health-check-interval", type=_seconds, default=5.0, metavar="SECONDS",
+                        help="seconds between --health-check requests (default 5)")
+    parser.add_argument("--health-check-timeout", type=_seconds, default=2.0, metavar="SECONDS",
+                        help="seconds a --health-check answer may take (default 2)")
+
+
 def _add_discovery(parser: argparse.ArgumentParser) -> None:
     d = Discovery()
     g = parser.add_argument_group("Docker discovery")
@@ -287,6 +298,7 @@ def _add_haproxy(commands: argparse._SubParsersAction) -> None:  # type: ignore[
                    help="reload at most this often; changes meanwhile join the next reload (default 2)")
     h.add_argument("--route", action="append", default=[], metavar="PREFIX=HOST:PORT",
                    help="a static route; repeating a prefix makes a pool")
+    _add_health_check_flags(h)
     h.add_argument("--routes-file", type=Path, metavar="FILE",
                    help="TOML file of [[routes]] (prefix, backends, strip_prefix); re-read on SIGHUP")
     h.add_argument("--no-docker", action="store_true", help="static routes only; do not watch Docker")
@@ -343,7 +355,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     """Raises ConfigError with a one-line message."""
     config = Config(
         listen=tuple(parse_address(a, what="--listen address") for a in (args.listen or [DEFAULT_LISTEN])),
-        routes=routes_from_flags(args.route),
+        routes=routes_from_flags(args.route, args.health_check, args.health_check_interval, args.health_check_timeout),
         routes_file=args.routes_file,
         timeouts=Timeouts(
             request_head=args.request_head_timeout, keepalive=args.keepalive_timeout,
@@ -442,7 +454,9 @@ def _run_haproxy(args: argparse.Namespace) -> int:
 
     try:
         config = Config(
-            routes=routes_from_flags(args.route), routes_file=args.routes_file, docker=not args.no_docker,
+            routes=routes_from_flags(args.route, args.health_check, args.health_check_interval,
+                                     args.health_check_timeout),
+            routes_file=args.routes_file, docker=not args.no_docker,
             docker_url=args.docker, docker_tls=args.docker_tls, docker_labels=tuple(args.docker_label),
             discovery=_discovery(args),
         )

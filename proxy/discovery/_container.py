@@ -27,7 +27,7 @@ from typing import Any
 
 from fastroute import InvalidPrefix, normalise_prefix
 
-from .._config import Address, Discovery, parse_host
+from .._config import Address, Discovery, HealthCheck, health_check, parse_host
 from .._errors import ConfigError
 
 __all__ = ["DEFAULT_PORT", "Container", "has_ip_on", "has_labels", "image_prefix", "parse_container",
@@ -55,6 +55,7 @@ class Container:
     idle_timeout: float | None = None  # fastroute.idle-timeout: stop it this long idle, if we woke it
     health: str | None = None  # healthy | unhealthy | health: starting; None without a HEALTHCHECK
     hosts: tuple[str | None, ...] = (None,)  # fastroute.host, normalised; (None,): every host
+    check: HealthCheck | None = None  # fastroute.healthcheck.path (and .interval, .timeout)
 
     @property
     def short_id(self) -> str:
@@ -180,6 +181,7 @@ def parse_container(summary: Mapping[str, Any], discovery: Discovery) -> Contain
             raise ValueError(f"label fastroute.port={port_text!r} is not a port number (1-65535)")
         port = int(port_text)
         idle_timeout = _idle_timeout(labels)
+        check = _check(labels)
         # A Swarm task is routed by its service's name (_swarm.py), and named as its container is.
         prefixes, source = _prefixes(summary, labels, summary.get("ServiceName") or name, discovery)
         hosts = _hosts(labels)
@@ -187,7 +189,7 @@ def parse_container(summary: Mapping[str, Any], discovery: Discovery) -> Contain
     except ValueError as error:
         return Container(cid, name, state=state, routable=routable, skip=str(error), wake=wake, health=health)
     return Container(cid, name, prefixes, address, strip, source, routable, state, wake=wake,
-                     idle_timeout=idle_timeout, health=health, hosts=hosts)
+                     idle_timeout=idle_timeout, health=health, hosts=hosts, check=check)
 
 
 def _hosts(labels: Mapping[str, str]) -> tuple[str | None, ...]:
@@ -201,6 +203,16 @@ def _hosts(labels: Mapping[str, str]) -> tuple[str | None, ...]:
         return tuple(dict.fromkeys(parse_host(p, f"label fastroute.host={raw!r}") for p in pieces))
     except ConfigError as error:
         raise ValueError(str(error)) from None
+
+
+def _check(labels: Mapping[str, str]) -> HealthCheck | None:
+    path = labels.get("fastroute.healthcheck.path")
+    if path is None:
+        if any(key.startswith("fastroute.healthcheck.") for key in labels):
+            raise ValueError("label fastroute.healthcheck.interval or .timeout needs fastroute.healthcheck.path")
+        return None
+    return health_check(path.strip(), labels.get("fastroute.healthcheck.interval", "5").strip(),
+                        labels.get("fastroute.healthcheck.timeout", "2").strip(), where="label fastroute.healthcheck")
 
 
 def _idle_timeout(labels: Mapping[str, str]) -> float | None:

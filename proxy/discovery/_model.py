@@ -214,7 +214,7 @@ class ContainerSet:
                     )
             addresses = tuple(dict.fromkeys(c.address for c in agreeing if c.address is not None))
             source = f"docker:{first.source}"
-            routes[(host, prefix)] = Route(prefix, addresses, first.strip_prefix, source, host=host)
+            routes[(host, prefix)] = Route(prefix, addresses, first.strip_prefix, source, host=host, check=first.check)
         # A prefix only booting containers give: known, not ready. Requests
         # for it wait (up to --hold each) rather than get 404.
         for (host, prefix), members in boots.items():

@@ -26,6 +26,7 @@ from fastroute import HostTable
 from .._config import Address, Config, Route
 from .._errors import ConfigError
 from ..routing._stats import Stats
+from ._health import follow_checks
 from ..routing._exchange import Exchange
 from ..routing._pool import BackendState, Pool, Registry
 from ._accesslog import AccessLog
@@ -201,6 +202,7 @@ class Gateway:
                     if self.draining:
                         accepting.cancel()  # told to stop before it opened
                     async with trio.open_nursery() as accept_nursery:
+                        accept_nursery.start_soon(follow_checks, self)  # stops with accepting, at the drain
                         for listener in listeners:
                             secure = listener.socket in self._tls_sockets
                             accept_nursery.start_soon(self._accept_loop, listener, nursery, secure)

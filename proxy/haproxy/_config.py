@@ -30,7 +30,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .._config import Address, Route
+from .._config import Address, HealthCheck, Route
+from ..routing._health import FALL, RISE
 
 __all__ = [
     "CHECK",
@@ -96,6 +97,14 @@ class Pool:
     strip_prefix: bool
     servers: tuple[Server, ...]
     host: str | None = None  # Route.host: served only for this host ("*.example.com": one label more)
+    check: HealthCheck | None = None  # Route.check: an HTTP check instead of the TCP one
+
+    @property
+    def server_check(self) -> str:
+        """The check words of each of its server lines (and of `add server`)."""
+        if self.check is None:
+            return CHECK
+        return f"check inter {_ms(self.check.interval)} fall {FALL} rise {RISE}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +114,13 @@ class Plan:
     pools: tuple[Pool, ...] = ()
 
     @property
-    def structure(self) -> tuple[tuple[str | None, str, str, bool], ...]:
+    def structure(self) -> tuple[tuple[str | None, str, str, bool, HealthCheck | None], ...]:
         """What only a reload can change: the hosts and prefixes, their backends and settings."""
-        return tuple((p.host, p.prefix, p.backend, p.strip_prefix) for p in self.pools)
+        return tuple((p.host, p.prefix, p.backend, p.strip_prefix, p.check) for p in self.pools)
+
+
+def _ms(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"
 
 
 def _encode(text: str) -> str:
@@ -158,7 +171,8 @@ def plan_from(routes: Iterable[Route], names: Mapping[Address, str] | None = Non
             text = names.get(address) or str(address)
             texts.append(f"{text}@{address}" if text in texts else text)  # two addresses, one name: both kept
         servers = tuple(Server(server_name(text), address) for text, address in zip(texts, route.backends))
-        pools.append(Pool(route.prefix, backend_name(route.name), route.strip_prefix, servers, route.host))
+        pools.append(Pool(route.prefix, backend_name(route.name), route.strip_prefix, servers, route.host,
+                          route.check))
     # Exact hosts, then wildcards, then host-less routes; within each, the
     # longest prefix first, so that no shorter prefix shadows a longer one;
     # the host and prefix break ties for a stable file.
@@ -225,7 +239,12 @@ def render(plan: Plan, *, binds: Sequence[str], preamble: str = DEFAULT_PREAMBLE
             pattern = "^" + re.escape(pool.prefix) + "/?(.*)$"
             lines.append(f"    http-request replace-path {quote(pattern)} '/\\1'")
             lines.append(f"    http-request set-header X-Forwarded-Prefix {quote(_logformat(pool.prefix))}")
-        lines += [f"    server {server.name} {server.address} {CHECK}" for server in pool.servers]
+        if pool.check is not None:
+            # The route's active health check (fastroute.healthcheck.*), as the gateway makes it.
+            # (The path holds URL characters only: _config.health_check.)
+            lines += [f"    option httpchk GET {pool.check.path}", "    http-check expect status 200-399",
+                      f"    timeout check {_ms(pool.check.timeout)}"]
+        lines += [f"    server {server.name} {server.address} {pool.server_check}" for server in pool.servers]
         lines.append("")
     lines += [
         f"backend {NO_ROUTE_BACKEND}",
@@ -269,7 +288,7 @@ def runtime_step(running: Running, desired: Plan) -> tuple[list[str], Running] |
         for server in new.servers:
             target = f"{new.backend}/{server.name}"
             if server.name not in held:
-                commands += [f"add server {target} {server.address} {CHECK}",
+                commands += [f"add server {target} {server.address} {new.server_check}",
                              f"enable health {target}", f"enable server {target}"]
             else:
                 if held[server.name].address != server.address:
@@ -285,7 +304,7 @@ def runtime_step(running: Running, desired: Plan) -> tuple[list[str], Running] |
             if name not in wanted and target not in disabled:
                 commands.append(f"set server {target} state maint")
                 disabled.add(target)
-        pools.append(Pool(new.prefix, new.backend, new.strip_prefix, tuple(held.values()), new.host))
+        pools.append(Pool(new.prefix, new.backend, new.strip_prefix, tuple(held.values()), new.host, new.check))
     if len(disabled) > MAX_DISABLED:
         return None
     return commands, Running(Plan(tuple(pools)), frozenset(disabled))

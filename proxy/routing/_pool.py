@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +32,7 @@ UPSTREAM_MAX_INCOMPLETE_EVENT = 64 * 1024  # bytes of a backend's response head
 
 class BackendState:
     __slots__ = ("address", "outstanding", "failures", "down_until", "idle", "host_header", "retired", "on_retire",
-                 "last_done", "in_flight")
+                 "last_done", "in_flight", "check_down", "check_streak", "last_check", "down_since")
 
     def __init__(self, address: Address) -> None:
         self.address = address
@@ -44,6 +46,13 @@ class BackendState:
         self.last_done = 0.0  # time.monotonic() when its last request ended (idle stop)
         # Route name -> its requests in flight here: one backend can serve several routes.
         self.in_flight: dict[str, int] = {}
+        # Active health checks (routing/_health.py): out of rotation while
+        # check_down; check_streak counts the results in a row that disagree
+        # with it; last_check and down_since are time.monotonic() (0: never).
+        self.check_down = False
+        self.check_streak = 0
+        self.last_check = 0.0
+        self.down_since = 0.0
 
     def begin(self, route: str) -> None:
         """A request of `route` is sent to this backend (counted until end())."""
@@ -62,8 +71,11 @@ class BackendState:
         return now >= self.down_until
 
     def status(self, now: float) -> str:
-        """"up"; "ejected" (out of rotation until down_until); or "retrying": back in rotation after
-        its pause, its last try failed and no success since (the admin shows it, not "up")."""
+        """"up"; "ejected" (out of rotation until down_until); "retrying": back in rotation after
+        its pause, its last try failed and no success since (the admin shows it, not "up"); or
+        "unhealthy": its active health check failed (out until it passes again)."""
+        if self.check_down:
+            return "unhealthy"
         if now < self.down_until:
             return "ejected"
         return "retrying" if self.failures else "up"
@@ -72,12 +84,14 @@ class BackendState:
         """Take the backend out of rotation; returns for how long (seconds)."""
         self.failures += 1
         pause: float = min(EJECT_BASE * 2.0 ** (self.failures - 1), EJECT_MAX)
-        self.down_until = now + pause
+        if not self.check_down:  # out until its health check passes, whatever this says
+            self.down_until = now + pause
         return pause
 
     def mark_ok(self) -> None:
         self.failures = 0
-        self.down_until = 0.0
+        # A request that began before its health check failed may end well: it stays out.
+        self.down_until = math.inf if self.check_down else 0.0
 
     def __repr__(self) -> str:
         return f"BackendState({self.address}, outstanding={self.outstanding}, failures={self.failures})"

@@ -64,6 +64,9 @@ class Attempts:
         if not backends:
             return NoBackendAvailable(f"no backend serves {self.prefix!r} now", retry_after=NO_BACKEND_RETRY_AFTER)
         back_in = min(b.down_until for b in backends) - now
+        if not math.isfinite(back_in):  # every one failed its health check: no time to say
+            return NoBackendAvailable(f"every backend of {self.prefix!r} fails its health check",
+                                      retry_after=NO_BACKEND_RETRY_AFTER)
         return NoBackendAvailable(f"every backend of {self.prefix!r} is out of rotation",
                                   retry_after=max(1, math.ceil(back_in)))
 

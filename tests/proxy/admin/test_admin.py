@@ -114,7 +114,8 @@ async def test_routes_show_backends_in_flight_and_sources(nursery: trio.Nursery)
     [entry] = document["routes"]
     assert entry["prefix"] == "/s" and entry["source"] == "static" and entry["strip_prefix"] is True
     assert entry["backends"] == [{"address": str(backend.address), "container": None, "state": "up",
-                                  "retry_in": None, "in_flight": 1, "in_flight_all_routes": 1,
+                                  "retry_in": None, "last_check": None, "down_for": None,
+                                  "in_flight": 1, "in_flight_all_routes": 1,
                                   "idle_connections": 0, "failures": 0}]
     with trio.fail_after(5):
         while not results:

@@ -16,7 +16,7 @@ from ...helpers import fetch, rerun_tests, route, start_backend, start_gateway
 
 MODULES = ["gateway/test_gateway.py", "gateway/test_hardening.py", "gateway/test_splice.py",
            "gateway/test_connection_fuzz.py", "gateway/test_continuity.py", "gateway/test_upstream.py",
-           "tls/test_gateway_tls.py", "admin/test_admin.py", "gateway/test_gateway_docker.py",
+           "tls/test_gateway_tls.py", "admin/test_admin.py", "gateway/test_health_checks.py", "gateway/test_gateway_docker.py",
            "discovery/test_docker_discovery.py", "discovery/test_continuity_docker.py", "discovery/test_wake.py"]
 
 

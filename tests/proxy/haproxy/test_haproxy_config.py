@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -175,3 +176,30 @@ def test_drain_step_takes_out_every_leaving_server_also_of_pools_that_go() -> No
     assert sorted(commands) == ["set server route.gone/s-c state maint", "set server route.x/s-b state maint"]
     assert after.disabled == {"route.x/s-b", "route.gone/s-c"}
     assert drain_step(after, plan_from([Route("/x", (A,))], names))[0] == []
+
+
+def test_a_route_with_a_health_check_gets_haproxys_http_check(tmp_path: Any) -> None:
+    import subprocess
+
+    from proxy._config import HealthCheck
+
+    from ...haproxy_support import haproxy_binary
+
+    check = HealthCheck("/healthz?deep=1", interval=0.5, timeout=0.2)
+    plan = plan_from([Route("/a", (A, B), check=check), Route("/b", (C,))])
+    text = render(plan, binds=["127.0.0.1:8080"])
+    assert "    option httpchk GET /healthz?deep=1\n    http-check expect status 200-399\n" in text
+    assert "    timeout check 200ms\n" in text
+    assert f"server {server_name('10.0.0.1:8000')} 10.0.0.1:8000 check inter 500ms fall 2 rise 2\n" in text
+    assert f"server {server_name('10.0.0.3:8000')} 10.0.0.3:8000 {CHECK}\n" in text  # /b: the TCP check
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(text)
+    checked = subprocess.run([haproxy_binary(), "-c", "-f", str(config)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # Adding or changing a check is a reload; a new server gets the route's check words.
+    assert runtime_step(Running.loaded(plan_from([Route("/a", (A,))])), plan_from([Route("/a", (A,), check=check)])) \
+        is None
+    commands, _ = runtime_step(Running.loaded(plan_from([Route("/a", (A,), check=check)])),
+                               plan_from([Route("/a", (A, B), check=check)])) or ([], None)
+    assert f"add server route.a/{server_name('10.0.0.2:8000')} 10.0.0.2:8000 check inter 500ms fall 2 rise 2" \
+        in commands
