@@ -30,7 +30,7 @@ from ..routing._stats import quantile
 
 __all__ = ["merge_health", "merge_metrics", "merge_routes"]
 
-_WORSE = {"up": 0, "retrying": 1, "ejected": 2, "unhealthy": 3}  # a backend's state across workers: the worst one's
+_WORSE = {"up": 0, "draining": 0, "retrying": 1, "ejected": 2, "unhealthy": 3}  # a backend's state across workers: the worst one's
 
 
 def merge_metrics(texts: Sequence[str]) -> bytes:

@@ -52,8 +52,11 @@ def routes_document(gateway: Gateway, now: float | None = None) -> dict[str, Any
         for (name, status_class), count in sorted(stats.requests.items()):
             classes.setdefault(name, {})[status_class] = count
     routes: list[dict[str, Any]] = []
+    every = [*gateway.registry.states.values(), *(s for s in gateway.retired if s.outstanding)]
     for upstream in gateway.table.routes().values():
         route = upstream.route
+        # Backends that left this route (a container stopping) with its requests still in flight.
+        draining = [s for s in every if s.in_flight.get(route.name) and s not in upstream.backends]
         routes.append({
             **_route_stats(stats, classes, route.name, slot),
             "name": route.name,  # the host, if any, then the prefix: what logs and metrics call it
@@ -76,7 +79,16 @@ def routes_document(gateway: Gateway, now: float | None = None) -> dict[str, Any
                 "in_flight_all_routes": state.outstanding,
                 "idle_connections": gateway.idle_upstreams(state),
                 "failures": state.failures,
-            } for state in upstream.backends],
+            } for state in upstream.backends] + [{
+                "address": str(state.address),
+                "container": names.get(state.address),
+                "state": "draining",
+                "retry_in": None, "last_check": None, "down_for": None,
+                "in_flight": state.in_flight.get(route.name, 0),
+                "in_flight_all_routes": state.outstanding,
+                "idle_connections": 0,
+                "failures": state.failures,
+            } for state in draining],
         })
     routes.sort(key=lambda r: r["prefix"])
     unrouted = _route_stats(stats, classes, "", slot)

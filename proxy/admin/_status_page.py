@@ -32,7 +32,7 @@ _STYLE = """
   tbody tr { border-bottom: 1px solid #eee; }
   .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
   .bad, .state-ejected, .state-retrying, .state-unhealthy { color: #b00; }
-  .state-booting, .state-held { color: #a60; }
+  .state-booting, .state-held, .state-draining { color: #a60; }
   .muted, .source { color: #777; }
   .source { font-size: .9em; }
   ul.backends { margin: 0; padding: 0; list-style: none; }

@@ -84,6 +84,7 @@ class Gateway:
         self.max_head = limits.max_header_bytes + limits.max_target + 1024  # bytes of a request head, for the parser
         self.parser = PARSERS[config.parser]
         self.swaps = 0
+        self.retired: list[BackendState] = []
         self.watcher: DockerWatcher | None = None  # the watcher feeding this gateway, if any
         self.waker: Waker | None = None  # starts fastroute.wake containers, if any
         self.stats: Stats | None = None  # per-request counts, kept only with --admin
@@ -108,6 +109,8 @@ class Gateway:
         self.swaps += 1
         self.table_changed.set()
         self.table_changed = trio.Event()
+        # Backends no route uses any more, while requests they took finish (the status page's "draining").
+        self.retired = [s for s in (*self.retired, *gone) if s.outstanding]
         if gone and self._nursery is not None:
             for state in gone:
                 self._nursery.start_soon(close_idle, state)

@@ -156,6 +156,29 @@ async def test_in_flight_is_per_route_when_routes_share_a_backend(nursery: trio.
     assert gateway.registry.states[backend.address].in_flight == {}
 
 
+async def test_a_backend_that_left_its_route_shows_draining_while_its_requests_finish(nursery: trio.Nursery) -> None:
+    leaving = await start_backend(nursery, "leaving", held)
+    leaving.release = trio.Event()  # type: ignore[attr-defined]
+    staying = await start_backend(nursery, "staying")
+    gateway = await start_gateway(nursery, [route("/d", leaving)])
+    admin = await start_admin(nursery, gateway)
+    nursery.start_soon(fetch, gateway, "GET", "/d/hold")
+    with trio.fail_after(5):
+        while not leaving.seen:
+            await trio.sleep(0.01)
+    gateway.set_routes([route("/d", staying)])  # its container stopped: out of the table
+
+    def states(document: dict[str, Any]) -> list[tuple[str, str, int]]:
+        return [(b["address"], b["state"], b["in_flight"]) for b in document["routes"][0]["backends"]]
+
+    document = json.loads((await admin_get(admin, "/routes"))[2])
+    assert states(document) == [(str(staying.address), "up", 0), (str(leaving.address), "draining", 1)]
+    leaving.release.set()  # type: ignore[attr-defined]
+    with trio.fail_after(5):
+        while len(states(json.loads((await admin_get(admin, "/routes"))[2]))) != 1:
+            await trio.sleep(0.01)
+
+
 async def test_healthz_is_200_while_serving_and_503_while_starting_or_draining(nursery: trio.Nursery) -> None:
     gateway = Gateway(make_config())
     await gateway.bind()  # as serve does, until its routes are known
