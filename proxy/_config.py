@@ -160,6 +160,7 @@ class Timeouts:
     drain: float = 10.0  # in-flight requests after SIGTERM
     wake: float = 30.0  # a request for a stopped fastroute.wake container: start to ready
     docker_start: float = 5.0  # serve: the first Docker listing, before the gateway opens anyway
+    eject: float = 1.0  # a backend out of rotation after its first failure (doubled on each further one)
 
 
 @dataclass(frozen=True, slots=True)

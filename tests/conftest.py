@@ -12,6 +12,8 @@ import fastroute
 from . import docker_support
 from .docker_support import DockerLab
 from .haproxy_support import HAProxy
+from .leak_check import pytest_sessionfinish, pytest_sessionstart, pytest_terminal_summary  # noqa: F401 - hooks
+from .skip_reasons import pytest_pyfunc_call, pytest_runtest_makereport  # noqa: F401 - hooks
 
 
 def _compiled_required() -> bool:
@@ -99,15 +101,16 @@ def docker_client() -> Iterator[Any]:
     try:
         client = docker_support.connect()
     except Exception as error:  # noqa: BLE001 - any failure means "no engine"
-        reason = f"no Docker engine answers: {type(error).__name__}: {error}"
+        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        reason = (f"no Docker engine answers at {where} ({type(error).__name__}: {error}); "
+                  "start one (sudo dockerd), or run make test as root, which does")
         if docker_support.docker_required():
             pytest.fail(f"FASTROUTE_REQUIRE_DOCKER=1 but {reason}")
         pytest.skip(reason)
     try:
         yield client
     finally:
-        docker_support.remove_run_leftovers(client)
-        client.close()
+        client.close()  # what the run left is found, named and removed by tests/leak_check.py
 
 
 @pytest.fixture(scope="session")

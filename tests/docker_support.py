@@ -62,12 +62,31 @@ def require_tool(names: tuple[str, ...], install: str) -> str:
     pytest.skip(reason)
 
 
+_engine_used = False
+
+
+def engine_used() -> bool:
+    """Whether a test of this run talked to an engine (tests/leak_check.py looks for leftovers then)."""
+    return _engine_used
+
+
 def connect() -> Any:
     """A docker SDK client that has answered a ping; raises why not otherwise."""
     import docker  # the router library never imports docker; only the tests and proxy/
 
+    from proxy.discovery._client import DEFAULT_ENGINE, _check_reachable
+
+    global _engine_used
+    # Nobody there: say so before docker-py's version probe, which would
+    # leave its socket to the garbage collector (a ResourceWarning, an error here).
+    _check_reachable(os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE)
     client = docker.from_env(timeout=60)
-    client.ping()
+    try:
+        client.ping()
+    except BaseException:
+        client.close()
+        raise
+    _engine_used = True
     return client
 
 
@@ -247,13 +266,27 @@ class DockerLab:
             raise RuntimeError(f"could not clean up: {errors}")
 
 
-def remove_run_leftovers(client: Any) -> None:
-    """Remove anything this run created that a fixture did not."""
+def remove_run_leftovers(client: Any) -> list[str]:
+    """Remove every service, container, network and volume of this run; returns what was there."""
     selector = {"label": f"{RUN_LABEL}={RUN_ID}"}
+    found: list[str] = []
+    try:
+        services = client.services.list(filters=selector)
+    except Exception:  # noqa: BLE001 - not a Swarm manager: there are none
+        services = []
+    for service in services:
+        found.append(f"Docker service {service.name}")
+        service.remove()
     for container in client.containers.list(all=True, filters=selector):
+        found.append(f"Docker container {container.name}")
         container.remove(force=True)
     for network in client.networks.list(filters=selector):
+        found.append(f"Docker network {network.name}")
         network.remove()
+    for volume in client.volumes.list(filters=selector):
+        found.append(f"Docker volume {volume.name}")
+        volume.remove(force=True)
+    return found
 
 
 @contextmanager

@@ -171,6 +171,9 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     g.add_argument("--docker-start-timeout", type=_seconds_or_zero, default=t.docker_start,
                    help="at start, the first Docker listing; the gateway opens when it is in, or "
                    f"after this long without it (default {t.docker_start:g})")
+    g.add_argument("--eject-time", type=_seconds, default=t.eject,
+                   help="a backend that refused a connection is out of rotation this long, doubled on each "
+                   f"further failure up to 30 s or this, if longer (default {t.eject:g})")
     g = serve.add_argument_group("limits")
     g.add_argument("--max-header-bytes", type=_bytes, default=lim.max_header_bytes,
                    help=f"request header fields, in bytes (default {lim.max_header_bytes})")
@@ -361,7 +364,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
             request_head=args.request_head_timeout, keepalive=args.keepalive_timeout,
             connect=args.connect_timeout, response_head=args.response_timeout,
             body_idle=args.body_timeout, tunnel_idle=args.tunnel_timeout, drain=args.drain_timeout,
-            wake=args.wake_timeout, docker_start=args.docker_start_timeout,
+            wake=args.wake_timeout, docker_start=args.docker_start_timeout, eject=args.eject_time,
         ),
         limits=Limits(
             max_header_bytes=args.max_header_bytes, max_headers=args.max_headers, max_target=args.max_target,

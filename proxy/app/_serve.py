@@ -20,7 +20,7 @@ from .._errors import ConfigError
 from ..routing._stats import Stats
 from ..admin._peers import peer_idle_for
 from ..admin._server import AdminServer
-from ..discovery._client import connect
+from ..discovery._client import connect, engine_address
 from ..discovery._waker import Waker
 from ..discovery._watcher import DockerWatcher
 from ..gateway._server import Gateway
@@ -111,8 +111,9 @@ async def _follow_docker(
 
     The gateway listens only after this: a request never meets a table
     that is missing the containers already running. If the engine does not
-    answer in time, it opens with the static routes, and requests for other
-    routes wait (up to --hold) for the engine.
+    answer in time, or its first connect fails, it opens with the static
+    routes; requests for other routes wait (up to --hold) for the listing
+    once the engine has answered, and get 503 at once until then.
     """
     engine = partial(connect, tls=config.docker_tls)
     watcher = DockerWatcher(sources, config.discovery, url=config.docker_url, labels=config.docker_labels,
@@ -131,13 +132,21 @@ async def _follow_docker(
     await nursery.start(gateway.waker.run)
     limit = config.timeouts.docker_start
     with trio.move_on_after(limit):
-        await watcher.synced.wait()
+        await watcher.tried.wait()
+        if watcher.answered:
+            await watcher.synced.wait()
     if watcher.synced.is_set():
         gateway.mark_routes_complete()
         log.info("Docker routes loaded: %d containers", len(watcher.containers.containers))
         return
-    log.warning("the Docker engine did not answer within %gs: serving the static routes; requests for other "
-                "routes wait for it (up to --hold %gs)", limit, config.discovery.hold)
+    if watcher.answered:
+        log.warning("the Docker engine did not list its containers within %gs: serving the static routes; requests "
+                    "for other routes wait for it (up to --hold %gs)", limit, config.discovery.hold)
+    else:
+        # Nobody there (no socket, refused, or silent): opening at once, and
+        # not holding requests for routes only Docker could give.
+        log.warning("no Docker engine at %s: serving the static routes; requests for other routes get 503 until it "
+                    "answers", engine_address(config.docker_url))
 
     async def complete_when_synced() -> None:
         await watcher.synced.wait()

@@ -24,12 +24,13 @@ from typing import Any, Protocol
 
 from ._errors import EngineError
 
-__all__ = ["DockerEngine", "Engine", "EventStream", "connect", "sdk_client"]
+__all__ = ["DockerEngine", "Engine", "EventStream", "connect", "engine_address", "sdk_client"]
 
 SDK_TIMEOUT = 30  # seconds, docker-py's own timeout for one API call
 EVENT_TYPES = ["container", "network"]
 SWARM_EVENT_TYPES = ["service", "node"]  # swarm scope: a manager sends them besides its local ones
 TLS_FILES = ("ca.pem", "cert.pem", "key.pem")  # in a --docker-tls directory, as the docker CLI's DOCKER_CERT_PATH
+DEFAULT_ENGINE = "unix:///var/run/docker.sock"  # docker-py's and the docker CLI's, without DOCKER_HOST
 
 
 class EventStream(Protocol):
@@ -108,7 +109,7 @@ def sdk_client(url: str | None, tls: Path | None = None) -> Any:
     """
     import docker
 
-    _check_reachable(url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock")
+    _check_reachable(url or os.environ.get("DOCKER_HOST") or DEFAULT_ENGINE)
     if tls is not None:
         import docker.tls
 
@@ -140,6 +141,14 @@ def _api_client_class() -> Any:
                                                       cert)
 
     return EngineCA
+
+
+def engine_address(url: str | None) -> str:
+    """Where the engine for `url` is looked for, as a log line names it: --docker, DOCKER_HOST or the default."""
+    if url:
+        return url
+    from_env = os.environ.get("DOCKER_HOST")
+    return f"DOCKER_HOST={from_env}" if from_env else DEFAULT_ENGINE
 
 
 def connect(url: str | None, tls: Path | None = None) -> DockerEngine:

@@ -35,7 +35,7 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from .._config import Address, Discovery, Route
-from ._client import Engine, EventStream, connect
+from ._client import Engine, EventStream, connect, engine_address
 from ._container import has_ip_on, has_labels, summary_from_inspect
 from ._errors import EngineError, EngineStalled
 from ._listing import follows_swarm, list_service, list_swarm, refused
@@ -99,6 +99,10 @@ class DockerWatcher:
         self.last_event = 0.0  # time.monotonic() of the last event or resync
         self.reconnects = 0
         self.synced = trio.Event()  # set after the first full sync
+        # The engine has answered since start (a connect succeeded): until
+        # then a request for a route nobody knows is not held for it.
+        self.answered = False
+        self.tried = trio.Event()  # set once the first connect has succeeded or failed
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)  # for the status page
         self.prober = Prober(lambda: self.containers, self._publish, discovery.ready_timeout)
         self.swarm: SwarmSet | None = None  # while Swarm services are followed (this session)
@@ -122,7 +126,10 @@ class DockerWatcher:
                 log.warning("Docker events stream ended; reconnecting")
                 backoff = BACKOFF_MIN
             except Exception as error:  # noqa: BLE001 - any engine failure (trio.Cancelled, a BaseException, passes)
-                log.warning("Docker engine unreachable (%s); retrying in %.1fs", _one_line(error), backoff)
+                self.tried.set()
+                advice = "" if self.answered else " (start Docker, point --docker at it, or run with --no-docker)"
+                log.warning("Docker engine unreachable at %s (%s); retrying in %.1fs%s",
+                            engine_address(self.url), _one_line(error), backoff, advice)
                 self.status = "reconnecting"
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -134,6 +141,8 @@ class DockerWatcher:
 
     async def _session(self) -> None:
         client = await _engine(self.client_factory, self.url)
+        self.answered = True
+        self.tried.set()
         try:
             if self.discovery.network is None and not self.discovery.own_networks:
                 shared = await _engine(client.own_networks)

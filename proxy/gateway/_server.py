@@ -59,7 +59,7 @@ class Gateway:
     def __init__(self, config: Config, *, access_log: AccessLog | None = None, managed: Store | None = None) -> None:
         self.config = config
         self.started = time.time()  # for the status page's uptime
-        self.registry = Registry()
+        self.registry = Registry(eject=config.timeouts.eject)
         self.table: HostTable[Pool] = HostTable({})
         self.draining = False
         self.addresses: list[tuple[str, int]] = []  # the plain listeners' (host, port)
@@ -114,6 +114,11 @@ class Gateway:
         if gone and self._nursery is not None:
             for state in gone:
                 self._nursery.start_soon(close_idle, state)
+
+    @property
+    def engine_answered(self) -> bool:
+        """The Docker engine followed, if any, has answered since start (see routing/_decide.py)."""
+        return self.watcher is None or self.watcher.answered
 
     def mark_routes_complete(self) -> None:
         """Every source's routes are in the table now: requests that wait for them look again."""

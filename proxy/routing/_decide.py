@@ -13,8 +13,9 @@
 #   Answer(error)              answer it with that error's status.
 #
 # Rules: no route is 404, unless the Docker routes are not loaded yet (the
-# request holds, up to --hold) or the request was already holding for a
-# route that went (503); a strip route's prefix without its slash is 308; a
+# request holds, up to --hold, once the engine has answered; 503 at once
+# while it never has: a newcomer without Docker gets an answer, not a
+# wait) or the request was already holding for a route that went (503); a strip route's prefix without its slash is 308; a
 # route with no backend holds as long as hold_deadline() says (503 after),
 # or is woken (fastroute.wake), once per request.
 
@@ -72,6 +73,7 @@ def decide(
     arrived: float,
     hold: float,
     routes_complete: bool = True,
+    engine_answered: bool = True,
     can_wake: bool = False,
     waiting_for: str | None = None,
     wake_until: float | None = None,
@@ -84,6 +86,8 @@ def decide(
         now, arrived: time.monotonic() now, and when the request's head was read.
         hold: --hold, in seconds.
         routes_complete: the table holds every source's routes.
+        engine_answered: the Docker engine has answered since the gateway
+            started, so routes not loaded yet are worth waiting for.
         can_wake: a waker runs (Docker is followed).
         waiting_for: the prefix this request has been holding for, if any.
         wake_until: set once this request woke its route: until when it
@@ -97,6 +101,10 @@ def decide(
             return Answer(NoBackendAvailable(why, retry_after=HOLD_RETRY_AFTER))
         if routes_complete:
             return Answer(_no_route(target))
+        if not engine_answered:
+            return Answer(NoBackendAvailable(
+                f"no route for {_path(target)!r}, and the Docker engine has not answered since the gateway started",
+                retry_after=HOLD_RETRY_AFTER))
         until = hold_deadline(None, arrived, hold)
         if now >= until:
             return Answer(NoBackendAvailable("the routes from Docker are not loaded yet", retry_after=HOLD_RETRY_AFTER))
@@ -124,7 +132,11 @@ def decide(
 
 
 def _no_route(target: bytes) -> NoRoute:
-    return NoRoute(f"no route for {target.split(b'?', 1)[0].decode('utf-8', 'replace')!r}")
+    return NoRoute(f"no route for {_path(target)!r}")
+
+
+def _path(target: bytes) -> str:
+    return target.split(b'?', 1)[0].decode('utf-8', 'replace')
 
 
 def lookup_route(table: Table, target: bytes, host: bytes | None = None) -> tuple[str, Any]:

@@ -5,8 +5,9 @@
 # Rules:
 # - least outstanding requests wins; ties go round-robin, so an idle pool
 #   spreads requests instead of sending them all to its first backend;
-# - a backend that refuses connections is out for EJECT_BASE seconds, doubled
-#   on each further failure up to EJECT_MAX; the first success resets it;
+# - a backend that refuses connections is out for EJECT_BASE seconds (or
+#   --eject-time), doubled on each further failure up to EJECT_MAX (or the
+#   eject time, if longer); the first success resets it;
 # - a BackendState outlives route table swaps: the table's values (Pool)
 #   are rebuilt on a swap, but they take their BackendState from a Registry,
 #   so counts, ejections and pooled connections carry over.
@@ -24,7 +25,7 @@ from .._config import Address, Route
 __all__ = ["EJECT_BASE", "EJECT_MAX", "IDLE_UPSTREAM_MAX_AGE", "UPSTREAM_MAX_INCOMPLETE_EVENT", "BackendState",
            "Pool", "Registry"]
 
-EJECT_BASE = 1.0  # seconds out of rotation after the first refused connection
+EJECT_BASE = 1.0  # seconds out of rotation after the first refused connection (--eject-time's default)
 EJECT_MAX = 30.0  # seconds, the longest time out of rotation
 IDLE_UPSTREAM_MAX_AGE = 30.0  # seconds a pooled connection may sit unused
 UPSTREAM_MAX_INCOMPLETE_EVENT = 64 * 1024  # bytes of a backend's response head
@@ -32,10 +33,11 @@ UPSTREAM_MAX_INCOMPLETE_EVENT = 64 * 1024  # bytes of a backend's response head
 
 class BackendState:
     __slots__ = ("address", "outstanding", "failures", "down_until", "idle", "host_header", "retired", "on_retire",
-                 "last_done", "in_flight", "check_down", "check_streak", "last_check", "down_since")
+                 "last_done", "in_flight", "check_down", "check_streak", "last_check", "down_since", "eject")
 
-    def __init__(self, address: Address) -> None:
+    def __init__(self, address: Address, eject: float = EJECT_BASE) -> None:
         self.address = address
+        self.eject = eject  # seconds out of rotation after a first failure
         self.outstanding = 0
         self.failures = 0
         self.down_until = 0.0
@@ -83,7 +85,7 @@ class BackendState:
     def mark_failed(self, now: float) -> float:
         """Take the backend out of rotation; returns for how long (seconds)."""
         self.failures += 1
-        pause: float = min(EJECT_BASE * 2.0 ** (self.failures - 1), EJECT_MAX)
+        pause: float = min(self.eject * 2.0 ** (self.failures - 1), max(EJECT_MAX, self.eject))
         if not self.check_down:  # out until its health check passes, whatever this says
             self.down_until = now + pause
         return pause
@@ -123,8 +125,9 @@ class Pool:
 class Registry:
     """The BackendState of every address currently in some route."""
 
-    def __init__(self) -> None:
+    def __init__(self, eject: float = EJECT_BASE) -> None:
         self.states: dict[Address, BackendState] = {}
+        self.eject = eject  # BackendState.eject of the states it makes
 
     def build(self, routes: Iterable[Route]) -> tuple[dict[tuple[str | None, str], Pool], list[BackendState]]:
         """Table values for `routes`, and the states no route uses any more.
@@ -137,7 +140,7 @@ class Registry:
         for route in routes:
             pool = []
             for address in route.backends:
-                state = states.get(address) or self.states.get(address) or BackendState(address)
+                state = states.get(address) or self.states.get(address) or BackendState(address, self.eject)
                 states[address] = state
                 pool.append(state)
             values[route.key] = Pool(route, tuple(pool))

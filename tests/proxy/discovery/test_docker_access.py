@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -56,7 +57,7 @@ def socket_filter(*, wake: bool, swarm: bool = False) -> Iterator[tuple[Path, Pa
         if docker_required():
             pytest.fail("no Docker engine socket at /var/run/docker.sock")
         pytest.skip("no Docker engine socket at /var/run/docker.sock")
-    work = Path(tempfile.mkdtemp(prefix="fastroute-access-", dir="/tmp"))  # (Unix socket paths are short)
+    work = Path(tempfile.mkdtemp(prefix="fastroute-access-"))  # (the run's own, short enough for Unix sockets)
     sock, stats = work / "docker.sock", work / "stats.sock"
     config = haproxy_config(wake=wake, listen=str(sock), swarm=swarm)
     config = config.replace("global\n", f"global\n    stats socket {stats} mode 600 level admin\n", 1)
@@ -80,6 +81,7 @@ def socket_filter(*, wake: bool, swarm: bool = False) -> Iterator[tuple[Path, Pa
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def status(sock: Path, method: str, path: str, body: bytes = b"") -> int:

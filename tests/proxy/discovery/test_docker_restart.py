@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import trio
@@ -20,11 +21,10 @@ import trio
 from proxy.discovery._watcher import BACKOFF_MAX, DockerWatcher
 
 from ...docker_support import DockerLab, docker_required
+from ...leak_check import detached
 from .test_docker_discovery import answered_by, eventually, start_discovery
 
 pytestmark = pytest.mark.usefixtures("clients_closed")
-
-LOG = "/tmp/fastroute-test-dockerd.log"
 
 
 @pytest.fixture
@@ -42,29 +42,39 @@ def restart_allowed() -> bool:
     return os.environ.get("FASTROUTE_TEST_RESTART_DOCKERD", "") not in ("", "0")
 
 
-def dockerd_command() -> tuple[int, list[str]]:
+def dockerd_command() -> tuple[int, list[str], dict[str, str]]:
+    """The machine's dockerd: its pid, command line and environment."""
     found = subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True, text=True).stdout.split()
     if len(found) != 1:
         raise RuntimeError(f"expected one dockerd process, found {found}")
     pid = int(found[0])
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         argv = [a.decode() for a in f.read().split(b"\0") if a]
-    return pid, argv
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        env = dict(a.decode().partition("=")[::2] for a in f.read().split(b"\0") if a)
+    return pid, argv, env
 
 
-def restart_dockerd() -> None:
-    pid, argv = dockerd_command()
+def restart_dockerd(log: Path) -> None:
+    """Stop the machine's dockerd and start it again with the same command line, logging to `log`.
+
+    The log is in the run's temporary directory: pytest removes it after a few
+    runs, and the dockerd that outlives the run writes on into nothing."""
+    pid, argv, env = dockerd_command()
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 60
     while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
         time.sleep(0.1)
-    # Detached (setsid, via a shell that exits at once): dockerd outlives the test.
+    # Detached (setsid, via a shell that exits at once, and handed to init
+    # rather than to the run's leak check): dockerd outlives the test.
     command = " ".join(shlex.quote(a) for a in argv)
-    subprocess.run(["sh", "-c", f"setsid nohup {command} >>{LOG} 2>&1 &"], check=True)
+    with detached():
+        subprocess.run(["sh", "-c", f"setsid nohup {command} >>{shlex.quote(str(log))} 2>&1 &"], check=True,
+                       env=env)  # as it ran: not in this run's temporary directory
     deadline = time.monotonic() + 60
     while subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"dockerd did not come back within 60 s (log: {LOG})")
+            raise RuntimeError(f"dockerd did not come back within 60 s (log: {log})")
         time.sleep(0.2)
 
 
@@ -74,7 +84,7 @@ def restart_dockerd() -> None:
 # the client object is never handed back.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_dockerd_restarted_under_a_running_gateway(
-    nursery: trio.Nursery, docker_lab: DockerLab, dockerd_restartable: None
+    nursery: trio.Nursery, docker_lab: DockerLab, dockerd_restartable: None, tmp_path: Path
 ) -> None:
     gateway, watcher = await start_discovery(nursery, docker_lab)
     back = await trio.to_thread.run_sync(lambda: docker_lab.start_backend(
@@ -84,7 +94,7 @@ async def test_dockerd_restarted_under_a_running_gateway(
     await eventually(lambda: answered_by(gateway, "/stays-down/", gone), "routed")
     reconnects = watcher.reconnects
 
-    await trio.to_thread.run_sync(restart_dockerd)
+    await trio.to_thread.run_sync(restart_dockerd, tmp_path / "dockerd.log")
 
     # The watcher retried while dockerd was down, backing off up to 30 s.
     await eventually(lambda: answered_by(gateway, "/comes-back/", back), "routed again after the restart",
@@ -103,7 +113,7 @@ async def test_a_frozen_dockerd_is_detected_and_recovered_from(
     gateway, watcher = await start_discovery(nursery, docker_lab)
     before = await trio.to_thread.run_sync(lambda: docker_lab.start_backend(labels={"fastroute.route": "/frozen"}))
     await eventually(lambda: answered_by(gateway, "/frozen/", before), "routed")
-    pid, _ = dockerd_command()
+    pid, _, _ = dockerd_command()
 
     os.kill(pid, signal.SIGSTOP)  # the events stream stays open, silent
     try:

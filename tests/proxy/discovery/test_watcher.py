@@ -263,3 +263,33 @@ async def test_an_engine_that_is_down_keeps_the_last_routes_and_is_retried(
         while watcher.status != "following":
             await trio.sleep(0.01)
     assert "/team/d" in published.backends() and cid in watcher.containers.containers
+
+
+async def test_an_engine_down_from_the_start_is_named_and_never_answered_until_it_does(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = World()
+    world.down.set()
+    watcher = DockerWatcher(Published(), Discovery(hold=0.0), url="tcp://127.0.0.1:1",
+                            client_factory=world.factory)
+    await nursery.start(watcher.run)
+    with trio.fail_after(WAIT):
+        await watcher.tried.wait()
+    assert not watcher.answered and not watcher.synced.is_set()  # requests for unknown routes are not held
+    warning = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()][0]  # (retried since, maybe)
+    assert warning.startswith("Docker engine unreachable at tcp://127.0.0.1:1 (ConnectionRefusedError: ")
+    assert warning.endswith("(start Docker, point --docker at it, or run with --no-docker)")
+    world.down.clear()
+    with trio.fail_after(BACKOFF_MAX + WAIT):
+        await watcher.synced.wait()
+    assert watcher.answered
+
+
+def test_the_engine_address_is_named_as_it_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    from proxy.discovery._client import engine_address
+
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    assert engine_address(None) == "unix:///var/run/docker.sock"
+    assert engine_address("tcp://10.0.0.1:2375") == "tcp://10.0.0.1:2375"
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/user/1000/docker.sock")
+    assert engine_address(None) == "DOCKER_HOST=unix:///run/user/1000/docker.sock"

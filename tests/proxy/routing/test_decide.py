@@ -68,6 +68,10 @@ def test_a_route_with_a_backend_is_forwarded() -> None:
         pytest.param({}, (Answer, 404), id="no_route"),
         pytest.param({"routes_complete": False}, (Hold, 110.0), id="routes_loading_holds"),
         pytest.param({"routes_complete": False, "now": 110.0}, (Answer, 503), id="routes_never_loaded"),
+        pytest.param({"routes_complete": False, "engine_answered": False}, (Answer, 503),
+                     id="engine_never_answered_no_wait"),
+        pytest.param({"routes_complete": True, "engine_answered": False}, (Answer, 404),
+                     id="engine_never_answered_but_routes_complete"),
         pytest.param({"waiting_for": "/gone"}, (Answer, 503), id="held_route_went"),
     ],
 )
@@ -75,6 +79,13 @@ def test_no_route(kwargs: dict[str, object], expected: tuple[type, object]) -> N
     decision = now_decide(table(), b"/x", **kwargs)
     assert type(decision) is expected[0]
     assert (decision.error.status if type(decision) is Answer else decision.until) == expected[1]  # type: ignore[union-attr]
+
+
+def test_a_known_route_still_holds_while_the_engine_never_answered() -> None:
+    # Only a request for a route nobody knows is answered at once: a static
+    # route waiting for its backend holds as it always does.
+    booting = table(Route("/a", (), booting=True))
+    assert now_decide(booting, b"/a", routes_complete=False, engine_answered=False) == Hold(110.0, "/a")
 
 
 def test_a_strip_route_without_its_slash_is_answered_with_a_redirect() -> None:

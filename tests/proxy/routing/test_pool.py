@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from proxy._config import Address, Route
 from proxy.routing._pool import EJECT_BASE, EJECT_MAX, BackendState, Registry, Pool
 
@@ -33,6 +35,16 @@ def test_ejection_grows_and_resets() -> None:
     assert state.is_up(100.0 + EJECT_MAX)
     state.mark_ok()
     assert state.is_up(100.0) and state.mark_failed(0.0) == EJECT_BASE
+
+
+@pytest.mark.parametrize(("eject", "expected"), [
+    pytest.param(5.0, [5.0, 10.0, 20.0, 30.0, 30.0], id="shorter_than_the_cap"),
+    pytest.param(600.0, [600.0, 600.0], id="longer_than_the_cap"),
+])
+def test_the_eject_time_is_the_first_pause(eject: float, expected: list[float]) -> None:
+    # --eject-time, as the Registry hands it to the states it makes.
+    (state,) = Registry(eject=eject).build([Route("/a", (A,))])[0][(None, "/a")].backends
+    assert [state.mark_failed(0.0) for _ in expected] == expected
 
 
 def test_pick_skips_down_and_excluded() -> None:
