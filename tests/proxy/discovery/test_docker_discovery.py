@@ -30,7 +30,7 @@ async def start_discovery(nursery: trio.Nursery, lab: DockerLab, **discovery: An
     discovery.setdefault("network", lab.network)
     discovery.setdefault("hold", 0.0)
     url = discovery.pop("url", GATEWAY_DOCKER)
-    gateway = await start_gateway(nursery, [])
+    gateway = await start_gateway(nursery, [], timeouts=discovery.pop("timeouts", {}))
     sources = RouteSources(gateway, ())
     watcher = DockerWatcher(sources, Discovery(**discovery), url=url, labels=[f"{RUN_LABEL}={RUN_ID}"])
     await nursery.start(watcher.run)

@@ -1,8 +1,9 @@
 # dockerd itself restarted under a running gateway: routes come back for
 # containers that come back, and the route of a container that did not is
 # gone. This stops the machine's Docker engine, so it runs only where that is
-# allowed: CI sets FASTROUTE_TEST_RESTART_DOCKERD=1 (and then it must run);
-# elsewhere it skips, saying why.
+# allowed: where the test run's own set-up started that engine (.ci/setup,
+# whose dockerd writes to SETUP_LOG), or where FASTROUTE_TEST_RESTART_DOCKERD=1
+# says so (CI, and then it must run); elsewhere it skips, saying why.
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ pytestmark = pytest.mark.usefixtures("clients_closed")
 @pytest.fixture
 def dockerd_restartable() -> None:
     if not restart_allowed():
-        reason = "restarts the machine's dockerd: set FASTROUTE_TEST_RESTART_DOCKERD=1 to allow it"
+        reason = ("restarts the machine's dockerd, which make test did not start: "
+                  "set FASTROUTE_TEST_RESTART_DOCKERD=1 to allow it")
         if docker_required():
             pytest.fail(f"FASTROUTE_REQUIRE_DOCKER=1 but {reason}")
         pytest.skip(reason)
@@ -38,8 +40,16 @@ def dockerd_restartable() -> None:
         pytest.fail("restarting dockerd needs root and dockerd on PATH")
 
 
+SETUP_LOG = "/tmp/fastroute-dockerd.log"  # where a dockerd that .ci/setup started writes
+
+
 def restart_allowed() -> bool:
-    return os.environ.get("FASTROUTE_TEST_RESTART_DOCKERD", "") not in ("", "0")
+    if os.environ.get("FASTROUTE_TEST_RESTART_DOCKERD", "") not in ("", "0"):
+        return True
+    try:
+        return os.readlink(f"/proc/{dockerd_command()[0]}/fd/1") == SETUP_LOG  # started by .ci/setup
+    except (OSError, RuntimeError):
+        return False
 
 
 def dockerd_command() -> tuple[int, list[str], dict[str, str]]:
@@ -56,11 +66,18 @@ def dockerd_command() -> tuple[int, list[str], dict[str, str]]:
 
 
 def restart_dockerd(log: Path) -> None:
-    """Stop the machine's dockerd and start it again with the same command line, logging to `log`.
+    """Stop the machine's dockerd and start it again with the same command line and environment.
 
-    The log is in the run's temporary directory: pytest removes it after a few
-    runs, and the dockerd that outlives the run writes on into nothing."""
+    It logs where it did if that was .ci/setup's log (it is still the engine
+    that set-up started), else to `log`, in the run's temporary directory:
+    pytest removes it after a few runs, and the dockerd that outlives the
+    run writes on into nothing."""
     pid, argv, env = dockerd_command()
+    try:
+        if os.readlink(f"/proc/{pid}/fd/1") == SETUP_LOG:
+            log = Path(SETUP_LOG)
+    except OSError:
+        pass
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 60
     while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:

@@ -17,6 +17,7 @@ import trio
 from proxy._config import Discovery
 from proxy.gateway._server import Gateway
 from proxy.routing._sources import RouteSources
+from proxy.discovery import _waker
 from proxy.discovery._waker import Waker
 from proxy.discovery._client import DockerEngine, sdk_client
 from proxy.discovery._watcher import DockerWatcher
@@ -204,19 +205,22 @@ async def test_wake_timeout_is_a_503(nursery: trio.Nursery, docker_lab: DockerLa
 
 
 async def test_a_container_that_exits_at_once_is_a_503_and_not_restarted_in_a_loop(
-    nursery: trio.Nursery, docker_lab: DockerLab
+    nursery: trio.Nursery, docker_lab: DockerLab, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A backoff of ten minutes: the five requests below fall within it however slowly they go.
+    monkeypatch.setattr(_waker, "WAKE_BACKOFF_MIN", 600.0)
+    monkeypatch.setattr(_waker, "WAKE_BACKOFF_MAX", 600.0)
     await stopped(docker_lab, {**WAKE, "fastroute.route": "/crash"}, command=["/bin/busybox", "false"])
     calls: Counter[str] = Counter()
-    gateway, _, _ = await start_waking(nursery, docker_lab, calls)
+    gateway, _, waker = await start_waking(nursery, docker_lab, calls)
 
     first = await fetch(gateway, "GET", "/crash/")
-    assert first.status == 503 and b"exit" in first.body and first.header(b"retry-after") == b"1"
+    assert first.status == 503 and b"exit" in first.body and 590 <= int(first.header(b"retry-after") or 0) <= 600
     again = [await fetch(gateway, "GET", "/crash/") for _ in range(5)]  # within the backoff
 
     assert all(r.status == 503 for r in again)
     assert calls["start"] == 1
-    await trio.sleep(1.2)  # after the backoff: one more try
+    waker._routes["/crash"].retry_at = 0.0  # the backoff ran out: one more try
     assert (await fetch(gateway, "GET", "/crash/")).status == 503
     assert calls["start"] == 2
 

@@ -210,7 +210,8 @@ async def test_backend_refusing_is_502(nursery: trio.Nursery) -> None:
 async def test_refused_request_is_retried_on_another_backend(nursery: trio.Nursery) -> None:
     good = await start_backend(nursery, "good")
     dead = Address(LOOPBACK, unused_port())
-    gateway = await start_gateway(nursery, [route("/", dead, good.address)])
+    # Ejected for ten minutes: not tried again however slowly the four requests go.
+    gateway = await start_gateway(nursery, [route("/", dead, good.address)], timeouts={"eject": 600.0})
 
     replies = [await fetch(gateway, "GET", "/") for _ in range(4)]
 
@@ -223,7 +224,7 @@ async def test_refused_request_is_retried_on_another_backend(nursery: trio.Nurse
 
 async def test_all_backends_out_of_rotation_is_503(nursery: trio.Nursery) -> None:
     dead = Address(LOOPBACK, unused_port())
-    gateway = await start_gateway(nursery, [route("/", dead)])
+    gateway = await start_gateway(nursery, [route("/", dead)], timeouts={"eject": 600.0})  # still out at the second
 
     first = await fetch(gateway, "GET", "/")
     second = await fetch(gateway, "GET", "/")

@@ -46,7 +46,7 @@ async def test_a_stopped_container_is_502_then_out_of_rotation(
 ) -> None:
     backend = await trio.to_thread.run_sync(docker_lab.start_backend)
     gateway = await start_gateway(nursery, [Route("/", (Address(backend.ip, backend.port),))],
-                                  timeouts={"connect": 1.0})
+                                  timeouts={"connect": 1.0, "eject": 600.0})  # still out at the third request
     assert (await fetch(gateway, "GET", "/")).status == 200
 
     await trio.to_thread.run_sync(lambda: docker_lab.client.containers.get(backend.id).stop(timeout=0))
