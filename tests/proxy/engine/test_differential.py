@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import ssl
 import tempfile
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 from pathlib import Path
@@ -128,6 +130,15 @@ def _pki() -> tuple[Tls, ssl.SSLContext]:
     context = ssl.create_default_context()
     ca.configure_trust(context)
     return Tls(listen=(Address(LOOPBACK, 0),), pairs=(pair,)), context
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _pki_removed() -> Iterator[None]:
+    """The certificate's directory goes with this module's tests."""
+    yield
+    if _pki.cache_info().currsize:
+        shutil.rmtree(_pki()[0].pairs[0].cert.parent, ignore_errors=True)
+        _pki.cache_clear()
 
 
 async def tls_exchange(gateway: Any, data: bytes, *, slowly: bool) -> bytes:
