@@ -89,17 +89,25 @@ class HealthCheck:
 HEALTH_PATH_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~/?=&%+:@,;!$*")
 
 
-def health_check(path: object, interval: object = 5.0, timeout: object = 2.0, *, where: str) -> HealthCheck:
+CHECK_TIMEOUT = 2.0  # seconds, a health check's timeout unless given (or its interval, if shorter)
+
+
+def health_check(path: object, interval: object = 5.0, timeout: object = None, *, where: str) -> HealthCheck:
     """A checked HealthCheck; ValueError saying what is wrong, after `where`.
 
     The path goes into a request line and into HAProxy's configuration: it
     starts with "/" and holds URL characters only (no space, quote or
-    backslash).
+    backslash). A timeout not given (None) follows the interval: the
+    smaller of CHECK_TIMEOUT and the interval, as HAProxy's `timeout check`
+    defaults to `inter`; one given must not be longer than the interval.
     """
     if not isinstance(path, str) or not path.startswith("/") or not set(path) <= HEALTH_PATH_CHARACTERS:
         raise ValueError(f"{where}: health check path {path!r} must start with '/' and hold URL characters only")
-    values = []
+    values: list[float] = []
     for name, value in (("interval", interval), ("timeout", timeout)):
+        if value is None:  # (the timeout, not given)
+            values.append(min(CHECK_TIMEOUT, values[0]))
+            continue
         try:
             number = float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -345,7 +353,7 @@ def _checked_prefix(prefix: object, where: str) -> str:
 
 
 def routes_from_flags(flags: Iterable[str], checks: Iterable[str] = (), interval: float = 5.0,
-                      timeout: float = 2.0) -> tuple[Route, ...]:
+                      timeout: float | None = None) -> tuple[Route, ...]:
     """--route flags, in order; repeating a host and prefix adds backends to its pool.
 
     checks: --health-check [HOST]PREFIX=PATH flags, each for the --route of
@@ -436,7 +444,7 @@ def load_routes_file(path: Path) -> tuple[Route, ...]:
                 raise ConfigError(f"{where}: 'health_check' must be a table with 'path' and optional "
                                   "'interval' and 'timeout' (seconds)")
             try:
-                check = health_check(given["path"], given.get("interval", 5.0), given.get("timeout", 2.0),
+                check = health_check(given["path"], given.get("interval", 5.0), given.get("timeout"),
                                      where=where)
             except ValueError as error:
                 raise ConfigError(str(error)) from None

@@ -206,8 +206,8 @@ def _add_health_check_flags(parser: argparse.ArgumentParser) -> None:
                         "(Docker: label fastroute.healthcheck.path; routes file: health_check)")
     parser.add_argument("--health-check-interval", type=_seconds, default=5.0, metavar="SECONDS",
                         help="seconds between --health-check requests (default 5)")
-    parser.add_argument("--health-check-timeout", type=_seconds, default=2.0, metavar="SECONDS",
-                        help="seconds a --health-check answer may take (default 2)")
+    parser.add_argument("--health-check-timeout", type=_seconds, default=None, metavar="SECONDS",
+                        help="seconds a --health-check answer may take (default 2, or the interval if shorter)")
 
 
 def _add_discovery(parser: argparse.ArgumentParser) -> None:

@@ -12,8 +12,12 @@
 # - labels: fastroute.enable, fastroute.route, fastroute.host (the host
 #   names its routes serve, comma-separated, "*.example.com" for one level
 #   of subdomain; without it, every host), fastroute.port (default 8000),
-#   fastroute.strip_prefix, fastroute.wake, fastroute.idle-timeout; an
-#   invalid one skips that container only;
+#   fastroute.strip_prefix, fastroute.wake, fastroute.idle-timeout,
+#   fastroute.healthcheck.*. A bad value of a label that decides where
+#   requests go or who may start the container (enable, route, host, port,
+#   wake) skips that container only, saying why; one of an optional
+#   feature's (SOFT_LABELS: strip_prefix, idle-timeout, healthcheck.*)
+#   leaves that feature off and the container routed, saying so (ignored);
 # - its address: the IP on --network if given, else on a network fastroute's
 #   own container shares, else on its only network; never a guess: several
 #   candidates, or network mode host/none, skip it with a reason.
@@ -21,9 +25,9 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastroute import InvalidPrefix, normalise_prefix
 
@@ -34,6 +38,8 @@ __all__ = ["DEFAULT_PORT", "Container", "has_ip_on", "has_labels", "image_prefix
            "summary_from_inspect"]
 
 DEFAULT_PORT = 8000
+SOFT_LABELS = ("fastroute.strip_prefix", "fastroute.idle-timeout", "fastroute.healthcheck.")  # (see the rules above)
+_T = TypeVar("_T")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -56,6 +62,9 @@ class Container:
     health: str | None = None  # healthy | unhealthy | health: starting; None without a HEALTHCHECK
     hosts: tuple[str | None, ...] = (None,)  # fastroute.host, normalised; (None,): every host
     check: HealthCheck | None = None  # fastroute.healthcheck.path (and .interval, .timeout)
+    # Labels of an optional feature with a bad value (SOFT_LABELS): it is
+    # routed without that feature, and each says so (log, `fastroute routes`).
+    ignored: tuple[str, ...] = ()
 
     @property
     def short_id(self) -> str:
@@ -175,13 +184,14 @@ def parse_container(summary: Mapping[str, Any], discovery: Discovery) -> Contain
     try:
         if not _label_bool(labels, "fastroute.enable", discovery.exposed_by_default or wake):
             return None
-        strip = _label_bool(labels, "fastroute.strip_prefix", False)
+        ignored: list[str] = []
+        strip = _soft(lambda: _label_bool(labels, "fastroute.strip_prefix", False), False, ignored)
         port_text = labels.get("fastroute.port", str(DEFAULT_PORT)).strip()
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise ValueError(f"label fastroute.port={port_text!r} is not a port number (1-65535)")
         port = int(port_text)
-        idle_timeout = _idle_timeout(labels)
-        check = _check(labels)
+        idle_timeout = _soft(lambda: _idle_timeout(labels), None, ignored)
+        check = _soft(lambda: _check(labels), None, ignored)
         # A Swarm task is routed by its service's name (_swarm.py), and named as its container is.
         prefixes, source = _prefixes(summary, labels, summary.get("ServiceName") or name, discovery)
         hosts = _hosts(labels)
@@ -189,7 +199,17 @@ def parse_container(summary: Mapping[str, Any], discovery: Discovery) -> Contain
     except ValueError as error:
         return Container(cid, name, state=state, routable=routable, skip=str(error), wake=wake, health=health)
     return Container(cid, name, prefixes, address, strip, source, routable, state, wake=wake,
-                     idle_timeout=idle_timeout, health=health, hosts=hosts, check=check)
+                     idle_timeout=idle_timeout, health=health, hosts=hosts, check=check, ignored=tuple(ignored))
+
+
+def _soft(read: Callable[[], _T], without: _T, ignored: list[str]) -> _T:
+    # A label of an optional feature (SOFT_LABELS): a bad value leaves the
+    # feature off, noted, rather than the whole container unrouted.
+    try:
+        return read()
+    except ValueError as error:
+        ignored.append(f"{error}; routed without it")
+        return without
 
 
 def _hosts(labels: Mapping[str, str]) -> tuple[str | None, ...]:
@@ -211,8 +231,9 @@ def _check(labels: Mapping[str, str]) -> HealthCheck | None:
         if any(key.startswith("fastroute.healthcheck.") for key in labels):
             raise ValueError("label fastroute.healthcheck.interval or .timeout needs fastroute.healthcheck.path")
         return None
+    timeout = labels.get("fastroute.healthcheck.timeout")
     return health_check(path.strip(), labels.get("fastroute.healthcheck.interval", "5").strip(),
-                        labels.get("fastroute.healthcheck.timeout", "2").strip(), where="label fastroute.healthcheck")
+                        None if timeout is None else timeout.strip(), where="label fastroute.healthcheck")
 
 
 def _idle_timeout(labels: Mapping[str, str]) -> float | None:

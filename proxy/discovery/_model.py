@@ -184,6 +184,10 @@ class ContainerSet:
     def skipped(self) -> list[Container]:
         return [c for c in self.containers.values() if c.skip is not None]
 
+    def ignored_labels(self) -> list[str]:
+        """A warning per bad label of an optional feature (the container is routed without it)."""
+        return [f"container {c.name} ({c.short_id}): {note}" for c in self.containers.values() for note in c.ignored]
+
     def advance(self, now: float) -> tuple[tuple[Route, ...], list[str]]:
         """Move the holds on to `now`; the routes for what is routable now, plus held ones, and warnings.
 

@@ -19,6 +19,7 @@ WAIT = 15.0  # seconds: the longest any test waits for the engine to act
 def test_routes_command_prints_the_table_and_why_containers_are_skipped(docker_lab: DockerLab) -> None:
     good = docker_lab.start_backend(labels={"fastroute.route": "/cli/good"})
     bad = docker_lab.start_backend(labels={"fastroute.route": "/cli/bad", "fastroute.port": "eighty"})
+    odd = docker_lab.start_backend(labels={"fastroute.route": "/cli/odd", "fastroute.strip_prefix": "maybe"})
     args = [sys.executable, "-m", "proxy", "routes", "--network", docker_lab.network,
             "--docker-label", f"{RUN_LABEL}={RUN_ID}"]
 
@@ -31,6 +32,10 @@ def test_routes_command_prints_the_table_and_why_containers_are_skipped(docker_l
     route = next(r for r in data["routes"] if r["prefix"] == "/cli/good")
     assert route["containers"][0]["address"] == f"{good.ip}:8000"
     assert any(s["skipped"] == bad.name for s in data["skipped"])
+    # A bad optional label: routed without the feature, and said so.
+    assert f"/cli/odd  [docker:label]\n    {odd.ip}:8000" in text
+    assert f"warning: container {odd.name} ({odd.id[:12]}): label fastroute.strip_prefix='maybe' is not true or " \
+           "false; routed without it" in text
 
 
 def test_routes_command_without_an_engine_is_one_line() -> None:

@@ -73,7 +73,6 @@ def test_labels() -> None:
         pytest.param({"fastroute.route": "nope"}, "start with '/'", id="route_relative"),
         pytest.param({"fastroute.route": "/a?b"}, "contains '?'", id="route_query"),
         pytest.param({"fastroute.route": " , "}, "names no prefix", id="route_empty"),
-        pytest.param({"fastroute.strip_prefix": "maybe"}, "not true or false", id="strip_word"),
         pytest.param({"fastroute.enable": "perhaps"}, "not true or false", id="enable_word"),
         pytest.param({"fastroute.host": "a b.example"}, "fastroute.host='a b.example'", id="host_space"),
         pytest.param({"fastroute.host": "x.example:80"}, "has a port", id="host_port"),
@@ -83,6 +82,23 @@ def test_labels() -> None:
 def test_invalid_label_skips_the_container_naming_the_label(labels: dict[str, str], reason: str) -> None:
     c = parse_container(summary(labels=labels), D)
     assert c is not None and c.skip is not None and reason in c.skip
+
+
+@pytest.mark.parametrize(
+    ("labels", "reason"),
+    [
+        pytest.param({"fastroute.strip_prefix": "maybe"}, "fastroute.strip_prefix='maybe' is not true or false",
+                     id="strip_word"),
+        pytest.param({"fastroute.idle-timeout": "soon"}, "fastroute.idle-timeout='soon' is not a positive",
+                     id="idle_word"),
+        pytest.param({"fastroute.healthcheck.path": "healthz"}, "must start with '/'", id="check_path"),
+    ],
+)
+def test_a_bad_optional_label_routes_the_container_without_that_feature(labels: dict[str, str], reason: str) -> None:
+    c = parse_container(summary(labels=labels), D)
+    assert c is not None and c.skip is None and c.address is not None
+    assert (c.strip_prefix, c.idle_timeout, c.check) == (False, None, None)
+    assert len(c.ignored) == 1 and reason in c.ignored[0] and c.ignored[0].endswith("; routed without it")
 
 
 def test_host_labels_make_a_route_per_host_and_prefix() -> None:
@@ -371,9 +387,10 @@ def test_a_running_container_serves_instead_of_waking_another() -> None:
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "soon", "inf", "nan"])
-def test_a_bad_idle_timeout_skips_the_container(value: str) -> None:
+def test_a_bad_idle_timeout_leaves_it_awake_but_wakeable(value: str) -> None:
     container = parse_container(asleep("a", {"fastroute.wake": "true", "fastroute.idle-timeout": value}), Discovery())
-    assert container is not None and container.skip is not None and "idle-timeout" in container.skip
+    assert container is not None and container.skip is None and container.wake
+    assert container.idle_timeout is None and "idle-timeout" in container.ignored[0]
 
 
 def test_idle_timeout_is_read() -> None:

@@ -293,3 +293,25 @@ def test_the_engine_address_is_named_as_it_was_given(monkeypatch: pytest.MonkeyP
     assert engine_address("tcp://10.0.0.1:2375") == "tcp://10.0.0.1:2375"
     monkeypatch.setenv("DOCKER_HOST", "unix:///run/user/1000/docker.sock")
     assert engine_address(None) == "DOCKER_HOST=unix:///run/user/1000/docker.sock"
+
+
+async def test_a_bad_optional_label_is_routed_and_warned_about_once(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    world = World()
+    published = Published()
+    world.add(attrs("odd", "10.0.0.7", labels={"fastroute.healthcheck.path": "/h",
+                                               "fastroute.healthcheck.interval": "1",
+                                               "fastroute.idle-timeout": "soon"}))
+    watcher = DockerWatcher(published, Discovery(hold=0.0), client_factory=world.factory)
+    await nursery.start(watcher.run)
+    with trio.fail_after(WAIT):
+        await watcher.synced.wait()
+    (route,) = published.tables[-1]
+    assert route.backends == (Address("10.0.0.7", 8000),)
+    assert route.check is not None and (route.check.interval, route.check.timeout) == (1.0, 1.0)
+    world.emit(event("start", world.add(attrs("b", "10.0.0.3"))))  # another publish: the warning is not repeated
+    await until(lambda: "/team/b" in published.backends(), "b routed")
+    warnings = [r.getMessage() for r in caplog.records if "idle-timeout" in r.getMessage()]
+    assert warnings == ["container odd (" + ("odd".encode().hex() * 16)[:12] + "): label fastroute.idle-timeout='soon' "
+                        "is not a positive number of seconds; routed without it"]

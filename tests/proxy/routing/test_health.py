@@ -97,11 +97,12 @@ def test_labels_give_the_check(labels: dict[str, str], expected: HealthCheck | N
                  "longer than its interval", id="timeout_past_interval"),
     pytest.param({"fastroute.healthcheck.interval": "1"}, "needs fastroute.healthcheck.path", id="no_path"),
 ])
-def test_a_bad_check_label_skips_the_container_saying_why(labels: dict[str, str], words: str) -> None:
+def test_a_bad_check_label_routes_the_container_unchecked_saying_why(labels: dict[str, str], words: str) -> None:
     summary = {"Id": "c1", "Names": ["/web"], "Image": "team/web", "Labels": labels, "State": "running",
                "Status": "Up", "NetworkSettings": {"Networks": {"net": {"IPAddress": "10.0.0.1"}}}}
     container = parse_container(summary, Discovery())
-    assert container is not None and container.skip is not None and words in container.skip
+    assert container is not None and container.skip is None and container.check is None
+    assert words in container.ignored[0]
 
 
 def test_the_routes_file_gives_the_check(tmp_path: Path) -> None:
@@ -120,8 +121,25 @@ def test_the_routes_file_gives_the_check(tmp_path: Path) -> None:
         load_routes_file(path)
 
 
+@pytest.mark.parametrize(("interval", "timeout", "expected"), [
+    pytest.param("1", None, 1.0, id="interval_shorter_than_the_default"),
+    pytest.param("5", None, 2.0, id="default"),
+    pytest.param("5", "4", 4.0, id="given"),
+])
+def test_the_timeout_follows_the_interval_unless_given(interval: str, timeout: str | None, expected: float) -> None:
+    labels = {"fastroute.healthcheck.path": "/h", "fastroute.healthcheck.interval": interval}
+    if timeout is not None:
+        labels["fastroute.healthcheck.timeout"] = timeout
+    summary = {"Id": "c1", "Names": ["/web"], "Image": "team/web", "Labels": labels, "State": "running",
+               "Status": "Up", "NetworkSettings": {"Networks": {"net": {"IPAddress": "10.0.0.1"}}}}
+    container = parse_container(summary, Discovery())
+    assert container is not None and container.ignored == ()
+    assert container.check == HealthCheck("/h", float(interval), expected)
+
+
 def test_health_check_validates_its_numbers() -> None:
     assert health_check("/h", "2", 1, where="x") == HealthCheck("/h", 2.0, 1.0)
+    assert health_check("/h", 0.5, where="x") == HealthCheck("/h", 0.5, 0.5)
     with pytest.raises(ValueError, match="x: health check interval 0"):
         health_check("/h", 0, where="x")
 
