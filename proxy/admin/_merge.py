@@ -151,6 +151,7 @@ def merge_routes(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "unrouted_requests": sum(d["unrouted_requests"] for d in documents),
         "unrouted": unrouted,
         "swaps": sum(d["swaps"] for d in documents),
+        "warnings": list(dict.fromkeys(w for d in documents for w in d.get("warnings", []))),  # each worker's same ones
         "history_slot": documents[0].get("history_slot"),
         "history_end": end,
         "gateway": gateway,

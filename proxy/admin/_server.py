@@ -5,7 +5,8 @@
 #   GET /routes   JSON: every prefix, its backends (address, state, requests
 #                 in flight for that route, container), where the route came
 #                 from, its answers by status class, p50/p99, bytes and chart
-#                 history; the gateway's version, uptime, addresses, timeouts
+#                 history; the gateway's version, uptime, addresses, timeouts;
+#                 Docker's warnings (containers skipped, labels routed without)
 #   GET /healthz  200 while serving (503 while draining), with the Docker
 #                 watcher's state and the seconds since its last event or resync
 #   GET /metrics  Prometheus text format
@@ -98,6 +99,8 @@ def routes_document(gateway: Gateway, now: float | None = None) -> dict[str, Any
         "unrouted_requests": totals.get("", 0),
         "unrouted": {"status": unrouted["status"], "history": unrouted["history"]},
         "swaps": gateway.swaps,
+        # Containers and services skipped, and labels routed without (discovery/_container.py).
+        "warnings": list(gateway.watcher.warnings) if gateway.watcher is not None else [],
         "history_slot": HISTORY_SLOT,  # seconds per point of "history"
         "history_end": slot,  # the slot number of its last point (time.monotonic() // history_slot)
         "gateway": {

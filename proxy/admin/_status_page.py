@@ -245,6 +245,11 @@ def _events(events: list[dict[str, Any]]) -> str:
             f'<th>container</th></tr></thead><tbody id="events">{rows}</tbody></table></section>')
 
 
+def _warnings(warnings: list[str]) -> str:
+    items = "".join(f"<li>{escape(str(w))}</li>" for w in warnings)
+    return f'<section id="warnings"><h2>Warnings</h2><ul class="bad">{items}</ul></section>\n' if items else ""
+
+
 def render_page(routes: dict[str, Any], health: dict[str, Any], events: list[dict[str, Any]]) -> str:
     """The whole status page for these /routes, /healthz and /events documents."""
     slot = float(routes.get("history_slot") or 5.0)
@@ -260,7 +265,7 @@ def render_page(routes: dict[str, Any], health: dict[str, Any], events: list[dic
         '<link rel="icon" href="data:,">\n<title>fastroute</title>\n'
         f"<style>{_STYLE}</style>\n</head>\n<body>\n<main>\n<h1>fastroute</h1>\n"
         f'<div id="health" class="{"muted" if serving else "bad"}">{escape(_health_line(health))}</div>\n'
-        f"{_summary(routes)}\n<h2>Routes</h2>\n"
+        f"{_summary(routes)}\n{_warnings(routes.get('warnings') or [])}<h2>Routes</h2>\n"
         f'<table class="routes"><thead>{head}</thead><tbody id="routes">{rows}</tbody></table>\n'
         f"{docker}\n</main>\n<script>{_SCRIPT}</script>\n</body>\n</html>\n"
     )

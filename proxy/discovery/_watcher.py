@@ -108,6 +108,9 @@ class DockerWatcher:
         self.swarm: SwarmSet | None = None  # while Swarm services are followed (this session)
         self._next_poll = 0.0  # time.monotonic() when converging services are listed next
         self._warned: set[str] = set()
+        # What discovery cannot route as asked, as of the last publish: skipped
+        # containers and services, labels routed without (the status page).
+        self.warnings: tuple[str, ...] = ()
         self._published: tuple[Route, ...] | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -347,6 +350,7 @@ class DockerWatcher:
             warnings += [f"service {name} skipped: {why}" for name, why in sorted(self.swarm.skipped.items())]
         for warning in warnings:
             self._warn(warning)
+        self.warnings = tuple(warnings)
         if routes != self._published:  # a booting replica joining a live pool changes nothing
             self._published = routes
             self.sink.set_docker(routes)

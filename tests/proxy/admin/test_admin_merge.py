@@ -65,6 +65,14 @@ def backend(address: str, state: str = "up", in_flight: int = 0, idle: int = 0, 
             "in_flight_all_routes": in_flight, "idle_connections": idle, "failures": failures}
 
 
+def test_warnings_are_listed_once_whichever_worker_has_them() -> None:
+    one, two = routes_doc(1, None), routes_doc(1, None)
+    one["warnings"] = ["container a (1): label x ignored", "container b (2) skipped: y"]
+    two["warnings"] = ["container b (2) skipped: y", "container c (3) skipped: z"]
+    assert merge_routes([one, two])["warnings"] == ["container a (1): label x ignored", "container b (2) skipped: y",
+                                                    "container c (3) skipped: z"]
+
+
 def test_routes_add_up_by_prefix_and_backend() -> None:
     merged = merge_routes([
         routes_doc(3, backend("10.0.0.1:8000", in_flight=1, idle=2), unrouted=1),

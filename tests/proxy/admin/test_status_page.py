@@ -324,7 +324,10 @@ def test_every_value_from_labels_is_text_not_markup(name: str) -> None:
              "held_for": None, "booting": False, "wake": [name], "backends": [backend], "status": {"2xx": 1},
              "p50": 0.01, "p99": 0.02, "bytes_in": 0, "bytes_out": 0, "history": {"requests": [1], "errors": [0]}}
     event = {"time": 0, "type": "container", "event": name, "id": name, "name": name}
-    page = render_page({"routes": [route], "unrouted_requests": 0, "swaps": 1}, {"status": "serving", "routes": 1,
+    page = render_page({"routes": [route], "unrouted_requests": 0, "swaps": 1,
+                        "warnings": [f"container {name} (abc): label fastroute.idle-timeout={name!r} is not a "
+                                     "positive number of seconds; routed without it"]},
+                       {"status": "serving", "routes": 1,
                        "docker": {"status": name, "seconds_since_event": 1.0, "reconnects": 0}}, [event])
     parsed = Tags()
     parsed.feed(page)
@@ -333,3 +336,4 @@ def test_every_value_from_labels_is_text_not_markup(name: str) -> None:
                            "ul", "li", "span", "section", "script"}
     assert page.count("<script>") == 1 and page.count("<li ") == 1
     assert name in parsed.text or name.strip() == "" or "\r" in name  # (HTML folds CR and trims nothing else)
+    assert '<section id="warnings"><h2>Warnings</h2>' in page and "routed without it</li>" in page

@@ -313,5 +313,6 @@ async def test_a_bad_optional_label_is_routed_and_warned_about_once(
     world.emit(event("start", world.add(attrs("b", "10.0.0.3"))))  # another publish: the warning is not repeated
     await until(lambda: "/team/b" in published.backends(), "b routed")
     warnings = [r.getMessage() for r in caplog.records if "idle-timeout" in r.getMessage()]
+    assert list(watcher.warnings) == warnings  # as the status page lists it (admin /routes "warnings")
     assert warnings == ["container odd (" + ("odd".encode().hex() * 16)[:12] + "): label fastroute.idle-timeout='soon' "
                         "is not a positive number of seconds; routed without it"]
