@@ -53,3 +53,27 @@ async def test_labels_check_containers_and_only_those_that_pass_serve(nursery: t
 
     await eventually(first_out, "the first out again")
     assert (await fetch(gateway, "GET", "/hc/app/")).status == 503
+
+
+async def test_a_container_with_only_an_interval_of_1_s_is_routed_and_checked(nursery: trio.Nursery,
+                                                                              docker_lab: DockerLab) -> None:
+    # No timeout given: it follows the interval (1 s, not the 2 s default that
+    # would be longer than the interval and once took the container off line).
+    gateway, _ = await start_discovery(nursery, docker_lab)
+    backend = await run(docker_lab, labels={"fastroute.route": "/hc/one", "fastroute.healthcheck.path": "/ok",
+                                            "fastroute.healthcheck.interval": "1"})
+    address = Address(backend.ip, backend.port)
+
+    async def routed() -> bool:
+        found = gateway.table.lookup(None, b"/hc/one/")
+        return found is not None and address in [s.address for s in found[1].backends]
+
+    await eventually(routed, "routed")
+    check = gateway.table.lookup(None, b"/hc/one/")[1].route.check  # type: ignore[index]
+    assert check is not None and (check.interval, check.timeout) == (1.0, 1.0)
+
+    async def checked_out() -> bool:  # /ok is missing: its check fails, twice
+        state = gateway.registry.states.get(address)
+        return state is not None and state.check_down
+
+    await eventually(checked_out, "checked, and out of rotation", limit=60)
