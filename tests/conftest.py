@@ -101,8 +101,9 @@ def docker_client() -> Iterator[Any]:
     try:
         client = docker_support.connect()
     except Exception as error:  # noqa: BLE001 - any failure means "no engine"
-        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        reason = (f"no Docker engine answers at {where} ({type(error).__name__}: {error}); "
+        from proxy.discovery._client import engine_address
+
+        reason = (f"no Docker engine answers at {engine_address(None)} ({type(error).__name__}: {error}); "
                   "start one (sudo dockerd), or run make test as root, which does")
         if docker_support.docker_required():
             pytest.fail(f"FASTROUTE_REQUIRE_DOCKER=1 but {reason}")

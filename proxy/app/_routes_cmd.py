@@ -86,6 +86,6 @@ def describe(containers: ContainerSet, now: float) -> list[Mapping[str, Any]]:
             rows.append({"skipped": container.name, "id": container.short_id, "reason": container.skip})
         elif not container.routable and not container.wake:
             rows.append({"skipped": container.name, "id": container.short_id, "reason": f"not serving: {container.state}"})
-    for warning in warnings + containers.ignored_labels():
+    for warning in warnings:
         rows.append({"warning": warning})
     return rows

@@ -16,8 +16,8 @@
 #   fastroute.healthcheck.*. A bad value of a label that decides where
 #   requests go or who may start the container (enable, route, host, port,
 #   wake) skips that container only, saying why; one of an optional
-#   feature's (SOFT_LABELS: strip_prefix, idle-timeout, healthcheck.*)
-#   leaves that feature off and the container routed, saying so (ignored);
+#   feature's (strip_prefix, idle-timeout, healthcheck.*) leaves that
+#   feature off and the container routed, saying so (Container.ignored);
 # - its address: the IP on --network if given, else on a network fastroute's
 #   own container shares, else on its only network; never a guess: several
 #   candidates, or network mode host/none, skip it with a reason.
@@ -38,7 +38,6 @@ __all__ = ["DEFAULT_PORT", "Container", "has_ip_on", "has_labels", "image_prefix
            "summary_from_inspect"]
 
 DEFAULT_PORT = 8000
-SOFT_LABELS = ("fastroute.strip_prefix", "fastroute.idle-timeout", "fastroute.healthcheck.")  # (see the rules above)
 _T = TypeVar("_T")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -62,8 +61,8 @@ class Container:
     health: str | None = None  # healthy | unhealthy | health: starting; None without a HEALTHCHECK
     hosts: tuple[str | None, ...] = (None,)  # fastroute.host, normalised; (None,): every host
     check: HealthCheck | None = None  # fastroute.healthcheck.path (and .interval, .timeout)
-    # Labels of an optional feature with a bad value (SOFT_LABELS): it is
-    # routed without that feature, and each says so (log, `fastroute routes`).
+    # Labels of an optional feature with a bad value: it is routed without
+    # that feature, and each says so (ContainerSet.advance's warnings).
     ignored: tuple[str, ...] = ()
 
     @property
@@ -203,8 +202,8 @@ def parse_container(summary: Mapping[str, Any], discovery: Discovery) -> Contain
 
 
 def _soft(read: Callable[[], _T], without: _T, ignored: list[str]) -> _T:
-    # A label of an optional feature (SOFT_LABELS): a bad value leaves the
-    # feature off, noted, rather than the whole container unrouted.
+    # A label of an optional feature: a bad value leaves the feature off,
+    # noted, rather than the whole container unrouted.
     try:
         return read()
     except ValueError as error:

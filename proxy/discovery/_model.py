@@ -184,12 +184,12 @@ class ContainerSet:
     def skipped(self) -> list[Container]:
         return [c for c in self.containers.values() if c.skip is not None]
 
-    def ignored_labels(self) -> list[str]:
-        """A warning per bad label of an optional feature (the container is routed without it)."""
-        return [f"container {c.name} ({c.short_id}): {note}" for c in self.containers.values() for note in c.ignored]
-
     def advance(self, now: float) -> tuple[tuple[Route, ...], list[str]]:
         """Move the holds on to `now`; the routes for what is routable now, plus held ones, and warnings.
+
+        The warnings: containers skipped for one route (they disagree on
+        strip_prefix), and labels of an optional feature that a container is
+        routed without (Container.ignored).
 
         A prefix whose last container left (since the last call) is kept,
         with no backends and `hold_until`, for the hold time; requests for it
@@ -200,6 +200,7 @@ class ContainerSet:
         boots: dict[Key, list[Container]] = {}
         warnings: list[str] = []
         for container in sorted(self.containers.values(), key=lambda c: (c.name, c.id)):
+            warnings += [f"container {container.name} ({container.short_id}): {note}" for note in container.ignored]
             if self.serving(container):
                 for key in container.keys:
                     pools.setdefault(key, []).append(container)

@@ -345,7 +345,6 @@ class DockerWatcher:
         routes, warnings = self.containers.advance(time.monotonic())
         for container in self.containers.skipped():
             warnings.append(f"container {container.name} ({container.short_id}) skipped: {container.skip}")
-        warnings += self.containers.ignored_labels()
         if self.swarm is not None:
             warnings += [f"service {name} skipped: {why}" for name, why in sorted(self.swarm.skipped.items())]
         for warning in warnings:

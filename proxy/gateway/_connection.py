@@ -283,7 +283,8 @@ class ClientConnection:
             decision = decide(
                 table, request.target, host=host, now=now, arrived=arrived, hold=config.discovery.hold,
                 routes_complete=gateway.routes_complete, engine_answered=gateway.engine_answered,
-                can_wake=gateway.waker is not None, waiting_for=waiting_for, wake_until=wake_until, wake_limit=config.timeouts.wake,
+                can_wake=gateway.waker is not None, waiting_for=waiting_for, wake_until=wake_until,
+                wake_limit=config.timeouts.wake,
             )
             if type(decision) is Forward:
                 exchange.route = decision.pool.route.name

@@ -111,8 +111,6 @@ def _current_routes(config: Config) -> tuple[list[Route], Mapping[Address, str]]
         log.warning("%s", warning)
     for container in containers.skipped():
         log.warning("container %s (%s) skipped: %s", container.name, container.short_id, container.skip)
-    for warning in containers.ignored_labels():
-        log.warning("%s", warning)
     got = _Collected()
     RouteSources(got, static).set_docker(docker)
     return got.routes, _names(containers)

@@ -15,9 +15,10 @@
 # Rules: no route is 404, unless the Docker routes are not loaded yet (the
 # request holds, up to --hold, once the engine has answered; 503 at once
 # while it never has: a newcomer without Docker gets an answer, not a
-# wait) or the request was already holding for a route that went (503); a strip route's prefix without its slash is 308; a
-# route with no backend holds as long as hold_deadline() says (503 after),
-# or is woken (fastroute.wake), once per request.
+# wait) or the request was already holding for a route that went (503); a
+# strip route's prefix without its slash is 308; a route with no backend
+# holds as long as hold_deadline() says (503 after), or is woken
+# (fastroute.wake), once per request.
 
 from __future__ import annotations
 

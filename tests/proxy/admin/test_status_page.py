@@ -79,8 +79,7 @@ def test_the_status_page_shows_a_route_created_meanwhile(
     routes.write_text(f'[[routes]]\nprefix = "/before"\nbackends = ["{LOOPBACK}:{backends[0]}"]\n'
                       f'[[routes]]\nprefix = "/dead"\nbackends = ["{LOOPBACK}:{unused_port()}"]\n')
     admin = unused_port()
-    # Ejected for ten minutes: still ejected however long the browser takes.
-    gateway = Gateway("--routes-file", str(routes), "--admin", f"{LOOPBACK}:{admin}", "--eject-time", "600")
+    gateway = Gateway("--routes-file", str(routes), "--admin", f"{LOOPBACK}:{admin}", *STILL)
     try:
         assert gateway.get("/before/x")[0] == 200
         assert gateway.get("/dead/x")[0] == 502  # refused: ejected
@@ -166,7 +165,7 @@ def known_pattern(gateway: Gateway) -> None:
     assert [gateway.get("/nowhere")[0] for _ in range(2)] == [404] * 2
 
 
-# /dead stays ejected while the page is read, however long the browser takes.
+# A refused backend stays ejected (ten minutes) while the page is read, however long the browser takes.
 STILL = ("--eject-time", "600")
 
 
