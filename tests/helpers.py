@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -66,6 +68,13 @@ async def echo(backend: "Backend", seen: Seen, exchange: BackendExchange) -> Non
         "body_length": len(seen.body),
     }).encode()
     await exchange.respond(200, body, [(b"content-type", b"application/json")])
+
+
+async def reset(backend: "Backend", seen: Seen, exchange: BackendExchange) -> None:
+    """Read the request, then reset the connection (a crash-looping server; one that exits on SIGTERM)."""
+    sock = exchange.stream.socket
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 @dataclass

@@ -55,6 +55,12 @@ class StatsCollector:
         for route, count in sorted(stats.connect_errors.items()):
             errors.add_metric([route], count)
         yield errors
+        failures = CounterMetricFamily("fastroute_upstream_failures",
+                                       "Requests a backend took and failed (reset or closed) before any response "
+                                       "byte; sent again where the retry rules allow", labels=["route"])
+        for route, count in sorted(stats.backend_failures.items()):
+            failures.add_metric([route], count)
+        yield failures
         timeouts = CounterMetricFamily("fastroute_upstream_timeouts",
                                        "Backend connect timeouts and response-head timeouts (504)",
                                        labels=["route", "phase"])

@@ -459,6 +459,8 @@ cdef class Cycle:
         backend = upstream.backend
         self.counted = False
         backend.end(self.counted_route)
+        if backend.errors:
+            backend.mark_answered()
         cdef double now = _monotonic()
         backend.last_done = now
         if keep:

@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import select
 import time
@@ -94,7 +95,7 @@ from ..routing._answer import error_answer
 from ..routing._decide import Forward, decide
 from ..routing._exchange import Exchange
 from ..routing._pool import BackendState, Pool
-from ..routing._retry import NEXT, Attempts, Step
+from ..routing._retry import NEXT, WAIT, Attempts, Step, keyed
 from ..tls._hello import HANDSHAKE_RECORD, acme_validation, parse_client_hello, record_length
 from ..tls._session import TlsFailed, TlsSession
 from ._errors import SinkFailed, SourceFailed
@@ -169,12 +170,20 @@ class HandBack:
     take yet: it goes out before anything else.
     """
 
-    __slots__ = ("pending", "unsent", "plain")
+    __slots__ = ("pending", "unsent", "plain", "failures", "tried", "error", "back_at")
 
-    def __init__(self, pending: bytes, unsent: bytes = b"", *, plain: bool = False) -> None:
+    def __init__(self, pending: bytes, unsent: bytes = b"", *, plain: bool = False, failures: int = 0,
+                 tried: tuple[BackendState, ...] = (), error: ProxyError | None = None,
+                 back_at: float = math.inf) -> None:
         self.pending = pending
         self.unsent = unsent
         self.plain = plain  # a plain HTTP client on the TLS port, before any handshake: `pending` is what it sent
+        # The request in `pending` failed on a backend (`failures` times) and may be sent again once the
+        # backends `tried` left the table (routing/_retry.WAIT): the trio path waits, then routes it.
+        self.failures = failures
+        self.tried = tried
+        self.error = error  # its answer if nothing changed meanwhile
+        self.back_at = back_at  # when the first backend tried is back in rotation (time.monotonic())
 
 
 class NativeClient(Cycle):
@@ -377,9 +386,13 @@ class NativeClient(Cycle):
             self.pipe = None
         self.done.set()  # the trio task closes the socket
 
-    def _hand_back(self, pending: bytes) -> None:
+    def _hand_back(self, pending: bytes, attempts: Attempts | None = None, failures: int = 0) -> None:
         self.engine.handed_back += 1
-        self.result = HandBack(pending, bytes(self.tls_out))
+        if attempts is None:
+            self.result = HandBack(pending, bytes(self.tls_out))
+        else:  # routing/_retry.WAIT: the trio path waits for the backends tried to leave, then routes
+            self.result = HandBack(pending, bytes(self.tls_out), failures=failures, tried=tuple(attempts.tried),
+                                   error=attempts.last_error, back_at=attempts.back_at)
         self._close()
 
     def fail(self) -> None:
@@ -597,7 +610,8 @@ class NativeClient(Cycle):
         self.head_bytes = head_bytes
         self.front.client.start_request(conn, head)
         self.exchange = Exchange(arrived, method=request.method, target=request.target, route=pool.route.name)
-        self.attempts = Attempts(prefix, request.method)
+        self.attempts = Attempts(prefix, request.method, keyed=keyed(request.headers),
+                                 leaving=self.engine.gateway.not_ready is not None)
         self.pool = pool
         self.prefix = prefix
         self.interim = 0
@@ -837,13 +851,16 @@ class NativeClient(Cycle):
             self._next_backend()
         elif isinstance(step, ProxyError):
             self._error(step)
+        elif step is WAIT:  # it failed on a backend, none is left: the trio path waits for the table, then routes
+            assert self.exchange is not None
+            self._hand_back_request(self.attempts, self.exchange.backend_failures)
         else:  # REROUTE: every backend tried was booting again; the trio path routes anew (and may hold)
             self._hand_back_request()
 
-    def _hand_back_request(self) -> None:
+    def _hand_back_request(self, attempts: Attempts | None = None, failures: int = 0) -> None:
         self._drop_upstream()
         assert self.conn is not None
-        self._hand_back(self.head_bytes + self.conn.trailing_data[0] + bytes(self.inbuf))
+        self._hand_back(self.head_bytes + self.conn.trailing_data[0] + bytes(self.inbuf), attempts, failures)
 
     def _begin_request(self) -> None:
         upstream = self.upstream
@@ -885,7 +902,7 @@ class NativeClient(Cycle):
             if upstream.reused:
                 self._stale()
             else:
-                self._error(BadGateway("backend closed the connection"))
+                self._unanswered(BadGateway("backend closed the connection"))
             return
         upstream.pending = upstream.pending[sent:]
         if upstream.pending:
@@ -899,6 +916,14 @@ class NativeClient(Cycle):
         backend = self.upstream.backend
         self._drop_upstream()
         self._step(self.attempts.stale(backend))
+
+    def _unanswered(self, error: ProxyError) -> None:
+        """The backend took the request and failed before any response byte (`error`: the 502 to give)."""
+        assert self.attempts is not None and self.upstream is not None and self.exchange is not None
+        backend = self.upstream.backend
+        self._drop_upstream()
+        self.exchange.backend_failures += 1
+        self._step(self.attempts.failed_after_send(backend, error, body_read=False, now=time.monotonic()))
 
     # --- the response ------------------------------------------------------------
 
@@ -923,6 +948,8 @@ class NativeClient(Cycle):
             self._stale()  # the pooled connection was dead (reset) before it answered
         elif self._response_started() or self.head_queued:
             self._abort(f"backend failed during its response: {error}")
+        elif not upstream.received:
+            self._unanswered(BadGateway(f"backend failed before its response: socket error: {error}"))
         else:
             self._error(BadGateway(f"backend failed before its response: socket error: {error}"))
 
@@ -983,8 +1010,11 @@ class NativeClient(Cycle):
                                                                 event.reason))
                 elif kind is ev.ConnectionClosed:
                     if not exchange.response_started and not head_out:
-                        if upstream.reused:
-                            self._stale()
+                        if upstream.received == 0:  # closed with nothing said
+                            if upstream.reused:
+                                self._stale()
+                            else:
+                                self._unanswered(BadGateway("backend closed the connection without a response"))
                             return
                         raise _Failed(BadGateway("backend closed the connection without a response"))
                     raise _Failed(None)
@@ -1004,7 +1034,11 @@ class NativeClient(Cycle):
             return
         if not data and not self.response_done:
             if not exchange.response_started and not head_out:
-                self._error(BadGateway("backend closed the connection without a response"))
+                closed = BadGateway("backend closed the connection without a response")
+                if upstream.received == 0:
+                    self._unanswered(closed)
+                else:
+                    self._error(closed)
             else:
                 self._abort("backend closed during its response body")
             return
@@ -1197,7 +1231,10 @@ class NativeClient(Cycle):
         engine = self.engine
         if upstream is not None:
             self.upstream = None
-            self._uncount(upstream.backend)
+            backend = upstream.backend
+            self._uncount(backend)
+            if backend.errors:
+                backend.mark_answered()
             engine.pools.give(upstream, engine.config.limits.max_idle_upstream)
         engine.gateway.record(self.front.client_ip, exchange)
         engine.served += 1

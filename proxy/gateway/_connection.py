@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 import time
 from collections.abc import Callable
@@ -34,12 +35,14 @@ from ..routing._answer import error_answer
 from ..routing._decide import Answer, Forward, Hold, Wake, decide
 from ..routing._exchange import Exchange
 from ..routing._retry import Reroutes
-from ._errors import Abort, BackendLeft, BackendNotReady
+from ._errors import Abort, BackendLeft, BackendNotReady, Resend
 from ..engine._host import Host
 from ..tls._session import TlsSession
 
 if TYPE_CHECKING:
     from ..engine._engine import Engine
+    from ..engine._exchange import HandBack
+    from ..routing._pool import BackendState
     from ..tls._certs import Certificates
 from ._http import MAX_RECV, HttpStream, receive_some
 from ._relay import relay
@@ -65,7 +68,7 @@ class NativeHost(Host, Protocol):
 class ClientConnection:
     """The requests of one accepted connection, one after another."""
 
-    __slots__ = ("gateway", "client", "client_ip", "trusted", "idle_scope", "secure", "_socket")
+    __slots__ = ("gateway", "client", "client_ip", "trusted", "idle_scope", "secure", "_socket", "resend")
 
     def __init__(self, gateway: NativeHost, stream: trio.SocketStream, *, secure: bool = False) -> None:
         self.gateway = gateway
@@ -77,6 +80,9 @@ class ClientConnection:
         # The scope of a wait for the next request head while nothing of it
         # came yet: drain() cancels it, so an idle connection closes at once.
         self.idle_scope: trio.CancelScope | None = None
+        # The engine handed back a request that failed on a backend and may
+        # be sent again once the backends it tried left the table (Resend).
+        self.resend: HandBack | None = None
 
     async def run(self) -> None:
         """Serve requests until either side is done; never raises (but Cancelled)."""
@@ -109,6 +115,8 @@ class ClientConnection:
                     await refuse_plain(transport)
                     return
                 client.pending += back.pending
+                if back.tried or back.failures:
+                    self.resend = back
                 if back.unsent:  # ciphertext the engine's session wrote and the socket did not take yet
                     assert isinstance(client.stream, TlsStream)
                     await client.stream.transport_stream.send_all(back.unsent)
@@ -234,7 +242,8 @@ class ClientConnection:
         """Answer one request. Returns whether the connection may carry another."""
         gateway = self.gateway
         client = self.client
-        exchange = Exchange(time.monotonic(), method=request.method, target=request.target)
+        exchange = Exchange(time.monotonic(), method=request.method, target=request.target,
+                            backend_failures=self.resend.failures if self.resend is not None else 0)
         if not has_body(request.headers):
             # The parser holds the EndOfMessage already: take it, so the client side
             # is DONE (or ready to switch protocols) when the response ends.
@@ -278,7 +287,27 @@ class ClientConnection:
                 raise PermanentRedirect(location)
         waiting_for: str | None = None
         wake_until: float | None = None
+        resend: tuple[BackendState, ...] | None = None
+        failed: ProxyError | None = None
+        back_at = math.inf
+        if self.resend is not None:
+            resend, failed, back_at = self.resend.tried, self.resend.error, self.resend.back_at
+            self.resend = None
+        waited = False
         while True:
+            if resend is not None:
+                # It failed on a backend and no other was left. A stopping
+                # container is usually seen a moment after its server reset
+                # or refused: wait for the backends tried to leave the table
+                # (containers followed: at most --hold, or until the first
+                # is back in rotation; else not at all), then route again,
+                # where the request may hold until a new container is ready.
+                limit = config.discovery.hold if gateway.not_ready is not None else 0.0
+                with trio.move_on_after(min(limit, back_at - time.monotonic())):
+                    while not all(backend.retired for backend in resend):
+                        await gateway.table_changed.wait()
+                resend, waited = None, True
+                table = gateway.table
             now = time.monotonic()
             decision = decide(
                 table, request.target, host=host, now=now, arrived=arrived, hold=config.discovery.hold,
@@ -292,9 +321,12 @@ class ClientConnection:
                     await relay(
                         self.client, request, decision.pool, decision.prefix, config, exchange,
                         client_ip=self.client_ip, trusted=self.trusted, closing=gateway.is_draining,
-                        not_ready=gateway.not_ready,
+                        not_ready=gateway.not_ready, waited=waited, failed=failed,
                     )
                     return
+                except Resend as again:
+                    resend, failed, back_at = again.tried, again.error, again.back_at
+                    continue
                 except BackendNotReady:
                     # It refused just after it became ready: it is booting
                     # again and out of the table. Route again (and wait).

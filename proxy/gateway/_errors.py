@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
-__all__ = ["Abort", "BackendLeft", "BackendNotReady", "Stale"]
+from .._errors import ProxyError
+from ..routing._pool import BackendState
+
+__all__ = ["Abort", "BackendLeft", "BackendNotReady", "Resend", "Stale", "Unanswered"]
 
 
 class Abort(Exception):
@@ -14,6 +17,24 @@ class Abort(Exception):
 
 class Stale(Exception):
     """A reused upstream connection was dead before it answered."""
+
+
+class Unanswered(Exception):
+    """The backend took the request and failed (reset, closed) before any byte of a response."""
+
+    def __init__(self, error: ProxyError) -> None:
+        super().__init__(str(error))
+        self.error = error  # the answer if it is not sent again
+
+
+class Resend(Exception):
+    """The request failed on a backend and no other is left: route it again once those tried left the table."""
+
+    def __init__(self, tried: tuple[BackendState, ...], error: ProxyError | None, back_at: float) -> None:
+        super().__init__(", ".join(str(backend.address) for backend in tried))
+        self.tried = tried
+        self.error = error  # its answer if nothing changed meanwhile
+        self.back_at = back_at  # time.monotonic() when the first of them is back in rotation (inf: not known)
 
 
 class BackendLeft(Exception):

@@ -35,9 +35,9 @@ from ..protocol._head import body_length, has_body
 from ..protocol._rewrite import is_upgrade_request, request_headers, strip_target
 from ..routing._exchange import Exchange
 from ..routing._pool import BackendState, Pool
-from ..routing._retry import NEXT, REROUTE, Attempts, Step
+from ..routing._retry import NEXT, REROUTE, WAIT, Attempts, Step, keyed
 from ..engine._errors import SinkFailed, SourceFailed
-from ._errors import Abort, BackendNotReady, Stale
+from ._errors import Abort, BackendNotReady, Resend, Stale, Unanswered
 from ._http import HttpStream
 from ._splice import SPLICE_AVAILABLE, SPLICE_MIN, splice
 from ._response import relay_response
@@ -60,7 +60,7 @@ def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
             leaves.append(error)
 
     walk(group)
-    for kind in (Abort, ProxyError, Stale):
+    for kind in (Abort, ProxyError, Stale, Unanswered):
         for leaf in leaves:
             if isinstance(leaf, kind):
                 return leaf
@@ -82,22 +82,31 @@ async def relay(
     trusted: bool,
     closing: Callable[[], bool],
     not_ready: Callable[[Address], bool] | None = None,
+    waited: bool = False,
+    failed: ProxyError | None = None,
 ) -> None:
     """Forward `request` to a backend of `pool` and its response to the client.
 
     not_ready(address): called when a backend refuses a connection; True
-    means it is booting again (taken out of the table), not failing.
+    means it is booting again (taken out of the table), not failing. Given
+    only when containers are followed: backends may leave the table.
+    waited: the request failed on a backend before and waited (Resend); it
+    is not sent again after another failure, and gets `failed` (the error
+    it had) if no backend is up.
 
     Raises:
         ProxyError: nothing was sent to the client yet; it gets that status.
         Abort: the response is under way and cannot be completed.
         BackendNotReady: every backend left to try was booting again; route anew.
+        Resend: it failed on a backend and may go again, but no backend is
+            left: route it again once those tried left the table.
     """
     limits = config.limits
     length = body_length(request.headers)
     if limits.max_body is not None and length is not None and length > limits.max_body:
         raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limits.max_body}")
-    attempts = Attempts(prefix, request.method)
+    attempts = Attempts(prefix, request.method, keyed=keyed(request.headers), leaving=not_ready is not None,
+                        waited=waited, last_error=failed)
     while True:
         step: Step
         backend = pool.pick(time.monotonic(), exclude=attempts.tried)
@@ -118,14 +127,22 @@ async def relay(
             else:
                 backend.mark_ok()
                 strip = prefix if pool.route.strip_prefix else None
-                if await _exchange_with(backend, conn, reused, client, request, strip, length, config, exchange,
-                                        client_ip=client_ip, trusted=trusted, closing=closing):
+                try:
+                    await _exchange_with(backend, conn, reused, client, request, strip, length, config, exchange,
+                                         client_ip=client_ip, trusted=trusted, closing=closing)
                     return
-                step = attempts.stale(backend)
+                except Stale:
+                    step = attempts.stale(backend)
+                except Unanswered as failed:
+                    exchange.backend_failures += 1
+                    step = attempts.failed_after_send(backend, failed.error, body_read=exchange.body_started,
+                                                      now=time.monotonic())
         if step is NEXT:
             continue
         if step is REROUTE:
             raise BackendNotReady(f"{prefix!r}: the backends tried are booting again")
+        if step is WAIT:
+            raise Resend(tuple(attempts.tried), attempts.last_error, attempts.back_at)
         assert isinstance(step, ProxyError)
         raise step
 
@@ -144,10 +161,11 @@ async def _exchange_with(
     client_ip: str,
     trusted: bool,
     closing: Callable[[], bool],
-) -> bool:
+) -> None:
     """The exchange on one backend connection (prefix: the one to strip, if any).
 
-    Returns False when the connection was stale: nothing happened, try again.
+    Raises (besides relay's): Stale (the pooled connection was dead: nothing
+    happened) or Unanswered (the backend failed before any response byte).
     """
     with_body = has_body(request.headers)
     upgrade = is_upgrade_request(request.headers)
@@ -168,17 +186,15 @@ async def _exchange_with(
     backend.begin(exchange.route)
     try:
         await _exchange_on(conn, reused, client, head, with_body, upgrade, config, exchange, closing, length)
-    except Stale:
-        await conn.aclose()
-        return False
     except BaseException:
         await conn.aclose()
         raise
     finally:
         backend.end(exchange.route)
         backend.last_done = time.monotonic()
+    if backend.errors:
+        backend.mark_answered()
     await release(backend, conn, config.limits)
-    return True
 
 
 async def _exchange_on(
@@ -201,7 +217,7 @@ async def _exchange_on(
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         if reused:
             raise Stale() from None
-        raise BadGateway("backend closed the connection") from None
+        raise Unanswered(BadGateway("backend closed the connection")) from None
     if not with_body:
         await relay_response(conn, reused, client, upgrade, config, exchange, closing)
         return

@@ -6,7 +6,9 @@
 #
 # Rules:
 # - until the response head went to the client, a failure is a ProxyError
-#   (502 or 504) or Stale (a pooled connection that was dead: retry);
+#   (502 or 504), Stale (a pooled connection that was dead: retry) or
+#   Unanswered (the backend failed before any response byte: the retry
+#   rules decide);
 # - after it, any failure is Abort: a truncated body is never framed as whole.
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..protocol._head import body_length
 from ..protocol._rewrite import response_headers, with_fields
 from ..routing._exchange import Exchange
 from ..engine._errors import SinkFailed, SourceFailed
-from ._errors import Abort, Stale
+from ._errors import Abort, Stale, Unanswered
 from ._http import HttpStream
 from ._splice import SPLICE_AVAILABLE, SPLICE_MIN, splice
 from ._tunnel import tunnel
@@ -76,8 +78,10 @@ async def relay_response(
     except (ev.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
         if exchange.phase != _HEAD:
             raise
-        if reused and conn.bytes_received == 0 and not exchange.body_started:
-            raise Stale() from None
+        if conn.bytes_received == 0:
+            if reused and not exchange.body_started:
+                raise Stale() from None
+            raise Unanswered(BadGateway(f"backend failed before its response: {error}")) from None
         raise BadGateway(f"backend failed before its response: {error}") from None
     if scope.cancelled_caught:
         if exchange.phase == _HEAD:
@@ -90,7 +94,8 @@ async def relay_response(
     if type(event) is ev.ConnectionClosed:
         if reused and not exchange.body_started:
             raise Stale()
-        raise BadGateway("backend closed the connection without a response")
+        closed = BadGateway("backend closed the connection without a response")
+        raise Unanswered(closed) if conn.bytes_received == 0 else closed
     raise AssertionError(f"unexpected {event!r}")
 
 

@@ -332,6 +332,8 @@ class Gateway:
                 stats.connect_failed(route, timed_out=False)
             for _ in range(exchange.connect_timeouts):
                 stats.connect_failed(route, timed_out=True)
+            if exchange.backend_failures:
+                stats.backend_failed(route, exchange.backend_failures)
 
     def records(self) -> bool:
         """Whether record() keeps anything (an access log, or metrics): else a caller may skip it."""

@@ -78,7 +78,8 @@ def record(state: BackendState, passed: bool, now: float) -> bool:
         state.check_down = False
         state.check_streak = 0
         state.down_since = 0.0
-        state.mark_ok()  # in rotation again, passive ejection's count cleared too
+        state.mark_answered()  # in rotation again, passive ejection's counts cleared too
+        state.mark_ok()
         return True
     if not state.check_down and state.check_streak >= FALL:
         state.check_down = True

@@ -8,6 +8,11 @@
 # - a backend that refuses connections is out for EJECT_BASE seconds (or
 #   --eject-time), doubled on each further failure up to EJECT_MAX (or the
 #   eject time, if longer); the first success resets it;
+# - a backend that takes the connection and then fails requests (a reset
+#   or a close before any response byte) is out the same way once it failed
+#   ERROR_LIMIT in a row (HAProxy's observe layer4 with error-limit); back
+#   in rotation, its next such failure takes it out again at once, for
+#   twice as long; a response resets the count;
 # - a BackendState outlives route table swaps: the table's values (Pool)
 #   are rebuilt on a swap, but they take their BackendState from a Registry,
 #   so counts, ejections and pooled connections carry over.
@@ -22,24 +27,26 @@ from typing import Any
 
 from .._config import Address, Route
 
-__all__ = ["EJECT_BASE", "EJECT_MAX", "IDLE_UPSTREAM_MAX_AGE", "UPSTREAM_MAX_INCOMPLETE_EVENT", "BackendState",
+__all__ = ["EJECT_BASE", "EJECT_MAX", "ERROR_LIMIT", "IDLE_UPSTREAM_MAX_AGE", "UPSTREAM_MAX_INCOMPLETE_EVENT", "BackendState",
            "Pool", "Registry"]
 
 EJECT_BASE = 1.0  # seconds out of rotation after the first refused connection (--eject-time's default)
 EJECT_MAX = 30.0  # seconds, the longest time out of rotation
+ERROR_LIMIT = 3  # failures after the connect, in a row, that take a backend out of rotation
 IDLE_UPSTREAM_MAX_AGE = 30.0  # seconds a pooled connection may sit unused
 UPSTREAM_MAX_INCOMPLETE_EVENT = 64 * 1024  # bytes of a backend's response head
 
 
 class BackendState:
     __slots__ = ("address", "outstanding", "failures", "down_until", "idle", "host_header", "retired", "on_retire",
-                 "last_done", "in_flight", "check_down", "check_streak", "last_check", "down_since", "eject")
+                 "last_done", "in_flight", "check_down", "check_streak", "last_check", "down_since", "eject", "errors")
 
     def __init__(self, address: Address, eject: float = EJECT_BASE) -> None:
         self.address = address
         self.eject = eject  # seconds out of rotation after a first failure
         self.outstanding = 0
         self.failures = 0
+        self.errors = 0  # requests in a row that failed after the connect, before any response byte
         self.down_until = 0.0
         self.idle: list[Any] = []  # pooled upstream connections, most recent last
         self.host_header = str(address).encode("ascii", "replace")
@@ -90,8 +97,23 @@ class BackendState:
             self.down_until = now + pause
         return pause
 
-    def mark_ok(self) -> None:
+    def mark_error(self, now: float) -> bool:
+        """A request failed here after the connect, before any response byte; True: now out of rotation."""
+        self.errors += 1
+        if self.errors < ERROR_LIMIT:
+            return False
+        self.mark_failed(now)
+        return True
+
+    def mark_answered(self) -> None:
+        """A response came whole: whatever failed before was not the backend's habit."""
+        self.errors = 0
         self.failures = 0
+
+    def mark_ok(self) -> None:
+        """A connect succeeded (or a pooled connection was taken)."""
+        if self.errors < ERROR_LIMIT:  # one that fails after the connect is not cleared by connecting
+            self.failures = 0
         # A request that began before its health check failed may end well: it stays out.
         self.down_until = math.inf if self.check_down else 0.0
 

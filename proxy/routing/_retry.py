@@ -1,10 +1,19 @@
 # The retry and failover rules of one request, as pure functions of what was
 # tried. The relay asks after each failure what to do next and only carries
 # the answer out: NEXT (pick again: another backend, or a new connection to
-# the same one), REROUTE (route the request again on the table in force), or
-# a ProxyError (answer the client with it).
+# the same one), REROUTE (route the request again on the table in force),
+# WAIT (route it again once the backends tried left the table: with
+# containers followed, at most --hold, the time a request may wait for a
+# container; with none, at once), or a ProxyError (answer the client with it).
 #
-# Rules (RFC 9110 section 9.2.2 for the stale retry):
+# A request "may be sent again" when its method is idempotent (RFC 9110
+# section 9.2.2) or it carries Idempotency-Key (draft-ietf-httpapi-
+# idempotency-key-header), no byte of its body was read from the client
+# (bodies are streamed, never kept: a request with a body is sent again
+# only if the failure came before its body began), and no byte of a response
+# came (a client never sees two beginnings).
+#
+# Rules:
 # - nothing reached a backend (the connect failed): try another backend of
 #   the pool, at most two failed connects per request; none left: the last
 #   error (502), or 503 if none was up to begin with;
@@ -12,10 +21,24 @@
 #   failure (the watcher takes it out of the table to be probed again): try
 #   another backend, or, when none is left, route again, where the request
 #   may wait for one;
-# - a pooled connection turned out dead before any response byte, no request
-#   body byte was read from the client, and the method is idempotent: retry
-#   once on a new connection (the backend closed an idle keep-alive, a normal
-#   race); otherwise 502;
+# - a pooled connection turned out dead before any response byte and the
+#   request may be sent again: retry once on a new connection (the backend
+#   closed an idle keep-alive, a normal race; not a failure); if none can be
+#   had (its container is going), WAIT as below; otherwise 502;
+# - a failed connect with no backend left to try, when backends are
+#   containers (they leave the table by themselves): WAIT, for any method
+#   (nothing was sent): its container is usually stopping, seen a moment
+#   later; after the wait the request gets the same error if nothing changed;
+#   likewise when every backend is out of rotation for failures (not for a
+#   failed health check): WAIT, until they left or the first is back in;
+# - a backend that took the request and failed before any response byte
+#   (it reset or closed: it crashed, or its container is stopping and its
+#   server exits at once) counts towards its ejection (_pool.ERROR_LIMIT);
+#   a request that may be sent again is sent once more: to another backend
+#   of the pool, or, when none is left, after WAIT (the stop is usually seen
+#   a moment after the reset: then the route holds the request until a
+#   container is ready); at most once per request, WAIT included; otherwise
+#   502;
 # - a backend that left the table while we connected (nothing was sent):
 #   route again, at most REROUTES times; one that was booting again, at most
 #   REROUTES_NOT_READY times (each time a probe found one ready in between).
@@ -29,8 +52,8 @@ from typing import Final, Literal
 from .._errors import BadGateway, NoBackendAvailable, ProxyError, UpstreamConnectError
 from ._pool import BackendState
 
-__all__ = ["IDEMPOTENT", "MAX_FAILED_CONNECTS", "NEXT", "REROUTE", "REROUTES", "REROUTES_NOT_READY",
-           "Attempts", "Reroutes", "Step"]
+__all__ = ["IDEMPOTENT", "MAX_FAILED_CONNECTS", "NEXT", "REROUTE", "REROUTES", "REROUTES_NOT_READY", "WAIT",
+           "Attempts", "Reroutes", "Step", "keyed"]
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 MAX_FAILED_CONNECTS = 2  # per request, over the backends of its pool
@@ -40,7 +63,13 @@ NO_BACKEND_RETRY_AFTER = 5  # seconds, in the 503 of a pool with no backend at a
 
 NEXT: Final = "next"
 REROUTE: Final = "reroute"
-Step = Literal["next", "reroute"] | ProxyError
+WAIT: Final = "wait"
+Step = Literal["next", "reroute", "wait"] | ProxyError
+
+
+def keyed(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request carries Idempotency-Key: its sender says it may be sent twice."""
+    return any(name == b"idempotency-key" for name, _ in headers)
 
 
 @dataclass(slots=True)
@@ -49,24 +78,41 @@ class Attempts:
 
     prefix: str
     method: bytes
+    keyed: bool = False  # it carries Idempotency-Key (keyed())
+    leaving: bool = False  # backends leave the table by themselves (containers): a failed connect may WAIT too
+    waited: bool = False  # it failed on a backend once already and waited (WAIT): never sent again
     tried: list[BackendState] = field(default_factory=list)
     failed: int = 0  # connects that failed (booting ones are not counted)
     unready: bool = False  # a backend tried was booting again
     stale_retried: bool = False
+    resent: bool = False  # it failed on a backend after it was sent, and goes again
+    back_at: float = math.inf  # WAIT with every backend out of rotation: when the first is back in
     last_error: ProxyError | None = None
+
+    @property
+    def idempotent(self) -> bool:
+        return self.keyed or self.method in IDEMPOTENT
 
     def none_left(self, backends: tuple[BackendState, ...], now: float) -> Step:
         """The pool has no backend left to try: route again, or the answer."""
         if self.unready:
             return REROUTE
+        if not self.waited and (self.resent or self.stale_retried or (self.leaving and self.failed)):
+            return WAIT
         if self.last_error is not None:
             return self.last_error
         if not backends:
             return NoBackendAvailable(f"no backend serves {self.prefix!r} now", retry_after=NO_BACKEND_RETRY_AFTER)
-        back_in = min(b.down_until for b in backends) - now
-        if not math.isfinite(back_in):  # every one failed its health check: no time to say
+        back_at = min(b.down_until for b in backends)
+        if not math.isfinite(back_at):  # every one failed its health check: no time to say
             return NoBackendAvailable(f"every backend of {self.prefix!r} fails its health check",
                                       retry_after=NO_BACKEND_RETRY_AFTER)
+        if self.leaving and not self.waited:
+            # Ejected for failures a moment ago: their containers are likely going.
+            self.tried.extend(backends)
+            self.back_at = back_at
+            return WAIT
+        back_in = back_at - now
         return NoBackendAvailable(f"every backend of {self.prefix!r} is out of rotation",
                                   retry_after=max(1, math.ceil(back_in)))
 
@@ -87,9 +133,22 @@ class Attempts:
 
     def stale(self, backend: BackendState) -> Step:
         """A pooled connection to `backend` was dead before it answered (nothing of the response came)."""
-        if self.stale_retried or self.method not in IDEMPOTENT:
+        if self.stale_retried or not self.idempotent:
             return BadGateway(f"backend {backend.address} closed the connection")
         self.stale_retried = True
+        return NEXT
+
+    def failed_after_send(self, backend: BackendState, error: ProxyError, *, body_read: bool, now: float) -> Step:
+        """`backend` took the request and failed before any response byte (`error`: the 502 to give).
+
+        body_read: a byte of the request's body was read from the client.
+        """
+        backend.mark_error(now)
+        self.tried.append(backend)
+        self.last_error = error
+        if body_read or not self.idempotent or self.resent or self.waited:
+            return error
+        self.resent = True
         return NEXT
 
 

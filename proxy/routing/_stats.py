@@ -78,7 +78,7 @@ class Stats:
     """Per-request counts for /metrics and /routes. Not thread-safe; trio only."""
 
     __slots__ = ("requests", "buckets", "duration_sum", "connect_errors", "timeouts", "bytes_in", "bytes_out",
-                 "history")
+                 "history", "backend_failures")
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str], int] = {}  # (route, "2xx") -> count
@@ -86,6 +86,8 @@ class Stats:
         self.duration_sum: dict[str, float] = {}
         self.connect_errors: dict[str, int] = {}  # route -> refused, reset or unreachable connects
         self.timeouts: dict[tuple[str, str], int] = {}  # (route, "connect" | "response") -> count
+        # route -> backends that took a request and failed before any response byte (reset, closed)
+        self.backend_failures: dict[str, int] = {}
         self.bytes_in: dict[str, int] = {}  # route -> request body bytes from clients
         self.bytes_out: dict[str, int] = {}  # route -> response body bytes to clients
         self.history: dict[str, History] = {}
@@ -116,6 +118,9 @@ class Stats:
             self.timeouts[(route, "connect")] = self.timeouts.get((route, "connect"), 0) + 1
         else:
             self.connect_errors[route] = self.connect_errors.get(route, 0) + 1
+
+    def backend_failed(self, route: str, count: int = 1) -> None:
+        self.backend_failures[route] = self.backend_failures.get(route, 0) + count
 
     def route_totals(self) -> dict[str, int]:
         totals: dict[str, int] = {}

@@ -18,7 +18,7 @@ from proxy.routing._stats import Stats
 from proxy.gateway._server import Gateway
 
 from ...helpers import (
-    Backend, BackendExchange, Client, Seen, blackhole, fetch, make_config, route, start_backend, start_gateway,
+    Backend, BackendExchange, Client, Seen, blackhole, fetch, make_config, reset, route, start_backend, start_gateway,
 )
 
 pytestmark = pytest.mark.usefixtures("clients_closed")
@@ -67,16 +67,19 @@ async def slow(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
 
 async def test_metrics_after_a_known_sequence_of_requests(nursery: trio.Nursery) -> None:
     fast = await start_backend(nursery, "fast")
+    resetting = await start_backend(nursery, "reset", handler=reset)
     with blackhole() as unreachable:
         refused = Address("127.0.0.1", 9)  # nothing listens on the discard port
         gateway = await start_gateway(nursery, [route("/a", fast), route("/down", refused),
-                                                route("/hang", unreachable)], timeouts={"connect": 0.2})
+                                                route("/hang", unreachable), route("/reset", resetting)],
+                                      timeouts={"connect": 0.2, "eject": 0.01})
         admin = await start_admin(nursery, gateway)
         for _ in range(3):
             assert (await fetch(gateway, "GET", "/a/x")).status == 200
         assert (await fetch(gateway, "GET", "/nowhere")).status == 404
         assert (await fetch(gateway, "GET", "/down/")).status == 502
         assert (await fetch(gateway, "GET", "/hang/")).status == 502
+        assert (await fetch(gateway, "GET", "/reset/")).status == 502  # sent twice, failed twice
 
         status, headers, body = await admin_get(admin, "/metrics")
 
@@ -89,6 +92,8 @@ async def test_metrics_after_a_known_sequence_of_requests(nursery: trio.Nursery)
     assert m[("fastroute_request_duration_seconds_bucket", (("le", "+Inf"), ("route", "/a")))] == 3
     assert m[("fastroute_upstream_connect_errors_total", (("route", "/down"),))] == 1
     assert m[("fastroute_upstream_timeouts_total", (("phase", "connect"), ("route", "/hang")))] == 1
+    assert m[("fastroute_upstream_failures_total", (("route", "/reset"),))] == 2
+    assert ("fastroute_upstream_failures_total", (("route", "/a"),)) not in m
     assert m[("fastroute_table_swaps_total", ())] == 1
     assert m[("fastroute_upstream_connections", (("state", "idle"),))] == 1  # the pooled one to /a
     assert m[("fastroute_wake_starts_total", ())] == 0

@@ -19,6 +19,7 @@ import threading
 import time
 from html.parser import HTMLParser
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -106,34 +107,64 @@ def test_the_status_page_shows_a_route_created_meanwhile(
         assert gateway.stop()[0] == 0
 
 
-def test_with_docker_followed_the_page_shows_the_last_events(
-    tmp_path: Path, docker_lab: DockerLab, has_chromium: None
-) -> None:
+@contextmanager
+def following_docker(lab: DockerLab, *flags: str) -> Iterator[tuple[Gateway, Gateway]]:
+    """`fastroute serve` following this test's containers: (its gateway, its admin), stopped after."""
     admin, port = unused_port(), unused_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "proxy", "serve", "--listen", f"{LOOPBACK}:{port}", "--admin", f"{LOOPBACK}:{admin}",
-         "--network", docker_lab.network, "--docker-label", f"{RUN_LABEL}={RUN_ID}", "--hold", "0"],
+         "--network", lab.network, "--docker-label", f"{RUN_LABEL}={RUN_ID}", "--hold", "0", *flags],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         wait_for_port((LOOPBACK, admin), limit=60)
+        gateway, probe = Gateway.__new__(Gateway), Gateway.__new__(Gateway)
+        gateway.port, probe.port = port, admin
+        yield gateway, probe
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+
+
+def test_with_docker_followed_the_page_shows_the_last_events(
+    tmp_path: Path, docker_lab: DockerLab, has_chromium: None
+) -> None:
+    with following_docker(docker_lab) as (_, probe):
         backend = docker_lab.start_backend(labels={"fastroute.route": "/page/events"})
-        probe = Gateway.__new__(Gateway)
-        probe.port = admin
         deadline = time.monotonic() + 60  # only a hang reaches it
         while backend.name.encode() not in probe.get("/events")[1]:
             assert time.monotonic() < deadline, "the container's start is not among the events"
             time.sleep(0.05)
 
-        dom, console = load(f"http://{LOOPBACK}:{admin}/", tmp_path / "profile")
+        dom, console = load(f"http://{LOOPBACK}:{probe.port}/", tmp_path / "profile")
 
         assert console == []
         assert '<section id="docker-events">' in dom
         assert backend.name in dom and "<code>/page/events</code>" in dom
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+
+
+def test_a_backend_that_resets_every_request_fails_no_get_and_the_page_shows_it_ejected(
+    tmp_path: Path, docker_lab: DockerLab, has_chromium: None
+) -> None:
+    with following_docker(docker_lab, *STILL) as (gateway, probe):
+        good = docker_lab.start_backend(labels={"fastroute.route": "/flaky"})
+        # It accepts, and resets each connection (the request read or not), as a crash-looping server does.
+        bad = docker_lab.start_backend(labels={"fastroute.route": "/flaky"}, environment={"SERVER": "reset"})
+        deadline = time.monotonic() + 60  # only a hang reaches it
+        while not all(f'"{b.ip}:8000"'.encode() in probe.get("/routes")[1] for b in (good, bad)):
+            assert time.monotonic() < deadline, "the two containers are not both routed"
+            time.sleep(0.05)
+
+        replies = [gateway.get("/flaky/") for _ in range(60)]
+
+        assert [status for status, _ in replies] == [200] * 60
+        assert all(f"host={good.name}".encode() in body for _, body in replies)
+        dom, console = load(f"http://{LOOPBACK}:{probe.port}/", tmp_path / "profile")
+        assert console == []
+        assert re.search(rf'<li class="state-ejected">{bad.name} <span class="muted">{bad.ip}:8000</span> · '
+                         r"ejected, retry in \d+\.\d s", dom), dom
+        assert f'<li class="state-up">{good.name} ' in dom
 
 
 def test_a_broken_page_would_be_seen(tmp_path: Path, has_chromium: None) -> None:

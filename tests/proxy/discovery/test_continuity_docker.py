@@ -207,3 +207,58 @@ async def test_a_container_that_never_accepts_is_routed_after_the_ready_timeout(
     # Routed, it refuses: that is a failing backend now (502, then out of rotation), not a booting one.
     assert (await fetch(gateway, "GET", "/boot-late/")).status == 502
     assert (await fetch(gateway, "GET", "/boot-late/")).status == 503
+
+
+REPEATS = 3  # stops, each with a new container started right after
+
+
+async def test_docker_stop_of_a_server_that_exits_at_once_fails_no_get(
+    nursery: trio.Nursery, docker_lab: DockerLab
+) -> None:
+    # Its server exits on SIGTERM (GRACE=0) with requests in flight: each was
+    # read and not answered. The GETs go again, to the new container; the
+    # POSTs in flight get 502 (they may not be sent twice), counted apart.
+    from proxy._config import Address
+
+    gateway, _ = await start_discovery(nursery, docker_lab, hold=HOLD)
+    current = await run(docker_lab, labels={"fastroute.route": "/dies"})
+    await eventually(lambda: known(gateway, "/dies"), "the first container serves")
+    gets: list[Answer] = []
+    posts: list[Answer] = []
+    hosts: list[str] = []
+    stop = trio.Event()
+
+    async def client(method: str, answers: list[Answer]) -> None:
+        for _ in range(MAX_REQUESTS):
+            if stop.is_set():
+                return
+            sent = time.monotonic()
+            reply = await fetch(gateway, method, "/dies/?held")  # held there while it has /held
+            answers.append(Answer(reply.status, host_of(reply), sent, time.monotonic() - sent))
+
+    def in_flight(backend: Backend) -> int:
+        state = gateway.registry.states.get(Address(backend.ip, 8000))
+        return state.outstanding if state is not None else 0
+
+    with trio.fail_after(MAX_SECONDS * REPEATS):
+        async with trio.open_nursery() as clients:
+            for _ in range(CLIENTS):
+                clients.start_soon(client, "GET", gets)
+            clients.start_soon(client, "POST", posts)
+            for _ in range(REPEATS):
+                hosts.append(current.name)
+                await docker(docker_lab, lambda c: c.exec_run(["/bin/busybox", "touch", "/held"]), current)
+                while in_flight(current) < CLIENTS + 1:  # every client's request is in it, unanswered
+                    await trio.sleep(0.01)
+                await docker(docker_lab, lambda c: c.stop(timeout=30), current)
+                current = await run(docker_lab, labels={"fastroute.route": "/dies"}, wait=False)
+                while not any(a.host == current.name for a in gets):  # the held GETs went to the new one
+                    await trio.sleep(0.01)
+            hosts.append(current.name)
+            stop.set()
+
+    assert statuses(gets) == {200: len(gets)}, statuses(gets)
+    assert {a.host for a in gets} == set(hosts)
+    failed_posts = [a for a in posts if a.status != 200]
+    assert {a.status for a in failed_posts} == {502}
+    assert len(failed_posts) >= REPEATS  # the one in flight at each stop, at least

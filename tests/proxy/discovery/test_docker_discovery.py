@@ -33,6 +33,7 @@ async def start_discovery(nursery: trio.Nursery, lab: DockerLab, **discovery: An
     gateway = await start_gateway(nursery, [], timeouts=discovery.pop("timeouts", {}))
     sources = RouteSources(gateway, ())
     watcher = DockerWatcher(sources, Discovery(**discovery), url=url, labels=[f"{RUN_LABEL}={RUN_ID}"])
+    gateway.not_ready = watcher.refused  # as serve does
     await nursery.start(watcher.run)
     with trio.fail_after(WAIT):
         await watcher.synced.wait()

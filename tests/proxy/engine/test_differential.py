@@ -26,7 +26,9 @@ from proxy._config import Address, Tls, TlsPair
 from proxy.engine._pipe import SPLICE_MIN
 
 from ...conftest import chosen_compiled_cycle
-from ...helpers import LOOPBACK, Backend, BackendExchange, Seen, raw_exchange, route, start_backend, start_gateway
+from ...helpers import (
+    LOOPBACK, Backend, BackendExchange, Seen, raw_exchange, reset, route, start_backend, start_gateway,
+)
 from ..gateway.test_connection_fuzz import CONNECTION_PIECES
 from ..gateway.test_hardening import send_slowly
 
@@ -56,6 +58,11 @@ RESPONSES = [
     b"GET /one-write HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     b"HEAD /one-write HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /one-write HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, x-drop\r\nX-Drop: 1\r\n\r\n",
+    # A backend that reads the request and resets (routing/_retry.py): a GET
+    # is sent once more (the second time answered, or 502), a POST is not.
+    b"GET /reset-first HTTP/1.1\r\nHost: x\r\n\r\nGET /cl HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /reset HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /reset HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
 ]
 LONG = SPLICE_MIN + 300 * 1024  # long enough to be spliced
 
@@ -80,7 +87,9 @@ async def in_pieces(exchange: BackendExchange, length: int, cuts: list[int], ext
 
 async def kinds(backend: Backend, seen: Seen, exchange: BackendExchange) -> None:
     path = seen.target.split(b"?")[0]
-    if path.endswith(b"/late-body"):
+    if path.endswith(b"/reset") or (path.endswith(b"/reset-first") and len(backend.seen) == 1):
+        await reset(backend, seen, exchange)
+    elif path.endswith(b"/late-body"):
         await in_pieces(exchange, 4, [0, 2])
     elif path.endswith(b"/split-head"):
         await in_pieces(exchange, 4, [-20])

@@ -9,7 +9,7 @@ import h11
 import pytest
 import trio
 
-from proxy._config import Address
+from proxy._config import Address, Discovery
 
 from ...helpers import (
     LOOPBACK,
@@ -20,6 +20,7 @@ from ...helpers import (
     blackhole,
     fetch,
     raw_exchange,
+    reset,
     route,
     serve_raw,
     start_backend,
@@ -775,6 +776,74 @@ async def test_a_backend_that_resets_before_its_head_is_502_and_a_post_is_not_re
 
     assert reply.status == 502
     assert len(backend.seen) == 1
+
+
+async def test_a_backend_that_resets_every_request_leaves_rotation_and_every_get_is_answered(
+    nursery: trio.Nursery,
+) -> None:
+    import time
+
+    from proxy.routing._pool import ERROR_LIMIT
+
+    bad = await start_backend(nursery, "bad", handler=reset)
+    good = await start_backend(nursery, "good")
+    # Ejected for as long as the test needs to see it so.
+    gateway = await start_gateway(nursery, [route("/", bad, good)], timeouts={"eject": 3600.0})
+
+    replies = [await fetch(gateway, "GET", f"/{i}") for i in range(60)]
+
+    assert [reply.status for reply in replies] == [200] * 60
+    assert {reply.json()["backend"] for reply in replies} == {"good"}
+    assert len(bad.seen) == ERROR_LIMIT  # then out of rotation
+    assert gateway.registry.states[bad.address].status(time.monotonic()) == "ejected"
+
+
+async def test_a_get_whose_only_backend_resets_waits_for_it_to_leave_and_goes_to_the_next(
+    nursery: trio.Nursery,
+) -> None:
+    # docker stop of a server that exits at once on SIGTERM: the reset comes a
+    # moment before the watcher sees the stop; the request waits for that.
+    dying = await start_backend(nursery, "dying", handler=reset)
+    new = await start_backend(nursery, "new")
+    gateway = await start_gateway(nursery, [route("/", dying)], discovery=Discovery(hold=3600.0))
+    gateway.not_ready = lambda address: False  # containers are followed: backends leave the table by themselves
+
+    async def replace() -> None:
+        while not dying.seen:
+            await trio.sleep(0.001)
+        gateway.set_routes([route("/", new)])
+
+    nursery.start_soon(replace)
+    with trio.fail_after(30):  # a bound only a hang reaches: the wait ends when the table changes
+        reply = await fetch(gateway, "GET", "/")
+
+    assert (reply.status, reply.json()["backend"]) == (200, "new")
+    assert len(dying.seen) == 1 and len(new.seen) == 1
+
+
+async def test_a_get_whose_only_backend_keeps_resetting_is_sent_twice_then_502(nursery: trio.Nursery) -> None:
+    # A static backend does not leave the table: the second try comes at once.
+    backend = await start_backend(nursery, handler=reset)
+    gateway = await start_gateway(nursery, [route("/", backend)])  # no containers followed: no wait
+
+    reply = await fetch(gateway, "GET", "/")
+
+    assert reply.status == 502
+    assert len(backend.seen) == 2
+
+
+async def test_a_response_clears_the_failures_that_would_eject_its_backend(nursery: trio.Nursery) -> None:
+    from proxy.routing._pool import ERROR_LIMIT
+
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)])
+    assert (await fetch(gateway, "GET", "/")).status == 200  # a connection to pool (the engine's cycle takes it)
+    state = gateway.registry.states[backend.address]
+    state.errors = ERROR_LIMIT - 1  # one failure short of out
+
+    assert (await fetch(gateway, "GET", "/")).status == 200
+
+    assert state.errors == 0
 
 
 async def test_a_get_on_a_pooled_connection_the_backend_resets_is_retried_on_a_new_one(

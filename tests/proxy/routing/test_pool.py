@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from proxy._config import Address, Route
-from proxy.routing._pool import EJECT_BASE, EJECT_MAX, BackendState, Registry, Pool
+from proxy.routing._pool import EJECT_BASE, EJECT_MAX, ERROR_LIMIT, BackendState, Registry, Pool
 
 A, B, C = (Address("10.0.0.%d" % i, 8000) for i in (1, 2, 3))
 
@@ -35,6 +35,38 @@ def test_ejection_grows_and_resets() -> None:
     assert state.is_up(100.0 + EJECT_MAX)
     state.mark_ok()
     assert state.is_up(100.0) and state.mark_failed(0.0) == EJECT_BASE
+
+
+def test_failures_after_the_connect_eject_after_a_few_in_a_row() -> None:
+    # HAProxy's observe layer4 with error-limit: one reset is not a verdict,
+    # ERROR_LIMIT in a row are.
+    state = BackendState(A)
+    assert [state.mark_error(10.0) for _ in range(ERROR_LIMIT)] == [False] * (ERROR_LIMIT - 1) + [True]
+    assert not state.is_up(10.0) and state.status(10.0) == "ejected"
+    assert state.is_up(10.0 + EJECT_BASE)
+
+
+def test_a_backend_that_connects_but_keeps_failing_is_ejected_longer_each_time() -> None:
+    state = BackendState(A)
+    for _ in range(ERROR_LIMIT):
+        state.mark_error(0.0)
+    assert state.down_until == EJECT_BASE
+    state.mark_ok()  # back in rotation: the connect works, as it always did
+    assert state.mark_error(EJECT_BASE) is True  # its next failure takes it out at once, for twice as long
+    assert state.down_until == EJECT_BASE + 2 * EJECT_BASE
+
+
+def test_a_response_clears_the_failures_after_the_connect() -> None:
+    state = BackendState(A)
+    for _ in range(ERROR_LIMIT - 1):
+        state.mark_error(0.0)
+    state.mark_answered()
+    assert state.mark_error(0.0) is False and state.is_up(0.0)
+    for _ in range(ERROR_LIMIT):
+        state.mark_error(0.0)
+    state.mark_answered()
+    state.mark_ok()
+    assert state.status(EJECT_BASE) == "up"
 
 
 @pytest.mark.parametrize(("eject", "expected"), [
