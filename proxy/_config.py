@@ -150,6 +150,11 @@ class Route:
         return (self.host, self.prefix)
 
     @property
+    def containers(self) -> bool:
+        """Its backends are containers (Docker's or Swarm's routes): they leave the table by themselves."""
+        return self.source.startswith(("docker:", "swarm:"))
+
+    @property
     def name(self) -> str:
         """The route as logs, metrics and the admin name it: "api.example.com/v1", or "/v1" without a host."""
         return self.prefix if self.host is None else self.host + self.prefix

@@ -88,7 +88,7 @@ from ..protocol._compiled import check_head, lane_request_head, lane_response_he
 from ..protocol._errors import Refused
 from ..protocol._fastconn import FastConnection
 from ..protocol._lane import with_fields as lane_with_fields
-from ..protocol._head import RequestHead, body_length, find_head, has_body, host_of
+from ..protocol._head import RequestHead, body_length, find_head, has_body, head_begun, host_of
 from ..protocol._rewrite import is_upgrade_request, request_headers, response_headers, strip_target, with_fields
 from ..protocol._wire import encode_response_head
 from ..routing._answer import error_answer
@@ -555,7 +555,7 @@ class NativeClient(Cycle):
             del buffer[:2]  # RFC 9112 section 2.2: empty lines before a request
         engine = self.engine
         limits = engine.config.limits
-        if buffer and not self.started:
+        if not self.started and head_begun(buffer):
             self.started = True
             self._deadline(engine.config.timeouts.request_head)
         try:
@@ -610,8 +610,7 @@ class NativeClient(Cycle):
         self.head_bytes = head_bytes
         self.front.client.start_request(conn, head)
         self.exchange = Exchange(arrived, method=request.method, target=request.target, route=pool.route.name)
-        self.attempts = Attempts(prefix, request.method, keyed=keyed(request.headers),
-                                 leaving=self.engine.gateway.not_ready is not None)
+        self.attempts = Attempts(prefix, request.method, keyed=keyed(request.headers), leaving=pool.route.containers)
         self.pool = pool
         self.prefix = prefix
         self.interim = 0

@@ -29,7 +29,7 @@ from .._errors import ClientProtocolError, PermanentRedirect, ProxyError
 from ..protocol import _events as ev
 from ..protocol._compiled import check_head
 from ..protocol._errors import Refused
-from ..protocol._head import find_head, has_body, host_of
+from ..protocol._head import find_head, has_body, head_begun, host_of
 from ..protocol._wire import encode_response_head
 from ..routing._answer import error_answer
 from ..routing._decide import Answer, Forward, Hold, Wake, decide
@@ -183,7 +183,7 @@ class ClientConnection:
         while True:
             while buffer[:2] == b"\r\n":
                 del buffer[:2]  # RFC 9112 section 2.2: ignore empty lines before a request
-            if buffer and not started:
+            if not started and head_begun(buffer):
                 started = True
                 deadline = trio.current_time() + timeouts.request_head
             try:
@@ -296,16 +296,17 @@ class ClientConnection:
         waited = False
         while True:
             if resend is not None:
-                # It failed on a backend and no other was left. A stopping
-                # container is usually seen a moment after its server reset
-                # or refused: wait for the backends tried to leave the table
-                # (containers followed: at most --hold, or until the first
-                # is back in rotation; else not at all), then route again,
-                # where the request may hold until a new container is ready.
-                limit = config.discovery.hold if gateway.not_ready is not None else 0.0
-                with trio.move_on_after(min(limit, back_at - time.monotonic())):
+                # It failed on a container and no other backend was left. A
+                # stopping container is usually seen a moment after its
+                # server reset or refused: wait for the backends tried to
+                # leave the table (at most --hold, or until the first is back
+                # in rotation), then route again, where the request may hold
+                # until a new container is ready; if none left, its error.
+                with trio.move_on_after(min(config.discovery.hold, back_at - time.monotonic())):
                     while not all(backend.retired for backend in resend):
                         await gateway.table_changed.wait()
+                if failed is not None and not any(backend.retired for backend in resend):
+                    raise failed
                 resend, waited = None, True
                 table = gateway.table
             now = time.monotonic()

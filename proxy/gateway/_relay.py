@@ -88,8 +88,7 @@ async def relay(
     """Forward `request` to a backend of `pool` and its response to the client.
 
     not_ready(address): called when a backend refuses a connection; True
-    means it is booting again (taken out of the table), not failing. Given
-    only when containers are followed: backends may leave the table.
+    means it is booting again (taken out of the table), not failing.
     waited: the request failed on a backend before and waited (Resend); it
     is not sent again after another failure, and gets `failed` (the error
     it had) if no backend is up.
@@ -98,14 +97,14 @@ async def relay(
         ProxyError: nothing was sent to the client yet; it gets that status.
         Abort: the response is under way and cannot be completed.
         BackendNotReady: every backend left to try was booting again; route anew.
-        Resend: it failed on a backend and may go again, but no backend is
-            left: route it again once those tried left the table.
+        Resend: it failed on a container and may go again, but no backend
+            is left: route it again once those tried left the table.
     """
     limits = config.limits
     length = body_length(request.headers)
     if limits.max_body is not None and length is not None and length > limits.max_body:
         raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limits.max_body}")
-    attempts = Attempts(prefix, request.method, keyed=keyed(request.headers), leaving=not_ready is not None,
+    attempts = Attempts(prefix, request.method, keyed=keyed(request.headers), leaving=pool.route.containers,
                         waited=waited, last_error=failed)
     while True:
         step: Step

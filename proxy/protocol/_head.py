@@ -41,7 +41,7 @@ from .._config import Limits
 from .._errors import ClientProtocolError
 from ._errors import Refused
 
-__all__ = ["HEAD_END", "RequestHead", "bare_lf", "body_length", "check_head", "find_head", "has_body", "host_of",
+__all__ = ["HEAD_END", "RequestHead", "bare_lf", "body_length", "check_head", "find_head", "has_body", "head_begun", "host_of",
            "normalise_path",
            "Refused"]
 
@@ -101,6 +101,15 @@ def has_body(headers: list[tuple[bytes, bytes]]) -> bool:
 
 def _error(status: int, detail: str) -> ClientProtocolError:
     return ClientProtocolError(detail, status=status)
+
+
+def head_begun(buffer: bytes | bytearray) -> bool:
+    """Whether `buffer` (empty lines before it already dropped) holds the start of a request head.
+
+    A lone CR is the first half of an empty line, which RFC 9112 section 2.2
+    says to ignore before a request: it starts no head (nor its timeout).
+    """
+    return bool(buffer) and buffer != b"\r"
 
 
 def find_head(buffer: bytes | bytearray, limits: Limits) -> int | None:

@@ -2,9 +2,10 @@
 # tried. The relay asks after each failure what to do next and only carries
 # the answer out: NEXT (pick again: another backend, or a new connection to
 # the same one), REROUTE (route the request again on the table in force),
-# WAIT (route it again once the backends tried left the table: with
-# containers followed, at most --hold, the time a request may wait for a
-# container; with none, at once), or a ProxyError (answer the client with it).
+# WAIT (only for a route of containers: wait, at most --hold, the time a
+# request may wait for a container, for the backends tried to leave the
+# table; route it again if they did, else answer the error it had), or a
+# ProxyError (answer the client with it).
 #
 # A request "may be sent again" when its method is idempotent (RFC 9110
 # section 9.2.2) or it carries Idempotency-Key (draft-ietf-httpapi-
@@ -26,19 +27,18 @@
 #   closed an idle keep-alive, a normal race; not a failure); if none can be
 #   had (its container is going), WAIT as below; otherwise 502;
 # - a failed connect with no backend left to try, when backends are
-#   containers (they leave the table by themselves): WAIT, for any method
-#   (nothing was sent): its container is usually stopping, seen a moment
-#   later; after the wait the request gets the same error if nothing changed;
-#   likewise when every backend is out of rotation for failures (not for a
-#   failed health check): WAIT, until they left or the first is back in;
+#   containers: WAIT, for any method (nothing was sent): its container is
+#   usually stopping, seen a moment later; likewise when every backend is
+#   out of rotation for failures (not for a failed health check): WAIT,
+#   until they left or the first is back in (then routed again);
 # - a backend that took the request and failed before any response byte
 #   (it reset or closed: it crashed, or its container is stopping and its
 #   server exits at once) counts towards its ejection (_pool.ERROR_LIMIT);
 #   a request that may be sent again is sent once more: to another backend
-#   of the pool, or, when none is left, after WAIT (the stop is usually seen
-#   a moment after the reset: then the route holds the request until a
-#   container is ready); at most once per request, WAIT included; otherwise
-#   502;
+#   of the pool, or, when none is left and it is a container, after WAIT
+#   (its stop is usually seen a moment after the reset: then the route holds
+#   the request until a container is ready); at most once per request, WAIT
+#   included; otherwise 502;
 # - a backend that left the table while we connected (nothing was sent):
 #   route again, at most REROUTES times; one that was booting again, at most
 #   REROUTES_NOT_READY times (each time a probe found one ready in between).
@@ -79,7 +79,7 @@ class Attempts:
     prefix: str
     method: bytes
     keyed: bool = False  # it carries Idempotency-Key (keyed())
-    leaving: bool = False  # backends leave the table by themselves (containers): a failed connect may WAIT too
+    leaving: bool = False  # its route's backends are containers (Route.source docker:...): they leave by themselves
     waited: bool = False  # it failed on a backend once already and waited (WAIT): never sent again
     tried: list[BackendState] = field(default_factory=list)
     failed: int = 0  # connects that failed (booting ones are not counted)
@@ -97,7 +97,7 @@ class Attempts:
         """The pool has no backend left to try: route again, or the answer."""
         if self.unready:
             return REROUTE
-        if not self.waited and (self.resent or self.stale_retried or (self.leaving and self.failed)):
+        if self.leaving and not self.waited and (self.resent or self.stale_retried or self.failed):
             return WAIT
         if self.last_error is not None:
             return self.last_error

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 import h11
 import pytest
 import trio
 
 from proxy._config import Address, Discovery
+from proxy.routing._stats import Stats
 
 from ...helpers import (
     LOOPBACK,
@@ -805,31 +807,34 @@ async def test_a_get_whose_only_backend_resets_waits_for_it_to_leave_and_goes_to
     # moment before the watcher sees the stop; the request waits for that.
     dying = await start_backend(nursery, "dying", handler=reset)
     new = await start_backend(nursery, "new")
-    gateway = await start_gateway(nursery, [route("/", dying)], discovery=Discovery(hold=3600.0))
-    gateway.not_ready = lambda address: False  # containers are followed: backends leave the table by themselves
+    # A route of containers (Docker's): its backends leave the table by themselves.
+    gateway = await start_gateway(nursery, [replace(route("/", dying), source="docker:label")],
+                                  discovery=Discovery(hold=3600.0))
 
-    async def replace() -> None:
+    async def recreated() -> None:
         while not dying.seen:
             await trio.sleep(0.001)
-        gateway.set_routes([route("/", new)])
+        gateway.set_routes([replace(route("/", new), source="docker:label")])
 
-    nursery.start_soon(replace)
+    nursery.start_soon(recreated)
+    gateway.stats = Stats()
     with trio.fail_after(30):  # a bound only a hang reaches: the wait ends when the table changes
         reply = await fetch(gateway, "GET", "/")
 
     assert (reply.status, reply.json()["backend"]) == (200, "new")
     assert len(dying.seen) == 1 and len(new.seen) == 1
+    assert gateway.stats.backend_failures == {"/": 1}  # counted once, on whichever path it failed
 
 
-async def test_a_get_whose_only_backend_keeps_resetting_is_sent_twice_then_502(nursery: trio.Nursery) -> None:
-    # A static backend does not leave the table: the second try comes at once.
+async def test_a_get_whose_only_backend_resets_is_502_when_it_is_not_a_container(nursery: trio.Nursery) -> None:
+    # A static backend does not leave the table, and there is no other to send it to.
     backend = await start_backend(nursery, handler=reset)
-    gateway = await start_gateway(nursery, [route("/", backend)])  # no containers followed: no wait
+    gateway = await start_gateway(nursery, [route("/", backend)])
 
     reply = await fetch(gateway, "GET", "/")
 
     assert reply.status == 502
-    assert len(backend.seen) == 2
+    assert len(backend.seen) == 1
 
 
 async def test_a_response_clears_the_failures_that_would_eject_its_backend(nursery: trio.Nursery) -> None:
@@ -1075,7 +1080,7 @@ async def test_a_request_connecting_to_a_backend_that_leaves_is_routed_again(nur
         async with trio.open_nursery() as inner:
             inner.start_soon(request)
             await trio.sleep(0.3)  # it is waiting on the blackholed connect now
-            gateway.set_routes([route("/", new)])
+            gateway.set_routes([replace(route("/", new), source="docker:label")])
             with trio.fail_after(10):  # far less than the 60 s connect timeout
                 while not replies:
                     await trio.sleep(0.01)

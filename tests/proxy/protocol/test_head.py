@@ -7,7 +7,7 @@ import pytest
 from proxy._config import Limits
 from proxy._errors import ClientProtocolError
 import proxy.protocol._head
-from proxy.protocol._head import Refused, check_head, find_head, normalise_path
+from proxy.protocol._head import Refused, check_head, find_head, head_begun, normalise_path
 
 
 @pytest.fixture(autouse=True, params=["py", "c"])
@@ -213,3 +213,14 @@ def test_encode_rebuilds_the_checked_head() -> None:
     checked = check_head(head(b"GET //a/%62 HTTP/1.1", b"Host:  x ", b"X-Y:\tz"), LIMITS)
     assert checked.encode() == b"GET /a/b HTTP/1.1\r\nhost: x\r\nx-y: z\r\n\r\n"
 
+
+
+@pytest.mark.parametrize(("buffer", "begun"), [
+    pytest.param(b"", False, id="nothing"),
+    pytest.param(b"\r", False, id="half_an_empty_line"),
+    pytest.param(b"G", True, id="a_method"),
+    pytest.param(b"\r\r", True, id="not_an_empty_line"),
+    pytest.param(b"\n", True, id="a_bare_lf"),
+])
+def test_only_a_byte_that_is_not_half_an_empty_line_begins_a_head(buffer: bytes, begun: bool) -> None:
+    assert head_begun(buffer) is begun

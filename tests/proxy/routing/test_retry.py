@@ -130,10 +130,13 @@ def test_with_no_other_backend_the_request_waits_for_the_table_once() -> None:
     # The reset usually comes a moment before the container's stop is seen:
     # WAIT, then route again, where it may hold until a new one is ready.
     (dying,) = backends(1)
-    attempts = Attempts("/x", b"GET")
+    attempts = Attempts("/x", b"GET", leaving=True)
     assert attempts.failed_after_send(dying, FAILED, body_read=False, now=1.0) is NEXT
     assert attempts.none_left((dying,), now=1.0) is WAIT
-    after = Attempts("/x", b"GET", waited=True)  # routed again after the wait
+    static = Attempts("/x", b"GET")  # a static backend does not leave: the resend comes at once, no wait
+    assert static.failed_after_send(dying, FAILED, body_read=False, now=1.0) is NEXT
+    assert static.none_left((dying,), now=1.0) is FAILED
+    after = Attempts("/x", b"GET", leaving=True, waited=True)  # routed again after the wait
     assert after.failed_after_send(dying, FAILED, body_read=False, now=2.0) is FAILED
     assert after.none_left((dying,), now=2.0) is FAILED
 
@@ -141,7 +144,7 @@ def test_with_no_other_backend_the_request_waits_for_the_table_once() -> None:
 def test_a_stale_connection_whose_new_connect_fails_waits_too() -> None:
     # A stopping container's pooled connections reset, and a new one is refused.
     (dying,) = backends(1)
-    attempts = Attempts("/x", b"GET")
+    attempts = Attempts("/x", b"GET", leaving=True)
     assert attempts.stale(dying) is NEXT
     refused = UpstreamConnectError("refused", refused=True)
     assert attempts.connect_failed(dying, refused, booting=False, now=1.0) is NEXT
