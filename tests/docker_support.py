@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import tarfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,6 +36,12 @@ NAME_PREFIX = f"fastroute-test-{RUN_ID}"
 # discovery, wake and HAProxy-mode tests through it; the tests' own client
 # (connect(), the labs) always talks to the engine itself.
 GATEWAY_DOCKER: str | None = os.environ.get("FASTROUTE_TEST_GATEWAY_DOCKER") or None
+
+
+def engine_socket() -> str:
+    """The engine's Unix socket the tests use: DOCKER_HOST's (Podman's, in the Podman re-run), else Docker's."""
+    host = os.environ.get("DOCKER_HOST", "")
+    return host.removeprefix("unix://") if host.startswith("unix://") else "/var/run/docker.sock"
 
 
 def docker_required() -> bool:
@@ -83,11 +90,26 @@ def connect() -> Any:
     client = docker.from_env(timeout=60)
     try:
         client.ping()
+        expected = os.environ.get("FASTROUTE_TEST_ENGINE")  # the Podman re-run says which engine it means
+        if expected == "podman" and not is_podman(client):
+            raise RuntimeError(f"FASTROUTE_TEST_ENGINE=podman, but {os.environ.get('DOCKER_HOST')} is not Podman")
     except BaseException:
         client.close()
         raise
     _engine_used = True
     return client
+
+
+def is_podman(client: Any) -> bool:
+    """Whether `client` talks to Podman's Docker-compatible API (tests/proxy/discovery/test_podman.py)."""
+    components = client.version().get("Components") or [{}]
+    return "podman" in str(components[0].get("Name", "")).lower()
+
+
+# Podman asks the kernel for its own default limits (nofile 1048576), above
+# this machine's hard limits, and runc then fails the start; Docker's
+# containers inherit dockerd's. Under Podman the test containers get these.
+PODMAN_ULIMITS = {"nofile": 1024, "nproc": 1024}
 
 
 def find_static_busybox() -> Path:
@@ -162,6 +184,8 @@ class DockerLab:
         self.client = client
         self.image = image
         self.network = network
+        self.podman = is_podman(client)
+        self._checks: list[tuple[threading.Event, threading.Thread]] = []
         self._containers: list[Any] = []
         self._networks: list[Any] = []
         self._tags: list[str] = []
@@ -185,6 +209,11 @@ class DockerLab:
         """Start one backend container; wait until its port 8000 answers unless told not to."""
         name = run_options.pop("name", None) or self.name("backend")
         network = network or self.network
+        if self.podman:
+            import docker.types
+
+            run_options.setdefault("ulimits", [docker.types.Ulimit(name=n, soft=v, hard=v)
+                                               for n, v in PODMAN_ULIMITS.items()])
         container = self.client.containers.run(
             image or self.image,
             name=name,
@@ -198,6 +227,9 @@ class DockerLab:
         container.reload()
         settings = container.attrs["NetworkSettings"]["Networks"].get(network) or {}
         backend = Backend(id=container.id, name=name, ip=settings.get("IPAddress", ""))
+        check = run_options.get("healthcheck")
+        if self.podman and check:
+            self._drive_health(container.id, check.get("interval") or 1_000_000_000)
         if wait:
             wait_for_port(backend.address)
         return backend
@@ -244,13 +276,32 @@ class DockerLab:
         endpoint = docker.types.EndpointConfig(self.client.api._version, ipv4_address=ip)
         return {"network": network, "networking_config": {network: endpoint}}
 
+    def _drive_health(self, cid: str, interval_ns: int) -> None:
+        # Podman runs a HEALTHCHECK from a systemd timer, and none runs here:
+        # `podman healthcheck run` every interval stands in for it, until the
+        # container is removed.
+        import subprocess
+
+        done = threading.Event()
+
+        def drive() -> None:
+            while not done.wait(interval_ns / 1e9):
+                subprocess.run(["podman", "healthcheck", "run", cid], capture_output=True, timeout=60)
+
+        thread = threading.Thread(target=drive, name=f"podman healthcheck {cid[:12]}", daemon=True)
+        thread.start()
+        self._checks.append((done, thread))
+
     def close(self) -> None:
+        for done, thread in self._checks:
+            done.set()
+            thread.join(timeout=70)
         errors = []
         for container in reversed(self._containers):
             try:
                 container.remove(force=True)
             except Exception as error:  # noqa: BLE001 - collect, report after cleanup
-                if "No such container" not in str(error):
+                if "no such container" not in str(error).lower() and getattr(error, "status_code", None) != 404:
                     errors.append(error)
         for network in reversed(self._networks):
             try:
@@ -331,11 +382,11 @@ class EngineFront:
     start late (nothing listens until start()) or make hang (it accepts and
     never answers), as an engine that is down or frozen would."""
 
-    def __init__(self, *, hang: bool = False, socket_path: str = "/var/run/docker.sock") -> None:
+    def __init__(self, *, hang: bool = False, socket_path: str | None = None) -> None:
         import socket
 
         self.hang = hang
-        self.socket_path = socket_path
+        self.socket_path = socket_path or engine_socket()
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])

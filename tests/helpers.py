@@ -351,11 +351,23 @@ async def raw_exchange(gateway: Gateway, data: bytes, *, read_limit: float = 5.0
     return b"".join(chunks)
 
 
-def rerun_tests(modules: Sequence[str], env: dict[str, str], *, timeout: float) -> subprocess.CompletedProcess[str]:
-    """Run tests/proxy/<module>... again in a child pytest, with `env` added (another parser, another I/O path)."""
+def stop_process(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds; reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def rerun_tests(modules: Sequence[str], env: dict[str, str], *, timeout: float,
+                args: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    """Run tests/proxy/<module>... again in a child pytest, with `env` added (another parser, another I/O path,
+    another engine) and pytest `args` (--deselect, say)."""
     root = Path(__file__).resolve().parents[1]
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args,
          *[str(root / "tests" / "proxy" / name) for name in modules]],
         cwd=root, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout,
     )

@@ -23,7 +23,7 @@ from pathlib import Path
 import trustme
 
 from .docker_support import require_tool
-from .helpers import LOOPBACK, unused_port
+from .helpers import LOOPBACK, stop_process, unused_port
 
 __all__ = ["Pebble", "run_pebble"]
 
@@ -102,11 +102,6 @@ def run_pebble(directory: Path, *, http_port: int, tls_port: int = 0, validity: 
         yield Pebble(f"https://{LOOPBACK}:{acme}/dir", bundle, management, dns_management, context)
     finally:
         for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
         for log in logs:
             log.close()

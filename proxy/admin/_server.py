@@ -163,6 +163,7 @@ def health(gateway: Gateway, now: float | None = None) -> tuple[int, dict[str, A
     if watcher is not None:
         docker = {
             "status": watcher.status,
+            "engine": watcher.engine or None,  # "Podman 4.3.1", once it answered
             "seconds_since_event": round(now - watcher.last_event, 3) if watcher.last_event else None,
             "reconnects": watcher.reconnects,
         }

@@ -200,7 +200,7 @@ def _health_line(health: dict[str, Any]) -> str:
     docker = health.get("docker")
     if docker:
         since = docker.get("seconds_since_event")
-        parts.append(f"Docker {docker['status']}" + (f", last event or resync {since:.1f} s ago"
+        parts.append(f"{docker.get('engine') or 'Docker'} {docker['status']}" + (f", last event or resync {since:.1f} s ago"
                                                      if since is not None else "")
                      + f", {docker['reconnects']} reconnects")
     else:

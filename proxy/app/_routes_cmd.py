@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .._config import Discovery
-from ..discovery._client import connect
+from ..discovery._client import connect, engine_address
+from ..discovery._errors import EngineError
 from ..discovery._listing import snapshot
 from ..discovery._model import ContainerSet
 
@@ -23,6 +24,7 @@ def print_routes(url: str | None, discovery: Discovery, labels: Sequence[str], *
     try:
         client = connect(url, tls)
         try:
+            engine = "{} {}".format(*client.identity())
             if discovery.network is None:
                 from dataclasses import replace
 
@@ -30,6 +32,9 @@ def print_routes(url: str | None, discovery: Discovery, labels: Sequence[str], *
             summaries, listed_warnings = snapshot(client, labels, discovery.swarm)
         finally:
             client.close()
+    except EngineError as error:  # it answered, with an error
+        print(f"fastroute: error: the Docker engine answered with an error: {error}", file=sys.stderr)
+        return 1
     except Exception as error:  # noqa: BLE001 - any engine failure is one line
         first = (str(error).strip().splitlines() or [""])[0]
         print(f"fastroute: error: cannot read the Docker engine: {type(error).__name__}: {first}", file=sys.stderr)
@@ -40,12 +45,14 @@ def print_routes(url: str | None, discovery: Discovery, labels: Sequence[str], *
     rows += describe(containers, time.monotonic())
     if as_json:
         json.dump({
+            "engine": engine,
             "routes": [r for r in rows if "prefix" in r],
             "skipped": [r for r in rows if "skipped" in r],
             "warnings": [r["warning"] for r in rows if "warning" in r],
         }, sys.stdout, indent=2)
         print()
         return 0
+    print(f"engine: {engine} at {engine_address(url)}")
     for row in rows:
         if "prefix" in row:
             strip = "  (strip prefix)" if row["strip_prefix"] else ""

@@ -139,7 +139,10 @@ async def _follow_docker(
         gateway.mark_routes_complete()
         log.info("Docker routes loaded: %d containers", len(watcher.containers.containers))
         return
-    if watcher.answered:
+    if watcher.failure is not None:
+        log.warning("%s: serving the static routes; requests for other routes wait for it (up to --hold %gs)",
+                    watcher.failure, config.discovery.hold)
+    elif watcher.answered:
         log.warning("the Docker engine did not list its containers within %gs: serving the static routes; requests "
                     "for other routes wait for it (up to --hold %gs)", limit, config.discovery.hold)
     else:

@@ -56,7 +56,8 @@ CALLS = (
     Call("GET", "/containers/json", "/containers/json", _READ,
          "the running containers with fastroute's labels, and the stopped ones labelled fastroute.wake"),
     Call("GET", "/containers/{id}/json", f"/containers/{_CONTAINER}/json", _READ,
-         "one container's labels, networks, health and state; the gateway's own container, for its networks"),
+         "one container's labels, networks, health and state (under Podman, each running one at a listing: "
+         "its list does not say health); the gateway's own container, for its networks"),
     Call("GET", "/info", "/info", _READ, "whether the engine is a Swarm manager (--swarm auto asks on each connect)"),
     Call("GET", "/events", "/events", _READ,
          "container and network events, and service and node events with Swarm, as they happen (a stream)"),

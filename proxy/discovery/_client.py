@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from ._container import listed, summary_from_inspect
 from ._errors import EngineError
 
-__all__ = ["DockerEngine", "Engine", "EventStream", "connect", "engine_address", "sdk_client"]
+__all__ = ["DockerEngine", "Engine", "EventStream", "connect", "engine_address", "engine_identity", "sdk_client"]
 
 SDK_TIMEOUT = 30  # seconds, docker-py's own timeout for one API call
 EVENT_TYPES = ["container", "network"]
@@ -46,9 +47,15 @@ class EventStream(Protocol):
 class Engine(Protocol):
     """What discovery asks of a Docker engine. Every call blocks."""
 
+    def identity(self) -> tuple[str, str]:
+        """The engine's name ("Docker" or "Podman") and version."""
+        ...
+
     def containers(self, labels: Sequence[str]) -> list[dict[str, Any]]:
         """Summaries of the running, paused and restarting containers, and of
-        the stopped ones that carry fastroute.wake, with every label in `labels`."""
+        the stopped ones that carry fastroute.wake, with every label in `labels`.
+
+        Raises EngineError when the engine answers with an error."""
         ...
 
     def inspect(self, cid: str) -> dict[str, Any] | None:
@@ -176,16 +183,33 @@ class DockerEngine:
 
     def __init__(self, client: Any) -> None:
         self._client = client
+        self._identity: tuple[str, str] | None = None
+
+    def identity(self) -> tuple[str, str]:
+        """The engine's name and version, from GET /version: ("Docker", "20.10.24"), ("Podman", "4.3.1")."""
+        if self._identity is None:
+            self._identity = engine_identity(self._client.version())
+        return self._identity
 
     def containers(self, labels: Sequence[str]) -> list[dict[str, Any]]:
-        # Two calls: the engine ANDs the filters of one.
-        filters: dict[str, Any] = {"status": ["running", "paused", "restarting"]}
-        if labels:
-            filters["label"] = list(labels)
-        found = list(self._client.api.containers(all=True, filters=filters))
-        sleeping = {"status": ["created", "exited"], "label": ["fastroute.wake", *labels]}
-        found += self._client.api.containers(all=True, filters=sleeping)
-        return found
+        # One call, filtered by state here: Podman refuses the states
+        # "restarting" and "dead" in a status filter (500).
+        import docker.errors
+
+        try:
+            found = self._client.api.containers(all=True, filters={"label": list(labels)} if labels else None)
+        except docker.errors.APIError as error:
+            raise EngineError(f"GET /containers/json: {_explained(error)}") from None
+        kept = [summary for summary in found if listed(summary)]
+        if self.identity()[0] != "Podman":
+            return kept
+        # Podman's list never reports health ("Up 3 minutes", not "(healthy)"):
+        # its inspect does.
+        summaries = []
+        for summary in kept:
+            attrs = self.inspect(summary["Id"]) if summary.get("State") == "running" else None
+            summaries.append(summary_from_inspect(attrs) if attrs is not None else summary)
+        return summaries
 
     def inspect(self, cid: str) -> dict[str, Any] | None:
         import docker.errors
@@ -255,6 +279,22 @@ class DockerEngine:
 
     def close(self) -> None:
         self._client.close()
+
+
+def engine_identity(version: Mapping[str, Any]) -> tuple[str, str]:
+    """(name, version) from an engine's GET /version answer: its first component's."""
+    components = version.get("Components") or [{}]
+    name = str(components[0].get("Name") or "")
+    number = str(components[0].get("Version") or version.get("Version") or "?")
+    return ("Podman" if "podman" in name.lower() else "Docker"), number
+
+
+def _explained(error: Any) -> str:
+    # docker.errors.APIError: the engine's own message, on one line, with its status.
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    text = " ".join(str(error.explanation or error).split())
+    return f"{status} {text}" if status else text
 
 
 class _Events:

@@ -34,7 +34,7 @@ from fastroute import InvalidPrefix, normalise_prefix
 from .._config import Address, Discovery, HealthCheck, health_check, parse_host
 from .._errors import ConfigError
 
-__all__ = ["DEFAULT_PORT", "Container", "has_ip_on", "has_labels", "image_prefix", "parse_container",
+__all__ = ["DEFAULT_PORT", "Container", "has_ip_on", "has_labels", "health_of", "listed", "image_prefix", "parse_container",
            "summary_from_inspect"]
 
 DEFAULT_PORT = 8000
@@ -120,6 +120,23 @@ def _checked_prefix(prefix: str, what: str) -> str:
         return normalise_prefix(prefix)
     except InvalidPrefix as error:
         raise ValueError(f"{what}: {error}") from None
+
+
+LISTED_STATES = frozenset({"running", "paused", "restarting"})  # discovery's; stopped ones only to wake
+
+
+def listed(summary: Mapping[str, Any]) -> bool:
+    """Whether discovery keeps a container the engine listed: running, paused or restarting, or
+    created or exited with fastroute.wake (a request may start it)."""
+    state = summary.get("State", "")
+    if state in LISTED_STATES:
+        return True
+    return state in ("created", "exited") and "fastroute.wake" in (summary.get("Labels") or {})
+
+
+def health_of(summary: Mapping[str, Any]) -> str | None:
+    """A summary's health: healthy, unhealthy, health: starting, or None (no HEALTHCHECK, or not said)."""
+    return _health(summary.get("Status", ""))
 
 
 def _health(status: str) -> str | None:

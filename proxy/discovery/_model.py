@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .._config import Address, Discovery, Route
-from ._container import Container, parse_container
+from ._container import Container, health_of, parse_container
 
 __all__ = ["TERMINATING", "YOUNG", "ContainerSet", "event_action", "needs_summary", "network_change"]
 
@@ -104,6 +104,11 @@ class ContainerSet:
             self.leave(cid)
         elif action == "remove":
             self.remove(cid)
+        elif action == "health":
+            health = health_of(summary) if summary is not None else None
+            if health == "unhealthy":
+                self.leave(cid)
+            self.update(summary, cid, joining=health == "healthy", resumed=health == "healthy")
         else:
             self.update(summary, cid, joining=action in ("join", "resume"), resumed=action == "resume")
 
@@ -267,15 +272,22 @@ def event_action(event: Mapping[str, Any]) -> tuple[str, str] | None:
     """What a Docker event means for discovery: (action, container id) or None.
 
     Actions: "join" (refresh, clearing a leave mark), "resume" (the same, and
-    the container serves whatever a lagging list says), "refresh", "leave",
-    "remove".
+    the container serves whatever a lagging list says), "health" (its health
+    changed, to what its summary says), "refresh", "leave", "remove".
+
+    Both engines' shapes are read: Docker's, and Podman's (its compatible
+    API says remove for destroy, gives health_status without the status,
+    and shapes network events differently).
     """
     kind = event.get("Type")
     action = event.get("Action", "") or event.get("status", "")
     actor = event.get("Actor") or {}
     attributes = actor.get("Attributes") or {}
     if kind == "network":
-        cid = attributes.get("container")
+        # Docker names the container in Attributes.container (Actor.ID is the
+        # network's); Podman puts the container's ID in Actor.ID and its name
+        # in Attributes.name, and names no network.
+        cid = attributes.get("container") or actor.get("ID")
         if cid and action in ("connect", "disconnect"):
             return ("refresh", cid)
         return None
@@ -288,11 +300,13 @@ def event_action(event: Mapping[str, Any]) -> tuple[str, str] | None:
         return ("join", cid)
     if action in ("unpause", "health_status: healthy"):
         return ("resume", cid)
+    if action == "health_status":  # Podman: the status is not in the event; inspect says it
+        return ("health", cid)
     if action == "kill":
         return ("leave", cid) if str(attributes.get("signal", "")).upper() in TERMINATING else None
     if action in ("stop", "die", "pause", "oom", "health_status: unhealthy"):
         return ("leave", cid)
-    if action == "destroy":
+    if action in ("destroy", "remove"):  # Podman says remove
         return ("remove", cid)
     if action in ("rename", "update"):
         return ("refresh", cid)
@@ -312,5 +326,8 @@ def network_change(event: Mapping[str, Any]) -> tuple[str, bool] | None:
     """
     if event.get("Type") != "network" or event.get("Action") not in ("connect", "disconnect"):
         return None
-    name = ((event.get("Actor") or {}).get("Attributes") or {}).get("name")
+    attributes = (event.get("Actor") or {}).get("Attributes") or {}
+    if "container" not in attributes:  # Podman's shape: its `name` is the container's; no network is named
+        return None
+    name = attributes.get("name")
     return (str(name), event.get("Action") == "connect") if name else None

@@ -112,6 +112,8 @@ class DockerWatcher:
         # containers and services, labels routed without (the status page).
         self.warnings: tuple[str, ...] = ()
         self._published: tuple[Route, ...] | None = None
+        self.engine = ""  # "Podman 4.3.1": the engine followed, once it answered
+        self.failure: str | None = None  # the engine's error answer, while it gives one
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Follow the engine forever. Started at once; `synced` tells when the first listing is in."""
@@ -130,9 +132,13 @@ class DockerWatcher:
                 backoff = BACKOFF_MIN
             except Exception as error:  # noqa: BLE001 - any engine failure (trio.Cancelled, a BaseException, passes)
                 self.tried.set()
-                advice = "" if self.answered else " (start Docker, point --docker at it, or run with --no-docker)"
-                log.warning("Docker engine unreachable at %s (%s); retrying in %.1fs%s",
-                            engine_address(self.url), _one_line(error), backoff, advice)
+                if isinstance(error, EngineError):  # it answered, with an error: say what it said
+                    self.failure = f"the Docker engine at {engine_address(self.url)} answered with an error: {error}"
+                    log.warning("%s; retrying in %.1fs", self.failure, backoff)
+                else:
+                    advice = "" if self.answered else " (start Docker, point --docker at it, or run with --no-docker)"
+                    log.warning("Docker engine unreachable at %s (%s); retrying in %.1fs%s",
+                                engine_address(self.url), _one_line(error), backoff, advice)
                 self.status = "reconnecting"
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -146,6 +152,10 @@ class DockerWatcher:
         client = await _engine(self.client_factory, self.url)
         self.answered = True
         self.tried.set()
+        name, version = await _engine(client.identity)
+        if self.engine != f"{name} {version}":
+            self.engine = f"{name} {version}"
+            log.info("following %s at %s", self.engine, engine_address(self.url))
         try:
             if self.discovery.network is None and not self.discovery.own_networks:
                 shared = await _engine(client.own_networks)
@@ -159,6 +169,7 @@ class DockerWatcher:
             stream = await (_engine(client.events, True) if swarm else _engine(client.events))
             try:
                 await self._resync(client, events_missed=self.synced.is_set())
+                self.failure = None
                 self.status = "following"
                 self.synced.set()
                 await self._follow(client, stream)

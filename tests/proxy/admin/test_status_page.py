@@ -358,7 +358,8 @@ def test_every_value_from_labels_is_text_not_markup(name: str) -> None:
                         "warnings": [f"container {name} (abc): label fastroute.idle-timeout={name!r} is not a "
                                      "positive number of seconds; routed without it"]},
                        {"status": "serving", "routes": 1,
-                       "docker": {"status": name, "seconds_since_event": 1.0, "reconnects": 0}}, [event])
+                       "docker": {"status": name, "engine": name, "seconds_since_event": 1.0,
+                                  "reconnects": 0}}, [event])
     parsed = Tags()
     parsed.feed(page)
     assert parsed.tags <= {"html", "head", "meta", "link", "title", "style", "body", "main", "h1", "h2", "div",

@@ -24,7 +24,7 @@ from proxy.discovery._access import CALLS, FEATURES, haproxy_config, table
 
 from ...docker_support import DockerLab, docker_required
 from ...haproxy_support import START_LIMIT, cli, haproxy_binary
-from ...helpers import rerun_tests
+from ...helpers import rerun_tests, stop_process
 
 GATED = ["discovery/test_docker_discovery.py", "discovery/test_wake.py", "haproxy/test_haproxy_docker.py"]
 
@@ -50,16 +50,18 @@ def test_without_wake_the_filter_lets_get_only() -> None:
 
 
 @contextmanager
-def socket_filter(*, wake: bool, swarm: bool = False) -> Iterator[tuple[Path, Path]]:
-    """HAProxy with haproxy_config() on a Unix socket, in front of the engine's: (its socket, its stats socket)."""
+def socket_filter(*, wake: bool, swarm: bool = False, engine: str = "/var/run/docker.sock",
+                  ) -> Iterator[tuple[Path, Path]]:
+    """HAProxy with haproxy_config() on a Unix socket, in front of the `engine` socket: (its socket, its stats
+    socket)."""
     binary = haproxy_binary()
-    if not os.path.exists("/var/run/docker.sock"):
+    if not os.path.exists(engine):
         if docker_required():
-            pytest.fail("no Docker engine socket at /var/run/docker.sock")
-        pytest.skip("no Docker engine socket at /var/run/docker.sock")
+            pytest.fail(f"no Docker engine socket at {engine}")
+        pytest.skip(f"no Docker engine socket at {engine}")
     work = Path(tempfile.mkdtemp(prefix="fastroute-access-"))  # (the run's own, short enough for Unix sockets)
     sock, stats = work / "docker.sock", work / "stats.sock"
-    config = haproxy_config(wake=wake, listen=str(sock), swarm=swarm)
+    config = haproxy_config(wake=wake, listen=str(sock), swarm=swarm, socket=engine)
     config = config.replace("global\n", f"global\n    stats socket {stats} mode 600 level admin\n", 1)
     (work / "filter.cfg").write_text(config)
     check = subprocess.run([binary, "-c", "-f", str(work / "filter.cfg")], capture_output=True, text=True)
@@ -75,12 +77,7 @@ def socket_filter(*, wake: bool, swarm: bool = False) -> Iterator[tuple[Path, Pa
             time.sleep(0.05)
         yield sock, stats
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -18,7 +18,7 @@ from proxy._config import Discovery
 from proxy.gateway._server import Gateway
 from proxy.discovery._watcher import DockerWatcher
 
-from ...docker_support import GATEWAY_DOCKER, RUN_ID, RUN_LABEL, Backend, DockerLab
+from ...docker_support import GATEWAY_DOCKER, RUN_ID, RUN_LABEL, Backend, DockerLab, engine_socket
 from ...helpers import Client, Reply, fetch, start_gateway
 
 pytestmark = pytest.mark.usefixtures("clients_closed")
@@ -60,6 +60,22 @@ def host_of(reply: Reply) -> str:
     return reply.body.decode().splitlines()[0].removeprefix("host=") if reply.status == 200 else ""
 
 
+async def not_routed(gateway: Gateway, path: str) -> bool:
+    found = gateway.table.lookup(None, path.encode())
+    return found is None or not found[1].backends
+
+
+async def routed_to_its_address(gateway: Gateway, path: str, lab: DockerLab, backend: Backend) -> bool:
+    """Whether the table routes `path` to `backend`'s address on the lab's network now."""
+    def address() -> str:
+        networks = lab.client.api.inspect_container(backend.id)["NetworkSettings"]["Networks"]
+        return str((networks.get(lab.network) or {}).get("IPAddress") or "")
+
+    ip = await trio.to_thread.run_sync(address)
+    found = gateway.table.lookup(None, path.encode())
+    return bool(ip) and found is not None and any(b.address.host == ip for b in found[1].backends)
+
+
 async def answered_by(gateway: Gateway, path: str, backend: Backend | None) -> bool:
     reply = await fetch(gateway, "GET", path)
     if backend is None:
@@ -73,6 +89,9 @@ async def test_lifecycle_start_stop_kill_pause_restart_rm(nursery: trio.Nursery,
     await eventually(lambda: answered_by(gateway, "/life/", backend), "routed after start")
 
     await docker(docker_lab, lambda c: c.pause(), backend)
+    # Out of the table first: a request sent to the paused container would
+    # wait for it (Podman's event can come after its API call returned).
+    await eventually(lambda: not_routed(gateway, "/life/"), "out of the table after pause")
     await eventually(lambda: answered_by(gateway, "/life/", None), "gone after pause")
     await docker(docker_lab, lambda c: c.unpause(), backend)
     await eventually(lambda: answered_by(gateway, "/life/", backend), "back after unpause")
@@ -251,8 +270,12 @@ async def test_network_disconnect_and_connect_update_the_address(nursery: trio.N
     network = await trio.to_thread.run_sync(lambda: docker_lab.client.networks.get(docker_lab.network))
 
     await trio.to_thread.run_sync(lambda: network.disconnect(backend.id))
+    # The table first: a request sent to the old address before the event
+    # is seen would wait for its connect (Podman's events come after its call returned).
+    await eventually(lambda: not_routed(gateway, "/netmove/"), "out of the table when disconnected")
     await eventually(lambda: answered_by(gateway, "/netmove/", None), "gone when disconnected")
     await trio.to_thread.run_sync(lambda: network.connect(backend.id))
+    await eventually(lambda: routed_to_its_address(gateway, "/netmove/", docker_lab, backend), "in the table again")
     await eventually(lambda: answered_by(gateway, "/netmove/", backend), "back when connected")
 
 
@@ -261,8 +284,13 @@ async def test_healthcheck_gates_the_route(nursery: trio.Nursery, docker_lab: Do
     check = {"test": ["CMD", "/bin/busybox", "test", "-f", "/www/ok"], "interval": 200_000_000,
              "timeout": 1_000_000_000, "retries": 1}
     backend = await run(docker_lab, labels={"fastroute.route": "/health"}, healthcheck=check)
-    await trio.sleep(0.6)
-    assert (await fetch(gateway, "GET", "/health/")).status == 404  # starting: not yet
+
+    async def checked_unhealthy() -> bool:
+        attrs = await trio.to_thread.run_sync(lambda: docker_lab.client.api.inspect_container(backend.id))
+        return bool((attrs["State"].get("Health") or {}).get("Status") == "unhealthy")
+
+    await eventually(checked_unhealthy, "its first check failed")
+    await eventually(lambda: answered_by(gateway, "/health/", None), "not routed while unhealthy")
 
     await docker(docker_lab, lambda c: c.exec_run(["/bin/busybox", "touch", "/www/ok"]), backend)
     await eventually(lambda: answered_by(gateway, "/health/", backend), "routed once healthy")
@@ -340,8 +368,8 @@ class SocketCut:
     """A TCP front for the engine's socket that a test can cut and restore,
     as a dockerd restart or a network fault would."""
 
-    def __init__(self, socket_path: str = "/var/run/docker.sock") -> None:
-        self.socket_path = socket_path
+    def __init__(self, socket_path: str | None = None) -> None:
+        self.socket_path = socket_path or engine_socket()
         self.port = 0
         self.up = True
         self._live: set[trio.SocketStream] = set()

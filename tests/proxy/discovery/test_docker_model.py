@@ -219,6 +219,23 @@ def test_a_resume_event_beats_a_lagging_list() -> None:
     assert containers.advance(0.0)[0][0].backends == (Address("10.0.0.2", 8000),)
 
 
+@pytest.mark.parametrize(("status", "serves"), [
+    pytest.param("Up 3 seconds (healthy)", True, id="healthy"),
+    pytest.param("Up 3 seconds (unhealthy)", False, id="unhealthy"),
+])
+def test_a_health_event_without_its_status_follows_the_summary(status: str, serves: bool) -> None:
+    # Podman's health_status event says nothing: the container's inspect does.
+    containers = ContainerSet(D, probe_ports=False)
+    before = summary("a", status="Up 2 seconds (unhealthy)" if serves else "Up 2 seconds (healthy)")
+    containers.replace_all([before])
+    if serves:
+        containers.leave(before["Id"])  # as the unhealthy turn left it
+    after = summary("a", status=status)
+    containers.apply("health", after["Id"], after)
+    routes, _ = containers.advance(0.0)
+    assert any(route.backends for route in routes) is serves
+
+
 def test_hold_ends_when_a_container_joins() -> None:
     containers = ContainerSet(Discovery(hold=10.0), probe_ports=False)
     a = summary("a")
@@ -271,6 +288,12 @@ def event(kind: str, action: str, cid: str = "c1", **attributes: str) -> dict[st
         (event("network", "disconnect", cid="n1", container="c9"), ("refresh", "c9")),
         (event("network", "create", cid="n1"), None),
         (event("image", "pull"), None),
+        # Podman's shapes (its Docker-compatible API, 4.3).
+        pytest.param(event("container", "remove"), ("remove", "c1"), id="podman_remove"),
+        pytest.param(event("container", "health_status"), ("health", "c1"), id="podman_health_without_status"),
+        pytest.param(event("container", "kill"), None, id="podman_kill_without_signal"),
+        pytest.param(event("network", "connect", cid="c7", name="app"), ("refresh", "c7"), id="podman_connect"),
+        pytest.param(event("network", "disconnect", cid="c7", name="app"), ("refresh", "c7"), id="podman_disconnect"),
     ],
 )
 def test_event_action(given: dict[str, Any], expected: tuple[str, str] | None) -> None:
@@ -284,6 +307,7 @@ def test_network_change() -> None:
     assert network_change(event("network", "connect", cid="n", container="c", name="front")) == ("front", True)
     assert network_change(event("network", "disconnect", cid="n", container="c", name="front")) == ("front", False)
     assert network_change(event("container", "start")) is None
+    assert network_change(event("network", "connect", cid="c7", name="app")) is None  # Podman names no network
     assert has_ip_on(summary(networks={"front": {"IPAddress": "10.0.0.2"}}), "front")
     assert not has_ip_on(summary(networks={"front": {"IPAddress": ""}}), "front")
     assert not has_ip_on(summary(networks={}), "front")
@@ -559,3 +583,35 @@ def test_events_are_applied_by_the_model() -> None:
     action, cid = event_action(destroy)  # type: ignore[misc]
     containers.apply(action, cid)
     assert containers.containers == {}
+
+
+@pytest.mark.parametrize(("state", "labels", "kept"), [
+    pytest.param("running", {}, True, id="running"),
+    pytest.param("paused", {}, True, id="paused"),
+    pytest.param("restarting", {}, True, id="restarting"),
+    pytest.param("exited", {}, False, id="exited"),
+    pytest.param("exited", {"fastroute.wake": "true"}, True, id="exited_to_wake"),
+    pytest.param("created", {"fastroute.wake": "true"}, True, id="created_to_wake"),
+    pytest.param("dead", {"fastroute.wake": "true"}, False, id="dead"),
+    pytest.param("stopping", {}, False, id="podman_stopping"),
+])
+def test_the_listing_is_filtered_here(state: str, labels: dict[str, str], kept: bool) -> None:
+    # One listing with every state, filtered by fastroute: Podman refuses
+    # "restarting" and "dead" in a status filter.
+    from proxy.discovery._container import listed
+
+    assert listed(summary(state=state, labels=labels)) is kept
+
+
+@pytest.mark.parametrize(("version", "identity"), [
+    pytest.param({"Version": "20.10.24+dfsg1", "Components": [{"Name": "Engine", "Version": "20.10.24+dfsg1"}]},
+                 ("Docker", "20.10.24+dfsg1"), id="docker"),
+    pytest.param({"Version": "4.3.1", "Components": [{"Name": "Podman Engine", "Version": "4.3.1"},
+                                                     {"Name": "Conmon", "Version": "2.1.6"}]},
+                 ("Podman", "4.3.1"), id="podman"),
+    pytest.param({"Version": "1.2"}, ("Docker", "1.2"), id="no_components"),
+])
+def test_the_engine_is_named_from_its_version(version: dict[str, Any], identity: tuple[str, str]) -> None:
+    from proxy.discovery._client import engine_identity
+
+    assert engine_identity(version) == identity

@@ -71,6 +71,7 @@ class World:
         self.refuse_swarm = False  # a socket filter between: the Swarm calls get 403
         self.services: dict[str, dict[str, Any]] = {}
         self.tasks: list[dict[str, Any]] = []
+        self.list_error: str | None = None  # the listing answers with this error
 
     def add(self, container: dict[str, Any]) -> str:
         self.containers[container["Id"]] = container
@@ -91,10 +92,17 @@ class FakeEngine:
     def __init__(self, world: World) -> None:
         self.world = world
 
+    def identity(self) -> tuple[str, str]:
+        return ("Docker", "0.0-fake")
+
     def containers(self, labels: Any) -> list[dict[str, Any]]:
         from proxy.discovery._container import summary_from_inspect
 
         self.world.calls["list"] += 1
+        if self.world.list_error is not None:
+            from proxy.discovery._errors import EngineError
+
+            raise EngineError(self.world.list_error)
         return [summary_from_inspect(a) for a in self.world.containers.values() if a["State"]["Running"]]
 
     def inspect(self, cid: str) -> dict[str, Any] | None:
@@ -283,6 +291,44 @@ async def test_an_engine_down_from_the_start_is_named_and_never_answered_until_i
     with trio.fail_after(BACKOFF_MAX + WAIT):
         await watcher.synced.wait()
     assert watcher.answered
+
+
+async def test_an_engine_that_answers_with_an_error_is_not_called_unreachable(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Podman 4.3 refuses a status filter with "restarting" (it no longer
+    # comes from fastroute, but any engine may answer a listing with an error).
+    world = World()
+    world.list_error = "GET /containers/json: 500 unknown container state: restarting: invalid argument"
+    world.add(attrs("a", "10.0.0.2"))
+    watcher = DockerWatcher(Published(), Discovery(hold=0.0), url="unix:///run/podman/podman.sock",
+                            client_factory=world.factory)
+    await nursery.start(watcher.run)
+    await until(lambda: world.calls["list"] >= 2, "retried")
+    assert watcher.answered and not watcher.synced.is_set()
+    assert watcher.failure == ("the Docker engine at unix:///run/podman/podman.sock answered with an error: "
+                               "GET /containers/json: 500 unknown container state: restarting: invalid argument")
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("unreachable" in m for m in messages)
+    assert any(m.startswith(watcher.failure + "; retrying in ") for m in messages)
+    world.list_error = None
+    with trio.fail_after(BACKOFF_MAX + WAIT):
+        await watcher.synced.wait()
+    assert watcher.failure is None and watcher.engine == "Docker 0.0-fake"
+
+
+async def test_a_health_event_without_its_status_is_read_from_inspect(
+    watched: tuple[World, Published, DockerWatcher]
+) -> None:
+    # Podman's health_status event carries no status.
+    world, published, _ = watched
+    cid = next(iter(world.containers))
+    world.containers[cid]["State"]["Health"]["Status"] = "unhealthy"
+    world.emit(event("health_status", cid))
+    await until(lambda: "/team/a" not in published.backends(), "out while unhealthy")
+    world.containers[cid]["State"]["Health"]["Status"] = "healthy"
+    world.emit(event("health_status", cid))
+    await until(lambda: published.backends() == {"/team/a": (A,)}, "back once healthy")
 
 
 def test_the_engine_address_is_named_as_it_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
