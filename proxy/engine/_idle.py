@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ._cycle import CYCLE_COMPILED
+from ._trio_run import run_state
 
 if TYPE_CHECKING:
     from ._loop import Loop
@@ -84,22 +85,16 @@ class IdleBatches(trio.abc.Instrument):
     def attach(cls, loop: Loop) -> IdleBatches | None:
         """Run `loop`'s batches from the running trio's scheduler, until detach(); None where trio is
         not as this module expects it (then the loop's task drives it through trio's waits; logged)."""
-        try:
-            runner = trio._core._run.GLOBAL_RUN_CONTEXT.runner
-            if type(runner.clock) is not trio._core._run.SystemClock or runner.is_guest:
-                return None  # a test's clock, or trio inside another event loop: no log line
-            hook = _hooks.get(runner)
-            if hook is None:
-                runq = runner.runq
-                waiting_for_idle = runner.waiting_for_idle
-                hook = cls(runner.io_manager._epoll.fileno(), lambda: runq or waiting_for_idle,
-                           runner.io_manager.force_wakeup)
-                trio.lowlevel.add_instrument(hook)
-                _hooks[runner] = hook
-        except (AttributeError, TypeError) as error:
-            log.info("native engine: its batches wait through trio (trio's run state is not as expected: %s)",
-                     error)
+        state, why = run_state()
+        if state is None:
+            if why is not None:  # (a test's clock, or trio inside another event loop: no log line)
+                log.info("native engine: its batches wait through trio (%s)", why)
             return None
+        hook = _hooks.get(state.key)
+        if hook is None:
+            hook = cls(state.epoll_fd, state.busy, state.wake)
+            trio.lowlevel.add_instrument(hook)
+            _hooks[state.key] = hook
         if not hook._loops:
             try:
                 loop.nest(hook._trio_fd)  # the one loop of this run waits for both sets in one call
