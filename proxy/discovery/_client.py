@@ -1,5 +1,5 @@
 # The one module that imports the docker SDK. It gives the rest of discovery
-# a narrow, typed, blocking view of one engine (Engine): list, inspect,
+# a narrow, typed, blocking view of one engine (DockerApi): list, inspect,
 # events, ping, start, stop. The watcher, the waker and the commands call it
 # from worker threads; everything else sees plain dicts in the engine's own
 # JSON shapes (the list endpoint's summaries, inspect data, events), which is
@@ -9,7 +9,7 @@
 # - the SDK's errors stay here: a container that is gone is None (inspect)
 #   or EngineError (start); anything else is the engine failing, and the
 #   callers treat any exception as that;
-# - fastroute never creates or pulls: Engine has no such call;
+# - fastroute never creates or pulls: DockerApi has no such call;
 # - only a Swarm manager answers the Swarm calls (services, tasks): a
 #   gateway on a worker points --docker at a manager's TCP endpoint, with
 #   TLS client certificates (--docker-tls).
@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from ._container import listed, summary_from_inspect
 from ._errors import EngineError
 
-__all__ = ["DockerEngine", "Engine", "EventStream", "connect", "engine_address", "engine_identity", "sdk_client"]
+__all__ = ["DockerApi", "EventStream", "SdkDockerApi", "connect", "engine_address", "engine_identity", "sdk_client"]
 
 SDK_TIMEOUT = 30  # seconds, docker-py's own timeout for one API call
 EVENT_TYPES = ["container", "network"]
@@ -44,7 +44,7 @@ class EventStream(Protocol):
     def close(self) -> None: ...
 
 
-class Engine(Protocol):
+class DockerApi(Protocol):
     """What discovery asks of a Docker engine. Every call blocks."""
 
     def identity(self) -> tuple[str, str]:
@@ -158,9 +158,9 @@ def engine_address(url: str | None) -> str:
     return f"DOCKER_HOST={from_env}" if from_env else DEFAULT_ENGINE
 
 
-def connect(url: str | None, tls: Path | None = None) -> DockerEngine:
+def connect(url: str | None, tls: Path | None = None) -> SdkDockerApi:
     """The engine at `url` (see sdk_client)."""
-    return DockerEngine(sdk_client(url, tls))
+    return SdkDockerApi(sdk_client(url, tls))
 
 
 def _check_reachable(url: str) -> None:
@@ -178,8 +178,8 @@ def _check_reachable(url: str) -> None:
             pass
 
 
-class DockerEngine:
-    """Engine over a docker SDK client (docker.DockerClient, or anything with its API)."""
+class SdkDockerApi:
+    """The DockerApi over a docker SDK client (docker.DockerClient, or anything with its API)."""
 
     def __init__(self, client: Any) -> None:
         self._client = client

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._client import Engine
+from ._client import DockerApi
 from ._container import has_labels
 from ._errors import EngineError
 from ._swarm import SwarmSet, without_tasks
@@ -33,7 +33,7 @@ def refused(error: EngineError) -> str:
     return f"Swarm services not followed: {error}"
 
 
-def follows_swarm(engine: Engine, setting: str) -> tuple[bool, str | None]:
+def follows_swarm(engine: DockerApi, setting: str) -> tuple[bool, str | None]:
     """Whether to follow Swarm services on `engine`, and a warning to log if --swarm on cannot be."""
     if setting == "off":
         return False, None
@@ -46,14 +46,14 @@ def _labelled(service: Mapping[str, Any], labels: Sequence[str]) -> bool:
     return has_labels((service.get("Spec") or {}).get("Labels") or {}, labels)
 
 
-def list_swarm(engine: Engine, labels: Sequence[str]) -> tuple[dict[str, str], list[dict[str, Any]],
+def list_swarm(engine: DockerApi, labels: Sequence[str]) -> tuple[dict[str, str], list[dict[str, Any]],
                                                                 list[dict[str, Any]]]:
     """(network ID -> name, the services with `labels`, their tasks meant to run)."""
     services = [s for s in engine.services() if _labelled(s, labels)]
     return engine.network_names(), services, engine.tasks()
 
 
-def list_service(engine: Engine, labels: Sequence[str], sid: str) -> tuple[dict[str, Any] | None,
+def list_service(engine: DockerApi, labels: Sequence[str], sid: str) -> tuple[dict[str, Any] | None,
                                                                          list[dict[str, Any]]]:
     """One service and its tasks meant to run; (None, []) if it is gone or lacks `labels`."""
     service = engine.service(sid)
@@ -62,7 +62,7 @@ def list_service(engine: Engine, labels: Sequence[str], sid: str) -> tuple[dict[
     return service, engine.tasks(sid)
 
 
-def snapshot(engine: Engine, labels: Sequence[str], setting: str) -> tuple[list[Mapping[str, Any]], list[str]]:
+def snapshot(engine: DockerApi, labels: Sequence[str], setting: str) -> tuple[list[Mapping[str, Any]], list[str]]:
     """Every summary discovery routes now (containers, and services when Swarm is followed), and warnings."""
     summaries: list[Mapping[str, Any]] = list(engine.containers(labels))
     swarm, warning = follows_swarm(engine, setting)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import trio
 
 from .._config import Address, Discovery
-from ._client import Engine, connect
+from ._client import DockerApi, connect
 from ._container import parse_container, summary_from_inspect
 from ._errors import EngineError, WakeFailed
 from ._model import ContainerSet
@@ -79,7 +79,7 @@ class Waker:
         timeout: float,
         queue: int,
         url: str | None = None,
-        client_factory: Callable[[str | None], Engine] = connect,
+        client_factory: Callable[[str | None], DockerApi] = connect,
         idle_stops: bool = True,
         peer_idle_for: Callable[[Address], Awaitable[float]] | None = None,
     ) -> None:
@@ -99,7 +99,7 @@ class Waker:
         self.stops = 0
         self.woken: dict[str, _Woken] = {}
         self._routes: dict[str, _RouteWake] = {}
-        self._client: Engine | None = None
+        self._client: DockerApi | None = None
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -205,7 +205,7 @@ class Waker:
     def _discovery(self) -> Discovery:
         return self.containers().discovery
 
-    async def _connected(self) -> Engine:
+    async def _connected(self) -> DockerApi:
         if self._client is None:
             try:
                 self._client = await trio.to_thread.run_sync(self.client_factory, self.url, abandon_on_cancel=True)

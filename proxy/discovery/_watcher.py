@@ -18,7 +18,7 @@
 # - every engine call runs in a thread that a cancellation abandons: a hung
 #   engine never holds up a shutdown (docker-py's own timeout is 30 s);
 # - with Swarm followed (_listing.follows_swarm, asked on each connect),
-#   services are routes too (_swarm.SwarmSet). The Engine sends no task
+#   services are routes too (_swarm.SwarmSet). The engine sends no task
 #   events, so a service event lists that service's tasks again, and a
 #   service that converges (or had an event in the last SETTLE_WINDOW) is
 #   listed every POLL_INTERVAL until it settles; node events resync in full.
@@ -35,7 +35,7 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from .._config import Address, Discovery, Route
-from ._client import Engine, EventStream, connect, engine_address
+from ._client import DockerApi, EventStream, connect, engine_address
 from ._container import has_ip_on, has_labels, summary_from_inspect
 from ._errors import EngineError, EngineStalled
 from ._listing import follows_swarm, list_service, list_swarm, refused
@@ -58,7 +58,7 @@ LAGGING_LIST_PAUSE = 0.025  # seconds between those asks
 RECENT_EVENTS = 50  # Docker events kept for the admin status page
 
 
-def inspect_one(engine: Engine, labels: Sequence[str], cid: str) -> dict[str, Any] | None:
+def inspect_one(engine: DockerApi, labels: Sequence[str], cid: str) -> dict[str, Any] | None:
     """One container as a list summary, or None if it is gone or filtered out (--docker-label)."""
     attrs = engine.inspect(cid)
     if attrs is None:
@@ -76,7 +76,7 @@ class DockerRoutes(Protocol):
 class DockerWatcher:
     """Follows one Docker engine and hands every new set of routes to `sink`.
 
-    client_factory(url): the Engine to follow (discovery/_client.py's
+    client_factory(url): the DockerApi to follow (discovery/_client.py's
     connect; a test passes a fake); called again on every reconnect.
     """
 
@@ -87,7 +87,7 @@ class DockerWatcher:
         *,
         url: str | None = None,
         labels: Sequence[str] = (),
-        client_factory: Callable[[str | None], Engine] = connect,
+        client_factory: Callable[[str | None], DockerApi] = connect,
     ) -> None:
         self.sink = sink
         self.discovery = discovery
@@ -178,7 +178,7 @@ class DockerWatcher:
         finally:
             client.close()
 
-    async def _resync(self, client: Engine, *, events_missed: bool = False) -> None:
+    async def _resync(self, client: DockerApi, *, events_missed: bool = False) -> None:
         summaries: list[Any] = await _engine(client.containers, self.labels)
         if self.swarm is not None:
             try:
@@ -196,7 +196,7 @@ class DockerWatcher:
         self.last_event = time.monotonic()
         await self._publish_ready()
 
-    async def _follow(self, client: Engine, stream: EventStream) -> None:
+    async def _follow(self, client: DockerApi, stream: EventStream) -> None:
         send, receive = trio.open_memory_channel[dict[str, Any]](EVENT_BATCH * 4)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_pump, stream, send)
@@ -231,7 +231,7 @@ class DockerWatcher:
                     elif scope.cancelled_caught:
                         self._publish()  # a hold ran out
 
-    async def _apply(self, client: Engine, events: list[dict[str, Any]]) -> None:
+    async def _apply(self, client: DockerApi, events: list[dict[str, Any]]) -> None:
         changed = False
         to_list: set[str] = set()
         resync = False
@@ -285,7 +285,7 @@ class DockerWatcher:
                 self.swarm.touched(sid, now)  # the orchestrator replaces it: see the new one soon
         return what == "resync"
 
-    async def _list_services(self, client: Engine, sids: Sequence[str]) -> None:
+    async def _list_services(self, client: DockerApi, sids: Sequence[str]) -> None:
         # List these services and their tasks again, and publish once.
         assert self.swarm is not None
         for sid in sids:
@@ -308,7 +308,7 @@ class DockerWatcher:
         self._publish()
         self.prober.schedule()
 
-    async def _summary(self, client: Engine, cid: str, change: tuple[str, bool] | None) -> dict[str, Any] | None:
+    async def _summary(self, client: DockerApi, cid: str, change: tuple[str, bool] | None) -> dict[str, Any] | None:
         for _ in range(LAGGING_LIST_RETRIES):
             summary = await _engine(inspect_one, client, self.labels, cid)
             if summary is None or change is None or has_ip_on(summary, change[0]) == change[1]:
@@ -371,7 +371,7 @@ async def _engine(call: Callable[..., _T], *args: Any) -> _T:
     return await trio.to_thread.run_sync(call, *args, abandon_on_cancel=True)
 
 
-async def _watchdog(client: Engine) -> None:
+async def _watchdog(client: DockerApi) -> None:
     # A frozen dockerd (SIGSTOP, a hung host) leaves the events stream
     # half-open: no error, no events. A ping that does not come back in time
     # ends the session, and run() reconnects and resyncs.

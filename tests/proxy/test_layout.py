@@ -55,7 +55,7 @@ def test_a_pure_module_imports_neither_trio_nor_docker(module: str) -> None:
 
 
 def test_only_the_discovery_client_imports_the_docker_sdk() -> None:
-    # The seam the watcher and the waker are tested through (a fake Engine).
+    # The seam the watcher and the waker are tested through (a fake DockerApi).
     root = Path(proxy.__file__).parent
     importers = sorted(
         str(path.relative_to(root)) for path in root.rglob("*.py")

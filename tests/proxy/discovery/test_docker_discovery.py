@@ -490,7 +490,7 @@ async def test_fifty_containers_started_at_once_all_converge(nursery: trio.Nurse
 async def test_a_container_started_between_subscribing_and_listing_is_routed(
     nursery: trio.Nursery, docker_lab: DockerLab
 ) -> None:
-    from proxy.discovery._client import DockerEngine, sdk_client
+    from proxy.discovery._client import SdkDockerApi, sdk_client
 
     racer: list[Backend] = []
 
@@ -505,7 +505,7 @@ async def test_a_container_started_between_subscribing_and_listing_is_routed(
             return stream
 
         client.events = events
-        return DockerEngine(client)
+        return SdkDockerApi(client)
 
     gateway = await start_gateway(nursery, [])
     sources = RouteSources(gateway, ())

@@ -19,7 +19,7 @@ from proxy.gateway._server import Gateway
 from proxy.routing._sources import RouteSources
 from proxy.discovery import _waker
 from proxy.discovery._waker import Waker
-from proxy.discovery._client import DockerEngine, sdk_client
+from proxy.discovery._client import SdkDockerApi, sdk_client
 from proxy.discovery._watcher import DockerWatcher
 
 from ...docker_support import GATEWAY_DOCKER, RUN_ID, RUN_LABEL, Backend, DockerLab
@@ -57,7 +57,7 @@ async def start_waking(
     nursery: trio.Nursery, lab: DockerLab, calls: Counter[str], exposed_by_default: bool = True, **timeouts: Any
 ) -> tuple[Gateway, DockerWatcher, Waker]:
     factory: Callable[[str | None], Any] = (  # noqa: E731
-        lambda url: DockerEngine(Counting(sdk_client(url or GATEWAY_DOCKER), calls)))
+        lambda url: SdkDockerApi(Counting(sdk_client(url or GATEWAY_DOCKER), calls)))
     gateway = await start_gateway(nursery, [], timeouts=timeouts)
     sources = RouteSources(gateway, ())
     watcher = DockerWatcher(sources, Discovery(network=lab.network, hold=0.0, exposed_by_default=exposed_by_default),

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from proxy._config import Address, Discovery, Route
-from proxy.discovery._client import Engine, EventStream
+from proxy.discovery._client import DockerApi, EventStream
 from proxy.discovery._watcher import BACKOFF_MAX, DockerWatcher
 
 WAIT = 10.0  # seconds: the longest a test waits for the watcher
@@ -81,7 +81,7 @@ class World:
         for item in events:
             self.streams[-1].queue.put(item)
 
-    def factory(self, url: str | None) -> Engine:
+    def factory(self, url: str | None) -> DockerApi:
         self.calls["connect"] += 1
         if self.down.is_set():
             raise ConnectionRefusedError("the engine is down")
