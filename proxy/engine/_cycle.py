@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from ..protocol import _events as ev
     from ..protocol._head import RequestHead
-    from ..routing._exchange import Exchange
+    from ..routing._record import Exchange
     from ..routing._pool import Pool
     from ..routing._retry import Attempts
     from ..tls._session import TlsSession

@@ -30,7 +30,7 @@ from ..protocol._head import LINE_SLACK, host_of
 from ..protocol._lane import with_fields as lane_with_fields
 from ..protocol._lane_c cimport Plain, scan_plain, write_plain
 from ..protocol._rewrite import strip_target
-from ..routing._exchange import Exchange
+from ..routing._record import Exchange
 from ..routing._pool import IDLE_UPSTREAM_MAX_AGE
 from ._pipe import SPLICE_AVAILABLE, SPLICE_MIN
 

@@ -93,7 +93,7 @@ from ..protocol._rewrite import is_upgrade_request, request_headers, response_he
 from ..protocol._wire import encode_response_head
 from ..routing._answer import error_answer
 from ..routing._decide import Forward, decide
-from ..routing._exchange import Exchange
+from ..routing._record import Exchange
 from ..routing._pool import BackendState, Pool
 from ..routing._retry import NEXT, WAIT, Attempts, Step, keyed
 from ..tls._hello import HANDSHAKE_RECORD, acme_validation, parse_client_hello, record_length

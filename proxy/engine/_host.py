@@ -13,7 +13,7 @@ import trio
 from .._config import Address, Config
 from ..protocol._events import ConnectionClass
 from ..routing._decide import Table
-from ..routing._exchange import Exchange
+from ..routing._record import Exchange
 
 if TYPE_CHECKING:
     from ..discovery._waker import Waker

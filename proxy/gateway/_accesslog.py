@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TextIO
 
-from ..routing._exchange import Exchange
+from ..routing._record import Exchange
 
 __all__ = ["AccessLog"]
 

@@ -33,7 +33,7 @@ from ..protocol._head import find_head, has_body, head_begun, host_of
 from ..protocol._wire import encode_response_head
 from ..routing._answer import error_answer
 from ..routing._decide import Answer, Forward, Hold, Wake, decide
-from ..routing._exchange import Exchange
+from ..routing._record import Exchange
 from ..routing._retry import Reroutes
 from ._errors import Abort, BackendLeft, BackendNotReady, Resend
 from ..engine._host import Host

@@ -33,7 +33,7 @@ from .._errors import (
 )
 from ..protocol._head import body_length, has_body
 from ..protocol._rewrite import is_upgrade_request, request_headers, strip_target
-from ..routing._exchange import Exchange
+from ..routing._record import Exchange
 from ..routing._pool import BackendState, Pool
 from ..routing._retry import NEXT, REROUTE, WAIT, Attempts, Step, keyed
 from ..engine._errors import SinkFailed, SourceFailed

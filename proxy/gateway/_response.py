@@ -23,7 +23,7 @@ from .._config import Config
 from .._errors import BadGateway, GatewayTimeout
 from ..protocol._head import body_length
 from ..protocol._rewrite import response_headers, with_fields
-from ..routing._exchange import Exchange
+from ..routing._record import Exchange
 from ..engine._errors import SinkFailed, SourceFailed
 from ._errors import Abort, Stale, Unanswered
 from ._http import HttpStream

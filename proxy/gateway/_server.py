@@ -27,7 +27,7 @@ from .._config import Address, Config, Route
 from .._errors import ConfigError
 from ..routing._stats import Stats
 from ._health import follow_checks
-from ..routing._exchange import Exchange
+from ..routing._record import Exchange
 from ..routing._pool import BackendState, Pool, Registry
 from ._accesslog import AccessLog
 from ._connection import ClientConnection

@@ -7,7 +7,7 @@ import trio
 
 from ..protocol import _events as ev
 from ..protocol._rewrite import response_headers
-from ..routing._exchange import Exchange
+from ..routing._record import Exchange
 from ._http import HttpStream
 
 __all__ = ["tunnel"]
