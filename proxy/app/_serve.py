@@ -12,8 +12,8 @@ from functools import partial
 import trio
 
 from .._config import Acme, Config
-from ..acme._challenge import ChallengeServer
-from ..acme._manager import AcmeManager
+from ._acme_challenge import ChallengeServer
+from ._acme import AcmeManager
 from ..acme._store import Store
 from ..tls._context import tls_alpn_context
 from .._errors import ConfigError

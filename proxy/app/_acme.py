@@ -27,8 +27,8 @@ import trio
 from .._config import Acme
 from ..routing._sources import RouteSources
 from ..tls._certs import Certificates
-from ._plan import Attempts, renew_at
-from ._store import Store
+from ..acme._plan import Attempts, renew_at
+from ..acme._store import Store
 
 __all__ = ["AcmeManager"]
 
@@ -66,7 +66,7 @@ class AcmeManager:
             os.close(lock)  # (releases the lock)
 
     async def _follow(self) -> None:
-        from ._client import AcmeFailed, Issuer  # (the one import of the acme package)
+        from ..acme._client import AcmeFailed, Issuer  # (the one import of the ACME client)
 
         issuer = Issuer(self.store, self.acme.directory, self.acme.email,
                         str(self.acme.ca_bundle) if self.acme.ca_bundle is not None else None, self.acme.challenge)

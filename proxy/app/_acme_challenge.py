@@ -16,7 +16,7 @@ import trio
 from ..gateway._listen import open_listeners
 from .._config import Address
 from ..tls._redirect import ACME_CHALLENGE_PREFIX
-from ._store import read_challenge
+from ..acme._store import read_challenge
 
 __all__ = ["ChallengeServer"]
 
