@@ -7,21 +7,30 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
+from fastroute import HostTable
+
 from .._config import Address, HealthCheck
 from ..routing._health import checks, forget, passes, record, request, status_of
-from ..routing._pool import BackendState
+from ..routing._pool import BackendState, Pool
 
-if TYPE_CHECKING:
-    from ._server import Gateway
-
-__all__ = ["follow_checks", "probe"]
+__all__ = ["Checked", "follow_checks", "probe"]
 
 log = logging.getLogger("fastroute.health")
 MAX_ANSWER = 4096  # bytes read for a status line, at most
+
+
+class Checked(Protocol):
+    """What the checks read of the gateway (_server.Gateway): its table, and when it changes."""
+
+    @property
+    def table(self) -> HostTable[Pool]: ...
+
+    @property
+    def table_changed(self) -> trio.Event: ...
 
 
 async def probe(address: Address, check: HealthCheck) -> int | None:
@@ -62,7 +71,7 @@ async def _check_forever(address: Address, check: HealthCheck, state: BackendSta
         await trio.sleep(check.interval)
 
 
-async def follow_checks(gateway: Gateway) -> None:
+async def follow_checks(gateway: Checked) -> None:
     """Check every backend the table's routes ask for, until cancelled."""
     running: dict[tuple[Address, HealthCheck], tuple[trio.CancelScope, BackendState]] = {}
 

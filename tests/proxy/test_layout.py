@@ -90,7 +90,6 @@ UNTANGLE_LATER = "issue 39 breaks it"
 IMPORT_CYCLES = {frozenset(cycle): UNTANGLE_LATER for cycle in (
     {"proxy.engine._cycle", "proxy.engine._exchange", "proxy.engine._idle", "proxy.engine._loop",
      "proxy.engine._upstream"},
-    {"proxy.gateway._health", "proxy.gateway._server"},
 )}
 PACKAGE_CYCLES: dict[frozenset[str], str] = {}
 
