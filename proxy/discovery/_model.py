@@ -242,9 +242,13 @@ class ContainerSet:
                 continue
             routes[key] = Route(route.prefix, (), route.strip_prefix, route.source, hold_until=until, host=route.host)
         self._last = dict(routes)
-        # A prefix nothing serves now, but that a stopped (or stopping)
-        # fastroute.wake container gives: requests for it start that container.
-        sleepers: dict[Key, list[Container]] = {}
+        self._add_sleepers(routes)
+        return tuple(routes.values()), warnings
+
+    def _add_sleepers(self, routes: dict[tuple[str | None, str], Route]) -> None:
+        """A route to wake for each prefix nothing serves now, but that a stopped (or stopping)
+        fastroute.wake container gives: requests for it start that container."""
+        sleepers: dict[tuple[str | None, str], list[Container]] = {}
         for container in sorted(self.containers.values(), key=lambda c: (c.name, c.id)):
             if container.wake and container.skip is None and (
                     not container.routable or container.id in self.leaving or container.id in self.waking):
@@ -258,7 +262,6 @@ class ContainerSet:
             ids = tuple(c.id for c in members if c.strip_prefix == first.strip_prefix)
             routes[(host, prefix)] = Route(prefix, (), first.strip_prefix, f"docker:{first.source}",
                                            hold_until=held.hold_until if held else None, wake=ids, host=host)
-        return tuple(routes.values()), warnings
 
     def next_hold_expiry(self) -> float | None:
         return min((until for until, _ in self.held.values()), default=None)

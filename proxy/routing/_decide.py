@@ -96,27 +96,40 @@ def decide(
     """
     found = table.lookup(host, target)
     if found is None:
-        if waiting_for is not None:
-            why = (f"{waiting_for!r} left the route table while waking" if wake_until is not None
-                   else f"no container serves {waiting_for!r} now")
-            return Answer(NoBackendAvailable(why, retry_after=HOLD_RETRY_AFTER))
-        if routes_complete:
-            return Answer(_no_route(target))
-        if not engine_answered:
-            return Answer(NoBackendAvailable(
-                f"no route for {_path(target)!r}, and the Docker engine has not answered since the gateway started",
-                retry_after=HOLD_RETRY_AFTER))
-        until = hold_deadline(None, arrived, hold)
-        if now >= until:
-            return Answer(NoBackendAvailable("the routes from Docker are not loaded yet", retry_after=HOLD_RETRY_AFTER))
-        return Hold(until, None)
+        return _unrouted(target, now=now, arrived=arrived, hold=hold, routes_complete=routes_complete,
+                         engine_answered=engine_answered, waiting_for=waiting_for, woken=wake_until is not None)
     prefix, pool = found
-    route = pool.route
-    location = slash_redirect(route, prefix, target)
+    location = slash_redirect(pool.route, prefix, target)
     if location is not None:
         return Answer(PermanentRedirect(location))
     if pool.backends:
         return Forward(prefix, pool)
+    return _no_backend(prefix, pool.route, now=now, arrived=arrived, hold=hold, can_wake=can_wake,
+                       wake_until=wake_until, wake_limit=wake_limit)
+
+
+def _unrouted(target: bytes, *, now: float, arrived: float, hold: float, routes_complete: bool,
+              engine_answered: bool, waiting_for: str | None, woken: bool) -> Hold | Answer:
+    # No route matches: 404, or a wait while Docker's routes are not loaded yet.
+    if waiting_for is not None:
+        why = (f"{waiting_for!r} left the route table while waking" if woken
+               else f"no container serves {waiting_for!r} now")
+        return Answer(NoBackendAvailable(why, retry_after=HOLD_RETRY_AFTER))
+    if routes_complete:
+        return Answer(_no_route(target))
+    if not engine_answered:
+        return Answer(NoBackendAvailable(
+            f"no route for {_path(target)!r}, and the Docker engine has not answered since the gateway started",
+            retry_after=HOLD_RETRY_AFTER))
+    until = hold_deadline(None, arrived, hold)
+    if now >= until:
+        return Answer(NoBackendAvailable("the routes from Docker are not loaded yet", retry_after=HOLD_RETRY_AFTER))
+    return Hold(until, None)
+
+
+def _no_backend(prefix: str, route: Route, *, now: float, arrived: float, hold: float, can_wake: bool,
+                wake_until: float | None, wake_limit: float) -> Hold | Wake | Answer:
+    # A route with no backend now: wait for one (a woken or booting container, a held route), wake one, or 503.
     if wake_until is not None:
         if now >= wake_until:
             return Answer(NoBackendAvailable(f"the container for {prefix!r} did not serve within {wake_limit:g}s",
