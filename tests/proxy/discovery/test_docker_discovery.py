@@ -44,8 +44,8 @@ async def run(lab: DockerLab, **options: Any) -> Backend:
     return await trio.to_thread.run_sync(lambda: lab.start_backend(**options))
 
 
-async def docker(lab: DockerLab, action: Callable[[Any], Any], backend: Backend) -> None:
-    await trio.to_thread.run_sync(lambda: action(lab.client.containers.get(backend.id)))
+async def docker(lab: DockerLab, action: Callable[[Any], Any], backend: Backend) -> Any:
+    return await trio.to_thread.run_sync(lambda: action(lab.client.containers.get(backend.id)))
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str, limit: float = WAIT) -> None:
