@@ -54,7 +54,8 @@ CALLS = (
     Call("GET", "/version", "/version", _READ, "the API version to speak (the SDK asks once per client)"),
     Call("GET", "/_ping", "/_ping", _READ, "whether the engine answers (start-up, and after a lost connection)"),
     Call("GET", "/containers/json", "/containers/json", _READ,
-         "the running containers with fastroute's labels, and the stopped ones labelled fastroute.wake"),
+         "the running containers with fastroute's labels, and the stopped ones labelled fastroute.wake "
+         "(under Podman, whose stop sends no event, its running ones every 0.5 s while one is routed)"),
     Call("GET", "/containers/{id}/json", f"/containers/{_CONTAINER}/json", _READ,
          "one container's labels, networks, health and state (under Podman, each running one at a listing: "
          "its list does not say health); the gateway's own container, for its networks"),

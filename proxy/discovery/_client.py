@@ -62,6 +62,13 @@ class DockerApi(Protocol):
         """One container's inspect data, or None if it does not exist."""
         ...
 
+    def running(self, labels: Sequence[str]) -> set[str]:
+        """IDs of the running containers with every label in `labels`: one
+        bare listing. Podman leaves out a container that is stopping.
+
+        Raises EngineError when the engine answers with an error."""
+        ...
+
     def events(self, swarm: bool = False) -> EventStream:
         """Container and network events from now on; with `swarm`, service and node events too."""
         ...
@@ -210,6 +217,15 @@ class SdkDockerApi:
             attrs = self.inspect(summary["Id"]) if summary.get("State") == "running" else None
             summaries.append(summary_from_inspect(attrs) if attrs is not None else summary)
         return summaries
+
+    def running(self, labels: Sequence[str]) -> set[str]:
+        import docker.errors
+
+        try:
+            found = self._client.api.containers(quiet=True, filters={"label": list(labels)} if labels else None)
+        except docker.errors.APIError as error:
+            raise EngineError(f"GET /containers/json: {_explained(error)}") from None
+        return {summary["Id"] for summary in found}
 
     def inspect(self, cid: str) -> dict[str, Any] | None:
         import docker.errors

@@ -22,7 +22,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -115,6 +115,21 @@ class ContainerSet:
     def leave(self, cid: str) -> None:
         """Out of every pool now (kill/stop/die/pause/unhealthy); no I/O needed."""
         self.leaving.add(cid)
+
+    def serves_any(self) -> bool:
+        """Whether a container is in its pools (or would be, once probed)."""
+        return any(container.routable and cid not in self.leaving for cid, container in self.containers.items())
+
+    def not_running(self, running: Collection[str]) -> list[str]:
+        """Containers in their pools that the engine no longer lists as running.
+
+        Podman sends no event when a stop begins (its first is die, once the
+        container exited) and lists a stopping container as not running:
+        this is how the watcher sees its stop begin (STOP_POLL_INTERVAL).
+        `running` must be listed after every event applied so far.
+        """
+        return [cid for cid, container in self.containers.items()
+                if container.routable and cid not in self.leaving and cid not in running]
 
     def remove(self, cid: str) -> None:
         self.containers.pop(cid, None)

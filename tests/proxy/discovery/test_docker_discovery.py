@@ -125,6 +125,24 @@ async def test_leaves_on_the_kill_event_before_it_dies(nursery: trio.Nursery, do
     assert container.status == "running"  # still alive for its grace period, yet out of the table
 
 
+async def test_leaves_when_its_stop_begins(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
+    # Docker says so at once (the stop's kill event); Podman says nothing
+    # until the container exited, and the watcher's stop poll sees it. The
+    # container keeps serving for its grace: it ends when the test kills it.
+    gateway, _ = await start_discovery(nursery, docker_lab)
+    backend = await run(docker_lab, labels={"fastroute.route": "/stopping"}, environment={"GRACE": "600"})
+    await eventually(lambda: answered_by(gateway, "/stopping/", backend), "routed")
+
+    async with trio.open_nursery() as stopping:
+        stopping.start_soon(docker, docker_lab, lambda c: c.stop(timeout=600), backend)
+        try:
+            await eventually(lambda: answered_by(gateway, "/stopping/", None), "gone once its stop began")
+            container = await trio.to_thread.run_sync(lambda: docker_lab.client.containers.get(backend.id))
+        finally:
+            await docker(docker_lab, lambda c: c.kill(), backend)
+    assert container.status in ("running", "stopping")  # Docker's word, Podman's: in its grace, yet out
+
+
 async def test_host_labels_route_by_host(nursery: trio.Nursery, docker_lab: DockerLab) -> None:
     gateway, _ = await start_discovery(nursery, docker_lab)
     api = await run(docker_lab, labels={"fastroute.route": "/hosted", "fastroute.host": "api.example.test"})

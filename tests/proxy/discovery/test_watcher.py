@@ -16,6 +16,7 @@ import trio
 
 from proxy._config import Address, Discovery, Route
 from proxy.discovery._client import DockerApi, EventStream
+from proxy.discovery import _watcher
 from proxy.discovery._watcher import BACKOFF_MAX, DockerWatcher
 
 WAIT = 10.0  # seconds: the longest a test waits for the watcher
@@ -72,6 +73,7 @@ class World:
         self.services: dict[str, dict[str, Any]] = {}
         self.tasks: list[dict[str, Any]] = []
         self.list_error: str | None = None  # the listing answers with this error
+        self.engine = "Docker"  # or "Podman": GET /version's name
 
     def add(self, container: dict[str, Any]) -> str:
         self.containers[container["Id"]] = container
@@ -93,7 +95,7 @@ class FakeEngine:
         self.world = world
 
     def identity(self) -> tuple[str, str]:
-        return ("Docker", "0.0-fake")
+        return (self.world.engine, "0.0-fake")
 
     def containers(self, labels: Any) -> list[dict[str, Any]]:
         from proxy.discovery._container import summary_from_inspect
@@ -104,6 +106,10 @@ class FakeEngine:
 
             raise EngineError(self.world.list_error)
         return [summary_from_inspect(a) for a in self.world.containers.values() if a["State"]["Running"]]
+
+    def running(self, labels: Any) -> set[str]:
+        self.world.calls["running"] += 1
+        return {cid for cid, a in self.world.containers.items() if a["State"]["Running"]}
 
     def inspect(self, cid: str) -> dict[str, Any] | None:
         self.world.calls["inspect"] += 1
@@ -329,6 +335,62 @@ async def test_a_health_event_without_its_status_is_read_from_inspect(
     world.containers[cid]["State"]["Health"]["Status"] = "healthy"
     world.emit(event("health_status", cid))
     await until(lambda: published.backends() == {"/team/a": (A,)}, "back once healthy")
+
+
+async def test_under_podman_a_container_leaves_when_its_stop_begins(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Podman sends no event until the container exited, and its running
+    # listing leaves a stopping container out (its inspect says "stopping").
+    monkeypatch.setattr(_watcher, "STOP_POLL_INTERVAL", 0.01)
+    world = World()
+    world.engine = "Podman"
+    stopping = world.add(attrs("a", "10.0.0.2"))
+    world.add(attrs("b", "10.0.0.3"))
+    published = Published()
+    watcher = DockerWatcher(published, Discovery(hold=0.0), client_factory=world.factory)
+    await nursery.start(watcher.run)
+    await until(lambda: set(published.backends()) == {"/team/a", "/team/b"}, "both routed")
+    world.containers[stopping]["State"].update(Status="stopping", Running=False)
+    await until(lambda: set(published.backends()) == {"/team/b"}, "a out, with no event")
+    assert watcher.containers.leaving == {stopping}
+
+
+async def test_an_event_being_applied_is_not_cut_off_by_the_next_poll(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The poll's time (or a hold's end) comes while an event waits for its
+    # inspect: the event is still applied, then the poll runs.
+    monkeypatch.setattr(_watcher, "STOP_POLL_INTERVAL", 0.01)
+    world = World()
+    world.engine = "Podman"
+    world.add(attrs("a", "10.0.0.2"))
+    published = Published()
+    watcher = DockerWatcher(published, Discovery(hold=0.0), client_factory=world.factory)
+    await nursery.start(watcher.run)
+    await until(lambda: "/team/a" in published.backends(), "a routed")
+    world.gate = threading.Event()
+    inspected = world.calls["inspect"]
+    world.emit(event("start", world.add(attrs("b", "10.0.0.3"))))
+    await until(lambda: world.calls["inspect"] > inspected, "b's inspect begun")
+    await trio.sleep(20 * _watcher.STOP_POLL_INTERVAL)  # the poll is due while the inspect is held
+    world.gate.set()
+    await until(lambda: "/team/b" in published.backends(), "b routed")
+
+
+async def test_docker_is_not_polled_for_stops(nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its kill and stop events say when a stop begins.
+    monkeypatch.setattr(_watcher, "STOP_POLL_INTERVAL", 0.001)  # a poll would follow each event
+    world = World()
+    published = Published()
+    watcher = DockerWatcher(published, Discovery(hold=0.0), client_factory=world.factory)
+    await nursery.start(watcher.run)
+    with trio.fail_after(WAIT):
+        await watcher.synced.wait()
+    for name, ip in (("a", "10.0.0.2"), ("b", "10.0.0.3")):
+        world.emit(event("start", world.add(attrs(name, ip))))
+        await until(lambda: f"/team/{name}" in published.backends(), f"{name} routed")
+    assert world.calls["running"] == 0
 
 
 def test_the_engine_address_is_named_as_it_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
