@@ -20,6 +20,7 @@ import os
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any, Protocol
 
 from ._container import listed, summary_from_inspect
@@ -95,8 +96,9 @@ class DockerApi(Protocol):
 
     def ping(self) -> None: ...
 
-    def start(self, cid: str) -> None:
-        """Start an existing container. Raises EngineError if the engine refuses."""
+    def start(self, cid: str) -> bool:
+        """Start an existing container: True, or False if it was running
+        already (the engine's 304). Raises EngineError if the engine refuses."""
         ...
 
     def stop(self, cid: str, grace: int) -> None:
@@ -273,13 +275,17 @@ class SdkDockerApi:
     def ping(self) -> None:
         self._client.ping()
 
-    def start(self, cid: str) -> None:
-        import docker.errors
-
-        try:
-            self._client.api.start(cid)
-        except docker.errors.APIError as error:
-            raise EngineError(f"docker start: {error.explanation or error}") from None
+    def start(self, cid: str) -> bool:
+        # docker-py's start() hides the 304 of a container running already.
+        api = self._client.api
+        response = api.post(f"{api.base_url}/v{api.api_version}/containers/{quote(cid, safe='')}/start")
+        if response.status_code >= 400:
+            try:
+                explanation = response.json().get("message") or response.text
+            except ValueError:
+                explanation = response.text
+            raise EngineError(f"docker start: {response.status_code} {explanation.strip()}")
+        return bool(response.status_code != 304)
 
     def stop(self, cid: str, grace: int) -> None:
         self._client.api.stop(cid, timeout=grace)

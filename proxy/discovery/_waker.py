@@ -16,7 +16,8 @@
 #   fastroute.idle-timeout=SECONDS, is stopped once it has had no request in
 #   flight (an open tunnel or a long download is one) for that long. It
 #   leaves the route table first; its route stays for the next wake.
-#   Containers fastroute did not start are never stopped by it.
+#   Containers fastroute did not start are never stopped by it (a start
+#   that finds one running, the engine's 304, does not make it ours).
 
 from __future__ import annotations
 
@@ -178,12 +179,14 @@ class Waker:
     async def _start_one(self, cid: str) -> Address:
         client = await self._connected()
         try:
-            await trio.to_thread.run_sync(client.start, cid, abandon_on_cancel=True)
+            started = await trio.to_thread.run_sync(client.start, cid, abandon_on_cancel=True)
         except EngineError as error:
             raise WakeFailed(str(error)) from None
-        self.starts += 1
-        now = time.monotonic()
-        self.woken[cid] = _Woken(since=now, last_active=now)
+        woken = None
+        if started:  # else it ran already (another worker woke it first): not ours to stop
+            self.starts += 1
+            now = time.monotonic()
+            woken = self.woken[cid] = _Woken(since=now, last_active=now)
         while True:
             attrs = await trio.to_thread.run_sync(client.inspect, cid, abandon_on_cancel=True)
             if attrs is None:
@@ -197,8 +200,9 @@ class Waker:
                 raise WakeFailed(container.skip)
             if container is not None and container.routable and container.address is not None:
                 if await accepts(container.address):
-                    self.woken[cid].address = container.address
-                    self.woken[cid].idle_timeout = container.idle_timeout
+                    if woken is not None:
+                        woken.address = container.address
+                        woken.idle_timeout = container.idle_timeout
                     return container.address
             await trio.sleep(READY_POLL)
 

@@ -37,11 +37,6 @@ PODMAN_LACKS = {
     # fail it. It passed 3 of 3 runs alone; left out, not raced.
     "discovery/test_docker_discovery.py::test_recreate_under_load_fails_no_request":
         "a stop seen at the poll, within a 1 s grace",
-    # Under Podman 4.3 the waker's stop call had not returned 15 s after the
-    # container exited in 2 of 4 full re-runs (why, not found yet). The idle
-    # stop itself is tested by the other wake tests, which pass.
-    "discovery/test_wake.py::test_with_workers_a_request_on_another_worker_keeps_the_container":
-        "the stop call returned late after the exit",
 }
 MODULES = ["discovery/test_docker_discovery.py", "discovery/test_health_docker.py", "discovery/test_wake.py"]
 START_LIMIT = 60  # seconds for the service's socket to appear: a bound only a hang reaches

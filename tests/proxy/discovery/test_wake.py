@@ -47,7 +47,9 @@ class Counting:
             return attr
 
         def counted(*args: Any, **kwargs: Any) -> Any:
-            self._calls[name] += 1
+            # A bare POST is counted by its action: SdkDockerApi.start posts
+            # /containers/ID/start itself (docker-py's start() hides the 304).
+            self._calls[args[0].rsplit("/", 1)[-1] if name == "post" else name] += 1
             return attr(*args, **kwargs)
 
         return counted
@@ -71,6 +73,19 @@ async def start_waking(
     gateway.waker = waker
     await nursery.start(waker.run)
     return gateway, watcher, waker
+
+
+async def test_a_start_that_finds_it_running_does_not_make_it_ours(
+    nursery: trio.Nursery, docker_lab: DockerLab
+) -> None:
+    # Another worker woke it first, or anyone started it: the engine's 304.
+    backend = await stopped(docker_lab, {**WAKE, "fastroute.route": "/theirs", "fastroute.idle-timeout": "1"})
+    calls: Counter[str] = Counter()
+    _, _, waker = await start_waking(nursery, docker_lab, calls)
+    await trio.to_thread.run_sync(lambda: docker_lab.client.containers.get(backend.id).start())
+    with trio.fail_after(WAIT):
+        await waker.wake("/theirs", (backend.id,))
+    assert calls["start"] == 1 and waker.starts == 0 and backend.id not in waker.woken
 
 
 async def stopped(lab: DockerLab, labels: dict[str, str], **options: Any) -> Backend:

@@ -149,7 +149,7 @@ class FakeEngine:
     def ping(self) -> None:
         pass
 
-    def start(self, cid: str) -> None:
+    def start(self, cid: str) -> bool:
         raise AssertionError("the watcher never starts a container")
 
     def stop(self, cid: str, grace: int) -> None:
