@@ -162,7 +162,7 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds. Defaults are documented in the README's table."""
+    """Seconds. Defaults are documented in docs/gateway.md's table."""
 
     request_head: float = 10.0  # first byte of a request to its complete head (slowloris)
     keepalive: float = 60.0  # idle client connection between requests

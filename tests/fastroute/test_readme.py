@@ -1,4 +1,4 @@
-# The README's example of embedding the router (a WSGI app dispatching to
+# The manual's example of embedding the router (a WSGI app dispatching to
 # sub-apps by prefix) runs as written.
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "library.md"
 
 
 def readme_example(name: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@
 # docker-access`, which must deny none of its calls: Podman needs no other.
 #
 # Some tests are left out of the re-run, each for a reason of Podman's own
-# (PODMAN_LACKS below; README, "Podman").
+# (PODMAN_LACKS below; docs/docker.md, "Podman").
 
 from __future__ import annotations
 
