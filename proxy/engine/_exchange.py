@@ -88,10 +88,10 @@ from ..protocol._compiled import check_head, lane_request_head, lane_response_he
 from ..protocol._errors import Refused
 from ..protocol._fastconn import FastConnection
 from ..protocol._lane import with_fields as lane_with_fields
-from ..protocol._head import RequestHead, body_length, find_head, has_body, head_begun, host_of
+from ..protocol._head import RequestHead, body_length, has_body, head_begun, host_of
+from ..protocol._reader import MAX_INTERIM_RESPONSES, next_head
 from ..protocol._rewrite import is_upgrade_request, request_headers, response_headers, strip_target, with_fields
-from ..protocol._wire import encode_response_head
-from ..routing._answer import error_answer
+from ..routing._answer import error_answer, refusal
 from ..routing._decide import Forward, decide
 from ..routing._record import Exchange
 from ..routing._pool import BackendState, Pool
@@ -114,7 +114,6 @@ __all__ = ["ClientStream", "EngineParts", "Front", "HandBack", "NativeClient"]
 
 log = logging.getLogger("fastroute")
 
-MAX_INTERIM_RESPONSES = 16
 _TLS_READ_ALL = 1 << 30  # no limit: plaintext left in the session would wait for a readiness that never comes
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
@@ -551,32 +550,24 @@ class NativeClient(Cycle):
 
     def _parse(self) -> None:
         buffer = self.inbuf
-        while buffer[:2] == b"\r\n":
-            del buffer[:2]  # RFC 9112 section 2.2: empty lines before a request
         engine = self.engine
-        limits = engine.config.limits
-        if not self.started and head_begun(buffer):
-            self.started = True
-            self._deadline(engine.config.timeouts.request_head)
         try:
-            end = find_head(buffer, limits)
+            found = next_head(buffer, engine.config.limits)
         except Refused:
             self._close()
             return
         except ClientProtocolError as error:
             self._reject(error)
             return
-        if end is None:
+        if found is None:
             if self.eof:
                 self._close()  # the client closed mid-head or between requests
+            elif not self.started and head_begun(buffer):
+                self.started = True
+                self._deadline(engine.config.timeouts.request_head)
             return
-        head_bytes = bytes(buffer[:end])
-        try:
-            head = check_head(head_bytes, limits)
-        except ClientProtocolError as error:
-            self._reject(error)
-            return
-        self._route(head, head_bytes, end)
+        head, end = found
+        self._route(head, bytes(buffer[:end]), end)
 
     def _route(self, head: RequestHead, head_bytes: bytes, end: int) -> None:
         """The checked head of the request whose head ends at inbuf[end]: routed here, or handed back."""
@@ -748,11 +739,7 @@ class NativeClient(Cycle):
 
     def _reject(self, error: ProxyError) -> None:
         """A head that cannot be served: its answer, then close."""
-        exchange = Exchange(time.monotonic())
-        answer = error_answer(error, head_refused=True)
-        exchange.status = answer.status
-        exchange.bytes_out = len(answer.body)
-        data = encode_response_head(answer.status, answer.reason, answer.headers) + answer.body
+        data, exchange = refusal(error, time.monotonic())
         self.front.client.unanswered = True  # the trio task's close is staged (gateway/_http.py)
         try:
             if self.tls is not None:

@@ -27,11 +27,10 @@ import trio
 
 from .._errors import ClientProtocolError, PermanentRedirect, ProxyError
 from ..protocol import _events as ev
-from ..protocol._compiled import check_head
 from ..protocol._errors import Refused
-from ..protocol._head import find_head, has_body, head_begun, host_of
-from ..protocol._wire import encode_response_head
-from ..routing._answer import error_answer
+from ..protocol._head import has_body, head_begun, host_of
+from ..protocol._reader import next_head
+from ..routing._answer import error_answer, refusal
 from ..routing._decide import Answer, Forward, Hold, Wake, decide
 from ..routing._record import Exchange
 from ..routing._retry import Reroutes
@@ -181,20 +180,18 @@ class ClientConnection:
         deadline = trio.current_time() + (timeouts.request_head if first else timeouts.keepalive)
         started = False
         while True:
-            while buffer[:2] == b"\r\n":
-                del buffer[:2]  # RFC 9112 section 2.2: ignore empty lines before a request
-            if not started and head_begun(buffer):
-                started = True
-                deadline = trio.current_time() + timeouts.request_head
             try:
-                end = find_head(buffer, limits)
+                found = next_head(buffer, limits)
             except Refused:
                 return None
             except ClientProtocolError as error:
                 await self._reject(error)
                 return None
-            if end is not None:
+            if found is not None:
                 break
+            if not started and head_begun(buffer):
+                started = True
+                deadline = trio.current_time() + timeouts.request_head
             with trio.CancelScope(deadline=deadline) as scope:
                 if not started:
                     self.idle_scope = scope
@@ -209,11 +206,7 @@ class ClientConnection:
             if not data:
                 return None  # the client closed (mid-head or between requests)
             buffer += data
-        try:
-            head = check_head(bytes(buffer[:end]), limits)
-        except ClientProtocolError as error:
-            await self._reject(error)
-            return None
+        head, end = found
         rest = bytes(buffer[end:])
         buffer.clear()
         try:
@@ -226,11 +219,7 @@ class ClientConnection:
 
     async def _reject(self, error: ProxyError) -> None:
         """Answer a head that cannot be served, and log it; the caller closes."""
-        exchange = Exchange(time.monotonic())
-        answer = error_answer(error, head_refused=True)
-        exchange.status = answer.status
-        exchange.bytes_out = len(answer.body)
-        data = encode_response_head(answer.status, answer.reason, answer.headers) + answer.body
+        data, exchange = refusal(error, time.monotonic())
         self.client.unanswered = True
         try:
             await self.client.stream.send_all(data)

@@ -22,6 +22,7 @@ from ..protocol import _events as ev
 from .._config import Config
 from .._errors import BadGateway, GatewayTimeout
 from ..protocol._head import body_length
+from ..protocol._reader import MAX_INTERIM_RESPONSES
 from ..protocol._rewrite import response_headers, with_fields
 from ..routing._record import Exchange
 from ..engine._errors import SinkFailed, SourceFailed
@@ -32,7 +33,6 @@ from ._tunnel import tunnel
 
 __all__ = ["relay_response"]
 
-MAX_INTERIM_RESPONSES = 16  # 1xx responses before a final one; more is a broken backend (502)
 
 # What a timeout of relay_response's one cancel scope means, by phase.
 _HEAD, _TO_CLIENT, _FROM_BACKEND, _SPLICING = range(4)

@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .._errors import REASONS, PermanentRedirect, ProxyError
+from ..protocol._wire import encode_response_head
+from ._record import Exchange
 
-__all__ = ["Answer", "CLOSING_STATUSES", "error_answer"]
+__all__ = ["Answer", "CLOSING_STATUSES", "error_answer", "refusal"]
 
 CLOSING_STATUSES = frozenset({400, 408, 413, 414, 431, 501, 505})
 
@@ -52,3 +54,12 @@ def error_answer(error: ProxyError, *, draining: bool = False, body_unread: bool
     if closing:
         headers.append((b"connection", b"close"))
     return Answer(status, reason.encode(), headers, body.encode(), closing)
+
+
+def refusal(error: ProxyError, now: float) -> tuple[bytes, Exchange]:
+    """A refused request head's answer, as bytes for the client, and its record (`now`: time.monotonic())."""
+    answer = error_answer(error, head_refused=True)
+    exchange = Exchange(now)
+    exchange.status = answer.status
+    exchange.bytes_out = len(answer.body)
+    return encode_response_head(answer.status, answer.reason, answer.headers) + answer.body, exchange

@@ -23,7 +23,7 @@ def test_the_gateway_uses_the_compiled_parts_unless_told_not_to(environment: dic
         compiled_wire()
     env = {k: v for k, v in os.environ.items() if k != "FASTROUTE_NO_EXTENSIONS"} | environment
     out = subprocess.run(
-        [sys.executable, "-c", "import proxy.protocol._compiled as h, proxy.gateway._connection as s, proxy.protocol._fastconn as f; "
+        [sys.executable, "-c", "import proxy.protocol._compiled as h, proxy.protocol._reader as s, proxy.protocol._fastconn as f; "
          "print(h.HEAD_COMPILED, s.check_head is h.check_head, h.WIRE_COMPILED, "
          "f.parse_response_head is h.parse_response_head, type(f.ChunkedDecoder()).__module__)"],
         capture_output=True, text=True, env=env, timeout=60, check=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy._errors import BadGateway, ClientProtocolError, NoBackendAvailable, NoRoute, PermanentRedirect
-from proxy.routing._answer import error_answer
+from proxy.routing._answer import error_answer, refusal
 
 
 def test_a_no_route_answer_keeps_the_connection() -> None:
@@ -35,3 +35,11 @@ def test_retry_after_and_location() -> None:
     assert (b"retry-after", b"5") in error_answer(NoBackendAvailable("held", retry_after=5)).headers
     redirect = error_answer(PermanentRedirect(b"/app/?q"))
     assert redirect.status == 308 and (b"location", b"/app/?q") in redirect.headers and not redirect.closing
+
+
+def test_a_refusal_is_the_answer_as_bytes_and_its_record() -> None:
+    data, exchange = refusal(ClientProtocolError("target too long", status=414), now=12.5)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 414 URI Too Long\r\n") and b"\r\nconnection: close" in head.lower()
+    assert body == b"414 URI Too Long: target too long\n"
+    assert (exchange.started, exchange.status, exchange.bytes_out) == (12.5, 414, len(body))
