@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from ..routing._retry import Attempts
     from ..tls._session import TlsSession
     from ._exchange import EngineParts, Front, HandBack
+    from ._handshake import Handshake
     from ._loop import Timed
     from ._pipe import SplicePipe
     from ._upstream import Upstream
@@ -68,7 +69,7 @@ _ATTRIBUTES = (
     "head", "head_bytes", "arrived", "exchange", "attempts", "pool", "prefix", "upstream", "counted", "counted_route", "interim",
     "response_done", "keep", "head_queued", "splice_left", "pipe", "reading", "eof", "lane", "lane_left",
     "lane_keep", "fast", "client_ip_b", "status", "body_out", "body_length", "tls", "tls_out",
-    "extra", "hello",
+    "extra", "handshake",
 )
 
 
@@ -122,7 +123,7 @@ class PyCycle:
     tls: TlsSession | None
     tls_out: bytearray
     extra: list[tuple[bytes, bytes]]
-    hello: bool
+    handshake: Handshake | None
 
     def configure(self) -> None:
         """Read what the cycle uses of the engine's configuration (nothing: it serves nothing itself)."""

@@ -48,7 +48,7 @@ STATES = {"HEAD": HEAD, "CONNECT": CONNECT, "SEND": SEND, "RESPONSE": RESPONSE, 
           "CLOSED": CLOSED, "FAST": FAST, "HANDSHAKE": HANDSHAKE}  # for the test that they are _cycle.py's
 
 cdef enum:
-    READ_MAX = 65536  # bytes per read, as _upstream.READ_MAX
+    READ_MAX = 65536  # bytes per read, as _socket.READ_MAX
 
 cdef int _IN = EPOLLIN | EPOLLRDHUP  # a client between requests, an upstream in flight, and _upstream.IDLE_MASK
 IDLE_MASK = _IN  # for the test that it is _upstream.IDLE_MASK
@@ -164,13 +164,13 @@ cdef class Cycle:
     """The state of one client connection of the engine, and the cycle's steps on it."""
 
     cdef public object engine, front, done, result, timed, conn, request, head, exchange, attempts, pool
-    cdef public object upstream, pipe, prefix, tls, counted_route
+    cdef public object upstream, pipe, prefix, tls, counted_route, handshake
     cdef public list extra  # fields the gateway adds to every response (HSTS): front.client.response_extra
     cdef public bytes head_bytes, client_ip_b
     cdef public bytearray inbuf, outbuf, tls_out
     cdef public int fd, state, interim
     cdef public Py_ssize_t splice_left, lane_left
-    cdef public bint started, counted, response_done, keep, head_queued, reading, eof, lane, lane_keep, fast, hello
+    cdef public bint started, counted, response_done, keep, head_queued, reading, eof, lane, lane_keep, fast
     cdef public double arrived
     # The configuration, read once (it is frozen): engine.config's and engine.gateway's.
     # A lane response whose body comes in later reads (lane_left >= 0 in FAST): its status, the body

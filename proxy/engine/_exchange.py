@@ -40,13 +40,11 @@
 #
 # TLS: a connection comes with its session (tls/_session.py, over the trio
 # path's TLS stream), the handshake made or not. The engine makes it when
-# not (HANDSHAKE): the first byte says whether the client speaks TLS at
-# all (a plain HTTP client goes back to the trio path, which answers it),
-# the handshake's flights go out as OpenSSL writes them, all of one out
-# before the next is read, and the head timeout bounds the whole. The engine
-# then
-# reads ciphertext from the socket into it and takes every whole record's
-# plaintext at once (_receive: none may stay inside OpenSSL, where no
+# not (HANDSHAKE: _handshake.py is that stage; a plain HTTP client goes
+# back to the trio path, which answers it), and the head timeout bounds the
+# whole. The engine then reads ciphertext from the socket into it and
+# takes every whole record's plaintext at once (_receive: none may stay
+# inside OpenSSL, where no
 # readiness would say so), and encrypts what it writes whole, the
 # ciphertext waiting in tls_out as plaintext waits in outbuf; the cycle's
 # steps do the same (_send_tls). Nothing is spliced over TLS. A hand-back
@@ -96,13 +94,14 @@ from ..routing._decide import Forward, decide
 from ..routing._record import Exchange
 from ..routing._pool import BackendState, Pool
 from ..routing._retry import NEXT, WAIT, Attempts, Step, keyed
-from ..tls._hello import HANDSHAKE_RECORD, acme_validation, parse_client_hello, record_length
 from ..tls._session import TlsFailed, TlsSession
 from ._errors import SinkFailed, SourceFailed
+from ._handshake import ANSWERED, DONE, PLAIN, READING, WRITING, Handshake
 from ._cycle import CLOSED, CONNECT, FAST, HANDSHAKE, HEAD, RESPONSE, SEND, SPLICE, Cycle
 from ._loop import Timed
 from ._pipe import SPLICE_AVAILABLE, SPLICE_MIN, SplicePipe
-from ._upstream import connect, read, socket_error, write
+from ._socket import read, socket_error, write
+from ._upstream import connect
 
 if TYPE_CHECKING:
     from .._config import Config
@@ -205,9 +204,7 @@ class NativeClient(Cycle):
         self.tls = session if isinstance(session, TlsSession) else None
         self.tls_out = bytearray()  # ciphertext for the client not written yet (TLS only)
         self.extra = front.client.response_extra  # fields added to every response (HSTS)
-        # In the handshake, with ACME's TLS-ALPN-01: the ClientHello's record is gathered in inbuf (the
-        # session has none of it yet), to tell a CA's validation from a client (gateway/_tls.py).
-        self.hello = False
+        self.handshake = None  # a TLS client's handshake while it is made (_handshake.py)
         self.state = HEAD
         self.done = trio.Event()
         self.result = None
@@ -274,90 +271,40 @@ class NativeClient(Cycle):
 
     def _begin_handshake(self) -> None:
         self.state = HANDSHAKE
-        self.started = False  # the client's first byte came
         if self.engine.gateway.draining:
             self._close()  # accepted just as draining began
             return
+        assert self.tls is not None
+        self.handshake = Handshake(self.fd, self.tls, self.tls_out, self.engine.gateway.acme_challenge)
         self.engine.loop.watch(self.fd, self, _IN)
         self._deadline(self.engine.config.timeouts.request_head)  # for the handshake and the head, as the trio path
         self._shake()
 
     def _shake(self) -> None:
-        """The handshake goes on: our flight out first, then what the client sent (one read a readiness)."""
-        tls = self.tls
-        assert tls is not None
-        out = self.tls_out
-        try:
-            if out:
-                del out[:write(self.fd, out)]
-                if out:
-                    return  # the client waits for it: nothing to read before it went out
-                self.engine.loop.watch(self.fd, self, _IN)
-            if not tls.established:
-                data = read(self.fd)
-                if data is None:
-                    return
-                if not data:
-                    self._close()  # the client closed before or during its handshake
-                    return
-                if not self.started:
-                    self.started = True
-                    if data[0] != HANDSHAKE_RECORD:
-                        self.engine.handed_back += 1
-                        self.result = HandBack(data, plain=True)
-                        self._close()
-                        return
-                    self.hello = self.engine.gateway.acme_challenge is not None
-                if self.hello:
-                    whole = self._gather_hello(data)
-                    if whole is None:
-                        return  # the rest of the ClientHello's record (the head timeout bounds the wait)
-                    data = whole
-                    tls = self.tls
-                    assert tls is not None
-                tls.receive(data)
-                try:
-                    tls.handshake()
-                except TlsFailed as error:
-                    log.debug("TLS handshake failed: %s", error.__cause__ or error)
-                    write(self.fd, tls.outgoing())  # the alert, if OpenSSL wrote one
-                    self._close()
-                    return
-                flight = tls.outgoing()
-                if flight:
-                    sent = write(self.fd, flight)
-                    if sent < len(flight):
-                        out += memoryview(flight)[sent:]
-                        self.engine.loop.watch(self.fd, self, _IN | _OUT)
-                        return
-        except OSError:
-            self._close()
+        """The handshake goes on (_handshake.py): the socket watched for what it asks, or its end carried out."""
+        handshake = self.handshake
+        assert handshake is not None
+        step = handshake.step()
+        if step == READING or step == WRITING:
+            self.engine.loop.watch(self.fd, self, _IN | (_OUT if step == WRITING else 0))
             return
-        if tls.established:
+        self.handshake = None
+        if step == PLAIN:
+            self.engine.handed_back += 1
+            self.result = HandBack(handshake.plain, plain=True)
+            self._close()
+        elif step == ANSWERED:
             self.engine.handshakes += 1
-            if tls is not getattr(self.front.client.stream, "session", None):
-                log.info("ACME: answered a TLS-ALPN-01 challenge")
-                self._close()
-                return
+            log.info("ACME: answered a TLS-ALPN-01 challenge")
+            self.tls = handshake.tls  # the validation's own session: its close_notify, not the client's
+            self._close()
+        elif step == DONE:
+            self.engine.handshakes += 1
             self._take_decrypted()  # the first request often comes with the client's last flight
             self._wait_head(self.engine.config.timeouts.request_head)
             self.parse()
-
-    def _gather_hello(self, data: bytes) -> bytes | None:
-        """The ClientHello's record once it is whole (None before), and the session to give it to:
-        a TLS-ALPN-01 validation's own (RFC 8737), or the client's."""
-        self.inbuf += data
-        total = record_length(self.inbuf)
-        if total is None or len(self.inbuf) < total:
-            return None
-        self.hello = False
-        whole = bytes(self.inbuf)
-        self.inbuf.clear()
-        challenge = self.engine.gateway.acme_challenge
-        validation = acme_validation(parse_client_hello(whole), challenge) if challenge is not None else None
-        if validation is not None:
-            self.tls = TlsSession(validation)  # answered by the handshake alone
-        return whole
+        else:
+            self._close()
 
     def _wait_head(self, idle: float) -> None:
         self.state = HEAD
