@@ -51,18 +51,7 @@ if TYPE_CHECKING:
     from ._pipe import SplicePipe
     from ._upstream import Upstream
 
-__all__ = ["CLOSED", "CONNECT", "CYCLE_COMPILED", "Cycle", "FAST", "HANDSHAKE", "HEAD", "RESPONSE", "SEND", "SPLICE"]
-
-# The client side's states (the request in flight has one upstream). The
-# compiled cycle has the same numbers (a test says so).
-HEAD = 0  # waiting for (the rest of) a request head; idle until a byte comes
-CONNECT = 1  # a new backend connection is opening
-SEND = 2  # the request head is being written to the backend
-RESPONSE = 3  # the backend's response is read and written to the client
-SPLICE = 4  # the rest of a long Content-Length body, moved in the kernel
-CLOSED = 5  # done (closed, or handed back to the trio path)
-FAST = 6  # the cycle sent the request; the general path's objects for it are not made yet
-HANDSHAKE = 7  # a TLS client's handshake, before its first request head
+__all__ = ["CYCLE_COMPILED", "Cycle"]
 
 _ATTRIBUTES = (
     "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "timed", "conn", "request",

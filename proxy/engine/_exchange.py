@@ -7,17 +7,8 @@
 # failure, routing/_answer.py makes the gateway's answers, protocol/ reads,
 # checks and rewrites.
 #
-# States (of the client side; the request in flight has one upstream):
-#   HEAD      waiting for (the rest of) a request head; idle until a byte comes
-#   CONNECT   a new backend connection is opening
-#   SEND      the request head is being written to the backend
-#   RESPONSE  the backend's response is read and written to the client
-#   SPLICE    the rest of a long Content-Length body, moved in the kernel
-#   CLOSED    done (closed, or handed back to the trio path)
-#   FAST      the compiled cycle sent the request; the first thing it does
-#             not serve itself makes this RESPONSE (_adopt)
-#   HANDSHAKE a TLS client's handshake (the engine's when the trio path
-#             handed it the connection before one), then HEAD
+# States: _states.py lists them and every move between them (the one
+# table); _enter() is the only place this class enters one.
 #
 # What the engine serves: a request with no body whose decision is Forward,
 # with --parser fast. Everything else goes back to the trio path with the
@@ -97,7 +88,8 @@ from ..routing._retry import NEXT, WAIT, Attempts, Step, keyed
 from ..tls._session import TlsFailed, TlsSession
 from ._errors import SinkFailed, SourceFailed
 from ._handshake import ANSWERED, DONE, PLAIN, READING, WRITING, Handshake
-from ._cycle import CLOSED, CONNECT, FAST, HANDSHAKE, HEAD, RESPONSE, SEND, SPLICE, Cycle
+from ._cycle import Cycle
+from ._states import ALLOWED, CLOSED, CONNECT, FAST, HANDSHAKE, HEAD, NAMES, RESPONSE, SEND, SPLICE, START
 from ._loop import Timed
 from ._pipe import SPLICE_AVAILABLE, SPLICE_MIN, SplicePipe
 from ._socket import read, socket_error, write
@@ -205,7 +197,7 @@ class NativeClient(Cycle):
         self.tls_out = bytearray()  # ciphertext for the client not written yet (TLS only)
         self.extra = front.client.response_extra  # fields added to every response (HSTS)
         self.handshake = None  # a TLS client's handshake while it is made (_handshake.py)
-        self.state = HEAD
+        self.state = START  # not a move: where every connection begins
         self.done = trio.Event()
         self.result = None
         self.inbuf = bytearray(pending)
@@ -244,6 +236,12 @@ class NativeClient(Cycle):
         self.body_length = 0  # its Content-Length
         self.configure()
 
+    def _enter(self, state: int) -> None:
+        """The one place the general path enters a state: a move _states.MOVES lists, or a bug."""
+        if (self.state, state) not in ALLOWED:
+            raise AssertionError(f"no move from {NAMES[self.state]} to {NAMES[state]} (engine/_states.py)")
+        self.state = state
+
     # --- the start, and the two ends -----------------------------------------
 
     def start(self, first: bool, *, handshake: bool = False) -> None:
@@ -270,7 +268,7 @@ class NativeClient(Cycle):
     # --- the TLS handshake -------------------------------------------------------
 
     def _begin_handshake(self) -> None:
-        self.state = HANDSHAKE
+        self._enter(HANDSHAKE)
         if self.engine.gateway.draining:
             self._close()  # accepted just as draining began
             return
@@ -307,7 +305,7 @@ class NativeClient(Cycle):
             self._close()
 
     def _wait_head(self, idle: float) -> None:
-        self.state = HEAD
+        self._enter(HEAD)
         self.started = False
         self.reading = not self.eof
         self.engine.loop.watch(self.fd, self, _IN if self.reading else 0)
@@ -322,7 +320,7 @@ class NativeClient(Cycle):
                 self.front.client.unanswered = True
             if self.tls is not None and self.tls.established:
                 self._close_notify()
-        self.state = CLOSED
+        self._enter(CLOSED)
         loop = self.engine.loop
         loop.cancel(self.timed)
         loop.forget(self.fd)
@@ -581,7 +579,7 @@ class NativeClient(Cycle):
         assert self.exchange is not None and self.request is not None
         self.exchange.backend = str(upstream.backend.address)
         upstream.conn.expect_response(self.request.method)
-        self.state = RESPONSE
+        self._enter(RESPONSE)
 
     def _routed_head(self) -> RequestHead:
         """The checked head of the request the cycle routed (see self.head)."""
@@ -734,7 +732,7 @@ class NativeClient(Cycle):
         if code == 0:
             self._connected()
         elif code == errno.EINPROGRESS:
-            self.state = CONNECT
+            self._enter(CONNECT)
             self.engine.loop.watch(upstream.fd, self, _OUT)
             self._deadline(self.engine.config.timeouts.connect)
             backend.on_retire.add(self._left)
@@ -822,7 +820,7 @@ class NativeClient(Cycle):
             self.counted_route = self.pool.route.name
             backend.begin(self.counted_route)
             self.counted = True
-        self.state = SEND
+        self._enter(SEND)
         self._deadline(config.timeouts.response_head)
         self._send_request()
 
@@ -841,7 +839,7 @@ class NativeClient(Cycle):
         if upstream.pending:
             self.engine.loop.watch(upstream.fd, self, _OUT)
             return
-        self.state = RESPONSE
+        self._enter(RESPONSE)
         self.engine.loop.watch(upstream.fd, self, _IN)
 
     def _stale(self) -> None:
@@ -978,7 +976,7 @@ class NativeClient(Cycle):
         if head_out:
             self._deadline(self.engine.config.timeouts.body_idle)  # every byte of the body is progress
         if self.splice_left and not self.response_done:
-            self.state = SPLICE  # once what the parser held is out (_flush)
+            self._enter(SPLICE)  # once what the parser held is out (_flush)
         self._flush()
 
     def _lane_head(self, data: bytes) -> bool:
@@ -1031,7 +1029,7 @@ class NativeClient(Cycle):
             # A long body: the rest moves in the kernel, as on the general path.
             self.splice_left = left
             self.lane_left = -1
-            self.state = SPLICE  # once what is in outbuf is out (_flush)
+            self._enter(SPLICE)  # once what is in outbuf is out (_flush)
         self._flush()
 
     def _flush(self) -> None:
