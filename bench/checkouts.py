@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import BODY, free_port, nginx_conf, start, wrk  # noqa: E402
+from compare import BODY, free_port, nginx_conf, start, stop_all, wait_port, wrk  # noqa: E402
 
 HERE = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -42,7 +41,6 @@ def gateway(checkout: Path, backend_port: int, args: list[str]) -> tuple[int, su
     proc = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off",
                              "--listen", f"127.0.0.1:{port}", "--route", f"/=127.0.0.1:{backend_port}", *args],
                             cwd=checkout, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    from compare import wait_port
     wait_port(port, proc)
     return port, proc
 
@@ -86,16 +84,14 @@ def main() -> int:
         median = {name: (statistics.median(r for r, _ in rows), statistics.median(c for _, c in rows))
                   for name, rows in results.items()}
         for name, (rps, cpu) in median.items():
-            print(f"  {name:7} {sides[name]}: {rps:9.0f} req/s (median), {cpu:6.1f} us CPU/request (median)")
+            rows = results[name]
+            print(f"  {name:7} {sides[name]}: {rps:9.0f} req/s (median; {min(r for r, _ in rows):.0f}-"
+                  f"{max(r for r, _ in rows):.0f}), {cpu:6.1f} us CPU/request (median; "
+                  f"{min(c for _, c in rows):.1f}-{max(c for _, c in rows):.1f})")
         (rps_b, cpu_b), (rps_a, cpu_a) = median["before"], median["after"]
         print(f"  after/before: {rps_a / rps_b:.3f}x req/s, {cpu_a / cpu_b:.3f}x CPU/request")
     finally:
-        for proc in reversed(procs):
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs[::-1])
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
