@@ -32,9 +32,9 @@
 
 from __future__ import annotations
 
-import os
-import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._native import CYCLE_C, CYCLE_COMPILED
 
 if TYPE_CHECKING:
     import trio
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from ..routing._pool import Pool
     from ..routing._retry import Attempts
     from ..tls._session import TlsSession
-    from ._exchange import EngineParts, Front, HandBack
+    from ._handover import EngineParts, Front, HandBack
     from ._handshake import Handshake
     from ._loop import Timed
     from ._pipe import SplicePipe
@@ -126,20 +126,7 @@ class PyCycle:
         self._parse()  # type: ignore[attr-defined]
 
 
-def _choose() -> tuple[type[Any], bool]:
-    if os.environ.get("FASTROUTE_NO_EXTENSIONS", "") not in ("", "0"):
-        return PyCycle, False
-    try:
-        from ._cycle_c import Cycle as compiled  # type: ignore[import-not-found]
-    except ImportError as error:
-        warnings.warn(f"fastroute: the compiled engine cycle is not built ({error}); using the general path only",
-                      RuntimeWarning, stacklevel=2)
-        return PyCycle, False
-    return compiled, True
-
-
 if TYPE_CHECKING:
     Cycle = PyCycle
-    CYCLE_COMPILED: bool
 else:
-    Cycle, CYCLE_COMPILED = _choose()
+    Cycle = PyCycle if CYCLE_C is None else CYCLE_C.Cycle

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._exchange import Front, HandBack, NativeClient
+from ._exchange import NativeClient
+from ._handover import Front, HandBack
 from ._loop import Loop
 from ._upstream import Pools
 

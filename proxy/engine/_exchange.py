@@ -87,6 +87,7 @@ from ..routing._pool import BackendState, Pool
 from ..routing._retry import NEXT, WAIT, Attempts, Step, keyed
 from ..tls._session import TlsFailed, TlsSession
 from ._errors import SinkFailed, SourceFailed
+from ._handover import EngineParts, Front, HandBack
 from ._handshake import ANSWERED, DONE, PLAIN, READING, WRITING, Handshake
 from ._cycle import Cycle
 from ._states import ALLOWED, CLOSED, CONNECT, FAST, HANDSHAKE, HEAD, NAMES, RESPONSE, SEND, SPLICE, START
@@ -101,7 +102,7 @@ if TYPE_CHECKING:
     from ._upstream import Pools
     from ._loop import Loop
 
-__all__ = ["ClientStream", "EngineParts", "Front", "HandBack", "NativeClient"]
+__all__ = ["NativeClient"]
 
 log = logging.getLogger("fastroute")
 
@@ -109,71 +110,6 @@ _TLS_READ_ALL = 1 << 30  # no limit: plaintext left in the session would wait fo
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
-
-
-class ClientStream(Protocol):
-    """The trio path's stream of a client connection (gateway/_http.HttpStream), as the engine uses it."""
-
-    stream: trio.abc.Stream  # a socket stream, or the gateway's TLS stream (its `session` and `socket`)
-    pending: bytearray  # read and not answered yet: what the engine starts from
-    response_extra: list[tuple[bytes, bytes]]  # fields added to every proxied response (HSTS)
-    unanswered: bool  # the client sent what was not answered: the close is staged
-
-    def start_request(self, conn: ev.Connection, head: RequestHead) -> None: ...
-
-    def response_spliced(self) -> None: ...
-
-    def reusable(self) -> bool: ...
-
-
-class Front(Protocol):
-    """The trio path's side of a connection the engine serves (gateway/_connection.ClientConnection)."""
-
-    @property
-    def client(self) -> ClientStream: ...
-
-    @property
-    def client_ip(self) -> str: ...
-
-    @property
-    def trusted(self) -> bool: ...
-
-
-class EngineParts(Protocol):
-    """What a connection uses of its engine (_engine.Engine)."""
-
-    gateway: Host
-    config: Config
-    loop: Loop
-    pools: Pools
-    served: int
-    handed_back: int
-    laned: int
-    cycled: int
-    handshakes: int
-
-
-class HandBack:
-    """The connection goes on in the trio path, from these bytes (read, not answered).
-
-    Over TLS, `unsent` is ciphertext the session wrote that the socket did not
-    take yet: it goes out before anything else.
-    """
-
-    __slots__ = ("pending", "unsent", "plain", "failures", "tried", "error", "back_at")
-
-    def __init__(self, pending: bytes, unsent: bytes = b"", *, plain: bool = False, failures: int = 0,
-                 tried: tuple[BackendState, ...] = (), error: ProxyError | None = None,
-                 back_at: float = math.inf) -> None:
-        self.pending = pending
-        self.unsent = unsent
-        self.plain = plain  # a plain HTTP client on the TLS port, before any handshake: `pending` is what it sent
-        # The request in `pending` failed on a backend (`failures` times) and may be sent again once the
-        # backends `tried` left the table (routing/_retry.WAIT): the trio path waits, then routes it.
-        self.failures = failures
-        self.tried = tried
-        self.error = error  # its answer if nothing changed meanwhile
-        self.back_at = back_at  # when the first backend tried is back in rotation (time.monotonic())
 
 
 class NativeClient(Cycle):
@@ -335,8 +271,7 @@ class NativeClient(Cycle):
         if attempts is None:
             self.result = HandBack(pending, bytes(self.tls_out))
         else:  # routing/_retry.WAIT: the trio path waits for the backends tried to leave, then routes
-            self.result = HandBack(pending, bytes(self.tls_out), failures=failures, tried=tuple(attempts.tried),
-                                   error=attempts.last_error, back_at=attempts.back_at)
+            self.result = HandBack(pending, bytes(self.tls_out), failures=failures, waiting=attempts.waiting())
         self._close()
 
     def fail(self) -> None:

@@ -49,15 +49,33 @@ import math
 import select
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
-from ._cycle import CYCLE_COMPILED
+from ._native import CYCLE_COMPILED
 from ._trio_run import run_state
 
-if TYPE_CHECKING:
-    from ._loop import Loop
+
+class Loop(Protocol):
+    """What the batches use of an engine's loop (_loop.Loop)."""
+
+    fileno: int  # its epoll set
+    now: float  # trio's clock at its last tick or batch
+    nested: int  # trio's epoll descriptor while it is in this set, else -1
+    unhooked: trio.Event  # set when trio's scheduler stops running its batches
+
+    def nest(self, trio_fd: int) -> None: ...
+
+    def unnest(self) -> None: ...
+
+    def tick(self) -> float: ...
+
+    def batch(self) -> None: ...
+
+    def wait_batch(self, timeout: float) -> int: ...
+
+    def next_deadline(self) -> float: ...
 
 __all__ = ["BATCHES_IN_A_ROW", "IDLE", "OURS", "TRIOS", "IdleBatches"]
 

@@ -30,7 +30,7 @@ from typing import Protocol
 
 import trio
 
-from ._cycle import CYCLE_COMPILED
+from ._native import CYCLE_COMPILED
 from ._idle import IdleBatches
 
 __all__ = ["EPOLL_AVAILABLE", "Handler", "Loop", "Timed"]

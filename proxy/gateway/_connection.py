@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import ssl
 import time
 from collections.abc import Callable
@@ -33,15 +32,14 @@ from ..protocol._reader import next_head
 from ..routing._answer import error_answer, refusal
 from ..routing._decide import Answer, Forward, Hold, Wake, decide
 from ..routing._record import Exchange
-from ..routing._retry import Reroutes
+from ..routing._retry import Reroutes, Waiting
 from ._errors import Abort, BackendLeft, BackendNotReady, Resend
 from ..engine._host import Host
 from ..tls._session import TlsSession
 
 if TYPE_CHECKING:
     from ..engine._engine import Engine
-    from ..engine._exchange import HandBack
-    from ..routing._pool import BackendState
+    from ..engine._handover import HandBack
     from ..tls._certs import Certificates
 from ._http import MAX_RECV, HttpStream, receive_some
 from ._relay import relay
@@ -114,7 +112,7 @@ class ClientConnection:
                     await refuse_plain(transport)
                     return
                 client.pending += back.pending
-                if back.tried or back.failures:
+                if back.waiting is not None or back.failures:
                     self.resend = back
                 if back.unsent:  # ciphertext the engine's session wrote and the socket did not take yet
                     assert isinstance(client.stream, TlsStream)
@@ -270,33 +268,17 @@ class ClientConnection:
         arrived = time.monotonic()
         reroutes = Reroutes()
         host = host_of(request.headers)
-        if not self.secure:
-            location = gateway.https_location(host, request.target)
-            if location is not None:
-                raise PermanentRedirect(location)
+        self._redirect_to_https(host, request.target)
         waiting_for: str | None = None
         wake_until: float | None = None
-        resend: tuple[BackendState, ...] | None = None
-        failed: ProxyError | None = None
-        back_at = math.inf
-        if self.resend is not None:
-            resend, failed, back_at = self.resend.tried, self.resend.error, self.resend.back_at
-            self.resend = None
+        waiting = self.resend.waiting if self.resend is not None else None
+        self.resend = None
+        failed = waiting.error if waiting is not None else None
         waited = False
         while True:
-            if resend is not None:
-                # It failed on a container and no other backend was left. A
-                # stopping container is usually seen a moment after its
-                # server reset or refused: wait for the backends tried to
-                # leave the table (at most --hold, or until the first is back
-                # in rotation), then route again, where the request may hold
-                # until a new container is ready; if none left, its error.
-                with trio.move_on_after(min(config.discovery.hold, back_at - time.monotonic())):
-                    while not all(backend.retired for backend in resend):
-                        await gateway.table_changed.wait()
-                if failed is not None and not any(backend.retired for backend in resend):
-                    raise failed
-                resend, waited = None, True
+            if waiting is not None:
+                await self._wait_for_retired(waiting)
+                waiting, waited = None, True
                 table = gateway.table
             now = time.monotonic()
             decision = decide(
@@ -315,7 +297,8 @@ class ClientConnection:
                     )
                     return
                 except Resend as again:
-                    resend, failed, back_at = again.tried, again.error, again.back_at
+                    waiting = again.waiting
+                    failed = waiting.error
                     continue
                 except BackendNotReady:
                     # It refused just after it became ready: it is booting
@@ -329,20 +312,50 @@ class ClientConnection:
                     raise error
             elif type(decision) is Answer:
                 raise decision.error
-            elif type(decision) is Wake:
-                assert gateway.waker is not None
-                exchange.route = waiting_for = decision.prefix
-                wake_until = now + config.timeouts.wake
-                with trio.move_on_after(config.timeouts.wake):
-                    await gateway.waker.wake(decision.prefix, decision.ids)  # raises when the start fails
-            else:
-                assert type(decision) is Hold
-                if decision.prefix is not None:
-                    exchange.route = waiting_for = decision.prefix
-                changed = gateway.table_changed
-                with trio.move_on_after(max(0.0, decision.until - now)):
-                    await changed.wait()
+            elif isinstance(decision, (Wake, Hold)):
+                waiting_for, wake_until = await self._wait_for(decision, exchange, now, waiting_for, wake_until)
             table = gateway.table
+
+    def _redirect_to_https(self, host: bytes | None, target: bytes) -> None:
+        """--redirect-https: a plain request for a name the gateway has a certificate for is sent there (308)."""
+        if not self.secure:
+            location = self.gateway.https_location(host, target)
+            if location is not None:
+                raise PermanentRedirect(location)
+
+    async def _wait_for(self, decision: Wake | Hold, exchange: Exchange, now: float, waiting_for: str | None,
+                        wake_until: float | None) -> tuple[str | None, float | None]:
+        """A Wake or a Hold carried out; returns the route waited for and until when a wake may take."""
+        gateway = self.gateway
+        if type(decision) is Wake:
+            exchange.route = waiting_for = decision.prefix
+            waker = gateway.waker
+            assert waker is not None
+            with trio.move_on_after(gateway.config.timeouts.wake):
+                await waker.wake(decision.prefix, decision.ids)  # raises when the start fails
+            return waiting_for, now + gateway.config.timeouts.wake
+        assert type(decision) is Hold
+        if decision.prefix is not None:
+            exchange.route = waiting_for = decision.prefix
+        with trio.move_on_after(max(0.0, decision.until - now)):
+            await gateway.table_changed.wait()
+        return waiting_for, wake_until
+
+    async def _wait_for_retired(self, waiting: Waiting) -> None:
+        """It failed on a container and no other backend was left (routing/_retry.WAIT).
+
+        A stopping container is usually seen a moment after its server reset
+        or refused: wait for the backends tried to leave the table (at most
+        --hold, or until the first is back in rotation); then the caller
+        routes again, where the request may hold until a new container is
+        ready. If none of them left, raises its error.
+        """
+        gateway = self.gateway
+        with trio.move_on_after(min(gateway.config.discovery.hold, waiting.back_at - time.monotonic())):
+            while not all(backend.retired for backend in waiting.tried):
+                await gateway.table_changed.wait()
+        if waiting.error is not None and not any(backend.retired for backend in waiting.tried):
+            raise waiting.error
 
     async def _answer(self, exchange: Exchange, error: ProxyError) -> None:
         """The gateway's own short plain-text answer (routing/_answer.py decides it)."""

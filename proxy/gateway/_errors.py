@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from .._errors import ProxyError
-from ..routing._pool import BackendState
+from ..routing._retry import Waiting
 
 __all__ = ["Abort", "BackendLeft", "BackendNotReady", "Resend", "Stale", "Unanswered"]
 
@@ -30,11 +30,9 @@ class Unanswered(Exception):
 class Resend(Exception):
     """The request failed on a backend and no other is left: route it again once those tried left the table."""
 
-    def __init__(self, tried: tuple[BackendState, ...], error: ProxyError | None, back_at: float) -> None:
-        super().__init__(", ".join(str(backend.address) for backend in tried))
-        self.tried = tried
-        self.error = error  # its answer if nothing changed meanwhile
-        self.back_at = back_at  # time.monotonic() when the first of them is back in rotation (inf: not known)
+    def __init__(self, waiting: Waiting) -> None:
+        super().__init__(", ".join(str(backend.address) for backend in waiting.tried))
+        self.waiting = waiting
 
 
 class BackendLeft(Exception):

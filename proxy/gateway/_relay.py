@@ -141,7 +141,7 @@ async def relay(
         if step is REROUTE:
             raise BackendNotReady(f"{prefix!r}: the backends tried are booting again")
         if step is WAIT:
-            raise Resend(tuple(attempts.tried), attempts.last_error, attempts.back_at)
+            raise Resend(attempts.waiting())
         assert isinstance(step, ProxyError)
         raise step
 

@@ -53,7 +53,7 @@ from .._errors import BadGateway, NoBackendAvailable, ProxyError, UpstreamConnec
 from ._pool import BackendState
 
 __all__ = ["IDEMPOTENT", "MAX_FAILED_CONNECTS", "NEXT", "REROUTE", "REROUTES", "REROUTES_NOT_READY", "WAIT",
-           "Attempts", "Reroutes", "Step", "keyed"]
+           "Attempts", "Reroutes", "Step", "Waiting", "keyed"]
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 MAX_FAILED_CONNECTS = 2  # per request, over the backends of its pool
@@ -72,6 +72,16 @@ def keyed(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(name == b"idempotency-key" for name, _ in headers)
 
 
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A request that failed on the backends `tried` with no other left (WAIT): it may go again once
+    they left the table, waiting at most --hold or until `back_at` (time.monotonic())."""
+
+    tried: tuple[BackendState, ...]
+    error: ProxyError | None  # its answer if nothing changed meanwhile
+    back_at: float = math.inf  # when the first of them is back in rotation (inf: not known)
+
+
 @dataclass(slots=True)
 class Attempts:
     """What one request tried on one pool so far, and the rules for what comes next."""
@@ -88,6 +98,10 @@ class Attempts:
     resent: bool = False  # it failed on a backend after it was sent, and goes again
     back_at: float = math.inf  # WAIT with every backend out of rotation: when the first is back in
     last_error: ProxyError | None = None
+
+    def waiting(self) -> Waiting:
+        """What a request that took WAIT carries while it waits (to the trio path's wait, from either path)."""
+        return Waiting(tuple(self.tried), self.last_error, self.back_at)
 
     @property
     def idempotent(self) -> bool:

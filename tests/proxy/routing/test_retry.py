@@ -17,6 +17,7 @@ from proxy.routing._retry import (
     WAIT,
     Attempts,
     Reroutes,
+    Waiting,
     keyed,
 )
 
@@ -189,5 +190,6 @@ def test_every_backend_ejected_waits_where_backends_leave_by_themselves() -> Non
     attempts = Attempts("/x", b"POST", leaving=True)
     assert attempts.none_left(pool, now=10.6) is WAIT
     assert attempts.tried == list(pool) and attempts.back_at == 10.0 + EJECT_BASE  # until they left, or one is back
+    assert attempts.waiting() == Waiting(pool, None, 10.0 + EJECT_BASE)  # what it carries while it waits
     assert isinstance(Attempts("/x", b"GET").none_left(pool, now=10.6), NoBackendAvailable)
     assert isinstance(Attempts("/x", b"GET", leaving=True, waited=True).none_left(pool, now=10.6), NoBackendAvailable)

@@ -1,0 +1,28 @@
+# Whether the engine's compiled cycle (_cycle_c.pyx) is in use: built, and
+# not turned off with FASTROUTE_NO_EXTENSIONS=1. The loop, its idle batches
+# and the cycle's choice of class ask here; it imports no other module of
+# the engine, so none of them imports another for it.
+
+from __future__ import annotations
+
+import os
+import warnings
+from types import ModuleType
+
+__all__ = ["CYCLE_C", "CYCLE_COMPILED"]
+
+
+def _compiled() -> ModuleType | None:
+    if os.environ.get("FASTROUTE_NO_EXTENSIONS", "") not in ("", "0"):
+        return None
+    try:
+        from . import _cycle_c
+    except ImportError as error:
+        warnings.warn(f"fastroute: the compiled engine cycle is not built ({error}); using the general path only",
+                      RuntimeWarning, stacklevel=2)
+        return None
+    return _cycle_c  # type: ignore[no-any-return]
+
+
+CYCLE_C = _compiled()  # the compiled module, or None
+CYCLE_COMPILED = CYCLE_C is not None
