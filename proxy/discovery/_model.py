@@ -22,7 +22,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -116,9 +116,13 @@ class ContainerSet:
         """Out of every pool now (kill/stop/die/pause/unhealthy); no I/O needed."""
         self.leaving.add(cid)
 
+    def _in_pools(self) -> Iterator[str]:
+        # Routable and not leaving: in its pools, or will be once probed.
+        return (cid for cid, container in self.containers.items() if container.routable and cid not in self.leaving)
+
     def serves_any(self) -> bool:
         """Whether a container is in its pools (or would be, once probed)."""
-        return any(container.routable and cid not in self.leaving for cid, container in self.containers.items())
+        return next(self._in_pools(), None) is not None
 
     def not_running(self, running: Collection[str]) -> list[str]:
         """Containers in their pools that the engine no longer lists as running.
@@ -128,8 +132,7 @@ class ContainerSet:
         this is how the watcher sees its stop begin (STOP_POLL_INTERVAL).
         `running` must be listed after every event applied so far.
         """
-        return [cid for cid, container in self.containers.items()
-                if container.routable and cid not in self.leaving and cid not in running]
+        return [cid for cid in self._in_pools() if cid not in running]
 
     def remove(self, cid: str) -> None:
         self.containers.pop(cid, None)

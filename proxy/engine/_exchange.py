@@ -56,11 +56,10 @@ from __future__ import annotations
 
 import errno
 import logging
-import math
 import os
 import select
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import trio
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import ssl
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import trio

@@ -337,19 +337,28 @@ async def test_a_health_event_without_its_status_is_read_from_inspect(
     await until(lambda: published.backends() == {"/team/a": (A,)}, "back once healthy")
 
 
+async def podman_watched(nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch,
+                         *containers: dict[str, Any]) -> tuple[World, Published, DockerWatcher]:
+    """A watcher following a fake Podman with `containers`, its stop poll every 10 ms."""
+    monkeypatch.setattr(_watcher, "STOP_POLL_INTERVAL", 0.01)
+    world = World()
+    world.engine = "Podman"
+    for container in containers:
+        world.add(container)
+    published = Published()
+    watcher = DockerWatcher(published, Discovery(hold=0.0), client_factory=world.factory)
+    await nursery.start(watcher.run)
+    return world, published, watcher
+
+
 async def test_under_podman_a_container_leaves_when_its_stop_begins(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Podman sends no event until the container exited, and its running
     # listing leaves a stopping container out (its inspect says "stopping").
-    monkeypatch.setattr(_watcher, "STOP_POLL_INTERVAL", 0.01)
-    world = World()
-    world.engine = "Podman"
-    stopping = world.add(attrs("a", "10.0.0.2"))
-    world.add(attrs("b", "10.0.0.3"))
-    published = Published()
-    watcher = DockerWatcher(published, Discovery(hold=0.0), client_factory=world.factory)
-    await nursery.start(watcher.run)
+    a = attrs("a", "10.0.0.2")
+    world, published, watcher = await podman_watched(nursery, monkeypatch, a, attrs("b", "10.0.0.3"))
+    stopping = a["Id"]
     await until(lambda: set(published.backends()) == {"/team/a", "/team/b"}, "both routed")
     world.containers[stopping]["State"].update(Status="stopping", Running=False)
     await until(lambda: set(published.backends()) == {"/team/b"}, "a out, with no event")
@@ -361,13 +370,7 @@ async def test_an_event_being_applied_is_not_cut_off_by_the_next_poll(
 ) -> None:
     # The poll's time (or a hold's end) comes while an event waits for its
     # inspect: the event is still applied, then the poll runs.
-    monkeypatch.setattr(_watcher, "STOP_POLL_INTERVAL", 0.01)
-    world = World()
-    world.engine = "Podman"
-    world.add(attrs("a", "10.0.0.2"))
-    published = Published()
-    watcher = DockerWatcher(published, Discovery(hold=0.0), client_factory=world.factory)
-    await nursery.start(watcher.run)
+    world, published, _ = await podman_watched(nursery, monkeypatch, attrs("a", "10.0.0.2"))
     await until(lambda: "/team/a" in published.backends(), "a routed")
     world.gate = threading.Event()
     inspected = world.calls["inspect"]
