@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from ..protocol._head import RequestHead
     from ..routing._record import Exchange
     from ..routing._pool import Pool
-    from ..routing._retry import Attempts
+    from ..routing._response_rules import ResponseRelay
+    from ..routing._stream import Stream
     from ..tls._session import TlsSession
     from ._handover import EngineParts, Front, HandBack
     from ._handshake import Handshake
@@ -55,8 +56,8 @@ __all__ = ["CYCLE_COMPILED", "Cycle"]
 
 _ATTRIBUTES = (
     "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "timed", "conn", "request",
-    "head", "head_bytes", "arrived", "exchange", "attempts", "pool", "prefix", "upstream", "counted", "counted_route", "interim",
-    "response_done", "keep", "head_queued", "splice_left", "pipe", "reading", "eof", "lane", "lane_left",
+    "head", "head_bytes", "arrived", "exchange", "stream", "pool", "prefix", "upstream", "counted", "counted_route", "relay",
+    "response_done", "keep", "splice_left", "pipe", "reading", "eof", "lane", "lane_left",
     "lane_keep", "fast", "client_ip_b", "status", "body_out", "body_length", "tls", "tls_out",
     "extra", "handshake",
 )
@@ -87,16 +88,15 @@ class PyCycle:
     head_bytes: bytes
     arrived: float
     exchange: Exchange | None
-    attempts: Attempts | None
+    stream: Stream | None
     pool: Pool | None
     prefix: str
     upstream: Upstream | None
     counted: bool
     counted_route: str
-    interim: int
+    relay: ResponseRelay | None
     response_done: bool
     keep: bool
-    head_queued: bool
     splice_left: int
     pipe: SplicePipe | None
     reading: bool

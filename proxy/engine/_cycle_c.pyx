@@ -163,14 +163,14 @@ def forward_of(table, host, bytes target):
 cdef class Cycle:
     """The state of one client connection of the engine, and the cycle's steps on it."""
 
-    cdef public object engine, front, done, result, timed, conn, request, head, exchange, attempts, pool
-    cdef public object upstream, pipe, prefix, tls, counted_route, handshake
+    cdef public object engine, front, done, result, timed, conn, request, head, exchange, stream, pool
+    cdef public object upstream, pipe, prefix, tls, counted_route, handshake, relay
     cdef public list extra  # fields the gateway adds to every response (HSTS): front.client.response_extra
     cdef public bytes head_bytes, client_ip_b
     cdef public bytearray inbuf, outbuf, tls_out
-    cdef public int fd, state, interim
+    cdef public int fd, state
     cdef public Py_ssize_t splice_left, lane_left
-    cdef public bint started, counted, response_done, keep, head_queued, reading, eof, lane, lane_keep, fast
+    cdef public bint started, counted, response_done, keep, reading, eof, lane, lane_keep, fast
     cdef public double arrived
     # The configuration, read once (it is frozen): engine.config's and engine.gateway's.
     # A lane response whose body comes in later reads (lane_left >= 0 in FAST): its status, the body

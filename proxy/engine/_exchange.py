@@ -76,14 +76,16 @@ from ..protocol._compiled import check_head, lane_request_head, lane_response_he
 from ..protocol._errors import Refused
 from ..protocol._fastconn import FastConnection
 from ..protocol._lane import with_fields as lane_with_fields
-from ..protocol._head import RequestHead, body_length, has_body, head_begun, host_of
-from ..protocol._reader import MAX_INTERIM_RESPONSES, next_head
-from ..protocol._rewrite import is_upgrade_request, request_headers, response_headers, strip_target, with_fields
+from ..protocol._head import RequestHead, has_body, head_begun, host_of
+from ..protocol._reader import next_head
+from ..protocol._rewrite import is_upgrade_request, request_headers, strip_target
 from ..routing._answer import error_answer, refusal
 from ..routing._decide import Forward, decide
 from ..routing._record import Exchange
 from ..routing._pool import BackendState, Pool
-from ..routing._retry import NEXT, WAIT, Attempts, Step, keyed
+from ..routing._response_rules import END, MORE, SPLICE as SPLICE_REST, STALE, UNANSWERED, Failed, ResponseRelay, early_failure
+from ..routing._retry import Attempts, Waiting, keyed
+from ..routing._stream import Action, Stream
 from ..tls._session import TlsFailed, TlsSession
 from ._errors import SinkFailed, SourceFailed
 from ._handover import EngineParts, Front, HandBack
@@ -147,16 +149,15 @@ class NativeClient(Cycle):
         self.head_bytes = b""  # the request's head as the client sent it (for a hand-back)
         self.arrived = 0.0  # time.monotonic() when the cycle routed it
         self.exchange = None
-        self.attempts = None
+        self.stream = None  # the request's tries on its pool (routing/_stream.py)
         self.pool = None
         self.prefix = ""
         self.upstream = None
         self.counted = False  # backend.outstanding counts this exchange
         self.counted_route = ""  # and backend.in_flight counts it for this route
-        self.interim = 0
+        self.relay = None  # the response's rules (routing/_response_rules.py), for the exchange in flight
         self.response_done = False
         self.keep = True
-        self.head_queued = False  # the final response head is in outbuf (or out)
         self.splice_left = 0  # body bytes of a long Content-Length response not read by the parser yet
         self.pipe = None
         self.reading = True  # the client socket is read while an exchange is in flight (bytes queue in inbuf)
@@ -265,12 +266,10 @@ class NativeClient(Cycle):
             self.pipe = None
         self.done.set()  # the trio task closes the socket
 
-    def _hand_back(self, pending: bytes, attempts: Attempts | None = None, failures: int = 0) -> None:
+    def _hand_back(self, pending: bytes, waiting: Waiting | None = None, failures: int = 0) -> None:
         self.engine.handed_back += 1
-        if attempts is None:
-            self.result = HandBack(pending, bytes(self.tls_out))
-        else:  # routing/_retry.WAIT: the trio path waits for the backends tried to leave, then routes
-            self.result = HandBack(pending, bytes(self.tls_out), failures=failures, waiting=attempts.waiting())
+        # With `waiting` (routing/_retry.WAIT): the trio path waits for the backends tried to leave, then routes.
+        self.result = HandBack(pending, bytes(self.tls_out), failures=failures, waiting=waiting)
         self._close()
 
     def fail(self) -> None:
@@ -480,13 +479,15 @@ class NativeClient(Cycle):
         self.head_bytes = head_bytes
         self.front.client.start_request(conn, head)
         self.exchange = Exchange(arrived, method=request.method, target=request.target, route=pool.route.name)
-        self.attempts = Attempts(prefix, request.method, keyed=keyed(request.headers), leaving=pool.route.containers)
+        self.stream = Stream(self.exchange, pool,
+                             Attempts(prefix, request.method, keyed=keyed(request.headers), leaving=pool.route.containers),
+                             self.engine.gateway.not_ready)
         self.pool = pool
         self.prefix = prefix
-        self.interim = 0
+        self.relay = ResponseRelay(self.exchange, self.extra,
+                                   splice_from=SPLICE_MIN if SPLICE_AVAILABLE and self.tls is None else None)
         self.response_done = False
         self.keep = True
-        self.head_queued = False
         self.splice_left = 0
         self.lane = request.http_version == b"1.1" and request.method != b"HEAD" and conn.keep_alive
         self.lane_left = -1
@@ -539,7 +540,7 @@ class NativeClient(Cycle):
         exchange.status = self.status
         exchange.bytes_out = self.body_out
         exchange.response_started = True
-        self.head_queued = True
+        self._relay().head_out = True
         self.lane_left = left
         self.front.client.response_spliced()
 
@@ -553,7 +554,7 @@ class NativeClient(Cycle):
         assert exchange is not None and upstream is not None
         self.engine.laned += 1
         exchange.status = status
-        self.head_queued = True
+        self._relay().head_out = True
         self.front.client.response_spliced()
         self.outbuf += (head + body)[sent:]
         exchange.bytes_out += len(body)
@@ -635,17 +636,28 @@ class NativeClient(Cycle):
     def _address(self) -> str:
         return str(self.upstream.backend.address) if self.upstream is not None else "-"
 
+    def _stream(self) -> Stream:
+        stream = self.stream
+        assert stream is not None
+        return stream
+
     def _next_backend(self) -> None:
-        assert self.pool is not None and self.attempts is not None and self.exchange is not None
-        backend = self.pool.pick(time.monotonic(), exclude=self.attempts.tried)
-        if backend is None:
-            self._no_backend()
-        else:
-            self._use_backend(backend)
+        self._carry(self._stream().next_backend(time.monotonic()))
 
     def _no_backend(self) -> None:
-        assert self.pool is not None and self.attempts is not None
-        self._step(self.attempts.none_left(self.pool.backends, time.monotonic()))
+        self._carry(self._stream().none_left(time.monotonic()))
+
+    def _carry(self, action: Action) -> None:
+        """What the stream says comes next (routing/_stream.py), carried out."""
+        if isinstance(action, BackendState):
+            self._use_backend(action)
+        elif isinstance(action, ProxyError):
+            self._error(action)
+        elif isinstance(action, Waiting):  # failed on a backend, none is left: the trio path waits, then routes
+            assert self.exchange is not None
+            self._hand_back_request(action, self.exchange.backend_failures)
+        else:  # REROUTE: every backend tried was booting again; the trio path routes anew (and may hold)
+            self._hand_back_request()
 
     def _use_backend(self, backend: BackendState) -> None:
         assert self.exchange is not None
@@ -697,35 +709,16 @@ class NativeClient(Cycle):
         self._begin_request()
 
     def _connect_failed(self, error: UpstreamConnectError, backend: BackendState | None = None) -> None:
-        assert self.attempts is not None and self.exchange is not None
         if backend is None:
             assert self.upstream is not None
             backend = self.upstream.backend
         self._drop_upstream()
-        not_ready = self.engine.gateway.not_ready
-        booting = error.refused and not_ready is not None and not_ready(backend.address)
-        if not booting:
-            if isinstance(error, UpstreamConnectTimeout):
-                self.exchange.connect_timeouts += 1
-            else:
-                self.exchange.connect_errors += 1
-        self._step(self.attempts.connect_failed(backend, error, booting=booting, now=time.monotonic()))
+        self._carry(self._stream().connect_failed(backend, error, time.monotonic()))
 
-    def _step(self, step: Step) -> None:
-        if step is NEXT:
-            self._next_backend()
-        elif isinstance(step, ProxyError):
-            self._error(step)
-        elif step is WAIT:  # it failed on a backend, none is left: the trio path waits for the table, then routes
-            assert self.exchange is not None
-            self._hand_back_request(self.attempts, self.exchange.backend_failures)
-        else:  # REROUTE: every backend tried was booting again; the trio path routes anew (and may hold)
-            self._hand_back_request()
-
-    def _hand_back_request(self, attempts: Attempts | None = None, failures: int = 0) -> None:
+    def _hand_back_request(self, waiting: Waiting | None = None, failures: int = 0) -> None:
         self._drop_upstream()
         assert self.conn is not None
-        self._hand_back(self.head_bytes + self.conn.trailing_data[0] + bytes(self.inbuf), attempts, failures)
+        self._hand_back(self.head_bytes + self.conn.trailing_data[0] + bytes(self.inbuf), waiting, failures)
 
     def _begin_request(self) -> None:
         upstream = self.upstream
@@ -777,20 +770,24 @@ class NativeClient(Cycle):
         self.engine.loop.watch(upstream.fd, self, _IN)
 
     def _stale(self) -> None:
-        assert self.attempts is not None and self.upstream is not None
+        assert self.upstream is not None
         backend = self.upstream.backend
         self._drop_upstream()
-        self._step(self.attempts.stale(backend))
+        self._carry(self._stream().stale(backend, time.monotonic()))
 
     def _unanswered(self, error: ProxyError) -> None:
         """The backend took the request and failed before any response byte (`error`: the 502 to give)."""
-        assert self.attempts is not None and self.upstream is not None and self.exchange is not None
+        assert self.upstream is not None
         backend = self.upstream.backend
         self._drop_upstream()
-        self.exchange.backend_failures += 1
-        self._step(self.attempts.failed_after_send(backend, error, body_read=False, now=time.monotonic()))
+        self._carry(self._stream().unanswered(backend, error, body_read=False, now=time.monotonic()))
 
     # --- the response ------------------------------------------------------------
+
+    def _relay(self) -> ResponseRelay:
+        relay = self.relay
+        assert relay is not None
+        return relay
 
     def _response_started(self) -> bool:
         return self.exchange is not None and self.exchange.response_started
@@ -807,111 +804,65 @@ class NativeClient(Cycle):
             self._response_data(data)
 
     def _response_failed(self, error: OSError) -> None:
-        upstream = self.upstream
-        assert upstream is not None
-        if upstream.reused and not upstream.received:
-            self._stale()  # the pooled connection was dead (reset) before it answered
-        elif self._response_started() or self.head_queued:
-            self._abort(f"backend failed during its response: {error}")
-        elif not upstream.received:
-            self._unanswered(BadGateway(f"backend failed before its response: socket error: {error}"))
-        else:
-            self._error(BadGateway(f"backend failed before its response: socket error: {error}"))
+        assert self.relay is not None
+        self._relay_failed(self.relay.broke(f"socket error: {error}"))
 
     def _response_data(self, data: bytes) -> None:
-        """One read of the response (b"": the backend closed)."""
+        """One read of the response (b"": the backend closed), relayed by the rules (routing/_response_rules.py)."""
         upstream = self.upstream
-        exchange = self.exchange
-        assert upstream is not None and exchange is not None and self.conn is not None
+        relay = self.relay
+        assert upstream is not None and relay is not None and self.conn is not None
         upstream.received += len(data)
         if self.lane_left >= 0:
             self._lane_body(data)
             return
         # The lane: only the response's first read (a head split across reads
         # is the general path's, which holds its first part already).
-        if (self.lane and upstream.received == len(data) and not self.interim
+        if (self.lane and upstream.received == len(data) and not relay.interim
                 and not self.engine.gateway.draining):
             if self._lane_head(data):
                 return
         upconn = upstream.conn
         upconn.receive_data(data)
-        client = self.conn
-        out = self.outbuf
-        head_out = self.head_queued
+        events: list[ev.Event] = []
+        failed = None
         try:
-            while True:
-                event = upconn.next_event()
-                kind = type(event)
-                if kind is ev.Data:
-                    assert isinstance(event, ev.Data)
-                    exchange.bytes_out += len(event.data)
-                    out += client.send(event)
-                    if self.splice_left:
-                        self.splice_left -= len(event.data)
-                elif kind is ev.Response:
-                    assert isinstance(event, ev.Response)
-                    headers = with_fields(response_headers(event.headers), self.front.client.response_extra)
-                    if self.engine.gateway.draining:
-                        headers.append((b"connection", b"close"))
-                    exchange.status = event.status_code
-                    out += client.send(ev.Response(event.status_code, headers, event.reason))
-                    head_out = self.head_queued = True
-                    length = body_length(event.headers)
-                    if (SPLICE_AVAILABLE and length is not None and length >= SPLICE_MIN and self.tls is None
-                            and exchange.method != b"HEAD" and event.status_code not in (204, 304)):
-                        self.splice_left = length
-                elif kind is ev.EndOfMessage:
-                    out += client.send(ev.END_OF_MESSAGE)
-                    self.response_done = True
-                    break
-                elif kind is ev.InformationalResponse:
-                    assert isinstance(event, ev.InformationalResponse)
-                    self.interim += 1
-                    if self.interim > MAX_INTERIM_RESPONSES:
-                        raise _Failed(BadGateway(f"backend sent over {MAX_INTERIM_RESPONSES} 1xx responses"))
-                    if event.status_code == 101:
-                        raise _Failed(BadGateway("backend switched protocols unasked"))
-                    out += client.send(ev.InformationalResponse(event.status_code, response_headers(event.headers),
-                                                                event.reason))
-                elif kind is ev.ConnectionClosed:
-                    if not exchange.response_started and not head_out:
-                        if upstream.received == 0:  # closed with nothing said
-                            if upstream.reused:
-                                self._stale()
-                            else:
-                                self._unanswered(BadGateway("backend closed the connection without a response"))
-                            return
-                        raise _Failed(BadGateway("backend closed the connection without a response"))
-                    raise _Failed(None)
-                else:  # NEED_DATA
-                    break
-        except ev.RemoteProtocolError as error:
-            if exchange.response_started or head_out:
-                self._abort(f"backend failed during its response body: {error}")
-            else:
-                self._error(BadGateway(f"backend failed before its response: {error}"))
+            outcome = relay.pull(upconn, events, self.engine.gateway.draining)
+            if outcome == MORE and not data:
+                raise relay.closed()
+        except Failed as error:
+            failed = error
+        out = self.outbuf
+        send = self.conn.send
+        for event in events:
+            out += send(event)
+        if failed is not None:
+            self._relay_failed(failed)
             return
-        except _Failed as failed:
-            if failed.error is not None and not exchange.response_started and not head_out:
-                self._error(failed.error)
-            else:
-                self._abort("backend failed during its response")
-            return
-        if not data and not self.response_done:
-            if not exchange.response_started and not head_out:
-                closed = BadGateway("backend closed the connection without a response")
-                if upstream.received == 0:
-                    self._unanswered(closed)
-                else:
-                    self._error(closed)
-            else:
-                self._abort("backend closed during its response body")
-            return
-        if head_out:
-            self._deadline(self.engine.config.timeouts.body_idle)  # every byte of the body is progress
-        if self.splice_left and not self.response_done:
+        if outcome == END:
+            self.response_done = True
+        elif outcome == SPLICE_REST:
+            self.splice_left = relay.splice_left
             self._enter(SPLICE)  # once what the parser held is out (_flush)
+        if relay.head_out:
+            self._deadline(self.engine.config.timeouts.body_idle)  # every byte of the body is progress
         self._flush()
+
+    def _relay_failed(self, failed: Failed) -> None:
+        """The response cannot go on: the client connection is cut, or the request answered or sent again."""
+        if failed.answer is None:
+            self._abort(failed.why)
+            return
+        upstream = self.upstream
+        assert upstream is not None
+        meaning = early_failure(failed.answer, received=upstream.received, reused=upstream.reused, body_started=False)
+        if meaning is STALE:
+            self._stale()
+        elif meaning is UNANSWERED:
+            self._unanswered(failed.answer)
+        else:
+            assert isinstance(meaning, ProxyError)
+            self._error(meaning)
 
     def _lane_head(self, data: bytes) -> bool:
         """A response whose head came whole in its first read, of the lane's kind: its head and body
@@ -928,7 +879,7 @@ class NativeClient(Cycle):
         self.engine.laned += 1
         assert self.exchange is not None
         self.exchange.status = status
-        self.head_queued = True
+        self._relay().head_out = True
         self.outbuf += head
         self.lane_left = length
         self.front.client.response_spliced()  # the client's connection sees none of it
@@ -992,7 +943,8 @@ class NativeClient(Cycle):
                 self._abort("client went away during the response")
                 return
             del out[:sent]
-            if exchange is not None and sent and self.head_queued:
+            relay = self.relay
+            if exchange is not None and sent and relay is not None and relay.head_out:
                 exchange.response_started = True
         loop = self.engine.loop
         upstream = self.upstream
@@ -1104,6 +1056,7 @@ class NativeClient(Cycle):
         engine.gateway.record(self.front.client_ip, exchange)
         engine.served += 1
         self.exchange = None
+        self.relay = None
         reusable = self.keep and self.front.client.reusable() and not engine.gateway.draining
         if not reusable:
             self._close()
@@ -1113,12 +1066,6 @@ class NativeClient(Cycle):
         self._wait_head(engine.config.timeouts.keepalive)
         if self.inbuf or self.eof:
             self.parse()  # a request read ahead; or the client closed meanwhile: close now
-
-
-class _Failed(Exception):
-    def __init__(self, error: ProxyError | None) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 def _connect_error(backend: BackendState, code: int) -> UpstreamConnectError:

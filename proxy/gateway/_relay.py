@@ -29,13 +29,13 @@ from .._errors import (
     ProxyError,
     RequestTimeout,
     UpstreamConnectError,
-    UpstreamConnectTimeout,
 )
 from ..protocol._head import body_length, has_body
 from ..protocol._rewrite import is_upgrade_request, request_headers, strip_target
 from ..routing._record import Exchange
 from ..routing._pool import BackendState, Pool
-from ..routing._retry import NEXT, REROUTE, WAIT, Attempts, Step, keyed
+from ..routing._retry import REROUTE, Attempts, Waiting, keyed
+from ..routing._stream import Stream
 from ..engine._errors import SinkFailed, SourceFailed
 from ._errors import Abort, BackendNotReady, Resend, Stale, Unanswered
 from ._http import HttpStream
@@ -100,50 +100,42 @@ async def relay(
         Resend: it failed on a container and may go again, but no backend
             is left: route it again once those tried left the table.
     """
-    limits = config.limits
-    length = body_length(request.headers)
-    if limits.max_body is not None and length is not None and length > limits.max_body:
-        raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {limits.max_body}")
+    length = _body_length(request, config.limits.max_body)
     attempts = Attempts(prefix, request.method, keyed=keyed(request.headers), leaving=pool.route.containers,
                         waited=waited, last_error=failed)
-    while True:
-        step: Step
-        backend = pool.pick(time.monotonic(), exclude=attempts.tried)
-        if backend is None:
-            step = attempts.none_left(pool.backends, time.monotonic())
-        else:
-            exchange.backend = str(backend.address)
-            try:
-                conn, reused = await acquire(backend, config.timeouts, config.parser)
-            except UpstreamConnectError as error:
-                booting = error.refused and not_ready is not None and not_ready(backend.address)
-                if not booting:
-                    if isinstance(error, UpstreamConnectTimeout):
-                        exchange.connect_timeouts += 1
-                    else:
-                        exchange.connect_errors += 1
-                step = attempts.connect_failed(backend, error, booting=booting, now=time.monotonic())
-            else:
-                backend.mark_ok()
-                strip = prefix if pool.route.strip_prefix else None
-                try:
-                    await _exchange_with(backend, conn, reused, client, request, strip, length, config, exchange,
-                                         client_ip=client_ip, trusted=trusted, closing=closing)
-                    return
-                except Stale:
-                    step = attempts.stale(backend)
-                except Unanswered as failed:
-                    exchange.backend_failures += 1
-                    step = attempts.failed_after_send(backend, failed.error, body_read=exchange.body_started,
-                                                      now=time.monotonic())
-        if step is NEXT:
+    stream = Stream(exchange, pool, attempts, not_ready)
+    action = stream.next_backend(time.monotonic())
+    while isinstance(action, BackendState):
+        backend = action
+        try:
+            conn, reused = await acquire(backend, config.timeouts, config.parser)
+        except UpstreamConnectError as error:
+            action = stream.connect_failed(backend, error, time.monotonic())
             continue
-        if step is REROUTE:
-            raise BackendNotReady(f"{prefix!r}: the backends tried are booting again")
-        if step is WAIT:
-            raise Resend(attempts.waiting())
-        assert isinstance(step, ProxyError)
-        raise step
+        backend.mark_ok()
+        strip = prefix if pool.route.strip_prefix else None
+        try:
+            await _exchange_with(backend, conn, reused, client, request, strip, length, config, exchange,
+                                 client_ip=client_ip, trusted=trusted, closing=closing)
+            return
+        except Stale:
+            action = stream.stale(backend, time.monotonic())
+        except Unanswered as failed:
+            action = stream.unanswered(backend, failed.error, body_read=exchange.body_started, now=time.monotonic())
+    if action is REROUTE:
+        raise BackendNotReady(f"{prefix!r}: the backends tried are booting again")
+    if isinstance(action, Waiting):
+        raise Resend(action)
+    assert isinstance(action, ProxyError)
+    raise action
+
+
+def _body_length(request: ev.Request, max_body: int | None) -> int | None:
+    """The request body's Content-Length (None: chunked, or none), within --max-body or refused."""
+    length = body_length(request.headers)
+    if max_body is not None and length is not None and length > max_body:
+        raise PayloadTooLarge(f"request body of {length} bytes is over the limit of {max_body}")
+    return length
 
 
 async def _exchange_with(

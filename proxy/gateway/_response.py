@@ -5,6 +5,8 @@
 # a tunnel (_tunnel.py).
 #
 # Rules:
+# - what goes on, rewritten how, and what a failure means: the rules of
+#   routing/_response_rules.py, which the engine follows too;
 # - until the response head went to the client, a failure is a ProxyError
 #   (502 or 504), Stale (a pooled connection that was dead: retry) or
 #   Unanswered (the backend failed before any response byte: the retry
@@ -13,18 +15,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import trio
 
 from ..protocol import _events as ev
 from .._config import Config
-from .._errors import BadGateway, GatewayTimeout
-from ..protocol._head import body_length
-from ..protocol._reader import MAX_INTERIM_RESPONSES
-from ..protocol._rewrite import response_headers, with_fields
+from .._errors import GatewayTimeout, ProxyError
 from ..routing._record import Exchange
+from ..routing._response_rules import MORE, SPLICE, STALE, TUNNEL, UNANSWERED, Failed, ResponseRelay, early_failure
 from ..engine._errors import SinkFailed, SourceFailed
 from ._errors import Abort, Stale, Unanswered
 from ._http import HttpStream
@@ -35,7 +34,7 @@ __all__ = ["relay_response"]
 
 
 # What a timeout of relay_response's one cancel scope means, by phase.
-_HEAD, _TO_CLIENT, _FROM_BACKEND, _SPLICING = range(4)
+_HEAD, _TO_CLIENT, _FROM_BACKEND = range(3)
 
 
 async def relay_response(
@@ -47,122 +46,89 @@ async def relay_response(
     exchange: Exchange,
     closing: Callable[[], bool],
 ) -> None:
+    """The backend's response to the client, by the rules (routing/_response_rules.py).
+
+    Raises ProxyError, Stale or Unanswered before the response head went
+    out, Abort after it.
+    """
     timeouts = config.timeouts
-    interim = 0
-    event: ev.Event | None = None
+    splice = (SPLICE_AVAILABLE and isinstance(conn.stream, trio.SocketStream)
+              and isinstance(client.stream, trio.SocketStream))
+    relay = ResponseRelay(exchange, client.response_extra, upgrade=upgrade, splice_from=SPLICE_MIN if splice else None)
     # One cancel scope for the whole response (scopes, one per operation,
     # showed in profiles): its deadline moves with the phase (the response
     # head, then each write to the client and each read of the body), and
     # exchange.phase says what a timeout means once the scope has caught it.
     scope = trio.CancelScope(deadline=trio.current_time() + timeouts.response_head)
     exchange.phase = _HEAD
+    outcome = MORE
     try:
         with scope:
-            while True:
-                event = await conn.next_event()
-                if type(event) is ev.InformationalResponse:
-                    interim += 1
-                    if interim > MAX_INTERIM_RESPONSES:
-                        raise BadGateway(f"backend sent over {MAX_INTERIM_RESPONSES} 1xx responses")
-                    if event.status_code == 101:
-                        if not upgrade:
-                            raise BadGateway("backend switched protocols unasked")
-                        break
-                    await client.send(ev.InformationalResponse(event.status_code, response_headers(event.headers), event.reason))
-                    continue
-                break
-            if type(event) is ev.Response:
-                exchange.phase = _TO_CLIENT
-                await _relay_body(conn, client, event, config, exchange, closing, scope)
-                return
-    except (ev.RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
-        if exchange.phase != _HEAD:
-            raise
-        if conn.bytes_received == 0:
-            if reused and not exchange.body_started:
-                raise Stale() from None
-            raise Unanswered(BadGateway(f"backend failed before its response: {error}")) from None
-        raise BadGateway(f"backend failed before its response: {error}") from None
+            outcome = await _relay(conn, client, relay, timeouts.body_idle, exchange, closing, scope)
+    except Failed as failed:
+        raise _meaning(failed, conn, reused, exchange) from None
     if scope.cancelled_caught:
         if exchange.phase == _HEAD:
             raise GatewayTimeout("backend did not answer in time")
         raise Abort("client stopped reading the response" if exchange.phase == _TO_CLIENT
                     else "backend response body stalled")
-    if type(event) is ev.InformationalResponse:  # 101, asked for: the tunnel has its own idle timeout
-        await tunnel(conn, client, event, timeouts.tunnel_idle, exchange)
-        return
-    if type(event) is ev.ConnectionClosed:
-        if reused and not exchange.body_started:
-            raise Stale()
-        closed = BadGateway("backend closed the connection without a response")
-        raise Unanswered(closed) if conn.bytes_received == 0 else closed
-    raise AssertionError(f"unexpected {event!r}")
+    if outcome == SPLICE:
+        await _splice_rest(conn, client, relay.splice_left, timeouts.body_idle, exchange)
+    elif outcome == TUNNEL:  # 101, asked for: the tunnel has its own idle timeout
+        assert relay.switch is not None
+        await tunnel(conn, client, relay.switch, timeouts.tunnel_idle, exchange)
 
 
-async def _relay_body(
+async def _relay(
     conn: HttpStream,
     client: HttpStream,
-    event: ev.Response,
-    config: Config,
+    relay: ResponseRelay,
+    idle: float,
     exchange: Exchange,
     closing: Callable[[], bool],
     scope: trio.CancelScope,
-) -> None:
-    """The response head and body to the client, inside relay_response's scope.
+) -> int:
+    """The response's events to the client until it is whole (END), or asks for a splice or a tunnel.
 
-    Sets exchange.phase and the scope's deadline before each wait; raises
-    Abort or ProxyError for everything else.
+    Sets exchange.phase and the scope's deadline before each wait once the
+    head went out. What the parser holds goes out in one write: a small
+    response costs one send, not one per event.
     """
-    idle = config.timeouts.body_idle
-    headers = with_fields(response_headers(event.headers), client.response_extra)
-    if closing():  # draining: this is the connection's last response
-        headers.append((b"connection", b"close"))
-    exchange.status = event.status_code
-    # The head and whatever body the parser already holds go out in one
-    # write: a small response costs one send, not one per event. Only
-    # when the parser holds nothing more is the batch sent and the backend
-    # read again.
-    batch: list[ev.Event] = [ev.Response(event.status_code, headers, event.reason)]
-    # A long body of known length bypasses the parser and Python: spliced in the
-    # kernel once the head (and what the parser already holds) is out.
-    length = body_length(event.headers)
-    splice_left = None
-    if (SPLICE_AVAILABLE and length is not None and length >= SPLICE_MIN and exchange.method != b"HEAD"
-            and event.status_code not in (204, 304)
-            and isinstance(conn.stream, trio.SocketStream) and isinstance(client.stream, trio.SocketStream)):
-        splice_left = length
+    batch: list[ev.Event] = []
+    eof = False
     while True:
         try:
-            piece = conn.conn.next_event()
-        except ev.RemoteProtocolError as error:
-            await _flush(client, batch, idle, exchange, scope)
-            raise Abort(f"backend failed during its response body: {error}") from None
-        if type(piece) is ev.Data:
-            exchange.bytes_out += len(piece.data)
-            batch.append(piece)
-            if splice_left is not None:
-                splice_left -= len(piece.data)
-            continue
-        if type(piece) is ev.EndOfMessage:
-            batch.append(ev.END_OF_MESSAGE)
-            await _flush(client, batch, idle, exchange, scope)
-            return
-        if piece is not ev.NEED_DATA:
-            await _flush(client, batch, idle, exchange, scope)
-            raise Abort(f"unexpected {type(piece).__name__} in the response body")
-        await _flush(client, batch, idle, exchange, scope)
-        batch = []
-        if splice_left:
-            exchange.phase = _SPLICING
-            scope.deadline = math.inf  # the splice keeps its own idle timeout
-            await _splice_rest(conn, client, splice_left, idle, exchange)
-            return
-        exchange.phase = _FROM_BACKEND
-        scope.deadline = trio.current_time() + idle
+            outcome = relay.pull(conn.conn, batch, closing())
+            if outcome == MORE and eof:  # the parser took the end as a pause (never, with ours: a guard)
+                raise relay.closed()
+        except Failed:
+            await _flush(client, batch, idle, exchange, scope, relay.head_out)  # what came before, then the end
+            raise
+        await _flush(client, batch, idle, exchange, scope, relay.head_out)
+        if outcome != MORE:
+            return outcome
+        batch.clear()
+        if relay.head_out:
+            exchange.phase = _FROM_BACKEND
+            scope.deadline = trio.current_time() + idle
         try:
-            await conn.receive()
+            eof = not await conn.receive()
         except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
-            raise Abort(f"backend failed during its response body: {error}") from None
+            raise relay.broke(str(error)) from None
+
+
+def _meaning(failed: Failed, conn: HttpStream, reused: bool, exchange: Exchange) -> Exception:
+    """What the connection handler is told of a response that failed (see relay_response)."""
+    if failed.answer is None:
+        return Abort(failed.why)
+    meaning = early_failure(failed.answer, received=conn.bytes_received, reused=reused,
+                            body_started=exchange.body_started)
+    if meaning is STALE:
+        return Stale()
+    if meaning is UNANSWERED:
+        return Unanswered(failed.answer)
+    assert isinstance(meaning, ProxyError)
+    return meaning
 
 
 async def _splice_rest(conn: HttpStream, client: HttpStream, count: int, idle: float, exchange: Exchange) -> None:
@@ -186,18 +152,22 @@ async def _splice_rest(conn: HttpStream, client: HttpStream, count: int, idle: f
 
 
 async def _flush(
-    client: HttpStream, batch: list[ev.Event], idle: float, exchange: Exchange, scope: trio.CancelScope
+    client: HttpStream, batch: list[ev.Event], idle: float, exchange: Exchange, scope: trio.CancelScope,
+    head_out: bool,
 ) -> None:
     """Send the batched response events to the client in one write, under `scope` (see relay_response)."""
     if not batch:
         return
     # A client that stops reading blocks this send (backpressure: nothing
     # piles up here); one that reads nothing for the body timeout is cut
-    # off, which frees the backend connection too.
-    exchange.phase = _TO_CLIENT
-    scope.deadline = trio.current_time() + idle
+    # off, which frees the backend connection too. Before the head (1xx
+    # only), the response head's deadline holds.
+    if head_out:
+        exchange.phase = _TO_CLIENT
+        scope.deadline = trio.current_time() + idle
     try:
         await client.send_many(*batch)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         raise Abort("client went away during the response") from None
-    exchange.response_started = True
+    if head_out:
+        exchange.response_started = True

@@ -79,8 +79,7 @@ LONG_MODULES = {
 LONG_FUNCTIONS = {name: SPLIT_LATER for name in (
     "proxy/_config.py:load_routes_file", "proxy/admin/_merge.py:merge_routes", "proxy/admin/_server.py:routes_document",
     "proxy/app/_cli.py:_add_serve", "proxy/app/_workers.py:_supervise",
-    "proxy/engine/_cycle_c.pyx:_read_response_fast", "proxy/engine/_exchange.py:_response_data",
-    "proxy/gateway/_relay.py:relay", "proxy/gateway/_response.py:_relay_body",
+    "proxy/engine/_cycle_c.pyx:_read_response_fast",
     "proxy/protocol/_lane_c.pyx:response_head", "proxy/protocol/_lane_c.pyx:scan_plain",
     "proxy/protocol/_rewrite.py:request_headers", "proxy/protocol/_wire_c.pyx:next",
 )}
