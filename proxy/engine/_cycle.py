@@ -20,12 +20,20 @@
 # _read_head, the writes through _send_tls, the rest of a write the socket
 # did not take left to the general path as ciphertext.
 #
-# At any step that is not so, the cycle stops and the general path
+# At any step that is not so, the cycle stops and hands over, through one
+# call, NativeClient.resume(kind, ...): the general path
 # (_exchange.NativeClient, this class's subclass) goes on from exactly
-# there: before a request went out it routes from the backend the cycle
-# picked (_adopt_routed); after, it takes the exchange over (_adopt) as if
-# it had sent the request itself; a response written in part goes on as
-# the lane's (_lane_sent). The general path is the cycle's reference: the
+# there. The kinds (RESUMES):
+#
+#   ROUTED   routed to a backend (or none was up), nothing sent: the
+#            general path connects, or takes the pooled connection;
+#   SENDING  the backend took part of the request head: it writes the rest;
+#   READ     the request went out; a read of the response (or its error)
+#            that is not the lane's: the general path reads the response;
+#   LANE     a lane response went out in part (the client took no more, or
+#            its body goes on past the cycle's rules): on as the lane.
+#
+# The general path is the cycle's reference: the
 # engine's differential test (tests/proxy/engine) compares both with the
 # trio path, and FASTROUTE_NO_EXTENSIONS=1 runs the engine without the
 # cycle (this module's Cycle, which serves nothing itself).
@@ -52,7 +60,11 @@ if TYPE_CHECKING:
     from ._pipe import SplicePipe
     from ._upstream import Upstream
 
-__all__ = ["CYCLE_COMPILED", "Cycle"]
+__all__ = ["CYCLE_COMPILED", "LANE", "READ", "RESUMES", "ROUTED", "SENDING", "Cycle"]
+
+# How the cycle hands over (NativeClient.resume); _cycle_c.pyx says the same (a test checks).
+ROUTED, SENDING, READ, LANE = range(4)
+RESUMES = {"ROUTED": ROUTED, "SENDING": SENDING, "READ": READ, "LANE": LANE}
 
 _ATTRIBUTES = (
     "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "timed", "conn", "request",

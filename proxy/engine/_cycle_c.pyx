@@ -44,6 +44,14 @@ cdef enum:
     FAST = 6
     HANDSHAKE = 7  # the general path's only (the cycle serves nothing before the first head)
 
+cdef enum:  # how the cycle hands over: NativeClient.resume(kind, ...), _cycle.py's RESUMES
+    ROUTED = 0
+    SENDING = 1
+    READ = 2
+    LANE = 3
+
+RESUMES = {"ROUTED": ROUTED, "SENDING": SENDING, "READ": READ, "LANE": LANE}  # for the test that they are _cycle.py's
+
 STATES = {"HEAD": HEAD, "CONNECT": CONNECT, "SEND": SEND, "RESPONSE": RESPONSE, "SPLICE": SPLICE,
           "CLOSED": CLOSED, "FAST": FAST, "HANDSHAKE": HANDSHAKE}  # for the test that they are _cycle.py's
 
@@ -306,11 +314,11 @@ cdef class Cycle:
         self.arrived = now
         backend = _pick(self.pool, now)
         if backend is None:
-            self._adopt_routed(None)
+            self.resume(ROUTED, None)
             return
         upstream = self._take(backend)
         if upstream is None:
-            self._adopt_routed(backend)  # it connects
+            self.resume(ROUTED, backend)  # it connects
             return
         self._send_fast(upstream, backend, &plain if is_plain else NULL)
 
@@ -342,10 +350,7 @@ cdef class Cycle:
         if sent == n:
             return  # the response comes to ready()
         # The rest as the general path: it writes what is left, and sees the error if there was one.
-        self._adopt()
-        upstream.pending = data[sent if sent > 0 else 0:]
-        self.state = SEND
-        self._send_request()
+        self.resume(SENDING, data=data[sent if sent > 0 else 0:])
 
     # --- the response ----------------------------------------------------------
 
@@ -357,14 +362,11 @@ cdef class Cycle:
             self._body_fast(upstream, n)
             return
         if n < 0:
-            code = errno
-            self._adopt()
-            self._response_failed(OSError(code, "backend connection failed"))
+            self.resume(READ, code=errno)
             return
         cdef const char* blank = <const char*>memmem(_buf, n, b"\r\n\r\n", 4) if n else NULL
         if blank == NULL or self.gateway.draining:
-            self._adopt()
-            self._response_data(PyBytes_FromStringAndSize(_buf, n))
+            self.resume(READ, data=PyBytes_FromStringAndSize(_buf, n))
             return
         cdef Py_ssize_t end = blank - _buf + 4
         simple = lane_response_head(PyBytes_FromStringAndSize(_buf, end))
@@ -372,8 +374,7 @@ cdef class Cycle:
         if length < n - end or (length > n - end and SPLICE_AVAILABLE and length >= SPLICE_MIN):
             # Not of the lane's kind, bytes past its body, or a body long enough to splice: the
             # general path reads it.
-            self._adopt()
-            self._response_data(PyBytes_FromStringAndSize(_buf, n))
+            self.resume(READ, data=PyBytes_FromStringAndSize(_buf, n))
             return
         status, _, keep, head = simple
         if self.extra:
@@ -384,8 +385,7 @@ cdef class Cycle:
         if self.tls is not None:
             # Encrypted whole; what the socket does not take waits in tls_out for the general path.
             if not self._send_tls(head + PyBytes_FromStringAndSize(_buf + end, n - end)):
-                self._lane_sent(status, keep, head, PyBytes_FromStringAndSize(_buf + end, n - end),
-                                total, length - (n - end))
+                self._lane_over(status, keep, n - end, length - (n - end), b"", True)
                 return
             sent = total
         elif size <= end:
@@ -400,8 +400,10 @@ cdef class Cycle:
             parts[1].iov_len = n - end
             sent = writev(self.fd, parts, 2)
         if sent != total:
-            self._lane_sent(status, keep, head, PyBytes_FromStringAndSize(_buf + end, n - end),
-                            sent if sent > 0 else 0, length - (n - end))
+            if sent < 0:
+                sent = 0
+            self._lane_over(status, keep, n - end, length - (n - end),
+                            (head + PyBytes_FromStringAndSize(_buf + end, n - end))[sent:], sent > 0)
             return
         if length == n - end:
             self._finish_fast(upstream, status, length, keep)
@@ -419,11 +421,11 @@ cdef class Cycle:
         as it came, counted down; the general path's lane for anything else."""
         cdef int code = errno
         if n <= 0 or n > self.lane_left:
-            self._adopt_body()  # it closes, fails, or sends past the body, as the lane says
+            # It closes, fails, or sends past the body, as the lane says.
             if n < 0:
-                self._response_failed(OSError(code, "backend connection failed"))
+                self.resume(LANE, code=code)
             else:
-                self._response_data(PyBytes_FromStringAndSize(_buf, n))
+                self.resume(LANE, data=PyBytes_FromStringAndSize(_buf, n))
             return
         cdef Py_ssize_t sent
         cdef bint whole = True
@@ -438,16 +440,25 @@ cdef class Cycle:
         self.lane_left -= sent
         self.body_out += sent
         if not whole:
-            self._lane_tls_pending()  # the client takes no more now: the rest waits in tls_out
+            self.resume(LANE)  # the client takes no more now: the rest waits in tls_out
             return
         if sent != n:
-            self._adopt_body()  # the client takes no more now: the rest waits in outbuf
-            self._response_data(PyBytes_FromStringAndSize(_buf + sent, n - sent))
+            self.resume(LANE, data=PyBytes_FromStringAndSize(_buf + sent, n - sent))  # the rest as the lane's
             return
         self._deadline(self.body_idle_timeout)  # every byte of the body is progress
         if not self.lane_left:
             self.lane_left = -1
             self._finish_fast(upstream, self.status, self.body_length, self.lane_keep)
+
+    cdef void _lane_over(self, int status, bint keep, Py_ssize_t body, Py_ssize_t left, bytes unsent,
+                         bint started) except *:
+        """A lane response's head and first `body` bytes of its body written in part (`unsent` not
+        taken), `left` to come: on as the general path's lane."""
+        self.status = status
+        self.lane_keep = keep
+        self.body_out = body
+        self.lane_left = left
+        self.resume(LANE, unsent=unsent, started=started)
 
     cdef void _finish_fast(self, upstream, int status, Py_ssize_t length, bint keep) except *:
         """The response went out whole: the backend connection back to its pool, the next head."""

@@ -90,7 +90,7 @@ from ..tls._session import TlsFailed, TlsSession
 from ._errors import SinkFailed, SourceFailed
 from ._handover import EngineParts, Front, HandBack
 from ._handshake import ANSWERED, DONE, PLAIN, READING, WRITING, Handshake
-from ._cycle import Cycle
+from ._cycle import LANE, READ, ROUTED, SENDING, Cycle
 from ._states import ALLOWED, CLOSED, CONNECT, FAST, HANDSHAKE, HEAD, NAMES, RESPONSE, SEND, SPLICE, START
 from ._loop import Timed
 from ._pipe import SPLICE_AVAILABLE, SPLICE_MIN, SplicePipe
@@ -494,6 +494,42 @@ class NativeClient(Cycle):
 
     # --- where the cycle (_cycle_c.pyx) hands over --------------------------------
 
+    def resume(self, kind: int, backend: BackendState | None = None, data: bytes | None = None, code: int = 0,
+               unsent: bytes = b"", started: bool = True) -> None:
+        """The one place the cycle hands over: the general path goes on from exactly where it stopped.
+
+        Args:
+            kind: what the cycle did (_cycle.py): ROUTED (routed the request to
+                `backend`, None when none was up, and sent nothing), SENDING
+                (sent part of the request head: `data` is the rest), READ (sent
+                the request: `data` is the response's first read, b"" when the
+                backend closed, or `code` its errno), LANE (wrote a lane
+                response in part: `unsent` waits for the client, `started` if a
+                byte of it went out; the cycle's status, lane_keep, body_out and
+                lane_left say the rest; then `data` or `code`, a read of its
+                body, if the cycle made one).
+        """
+        if kind == ROUTED:
+            self._adopt_routed(backend)
+            return
+        if kind == SENDING:
+            assert self.upstream is not None and data is not None
+            self._adopt(SEND)
+            self.upstream.pending = data
+            self._send_request()
+            return
+        if kind == LANE:
+            self._adopt_lane(unsent, started)
+        else:
+            self._adopt()
+        if data is not None:
+            self._response_data(data)
+        elif code:
+            self._response_failed(OSError(code, "backend connection failed"))
+        else:  # a lane response the client takes no more of now
+            self._deadline(self.engine.config.timeouts.body_idle)
+            self._flush()
+
     def _adopt_routed(self, backend: BackendState | None) -> None:
         """The cycle routed the request in `head` to `backend` (None: none was up) and goes no further:
         on from there, as the general path."""
@@ -505,8 +541,9 @@ class NativeClient(Cycle):
         else:
             self._use_backend(backend)
 
-    def _adopt(self) -> None:
-        """The cycle sent the request (state FAST): the exchange as the general path has it after that."""
+    def _adopt(self, state: int = RESPONSE) -> None:
+        """The cycle sent the request, or began to (state FAST): the exchange as the general path has it
+        after that, in `state`."""
         upstream = self.upstream
         assert upstream is not None and self.pool is not None
         self._start_exchange(self._routed_head(), self.head_bytes, self.prefix, self.pool, self.arrived)
@@ -514,7 +551,7 @@ class NativeClient(Cycle):
         assert self.exchange is not None and self.request is not None
         self.exchange.backend = str(upstream.backend.address)
         upstream.conn.expect_response(self.request.method)
-        self._enter(RESPONSE)
+        self._enter(state)
 
     def _routed_head(self) -> RequestHead:
         """The checked head of the request the cycle routed (see self.head)."""
@@ -525,50 +562,31 @@ class NativeClient(Cycle):
     def _take_over(self) -> None:
         """The general path goes on with the exchange the cycle is in (state FAST)."""
         if self.lane_left >= 0:
-            self._adopt_body()
+            self._adopt_lane(b"", True)
         else:
             self._adopt()
 
-    def _adopt_body(self) -> None:
-        """The cycle wrote a lane response's head and `body_out` bytes of its body, `lane_left` to come:
-        on from there as the lane (_lane_body)."""
+    def _adopt_lane(self, unsent: bytes, started: bool) -> None:
+        """The cycle wrote a lane response's head and `body_out` bytes of its body (`unsent`: what the
+        client did not take of them; `started`: a byte went out), `lane_left` to come: on from there as
+        the lane (_lane_body)."""
         left = self.lane_left
-        self._adopt()
-        exchange = self.exchange
-        assert exchange is not None
-        self.engine.laned += 1
-        exchange.status = self.status
-        exchange.bytes_out = self.body_out
-        exchange.response_started = True
-        self._relay().head_out = True
-        self.lane_left = left
-        self.front.client.response_spliced()
-
-    def _lane_sent(self, status: int, keep: bool, head: bytes, body: bytes, sent: int, left: int) -> None:
-        """The cycle wrote `sent` bytes of a lane response's head and body (`left` body bytes still to
-        come) and the client took no more: the rest goes out as the lane's would (_lane_head,
-        _lane_body)."""
         self._adopt()
         exchange = self.exchange
         upstream = self.upstream
         assert exchange is not None and upstream is not None
         self.engine.laned += 1
-        exchange.status = status
+        exchange.status = self.status
+        exchange.bytes_out = self.body_out
+        exchange.response_started = started
         self._relay().head_out = True
         self.front.client.response_spliced()
-        self.outbuf += (head + body)[sent:]
-        exchange.bytes_out += len(body)
-        if sent:
-            exchange.response_started = True
-        self.lane_keep = keep
+        self.outbuf += unsent
         if left:
             self.lane_left = left
         else:
-            upstream.conn.response_read_around(keep)
-            self.lane_left = -1
+            upstream.conn.response_read_around(self.lane_keep)
             self.response_done = True
-        self._deadline(self.engine.config.timeouts.body_idle)
-        self._flush()
 
     def _send_tls(self, data: bytes) -> bool:
         """The cycle's write to a TLS client: `data` encrypted, and what the socket takes written.
@@ -602,20 +620,6 @@ class NativeClient(Cycle):
         else:
             out += memoryview(pending)[sent:]
         return False
-
-    def _lane_tls_pending(self) -> None:
-        """The cycle encrypted the whole of a lane response it had (head, `body_out` bytes of the body;
-        `lane_left` to come) and the socket did not take all the ciphertext: on as the lane."""
-        left = self.lane_left
-        self._adopt_body()
-        if not left:
-            upstream = self.upstream
-            assert upstream is not None
-            upstream.conn.response_read_around(self.lane_keep)
-            self.lane_left = -1
-            self.response_done = True
-        self._deadline(self.engine.config.timeouts.body_idle)
-        self._flush()
 
     def _reject(self, error: ProxyError) -> None:
         """A head that cannot be served: its answer, then close."""

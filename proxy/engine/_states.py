@@ -2,7 +2,7 @@
 # between them, in one table. The general path (_exchange.NativeClient)
 # enters a state only through its _enter(), which refuses a move this table
 # does not list (a bug: that connection ends, as any bug in one does). The
-# compiled cycle (_cycle_c.pyx) keeps its three moves as C assignments on
+# compiled cycle (_cycle_c.pyx) keeps its two moves as C assignments on
 # the warm path, with the same numbers; a test reads them from its source
 # and finds each here, marked as the cycle's. The diagram in
 # ARCHITECTURE.md is made from this table (`python -m proxy.engine._states`;
@@ -43,7 +43,7 @@ MOVES = (
     Move(HANDSHAKE, HEAD, "the handshake made: the first head"),
     Move(HEAD, FAST, "the cycle routed the head and wrote it to a pooled connection", cycle=True),
     Move(FAST, HEAD, "the cycle wrote the whole response: the next head", cycle=True),
-    Move(FAST, SEND, "the backend took part of the head: the general path writes the rest", cycle=True),
+    Move(FAST, SEND, "the backend took part of the head: the general path writes the rest"),
     Move(FAST, RESPONSE, "the general path takes the response over"),
     Move(HEAD, CONNECT, "routed: a new backend connection"),
     Move(HEAD, SEND, "routed: a pooled backend connection"),

@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -27,6 +29,21 @@ def test_the_states_are_the_same_numbers() -> None:
     compiled = compiled_cycle()
     assert compiled.STATES == {name: state for state, name in _states.NAMES.items()}
     assert compiled.BATCH == _loop.MAX_EVENTS
+
+
+def test_the_hand_overs_are_the_same_numbers() -> None:
+    assert compiled_cycle().RESUMES == _cycle.RESUMES
+    assert sorted(_cycle.RESUMES.values()) == list(range(len(_cycle.RESUMES)))
+
+
+def test_the_cycle_hands_over_only_through_resume() -> None:
+    """The compiled cycle calls, of the general path, its one hand-over and the steps before a request
+    is routed; nothing in between (issue 39: one resume, not seven re-entry points)."""
+    source = (Path(_cycle.__file__).with_name("_cycle_c.pyx")).read_text()
+    called = set(re.findall(r"self\.(_?[a-z_]+)\(", source))
+    own = set(re.findall(r"cdef [a-z ]*?(_[a-z_]+)\(self", source)) | {"_ready_c"}
+    assert called - own == {"resume", "_ready", "_parse", "_route", "_read_head", "_read_ahead", "_close",
+                            "_send_tls"}
 
 
 def test_the_loop_dispatches_with_the_compiled_batch_unless_told_not_to() -> None:
