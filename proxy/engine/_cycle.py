@@ -16,9 +16,9 @@
 #   HEAD  -> the backend connection pooled again, the next head.
 #
 # Over TLS the same steps, the client's bytes going through the session
-# (_exchange.py's TLS paragraph): the reads through the general path's
-# _read_head, the writes through _send_tls, the rest of a write the socket
-# did not take left to the general path as ciphertext.
+# (_transport.py): the reads through the general path's
+# _read_head, the writes through Transport.send_tls, the rest of a write the
+# socket did not take left to the general path as ciphertext.
 #
 # At any step that is not so, the cycle stops and hands over, through one
 # call, NativeClient.resume(kind, ...): the general path
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from ._handshake import Handshake
     from ._loop import Timed
     from ._pipe import SplicePipe
+    from ._transport import Transport
     from ._upstream import Upstream
 
 __all__ = ["CYCLE_COMPILED", "LANE", "READ", "RESUMES", "ROUTED", "SENDING", "Cycle"]
@@ -70,7 +71,7 @@ _ATTRIBUTES = (
     "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "timed", "conn", "request",
     "head", "head_bytes", "arrived", "exchange", "stream", "pool", "prefix", "upstream", "counted", "counted_route", "relay",
     "response_done", "keep", "splice_left", "pipe", "reading", "eof", "lane", "lane_left",
-    "lane_keep", "fast", "client_ip_b", "status", "body_out", "body_length", "tls", "tls_out",
+    "lane_keep", "fast", "client_ip_b", "status", "body_out", "body_length", "tls", "transport",
     "extra", "handshake",
 )
 
@@ -122,7 +123,7 @@ class PyCycle:
     body_out: int
     body_length: int
     tls: TlsSession | None
-    tls_out: bytearray
+    transport: Transport
     extra: list[tuple[bytes, bytes]]
     handshake: Handshake | None
 

@@ -172,10 +172,10 @@ cdef class Cycle:
     """The state of one client connection of the engine, and the cycle's steps on it."""
 
     cdef public object engine, front, done, result, timed, conn, request, head, exchange, stream, pool
-    cdef public object upstream, pipe, prefix, tls, counted_route, handshake, relay
+    cdef public object upstream, pipe, prefix, tls, counted_route, handshake, relay, transport
     cdef public list extra  # fields the gateway adds to every response (HSTS): front.client.response_extra
     cdef public bytes head_bytes, client_ip_b
-    cdef public bytearray inbuf, outbuf, tls_out
+    cdef public bytearray inbuf, outbuf
     cdef public int fd, state
     cdef public Py_ssize_t splice_left, lane_left
     cdef public bint started, counted, response_done, keep, reading, eof, lane, lane_keep, fast
@@ -383,8 +383,8 @@ cdef class Cycle:
         cdef Py_ssize_t size = PyBytes_GET_SIZE(head), total = size + n - end, sent
         cdef iovec parts[2]
         if self.tls is not None:
-            # Encrypted whole; what the socket does not take waits in tls_out for the general path.
-            if not self._send_tls(head + PyBytes_FromStringAndSize(_buf + end, n - end)):
+            # Encrypted whole; what the socket does not take waits in the transport for the general path.
+            if not self.transport.send_tls(head + PyBytes_FromStringAndSize(_buf + end, n - end), self.outbuf):
                 self._lane_over(status, keep, n - end, length - (n - end), b"", True)
                 return
             sent = total
@@ -430,7 +430,7 @@ cdef class Cycle:
         cdef Py_ssize_t sent
         cdef bint whole = True
         if self.tls is not None:
-            whole = self._send_tls(PyBytes_FromStringAndSize(_buf, n))
+            whole = self.transport.send_tls(PyBytes_FromStringAndSize(_buf, n), self.outbuf)
             sent = n
         else:
             sent = send(self.fd, _buf, n, MSG_NOSIGNAL)
@@ -440,7 +440,7 @@ cdef class Cycle:
         self.lane_left -= sent
         self.body_out += sent
         if not whole:
-            self.resume(LANE)  # the client takes no more now: the rest waits in tls_out
+            self.resume(LANE)  # the client takes no more now: the rest waits in the transport
             return
         if sent != n:
             self.resume(LANE, data=PyBytes_FromStringAndSize(_buf + sent, n - sent))  # the rest as the lane's

@@ -29,18 +29,11 @@
 # request and response. Both give the same bytes (the lane's tests and the
 # differential test say so).
 #
-# TLS: a connection comes with its session (tls/_session.py, over the trio
-# path's TLS stream), the handshake made or not. The engine makes it when
-# not (HANDSHAKE: _handshake.py is that stage; a plain HTTP client goes
-# back to the trio path, which answers it), and the head timeout bounds the
-# whole. The engine then reads ciphertext from the socket into it and
-# takes every whole record's plaintext at once (_receive: none may stay
-# inside OpenSSL, where no
-# readiness would say so), and encrypts what it writes whole, the
-# ciphertext waiting in tls_out as plaintext waits in outbuf; the cycle's
-# steps do the same (_send_tls). Nothing is spliced over TLS. A hand-back
-# carries the ciphertext not sent yet, which goes out before anything the
-# trio path writes with the same session.
+# TLS: the client's reads and writes go through its Transport
+# (_transport.py: plain or TLS, plaintext either way). The engine makes a
+# TLS handshake not made yet (HANDSHAKE: _handshake.py is that stage; a
+# plain HTTP client goes back to the trio path, which answers it), and the
+# head timeout bounds the whole.
 #
 # Sockets: each keeps one epoll interest from accept (or connect) to close,
 # so an exchange makes no epoll_ctl; the client is read ahead during an
@@ -95,6 +88,7 @@ from ._states import ALLOWED, CLOSED, CONNECT, FAST, HANDSHAKE, HEAD, NAMES, RES
 from ._loop import Timed
 from ._pipe import SPLICE_AVAILABLE, SPLICE_MIN, SplicePipe
 from ._socket import read, socket_error, write
+from ._transport import Transport
 from ._upstream import connect
 
 if TYPE_CHECKING:
@@ -107,7 +101,6 @@ __all__ = ["NativeClient"]
 
 log = logging.getLogger("fastroute")
 
-_TLS_READ_ALL = 1 << 30  # no limit: plaintext left in the session would wait for a readiness that never comes
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
@@ -131,7 +124,7 @@ class NativeClient(Cycle):
         # is read from the socket is ciphertext for it, and what goes to the client is encrypted by it.
         session = getattr(stream, "session", None)
         self.tls = session if isinstance(session, TlsSession) else None
-        self.tls_out = bytearray()  # ciphertext for the client not written yet (TLS only)
+        self.transport = Transport(self.fd, self.tls)  # the socket's reads and writes, plain or TLS
         self.extra = front.client.response_extra  # fields added to every response (HSTS)
         self.handshake = None  # a TLS client's handshake while it is made (_handshake.py)
         self.state = START  # not a move: where every connection begins
@@ -194,12 +187,13 @@ class NativeClient(Cycle):
 
     def _take_decrypted(self) -> None:
         try:
-            data = self._decrypted()
+            data = self.transport.decrypted()
         except OSError:
             data = b""
-            self.eof = True
         if data:
             self.inbuf += data
+        elif data is not None:
+            self.eof = True  # the client's close_notify, or TLS broke
 
     # --- the TLS handshake -------------------------------------------------------
 
@@ -209,7 +203,7 @@ class NativeClient(Cycle):
             self._close()  # accepted just as draining began
             return
         assert self.tls is not None
-        self.handshake = Handshake(self.fd, self.tls, self.tls_out, self.engine.gateway.acme_challenge)
+        self.handshake = Handshake(self.fd, self.tls, self.transport.unsent, self.engine.gateway.acme_challenge)
         self.engine.loop.watch(self.fd, self, _IN)
         self._deadline(self.engine.config.timeouts.request_head)  # for the handshake and the head, as the trio path
         self._shake()
@@ -230,7 +224,8 @@ class NativeClient(Cycle):
         elif step == ANSWERED:
             self.engine.handshakes += 1
             log.info("ACME: answered a TLS-ALPN-01 challenge")
-            self.tls = handshake.tls  # the validation's own session: its close_notify, not the client's
+            # The validation's own session: its close_notify, not the client's.
+            self.tls = self.transport.tls = handshake.tls
             self._close()
         elif step == DONE:
             self.engine.handshakes += 1
@@ -255,7 +250,7 @@ class NativeClient(Cycle):
                 # Read (ahead), not answered: the client may be sending still (gateway/_http.py).
                 self.front.client.unanswered = True
             if self.tls is not None and self.tls.established:
-                self._close_notify()
+                self.transport.close_notify()
         self._enter(CLOSED)
         loop = self.engine.loop
         loop.cancel(self.timed)
@@ -269,25 +264,11 @@ class NativeClient(Cycle):
     def _hand_back(self, pending: bytes, waiting: Waiting | None = None, failures: int = 0) -> None:
         self.engine.handed_back += 1
         # With `waiting` (routing/_retry.WAIT): the trio path waits for the backends tried to leave, then routes.
-        self.result = HandBack(pending, bytes(self.tls_out), failures=failures, waiting=waiting)
+        self.result = HandBack(pending, bytes(self.transport.unsent), failures=failures, waiting=waiting)
         self._close()
 
     def fail(self) -> None:
         self._close()
-
-    def _close_notify(self) -> None:
-        """Our close_notify, if the socket takes it now (with what waits before it); the trio task then
-        closes the socket, with no close_notify of its own (the session says it is written)."""
-        tls = self.tls
-        assert tls is not None
-        tls.close()
-        out = self.tls_out
-        out += tls.outgoing()
-        try:
-            write(self.fd, out)
-        except OSError:
-            pass
-        out.clear()
 
     def drain(self) -> None:
         """The gateway drains: an idle connection closes now; one in an exchange after it."""
@@ -328,7 +309,7 @@ class NativeClient(Cycle):
         if self.state == SPLICE:
             if mask & select.EPOLLOUT:
                 self._splice()
-        elif self.state != CLOSED and (self.outbuf or self.tls_out):
+        elif self.state != CLOSED and self.transport.waiting(self.outbuf):
             self._flush()
 
     def expired(self) -> None:
@@ -356,7 +337,7 @@ class NativeClient(Cycle):
 
     def _read_head(self) -> None:
         try:
-            data = self._receive()
+            data = self.transport.receive()
         except OSError:
             self._close()
             return
@@ -376,7 +357,7 @@ class NativeClient(Cycle):
         client closed or sent more than a head's worth ahead.
         """
         try:
-            data = self._receive()
+            data = self.transport.receive()
         except OSError:
             self._abort("client went away during the exchange")
             return
@@ -391,37 +372,7 @@ class NativeClient(Cycle):
         self.reading = False
         pipe = self.pipe
         self.engine.loop.watch(self.fd, self,
-                               self._client_mask(bool(self.outbuf or self.tls_out or (pipe and pipe.in_pipe))))
-
-    def _receive(self) -> bytes | None:
-        """One read from the client: the bytes, b"" at its end, None when it would block (as read()).
-
-        Over TLS, the plaintext of every record received whole (None while a
-        record is in pieces). Raises OSError when the client is gone, or
-        broke TLS.
-        """
-        tls = self.tls
-        if tls is None:
-            return read(self.fd)
-        data = read(self.fd)
-        if data is None:
-            return None
-        tls.receive(data)
-        return self._decrypted()
-
-    def _decrypted(self) -> bytes | None:
-        """What the session holds, read whole (none may stay there: the socket would not say so)."""
-        tls = self.tls
-        assert tls is not None
-        try:
-            data = tls.read_all(_TLS_READ_ALL)
-        except TlsFailed as error:
-            raise ConnectionAbortedError(str(error)) from error
-        if tls.unsent():  # a TLS 1.3 KeyUpdate's answer: out with the next write
-            self.tls_out += tls.outgoing()
-        if data is not None and not data:
-            self.eof = True
-        return data
+                               self._client_mask(self.transport.waiting(self.outbuf) or bool(pipe and pipe.in_pipe)))
 
     def _client_mask(self, writing: bool) -> int:
         return (_IN if self.reading else 0) | (_OUT if writing else 0)
@@ -588,50 +539,11 @@ class NativeClient(Cycle):
             upstream.conn.response_read_around(self.lane_keep)
             self.response_done = True
 
-    def _send_tls(self, data: bytes) -> bool:
-        """The cycle's write to a TLS client: `data` encrypted, and what the socket takes written.
-
-        False: the rest waits for the general path's _flush, as ciphertext in
-        tls_out (or as `data` in outbuf when TLS failed, where _flush fails
-        again and aborts; so does a socket error, which it meets again).
-        """
-        tls = self.tls
-        assert tls is not None
-        try:
-            tls.write(data)
-        except TlsFailed:
-            self.outbuf += data
-            return False
-        out = self.tls_out
-        if out:  # a KeyUpdate's answer first
-            out += tls.outgoing()
-            pending: bytes | bytearray = out
-        else:
-            pending = tls.outgoing()
-        try:
-            sent = write(self.fd, pending)
-        except OSError:
-            sent = 0
-        if sent == len(pending):
-            out.clear()
-            return True
-        if out:
-            del out[:sent]
-        else:
-            out += memoryview(pending)[sent:]
-        return False
-
     def _reject(self, error: ProxyError) -> None:
         """A head that cannot be served: its answer, then close."""
         data, exchange = refusal(error, time.monotonic())
         self.front.client.unanswered = True  # the trio task's close is staged (gateway/_http.py)
-        try:
-            if self.tls is not None:
-                self.tls.write(data)
-                data = bytes(self.tls_out) + self.tls.outgoing()
-            write(self.fd, data)
-        except (OSError, TlsFailed):
-            pass
+        self.transport.send_now(data)
         self.engine.gateway.record(self.front.client_ip, exchange)
         self._close()
 
@@ -924,35 +836,24 @@ class NativeClient(Cycle):
     def _flush(self) -> None:
         """Write what the client has waiting; with nothing left, read on (or finish)."""
         out = self.outbuf
-        exchange = self.exchange
-        tls = self.tls
-        if tls is not None:
-            # Encrypted all at once; the ciphertext waits in tls_out for the socket as the plaintext
+        transport = self.transport
+        if transport.waiting(out):
+            # Over TLS encrypted all at once; the ciphertext waits for the socket as the plaintext
             # would in outbuf (the backend is not read until the client takes it).
-            if out:
-                try:
-                    tls.write(out)
-                except TlsFailed:
-                    self._abort("TLS failed during the response")
-                    return
-                out.clear()
-                out = self.tls_out
-                out += tls.outgoing()
-            else:
-                out = self.tls_out
-        if out:
             try:
-                sent = write(self.fd, out)
+                sent = transport.flush(out)
+            except TlsFailed:
+                self._abort("TLS failed during the response")
+                return
             except OSError:
                 self._abort("client went away during the response")
                 return
-            del out[:sent]
             relay = self.relay
-            if exchange is not None and sent and relay is not None and relay.head_out:
-                exchange.response_started = True
+            if sent and self.exchange is not None and relay is not None and relay.head_out:
+                self.exchange.response_started = True
         loop = self.engine.loop
         upstream = self.upstream
-        if out:
+        if transport.waiting(out):
             # Backpressure: the backend is not read until the client takes this.
             loop.watch(self.fd, self, self._client_mask(True))
             if upstream is not None:
