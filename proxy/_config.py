@@ -422,39 +422,44 @@ def load_routes_file(path: Path) -> tuple[Route, ...]:
         raise ConfigError(f"routes file {str(path)!r}: 'routes' must be an array of tables ([[routes]])")
     routes: dict[tuple[str | None, str], Route] = {}
     for number, entry in enumerate(entries, 1):
-        where = f"routes file {str(path)!r}, route {number}"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: must be a table")
-        extra = set(entry) - {"prefix", "backends", "strip_prefix", "host", "health_check"}
-        if extra:
-            raise ConfigError(f"{where}: unknown key {sorted(extra)[0]!r}")
-        if "prefix" not in entry:
-            raise ConfigError(f"{where}: 'prefix' is missing")
-        prefix = _checked_prefix(entry["prefix"], where)
-        backends = entry.get("backends")
-        if not isinstance(backends, list) or not backends or not all(isinstance(b, str) for b in backends):
-            raise ConfigError(f"{where}: 'backends' must be a non-empty list of \"HOST:PORT\" strings")
-        strip = entry.get("strip_prefix", False)
-        if not isinstance(strip, bool):
-            raise ConfigError(f"{where}: 'strip_prefix' must be true or false")
-        host = parse_host(entry["host"], where) if "host" in entry else None
-        route_name = prefix if host is None else host + prefix
-        if (host, prefix) in routes:
-            raise ConfigError(f"{where}: {route_name!r} is already routed by an earlier entry")
-        addresses = tuple(dict.fromkeys(parse_address(b, what="backend", where=f" in {where}") for b in backends))
-        check = None
-        if "health_check" in entry:
-            given = entry["health_check"]
-            if not isinstance(given, dict) or set(given) - {"path", "interval", "timeout"} or "path" not in given:
-                raise ConfigError(f"{where}: 'health_check' must be a table with 'path' and optional "
-                                  "'interval' and 'timeout' (seconds)")
-            try:
-                check = health_check(given["path"], given.get("interval", 5.0), given.get("timeout"),
-                                     where=where)
-            except ValueError as error:
-                raise ConfigError(str(error)) from None
-        routes[(host, prefix)] = Route(prefix, addresses, strip, source=f"file:{path}", host=host, check=check)
+        route = _file_route(entry, path, f"routes file {str(path)!r}, route {number}")
+        if route.key in routes:
+            raise ConfigError(f"routes file {str(path)!r}, route {number}: {route.name!r} is already routed by "
+                              "an earlier entry")
+        routes[route.key] = route
     return tuple(routes.values())
+
+
+def _file_route(entry: object, path: Path, where: str) -> Route:
+    """One [[routes]] entry of the routes file at `path` (see load_routes_file)."""
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: must be a table")
+    extra = set(entry) - {"prefix", "backends", "strip_prefix", "host", "health_check"}
+    if extra:
+        raise ConfigError(f"{where}: unknown key {sorted(extra)[0]!r}")
+    if "prefix" not in entry:
+        raise ConfigError(f"{where}: 'prefix' is missing")
+    prefix = _checked_prefix(entry["prefix"], where)
+    backends = entry.get("backends")
+    if not isinstance(backends, list) or not backends or not all(isinstance(b, str) for b in backends):
+        raise ConfigError(f"{where}: 'backends' must be a non-empty list of \"HOST:PORT\" strings")
+    strip = entry.get("strip_prefix", False)
+    if not isinstance(strip, bool):
+        raise ConfigError(f"{where}: 'strip_prefix' must be true or false")
+    host = parse_host(entry["host"], where) if "host" in entry else None
+    addresses = tuple(dict.fromkeys(parse_address(b, what="backend", where=f" in {where}") for b in backends))
+    check = _file_health_check(entry["health_check"], where) if "health_check" in entry else None
+    return Route(prefix, addresses, strip, source=f"file:{path}", host=host, check=check)
+
+
+def _file_health_check(given: object, where: str) -> HealthCheck:
+    if not isinstance(given, dict) or set(given) - {"path", "interval", "timeout"} or "path" not in given:
+        raise ConfigError(f"{where}: 'health_check' must be a table with 'path' and optional "
+                          "'interval' and 'timeout' (seconds)")
+    try:
+        return health_check(given["path"], given.get("interval", 5.0), given.get("timeout"), where=where)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def merge_routes(*groups: Iterable[Route]) -> tuple[Route, ...]:

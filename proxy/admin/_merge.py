@@ -95,6 +95,25 @@ def _add_answers(merged: dict[str, Any], route: dict[str, Any]) -> None:
     merged["history"] = _add_history(merged.get("history"), route.get("history"))
 
 
+def _add_backends(merged: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
+    """A worker's backends of a route added to those merged so far: counts added, the worst state kept."""
+    backends = {b["address"]: b for b in merged}
+    for backend in theirs:
+        mine = backends.get(backend["address"])
+        if mine is None:
+            merged.append(dict(backend))
+            continue
+        mine["in_flight"] += backend["in_flight"]
+        mine["in_flight_all_routes"] = mine.get("in_flight_all_routes", 0) + backend.get("in_flight_all_routes", 0)
+        mine["idle_connections"] += backend["idle_connections"]
+        mine["failures"] = max(mine["failures"], backend["failures"])
+        if _WORSE.get(backend["state"], 0) > _WORSE.get(mine["state"], 0):
+            mine["state"] = backend["state"]
+        if backend.get("retry_in") is not None:
+            mine["retry_in"] = max(mine.get("retry_in") or 0.0, backend["retry_in"])
+        mine["container"] = mine["container"] or backend["container"]
+
+
 def merge_routes(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One /routes document from the workers' (at least one)."""
     routes: dict[str, dict[str, Any]] = {}
@@ -114,21 +133,7 @@ def merge_routes(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
             if merged["held_for"] is None:
                 merged["held_for"] = route["held_for"]
             merged["booting"] = merged["booting"] and route["booting"]  # booting unless a worker has one ready
-            backends = {b["address"]: b for b in merged["backends"]}
-            for backend in route["backends"]:
-                mine = backends.get(backend["address"])
-                if mine is None:
-                    merged["backends"].append(dict(backend))
-                    continue
-                mine["in_flight"] += backend["in_flight"]
-                mine["in_flight_all_routes"] = mine.get("in_flight_all_routes", 0) + backend.get("in_flight_all_routes", 0)
-                mine["idle_connections"] += backend["idle_connections"]
-                mine["failures"] = max(mine["failures"], backend["failures"])
-                if _WORSE.get(backend["state"], 0) > _WORSE.get(mine["state"], 0):
-                    mine["state"] = backend["state"]
-                if backend.get("retry_in") is not None:
-                    mine["retry_in"] = max(mine.get("retry_in") or 0.0, backend["retry_in"])
-                mine["container"] = mine["container"] or backend["container"]
+            _add_backends(merged["backends"], route["backends"])
     unrouted: dict[str, Any] = {}
     gateway: dict[str, Any] = {}
     for document in documents:

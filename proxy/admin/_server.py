@@ -32,19 +32,14 @@ from ._status_page import render_page
 
 if TYPE_CHECKING:
     from ..gateway._server import Gateway
+    from ..routing._pool import BackendState
 
 __all__ = ["AdminServer", "activity", "health", "routes_document"]
 
 def routes_document(gateway: Gateway, now: float | None = None) -> dict[str, Any]:
     """The /routes JSON: the table in force, backend by backend."""
     now = time.monotonic() if now is None else now
-    names: dict[Any, str] = {}
-    waking: dict[str, str] = {}
-    if gateway.watcher is not None:
-        for container in gateway.watcher.containers.containers.values():
-            waking[container.id] = container.name
-            if container.address is not None:
-                names[container.address] = container.name
+    names, waking = _container_names(gateway)
     stats = gateway.stats
     totals = stats.route_totals() if stats is not None else {}
     slot = int(now // HISTORY_SLOT)
@@ -69,31 +64,11 @@ def routes_document(gateway: Gateway, now: float | None = None) -> dict[str, Any
             "held_for": round(route.hold_until - now, 3) if route.hold_until and not upstream.backends else None,
             "booting": route.booting,  # no container ready yet, one starting: requests wait
             "wake": [waking.get(cid, cid[:12]) for cid in route.wake],
-            "backends": [{
-                "address": str(state.address),
-                "container": names.get(state.address),
-                "state": state.status(now),  # up | ejected | retrying
-                "retry_in": round(state.down_until - now, 3) if not state.is_up(now) and not state.check_down else None,
-                "last_check": round(now - state.last_check, 3) if state.last_check else None,  # seconds ago
-                "down_for": round(now - state.down_since, 3) if state.check_down else None,
-                "in_flight": state.in_flight.get(route.name, 0),  # this route's requests
-                "in_flight_all_routes": state.outstanding,
-                "idle_connections": gateway.idle_upstreams(state),
-                "failures": state.failures,
-            } for state in upstream.backends] + [{
-                "address": str(state.address),
-                "container": names.get(state.address),
-                "state": "draining",
-                "retry_in": None, "last_check": None, "down_for": None,
-                "in_flight": state.in_flight.get(route.name, 0),
-                "in_flight_all_routes": state.outstanding,
-                "idle_connections": 0,
-                "failures": state.failures,
-            } for state in draining],
+            "backends": [_backend(gateway, state, route.name, names, now) for state in upstream.backends]
+            + [_backend(gateway, state, route.name, names, now, draining=True) for state in draining],
         })
     routes.sort(key=lambda r: r["prefix"])
     unrouted = _route_stats(stats, classes, "", slot)
-    config = gateway.config
     return {
         "routes": routes,
         "unrouted_requests": totals.get("", 0),
@@ -103,16 +78,52 @@ def routes_document(gateway: Gateway, now: float | None = None) -> dict[str, Any
         "warnings": list(gateway.watcher.warnings) if gateway.watcher is not None else [],
         "history_slot": HISTORY_SLOT,  # seconds per point of "history"
         "history_end": slot,  # the slot number of its last point (time.monotonic() // history_slot)
-        "gateway": {
-            "version": __version__,
-            "started": gateway.started,  # the Unix time it started
-            "uptime": round(time.time() - gateway.started, 1),
-            "listen": [f"http://{host}:{port}" for host, port in gateway.addresses]
-            + [f"https://{host}:{port}" for host, port in gateway.tls_addresses],
-            "connections": gateway.connections,
-            "timeouts": {name: getattr(config.timeouts, name) for name in config.timeouts.__dataclass_fields__},
-            "io": config.io,
-        },
+        "gateway": _gateway(gateway),
+    }
+
+
+def _container_names(gateway: Gateway) -> tuple[dict[Address, str], dict[str, str]]:
+    """The containers' names by address, and by id (the stopped ones a request may wake)."""
+    names: dict[Address, str] = {}
+    waking: dict[str, str] = {}
+    if gateway.watcher is not None:
+        for container in gateway.watcher.containers.containers.values():
+            waking[container.id] = container.name
+            if container.address is not None:
+                names[container.address] = container.name
+    return names, waking
+
+
+def _backend(gateway: Gateway, state: BackendState, route: str, names: dict[Address, str], now: float, *,
+             draining: bool = False) -> dict[str, Any]:
+    """One backend of a route in /routes; `draining`: it left the route with requests in flight."""
+    return {
+        "address": str(state.address),
+        "container": names.get(state.address),
+        "state": "draining" if draining else state.status(now),  # up | ejected | retrying | draining
+        "retry_in": (round(state.down_until - now, 3) if not draining and not state.is_up(now)
+                     and not state.check_down else None),
+        "last_check": round(now - state.last_check, 3) if not draining and state.last_check else None,  # s ago
+        "down_for": round(now - state.down_since, 3) if not draining and state.check_down else None,
+        "in_flight": state.in_flight.get(route, 0),  # this route's requests
+        "in_flight_all_routes": state.outstanding,
+        "idle_connections": 0 if draining else gateway.idle_upstreams(state),
+        "failures": state.failures,
+    }
+
+
+def _gateway(gateway: Gateway) -> dict[str, Any]:
+    """The gateway's own entry in /routes."""
+    config = gateway.config
+    return {
+        "version": __version__,
+        "started": gateway.started,  # the Unix time it started
+        "uptime": round(time.time() - gateway.started, 1),
+        "listen": [f"http://{host}:{port}" for host, port in gateway.addresses]
+        + [f"https://{host}:{port}" for host, port in gateway.tls_addresses],
+        "connections": gateway.connections,
+        "timeouts": {name: getattr(config.timeouts, name) for name in config.timeouts.__dataclass_fields__},
+        "io": config.io,
     }
 
 

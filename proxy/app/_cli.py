@@ -85,7 +85,6 @@ def _networks(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
 
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    t, lim = Timeouts(), Limits()
     serve = commands.add_parser(
         "serve", help="run the gateway",
         description="Run the gateway. Timeouts are in seconds; sizes in bytes (k, m, g suffixes allowed).",
@@ -122,7 +121,12 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve.add_argument("--access-log", choices=["text", "json", "off"], default="text",
                        help="one line per request on stderr (default text)")
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default="info")
-    g = serve.add_argument_group("HTTPS")
+    _add_https(serve.add_argument_group("HTTPS"))
+    _add_timeouts(serve.add_argument_group("timeouts"), Timeouts())
+    _add_limits(serve.add_argument_group("limits"), Limits())
+
+
+def _add_https(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--listen-tls", action="append", default=[], metavar="HOST:PORT",
                    help="address to serve HTTPS on; may repeat (needs a certificate)")
     g.add_argument("--tls-cert", action="append", default=[], type=Path, metavar="FILE",
@@ -151,7 +155,9 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    "port (a container's published port, say)")
     g.add_argument("--hsts", type=_count_or_zero, default=None, metavar="SECONDS",
                    help="send Strict-Transport-Security: max-age=SECONDS on HTTPS responses (off by default)")
-    g = serve.add_argument_group("timeouts")
+
+
+def _add_timeouts(g: argparse._ArgumentGroup, t: Timeouts) -> None:
     g.add_argument("--request-head-timeout", type=_seconds, default=t.request_head,
                    help=f"first byte to complete request head (default {t.request_head:g})")
     g.add_argument("--keepalive-timeout", type=_seconds, default=t.keepalive,
@@ -174,7 +180,9 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     g.add_argument("--eject-time", type=_seconds, default=t.eject,
                    help="a backend that refused a connection is out of rotation this long, doubled on each "
                    f"further failure up to 30 s or this, if longer (default {t.eject:g})")
-    g = serve.add_argument_group("limits")
+
+
+def _add_limits(g: argparse._ArgumentGroup, lim: Limits) -> None:
     g.add_argument("--max-header-bytes", type=_bytes, default=lim.max_header_bytes,
                    help=f"request header fields, in bytes (default {lim.max_header_bytes})")
     g.add_argument("--max-headers", type=_count, default=lim.max_headers,

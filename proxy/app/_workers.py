@@ -68,12 +68,33 @@ def supervise(config: Config) -> int:
 
 
 def _supervise(config: Config, sockets: list[str]) -> int:
-    from ._serve import run
+    supervisor = _Supervisor(config, sockets)
+    for signum in FORWARDED:
+        signal.signal(signum, supervisor.forward)
+    for index in range(config.workers):
+        supervisor.spawn(index)
+    if config.admin is not None:
+        supervisor.spawn(ADMIN_FRONT)
+    log.info("%d workers started (pids %s)", config.workers, ", ".join(map(str, supervisor.workers)))
+    worst = supervisor.wait()
+    ignore_late_stops()
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    return worst
 
-    workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started at)
-    stopping = False
 
-    def spawn(index: int) -> None:
+class _Supervisor:
+    """The worker processes (and the admin front) of one `serve --workers N`: started, told the
+    signals the supervisor gets, and started again when one dies (not while it starts: then all stop)."""
+
+    def __init__(self, config: Config, sockets: list[str]) -> None:
+        self.config = config
+        self.sockets = sockets
+        self.workers: dict[int, tuple[int, float]] = {}  # pid -> (index, started at)
+        self.stopping = False
+
+    def spawn(self, index: int) -> None:
+        from ._serve import run
+
         pid = os.fork()
         if pid == 0:
             for signum in FORWARDED:
@@ -81,56 +102,47 @@ def _supervise(config: Config, sockets: list[str]) -> int:
             code = 1
             try:
                 if index == ADMIN_FRONT:
-                    assert config.admin is not None
-                    code = run_front(config.admin, sockets)
+                    assert self.config.admin is not None
+                    code = run_front(self.config.admin, self.sockets)
                 else:
-                    peers = tuple(path for other, path in enumerate(sockets) if other != index)
-                    code = run(config, admin_socket=sockets[index], peer_sockets=peers)
+                    peers = tuple(path for other, path in enumerate(self.sockets) if other != index)
+                    code = run(self.config, admin_socket=self.sockets[index], peer_sockets=peers)
             finally:
                 os._exit(code)
-        workers[pid] = (index, time.monotonic())
+        self.workers[pid] = (index, time.monotonic())
 
-    def forward(signum: int, frame: Any) -> None:
-        nonlocal stopping
+    def forward(self, signum: int, frame: Any) -> None:
         if signum != signal.SIGHUP:
-            stopping = True
-        for pid in list(workers):
+            self.stopping = True
+        for pid in list(self.workers):
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
 
-    for signum in FORWARDED:
-        signal.signal(signum, forward)
-    for index in range(config.workers):
-        spawn(index)
-    if config.admin is not None:
-        spawn(ADMIN_FRONT)
-    log.info("%d workers started (pids %s)", config.workers, ", ".join(map(str, workers)))
-
-    worst = 0
-    while workers:
-        pid, status = os.wait()
-        if pid not in workers:
-            continue
-        index, started = workers.pop(pid)
-        code = os.waitstatus_to_exitcode(status)
-        if stopping:
-            worst = max(worst, code if code >= 0 else 1)
-            continue
-        name = "the admin front" if index == ADMIN_FRONT else f"worker {index}"
-        if code > 0 and time.monotonic() - started < STARTUP_GRACE:
-            log.error("%s exited with %d while starting; stopping the others", name, code)
-            forward(signal.SIGTERM, None)
-            worst = max(worst, 1)
-            continue
-        log.error("%s (pid %d) exited with %d; starting it again", name, pid, code)
-        time.sleep(RESPAWN_DELAY)
-        if not stopping:
-            spawn(index)
-    ignore_late_stops()
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    return worst
+    def wait(self) -> int:
+        """Until every worker exited: the worst exit code of a stop."""
+        worst = 0
+        while self.workers:
+            pid, status = os.wait()
+            if pid not in self.workers:
+                continue
+            index, started = self.workers.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if self.stopping:
+                worst = max(worst, code if code >= 0 else 1)
+                continue
+            name = "the admin front" if index == ADMIN_FRONT else f"worker {index}"
+            if code > 0 and time.monotonic() - started < STARTUP_GRACE:
+                log.error("%s exited with %d while starting; stopping the others", name, code)
+                self.forward(signal.SIGTERM, None)
+                worst = max(worst, 1)
+                continue
+            log.error("%s (pid %d) exited with %d; starting it again", name, pid, code)
+            time.sleep(RESPAWN_DELAY)
+            if not self.stopping:
+                self.spawn(index)
+        return worst
 
 
 async def _serve_front(front: AdminFront) -> None:

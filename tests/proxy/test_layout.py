@@ -77,11 +77,8 @@ LONG_MODULES = {
     "proxy/protocol/_lane_c.pyx": SPLIT_LATER,
 }
 LONG_FUNCTIONS = {name: SPLIT_LATER for name in (
-    "proxy/_config.py:load_routes_file", "proxy/admin/_merge.py:merge_routes", "proxy/admin/_server.py:routes_document",
-    "proxy/app/_cli.py:_add_serve", "proxy/app/_workers.py:_supervise",
-    "proxy/engine/_cycle_c.pyx:_read_response_fast",
-    "proxy/protocol/_lane_c.pyx:response_head", "proxy/protocol/_lane_c.pyx:scan_plain",
-    "proxy/protocol/_rewrite.py:request_headers", "proxy/protocol/_wire_c.pyx:next",
+    "proxy/engine/_cycle_c.pyx:_read_response_fast", "proxy/protocol/_lane_c.pyx:response_head",
+    "proxy/protocol/_lane_c.pyx:scan_plain", "proxy/protocol/_wire_c.pyx:next",
 )}
 # Each a strongly connected set of modules, or of packages (imports one way
 # or another, TYPE_CHECKING ones too).
