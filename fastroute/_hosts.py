@@ -110,7 +110,8 @@ def normalise_host_routes(routes: HostRoutes[V]) -> dict[tuple[str | None, str],
         TypeError: a key is not a (host or None, prefix) pair of str.
         InvalidHost, InvalidPrefix: a part is invalid, or two keys normalise alike.
     """
-    items: Iterable[tuple[Any, V]] = routes.items() if isinstance(routes, Mapping) else routes
+    items: Iterable[tuple[Any, V]]  # Any: the caller's keys, checked below
+    items = routes.items() if isinstance(routes, Mapping) else routes
     normalised: dict[tuple[str | None, str], V] = {}
     original: dict[tuple[str | None, str], object] = {}
     for key, value in items:

@@ -94,7 +94,7 @@ class PyHostTable(Generic[V]):
     def __iter__(self) -> Iterator[tuple[str | None, str]]:
         return iter(list(self._routes))
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> tuple[Any, ...]:  # Any: pickle's (callable, arguments)
         return (type(self), (self._routes,))
 
     def __repr__(self) -> str:

@@ -87,7 +87,7 @@ def normalise_routes(routes: Routes[V]) -> dict[str, V]:
         TypeError: a key is not a str, or `routes` is not a mapping or pairs.
         InvalidPrefix: a key is invalid, or two keys normalise alike.
     """
-    items: Iterable[tuple[Any, V]]
+    items: Iterable[tuple[Any, V]]  # Any: the caller's keys, checked to be str below
     items = routes.items() if isinstance(routes, Mapping) else routes
     normalised: dict[str, V] = {}
     original: dict[str, object] = {}

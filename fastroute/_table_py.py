@@ -35,7 +35,7 @@ class _Node:
 
     def __init__(self) -> None:
         self.children: dict[bytes, _Node] = {}
-        self.result: tuple[str, Any] | None = None
+        self.result: tuple[str, Any] | None = None  # Any: the route's value, of the caller's type
 
 
 class PyRouteTable(Generic[V]):
@@ -122,7 +122,7 @@ class PyRouteTable(Generic[V]):
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._routes))
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> tuple[Any, ...]:  # Any: pickle's (callable, arguments)
         return (type(self), (self._routes,))
 
     def __repr__(self) -> str:

@@ -13,13 +13,13 @@ import json
 import logging
 import os
 import socket
-from typing import Any
 
 import h11
 import trio
 
 from .._config import Address
 from .._errors import ConfigError
+from .._json import Json
 
 __all__ = ["ADMIN_DEADLINE", "MAX_ADMIN_HEAD", "AdminListener", "json_body"]
 
@@ -103,5 +103,5 @@ class AdminListener:
         raise NotImplementedError
 
 
-def json_body(document: Any) -> bytes:
+def json_body(document: Json) -> bytes:
     return json.dumps(document, indent=1).encode() + b"\n"

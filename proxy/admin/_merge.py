@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from .._json import JsonObject
 from ..routing._stats import quantile
 
 __all__ = ["merge_health", "merge_metrics", "merge_routes"]
@@ -39,7 +40,7 @@ def merge_metrics(texts: Sequence[str]) -> bytes:
     from prometheus_client.core import Metric
     from prometheus_client.parser import text_string_to_metric_families
 
-    families: dict[str, Any] = {}
+    families: JsonObject = {}
     values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
     for text in texts:
         for family in text_string_to_metric_families(text):
@@ -52,7 +53,7 @@ def merge_metrics(texts: Sequence[str]) -> bytes:
                 samples[key] = samples.get(key, 0.0) + sample.value
 
     class Merged:
-        def collect(self) -> Iterator[Any]:
+        def collect(self) -> Iterator[Any]:  # Any: prometheus_client's metric families, untyped
             for name, family in families.items():
                 metric = Metric(name, family.documentation, family.type)
                 for (sample_name, labels), value in values[name].items():
@@ -82,7 +83,7 @@ def _add_counts(mine: dict[str, int], theirs: dict[str, int]) -> dict[str, int]:
     return {key: mine.get(key, 0) + theirs.get(key, 0) for key in sorted({*mine, *theirs})}
 
 
-def _add_answers(merged: dict[str, Any], route: dict[str, Any]) -> None:
+def _add_answers(merged: JsonObject, route: JsonObject) -> None:
     # What the status page adds up per route: classes, bytes, latency, history.
     merged["status"] = _add_counts(merged.get("status") or {}, route.get("status") or {})
     merged["bytes_in"] = merged.get("bytes_in", 0) + route.get("bytes_in", 0)
@@ -95,7 +96,7 @@ def _add_answers(merged: dict[str, Any], route: dict[str, Any]) -> None:
     merged["history"] = _add_history(merged.get("history"), route.get("history"))
 
 
-def _add_backends(merged: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
+def _add_backends(merged: list[JsonObject], theirs: list[JsonObject]) -> None:
     """A worker's backends of a route added to those merged so far: counts added, the worst state kept."""
     backends = {b["address"]: b for b in merged}
     for backend in theirs:
@@ -114,9 +115,9 @@ def _add_backends(merged: list[dict[str, Any]], theirs: list[dict[str, Any]]) ->
         mine["container"] = mine["container"] or backend["container"]
 
 
-def merge_routes(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def merge_routes(documents: Sequence[JsonObject]) -> JsonObject:
     """One /routes document from the workers' (at least one)."""
-    routes: dict[str, dict[str, Any]] = {}
+    routes: dict[str, JsonObject] = {}
     end = max(d.get("history_end", 0) for d in documents)
     for document in documents:
         lag = end - document.get("history_end", end)
@@ -134,8 +135,8 @@ def merge_routes(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 merged["held_for"] = route["held_for"]
             merged["booting"] = merged["booting"] and route["booting"]  # booting unless a worker has one ready
             _add_backends(merged["backends"], route["backends"])
-    unrouted: dict[str, Any] = {}
-    gateway: dict[str, Any] = {}
+    unrouted: JsonObject = {}
+    gateway: JsonObject = {}
     for document in documents:
         theirs = document.get("unrouted") or {}
         unrouted = {
@@ -164,7 +165,7 @@ def merge_routes(documents: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def merge_health(answers: Sequence[tuple[int, dict[str, Any]] | None]) -> tuple[int, dict[str, Any]]:
+def merge_health(answers: Sequence[tuple[int, JsonObject] | None]) -> tuple[int, JsonObject]:
     """The /healthz status and document from each worker's (None: it did not answer)."""
     present = [document for answer in answers if answer is not None for document in [answer[1]]]
     serving = sum(1 for document in present if document.get("status") == "serving")

@@ -28,7 +28,7 @@ class StatsCollector:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Any]:  # Any: prometheus_client's metric families, untyped
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
         gateway = self.gateway

@@ -20,11 +20,12 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastroute import __version__
 
 from .._config import Address
+from .._json import JsonObject
 from ..routing._stats import HISTORY_SLOT, HISTORY_SLOTS, Stats, quantile
 from ._http import AdminListener, json_body
 from ._metrics import render
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AdminServer", "activity", "health", "routes_document"]
 
-def routes_document(gateway: Gateway, now: float | None = None) -> dict[str, Any]:
+def routes_document(gateway: Gateway, now: float | None = None) -> JsonObject:
     """The /routes JSON: the table in force, backend by backend."""
     now = time.monotonic() if now is None else now
     names, waking = _container_names(gateway)
@@ -47,7 +48,7 @@ def routes_document(gateway: Gateway, now: float | None = None) -> dict[str, Any
     if stats is not None:
         for (name, status_class), count in sorted(stats.requests.items()):
             classes.setdefault(name, {})[status_class] = count
-    routes: list[dict[str, Any]] = []
+    routes: list[JsonObject] = []
     every = [*gateway.registry.states.values(), *(s for s in gateway.retired if s.outstanding)]
     for upstream in gateway.table.routes().values():
         route = upstream.route
@@ -95,7 +96,7 @@ def _container_names(gateway: Gateway) -> tuple[dict[Address, str], dict[str, st
 
 
 def _backend(gateway: Gateway, state: BackendState, route: str, names: dict[Address, str], now: float, *,
-             draining: bool = False) -> dict[str, Any]:
+             draining: bool = False) -> JsonObject:
     """One backend of a route in /routes; `draining`: it left the route with requests in flight."""
     return {
         "address": str(state.address),
@@ -112,7 +113,7 @@ def _backend(gateway: Gateway, state: BackendState, route: str, names: dict[Addr
     }
 
 
-def _gateway(gateway: Gateway) -> dict[str, Any]:
+def _gateway(gateway: Gateway) -> JsonObject:
     """The gateway's own entry in /routes."""
     config = gateway.config
     return {
@@ -127,7 +128,7 @@ def _gateway(gateway: Gateway) -> dict[str, Any]:
     }
 
 
-def _route_stats(stats: Stats | None, classes: dict[str, dict[str, int]], name: str, slot: int) -> dict[str, Any]:
+def _route_stats(stats: Stats | None, classes: dict[str, dict[str, int]], name: str, slot: int) -> JsonObject:
     # A route's answers for the status page: counts by status class, p50 and
     # p99 in seconds, body bytes both ways, and its chart's history.
     if stats is None:
@@ -151,7 +152,7 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-def activity(gateway: Gateway, now: float | None = None) -> dict[str, Any]:
+def activity(gateway: Gateway, now: float | None = None) -> JsonObject:
     """The /activity JSON: per backend address, requests in flight and seconds since the last one ended.
 
     What the other workers of `--workers N` ask before stopping an idle
@@ -166,7 +167,7 @@ def activity(gateway: Gateway, now: float | None = None) -> dict[str, Any]:
     }}
 
 
-def health(gateway: Gateway, now: float | None = None) -> tuple[int, dict[str, Any]]:
+def health(gateway: Gateway, now: float | None = None) -> tuple[int, JsonObject]:
     """The /healthz status and document."""
     now = time.monotonic() if now is None else now
     watcher = gateway.watcher

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import time
 from html import escape
-from typing import Any
+
+from .._json import JsonObject
 
 __all__ = ["render_page"]
 
@@ -136,7 +137,7 @@ def _rate(history: dict[str, list[int]] | None, slot: float) -> str:
     return f"{requests[-2] / slot:.1f}" if len(requests) >= 2 else "–"
 
 
-def _backend(backend: dict[str, Any]) -> str:
+def _backend(backend: JsonObject) -> str:
     state = str(backend["state"])
     words = [state]
     if backend.get("retry_in") is not None and state == "ejected":
@@ -157,7 +158,7 @@ def _backend(backend: dict[str, Any]) -> str:
     return f'<li class="state-{escape(state)}">{label} · {escape(", ".join(words))}</li>'
 
 
-def _backends(route: dict[str, Any]) -> str:
+def _backends(route: JsonObject) -> str:
     if not route["backends"]:
         if route.get("wake"):
             return ('<span class="state-held">stopped, a request wakes: '
@@ -170,7 +171,7 @@ def _backends(route: dict[str, Any]) -> str:
     return '<ul class="backends">' + "".join(_backend(b) for b in route["backends"]) + "</ul>"
 
 
-def _row(route: dict[str, Any], slot: float) -> str:
+def _row(route: JsonObject, slot: float) -> str:
     status = route.get("status") or {}
     source = str(route["source"]) + (", strip" if route.get("strip_prefix") else "")
     cells = [
@@ -195,7 +196,7 @@ def _row(route: dict[str, Any], slot: float) -> str:
     return f'<tr data-prefix="{escape(str(route.get("name", route["prefix"])))}">' + "".join(cells) + "</tr>"
 
 
-def _health_line(health: dict[str, Any]) -> str:
+def _health_line(health: JsonObject) -> str:
     parts = [str(health.get("status", "")), f"{health.get('routes', 0)} routes"]
     docker = health.get("docker")
     if docker:
@@ -211,7 +212,7 @@ def _health_line(health: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def _summary(routes: dict[str, Any]) -> str:
+def _summary(routes: JsonObject) -> str:
     gateway = routes.get("gateway") or {}
     total = sum(int(r["requests"]) for r in routes["routes"]) + int(routes.get("unrouted_requests", 0))
     unknown = int(((routes.get("unrouted") or {}).get("status") or {}).get("4xx", 0))
@@ -235,7 +236,7 @@ def _summary(routes: dict[str, Any]) -> str:
         for name, value in items) + "</dl>")
 
 
-def _events(events: list[dict[str, Any]]) -> str:
+def _events(events: list[JsonObject]) -> str:
     rows = "".join(
         f"<tr><td>{escape(time.strftime('%H:%M:%S', time.localtime(float(e.get('time') or 0))))}</td>"
         f"<td>{escape(str(e.get('type', '')) + ' ' + str(e.get('event', '')))}</td>"
@@ -250,7 +251,7 @@ def _warnings(warnings: list[str]) -> str:
     return f'<section id="warnings"><h2>Warnings</h2><ul class="bad">{items}</ul></section>\n' if items else ""
 
 
-def render_page(routes: dict[str, Any], health: dict[str, Any], events: list[dict[str, Any]]) -> str:
+def render_page(routes: JsonObject, health: JsonObject, events: list[JsonObject]) -> str:
     """The whole status page for these /routes, /healthz and /events documents."""
     slot = float(routes.get("history_slot") or 5.0)
     rows = "".join(_row(route, slot) for route in routes["routes"])

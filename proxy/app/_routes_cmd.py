@@ -7,9 +7,9 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from .._config import Discovery
+from .._json import Json
 from ..discovery._client import connect, engine_address
 from ..discovery._errors import EngineError
 from ..discovery._listing import snapshot
@@ -41,7 +41,7 @@ def print_routes(url: str | None, discovery: Discovery, labels: Sequence[str], *
         return 1
     containers = ContainerSet(discovery, probe_ports=False)  # what the engine says, unprobed
     containers.replace_all(summaries)
-    rows: list[Mapping[str, Any]] = [{"warning": w} for w in listed_warnings]
+    rows: list[Mapping[str, Json]] = [{"warning": w} for w in listed_warnings]
     rows += describe(containers, time.monotonic())
     if as_json:
         json.dump({
@@ -69,10 +69,10 @@ def print_routes(url: str | None, discovery: Discovery, labels: Sequence[str], *
     return 0
 
 
-def describe(containers: ContainerSet, now: float) -> list[Mapping[str, Any]]:
+def describe(containers: ContainerSet, now: float) -> list[Mapping[str, Json]]:
     """Rows for `fastroute routes`: each routed prefix, then each skipped container."""
     routes, warnings = containers.advance(now)
-    rows: list[Mapping[str, Any]] = []
+    rows: list[Mapping[str, Json]] = []
     for route in routes:
         members = [c for c in containers.containers.values()
                    if c.id in route.wake or (route.key in c.keys and c.address in route.backends)

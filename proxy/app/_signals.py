@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from typing import Any
+from collections.abc import AsyncIterator
 
 import trio
 
@@ -26,7 +26,7 @@ log = logging.getLogger("fastroute")
 
 
 async def follow_signals(
-    signals: Any, gateway: Gateway, sources: RouteSources, config: Config, everything: trio.CancelScope
+    signals: AsyncIterator[int], gateway: Gateway, sources: RouteSources, config: Config, everything: trio.CancelScope
 ) -> None:
     async def drain_then_stop() -> None:
         await gateway.drain()

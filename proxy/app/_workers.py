@@ -25,7 +25,7 @@ import shutil
 import signal
 import tempfile
 import time
-from typing import Any
+from types import FrameType
 
 import trio
 
@@ -111,7 +111,7 @@ class _Supervisor:
                 os._exit(code)
         self.workers[pid] = (index, time.monotonic())
 
-    def forward(self, signum: int, frame: Any) -> None:
+    def forward(self, signum: int, frame: FrameType | None) -> None:
         if signum != signal.SIGHUP:
             self.stopping = True
         for pid in list(self.workers):

@@ -3,7 +3,7 @@
 # events, ping, start, stop. The watcher, the waker and the commands call it
 # from worker threads; everything else sees plain dicts in the engine's own
 # JSON shapes (the list endpoint's summaries, inspect data, events), which is
-# why those are typed dict[str, Any]: JSON whose shape the engine owns.
+# why those are typed JsonObject: JSON whose shape the engine owns.
 #
 # Rules:
 # - the SDK's errors stay here: a container that is gone is None (inspect)
@@ -20,13 +20,16 @@ import os
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from urllib.parse import quote
 from typing import Any, Protocol
+from urllib.parse import quote
 
+from .._json import Json, JsonObject
 from ._container import listed, summary_from_inspect
 from ._errors import EngineError
 
 __all__ = ["DockerApi", "EventStream", "SdkDockerApi", "connect", "engine_address", "engine_identity", "sdk_client"]
+
+Sdk = Any  # Any: an object of docker-py or requests, which ship no types
 
 SDK_TIMEOUT = 30  # seconds, docker-py's own timeout for one API call
 EVENT_TYPES = ["container", "network"]
@@ -38,9 +41,9 @@ DEFAULT_ENGINE = "unix:///var/run/docker.sock"  # docker-py's and the docker CLI
 class EventStream(Protocol):
     """The engine's events, decoded; iteration ends when the connection breaks."""
 
-    def __iter__(self) -> Iterator[dict[str, Any]]: ...
+    def __iter__(self) -> Iterator[JsonObject]: ...
 
-    def __next__(self) -> dict[str, Any]: ...
+    def __next__(self) -> JsonObject: ...
 
     def close(self) -> None: ...
 
@@ -52,14 +55,14 @@ class DockerApi(Protocol):
         """The engine's name ("Docker" or "Podman") and version."""
         ...
 
-    def containers(self, labels: Sequence[str]) -> list[dict[str, Any]]:
+    def containers(self, labels: Sequence[str]) -> list[JsonObject]:
         """Summaries of the running, paused and restarting containers, and of
         the stopped ones that carry fastroute.wake, with every label in `labels`.
 
         Raises EngineError when the engine answers with an error."""
         ...
 
-    def inspect(self, cid: str) -> dict[str, Any] | None:
+    def inspect(self, cid: str) -> JsonObject | None:
         """One container's inspect data, or None if it does not exist."""
         ...
 
@@ -78,15 +81,15 @@ class DockerApi(Protocol):
         """Whether the engine is a Swarm manager: only managers answer the Swarm calls."""
         ...
 
-    def services(self) -> list[dict[str, Any]]:
+    def services(self) -> list[JsonObject]:
         """Every Swarm service. Raises EngineError if the engine refuses (not a manager, a filter)."""
         ...
 
-    def service(self, sid: str) -> dict[str, Any] | None:
+    def service(self, sid: str) -> JsonObject | None:
         """One Swarm service, or None if it does not exist."""
         ...
 
-    def tasks(self, sid: str | None = None) -> list[dict[str, Any]]:
+    def tasks(self, sid: str | None = None) -> list[JsonObject]:
         """The tasks meant to run (desired state running), of service `sid` or of every service."""
         ...
 
@@ -112,7 +115,7 @@ class DockerApi(Protocol):
     def close(self) -> None: ...
 
 
-def sdk_client(url: str | None, tls: Path | None = None) -> Any:
+def sdk_client(url: str | None, tls: Path | None = None) -> Sdk:
     """A docker SDK client for `url` (None: DOCKER_HOST, else the local socket).
 
     tls: a directory with ca.pem (the engine's CA), cert.pem and key.pem
@@ -140,7 +143,7 @@ def sdk_client(url: str | None, tls: Path | None = None) -> Any:
     return docker.from_env(timeout=SDK_TIMEOUT)
 
 
-def _api_client_class() -> Any:
+def _api_client_class() -> Sdk:
     import docker
 
     class EngineCA(docker.APIClient):  # type: ignore[misc]
@@ -152,7 +155,7 @@ def _api_client_class() -> Any:
         many hosts do, the engine's certificate was checked against the
         system's CAs and refused."""
 
-        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+        def merge_environment_settings(self, url: Sdk, proxies: Sdk, stream: Sdk, verify: Sdk, cert: Sdk) -> Sdk:
             return super().merge_environment_settings(url, proxies, stream, self.verify if verify is None else verify,
                                                       cert)
 
@@ -190,7 +193,7 @@ def _check_reachable(url: str) -> None:
 class SdkDockerApi:
     """The DockerApi over a docker SDK client (docker.DockerClient, or anything with its API)."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Sdk) -> None:
         self._client = client
         self._identity: tuple[str, str] | None = None
 
@@ -200,7 +203,7 @@ class SdkDockerApi:
             self._identity = engine_identity(self._client.version())
         return self._identity
 
-    def containers(self, labels: Sequence[str]) -> list[dict[str, Any]]:
+    def containers(self, labels: Sequence[str]) -> list[JsonObject]:
         # One call, filtered by state here: Podman refuses the states
         # "restarting" and "dead" in a status filter (500).
         import docker.errors
@@ -229,11 +232,11 @@ class SdkDockerApi:
             raise EngineError(f"GET /containers/json: {_explained(error)}") from None
         return {summary["Id"] for summary in found}
 
-    def inspect(self, cid: str) -> dict[str, Any] | None:
+    def inspect(self, cid: str) -> JsonObject | None:
         import docker.errors
 
         try:
-            attrs: dict[str, Any] = self._client.api.inspect_container(cid)
+            attrs: JsonObject = self._client.api.inspect_container(cid)
         except docker.errors.NotFound:
             return None
         return attrs
@@ -246,7 +249,7 @@ class SdkDockerApi:
         info = self._client.api.info()
         return bool((info.get("Swarm") or {}).get("ControlAvailable"))
 
-    def services(self) -> list[dict[str, Any]]:
+    def services(self) -> list[JsonObject]:
         import docker.errors
 
         try:
@@ -254,17 +257,17 @@ class SdkDockerApi:
         except docker.errors.APIError as error:
             raise EngineError(f"docker service ls: {error.explanation or error}") from None
 
-    def service(self, sid: str) -> dict[str, Any] | None:
+    def service(self, sid: str) -> JsonObject | None:
         import docker.errors
 
         try:
-            found: dict[str, Any] = self._client.api.inspect_service(sid)
+            found: JsonObject = self._client.api.inspect_service(sid)
         except docker.errors.NotFound:
             return None
         return found
 
-    def tasks(self, sid: str | None = None) -> list[dict[str, Any]]:
-        filters: dict[str, Any] = {"desired-state": "running"}
+    def tasks(self, sid: str | None = None) -> list[JsonObject]:
+        filters: JsonObject = {"desired-state": "running"}
         if sid is not None:
             filters["service"] = sid
         return list(self._client.api.tasks(filters=filters))
@@ -303,7 +306,7 @@ class SdkDockerApi:
         self._client.close()
 
 
-def engine_identity(version: Mapping[str, Any]) -> tuple[str, str]:
+def engine_identity(version: Mapping[str, Json]) -> tuple[str, str]:
     """(name, version) from an engine's GET /version answer: its first component's."""
     components = version.get("Components") or [{}]
     name = str(components[0].get("Name") or "")
@@ -311,7 +314,7 @@ def engine_identity(version: Mapping[str, Any]) -> tuple[str, str]:
     return ("Podman" if "podman" in name.lower() else "Docker"), number
 
 
-def _explained(error: Any) -> str:
+def _explained(error: Sdk) -> str:
     # docker.errors.APIError: the engine's own message, on one line, with its status.
     response = getattr(error, "response", None)
     status = getattr(response, "status_code", None)
@@ -322,14 +325,14 @@ def _explained(error: Any) -> str:
 class _Events:
     """docker-py's CancellableStream, closed for good."""
 
-    def __init__(self, stream: Any) -> None:
+    def __init__(self, stream: Sdk) -> None:
         self._stream = stream
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[JsonObject]:
         return self
 
-    def __next__(self) -> dict[str, Any]:
-        event: dict[str, Any] = next(self._stream)
+    def __next__(self) -> JsonObject:
+        event: JsonObject = next(self._stream)
         return event
 
     def close(self) -> None:

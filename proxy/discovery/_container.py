@@ -27,12 +27,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from fastroute import InvalidPrefix, normalise_prefix
 
 from .._config import Address, Discovery, HealthCheck, health_check, parse_host
 from .._errors import ConfigError
+from .._json import Json, JsonObject
 
 __all__ = ["DEFAULT_PORT", "Container", "has_ip_on", "has_labels", "health_of", "listed", "image_prefix", "parse_container",
            "summary_from_inspect"]
@@ -125,7 +126,7 @@ def _checked_prefix(prefix: str, what: str) -> str:
 LISTED_STATES = frozenset({"running", "paused", "restarting"})  # discovery's; stopped ones only to wake
 
 
-def listed(summary: Mapping[str, Any]) -> bool:
+def listed(summary: Mapping[str, Json]) -> bool:
     """Whether discovery keeps a container the engine listed: running, paused or restarting, or
     created or exited with fastroute.wake (a request may start it)."""
     state = summary.get("State", "")
@@ -134,7 +135,7 @@ def listed(summary: Mapping[str, Any]) -> bool:
     return state in ("created", "exited") and "fastroute.wake" in (summary.get("Labels") or {})
 
 
-def health_of(summary: Mapping[str, Any]) -> str | None:
+def health_of(summary: Mapping[str, Json]) -> str | None:
     """A summary's health: healthy, unhealthy, health: starting, or None (no HEALTHCHECK, or not said)."""
     return _health(summary.get("Status", ""))
 
@@ -147,11 +148,11 @@ def _health(status: str) -> str | None:
     return None
 
 
-def _address(summary: Mapping[str, Any], name: str, discovery: Discovery, port: int) -> Address:
+def _address(summary: Mapping[str, Json], name: str, discovery: Discovery, port: int) -> Address:
     mode = (summary.get("HostConfig") or {}).get("NetworkMode", "")
     if mode in ("host", "none") or mode.startswith("container:"):
         raise ValueError(f"network mode {mode!r} has no address of its own; give it a network and pass --network")
-    networks: Mapping[str, Any] = (summary.get("NetworkSettings") or {}).get("Networks") or {}
+    networks: Mapping[str, Json] = (summary.get("NetworkSettings") or {}).get("Networks") or {}
     if discovery.network is not None:
         if discovery.network not in networks:
             raise ValueError(f"not on network {discovery.network!r} (given by --network)")
@@ -173,7 +174,7 @@ def _address(summary: Mapping[str, Any], name: str, discovery: Discovery, port: 
     return Address(ip, port)
 
 
-def parse_container(summary: Mapping[str, Any], discovery: Discovery) -> Container | None:
+def parse_container(summary: Mapping[str, Json], discovery: Discovery) -> Container | None:
     """What discovery makes of a container summary; None if it is hidden.
 
     Hidden: fastroute.enable=false, or not enabled with --exposed-by-default=false
@@ -266,7 +267,7 @@ def _idle_timeout(labels: Mapping[str, str]) -> float | None:
 
 
 def _prefixes(
-    summary: Mapping[str, Any], labels: Mapping[str, str], name: str, discovery: Discovery
+    summary: Mapping[str, Json], labels: Mapping[str, str], name: str, discovery: Discovery
 ) -> tuple[tuple[str, ...], str]:
     if "fastroute.route" in labels:
         raw = labels["fastroute.route"]
@@ -294,12 +295,12 @@ def has_labels(present: Mapping[str, str], wanted: Sequence[str]) -> bool:
     return True
 
 
-def has_ip_on(summary: Mapping[str, Any], network: str) -> bool:
+def has_ip_on(summary: Mapping[str, Json], network: str) -> bool:
     settings = ((summary.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
     return bool(settings.get("IPAddress") or settings.get("GlobalIPv6Address"))
 
 
-def summary_from_inspect(attrs: Mapping[str, Any]) -> dict[str, Any]:
+def summary_from_inspect(attrs: Mapping[str, Json]) -> JsonObject:
     """The list endpoint's summary shape, made from one container's inspect data.
 
     Inspecting one container costs the engine the same whatever else runs;

@@ -14,8 +14,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
+from .._json import Json, JsonObject
 from ._client import DockerApi
 from ._container import has_labels
 from ._errors import EngineError
@@ -42,19 +42,19 @@ def follows_swarm(engine: DockerApi, setting: str) -> tuple[bool, str | None]:
     return False, NOT_A_MANAGER if setting == "on" else None
 
 
-def _labelled(service: Mapping[str, Any], labels: Sequence[str]) -> bool:
+def _labelled(service: Mapping[str, Json], labels: Sequence[str]) -> bool:
     return has_labels((service.get("Spec") or {}).get("Labels") or {}, labels)
 
 
-def list_swarm(engine: DockerApi, labels: Sequence[str]) -> tuple[dict[str, str], list[dict[str, Any]],
-                                                                list[dict[str, Any]]]:
+def list_swarm(engine: DockerApi, labels: Sequence[str]) -> tuple[dict[str, str], list[JsonObject],
+                                                                list[JsonObject]]:
     """(network ID -> name, the services with `labels`, their tasks meant to run)."""
     services = [s for s in engine.services() if _labelled(s, labels)]
     return engine.network_names(), services, engine.tasks()
 
 
-def list_service(engine: DockerApi, labels: Sequence[str], sid: str) -> tuple[dict[str, Any] | None,
-                                                                         list[dict[str, Any]]]:
+def list_service(engine: DockerApi, labels: Sequence[str], sid: str) -> tuple[JsonObject | None,
+                                                                         list[JsonObject]]:
     """One service and its tasks meant to run; (None, []) if it is gone or lacks `labels`."""
     service = engine.service(sid)
     if service is None or not _labelled(service, labels):
@@ -62,9 +62,9 @@ def list_service(engine: DockerApi, labels: Sequence[str], sid: str) -> tuple[di
     return service, engine.tasks(sid)
 
 
-def snapshot(engine: DockerApi, labels: Sequence[str], setting: str) -> tuple[list[Mapping[str, Any]], list[str]]:
+def snapshot(engine: DockerApi, labels: Sequence[str], setting: str) -> tuple[list[Mapping[str, Json]], list[str]]:
     """Every summary discovery routes now (containers, and services when Swarm is followed), and warnings."""
-    summaries: list[Mapping[str, Any]] = list(engine.containers(labels))
+    summaries: list[Mapping[str, Json]] = list(engine.containers(labels))
     swarm, warning = follows_swarm(engine, setting)
     warnings = [warning] if warning else []
     if swarm:
@@ -75,6 +75,6 @@ def snapshot(engine: DockerApi, labels: Sequence[str], setting: str) -> tuple[li
                 raise
             return summaries, warnings + [refused(error)]  # a socket filter without --swarm, say
         found = SwarmSet(network_names=names)
-        summaries = without_tasks(summaries) + list[Mapping[str, Any]](found.replace_all(services, tasks))
+        summaries = without_tasks(summaries) + list[Mapping[str, Json]](found.replace_all(services, tasks))
         warnings += [f"service {name} skipped: {why}" for name, why in sorted(found.skipped.items())]
     return summaries, warnings

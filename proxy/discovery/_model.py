@@ -24,9 +24,9 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from .._config import Address, Discovery, Route
+from .._json import Json
 from ._container import Container, health_of, parse_container
 
 __all__ = ["TERMINATING", "YOUNG", "ContainerSet", "event_action", "needs_summary", "network_change"]
@@ -55,7 +55,7 @@ class ContainerSet:
     ready: dict[str, tuple[Address, float]] = field(default_factory=dict)
     _last: dict[tuple[str | None, str], Route] = field(default_factory=dict)
 
-    def replace_all(self, summaries: Iterable[Mapping[str, Any]], *, events_missed: bool = False) -> None:
+    def replace_all(self, summaries: Iterable[Mapping[str, Json]], *, events_missed: bool = False) -> None:
         """A full resync: exactly these containers exist now.
 
         Leave marks are kept for containers still listed (one stopping slowly
@@ -72,7 +72,7 @@ class ContainerSet:
         self.ready = {cid: seen for cid, seen in self.ready.items() if cid in fresh}
         self.containers = fresh
 
-    def update(self, summary: Mapping[str, Any] | None, cid: str, *, joining: bool, resumed: bool = False) -> None:
+    def update(self, summary: Mapping[str, Json] | None, cid: str, *, joining: bool, resumed: bool = False) -> None:
         """One container's fresh summary (None: it no longer exists).
 
         `joining` is true for start/unpause/healthy events: they clear a
@@ -94,7 +94,7 @@ class ContainerSet:
         else:
             self.containers[cid] = container
 
-    def apply(self, action: str, cid: str, summary: Mapping[str, Any] | None = None) -> None:
+    def apply(self, action: str, cid: str, summary: Mapping[str, Json] | None = None) -> None:
         """One event's action (event_action) on container `cid`.
 
         "leave" and "remove" need nothing more; the others need the
@@ -289,7 +289,7 @@ def _name(host: str | None, prefix: str) -> str:
     return prefix if host is None else host + prefix
 
 
-def event_action(event: Mapping[str, Any]) -> tuple[str, str] | None:
+def event_action(event: Mapping[str, Json]) -> tuple[str, str] | None:
     """What a Docker event means for discovery: (action, container id) or None.
 
     Actions: "join" (refresh, clearing a leave mark), "resume" (the same, and
@@ -339,7 +339,7 @@ def needs_summary(action: str) -> bool:
     return action not in ("leave", "remove")
 
 
-def network_change(event: Mapping[str, Any]) -> tuple[str, bool] | None:
+def network_change(event: Mapping[str, Json]) -> tuple[str, bool] | None:
     """For a network connect or disconnect event: (network name, connected).
 
     The engine announces a change before its list shows it, so the watcher

@@ -20,8 +20,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -58,7 +57,7 @@ class Prober:
     """Probes the ports of booting containers and marks them ready."""
 
     def __init__(self, containers: Callable[[], ContainerSet], changed: Callable[[], None], ready_timeout: float,
-                 *, check: Callable[[Address], Any] = accepts) -> None:
+                 *, check: Callable[[Address], Awaitable[bool]] = accepts) -> None:
         self.containers = containers  # the watcher's current set
         self.changed = changed  # called after a container became ready: publish
         self.ready_timeout = ready_timeout

@@ -36,8 +36,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from .._json import Json, JsonObject
 from ._container import _label_bool
 from ._model import TERMINATING
 
@@ -55,20 +55,20 @@ POLL_INTERVAL = 0.25  # seconds between listings of a converging service's tasks
 SETTLE_WINDOW = 2.0
 
 
-def running_tasks(tasks: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def running_tasks(tasks: Sequence[Mapping[str, Json]]) -> list[Mapping[str, Json]]:
     """The tasks that run and are meant to go on running."""
     return [task for task in tasks
             if (task.get("Status") or {}).get("State") == "running" and task.get("DesiredState") == "running"]
 
 
-def _live_tasks(tasks: Sequence[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], bool]]:
+def _live_tasks(tasks: Sequence[Mapping[str, Json]]) -> list[tuple[Mapping[str, Json], bool]]:
     # (task, running): the running ones and those starting (waiting for their
     # HEALTHCHECK), both meant to run.
     return [(task, (task.get("Status") or {}).get("State") == "running") for task in tasks
             if task.get("DesiredState") == "running" and (task.get("Status") or {}).get("State") in ("running", "starting")]
 
 
-def converging(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]]) -> bool:
+def converging(service: Mapping[str, Json], tasks: Sequence[Mapping[str, Json]]) -> bool:
     """Whether the service is changing: an update or rollback in progress, or not its replica count yet."""
     if ((service.get("UpdateStatus") or {}).get("State") or "") in CONVERGING_UPDATES:
         return True
@@ -82,8 +82,8 @@ def _address(cidr: str) -> str:
     return cidr.split("/", 1)[0]
 
 
-def _summary(service: Mapping[str, Any], summary_id: str, networks: dict[str, dict[str, str]],
-             running: bool = True, task: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def _summary(service: Mapping[str, Json], summary_id: str, networks: dict[str, dict[str, str]],
+             running: bool = True, task: Mapping[str, Json] | None = None) -> JsonObject:
     spec = service.get("Spec") or {}
     container_spec = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
     name = str(spec.get("Name", ""))
@@ -102,8 +102,8 @@ def _summary(service: Mapping[str, Any], summary_id: str, networks: dict[str, di
     }
 
 
-def service_summaries(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]],
-                      network_names: Mapping[str, str]) -> list[dict[str, Any]]:
+def service_summaries(service: Mapping[str, Json], tasks: Sequence[Mapping[str, Json]],
+                      network_names: Mapping[str, str]) -> list[JsonObject]:
     """Container summaries for the service's routable backends: its running tasks, or its VIP.
 
     Args:
@@ -132,12 +132,12 @@ def service_summaries(service: Mapping[str, Any], tasks: Sequence[Mapping[str, A
     return summaries
 
 
-def without_tasks(summaries: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def without_tasks(summaries: Sequence[Mapping[str, Json]]) -> list[Mapping[str, Json]]:
     """Container summaries less the containers of Swarm tasks (their services are routed instead)."""
     return [summary for summary in summaries if TASK_LABEL not in (summary.get("Labels") or {})]
 
 
-def swarm_event(event: Mapping[str, Any]) -> tuple[str, str] | None:
+def swarm_event(event: Mapping[str, Json]) -> tuple[str, str] | None:
     """What an event means while Swarm is followed, or None if it is not about Swarm.
 
     ("list", service id): list that service and its tasks again (a service
@@ -182,24 +182,24 @@ class SwarmSet:
     _poll_until: dict[str, float] = field(default_factory=dict)  # service ID -> list it until then, at least
     _converging: set[str] = field(default_factory=set)
 
-    def replace_all(self, services: Sequence[Mapping[str, Any]],
-                    tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def replace_all(self, services: Sequence[Mapping[str, Json]],
+                    tasks: Sequence[Mapping[str, Json]]) -> list[JsonObject]:
         """A full listing: the summaries of every service's backends."""
-        by_service: dict[str, list[Mapping[str, Any]]] = {}
+        by_service: dict[str, list[Mapping[str, Json]]] = {}
         for task in tasks:
             by_service.setdefault(str(task.get("ServiceID", "")), []).append(task)
         self.backends = {}
         self.skipped = {}
         self._converging = set()
-        summaries: list[dict[str, Any]] = []
+        summaries: list[JsonObject] = []
         for service in services:
             _, found = self.listed(str(service["ID"]), service, by_service.get(str(service["ID"]), []))
             summaries += found
         self._poll_until = {sid: until for sid, until in self._poll_until.items() if sid in self.backends}
         return summaries
 
-    def listed(self, sid: str, service: Mapping[str, Any] | None,
-               tasks: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    def listed(self, sid: str, service: Mapping[str, Json] | None,
+               tasks: Sequence[Mapping[str, Json]]) -> tuple[list[str], list[JsonObject]]:
         """Service `sid` listed again (None: it is gone): (summary ids gone, its summaries now)."""
         before = self.backends.pop(sid, frozenset())
         self._converging.discard(sid)

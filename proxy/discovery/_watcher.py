@@ -38,6 +38,7 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from .._config import Address, Discovery, Route
+from .._json import JsonObject
 from ._client import DockerApi, EventStream, connect, engine_address
 from ._container import has_ip_on, has_labels, summary_from_inspect
 from ._errors import EngineError, EngineStalled
@@ -62,7 +63,7 @@ RECENT_EVENTS = 50  # Docker events kept for the admin status page
 STOP_POLL_INTERVAL = 0.5  # seconds between Podman's running listings (about 10 ms of its CPU each)
 
 
-def inspect_one(engine: DockerApi, labels: Sequence[str], cid: str) -> dict[str, Any] | None:
+def inspect_one(engine: DockerApi, labels: Sequence[str], cid: str) -> JsonObject | None:
     """One container as a list summary, or None if it is gone or filtered out (--docker-label)."""
     attrs = engine.inspect(cid)
     if attrs is None:
@@ -107,7 +108,7 @@ class DockerWatcher:
         # then a request for a route nobody knows is not held for it.
         self.answered = False
         self.tried = trio.Event()  # set once the first connect has succeeded or failed
-        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)  # for the status page
+        self.recent: deque[JsonObject] = deque(maxlen=RECENT_EVENTS)  # for the status page
         self.prober = Prober(lambda: self.containers, self._publish, discovery.ready_timeout)
         self.swarm: SwarmSet | None = None  # while Swarm services are followed (this session)
         self._next_poll = 0.0  # time.monotonic() when converging services are listed next
@@ -185,7 +186,7 @@ class DockerWatcher:
             client.close()
 
     async def _resync(self, client: DockerApi, *, events_missed: bool = False) -> None:
-        summaries: list[Any] = await _engine(client.containers, self.labels)
+        summaries: list[Any] = await _engine(client.containers, self.labels)  # Any: dicts, then Mappings (Swarm)
         if self.swarm is not None:
             try:
                 names, services, tasks = await _engine(list_swarm, client, self.labels)
@@ -203,7 +204,7 @@ class DockerWatcher:
         await self._publish_ready()
 
     async def _follow(self, client: DockerApi, stream: EventStream) -> None:
-        send, receive = trio.open_memory_channel[dict[str, Any]](EVENT_BATCH * 4)
+        send, receive = trio.open_memory_channel[JsonObject](EVENT_BATCH * 4)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_pump, stream, send)
             nursery.start_soon(_watchdog, client)
@@ -220,7 +221,7 @@ class DockerWatcher:
                     if self.swarm is not None and self.swarm.to_poll(time.monotonic()):
                         wake = min(wake, self._next_poll)
                     # Only the wait is bounded: an event being applied is never cut off.
-                    batch: list[dict[str, Any]] = []
+                    batch: list[JsonObject] = []
                     with trio.move_on_after(max(0.0, wake - time.monotonic())) as scope:
                         try:
                             batch.append(await receive.receive())
@@ -246,7 +247,7 @@ class DockerWatcher:
                     elif scope.cancelled_caught:
                         self._publish()  # a hold ran out
 
-    async def _apply(self, client: DockerApi, events: list[dict[str, Any]]) -> None:
+    async def _apply(self, client: DockerApi, events: list[JsonObject]) -> None:
         changed = False
         to_list: set[str] = set()
         resync = False
@@ -274,7 +275,7 @@ class DockerWatcher:
         elif changed:
             await self._publish_ready()
 
-    def _remember(self, event: dict[str, Any], cid: str) -> None:
+    def _remember(self, event: JsonObject, cid: str) -> None:
         # For the status page.
         attributes = (event.get("Actor") or {}).get("Attributes") or {}
         self.recent.append({
@@ -333,7 +334,7 @@ class DockerWatcher:
         self._publish()
         self.prober.schedule()
 
-    async def _summary(self, client: DockerApi, cid: str, change: tuple[str, bool] | None) -> dict[str, Any] | None:
+    async def _summary(self, client: DockerApi, cid: str, change: tuple[str, bool] | None) -> JsonObject | None:
         for _ in range(LAGGING_LIST_RETRIES):
             summary = await _engine(inspect_one, client, self.labels, cid)
             if summary is None or change is None or has_ip_on(summary, change[0]) == change[1]:
@@ -391,7 +392,7 @@ class DockerWatcher:
             self.sink.set_docker(routes)
 
 
-async def _engine(call: Callable[..., _T], *args: Any) -> _T:
+async def _engine(call: Callable[..., _T], *args: object) -> _T:
     # A cancelled wait abandons the thread (it ends when docker-py gives up).
     return await trio.to_thread.run_sync(call, *args, abandon_on_cancel=True)
 
@@ -408,7 +409,7 @@ async def _watchdog(client: DockerApi) -> None:
         raise EngineStalled(f"no answer to a ping within {WATCHDOG_TIMEOUT:g}s")
 
 
-async def _pump(stream: EventStream, send: trio.MemorySendChannel[dict[str, Any]]) -> None:
+async def _pump(stream: EventStream, send: trio.MemorySendChannel[JsonObject]) -> None:
     # docker-py's events iterator ends quietly when the connection breaks.
     async with send:
         while True:

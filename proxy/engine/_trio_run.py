@@ -38,7 +38,7 @@ def run_state() -> tuple[RunState | None, str | None]:
     """The running trio's state, or (None, why not) where it cannot be read (why None: nothing to say,
     a test's clock or a guest run)."""
     try:
-        runner: Any = trio._core._run.GLOBAL_RUN_CONTEXT.runner  # trio's private Runner: no type to name
+        runner: Any = trio._core._run.GLOBAL_RUN_CONTEXT.runner  # Any: trio's private Runner, no type to name
         if type(runner.clock) is not trio._core._run.SystemClock or runner.is_guest:
             return None, None
         runq, waiting_for_idle = runner.runq, runner.waiting_for_idle

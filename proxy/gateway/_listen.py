@@ -85,11 +85,11 @@ class Backlog:
         self._sock.close()
 
 
-def _sockets_for(address: Address) -> list[tuple[int, Any]]:
+def _sockets_for(address: Address) -> list[tuple[int, Any]]:  # Any: a socket address, its shape the family's
     host = None if address.host in ("", "*") else address.host
     infos = socket.getaddrinfo(host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    seen: set[tuple[int, Any]] = set()
-    found: list[tuple[int, Any]] = []
+    seen: set[tuple[int, Any]] = set()  # Any: as below
+    found: list[tuple[int, Any]] = []  # Any: as below
     for family, _, _, _, sockaddr in infos:
         if (family, sockaddr) not in seen:
             seen.add((family, sockaddr))

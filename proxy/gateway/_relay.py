@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 import trio
 
@@ -47,7 +46,7 @@ __all__ = ["relay"]
 
 
 
-def _first_error(group: BaseExceptionGroup[Any]) -> BaseException:
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     # The exchange's nursery can fail in two tasks at once; the client gets
     # the most specific answer: a ProxyError or Abort over anything else.
     leaves: list[BaseException] = []

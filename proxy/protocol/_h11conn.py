@@ -29,7 +29,7 @@ _STATES = {
 }
 
 
-def _event_in(event: Any) -> ev.Event | ev.State:  # event: any of h11's
+def _event_in(event: Any) -> ev.Event | ev.State:  # Any: any of h11's events and sentinels
     kind = type(event)
     if kind is h11.Data:
         return ev.Data(event.data)
@@ -47,7 +47,7 @@ def _event_in(event: Any) -> ev.Event | ev.State:  # event: any of h11's
     raise AssertionError(f"unexpected h11 event {event!r}")
 
 
-def _event_out(event: ev.Event) -> Any:  # one of h11's events
+def _event_out(event: ev.Event) -> Any:  # Any: one of h11's events
     if type(event) is ev.Data:
         return h11.Data(data=event.data)
     if type(event) is ev.EndOfMessage:
@@ -66,7 +66,7 @@ class H11Connection:
 
     __slots__ = ("_conn",)
 
-    def __init__(self, role: Any, *, max_head: int) -> None:
+    def __init__(self, role: Any, *, max_head: int) -> None:  # Any: h11.CLIENT or h11.SERVER, sentinel classes
         self._conn = h11.Connection(role, max_incomplete_event_size=max_head)
 
     @classmethod

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from .._config import Route
 from .._errors import NoBackendAvailable, NoRoute, PermanentRedirect, ProxyError
@@ -153,7 +153,7 @@ def _path(target: bytes) -> str:
     return target.split(b'?', 1)[0].decode('utf-8', 'replace')
 
 
-def lookup_route(table: Table, target: bytes, host: bytes | None = None) -> tuple[str, Any]:
+def lookup_route(table: Table, target: bytes, host: bytes | None = None) -> tuple[str, Pool]:
     """Choose the route for a normalised origin-form target.
 
     Returns:

@@ -48,7 +48,7 @@ class BackendState:
         self.failures = 0
         self.errors = 0  # requests in a row that failed after the connect, before any response byte
         self.down_until = 0.0
-        self.idle: list[Any] = []  # pooled upstream connections, most recent last
+        self.idle: list[Any] = []  # Any: pooled upstream connections, most recent last (each path's own kind)
         self.host_header = str(address).encode("ascii", "replace")
         self.retired = False  # no route uses it any more: pool nothing
         self.on_retire: set[Callable[[], None]] = set()  # called once when it is retired

@@ -239,9 +239,35 @@ def test_no_import_cycle_between_packages() -> None:
     assert set(PACKAGE_CYCLES) - found == set(), "no longer a cycle: take it off PACKAGE_CYCLES"
 
 
+# Any says "a type checker cannot be told": it is written in proxy/_json.py
+# (decoded JSON) and elsewhere only on a line that says why ("# Any: ...").
+ANY_HOME = "proxy/_json.py"
+
+
+def unexplained_any(path: Path) -> list[int]:
+    """The lines of `path` that use Any without saying why (imports and comments aside)."""
+    found = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        code = line.split("#", 1)[0]
+        if re.search(r"\bAny\b", code) and not code.lstrip().startswith(("from typing import", "import ")) \
+                and "# Any: " not in line:
+            found.append(number)
+    return found
+
+
+def test_any_only_where_a_type_cannot_be_written_and_says_why() -> None:
+    unexplained = [f"{name(path)}:{number}" for path in sources() if path.suffix == ".py" and name(path) != ANY_HOME
+                   for number in unexplained_any(path)]
+    assert unexplained == [], "Any without '# Any: <why>' (or a type from proxy/_json.py)"
+
+
 def test_the_checks_can_fail(tmp_path: Path) -> None:
     # The function scanner sees a long Cython function, and the cycle finder a cycle.
     pyx = tmp_path / "long.pyx"
     pyx.write_text("cdef int f(int x) except -1:\n" + "    x += 1\n" * 70 + "\ndef g():\n    pass\n")
     assert dict(functions(pyx)) == {"f": 71, "g": 2}
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == {frozenset("abc")}
+    # And the Any scanner an unexplained one.
+    typed = tmp_path / "typed.py"
+    typed.write_text("from typing import Any\n\nx: Any = 1  # Any: said\ny: Any = 2  # not said\n# Any in a comment\n")
+    assert unexplained_any(typed) == [4]
