@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import ssl
+import socket
 import tempfile
 from collections.abc import Iterator
 from functools import cache
@@ -65,6 +66,7 @@ RESPONSES = [
     b"POST /reset HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
 ]
 LONG = SPLICE_MIN + 300 * 1024  # long enough to be spliced
+NARROW = 4096  # bytes: a client socket's send buffer that a long response overflows at once
 
 
 async def in_pieces(exchange: BackendExchange, length: int, cuts: list[int], extra: bytes = b"",
@@ -100,8 +102,12 @@ async def kinds(backend: Backend, seen: Seen, exchange: BackendExchange) -> None
         await in_pieces(exchange, 4, [], extra=b"EXTRA")
     elif path.endswith(b"/long"):
         await in_pieces(exchange, LONG, [2000, 100_000])
-    elif path.endswith(b"/one-write"):  # head and body in one write, as most servers send a short response
+    elif path.endswith(b"/late-long"):  # the lane's length, the most of it after the first read
+        await in_pieces(exchange, SPLICE_MIN - 1, [2000])
+    elif path.endswith((b"/one-write", b"/one-write-long")):  # head and body in one write, as most servers do
         body = b"%s %s" % (seen.method, seen.target)
+        if path.endswith(b"-long"):  # as long as the lane takes (a splice's length, less a little)
+            body *= (SPLICE_MIN - 1) // len(body)
         await exchange.stream.send_all(
             exchange.conn.send(h11.Response(status_code=200, headers=[("content-length", str(len(body)))]))
             + (exchange.conn.send(h11.Data(data=body)) if seen.method != b"HEAD" else b"")
@@ -191,9 +197,10 @@ Outcome = tuple[bytes, list[tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...],
 CYCLED: list[int] = []  # exchanges the engine's compiled cycle served whole, per native run
 
 
-async def through_both(data: bytes, *, slowly: bool, secure: bool) -> list[Outcome]:
+async def through_both(data: bytes, *, slowly: bool, secure: bool, narrow: bool = False) -> list[Outcome]:
     """(what the client got, what the backend saw, how many connections it had) on the trio path, then
-    on the engine; over HTTPS when `secure`."""
+    on the engine; over HTTPS when `secure`; with `narrow`, the gateway's client sockets take NARROW
+    bytes at a time (their send buffer, inherited from the listener's)."""
     outcomes = []
     async with trio.open_nursery() as nursery:
         for io in ("trio", "native"):
@@ -201,10 +208,16 @@ async def through_both(data: bytes, *, slowly: bool, secure: bool) -> list[Outco
             gateway = await start_gateway(nursery, [route("/", backend)], io=io, timeouts=TIMEOUTS,
                                           **({"tls": _pki()[0]} if secure else {}))
             assert (gateway.engine is not None) == (io == "native")
+            if narrow:
+                for listener in gateway._listeners:
+                    listener.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, NARROW)
             if secure:
                 reply = await tls_exchange(gateway, data, slowly=slowly)
             else:
-                reply = await (send_slowly(gateway, data) if slowly else raw_exchange(gateway, data, read_limit=2.0))
+                # (Read until the gateway closes, at the keep-alive timeout after the last response: the
+                # limit is a bound only a hang reaches, longer for a narrow socket's long responses.)
+                reply = await (send_slowly(gateway, data) if slowly
+                               else raw_exchange(gateway, data, read_limit=30.0 if narrow else 2.0))
             # An HTTP/1.0 request without Host gets the backend's address: each path has its own backend.
             ours = str(backend.address).encode()
             seen = [(s.method, s.target, tuple((n, v.replace(ours, b"BACKEND")) for n, v in s.headers), s.body)
@@ -216,14 +229,14 @@ async def through_both(data: bytes, *, slowly: bool, secure: bool) -> list[Outco
     return outcomes
 
 
-def check(data: bytes, *, slowly: bool, connections: bool = False, secure: bool = False) -> None:
+def check(data: bytes, *, slowly: bool, connections: bool = False, secure: bool = False, narrow: bool = False) -> None:
     """The same on both paths; with `connections`, the same backend connections too.
 
     (Only where the engine serves every request: the two paths keep their
     own pools, so one handed back opens its own connection.)
     """
     (trio_reply, trio_seen, trio_conns), (native_reply, native_seen, native_conns) = trio.run(
-        lambda: through_both(data, slowly=slowly, secure=secure))
+        lambda: through_both(data, slowly=slowly, secure=secure, narrow=narrow))
     assert native_seen == trio_seen
     assert native_reply == trio_reply
     if connections:
@@ -273,6 +286,18 @@ def test_a_body_in_later_reads_the_same_through_the_compiled_cycle(slowly: bool,
     # Over TLS nothing is spliced: the long body goes through the lane, and its backend connection
     # comes back to the pool for the last request, which the cycle serves.
     assert CYCLED == ([3] if secure else [2])
+
+
+def test_a_lane_response_the_client_socket_takes_in_parts_the_same_through_the_compiled_cycle() -> None:
+    chosen_compiled_cycle()
+    CYCLED.clear()
+    # Long responses through a socket that takes NARROW bytes at a time: the cycle writes part of
+    # one, then hands over (resume, LANE: with what the socket did not take, in one write; or with a
+    # read of the body in hand, in later ones); the general path finishes it as the lane.
+    check(b"GET /one-write HTTP/1.1\r\nHost: x\r\n\r\n" + b"GET /one-write-long HTTP/1.1\r\nHost: x\r\n\r\n" * 2
+          + b"GET /late-long HTTP/1.1\r\nHost: x\r\n\r\n" + b"GET /one-write HTTP/1.1\r\nHost: x\r\n\r\n",
+          slowly=False, connections=True, narrow=True)
+    assert CYCLED == [1]  # the last only: the three long ones were handed over
 
 
 def test_an_empty_line_after_the_last_request_the_same_on_both_paths() -> None:
