@@ -57,6 +57,7 @@ STATES = {"HEAD": HEAD, "CONNECT": CONNECT, "SEND": SEND, "RESPONSE": RESPONSE, 
 
 cdef enum:
     READ_MAX = 65536  # bytes per read, as _socket.READ_MAX
+    _TLS_WAITS = -1  # _send_lane: over TLS, what the socket did not take waits in the transport
 
 cdef int _IN = EPOLLIN | EPOLLRDHUP  # a client between requests, an upstream in flight, and _upstream.IDLE_MASK
 IDLE_MASK = _IN  # for the test that it is _upstream.IDLE_MASK
@@ -380,28 +381,12 @@ cdef class Cycle:
         if self.extra:
             head = lane_with_fields(head, self.extra)
         upstream.received += n
-        cdef Py_ssize_t size = PyBytes_GET_SIZE(head), total = size + n - end, sent
-        cdef iovec parts[2]
-        if self.tls is not None:
-            # Encrypted whole; what the socket does not take waits in the transport for the general path.
-            if not self.transport.send_tls(head + PyBytes_FromStringAndSize(_buf + end, n - end), self.outbuf):
-                self._lane_over(status, keep, n - end, length - (n - end), b"", True)
-                return
-            sent = total
-        elif size <= end:
-            # The client's head in place of the backend's, ending where the body starts: one send of one
-            # buffer (the rewrite only drops fields, so it is never longer but for an empty reason's space).
-            memcpy(_buf + end - size, PyBytes_AS_STRING(head), size)
-            sent = send(self.fd, _buf + end - size, total, MSG_NOSIGNAL)
-        else:
-            parts[0].iov_base = PyBytes_AS_STRING(head)
-            parts[0].iov_len = size
-            parts[1].iov_base = _buf + end
-            parts[1].iov_len = n - end
-            sent = writev(self.fd, parts, 2)
+        cdef Py_ssize_t total = PyBytes_GET_SIZE(head) + n - end
+        cdef Py_ssize_t sent = self._send_lane(head, end, n)
+        if sent == _TLS_WAITS:  # the rest waits in the transport for the general path, as ciphertext
+            self._lane_over(status, keep, n - end, length - (n - end), b"", True)
+            return
         if sent != total:
-            if sent < 0:
-                sent = 0
             self._lane_over(status, keep, n - end, length - (n - end),
                             (head + PyBytes_FromStringAndSize(_buf + end, n - end))[sent:], sent > 0)
             return
@@ -415,6 +400,28 @@ cdef class Cycle:
         self.body_length = length
         self.lane_left = length - (n - end)
         self._deadline(self.body_idle_timeout)
+
+    cdef Py_ssize_t _send_lane(self, bytes head, Py_ssize_t end, Py_ssize_t n) except -2:
+        """A lane response's `head` and the body after `end` in _buf[:n], written to the client: the
+        bytes the socket took (0 on an error: the general path meets it again), or _TLS_WAITS."""
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(head), total = size + n - end, sent
+        cdef iovec parts[2]
+        if self.tls is not None:  # encrypted whole
+            if self.transport.send_tls(head + PyBytes_FromStringAndSize(_buf + end, n - end), self.outbuf):
+                return total
+            return _TLS_WAITS
+        if size <= end:
+            # The client's head in place of the backend's, ending where the body starts: one send of one
+            # buffer (the rewrite only drops fields, so it is never longer but for an empty reason's space).
+            memcpy(_buf + end - size, PyBytes_AS_STRING(head), size)
+            sent = send(self.fd, _buf + end - size, total, MSG_NOSIGNAL)
+        else:
+            parts[0].iov_base = PyBytes_AS_STRING(head)
+            parts[0].iov_len = size
+            parts[1].iov_base = _buf + end
+            parts[1].iov_len = n - end
+            sent = writev(self.fd, parts, 2)
+        return sent if sent > 0 else 0
 
     cdef void _body_fast(self, upstream, Py_ssize_t n) except *:
         """One read (n bytes in _buf, 0 at EOF, -1 an error) of a lane response's body: on to the client

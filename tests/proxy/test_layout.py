@@ -76,10 +76,15 @@ LONG_MODULES = {
     "proxy/engine/_cycle_c.pyx": SPLIT_LATER,
     "proxy/protocol/_lane_c.pyx": SPLIT_LATER,
 }
-LONG_FUNCTIONS = {name: SPLIT_LATER for name in (
-    "proxy/engine/_cycle_c.pyx:_read_response_fast", "proxy/protocol/_lane_c.pyx:response_head",
-    "proxy/protocol/_lane_c.pyx:scan_plain", "proxy/protocol/_wire_c.pyx:next",
-)}
+# The compiled inner loops that stay longer, each one pass over the bytes
+# with its offsets in C locals (arrays on the stack): split, each piece
+# would take a dozen of them as arguments, or re-scan.
+ONE_PASS = "one pass over the head's bytes, its offsets in C locals on the stack"
+LONG_FUNCTIONS = {
+    "proxy/protocol/_lane_c.pyx:response_head": ONE_PASS,
+    "proxy/protocol/_lane_c.pyx:scan_plain": ONE_PASS,
+    "proxy/protocol/_wire_c.pyx:next": "the body framing's state machine (length, chunk size, trailers), one step a call",
+}
 # Each a strongly connected set of modules, or of packages (imports one way
 # or another, TYPE_CHECKING ones too).
 IMPORT_CYCLES: dict[frozenset[str], str] = {}

@@ -41,7 +41,7 @@ def test_the_cycle_hands_over_only_through_resume() -> None:
     is routed; nothing in between (issue 39: one resume, not seven re-entry points)."""
     source = (Path(_cycle.__file__).with_name("_cycle_c.pyx")).read_text()
     called = set(re.findall(r"self\.(_?[a-z_]+(?:\.send_tls)?)\(", source))
-    own = set(re.findall(r"cdef [a-z ]*?(_[a-z_]+)\(self", source)) | {"_ready_c"}
+    own = set(re.findall(r"cdef [A-Za-z_ ]*?(_[a-z_]+)\(self", source)) | {"_ready_c"}
     assert called - own == {"resume", "_ready", "_parse", "_route", "_read_head", "_read_ahead", "_close",
                             "transport.send_tls"}
 
