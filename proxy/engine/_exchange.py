@@ -1,49 +1,16 @@
 # One client connection served by the native engine: the steady-state
-# exchange as a state machine driven by the loop (_loop.py), over the same
-# sans-IO parts and pure decisions as the trio path. Its state is the
-# cycle's (_cycle.py), whose compiled steps serve the commonest exchange
-# whole and hand anything else to the methods here, the general path. It decides nothing of
-# its own: decide() routes, routing/_retry.py says what to try after a
-# failure, routing/_answer.py makes the gateway's answers, protocol/ reads,
-# checks and rewrites.
+# exchange as a state machine driven by the loop (_loop.py). It decides
+# nothing of its own: decide() routes, routing/_stream.py says which
+# backend to try and what comes after a failure, routing/_response_rules.py
+# how the response goes on, routing/_answer.py makes the gateway's answers,
+# protocol/ reads, checks and rewrites; the client's socket is its
+# Transport (_transport.py). Its state is the cycle's (_cycle.py), whose
+# compiled steps serve the commonest exchange whole and hand anything else
+# to resume() here. What the engine serves and hands back, the lane, and
+# its rules: ARCHITECTURE.md, "The native engine".
 #
 # States: _states.py lists them and every move between them (the one
 # table); _enter() is the only place this class enters one.
-#
-# What the engine serves: a request with no body whose decision is Forward,
-# with --parser fast. Everything else goes back to the trio path with the
-# connection exactly where it is (the socket, and every byte read and not
-# yet answered): a body, an upgrade, OPTIONS *, Hold, Wake, an answer of
-# the gateway's own (404, 308, 503), a route again after a backend left
-# the table or was booting again. The trio path then serves it as it
-# always does; the engine never answers what the trio path would answer
-# differently.
-#
-# Two ways through an exchange the engine serves: the lane
-# (protocol/_lane.py, compiled): an untrusted client's request head is
-# written upstream in one step, and a response of the simplest kind (its
-# head whole in the first read; HTTP/1.1, a final status, one
-# Content-Length) to an HTTP/1.1 keep-alive client that did not send HEAD
-# goes out as it came, its head rewritten in one step, its body counted;
-# and the general path, the two fast connections' events, for every other
-# request and response. Both give the same bytes (the lane's tests and the
-# differential test say so).
-#
-# TLS: the client's reads and writes go through its Transport
-# (_transport.py: plain or TLS, plaintext either way). The engine makes a
-# TLS handshake not made yet (HANDSHAKE: _handshake.py is that stage; a
-# plain HTTP client goes back to the trio path, which answers it), and the
-# head timeout bounds the whole.
-#
-# Sockets: each keeps one epoll interest from accept (or connect) to close,
-# so an exchange makes no epoll_ctl; the client is read ahead during an
-# exchange (what it sends waits in inbuf, a head's size at most), and OUT is
-# added only while a write waits.
-#
-# Rules (the trio path's, see gateway/_connection.py, _relay.py and
-# _response.py): timeouts per phase (request head, keep-alive, connect,
-# response head, body both ways); a failure before the response head went
-# out is the gateway's own answer; after it, the client connection closes.
 
 from __future__ import annotations
 
