@@ -15,7 +15,8 @@ PYTEST_ARGS ?=
 all: test
 
 $(STAMP): pyproject.toml setup.py fastroute/_table.pyx proxy/protocol/_head_c.pyx proxy/protocol/_wire_c.pyx proxy/protocol/_lane_c.pyx \
-		proxy/protocol/_bytes.pxd proxy/protocol/_bytes.h proxy/protocol/_lane_c.pxd proxy/engine/_cycle_c.pyx \
+		proxy/protocol/_plain_c.pyx proxy/protocol/_bytes.pxd proxy/protocol/_bytes.h proxy/protocol/_plain_c.pxd \
+		proxy/engine/_cycle_c.pyx \
 		proxy/engine/_sys.pxd
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

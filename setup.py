@@ -9,6 +9,7 @@ setup(
             Extension("proxy.protocol._head_c", ["proxy/protocol/_head_c.pyx"], extra_compile_args=["-O3"]),
             Extension("proxy.protocol._wire_c", ["proxy/protocol/_wire_c.pyx"], extra_compile_args=["-O3"]),
             Extension("proxy.protocol._lane_c", ["proxy/protocol/_lane_c.pyx"], extra_compile_args=["-O3"]),
+            Extension("proxy.protocol._plain_c", ["proxy/protocol/_plain_c.pyx"], extra_compile_args=["-O3"]),
             Extension("proxy.engine._cycle_c", ["proxy/engine/_cycle_c.pyx"], extra_compile_args=["-O3"]),
         ],
         compiler_directives={"language_level": "3"},

@@ -78,7 +78,7 @@ def test_the_sdist_holds_the_sources_and_no_generated_code(dist: Path) -> None:
     with tarfile.open(sdist) as archive:
         names = [name.split("/", 1)[1] for name in archive.getnames() if "/" in name]
     for source in ("fastroute/_table.pyx", "proxy/engine/_cycle_c.pyx", "proxy/engine/_sys.pxd",
-                   "proxy/protocol/_bytes.h", "proxy/protocol/_bytes.pxd", "proxy/protocol/_lane_c.pxd",
+                   "proxy/protocol/_bytes.h", "proxy/protocol/_bytes.pxd", "proxy/protocol/_plain_c.pxd",
                    "fastroute/py.typed", "setup.py", "pyproject.toml", "README.md", "ARCHITECTURE.md",
                    "docs/gateway.md"):
         assert source in names

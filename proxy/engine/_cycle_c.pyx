@@ -28,7 +28,7 @@ from .._errors import ClientProtocolError
 from ..protocol._compiled import check_head, lane_request_head, lane_response_head
 from ..protocol._head import LINE_SLACK, host_of
 from ..protocol._lane import with_fields as lane_with_fields
-from ..protocol._lane_c cimport Plain, scan_plain, write_plain
+from ..protocol._plain_c cimport Plain, scan_plain, write_plain
 from ..protocol._rewrite import strip_target
 from ..routing._record import Exchange
 from ..routing._pool import IDLE_UPSTREAM_MAX_AGE

@@ -1,5 +1,5 @@
 # Pure: the fast lane of the native engine, the readable specification of
-# _lane_c.pyx (same functions, compiled). The engine's general path writes
+# _lane_c.pyx and _plain_c.pyx (same functions, compiled). The engine's general path writes
 # a request and reads a response as events through two fast connections
 # (_fastconn.py) and the rewrite rules (_rewrite.py); for the commonest
 # exchange the lane makes the same bytes in one step each:

@@ -74,7 +74,6 @@ SPLIT_LATER = "issue 39 splits it"
 LONG_MODULES = {
     "proxy/engine/_exchange.py": SPLIT_LATER,
     "proxy/engine/_cycle_c.pyx": SPLIT_LATER,
-    "proxy/protocol/_lane_c.pyx": SPLIT_LATER,
 }
 # The compiled inner loops that stay longer, each one pass over the bytes
 # with its offsets in C locals (arrays on the stack): split, each piece
@@ -82,7 +81,7 @@ LONG_MODULES = {
 ONE_PASS = "one pass over the head's bytes, its offsets in C locals on the stack"
 LONG_FUNCTIONS = {
     "proxy/protocol/_lane_c.pyx:response_head": ONE_PASS,
-    "proxy/protocol/_lane_c.pyx:scan_plain": ONE_PASS,
+    "proxy/protocol/_plain_c.pyx:scan_plain": ONE_PASS,
     "proxy/protocol/_wire_c.pyx:next": "the body framing's state machine (length, chunk size, trailers), one step a call",
 }
 # Each a strongly connected set of modules, or of packages (imports one way

@@ -1,4 +1,4 @@
-# What the engine's cycle (_cycle_c.pyx) reads of the compiled lane without a Python call: a plain
+# What the engine's cycle (_cycle_c.pyx) reads of _plain_c.pyx without a Python call: a plain
 # request head read once into offsets, and its upstream head written from them.
 
 cdef enum:
