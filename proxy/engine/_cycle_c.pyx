@@ -18,21 +18,20 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyBy
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.string cimport memcpy
 
-from libc.math cimport ceil
-
-from ._sys cimport (CLOCK_MONOTONIC, EAGAIN, EINTR, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLRDHUP, MSG_NOSIGNAL, POLLIN,
-                    clock_gettime, epoll_event, epoll_wait, errno, iovec, memchr, memmem, poll, pollfd, recv, send,
-                    timespec, writev)
+from ._sys cimport (CLOCK_MONOTONIC, EAGAIN, EINTR, EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLRDHUP, MSG_NOSIGNAL,
+                    clock_gettime, errno, iovec, memmem, recv, send, timespec, writev)
 
 from .._errors import ClientProtocolError
 from ..protocol._compiled import check_head, lane_request_head, lane_response_head
-from ..protocol._head import LINE_SLACK, host_of
+from ..protocol._head import host_of
 from ..protocol._lane import with_fields as lane_with_fields
 from ..protocol._plain_c cimport Plain, scan_plain, write_plain
 from ..protocol._rewrite import strip_target
 from ..routing._record import Exchange
 from ..routing._pool import IDLE_UPSTREAM_MAX_AGE
 from ._pipe import SPLICE_AVAILABLE, SPLICE_MIN
+from ._route_c cimport _head_end, _pick, _plain
+from ._route_c import forward_of
 
 cdef enum:
     HEAD = 0
@@ -78,121 +77,9 @@ cdef inline bint _would_block() noexcept:
     return code == EAGAIN or code == EINTR
 
 
-cdef Py_ssize_t _head_end(const char* p, Py_ssize_t n, object limits) except -2:
-    """Where a head whole in p[:n] ends (the index after its blank line), when _head.find_head would say
-    so and check nothing else; -1 for anything else (an incomplete head, one over a limit, TLS, HTTP/2,
-    empty lines first): the general path's find_head then reads it."""
-    if n == 0 or p[0] == 13 or p[0] == 10 or p[0] == 0x16:
-        return -1
-    if n >= 14 and memcmp_pri(p):
-        return -1
-    cdef const char* blank = <const char*>memmem(p, n, b"\r\n\r\n", 4)
-    if blank == NULL:
-        return -1
-    cdef Py_ssize_t end = blank - p + 4
-    cdef Py_ssize_t max_target = limits.max_target
-    if end > max_target + <Py_ssize_t>limits.max_header_bytes + LINE_SLACK:
-        return -1
-    cdef const char* newline = <const char*>memchr(p, 10, n)
-    cdef Py_ssize_t first_line = newline - p
-    if first_line > max_target + LINE_SLACK:
-        return -1
-    cdef Py_ssize_t i, spaces = 0
-    for i in range(first_line):
-        if p[i] == 32:
-            spaces += 1
-    if spaces < 2:
-        return -1
-    return end
-
-
-cdef inline bint memcmp_pri(const char* p) noexcept:
-    cdef const char* pri = b"PRI * HTTP/2.0"
-    cdef int i
-    for i in range(14):
-        if p[i] != pri[i]:
-            return False
-    return True
-
-
-cdef bint _plain(object head):
-    """The head asks for nothing but a forward on a kept-alive connection: HTTP/1.1, not HEAD, not
-    OPTIONS *, no body, no upgrade, no Connection but keep-alive, no Expect (the general path's
-    conditions for the lane, made stricter where that is simpler)."""
-    if head.version != b"1.1" or head.method == b"HEAD" or head.target == b"*":
-        return False
-    cdef tuple field
-    cdef bytes name
-    for field in head.headers:
-        name = field[0]
-        if name == b"content-length" or name == b"transfer-encoding" or name == b"upgrade" or name == b"expect":
-            return False
-        if name == b"connection" and (<bytes>field[1]).lower() != b"keep-alive":
-            return False
-    return True
-
-
-cdef object _pick(pool, double now):
-    """Pool.pick(now), compiled: the up backend with the fewest outstanding requests, from next_index on."""
-    cdef tuple backends = pool.backends
-    cdef Py_ssize_t count = len(backends), start = pool.next_index, offset
-    best = None
-    cdef long best_outstanding = 0, outstanding
-    for offset in range(count):
-        backend = backends[(start + offset) % count]
-        if now < <double>backend.down_until:
-            continue
-        outstanding = backend.outstanding
-        if best is None or outstanding < best_outstanding:
-            best = backend
-            best_outstanding = outstanding
-    pool.next_index = (start + 1) % count if count else 0
-    return best
-
-
-def pick(pool, double now):
-    """_pick, for the test that it is Pool.pick."""
-    return _pick(pool, now)
-
-
-def forward_of(table, host, bytes target):
-    """decide()'s Forward for `target` on `host` as (prefix, pool), or None where decide() says anything else."""
-    found = table.lookup(host, target)
-    if found is None:
-        return None
-    prefix, pool = found
-    if not pool.backends:
-        return None
-    route = pool.route
-    if route.strip_prefix and prefix != "/" and target.partition(b"?")[0] == (<str>prefix).encode("utf-8"):
-        return None  # decide() redirects it (slash_redirect)
-    return found
-
-
 cdef class Cycle:
-    """The state of one client connection of the engine, and the cycle's steps on it."""
-
-    cdef public object engine, front, done, result, timed, conn, request, head, exchange, stream, pool
-    cdef public object upstream, pipe, prefix, tls, counted_route, handshake, relay, transport
-    cdef public list extra  # fields the gateway adds to every response (HSTS): front.client.response_extra
-    cdef public bytes head_bytes, client_ip_b
-    cdef public bytearray inbuf, outbuf
-    cdef public int fd, state
-    cdef public Py_ssize_t splice_left, lane_left
-    cdef public bint started, counted, response_done, keep, reading, eof, lane, lane_keep, fast
-    cdef public double arrived
-    # The configuration, read once (it is frozen): engine.config's and engine.gateway's.
-    # A lane response whose body comes in later reads (lane_left >= 0 in FAST): its status, the body
-    # bytes written so far and its length.
-    cdef public int status
-    cdef public Py_ssize_t body_out, body_length
-    cdef object gateway, loop, pools, limits, epoll
-    cdef dict masks, handlers, idle, by_fd  # the loop's and the pools' (see _watch, _take and _keep)
-    cdef bytes target  # the routed request's target (head.target, when there is a head)
-    cdef Py_ssize_t max_target, max_headers, max_header_bytes
-    cdef double request_head_timeout, keepalive_timeout, response_head_timeout, body_idle_timeout
-    cdef Py_ssize_t max_idle_upstream
-    cdef bint allow_underscores
+    """The state of one client connection of the engine (declared in _cycle_c.pxd), and the cycle's steps
+    on it."""
 
     def configure(self):
         """Read what the cycle uses of the engine's configuration (once engine is set)."""
@@ -574,94 +461,3 @@ cdef class Cycle:
             timed.handler = self
         else:
             loop.at(deadline, self, timed)
-
-
-# --- the loop's batch ---------------------------------------------------------------
-
-cdef enum:
-    MAX_EVENTS = 512  # as _loop.MAX_EVENTS
-
-cdef epoll_event _events[MAX_EVENTS]
-BATCH = MAX_EVENTS  # for the test that it is _loop.MAX_EVENTS
-
-
-def dispatch(epoll, dict handlers, failed):
-    """_loop.dispatch, compiled: a cycle's readiness is a C call, any other handler's a Python one."""
-    cdef int n = epoll_wait(epoll.fileno(), _events, MAX_EVENTS, 0)
-    if n < 0:
-        if errno == EINTR:
-            return 0
-        raise OSError(errno, "epoll_wait failed")
-    _handle(n, handlers, failed, -1)
-    return n
-
-
-def wait_dispatch(epoll, dict handlers, failed, int trio_fd, double timeout, tick):
-    """_loop._wait_dispatch, compiled: the wait without the GIL, then each ready handler as dispatch."""
-    cdef int epoll_fd = epoll.fileno()
-    cdef int ms = <int>ceil(timeout * 1000.0) if timeout < 86400.0 else 86400000
-    cdef int n, error
-    with nogil:
-        n = epoll_wait(epoll_fd, _events, MAX_EVENTS, ms if ms > 0 else 0)
-        error = errno
-    tick()
-    if n < 0:
-        if error == EINTR:
-            return 0
-        raise OSError(error, "epoll_wait failed")
-    if n == 0:
-        return 0
-    return 2 if _handle(n, handlers, failed, trio_fd) else 1
-
-
-cdef bint _handle(int n, dict handlers, failed, int trio_fd):
-    """Each of the first `n` events' handler once; true when `trio_fd` was among them."""
-    cdef int i, fd, mask
-    cdef bint trios = False
-    for i in range(n):
-        fd = _events[i].data.fd
-        if fd == trio_fd:
-            trios = True
-            continue
-        mask = _events[i].events
-        handler = handlers.get(fd)
-        if handler is None:
-            continue
-        try:
-            if isinstance(handler, Cycle):
-                (<Cycle>handler)._ready_c(fd, mask)
-            else:
-                handler.ready(fd, mask)
-        except Exception:
-            failed(handler)
-    return trios
-
-
-cdef enum:
-    MAX_POLLED = 64  # descriptors poll_pair watches: the engines of one trio run, and trio's
-
-
-def poll_pair(list fds, int trio_fd, double timeout):
-    """_idle._poll_pair, without the GIL: up to `timeout` seconds for one of `fds` or `trio_fd` to be
-    readable; TRIOS (2) when `trio_fd` is, OURS (1) when one of `fds` alone is, IDLE (0) when none or
-    a signal came."""
-    cdef pollfd polled[MAX_POLLED]
-    cdef Py_ssize_t count = len(fds), i
-    if count >= MAX_POLLED:
-        raise ValueError(f"{count} engine loops in one trio run: poll_pair watches {MAX_POLLED - 1} at most")
-    for i in range(count):
-        polled[i].fd = fds[i]
-        polled[i].events = POLLIN
-        polled[i].revents = 0
-    polled[count].fd = trio_fd
-    polled[count].events = POLLIN
-    polled[count].revents = 0
-    cdef int ms = <int>ceil(timeout * 1000.0) if timeout < 86400.0 else 86400000
-    cdef int n
-    with nogil:
-        n = poll(polled, count + 1, ms if ms > 0 else 0)
-    if n <= 0:
-        return 0
-    if polled[count].revents:
-        return 2
-    return 1

@@ -222,7 +222,7 @@ _hooks: weakref.WeakKeyDictionary[object, IdleBatches] = weakref.WeakKeyDictiona
 
 def _poll_pair(fds: list[int], trio_fd: int, timeout: float) -> int:
     """Wait up to `timeout` seconds for one of `fds` or `trio_fd` to be readable: TRIOS when `trio_fd`
-    is, OURS when one of `fds` alone is, IDLE when none (or a signal came). _cycle_c.poll_pair is the
+    is, OURS when one of `fds` alone is, IDLE when none (or a signal came). _dispatch_c.poll_pair is the
     same without the GIL."""
     poller = select.poll()
     for fd in fds:
@@ -236,7 +236,7 @@ def _poll_pair(fds: list[int], trio_fd: int, timeout: float) -> int:
 
 def _choose_poll() -> Callable[[list[int], int, float], int]:
     if CYCLE_COMPILED:
-        from ._cycle_c import poll_pair  # type: ignore[import-not-found]
+        from ._dispatch_c import poll_pair  # type: ignore[import-not-found]
 
         return poll_pair  # type: ignore[no-any-return]
     return _poll_pair

@@ -4,7 +4,7 @@
 # streams cost a scheduler round and an epoll_ctl per blocking operation;
 # this costs one wake-up per batch of ready sockets).
 #
-# A batch (dispatch) is compiled with the engine's cycle (_cycle_c.pyx):
+# A batch (dispatch) is compiled beside the engine's cycle (_dispatch_c.pyx):
 # there a cycle's readiness is a C call; _dispatch below is its twin.
 #
 # Rules:
@@ -256,7 +256,7 @@ def _dispatch(epoll: select.epoll, handlers: dict[int, Handler], failed: Callabl
 
     Returns how many descriptors were ready. A handler that raises is passed
     to `failed` (inside the except block) and the others go on. The compiled
-    engine has the same function (_cycle_c.dispatch), which calls a cycle's
+    engine has the same function (_dispatch_c.dispatch), which calls a cycle's
     readiness without a Python call.
     """
     events = epoll.poll(0, MAX_EVENTS)
@@ -270,7 +270,7 @@ def _wait_dispatch(epoll: select.epoll, handlers: dict[int, Handler], failed: Ca
     handle each ready descriptor's handler as _dispatch does, except `trio_fd`: trio's epoll set, nested.
 
     Returns 2 (_idle.TRIOS) when `trio_fd` was ready, 1 (OURS) when others alone were, 0 (IDLE) when
-    none was or a signal ended the wait. The compiled engine has the same (_cycle_c.wait_dispatch),
+    none was or a signal ended the wait. The compiled engine has the same (_dispatch_c.wait_dispatch),
     which waits without the GIL.
     """
     try:
@@ -307,7 +307,7 @@ WaitDispatch = Callable[[select.epoll, dict[int, Handler], Callable[[Handler], N
 
 def _choose_dispatch() -> tuple[Dispatch, WaitDispatch]:
     if CYCLE_COMPILED:
-        from ._cycle_c import dispatch, wait_dispatch  # type: ignore[import-not-found]
+        from ._dispatch_c import dispatch, wait_dispatch  # type: ignore[import-not-found]
 
         return dispatch, wait_dispatch
     return _dispatch, _wait_dispatch

@@ -73,7 +73,6 @@ MAX_FUNCTION_LINES = 60
 SPLIT_LATER = "issue 39 splits it"
 LONG_MODULES = {
     "proxy/engine/_exchange.py": SPLIT_LATER,
-    "proxy/engine/_cycle_c.pyx": SPLIT_LATER,
 }
 # The compiled inner loops that stay longer, each one pass over the bytes
 # with its offsets in C locals (arrays on the stack): split, each piece

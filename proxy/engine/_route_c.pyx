@@ -1,0 +1,101 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+# The compiled cycle's routing (_cycle_c.pyx cimports these): where a
+# whole head ends, whether a checked head asks for nothing but a forward,
+# decide()'s Forward (forward_of), and Pool.pick, compiled. Each is the
+# general path's step, made stricter where that is simpler; tests compare
+# them with decide() and Pool.pick (tests/proxy/engine/test_cycle.py).
+
+from ._sys cimport memchr, memmem
+
+from ..protocol._head import LINE_SLACK
+
+
+cdef Py_ssize_t _head_end(const char* p, Py_ssize_t n, object limits) except -2:
+    """Where a head whole in p[:n] ends (the index after its blank line), when _head.find_head would say
+    so and check nothing else; -1 for anything else (an incomplete head, one over a limit, TLS, HTTP/2,
+    empty lines first): the general path's find_head then reads it."""
+    if n == 0 or p[0] == 13 or p[0] == 10 or p[0] == 0x16:
+        return -1
+    if n >= 14 and memcmp_pri(p):
+        return -1
+    cdef const char* blank = <const char*>memmem(p, n, b"\r\n\r\n", 4)
+    if blank == NULL:
+        return -1
+    cdef Py_ssize_t end = blank - p + 4
+    cdef Py_ssize_t max_target = limits.max_target
+    if end > max_target + <Py_ssize_t>limits.max_header_bytes + LINE_SLACK:
+        return -1
+    cdef const char* newline = <const char*>memchr(p, 10, n)
+    cdef Py_ssize_t first_line = newline - p
+    if first_line > max_target + LINE_SLACK:
+        return -1
+    cdef Py_ssize_t i, spaces = 0
+    for i in range(first_line):
+        if p[i] == 32:
+            spaces += 1
+    if spaces < 2:
+        return -1
+    return end
+
+
+cdef inline bint memcmp_pri(const char* p) noexcept:
+    cdef const char* pri = b"PRI * HTTP/2.0"
+    cdef int i
+    for i in range(14):
+        if p[i] != pri[i]:
+            return False
+    return True
+
+
+cdef bint _plain(object head):
+    """The head asks for nothing but a forward on a kept-alive connection: HTTP/1.1, not HEAD, not
+    OPTIONS *, no body, no upgrade, no Connection but keep-alive, no Expect (the general path's
+    conditions for the lane, made stricter where that is simpler)."""
+    if head.version != b"1.1" or head.method == b"HEAD" or head.target == b"*":
+        return False
+    cdef tuple field
+    cdef bytes name
+    for field in head.headers:
+        name = field[0]
+        if name == b"content-length" or name == b"transfer-encoding" or name == b"upgrade" or name == b"expect":
+            return False
+        if name == b"connection" and (<bytes>field[1]).lower() != b"keep-alive":
+            return False
+    return True
+
+
+cdef object _pick(pool, double now):
+    """Pool.pick(now), compiled: the up backend with the fewest outstanding requests, from next_index on."""
+    cdef tuple backends = pool.backends
+    cdef Py_ssize_t count = len(backends), start = pool.next_index, offset
+    best = None
+    cdef long best_outstanding = 0, outstanding
+    for offset in range(count):
+        backend = backends[(start + offset) % count]
+        if now < <double>backend.down_until:
+            continue
+        outstanding = backend.outstanding
+        if best is None or outstanding < best_outstanding:
+            best = backend
+            best_outstanding = outstanding
+    pool.next_index = (start + 1) % count if count else 0
+    return best
+
+
+def pick(pool, double now):
+    """_pick, for the test that it is Pool.pick."""
+    return _pick(pool, now)
+
+
+def forward_of(table, host, bytes target):
+    """decide()'s Forward for `target` on `host` as (prefix, pool), or None where decide() says anything else."""
+    found = table.lookup(host, target)
+    if found is None:
+        return None
+    prefix, pool = found
+    if not pool.backends:
+        return None
+    route = pool.route
+    if route.strip_prefix and prefix != "/" and target.partition(b"?")[0] == (<str>prefix).encode("utf-8"):
+        return None  # decide() redirects it (slash_redirect)
+    return found
