@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from types import ModuleType
@@ -16,12 +17,12 @@ def _compiled() -> ModuleType | None:
     if os.environ.get("FASTROUTE_NO_EXTENSIONS", "") not in ("", "0"):
         return None
     try:
-        from . import _cycle_c
+        # By name: a type checker does not read compiled modules, and would see none here.
+        return importlib.import_module(f"{__package__}._cycle_c")
     except ImportError as error:
         warnings.warn(f"fastroute: the compiled engine cycle is not built ({error}); using the general path only",
                       RuntimeWarning, stacklevel=2)
         return None
-    return _cycle_c  # type: ignore[no-any-return]
 
 
 CYCLE_C = _compiled()  # the compiled module, or None
