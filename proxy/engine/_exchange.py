@@ -793,8 +793,8 @@ class NativeClient(Cycle):
             upstream.conn.response_read_around(self.lane_keep)
             self.lane_left = -1
             self.response_done = True
-        elif SPLICE_AVAILABLE and exchange.bytes_out + left >= SPLICE_MIN and self.tls is None:
-            # A long body: the rest moves in the kernel, as on the general path.
+        elif (splice_from := self._relay().splice_from) is not None and exchange.bytes_out + left >= splice_from:
+            # A long body: the rest moves in the kernel, as on the general path (the rules' bound).
             self.splice_left = left
             self.lane_left = -1
             self._enter(SPLICE)  # once what is in outbuf is out (_flush)

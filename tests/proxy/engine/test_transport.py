@@ -7,28 +7,16 @@ from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from proxy.engine._handshake import DONE, Handshake
 from proxy.engine._transport import Transport
 from proxy.tls._session import TlsSession
 
 from ..tls.tls_support import Pki
-from .test_handshake import NAME, server_context, shake
+from .test_handshake import NAME, pair, server_context, shake  # noqa: F401 (pair: the fixture, shared)
 
 ROUNDS_MAX = 100_000  # reads and flushes to move 8 MiB; more is a loop that never ends
-
-
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    server, client = socket.socketpair()
-    server.setblocking(False)
-    yield server, client
-    server.close()
-    client.close()
 
 
 def test_plain_reads_and_writes(pair: tuple[socket.socket, socket.socket]) -> None:
