@@ -47,17 +47,13 @@ from ._native import CYCLE_C, CYCLE_COMPILED
 if TYPE_CHECKING:
     import trio
 
-    from ..protocol import _events as ev
     from ..protocol._head import RequestHead
-    from ..routing._record import Exchange
     from ..routing._pool import Pool
-    from ..routing._response_rules import ResponseRelay
-    from ..routing._stream import Stream
     from ..tls._session import TlsSession
     from ._handover import EngineParts, Front, HandBack
     from ._handshake import Handshake
     from ._loop import Timed
-    from ._pipe import SplicePipe
+    from ._stream_shell import StreamShell
     from ._transport import Transport
     from ._upstream import Upstream
 
@@ -68,11 +64,10 @@ ROUTED, SENDING, READ, LANE = range(4)
 RESUMES = {"ROUTED": ROUTED, "SENDING": SENDING, "READ": READ, "LANE": LANE}
 
 _ATTRIBUTES = (
-    "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "timed", "conn", "request",
-    "head", "head_bytes", "arrived", "exchange", "stream", "pool", "prefix", "upstream", "counted", "counted_route", "relay",
-    "response_done", "keep", "splice_left", "pipe", "reading", "eof", "lane", "lane_left",
-    "lane_keep", "fast", "client_ip_b", "status", "body_out", "body_length", "tls", "transport",
-    "extra", "handshake",
+    "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "timed", "leg",
+    "head", "head_bytes", "arrived", "pool", "prefix", "upstream", "counted", "counted_route",
+    "reading", "eof", "lane_left", "lane_keep", "fast", "client_ip_b", "status", "body_out", "body_length",
+    "tls", "transport", "extra", "handshake",
 )
 
 
@@ -95,26 +90,17 @@ class PyCycle:
     outbuf: bytearray
     started: bool
     timed: Timed
-    conn: ev.Connection | None
-    request: ev.Request | None
+    leg: StreamShell | None
     head: RequestHead | None
     head_bytes: bytes
     arrived: float
-    exchange: Exchange | None
-    stream: Stream | None
     pool: Pool | None
     prefix: str
     upstream: Upstream | None
     counted: bool
     counted_route: str
-    relay: ResponseRelay | None
-    response_done: bool
-    keep: bool
-    splice_left: int
-    pipe: SplicePipe | None
     reading: bool
     eof: bool
-    lane: bool
     lane_left: int
     lane_keep: bool
     fast: bool
@@ -128,7 +114,23 @@ class PyCycle:
     handshake: Handshake | None
 
     def configure(self) -> None:
-        """Read what the cycle uses of the engine's configuration (nothing: it serves nothing itself)."""
+        """The cycle's own fields (it reads nothing of the engine's configuration: it serves nothing)."""
+        # The exchange the cycle serves (state FAST). The checked head of the request it routed; None
+        # when it read it as plain (protocol/_lane.plain_request: check_head accepts it as it is), then
+        # made on a hand-over (NativeClient._routed_head).
+        self.head = None
+        self.head_bytes = b""  # the request's head as the client sent it
+        self.arrived = 0.0  # time.monotonic() when the cycle routed it
+        self.pool = None  # its route's pool, and the prefix it matched
+        self.prefix = ""
+        self.upstream = None  # its backend connection, counted on the backend for counted_route
+        self.counted = False
+        self.counted_route = ""
+        self.lane_left = -1  # body bytes of its response still to come (-1: not in the lane)
+        self.lane_keep = False  # the backend keeps its connection after that response
+        self.status = 0  # of a lane response the cycle passes on in several reads
+        self.body_out = 0  # its body bytes written so far
+        self.body_length = 0  # its Content-Length
 
     def ready(self, fd: int, mask: int) -> None:
         """`fd` is ready for `mask` (select.EPOLL* bits)."""

@@ -7,14 +7,14 @@ from ..protocol._plain_c cimport Plain
 
 
 cdef class Cycle:
-    cdef public object engine, front, done, result, timed, conn, request, head, exchange, stream, pool
-    cdef public object upstream, pipe, prefix, tls, counted_route, handshake, relay, transport
+    cdef public object engine, front, done, result, timed, leg, head, pool
+    cdef public object upstream, prefix, tls, counted_route, handshake, transport
     cdef public list extra  # fields the gateway adds to every response (HSTS): front.client.response_extra
     cdef public bytes head_bytes, client_ip_b
     cdef public bytearray inbuf, outbuf
     cdef public int fd, state
-    cdef public Py_ssize_t splice_left, lane_left
-    cdef public bint started, counted, response_done, keep, reading, eof, lane, lane_keep, fast
+    cdef public Py_ssize_t lane_left
+    cdef public bint started, counted, reading, eof, lane_keep, fast
     cdef public double arrived
     # A lane response whose body comes in later reads (lane_left >= 0 in FAST): its status, the body
     # bytes written so far and its length.

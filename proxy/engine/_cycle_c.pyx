@@ -82,7 +82,24 @@ cdef class Cycle:
     on it."""
 
     def configure(self):
-        """Read what the cycle uses of the engine's configuration (once engine is set)."""
+        """Read what the cycle uses of the engine's configuration (once engine is set), and
+        set the cycle's own fields."""
+        # The exchange the cycle serves (state FAST). The checked head of the request it routed; None
+        # when it read it as plain (protocol/_lane.plain_request: check_head accepts it as it is), then
+        # made on a hand-over (NativeClient._routed_head).
+        self.head = None
+        self.head_bytes = b""  # the request's head as the client sent it
+        self.arrived = 0.0  # time.monotonic() when the cycle routed it
+        self.pool = None  # its route's pool, and the prefix it matched
+        self.prefix = ""
+        self.upstream = None  # its backend connection, counted on the backend for counted_route
+        self.counted = False
+        self.counted_route = ""
+        self.lane_left = -1  # body bytes of its response still to come (-1: not in the lane)
+        self.lane_keep = False  # the backend keeps its connection after that response
+        self.status = 0  # of a lane response the cycle passes on in several reads
+        self.body_out = 0  # its body bytes written so far
+        self.body_length = 0  # its Content-Length
         engine = self.engine
         config = engine.config
         timeouts = config.timeouts

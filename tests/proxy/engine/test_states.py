@@ -42,11 +42,12 @@ def test_every_state_is_reached_from_the_start_and_can_close() -> None:
 
 
 def test_the_general_path_enters_states_only_through_the_table() -> None:
-    source = (ENGINE / "_exchange.py").read_text()
-    assignments = re.findall(r"self\.state = (\w+)", source)
-    assert assignments == ["START", "state"]  # where a connection begins, and _enter()
-    entered = targets(source, r"self\._enter\(([A-Z]+)\)")
-    assert entered and entered <= {move.target for move in MOVES if not move.cycle}
+    general = {path.name: path.read_text() for path in ENGINE.glob("*.py") if path.name != "_states.py"}
+    assignments = {name: re.findall(r"\.state = (\w+)", source) for name, source in general.items()}
+    # where a connection begins, and enter(): nowhere else
+    assert {name: found for name, found in assignments.items() if found} == {"_exchange.py": ["START", "state"]}
+    entered = set().union(*(targets(source, r"(?:self|client)\.enter\(([A-Z]+)\)") for source in general.values()))
+    assert entered == {move.target for move in MOVES if not move.cycle}
 
 
 def test_the_compiled_cycle_makes_only_its_own_moves() -> None:
@@ -57,9 +58,9 @@ def test_the_compiled_cycle_makes_only_its_own_moves() -> None:
 def test_a_move_the_table_does_not_list_is_refused() -> None:
     connection = SimpleNamespace(state=HEAD)
     with pytest.raises(AssertionError, match="no move from HEAD to SPLICE"):
-        NativeClient._enter(connection, SPLICE)  # type: ignore[arg-type]
+        NativeClient.enter(connection, SPLICE)  # type: ignore[arg-type]
     assert connection.state == HEAD
-    NativeClient._enter(connection, CLOSED)  # type: ignore[arg-type]
+    NativeClient.enter(connection, CLOSED)  # type: ignore[arg-type]
     assert connection.state == CLOSED
 
 
