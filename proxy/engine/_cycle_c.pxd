@@ -1,13 +1,25 @@
-# The compiled cycle's class (_cycle_c.pyx implements it): the state of one
-# client connection of the engine, typed, and the cycle's steps. The loop's
-# compiled batch (_dispatch_c.pyx) calls a cycle's readiness through it
-# with no Python call.
+# The compiled cycle's declarations (_cycle_c.pyx implements them): the
+# fields of one client connection of the engine, typed, and the entry the
+# loop's compiled batch (_dispatch_c.pyx) calls with no Python call. The
+# cycle returns what came of a step: SERVED, or the kind of hand-over the
+# connection carries out (NativeClient.resume; _cycle.py lists them).
 
-from ..protocol._plain_c cimport Plain
+cdef enum:  # what a step of the cycle comes to: _cycle.py's STEPS
+    SERVED = 0  # nothing for the general path
+    ROUTED = 1  # routed (handed: the backend, None when none was up); nothing sent
+    SENDING = 2  # the backend took part of the request head (handed: the rest)
+    READ = 3  # the request went out; a read of the response, or its error (handed: data, code, b"", True)
+    LANE = 4  # a lane response went out in part (handed: data, code, unsent, started)
+    READY = 5  # the general path's readiness, for the same descriptor and mask
+    PARSE = 6  # the general path reads the head in inbuf
+    ROUTE = 7  # the general path routes a checked head (handed: head, head_bytes, end)
+    READ_AHEAD = 8  # the general path reads what the client sent after the request in flight
+    CLOSE = 9  # the client closed, or the gateway drains: the connection closes
 
 
-cdef class Cycle:
+cdef class ConnectionFields:
     cdef public object engine, front, done, result, timed, leg, head, pool
+    cdef public object handed  # what comes with a hand-over (see the kinds above)
     cdef public object upstream, prefix, tls, counted_route, handshake, transport
     cdef public list extra  # fields the gateway adds to every response (HSTS): front.client.response_extra
     cdef public bytes head_bytes, client_ip_b
@@ -29,17 +41,5 @@ cdef class Cycle:
     cdef Py_ssize_t max_idle_upstream
     cdef bint allow_underscores
 
-    cdef void _ready_c(self, int fd, int mask) except *
-    cdef void _read_head_fast(self) except *
-    cdef void _parse_fast(self) except *
-    cdef void _send_fast(self, upstream, backend, const Plain* plain) except *
-    cdef void _read_response_fast(self, upstream) except *
-    cdef Py_ssize_t _send_lane(self, bytes head, Py_ssize_t end, Py_ssize_t n) except -2
-    cdef void _body_fast(self, upstream, Py_ssize_t n) except *
-    cdef void _lane_over(self, int status, bint keep, Py_ssize_t body, Py_ssize_t left, bytes unsent,
-                         bint started) except *
-    cdef void _finish_fast(self, upstream, int status, Py_ssize_t length, bint keep) except *
-    cdef void _watch(self, int fd, handler, int mask) except *
-    cdef object _take(self, backend)
-    cdef void _keep(self, upstream) except *
-    cdef void _deadline(self, double seconds) except *
+
+cdef int ready_c(ConnectionFields c, int fd, int mask) except -1

@@ -1,12 +1,14 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 # The engine loop's batch, compiled (_loop.py's _dispatch and
 # _wait_dispatch, _idle.py's _poll_pair are the twins): each ready
-# descriptor's handler once, a cycle's readiness (_cycle_c.pxd) as a C
-# call, any other handler's as a Python one; the waits without the GIL.
+# descriptor's handler once, a client connection's readiness through the
+# compiled cycle (_cycle_c.pxd) as a C call, its hand-over if the cycle
+# returns one, and any other handler's as a Python call; the waits
+# without the GIL.
 
 from libc.math cimport ceil
 
-from ._cycle_c cimport Cycle
+from ._cycle_c cimport SERVED, ConnectionFields, ready_c
 from ._sys cimport EINTR, POLLIN, epoll_event, epoll_wait, errno, poll, pollfd
 
 cdef enum:
@@ -17,7 +19,7 @@ BATCH = MAX_EVENTS  # for the test that it is _loop.MAX_EVENTS
 
 
 def dispatch(epoll, dict handlers, failed):
-    """_loop.dispatch, compiled: a cycle's readiness is a C call, any other handler's a Python one."""
+    """_loop.dispatch, compiled: a client connection's readiness is the cycle's C call first."""
     cdef int n = epoll_wait(epoll.fileno(), _events, MAX_EVENTS, 0)
     if n < 0:
         if errno == EINTR:
@@ -47,7 +49,7 @@ def wait_dispatch(epoll, dict handlers, failed, int trio_fd, double timeout, tic
 
 cdef bint _handle(int n, dict handlers, failed, int trio_fd):
     """Each of the first `n` events' handler once; true when `trio_fd` was among them."""
-    cdef int i, fd, mask
+    cdef int i, fd, mask, kind
     cdef bint trios = False
     for i in range(n):
         fd = _events[i].data.fd
@@ -59,8 +61,10 @@ cdef bint _handle(int n, dict handlers, failed, int trio_fd):
         if handler is None:
             continue
         try:
-            if isinstance(handler, Cycle):
-                (<Cycle>handler)._ready_c(fd, mask)
+            if isinstance(handler, ConnectionFields):
+                kind = ready_c(<ConnectionFields>handler, fd, mask)
+                if kind != SERVED:
+                    handler.resume(kind, fd, mask)  # as NativeClient.ready
             else:
                 handler.ready(fd, mask)
         except Exception:

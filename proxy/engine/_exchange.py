@@ -5,20 +5,19 @@
 # StreamShell (_stream_shell.py: the backend and the response), which
 # calls back only through the few methods its `Connection` contract lists.
 # It decides nothing of its own: decide() routes, protocol/ reads and
-# checks, routing/_answer.py refuses. Its state is the cycle's (_cycle.py),
-# whose compiled steps serve the commonest exchange whole and hand
-# anything else to resume() here. What the engine serves and hands back, the lane, and
-# its rules: ARCHITECTURE.md, "The native engine".
+# checks, routing/_answer.py refuses. The compiled cycle (_cycle.py) serves
+# the commonest exchange whole over its fields and returns anything else,
+# which resume() carries out. What the engine serves and hands back, the
+# lane, and its rules: ARCHITECTURE.md, "The native engine".
 #
 # States: _states.py lists them and every move between them (the one
-# table); _enter() is the only place this class enters one.
+# table); enter() is the only place a state is entered.
 
 from __future__ import annotations
 
 import logging
 import select
 import time
-from typing import TYPE_CHECKING
 
 import trio
 
@@ -30,22 +29,17 @@ from ..protocol._reader import next_head
 from ..protocol._rewrite import is_upgrade_request
 from ..routing._answer import refusal
 from ..routing._decide import Forward, decide
-from ..routing._pool import BackendState, Pool
+from ..routing._pool import Pool
 from ..routing._retry import Waiting
 from ..tls._session import TlsFailed, TlsSession
 from ._handover import EngineParts, Front, HandBack
 from ._handshake import ANSWERED, DONE, PLAIN, READING, WRITING, Handshake
-from ._cycle import LANE, READ, ROUTED, SENDING, Cycle
+from . import _cycle
+from ._cycle import CLOSE, LANE, PARSE, READ_AHEAD, READY, ROUTE, ROUTED, SENDING, SERVED, ConnectionFields
 from ._states import ALLOWED, CLOSED, FAST, HANDSHAKE, HEAD, NAMES, RESPONSE, SEND, SPLICE, START
 from ._loop import Timed
 from ._stream_shell import StreamShell
 from ._transport import Transport
-
-if TYPE_CHECKING:
-    from .._config import Config
-    from ._host import Host
-    from ._upstream import Pools
-    from ._loop import Loop
 
 __all__ = ["NativeClient"]
 
@@ -53,14 +47,14 @@ log = logging.getLogger("fastroute")
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
-_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 
-class NativeClient(Cycle):
+class NativeClient(ConnectionFields):
     """The requests of one client connection, while the engine serves them.
 
-    Its attributes are the cycle's (_cycle.py): the compiled cycle serves the
-    commonest exchange itself and hands anything else to these methods.
+    Its attributes are typed fields (_cycle.ConnectionFields), which the
+    compiled cycle reads and writes: it serves the commonest exchange itself
+    and returns anything else, which resume() carries out.
     """
 
     __slots__ = ()
@@ -220,8 +214,8 @@ class NativeClient(Cycle):
 
     def _ready(self, fd: int, mask: int) -> None:
         """`fd` is ready, for the general path (the cycle's ready() calls this for what it does not serve)."""
-        if self.state == FAST:
-            self._take_over()
+        if self.state == FAST:  # the general path goes on with the exchange the cycle is in
+            self._take_over(lane=(b"", True) if self.lane_left >= 0 else None)
         leg = self.leg
         if leg is not None and leg.upstream is not None and fd == leg.upstream.fd:
             leg.ready(fd, mask)  # the cycle's backend connection, now the stream's
@@ -246,8 +240,8 @@ class NativeClient(Cycle):
     def expired(self) -> None:
         if self.state == CLOSED:
             return
-        if self.state == FAST:
-            self._take_over()
+        if self.state == FAST:  # the general path goes on with the exchange the cycle is in
+            self._take_over(lane=(b"", True) if self.lane_left >= 0 else None)
         state = self.state
         if state == HANDSHAKE:
             log.debug("TLS handshake not done in time")
@@ -355,25 +349,53 @@ class NativeClient(Cycle):
 
     # --- where the cycle (_cycle_c.pyx) hands over --------------------------------
 
-    def resume(self, kind: int, backend: BackendState | None = None, data: bytes | None = None, code: int = 0,
-               unsent: bytes = b"", started: bool = True) -> None:
-        """The one place the cycle hands over (_cycle.py lists the kinds and what comes with each):
-        the general path goes on from exactly where it stopped, the cycle's request its stream."""
-        if kind == ROUTED:
-            leg = self._take_routed()
-            if backend is None:
+    def ready(self, fd: int, mask: int) -> None:
+        """`fd` is ready for `mask` (select.EPOLL* bits): the cycle's first (the compiled batch calls
+        it the same way, from C)."""
+        kind = _cycle.ready(self, fd, mask)
+        if kind != SERVED:
+            self.resume(kind, fd, mask)
+
+    def parse(self) -> None:
+        """The head in inbuf, if it is whole: the cycle's first."""
+        kind = _cycle.parse(self)
+        if kind != SERVED:
+            self.resume(kind)
+
+    def resume(self, kind: int, fd: int = -1, mask: int = 0) -> None:
+        """The one place the cycle hands over (_cycle.py lists the kinds; `handed` holds what comes with
+        each): the general path goes on from exactly where it stopped."""
+        handed, self.handed = self.handed, None
+        if kind == READY:
+            self._ready(fd, mask)
+        elif kind == PARSE:
+            self._parse()
+        elif kind == ROUTE:
+            self._route(*handed)
+        elif kind == READ_AHEAD:
+            self._read_ahead()
+        elif kind == CLOSE:
+            self._close()
+        elif kind == ROUTED:
+            leg = self._take_over()
+            if handed is None:
                 leg.no_backend()
             else:
-                leg.use_backend(backend)
-            return
-        if kind == SENDING:
-            assert data is not None
-            leg = self._adopt(SEND)
+                leg.use_backend(handed)
+        elif kind == SENDING:
+            leg = self._take_over(SEND)
             assert leg.upstream is not None
-            leg.upstream.pending = data
+            leg.upstream.pending = handed
             leg.send_request()
-            return
-        leg = self._adopt_lane(unsent, started) if kind == LANE else self._adopt()
+        else:
+            self._resume_response(kind == LANE, *handed)
+
+    def _resume_response(self, lane: bool, data: bytes | None, code: int, unsent: bytes, started: bool) -> None:
+        """READ (the request went out: `data` is the response's first read, b"" when the backend closed,
+        or `code` its errno) or LANE (a lane response went out in part: `unsent` waits for the client,
+        `started` if a byte of it went out; the fields' status, lane_keep, body_out and lane_left say the
+        rest; then `data` or `code`, a read of its body, if the cycle made one)."""
+        leg = self._take_over(lane=(unsent, started) if lane else None)
         if data is not None:
             leg.response_data(data)
         elif code:
@@ -382,47 +404,25 @@ class NativeClient(Cycle):
             self.deadline(self.engine.config.timeouts.body_idle)
             self.flush()
 
-    def _take_routed(self) -> StreamShell:
-        """The request the cycle routed (its head, prefix and pool), as a stream of the general path."""
+    def _take_over(self, state: int = RESPONSE, lane: tuple[bytes, bool] | None = None) -> StreamShell:
+        """The cycle's exchange as a stream of the general path: routed, or sent (or begun to be: then in
+        `state`) on the cycle's backend connection; with `lane` (what the client did not take of a lane
+        response's bytes, and whether a byte of it went out), a lane response written in part."""
         pool = self.pool
         assert pool is not None
-        leg = self._start_exchange(self._routed_head(), self.head_bytes, self.prefix, pool, self.arrived)
-        self.head = None
-        self.pool = None
-        self.lane_left = -1
-        return leg
-
-    def _adopt(self, state: int = RESPONSE) -> StreamShell:
-        """The cycle sent the request, or began to (state FAST): the stream, with the cycle's backend
-        connection, in `state`."""
+        # The checked head; made now if the cycle read it as plain (see _cycle.py).
+        head = self.head if self.head is not None else check_head(self.head_bytes, self.engine.config.limits)
+        leg = self._start_exchange(head, self.head_bytes, self.prefix, pool, self.arrived)
+        left, self.lane_left = self.lane_left, -1
+        self.head = self.pool = None
         upstream = self.upstream
-        assert upstream is not None and self.counted
-        leg = self._take_routed()
-        self.upstream = None
-        self.counted = False
-        leg.adopt(upstream, self.counted_route, state)
+        if upstream is not None:
+            self.upstream = None
+            self.counted = False
+            leg.adopt(upstream, self.counted_route, state)
+            if lane is not None:
+                leg.adopt_lane(self.status, self.lane_keep, self.body_out, left, *lane)
         return leg
-
-    def _adopt_lane(self, unsent: bytes, started: bool) -> StreamShell:
-        """The cycle wrote a lane response in part (`unsent`: what the client did not take; `started`: a
-        byte went out): the stream goes on as the lane."""
-        left = self.lane_left
-        leg = self._adopt()
-        leg.adopt_lane(self.status, self.lane_keep, self.body_out, left, unsent, started)
-        return leg
-
-    def _routed_head(self) -> RequestHead:
-        """The checked head of the request the cycle routed (see self.head)."""
-        if self.head is not None:
-            return self.head
-        return check_head(self.head_bytes, self.engine.config.limits)
-
-    def _take_over(self) -> None:
-        """The general path goes on with the exchange the cycle is in (state FAST)."""
-        if self.lane_left >= 0:
-            self._adopt_lane(b"", True)
-        else:
-            self._adopt()
 
     def _reject(self, error: ProxyError) -> None:
         """A head that cannot be served: its answer, then close."""

@@ -51,7 +51,7 @@ def test_the_general_path_enters_states_only_through_the_table() -> None:
 
 
 def test_the_compiled_cycle_makes_only_its_own_moves() -> None:
-    made = targets((ENGINE / "_cycle_c.pyx").read_text(), r"self\.state = ([A-Z]+)")
+    made = targets((ENGINE / "_cycle_c.pyx").read_text(), r"\bc\.state = ([A-Z]+)")
     assert made == {move.target for move in MOVES if move.cycle}
 
 

@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from proxy._config import Address, Tls
-from proxy.engine import _exchange
+from proxy.engine import _handshake, _socket, _transport
 from proxy.engine._cycle import CYCLE_COMPILED
 from proxy.gateway import _connection
 from proxy.gateway._tlsstream import TlsStream
@@ -222,12 +222,15 @@ async def test_writes_the_socket_takes_in_pieces_keep_the_handshake_and_every_re
     # Every write of the engine to a TLS client takes 50 bytes at most, as a
     # socket with a full buffer would: the handshake's flights, the cycle's
     # responses and the general path's all wait as ciphertext and go out whole.
-    real_write = _exchange.write
+    real_write = _socket.write
 
     def fifty(fd: int, data: bytes | bytearray | memoryview) -> int:
+        written.append(fd)
         return real_write(fd, memoryview(data)[:50])
 
-    monkeypatch.setattr(_exchange, "write", fifty)
+    written: list[int] = []
+    for module in (_transport, _handshake):  # the client's socket's writers (the backend's are _socket's too)
+        monkeypatch.setattr(module, "write", fifty)
     backend = await start_backend(nursery, handler=sized)
     gateway = await start_gateway(nursery, [route("/", backend)], io="native", tls=tls_config(pki))
     assert gateway.engine is not None
@@ -239,6 +242,7 @@ async def test_writes_the_socket_takes_in_pieces_keep_the_handshake_and_every_re
         await tls.send_all(b"".join(f"GET /n/{size} HTTP/1.1\r\nhost: {API}\r\n\r\n".encode() for size in sizes))
         assert await read_responses(tls, len(sizes)) == [pattern(size) for size in sizes]
     assert (gateway.engine.handshakes, gateway.engine.served, gateway.engine.handed_back) == (1, 5, 0)
+    assert len(written) > 70000 // 50  # the long response went out 50 bytes at a time
 
 
 async def test_draining_closes_a_connection_still_in_its_handshake(pki: Pki, nursery: trio.Nursery) -> None:
