@@ -5,7 +5,9 @@
 # 200,000 inputs or 60 s, whichever comes first. By hand, longer: see each
 # harness. Without atheris this skips, saying why; with
 # FASTROUTE_REQUIRE_ATHERIS=1 (CI sets it: the test extra installs atheris)
-# it fails instead.
+# it fails instead. Each harness fuzzes a compiled twin against its
+# specification: without that twin built this skips too, as every test of
+# compiled code does (or fails, under FASTROUTE_REQUIRE_COMPILED=1).
 
 from __future__ import annotations
 
@@ -17,12 +19,22 @@ from pathlib import Path
 
 import pytest
 
+from ...conftest import _compiled
+
 FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
 RUNS = int(os.environ.get("FASTROUTE_ATHERIS_RUNS", "200000"))
 
 
-@pytest.mark.parametrize("harness", ["head_atheris.py", "wire_atheris.py", "lane_atheris.py"])
+TWINS = {  # each harness: the compiled twin it fuzzes
+    "head_atheris.py": ("proxy.protocol._head_c", "the compiled request-head checks"),
+    "wire_atheris.py": ("proxy.protocol._wire_c", "the compiled HTTP/1.1 wire functions"),
+    "lane_atheris.py": ("proxy.protocol._lane_c", "the compiled fast lane"),
+}
+
+
+@pytest.mark.parametrize("harness", list(TWINS))
 def test_survives_coverage_guided_fuzzing(tmp_path: Path, harness: str) -> None:
+    _compiled(*TWINS[harness])
     if importlib.util.find_spec("atheris") is None:
         reason = "atheris is not installed (pip install atheris; x86_64 wheels)"
         if os.environ.get("FASTROUTE_REQUIRE_ATHERIS", "") not in ("", "0"):
