@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""HAProxy's HTTP/2 figures on this machine: the targets issue 40 sets for
+fastroute's HTTP/2 (its row joins this table once it serves HTTP/2).
+
+HAProxy 2.6, one thread, defaults, terminating TLS with one ECDSA P-256
+certificate (ALPN h2,http/1.1) and, on a second port, h2c with prior
+knowledge (`proto h2`), in front of one nginx backend answering 19 bytes
+over HTTP/1.1. h2load (Debian's nghttp2-client) measures, in rounds:
+
+- `-c32 -m10` small GETs over TLS and over h2c: requests/s and HAProxy's
+  CPU per request (its user+system time over the round divided by the
+  requests h2load completed);
+- `-c1 -m1` over TLS: the mean time per request.
+
+    .venv/bin/python bench/h2_haproxy.py [--rounds 3] [--requests 200000]
+
+Bounded: a fixed count of requests per round; every process started is
+stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checkouts import cpu_seconds  # noqa: E402
+from compare import BODY, free_port, nginx_conf, start, stop_all  # noqa: E402
+from tls_speed import certificate  # noqa: E402
+
+
+def haproxy_h2(work: Path, tls_port: int, h2c_port: int, backend_port: int, bundle: Path) -> subprocess.Popen[bytes]:
+    (work / "haproxy-h2.cfg").write_text(f"""
+global
+    nbthread 1
+    maxconn 4096
+    ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend tls
+    bind 127.0.0.1:{tls_port} ssl crt {bundle} alpn h2,http/1.1
+    default_backend back
+frontend h2c
+    bind 127.0.0.1:{h2c_port} proto h2
+    default_backend back
+backend back
+    server s1 127.0.0.1:{backend_port}
+""")
+    return start(["haproxy", "-f", str(work / "haproxy-h2.cfg")], tls_port)
+
+
+def h2load(url: str, clients: int, streams: int, requests: int) -> tuple[float, float, int]:
+    """(requests/s, mean ms per request, requests that succeeded) of one h2load run."""
+    out = subprocess.run(["h2load", f"-c{clients}", f"-m{streams}", f"-n{requests}", url],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))  # type: ignore[union-attr]
+    done = int(re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", out).group(1))  # type: ignore[union-attr]
+    match = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out)
+    assert match is not None, out
+    mean = float(match.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[match.group(2)]
+    if "h2" not in re.search(r"Application protocol: (\S+)", out).group(1):  # type: ignore[union-attr]
+        sys.exit(f"h2_haproxy: {url} did not speak HTTP/2:\n{out}")
+    return rps, mean, done
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=200_000, help="requests per -c32 -m10 round")
+    args = parser.parse_args()
+    for tool in ("haproxy", "nginx", "h2load"):
+        if shutil.which(tool) is None:
+            sys.exit(f"h2_haproxy: {tool} is not installed (apt-get install haproxy nginx-light nghttp2-client)")
+    work = Path(tempfile.mkdtemp(prefix="fastroute-h2-"))
+    work.chmod(0o755)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        backend_port, tls_port, h2c_port = free_port(), free_port(), free_port()
+        conf = nginx_conf(work, f'server {{ listen 127.0.0.1:{backend_port}; location / {{ return 200 "{BODY.strip()}\\n"; }} }}')
+        (work / "backend.conf").write_text(conf.replace("%s", "backend"))
+        procs.append(start(["nginx", "-c", str(work / "backend.conf"), "-p", str(work)], backend_port))
+        _, _, bundle = certificate(work)
+        haproxy = haproxy_h2(work, tls_port, h2c_port, backend_port, bundle)
+        procs.append(haproxy)
+        rows: dict[str, list[tuple[float, float]]] = {"TLS": [], "h2c": []}
+        latency: list[float] = []
+        for _ in range(args.rounds):
+            for name, url in (("TLS", f"https://127.0.0.1:{tls_port}/"), ("h2c", f"http://127.0.0.1:{h2c_port}/")):
+                before = cpu_seconds(haproxy.pid)
+                rps, _, done = h2load(url, 32, 10, args.requests)
+                rows[name].append((rps, (cpu_seconds(haproxy.pid) - before) / done * 1e6))
+            latency.append(h2load(f"https://127.0.0.1:{tls_port}/", 1, 1, 5_000)[1])
+        print(f"HAProxy {_haproxy_version()}, one thread, HTTP/2 to clients, HTTP/1.1 nginx backend (19 bytes); "
+              f"h2load, {args.rounds} rounds, medians:")
+        for name, runs in rows.items():
+            print(f"  -c32 -m10 over {name:<4} {statistics.median(r for r, _ in runs):9,.0f} req/s   "
+                  f"{statistics.median(c for _, c in runs):6.1f} us CPU/request")
+        print(f"  -c1 -m1 over TLS    {statistics.median(latency) * 1000:9.0f} us per request (mean)")
+    finally:
+        stop_all(procs)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _haproxy_version() -> str:
+    out = subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout
+    match = re.search(r"version (\S+)", out)
+    return match.group(1) if match else "?"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
