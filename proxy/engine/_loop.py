@@ -5,7 +5,8 @@
 # this costs one wake-up per batch of ready sockets).
 #
 # A batch (dispatch) is compiled beside the engine's cycle (_dispatch_c.pyx):
-# there a cycle's readiness is a C call; _dispatch below is its twin.
+# there a client connection's readiness goes to the cycle as a C call (and
+# to NativeClient.resume only for a hand-over); _dispatch below is its twin.
 #
 # Rules:
 # - a handler runs to completion and never awaits: it reads and writes
@@ -256,8 +257,8 @@ def _dispatch(epoll: select.epoll, handlers: dict[int, Handler], failed: Callabl
 
     Returns how many descriptors were ready. A handler that raises is passed
     to `failed` (inside the except block) and the others go on. The compiled
-    engine has the same function (_dispatch_c.dispatch), which calls a cycle's
-    readiness without a Python call.
+    engine has the same function (_dispatch_c.dispatch), which gives a client
+    connection's readiness to the compiled cycle without a Python call.
     """
     events = epoll.poll(0, MAX_EVENTS)
     _handle(events, handlers, failed, -1)

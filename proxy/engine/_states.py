@@ -1,7 +1,8 @@
 # Pure: the states of a client connection the engine serves, and every move
-# between them, in one table. The general path (_exchange.NativeClient)
-# enters a state only through its _enter(), which refuses a move this table
-# does not list (a bug: that connection ends, as any bug in one does). The
+# between them, in one table. The general path (_exchange.NativeClient and
+# the streams on it, _stream_shell.py) enters a state only through the
+# connection's enter(), which refuses a move this table does not list (a
+# bug: that connection ends, as any bug in one does). The
 # compiled cycle (_cycle_c.pyx) keeps its two moves as C assignments on
 # the warm path, with the same numbers; a test reads them from its source
 # and finds each here, marked as the cycle's. The diagram in

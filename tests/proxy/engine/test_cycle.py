@@ -158,7 +158,7 @@ def test_the_compiled_pick_is_pool_pick(states: list[tuple[int, float]], now: fl
 
 
 class _Engine:
-    """What Cycle.configure reads, with a real loop and real pools."""
+    """What ConnectionFields.configure reads, with a real loop and real pools."""
 
     def __init__(self, max_idle: int) -> None:
         from proxy._config import Config, Limits
