@@ -95,10 +95,12 @@ http://127.0.0.1:{port} {{
 
 
 def start_haproxy(work: Path, port: int, backend_port: int, *, tls_bundle: Path | None = None,
-                  ) -> subprocess.Popen[bytes]:
+                  alpn: str = "http/1.1", h2c_port: int | None = None) -> subprocess.Popen[bytes]:
     """HAProxy with one thread on `port`, in front of one backend; with `tls_bundle` (certificate
-    and key in one PEM), terminating TLS 1.2/1.3 with ALPN http/1.1."""
-    ssl = f" ssl crt {tls_bundle} alpn http/1.1" if tls_bundle is not None else ""
+    and key in one PEM), terminating TLS 1.2/1.3 with ALPN `alpn`; with `h2c_port`, HTTP/2 with
+    prior knowledge there too (`proto h2`)."""
+    ssl = f" ssl crt {tls_bundle} alpn {alpn}" if tls_bundle is not None else ""
+    h2c = f"\n    bind 127.0.0.1:{h2c_port} proto h2" if h2c_port is not None else ""
     (work / "haproxy.cfg").write_text(f"""
 global
     nbthread 1
@@ -110,7 +112,7 @@ defaults
     timeout client 60s
     timeout server 60s
 frontend front
-    bind 127.0.0.1:{port}{ssl}
+    bind 127.0.0.1:{port}{ssl}{h2c}
     default_backend back
 backend back
     server s1 127.0.0.1:{backend_port}

@@ -31,31 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from checkouts import cpu_seconds  # noqa: E402
-from compare import BODY, free_port, nginx_conf, start, stop_all  # noqa: E402
+from compare import BODY, free_port, nginx_conf, start, start_haproxy, stop_all  # noqa: E402
 from tls_speed import certificate  # noqa: E402
-
-
-def haproxy_h2(work: Path, tls_port: int, h2c_port: int, backend_port: int, bundle: Path) -> subprocess.Popen[bytes]:
-    (work / "haproxy-h2.cfg").write_text(f"""
-global
-    nbthread 1
-    maxconn 4096
-    ssl-default-bind-options ssl-min-ver TLSv1.2
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-frontend tls
-    bind 127.0.0.1:{tls_port} ssl crt {bundle} alpn h2,http/1.1
-    default_backend back
-frontend h2c
-    bind 127.0.0.1:{h2c_port} proto h2
-    default_backend back
-backend back
-    server s1 127.0.0.1:{backend_port}
-""")
-    return start(["haproxy", "-f", str(work / "haproxy-h2.cfg")], tls_port)
 
 
 def h2load(url: str, clients: int, streams: int, requests: int) -> tuple[float, float, int]:
@@ -89,7 +66,7 @@ def main() -> int:
         (work / "backend.conf").write_text(conf.replace("%s", "backend"))
         procs.append(start(["nginx", "-c", str(work / "backend.conf"), "-p", str(work)], backend_port))
         _, _, bundle = certificate(work)
-        haproxy = haproxy_h2(work, tls_port, h2c_port, backend_port, bundle)
+        haproxy = start_haproxy(work, tls_port, backend_port, tls_bundle=bundle, alpn="h2,http/1.1", h2c_port=h2c_port)
         procs.append(haproxy)
         rows: dict[str, list[tuple[float, float]]] = {"TLS": [], "h2c": []}
         latency: list[float] = []
