@@ -26,6 +26,7 @@ __all__ = [
     "TlsPair",
     "check_admin_address",
     "check_listen_overlap",
+    "check_no_http2",
     "load_routes_file",
     "merge_routes",
     "parse_address",
@@ -256,6 +257,7 @@ class Config:
     io: str = "native"  # --io: native (the engine for the steady state; the default) or trio (the general path)
     allow_underscores: bool = False  # --allow-underscores: forward header names with "_"
     tls: Tls = field(default_factory=Tls)
+    no_http2: tuple[Address, ...] = ()  # --no-http2: listeners (--listen or --listen-tls) that speak HTTP/1.1 only
 
 
 def _overlap(a: Address, b: Address) -> bool:
@@ -273,6 +275,17 @@ def check_admin_address(admin: Address, listen: tuple[Address, ...]) -> None:
     for address in listen:
         if _overlap(address, admin):
             raise ConfigError(f"--admin {admin} overlaps the gateway's --listen {address}: give it its own port")
+
+
+def check_no_http2(no_http2: tuple[Address, ...], listen: tuple[Address, ...]) -> None:
+    """Each --no-http2 address is one the gateway listens on.
+
+    Raises:
+        ConfigError: it names no --listen or --listen-tls address.
+    """
+    for address in no_http2:
+        if address not in listen:
+            raise ConfigError(f"--no-http2 {address} is not a --listen or --listen-tls address")
 
 
 def check_listen_overlap(plain: tuple[Address, ...], tls: tuple[Address, ...]) -> None:

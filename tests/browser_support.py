@@ -31,7 +31,7 @@ def chromium() -> str:
 class Browser:
     """One headless Chromium with one page (tab); close() ends it."""
 
-    def __init__(self, profile: Path, *, javascript: bool = True) -> None:
+    def __init__(self, profile: Path, *, javascript: bool = True, flags: tuple[str, ...] = ()) -> None:
         to_browser_r, self._to_browser = os.pipe()
         self._from_browser, from_browser_w = os.pipe()
 
@@ -43,11 +43,11 @@ class Browser:
             os.dup2(high[1], 4)
 
         self.log = profile.parent / f"{profile.name}-chromium.log"
-        flags = [*QUIET, "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"]
+        every = [*QUIET, *flags, "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"]
         if not javascript:
-            flags.insert(0, "--blink-settings=scriptEnabled=false")
+            every.insert(0, "--blink-settings=scriptEnabled=false")
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([chromium(), *flags], stdout=subprocess.DEVNULL, stderr=log,
+            self.proc = subprocess.Popen([chromium(), *every], stdout=subprocess.DEVNULL, stderr=log,
                                          pass_fds=(3, 4), preexec_fn=onto_3_and_4)
         for fd in (to_browser_r, from_browser_w):
             os.close(fd)

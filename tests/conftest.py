@@ -81,11 +81,13 @@ def table_cls(request: pytest.FixtureRequest) -> type:
 
 @pytest.fixture
 async def clients_closed() -> AsyncIterator[None]:
-    """Closes every helpers.Client a test opened (used by the proxy tests)."""
+    """Closes every helpers.Client and h2_support.H2Client a test opened (used by the proxy tests)."""
+    from .h2_support import H2Client
     from .helpers import Client
 
     yield
     await Client.close_all()
+    await H2Client.close_all()
 
 
 # --- Docker -----------------------------------------------------------------

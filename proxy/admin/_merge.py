@@ -156,6 +156,7 @@ def merge_routes(documents: Sequence[JsonObject]) -> JsonObject:
         "routes": sorted(routes.values(), key=lambda r: str(r["prefix"])),
         "unrouted_requests": sum(d["unrouted_requests"] for d in documents),
         "unrouted": unrouted,
+        "protocols": _summed([d.get("protocols") or {} for d in documents]),
         "swaps": sum(d["swaps"] for d in documents),
         "warnings": list(dict.fromkeys(w for d in documents for w in d.get("warnings", []))),  # each worker's same ones
         "history_slot": documents[0].get("history_slot"),
@@ -163,6 +164,15 @@ def merge_routes(documents: Sequence[JsonObject]) -> JsonObject:
         "gateway": gateway,
         "workers": len(documents),
     }
+
+
+def _summed(counts: Sequence[JsonObject]) -> dict[str, int]:
+    """Counts by name, added up across workers."""
+    total: dict[str, int] = {}
+    for one in counts:
+        for name, count in one.items():
+            total[name] = total.get(name, 0) + int(count)
+    return dict(sorted(total.items()))
 
 
 def merge_health(answers: Sequence[tuple[int, JsonObject] | None]) -> tuple[int, JsonObject]:

@@ -39,6 +39,7 @@ class StatsCollector:
         for (route, status_class), count in sorted(stats.requests.items()):
             requests.add_metric([route, status_class], count)
         yield requests
+        yield _by_protocol(stats.protocols)
 
         duration = HistogramMetricFamily("fastroute_request_duration_seconds",
                                          "From the request head to the end of the response", labels=["route"])
@@ -95,3 +96,13 @@ def render(gateway: Gateway) -> tuple[bytes, str]:
     # The classic text format, which every Prometheus version scrapes (newer
     # clients announce 1.0.0, which servers before 3.0 do not know).
     return generate_latest(registry), TEXT_FORMAT
+
+
+def _by_protocol(protocols: dict[str, int]) -> Any:  # Any: a prometheus_client metric family, untyped
+    from prometheus_client.core import CounterMetricFamily
+
+    family = CounterMetricFamily("fastroute_requests_by_protocol", "Requests answered, by the protocol the client spoke",
+                                 labels=["protocol"])
+    for protocol, count in sorted(protocols.items()):
+        family.add_metric([protocol], count)
+    return family

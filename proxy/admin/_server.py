@@ -74,6 +74,7 @@ def routes_document(gateway: Gateway, now: float | None = None) -> JsonObject:
         "routes": routes,
         "unrouted_requests": totals.get("", 0),
         "unrouted": {"status": unrouted["status"], "history": unrouted["history"]},
+        "protocols": dict(sorted(stats.protocols.items())) if stats is not None else {},  # requests by protocol
         "swaps": gateway.swaps,
         # Containers and services skipped, and labels routed without (discovery/_container.py).
         "warnings": list(gateway.watcher.warnings) if gateway.watcher is not None else [],

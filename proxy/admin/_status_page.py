@@ -221,6 +221,8 @@ def _summary(routes: JsonObject) -> str:
         ("up for", _duration(float(gateway.get("uptime", 0)))),
         ("listening", ", ".join(gateway.get("listen") or []) or "–"),
         ("requests", _number(total)),
+        ("protocols", " · ".join(f"{name} {_number(int(count))}"
+                                 for name, count in (routes.get("protocols") or {}).items()) or "–"),
         ("unknown routes (404)", _number(unknown)),
         ("open connections", _number(int(gateway.get("connections", 0)))),
         ("table swaps", _number(int(routes.get("swaps", 0)))),

@@ -25,6 +25,7 @@ from .._config import (
     Timeouts,
     check_admin_address,
     check_listen_overlap,
+    check_no_http2,
     parse_address,
     routes_from_flags,
     tls_from_flags,
@@ -91,6 +92,9 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     serve.add_argument("--listen", action="append", metavar="HOST:PORT",
                        help=f"address to listen on; may repeat (default {DEFAULT_LISTEN})")
+    serve.add_argument("--no-http2", action="append", default=[], metavar="HOST:PORT",
+                       help="a --listen or --listen-tls address that speaks HTTP/1.1 only (no ALPN h2, no "
+                       "HTTP/2 preface); may repeat. HTTP/2 is on everywhere else")
     serve.add_argument("--route", action="append", default=[], metavar="PREFIX=HOST:PORT",
                        help="a static route; repeating a prefix makes a pool")
     _add_health_check_flags(serve)
@@ -391,11 +395,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         parser=args.parser,
         io=args.io,
         allow_underscores=args.allow_underscores,
+        no_http2=tuple(parse_address(a, what="--no-http2 address") for a in args.no_http2),
         tls=tls_from_flags(tuple(parse_address(a, what="--listen-tls address") for a in args.listen_tls),
                            args.tls_cert, args.tls_key, redirect_https=args.redirect_https,
                            https_port=args.https_port, hsts=args.hsts, acme=_acme(args)),
     )
     check_listen_overlap(config.listen, config.tls.listen)
+    check_no_http2(config.no_http2, config.listen + config.tls.listen)
     if config.admin is not None:
         check_admin_address(config.admin, config.listen + config.tls.listen)
     return config

@@ -85,7 +85,7 @@ _ATTRIBUTES = (
     "engine", "front", "fd", "state", "done", "result", "inbuf", "outbuf", "started", "timed", "leg",
     "head", "head_bytes", "arrived", "pool", "prefix", "upstream", "counted", "counted_route",
     "reading", "eof", "lane_left", "lane_keep", "fast", "client_ip_b", "status", "body_out", "body_length",
-    "tls", "transport", "extra", "handshake", "handed",
+    "tls", "transport", "extra", "handshake", "handed", "http2",
 )
 
 
@@ -122,6 +122,7 @@ class PyConnectionFields:
     lane_left: int
     lane_keep: bool
     fast: bool
+    http2: bool
     client_ip_b: bytes
     status: int
     body_out: int

@@ -27,6 +27,7 @@ cdef class ConnectionFields:
     cdef public int fd, state
     cdef public Py_ssize_t lane_left
     cdef public bint started, counted, reading, eof, lane_keep, fast
+    cdef public bint http2  # a plain connection that read no head yet: the HTTP/2 preface may start it
     cdef public double arrived
     # A lane response whose body comes in later reads (lane_left >= 0 in FAST): its status, the body
     # bytes written so far and its length.

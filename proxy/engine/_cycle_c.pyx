@@ -197,6 +197,7 @@ cdef int _parse_fast(ConnectionFields c) except -1:
     cdef Py_ssize_t end = _head_end(PyByteArray_AS_STRING(inbuf), PyByteArray_GET_SIZE(inbuf), limits)
     if end < 0:
         return PARSE
+    c.http2 = False  # a request head: HTTP/1.1 from here
     cdef bytes head_bytes = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(inbuf), end)
     cdef Plain plain
     cdef bint is_plain = scan_plain(<const unsigned char*>PyBytes_AS_STRING(head_bytes), end, c.max_target,

@@ -24,6 +24,7 @@ import trio
 from .._errors import ClientProtocolError, ProxyError
 from ..protocol._compiled import check_head
 from ..protocol._errors import Refused
+from ..protocol._h2_head import H2_ALPN, preface
 from ..protocol._head import RequestHead, has_body, head_begun, host_of
 from ..protocol._reader import next_head
 from ..protocol._rewrite import is_upgrade_request
@@ -81,6 +82,7 @@ class NativeClient(ConnectionFields):
         self.leg = None  # the request in flight on the general path (_stream_shell.py)
         self.reading = True  # the client socket is read while an exchange is in flight (bytes queue in inbuf)
         self.eof = False  # the client closed its side; what inbuf holds is all there is
+        self.http2 = front.http2 and self.tls is None  # plain: the preface may start HTTP/2 (over TLS, ALPN says)
         self.fast = not front.trusted  # the cycle may serve its requests (it writes an untrusted client's head)
         self.client_ip_b = front.client_ip.encode("ascii")
         self.configure()  # and the cycle's own exchange's fields (_cycle.py)
@@ -150,6 +152,9 @@ class NativeClient(ConnectionFields):
         elif step == DONE:
             self.engine.handshakes += 1
             self._take_decrypted()  # the first request often comes with the client's last flight
+            if self.front.http2 and handshake.tls.ssl_object.selected_alpn_protocol() == H2_ALPN:
+                self._hand_back(bytes(self.inbuf), h2=True)  # the trio path serves HTTP/2 (for now)
+                return
             self._wait_head(self.engine.config.timeouts.request_head)
             self.parse()
         else:
@@ -193,10 +198,11 @@ class NativeClient(ConnectionFields):
             upstream.backend.last_done = time.monotonic()
         upstream.close(self.engine.loop)
 
-    def _hand_back(self, pending: bytes, waiting: Waiting | None = None, failures: int = 0) -> None:
+    def _hand_back(self, pending: bytes, waiting: Waiting | None = None, failures: int = 0, *,
+                   h2: bool = False) -> None:
         self.engine.handed_back += 1
         # With `waiting` (routing/_retry.WAIT): the trio path waits for the backends tried to leave, then routes.
-        self.result = HandBack(pending, bytes(self.transport.unsent), failures=failures, waiting=waiting)
+        self.result = HandBack(pending, bytes(self.transport.unsent), failures=failures, waiting=waiting, h2=h2)
         self._close()
 
     def fail(self) -> None:
@@ -302,8 +308,14 @@ class NativeClient(ConnectionFields):
     def _parse(self) -> None:
         buffer = self.inbuf
         engine = self.engine
+        if self.http2:
+            begun = preface(buffer)
+            if begun:
+                self._hand_back(bytes(buffer), h2=True)  # the trio path serves HTTP/2 (for now)
+                return
+            self.http2 = begun is None  # None: what came may be the start of it (read on)
         try:
-            found = next_head(buffer, engine.config.limits)
+            found = None if self.http2 else next_head(buffer, engine.config.limits)
         except Refused:
             self._close()
             return
@@ -322,6 +334,7 @@ class NativeClient(ConnectionFields):
 
     def _route(self, head: RequestHead, head_bytes: bytes, end: int) -> None:
         """The checked head of the request whose head ends at inbuf[end]: routed here, or handed back."""
+        self.http2 = False  # a request head: HTTP/1.1 from here
         buffer = self.inbuf
         engine = self.engine
         gateway = engine.gateway

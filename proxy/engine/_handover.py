@@ -49,6 +49,9 @@ class Front(Protocol):
     @property
     def trusted(self) -> bool: ...
 
+    @property
+    def http2(self) -> bool: ...  # the listener serves HTTP/2
+
 
 class EngineParts(Protocol):
     """What a connection uses of its engine (_engine.Engine)."""
@@ -71,10 +74,10 @@ class HandBack:
     take yet: it goes out before anything else.
     """
 
-    __slots__ = ("pending", "unsent", "plain", "failures", "waiting")
+    __slots__ = ("pending", "unsent", "plain", "failures", "waiting", "h2")
 
     def __init__(self, pending: bytes, unsent: bytes = b"", *, plain: bool = False, failures: int = 0,
-                 waiting: Waiting | None = None) -> None:
+                 waiting: Waiting | None = None, h2: bool = False) -> None:
         self.pending = pending
         self.unsent = unsent
         self.plain = plain  # a plain HTTP client on the TLS port, before any handshake: `pending` is what it sent
@@ -82,3 +85,4 @@ class HandBack:
         # backends it tried left the table (routing/_retry.WAIT): the trio path waits, then routes it.
         self.failures = failures
         self.waiting = waiting
+        self.h2 = h2  # the client speaks HTTP/2 (ALPN h2, or the preface `pending` starts with)

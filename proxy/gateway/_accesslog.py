@@ -38,12 +38,12 @@ class AccessLog:
             line = json.dumps({
                 "time": stamp, "client": client, "method": method, "path": path,
                 "status": exchange.status, "bytes_in": exchange.bytes_in, "bytes_out": exchange.bytes_out,
-                "duration": round(duration, 6), "backend": exchange.backend,
+                "duration": round(duration, 6), "backend": exchange.backend, "protocol": exchange.protocol,
             })
         else:
             line = (
                 f"{stamp} {client} {method} {path} {exchange.status} {exchange.bytes_in} "
-                f"{exchange.bytes_out} {duration:.6f} {exchange.backend}"
+                f"{exchange.bytes_out} {duration:.6f} {exchange.backend} {exchange.protocol}"
             )
         out = self._out or sys.stderr
         out.write(line + "\n")

@@ -16,17 +16,18 @@ from __future__ import annotations
 import errno
 import select
 import ssl
+from typing import Protocol
 
 import trio
 
-from ..protocol._events import DONE, SEND_BODY, SEND_RESPONSE, Connection, ConnectionClass, Event, State
+from ..protocol._events import DONE, SEND_BODY, SEND_RESPONSE, Connection, ConnectionClass, Event, Sides, State
 from ..protocol._fastconn import SERVER, FastConnection
 from ..protocol._h11conn import H11Connection
 from ..protocol._head import RequestHead
 from ..protocol._rewrite import has_token
 from ._tlsstream import TlsStream
 
-__all__ = ["MAX_RECV", "PARSERS", "HttpStream", "receive_some", "send_all"]
+__all__ = ["MAX_RECV", "PARSERS", "ClientSide", "HttpStream", "receive_some", "send_all"]
 
 MAX_RECV = 64 * 1024  # bytes per receive_some
 TLS_CLOSE_TIME = 1.0  # seconds a TLS close may wait to send its close_notify
@@ -76,6 +77,38 @@ async def receive_some(stream: trio.abc.Stream, max_bytes: int) -> bytes:
         return await stream.socket.recv(max_bytes)
     except OSError as error:
         raise _stream_error(error) from error
+
+
+class ClientSide(Protocol):
+    """The client's side of one exchange, as the relay uses it: an HttpStream (HTTP/1.1 over its
+    connection), or one HTTP/2 stream (_h2stream.py). The relay splices only when `stream` is a
+    socket, and tunnels only over an HttpStream."""
+
+    @property
+    def stream(self) -> trio.abc.Stream | None: ...
+
+    @property
+    def conn(self) -> Sides: ...
+
+    @property
+    def secure(self) -> bool: ...
+
+    @property
+    def response_extra(self) -> list[tuple[bytes, bytes]]: ...
+
+    def request_complete(self) -> bool: ...
+
+    def reusable(self) -> bool: ...
+
+    def request_spliced(self) -> None: ...
+
+    def response_spliced(self) -> None: ...
+
+    async def next_event(self) -> Event: ...
+
+    async def send(self, event: Event) -> None: ...
+
+    async def send_many(self, *events: Event) -> None: ...
 
 
 class HttpStream:

@@ -37,7 +37,7 @@ from ..routing._retry import REROUTE, Attempts, Waiting, keyed
 from ..routing._stream import Stream
 from ..engine._errors import SinkFailed, SourceFailed
 from ._errors import Abort, BackendNotReady, Resend, Stale, Unanswered
-from ._http import HttpStream
+from ._http import ClientSide, HttpStream
 from ._splice import SPLICE_AVAILABLE, SPLICE_MIN, splice
 from ._response import relay_response
 from ._upstream import acquire, release
@@ -70,7 +70,7 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 async def relay(
-    client: HttpStream,
+    client: ClientSide,
     request: ev.Request,
     pool: Pool,
     prefix: str,
@@ -141,7 +141,7 @@ async def _exchange_with(
     backend: BackendState,
     conn: HttpStream,
     reused: bool,
-    client: HttpStream,
+    client: ClientSide,
     request: ev.Request,
     prefix: str | None,
     length: int | None,
@@ -168,6 +168,7 @@ async def _exchange_with(
         upgrade=upgrade,
         allow_underscores=config.allow_underscores,
         scheme=b"https" if client.secure else b"http",
+        received=b"2" if request.http_version == b"2" else b"1.1",
     )
     if with_body and length is None:
         headers.append((b"transfer-encoding", b"chunked"))  # the client's body was chunked
@@ -190,7 +191,7 @@ async def _exchange_with(
 async def _exchange_on(
     conn: HttpStream,
     reused: bool,
-    client: HttpStream,
+    client: ClientSide,
     head: ev.Request,
     with_body: bool,
     upgrade: bool,
@@ -225,7 +226,7 @@ async def _exchange_on(
 
 
 async def _pump_request_body(
-    client: HttpStream, conn: HttpStream, config: Config, exchange: Exchange, length: int | None = None
+    client: ClientSide, conn: HttpStream, config: Config, exchange: Exchange, length: int | None = None
 ) -> None:
     max_body = config.limits.max_body
     # A long body of known length is spliced in the kernel once what the
@@ -272,7 +273,7 @@ async def _pump_request_body(
 
 
 async def _splice_request_rest(
-    client: HttpStream, conn: HttpStream, count: int, config: Config, exchange: Exchange
+    client: ClientSide, conn: HttpStream, count: int, config: Config, exchange: Exchange
 ) -> None:
     """The rest of a Content-Length request body, client to backend, in the kernel.
 

@@ -26,7 +26,7 @@ from ..routing._record import Exchange
 from ..routing._response_rules import MORE, SPLICE, STALE, TUNNEL, UNANSWERED, Failed, ResponseRelay, early_failure
 from ..engine._errors import SinkFailed, SourceFailed
 from ._errors import Abort, Stale, Unanswered
-from ._http import HttpStream
+from ._http import ClientSide, HttpStream
 from ._splice import SPLICE_AVAILABLE, SPLICE_MIN, splice
 from ._tunnel import tunnel
 
@@ -40,7 +40,7 @@ _HEAD, _TO_CLIENT, _FROM_BACKEND = range(3)
 async def relay_response(
     conn: HttpStream,
     reused: bool,
-    client: HttpStream,
+    client: ClientSide,
     upgrade: bool,
     config: Config,
     exchange: Exchange,
@@ -75,13 +75,13 @@ async def relay_response(
     if outcome == SPLICE:
         await _splice_rest(conn, client, relay.splice_left, timeouts.body_idle, exchange)
     elif outcome == TUNNEL:  # 101, asked for: the tunnel has its own idle timeout
-        assert relay.switch is not None
+        assert relay.switch is not None and isinstance(client, HttpStream)  # (HTTP/2 asks for no upgrade)
         await tunnel(conn, client, relay.switch, timeouts.tunnel_idle, exchange)
 
 
 async def _relay(
     conn: HttpStream,
-    client: HttpStream,
+    client: ClientSide,
     relay: ResponseRelay,
     idle: float,
     exchange: Exchange,
@@ -131,7 +131,7 @@ def _meaning(failed: Failed, conn: HttpStream, reused: bool, exchange: Exchange)
     return meaning
 
 
-async def _splice_rest(conn: HttpStream, client: HttpStream, count: int, idle: float, exchange: Exchange) -> None:
+async def _splice_rest(conn: HttpStream, client: ClientSide, count: int, idle: float, exchange: Exchange) -> None:
     """The rest of a Content-Length body, backend to client, in the kernel.
 
     The backend connection is not reused afterwards (its parser never saw
@@ -152,7 +152,7 @@ async def _splice_rest(conn: HttpStream, client: HttpStream, count: int, idle: f
 
 
 async def _flush(
-    client: HttpStream, batch: list[ev.Event], idle: float, exchange: Exchange, scope: trio.CancelScope,
+    client: ClientSide, batch: list[ev.Event], idle: float, exchange: Exchange, scope: trio.CancelScope,
     head_out: bool,
 ) -> None:
     """Send the batched response events to the client in one write, under `scope` (see relay_response)."""

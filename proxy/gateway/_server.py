@@ -77,6 +77,7 @@ class Gateway:
         self._nursery: trio.Nursery | None = None
         self._bound: list[trio.socket.SocketType] = []
         self._tls_sockets: set[trio.socket.SocketType] = set()  # those of _bound that speak TLS
+        self._http1_sockets: set[trio.socket.SocketType] = set()  # those that speak HTTP/1.1 only (--no-http2)
         self._listeners: list[trio.SocketListener] = []
         self._last_capacity_warning = 0.0
         self._trusted = config.trusted_proxies
@@ -138,6 +139,7 @@ class Gateway:
             return
         bound: list[trio.socket.SocketType] = []
         tls: set[trio.socket.SocketType] = set()
+        http1: set[trio.socket.SocketType] = set()  # --no-http2
         addresses = [(address, False) for address in self.config.listen]
         addresses += [(address, True) for address in self.config.tls.listen]
         for address, secure in addresses:
@@ -151,8 +153,11 @@ class Gateway:
             bound += some
             if secure:
                 tls.update(some)
+            if address in self.config.no_http2:
+                http1.update(some)
         self._bound = bound
         self._tls_sockets = tls
+        self._http1_sockets = http1
         self.addresses = [sock.getsockname()[:2] for sock in bound if sock not in tls]
         self.tls_addresses = [sock.getsockname()[:2] for sock in bound if sock in tls]
 
@@ -213,7 +218,8 @@ class Gateway:
                         accept_nursery.start_soon(follow_checks, self)  # stops with accepting, at the drain
                         for listener in listeners:
                             secure = listener.socket in self._tls_sockets
-                            accept_nursery.start_soon(self._accept_loop, listener, nursery, secure)
+                            http2 = listener.socket not in self._http1_sockets
+                            accept_nursery.start_soon(self._accept_loop, listener, nursery, secure, http2)
                         task_status.started(self.addresses)
                 for listener in listeners:
                     listener.socket.close()
@@ -235,7 +241,8 @@ class Gateway:
             log.log(level, "--max-connections %d is more than %d file descriptors allow (ulimit -n): "
                     "serving at most %d connections at once", asked, self._nofile, slots)
 
-    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery, secure: bool) -> None:
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery, secure: bool,
+                           http2: bool) -> None:
         # The slot is taken once a connection waits, not before: a loop that
         # held one while waiting would starve the other listeners (a plain and
         # a TLS address, or IPv4 and IPv6) of it at the last free slot.
@@ -261,12 +268,12 @@ class Gateway:
                 if stream is None:  # gone before we took it (reset by the client, or another worker's)
                     self._slots.release()
                     continue
-                nursery.start_soon(self._handle, stream, secure)
-                self._take_more(backlog, nursery, secure)
+                nursery.start_soon(self._handle, stream, secure, http2)
+                self._take_more(backlog, nursery, secure, http2)
         finally:
             backlog.close()
 
-    def _take_more(self, backlog: Backlog, nursery: trio.Nursery, secure: bool) -> None:
+    def _take_more(self, backlog: Backlog, nursery: trio.Nursery, secure: bool, http2: bool) -> None:
         """After an accept, the rest of a burst without a checkpoint each (ACCEPT_BURST at most)."""
         for _ in range(ACCEPT_BURST - 1):
             try:
@@ -283,7 +290,7 @@ class Gateway:
             if stream is None:
                 self._slots.release()
                 return
-            nursery.start_soon(self._handle, stream, secure)
+            nursery.start_soon(self._handle, stream, secure, http2)
 
     async def drain(self) -> None:
         """Stop accepting, close idle connections, wait for in-flight requests.
@@ -303,8 +310,8 @@ class Gateway:
                 await self._idle_again.wait()
                 self._idle_again = trio.Event()
 
-    async def _handle(self, stream: trio.SocketStream, secure: bool) -> None:
-        connection = ClientConnection(self, stream, secure=secure)
+    async def _handle(self, stream: trio.SocketStream, secure: bool, http2: bool = True) -> None:
+        connection = ClientConnection(self, stream, secure=secure, http2=http2)
         self._connections.add(connection)
         try:
             await connection.run()
@@ -328,6 +335,7 @@ class Gateway:
             route = exchange.route
             now = time.monotonic()
             stats.observe(route, exchange.status, now - exchange.started, now, exchange.bytes_in, exchange.bytes_out)
+            stats.by_protocol(exchange.protocol)
             for _ in range(exchange.connect_errors):
                 stats.connect_failed(route, timed_out=False)
             for _ in range(exchange.connect_timeouts):

@@ -36,6 +36,7 @@ __all__ = [
     "SEND_BODY",
     "SEND_RESPONSE",
     "SWITCHED_PROTOCOL",
+    "Sides",
     "State",
     "Data",
     "EndOfMessage",
@@ -141,7 +142,23 @@ CONNECTION_CLOSED = ConnectionClosed()
 Event = Request | Response | Data | EndOfMessage | ConnectionClosed  # InformationalResponse is a Response
 
 
-class Connection(Protocol):
+class Sides(Protocol):
+    """The two sides' states of an exchange, what was received past it, and its received events:
+    what the relay reads of a client's side (an HTTP/1.1 Connection, or one HTTP/2 stream's)."""
+
+    @property
+    def our_state(self) -> State: ...
+
+    @property
+    def their_state(self) -> State: ...
+
+    @property
+    def trailing_data(self) -> tuple[bytes, bool]: ...
+
+    def next_event(self) -> Event | State: ...
+
+
+class Connection(Sides, Protocol):
     """One side of an HTTP/1.1 connection, sans-IO: what both parsers implement.
 
     The relay feeds it bytes (receive_data; b"" is the peer's EOF), takes
@@ -154,18 +171,7 @@ class Connection(Protocol):
     LocalProtocolError.
     """
 
-    @property
-    def our_state(self) -> State: ...
-
-    @property
-    def their_state(self) -> State: ...
-
-    @property
-    def trailing_data(self) -> tuple[bytes, bool]: ...
-
     def receive_data(self, data: bytes) -> None: ...
-
-    def next_event(self) -> Event | State: ...
 
     def send(self, event: Event) -> bytes: ...
 

@@ -20,6 +20,8 @@
 #   body is framed to the backend (Content-Length, or chunked when the
 #   client sent DATA without one) is the stream's, not this head's;
 # - a response keeps no connection-specific field (section 8.2.2).
+# And what starts an HTTP/2 connection on a plain listener: its preface
+# (section 3.4), which tells it apart from an HTTP/1.1 request line.
 
 from __future__ import annotations
 
@@ -30,12 +32,23 @@ from .._config import Limits
 from .._errors import ClientProtocolError
 from ._head import RequestHead, check_head
 
-__all__ = ["CONNECTION_SPECIFIC", "H2Malformed", "request_head", "response_fields"]
+__all__ = ["CONNECTION_SPECIFIC", "H2_ALPN", "H2Malformed", "PREFACE", "preface", "request_head", "response_fields"]
+
+H2_ALPN = "h2"  # the ALPN protocol of HTTP/2 over TLS (section 3.2)
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # what a client with prior knowledge sends first (section 3.4)
 
 CONNECTION_SPECIFIC = frozenset((b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade"))
 REQUEST_PSEUDO = frozenset((b":method", b":scheme", b":authority", b":path"))
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+\Z")  # a token, lowercase (section 8.2.1)
 _FORBIDDEN = re.compile(rb"[\x00\r\n]")
+
+
+def preface(buffer: bytes | bytearray) -> bool | None:
+    """Whether `buffer`, a connection's first bytes, starts with the HTTP/2 preface; None while it
+    is a part of it (more may come)."""
+    if buffer[: len(PREFACE)] == PREFACE:
+        return True
+    return None if PREFACE.startswith(buffer) else False
 
 
 class H2Malformed(ClientProtocolError):

@@ -108,19 +108,19 @@ def request_headers(
     prefix: str | None = None,
     upgrade: bool = False,
     allow_underscores: bool = False,
-    scheme: bytes = b"http",
+    scheme: bytes = b"http", received: bytes = b"1.1",
 ) -> list[Header]:
     """The header list to send upstream for a client's request.
 
     Args:
         headers: the client's headers, names lowercased.
-        client_ip: the client's address, for X-Forwarded-For.
-        trusted: the client is in --trusted-proxies.
+        client_ip, trusted: the client's address, for X-Forwarded-For; whether it is in --trusted-proxies.
         upstream_host: Host to send when the client sent none (HTTP/1.0).
         prefix: the stripped route prefix, for X-Forwarded-Prefix; None if not stripped.
-        upgrade: relay the client's Upgrade (WebSocket and the like; never h2c).
-        allow_underscores: --allow-underscores (names with "_" are dropped without it).
-        scheme: how the client reached us (b"https" on a --listen-tls address), for X-Forwarded-Proto.
+        upgrade, allow_underscores: relay the client's Upgrade (WebSocket and the like; never
+            h2c); --allow-underscores (names with "_" are dropped without it).
+        scheme, received: how the client reached us (b"https" on a --listen-tls address), for
+            X-Forwarded-Proto; in which protocol version (b"2": HTTP/2), for Via (RFC 9110 section 7.6.3).
     """
     kept = _drop_hop_by_hop(headers)
     out: list[Header] = []
@@ -155,7 +155,7 @@ def request_headers(
     out.append((b"x-forwarded-host", given.get(b"x-forwarded-host") or host))
     if prefix is not None:
         out.append((b"x-forwarded-prefix", _forwarded_prefix(prefix, given.get(b"x-forwarded-prefix"))))
-    out.append((b"via", b", ".join([*via, VIA])))
+    out.append((b"via", b", ".join([*via, VIA if received == b"1.1" else received + b" fastroute"])))
     if upgrade:
         _add_upgrade(out, headers)
     return out

@@ -35,4 +35,5 @@ class Exchange:
     connect_errors: int = 0  # failed backend connects (refused, reset, unreachable), for metrics
     connect_timeouts: int = 0  # backend connects that timed out, for metrics
     backend_failures: int = 0  # backends that took the request and failed before any response byte
+    protocol: str = "HTTP/1.1"  # what the client spoke: HTTP/1.1 (or 1.0), or HTTP/2
     phase: int = 0  # what the response relay waits on (gateway/_relay.py), so a timeout can say what stalled

@@ -78,7 +78,7 @@ class Stats:
     """Per-request counts for /metrics and /routes. Not thread-safe; trio only."""
 
     __slots__ = ("requests", "buckets", "duration_sum", "connect_errors", "timeouts", "bytes_in", "bytes_out",
-                 "history", "backend_failures")
+                 "history", "backend_failures", "protocols")
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str], int] = {}  # (route, "2xx") -> count
@@ -91,6 +91,11 @@ class Stats:
         self.bytes_in: dict[str, int] = {}  # route -> request body bytes from clients
         self.bytes_out: dict[str, int] = {}  # route -> response body bytes to clients
         self.history: dict[str, History] = {}
+        self.protocols: dict[str, int] = {}  # "HTTP/1.1", "HTTP/1.0", "HTTP/2" -> requests
+
+    def by_protocol(self, protocol: str) -> None:
+        """One more request that came in `protocol` (the status page and /metrics show them)."""
+        self.protocols[protocol] = self.protocols.get(protocol, 0) + 1
 
     def observe(self, route: str, status: int, seconds: float, now: float = 0.0, bytes_in: int = 0,
                 bytes_out: int = 0) -> None:

@@ -87,6 +87,11 @@ class Certificates:
         """The context a new handshake starts with (its SNI callback picks the others)."""
         return self.index.default.context
 
+    def context_for(self, *, http2: bool) -> ssl.SSLContext:
+        """The context a handshake on a listener starts with: offering h2 unless --no-http2 named it."""
+        default = self.index.default
+        return default.context if http2 else default.context_http1
+
     def _all(self) -> tuple[TlsPair, ...]:
         """The files' pairs first (they win a name), then ACME's."""
         return self.pairs + (tuple(self.managed.pairs()) if self.managed is not None else ())

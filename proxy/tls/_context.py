@@ -7,7 +7,7 @@
 # TLS 1.2 and 1.3 only; for TLS 1.2 the ECDHE (and DHE) AEAD suites below,
 # the client's order (the list has no weak member to steer away from);
 # TLS 1.3's suites are OpenSSL's defaults, which are that list's. No
-# compression (CRIME), no renegotiation, ALPN http/1.1. Session tickets are
+# compression (CRIME), no renegotiation, ALPN h2 then http/1.1. Session tickets are
 # on, one per TLS 1.3 handshake (TICKETS; OpenSSL's default is two, each
 # about 30 us of a handshake's 380 here; Go's crypto/tls, so Caddy, sends
 # one: a client resuming spends its ticket and gets a new one); their key
@@ -33,7 +33,7 @@ from ._names import NameIndex, normal_name
 if TYPE_CHECKING:
     from ..acme._store import Store
 
-__all__ = ["ALPN", "INTERMEDIATE_CIPHERS", "Loaded", "fallback_pair", "load", "server_context", "tls_alpn_context"]
+__all__ = ["ALPN", "ALPN_HTTP1", "INTERMEDIATE_CIPHERS", "Loaded", "fallback_pair", "load", "server_context", "tls_alpn_context"]
 
 INTERMEDIATE_CIPHERS = ":".join([
     "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
@@ -41,24 +41,27 @@ INTERMEDIATE_CIPHERS = ":".join([
     "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
     "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
 ])
-ALPN = ["http/1.1"]
+ALPN = ["h2", "http/1.1"]  # HTTP/2 first (RFC 9113 section 3.2), as every peer
+ALPN_HTTP1 = ["http/1.1"]  # a listener with --no-http2
 TICKETS = 1  # TLS 1.3 session tickets sent per handshake
 _DNS_NAME = re.compile(r"[a-z0-9-]+(\.[a-z0-9-]+)+")
 
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    """One certificate in force: its context, the names it holds, and when it is valid (UTC)."""
+    """One certificate in force: its contexts (HTTP/2 offered, and not), the names it holds, and when
+    it is valid (UTC)."""
 
     pair: TlsPair
     context: ssl.SSLContext
+    context_http1: ssl.SSLContext  # the same, offering only http/1.1 (a --no-http2 listener)
     names: tuple[str, ...]
     not_before: datetime
     not_after: datetime
 
 
-def server_context(pair: TlsPair) -> ssl.SSLContext:
-    """A server context with the intermediate settings and this certificate.
+def server_context(pair: TlsPair, alpn: Sequence[str] = ALPN) -> ssl.SSLContext:
+    """A server context with the intermediate settings and this certificate, offering `alpn`.
 
     Raises:
         ConfigError: a file is missing or unreadable, is not PEM, or the key does not match.
@@ -68,7 +71,7 @@ def server_context(pair: TlsPair) -> ssl.SSLContext:
     context.set_ciphers(INTERMEDIATE_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
     context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
-    context.set_alpn_protocols(ALPN)
+    context.set_alpn_protocols(list(alpn))
     context.num_tickets = TICKETS
     try:
         context.load_cert_chain(pair.cert, pair.key)
@@ -120,16 +123,20 @@ def load(pairs: Sequence[TlsPair]) -> tuple[NameIndex[Loaded], list[Loaded]]:
     for pair in pairs:
         context = server_context(pair)
         names, not_before, not_after = names_and_validity(pair.cert)
-        loaded.append(Loaded(pair, context, names, not_before, not_after))
+        loaded.append(Loaded(pair, context, server_context(pair, ALPN_HTTP1), names, not_before, not_after))
     index = NameIndex([(one.names, one) for one in loaded])
+    http1_only = frozenset(id(one.context_http1) for one in loaded)
 
-    def choose(sock: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext) -> None:
-        chosen = index.choose(server_name).context
+    def choose(sock: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, started: ssl.SSLContext) -> None:
+        # `started`: the context the handshake began with, the listener's: its ALPN list stays.
+        one = index.choose(server_name)
+        chosen = one.context_http1 if id(started) in http1_only else one.context
         if sock.context is not chosen:
             sock.context = chosen
 
     for one in loaded:
         one.context.sni_callback = choose
+        one.context_http1.sni_callback = choose
     return index, loaded
 
 

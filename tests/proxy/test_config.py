@@ -10,6 +10,7 @@ from proxy._config import (
     Tls,
     TlsPair,
     check_listen_overlap,
+    check_no_http2,
     load_routes_file,
     merge_routes,
     parse_address,
@@ -222,3 +223,10 @@ def test_a_port_speaks_http_or_https(plain: str, secure: str, overlaps: bool) ->
 
 def test_ephemeral_ports_never_overlap() -> None:
     check_listen_overlap((Address("127.0.0.1", 0),), (Address("127.0.0.1", 0),))
+
+
+def test_no_http2_names_a_listener() -> None:
+    listen = (parse_address("127.0.0.1:8080"), parse_address("127.0.0.1:8443"))
+    check_no_http2((parse_address("127.0.0.1:8443"),), listen)
+    with pytest.raises(ConfigError, match=r"--no-http2 127.0.0.1:9999 is not a --listen or --listen-tls address"):
+        check_no_http2((parse_address("127.0.0.1:9999"),), listen)

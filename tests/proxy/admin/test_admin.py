@@ -17,6 +17,7 @@ from proxy._config import Address
 from proxy.routing._stats import Stats
 from proxy.gateway._server import Gateway
 
+from ...h2_support import H2Client
 from ...helpers import (
     Backend, BackendExchange, Client, Seen, blackhole, fetch, make_config, reset, route, start_backend, start_gateway,
 )
@@ -288,3 +289,21 @@ async def test_peer_idle_for_asks_the_other_workers(nursery: trio.Nursery, tmp_p
         release.set()
     await trio.sleep(0.2)
     assert 0.1 <= await idle_for(backend.address) < 5
+
+
+async def test_requests_are_counted_by_protocol_in_metrics_routes_and_the_page(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/a", backend)])
+    admin = await start_admin(nursery, gateway)
+    client = await H2Client.connect(gateway.addresses[0])
+    for _ in range(2):
+        assert (await client.request("GET", "/a/x")).status == 200
+    assert (await fetch(gateway, "GET", "/a/y")).status == 200
+
+    m = samples((await admin_get(admin, "/metrics"))[2])
+    assert m[("fastroute_requests_by_protocol_total", (("protocol", "HTTP/2"),))] == 2
+    assert m[("fastroute_requests_by_protocol_total", (("protocol", "HTTP/1.1"),))] == 1
+    routes = json.loads((await admin_get(admin, "/routes"))[2])
+    assert routes["protocols"] == {"HTTP/1.1": 1, "HTTP/2": 2}
+    page = (await admin_get(admin, "/"))[2].decode()
+    assert 'data-item="protocols">HTTP/1.1 1 · HTTP/2 2<' in page

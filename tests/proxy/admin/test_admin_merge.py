@@ -140,3 +140,10 @@ def test_health_is_200_only_when_every_worker_serves() -> None:
     assert merge_health([serving, draining])[1]["status"] == "draining"
     assert merge_health([None, None])[1] == {"status": "degraded", "routes": 0, "docker": None,
                                              "workers": {"serving": 0, "total": 2}}
+
+
+def test_requests_by_protocol_add_up_across_workers() -> None:
+    one, two = routes_doc(1, None), routes_doc(1, None)
+    one["protocols"] = {"HTTP/1.1": 3, "HTTP/2": 1}
+    two["protocols"] = {"HTTP/2": 4, "HTTP/1.0": 1}
+    assert merge_routes([one, two])["protocols"] == {"HTTP/1.0": 1, "HTTP/1.1": 3, "HTTP/2": 5}

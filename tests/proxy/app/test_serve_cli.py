@@ -597,3 +597,12 @@ def test_a_late_sigterm_cannot_kill_a_process_that_is_exiting(entry: str) -> Non
         )
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["True", "True"], result.stderr
+
+
+def test_no_http2_for_an_address_not_listened_on_is_one_line() -> None:
+    port = unused_port()
+    result = run_cli("serve", "--no-docker", "--listen", f"{LOOPBACK}:{port}", "--no-http2", f"{LOOPBACK}:{port + 1}")
+
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is not a --listen or --listen-tls address" in lines[0], lines

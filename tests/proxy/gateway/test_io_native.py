@@ -12,9 +12,11 @@ import os
 
 import trio
 
+from ...h2_support import H2Client
 from ...helpers import fetch, rerun_tests, route, start_backend, start_gateway
 
-MODULES = ["gateway/test_gateway.py", "gateway/test_hardening.py", "gateway/test_splice.py",
+MODULES = ["gateway/test_gateway.py", "gateway/test_hardening.py", "gateway/test_h2.py", "gateway/test_h2_clients.py",
+           "gateway/test_h2_differential.py", "gateway/test_splice.py",
            "gateway/test_connection_fuzz.py", "gateway/test_continuity.py", "gateway/test_upstream.py",
            "tls/test_gateway_tls.py", "admin/test_admin.py", "gateway/test_health_checks.py", "gateway/test_gateway_docker.py",
            "discovery/test_docker_discovery.py", "discovery/test_continuity_docker.py", "discovery/test_wake.py"]
@@ -58,3 +60,19 @@ async def test_a_request_no_route_matches_goes_to_the_trio_path(nursery: trio.Nu
 
     assert (await fetch(gateway, "GET", "/b")).status == 404
     assert (gateway.engine.served, gateway.engine.handed_back) == (0, 1)
+
+
+async def test_the_engine_hands_an_http2_connection_to_the_trio_path(nursery: trio.Nursery) -> None:
+    backend = await start_backend(nursery)
+    gateway = await start_gateway(nursery, [route("/", backend)], io="native")
+    assert gateway.engine is not None
+
+    client = await H2Client.connect(gateway.addresses[0])
+    try:
+        assert (await client.request("GET", "/x")).status == 200
+        assert (await client.request("GET", "/y")).status == 200
+    finally:
+        await client.aclose()
+    assert (gateway.engine.served, gateway.engine.handed_back) == (0, 1)
+    assert (await fetch(gateway, "GET", "/z")).status == 200  # HTTP/1.1 still the engine's
+    assert gateway.engine.served == 1

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from proxy._config import Address, Route
 from proxy.haproxy._config import (
     CHECK,
+    bind_line,
     MAX_DISABLED,
     NO_ROUTE_BACKEND,
     Plan,
@@ -203,3 +204,12 @@ def test_a_route_with_a_health_check_gets_haproxys_http_check(tmp_path: Any) -> 
                                plan_from([Route("/a", (A, B), check=check)])) or ([], None)
     assert f"add server route.a/{server_name('10.0.0.2:8000')} 10.0.0.2:8000 check inter 500ms fall 2 rise 2" \
         in commands
+
+
+@pytest.mark.parametrize(("spec", "line"), [
+    pytest.param(":8080", "    bind :8080", id="plain"),
+    pytest.param(":443 ssl crt /x.pem", "    bind :443 ssl crt /x.pem alpn h2,http/1.1", id="tls_gets_h2"),
+    pytest.param(":443 ssl crt /x.pem alpn http/1.1", "    bind :443 ssl crt /x.pem alpn http/1.1", id="own_alpn_kept"),
+])
+def test_tls_binds_offer_h2_then_http11(spec: str, line: str) -> None:
+    assert bind_line(spec) == line

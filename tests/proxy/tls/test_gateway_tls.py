@@ -15,7 +15,7 @@ import trio
 from proxy._config import Address, Tls
 from proxy.gateway._tls import PLAIN_ON_TLS_PORT
 
-from ...helpers import LOOPBACK, echo, fetch, route, serve_raw, start_backend, start_gateway
+from ...helpers import LOOPBACK, echo, fetch, route, serve_raw, start_backend, start_gateway, unused_port
 from .tls_support import Pki, connect_tls, peer_names
 
 API, SHOP = "api.example.test", "*.shop.test"
@@ -307,3 +307,23 @@ async def test_long_bodies_over_https_are_relayed_whole(pki: Pki) -> None:
         assert (down.status, len(down.body), set(down.body)) == (200, size, {ord("z")})
         assert up.json()["body_length"] == size
         nursery.cancel_scope.cancel()
+
+
+async def test_alpn_offers_h2_unless_the_listener_says_no_http2(pki: Pki) -> None:
+    api, other = pki.issue(API), pki.issue("other.test")
+    both, http1 = Address(LOOPBACK, unused_port()), Address(LOOPBACK, unused_port())
+    async with trio.open_nursery() as nursery:
+        backend = await start_backend(nursery)
+        gateway = await start_gateway(nursery, [route("/", backend)], no_http2=(http1,),
+                                      tls=Tls(listen=(both, http1), pairs=(api.pair, other.pair)))
+        chosen = {}
+        for address in (both, http1):
+            for name in (API, "other.test"):  # the default certificate's context, and one SNI switches to
+                stream = await trio.open_tcp_stream(address.host, address.port)
+                tls = trio.SSLStream(stream, pki.client_context(alpn=("h2", "http/1.1")), server_hostname=name)
+                await tls.do_handshake()
+                chosen[(address.port, name)] = tls.selected_alpn_protocol()
+                await trio.aclose_forcefully(tls)
+        nursery.cancel_scope.cancel()
+    assert chosen == {(both.port, API): "h2", (both.port, "other.test"): "h2",
+                      (http1.port, API): "http/1.1", (http1.port, "other.test"): "http/1.1"}

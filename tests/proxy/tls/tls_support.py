@@ -48,10 +48,12 @@ class Pki:
             aside.replace(path)
         return Issued(into, names)
 
-    def client_context(self) -> ssl.SSLContext:
+    def client_context(self, alpn: tuple[str, ...] = ("http/1.1",)) -> ssl.SSLContext:
+        """A client's context trusting the CA, offering `alpn` (an HTTP/1.1 client's by default;
+        ("h2", "http/1.1") as browsers offer)."""
         context = ssl.create_default_context()
         self.ca.configure_trust(context)
-        context.set_alpn_protocols(["h2", "http/1.1"])  # as browsers offer: the gateway must pick http/1.1
+        context.set_alpn_protocols(list(alpn))
         return context
 
 
