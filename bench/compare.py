@@ -95,16 +95,17 @@ http://127.0.0.1:{port} {{
 
 
 def start_haproxy(work: Path, port: int, backend_port: int, *, tls_bundle: Path | None = None,
-                  alpn: str = "http/1.1", h2c_port: int | None = None) -> subprocess.Popen[bytes]:
+                  alpn: str = "http/1.1", h2c_port: int | None = None,
+                  maxconn: int = 4096) -> subprocess.Popen[bytes]:
     """HAProxy with one thread on `port`, in front of one backend; with `tls_bundle` (certificate
     and key in one PEM), terminating TLS 1.2/1.3 with ALPN `alpn`; with `h2c_port`, HTTP/2 with
-    prior knowledge there too (`proto h2`)."""
+    prior knowledge there too (`proto h2`); `maxconn` connections at once."""
     ssl = f" ssl crt {tls_bundle} alpn {alpn}" if tls_bundle is not None else ""
     h2c = f"\n    bind 127.0.0.1:{h2c_port} proto h2" if h2c_port is not None else ""
     (work / "haproxy.cfg").write_text(f"""
 global
     nbthread 1
-    maxconn 4096
+    maxconn {maxconn}
     ssl-default-bind-options ssl-min-ver TLSv1.2
 defaults
     mode http

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""HAProxy's HTTP/2 figures on this machine: the targets issue 40 sets for
-fastroute's HTTP/2 (its row joins this table once it serves HTTP/2).
+"""HTTP/2 to clients through HAProxy and through fastroute, on this machine:
+issue 40's targets and where fastroute stands against them.
 
 HAProxy 2.6, one thread, defaults, terminating TLS with one ECDSA P-256
 certificate (ALPN h2,http/1.1) and, on a second port, h2c with prior
-knowledge (`proto h2`), in front of one nginx backend answering 19 bytes
-over HTTP/1.1. h2load (Debian's nghttp2-client) measures, in rounds:
+knowledge (`proto h2`); fastroute, one worker, defaults (--access-log off,
+as HAProxy logs nothing by default), with the same certificate on a
+--listen-tls port and prior knowledge on its plain one; both in front of
+one nginx backend answering 19 bytes over HTTP/1.1. h2load (Debian's
+nghttp2-client) measures, in alternating rounds (HAProxy, then fastroute):
 
-- `-c32 -m10` small GETs over TLS and over h2c: requests/s and HAProxy's
+- `-c32 -m10` small GETs over TLS and over h2c: requests/s and the proxy's
   CPU per request (its user+system time over the round divided by the
   requests h2load completed);
 - `-c1 -m1` over TLS: the mean time per request.
@@ -65,23 +68,38 @@ def main() -> int:
         conf = nginx_conf(work, f'server {{ listen 127.0.0.1:{backend_port}; location / {{ return 200 "{BODY.strip()}\\n"; }} }}')
         (work / "backend.conf").write_text(conf.replace("%s", "backend"))
         procs.append(start(["nginx", "-c", str(work / "backend.conf"), "-p", str(work)], backend_port))
-        _, _, bundle = certificate(work)
+        cert, key, bundle = certificate(work)
         haproxy = start_haproxy(work, tls_port, backend_port, tls_bundle=bundle, alpn="h2,http/1.1", h2c_port=h2c_port)
         procs.append(haproxy)
-        rows: dict[str, list[tuple[float, float]]] = {"TLS": [], "h2c": []}
-        latency: list[float] = []
+        ours_tls, ours_plain = free_port(), free_port()
+        fastroute = start([sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off",
+                           "--listen", f"127.0.0.1:{ours_plain}", "--listen-tls", f"127.0.0.1:{ours_tls}",
+                           "--tls-cert", str(cert), "--tls-key", str(key),
+                           "--route", f"/=127.0.0.1:{backend_port}"], ours_tls)
+        procs.append(fastroute)
+        proxies = {"HAProxy": (haproxy, tls_port, h2c_port), "fastroute": (fastroute, ours_tls, ours_plain)}
+        rows: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        latency: dict[str, list[float]] = {name: [] for name in proxies}
         for _ in range(args.rounds):
-            for name, url in (("TLS", f"https://127.0.0.1:{tls_port}/"), ("h2c", f"http://127.0.0.1:{h2c_port}/")):
-                before = cpu_seconds(haproxy.pid)
-                rps, _, done = h2load(url, 32, 10, args.requests)
-                rows[name].append((rps, (cpu_seconds(haproxy.pid) - before) / done * 1e6))
-            latency.append(h2load(f"https://127.0.0.1:{tls_port}/", 1, 1, 5_000)[1])
-        print(f"HAProxy {_haproxy_version()}, one thread, HTTP/2 to clients, HTTP/1.1 nginx backend (19 bytes); "
-              f"h2load, {args.rounds} rounds, medians:")
-        for name, runs in rows.items():
-            print(f"  -c32 -m10 over {name:<4} {statistics.median(r for r, _ in runs):9,.0f} req/s   "
-                  f"{statistics.median(c for _, c in runs):6.1f} us CPU/request")
-        print(f"  -c1 -m1 over TLS    {statistics.median(latency) * 1000:9.0f} us per request (mean)")
+            for proxy, (proc, secure, plain) in proxies.items():
+                for name, url in (("TLS", f"https://127.0.0.1:{secure}/"), ("h2c", f"http://127.0.0.1:{plain}/")):
+                    before = cpu_seconds(proc.pid)
+                    rps, _, done = h2load(url, 32, 10, args.requests)
+                    rows.setdefault((proxy, name), []).append((rps, (cpu_seconds(proc.pid) - before) / done * 1e6))
+                latency[proxy].append(h2load(f"https://127.0.0.1:{secure}/", 1, 1, 5_000)[1])
+        print(f"HTTP/2 to clients, HTTP/1.1 nginx backend (19 bytes), HAProxy {_haproxy_version()} one thread and "
+              f"fastroute one worker, defaults; h2load, {args.rounds} alternating rounds, medians "
+              "(ratios: fastroute over HAProxy):")
+        for name in ("TLS", "h2c"):
+            for proxy in proxies:
+                runs = rows[(proxy, name)]
+                print(f"  -c32 -m10 over {name:<4} {proxy:<10} {statistics.median(r for r, _ in runs):9,.0f} req/s   "
+                      f"{statistics.median(c for _, c in runs):6.1f} us CPU/request")
+            ours, theirs = rows[("fastroute", name)], rows[("HAProxy", name)]
+            print(f"  {'':26} ratio {statistics.median(r for r, _ in ours) / statistics.median(r for r, _ in theirs):9.3f}x"
+                  f"        {statistics.median(c for _, c in ours) / statistics.median(c for _, c in theirs):6.2f}x")
+        for proxy in proxies:
+            print(f"  -c1 -m1 over TLS  {proxy:<10} {statistics.median(latency[proxy]) * 1000:9.0f} us per request (mean)")
     finally:
         stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
