@@ -17,13 +17,16 @@ all: test
 $(STAMP): pyproject.toml setup.py fastroute/_table.pyx proxy/protocol/_head_c.pyx proxy/protocol/_wire_c.pyx proxy/protocol/_lane_c.pyx \
 		proxy/protocol/_plain_c.pyx proxy/protocol/_bytes.pxd proxy/protocol/_bytes.h proxy/protocol/_plain_c.pxd \
 		proxy/engine/_cycle_c.pyx proxy/engine/_cycle_c.pxd proxy/engine/_route_c.pyx proxy/engine/_route_c.pxd \
-		proxy/engine/_dispatch_c.pyx proxy/engine/_sys.pxd
+		proxy/engine/_dispatch_c.pyx proxy/engine/_sys.pxd proxy/protocol/_h2session_c.pyx proxy/protocol/_nghttp2.pxd
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[gateway,test,bench]'
 	touch $@
 
-install: $(STAMP)
+# (A build made before libnghttp2-dev was installed lacks the HTTP/2 session's extension: built again.)
+install:
+	@if [ -e /usr/include/nghttp2/nghttp2.h ] && ! ls proxy/protocol/_h2session_c.*.so >/dev/null 2>&1; then rm -f $(STAMP); fi
+	@$(MAKE) --no-print-directory $(STAMP)
 
 # The gateway, in the foreground. Pass flags with ARGS="...".
 run: $(STAMP)
@@ -33,10 +36,12 @@ run: $(STAMP)
 # packages the tests use and starts dockerd if no engine answers; otherwise
 # (or with FASTROUTE_INSTALL=no) it names what is missing, and those tests
 # skip saying why, unless FASTROUTE_REQUIRE_DOCKER=1 (CI) makes them fail.
-# The extension is built above, so the tests require it (a fallback to the
+# The extensions are built after it (the HTTP/2 session's needs the
+# libnghttp2-dev it installs), so the tests require them (a fallback to the
 # pure-Python twins would be a failure, not a skip).
-test: $(STAMP)
+test:
 	.ci/setup
+	@$(MAKE) --no-print-directory install
 	FASTROUTE_REQUIRE_COMPILED=$${FASTROUTE_REQUIRE_COMPILED-1} $(PY) -m pytest $(PYTEST_ARGS)
 
 # The compiled code's tests again, built with AddressSanitizer (.ci/asan).

@@ -11,6 +11,7 @@ from functools import partial
 
 import trio
 
+from ..protocol._compiled import H2SESSION_COMPILED
 from .._config import Acme, Config
 from ._acme_challenge import ChallengeServer
 from ._acme import AcmeManager
@@ -83,6 +84,9 @@ async def serve(
                     f", HTTPS on {https}" if https else "", len(gateway.table), config.parser,
                     "native" if gateway.engine is not None else "trio",
                 )
+                if config.parser == "fast" and not H2SESSION_COMPILED:
+                    log.info("HTTP/2 runs on h2 (pure Python): the libnghttp2 session is not built "
+                             "(apt-get install libnghttp2-dev, then make install)")
                 task_status.started(gateway)
     finally:
         gateway.close_sockets()

@@ -1,6 +1,7 @@
-# One HTTP/2 client connection, in the trio shell: the reference
-# implementation of HTTP/2 to clients, over python-hyper's h2 (sans-IO).
-# h2 reads and writes the frames; the reader here hands each request to a
+# One HTTP/2 client connection, in the trio shell: HTTP/2 to clients on the
+# trio path. A session (protocol/_h2session.py's contract: libnghttp2's with
+# --parser fast when it is built, h2's with --parser h11, the reference)
+# reads and writes the frames; the reader here hands each request to a
 # stream task that serves it as any request (_request.py, over the stream's
 # ClientSide, _h2stream.py), and holds the connection to its bounds
 # (protocol/_h2_guard.py).
@@ -32,22 +33,17 @@ import math
 import time
 from typing import TYPE_CHECKING, Protocol
 
-import h2.config
-import h2.connection
-import h2.events
-import h2.exceptions
-import h2.settings
-import h2.stream
 import trio
-from h2.errors import ErrorCodes
-from hyperframe.frame import GoAwayFrame
 
 from .._errors import ClientProtocolError
 from ..protocol import _events as ev
+from ..protocol import _h2session as session_events
 from ..protocol._h2_body import RequestBody
-from ..protocol._h2_guard import ENHANCE_YOUR_CALM, OK, Guard, H2Bounds
+from ..protocol._h2_guard import ENHANCE_YOUR_CALM, OK, REFUSED_STREAM, Guard, H2Bounds
 from ..protocol._h2_head import H2Malformed, request_head
-from ._h2stream import H2Stream
+from ..protocol._compiled import H2SESSION_COMPILED, H2Session
+from ..protocol._h2session import H2Options, H2SessionError, PyH2Session
+from ._h2stream import H2Stream, Session
 from ._http import MAX_RECV, HttpStream, receive_some, send_all
 
 if TYPE_CHECKING:
@@ -59,31 +55,15 @@ log = logging.getLogger("fastroute")
 
 HEADER_OVERHEAD = 32  # bytes RFC 7541 section 4.1 counts per field in a header list's size
 STREAM_WINDOW = 65_535  # bytes of a request body a stream may send ahead (SETTINGS_INITIAL_WINDOW_SIZE's default)
-CLOSE_TIME = 1.0  # seconds the last GOAWAY may wait to go out
+CLOSE_TIME = 1.0
+NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR = 0x0, 0x1, 0x2  # RFC 9113 section 7
 
 
-class _Connection(h2.connection.H2Connection):
-    """h2's server connection, with two of its checks left to us, because h2 ends the whole
-    connection where RFC 9113 makes them errors of one stream:
-    - concurrent streams: past SETTINGS_MAX_CONCURRENT_STREAMS, the Guard refuses the stream
-      (REFUSED_STREAM, section 5.1.2);
-    - a body against its Content-Length: protocol/_h2_body.py (PROTOCOL_ERROR on the stream,
-      section 8.1.1).
-    (Both reach into h2: tests/proxy/gateway/test_h2.py fails if a release moves them.)"""
-
-    @property
-    def open_inbound_streams(self) -> int:
-        h2.connection.H2Connection.open_inbound_streams.fget(self)  # type: ignore[attr-defined]  # forgets closed streams
-        return 0
-
-    def _begin_new_stream(self, stream_id: int, allowed_ids: h2.connection.AllowedStreamIDs) -> h2.stream.H2Stream:
-        stream = super()._begin_new_stream(stream_id, allowed_ids)
-        stream._initialize_content_length = _length_unchecked  # type: ignore[method-assign]
-        return stream
-
-
-def _length_unchecked(headers: object) -> None:
-    """(h2's Content-Length tracking, off: the length stays unknown to h2.)"""
+def session_for(parser: str, options: H2Options) -> Session:
+    """The HTTP/2 session of a connection: libnghttp2's with --parser fast (when built), else h2's."""
+    if parser == "fast" and H2SESSION_COMPILED:
+        return H2Session(options)
+    return PyH2Session(options)  # seconds the last GOAWAY may wait to go out
 
 
 class Carrier(Protocol):
@@ -113,18 +93,12 @@ class H2Server:
         self.socket_stream = client.stream
         self.response_extra = client.response_extra
         self.secure = requests.secure
-        self.conn = _Connection(h2.config.H2Configuration(
-            client_side=False, header_encoding=None,
-            # protocol/_h2_head.py checks each request, so that a malformed one resets its stream
-            # only (h2's checks would end the connection); cookies are joined there too.
-            validate_inbound_headers=False, normalize_inbound_headers=False,
+        self.conn = session_for(gateway.config.parser, H2Options(
+            max_concurrent_streams=bounds.max_concurrent_streams,
+            max_header_list_size=limits.max_header_bytes + limits.max_target + HEADER_OVERHEAD * (limits.max_headers + 4),
+            initial_window_size=STREAM_WINDOW,
+            connection_window=bounds.max_concurrent_streams * STREAM_WINDOW,  # every stream's at once
         ))
-        self.conn.local_settings = h2.settings.Settings(client=False, initial_values={
-            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: bounds.max_concurrent_streams,
-            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE:
-                limits.max_header_bytes + limits.max_target + HEADER_OVERHEAD * (limits.max_headers + 4),
-            h2.settings.SettingCodes.ENABLE_PUSH: 0,
-        })
         self.guard = Guard(bounds, time.monotonic())
         self.streams: dict[int, H2Stream] = {}
         self.last_taken = 0  # the highest stream id served or being served
@@ -138,10 +112,6 @@ class H2Server:
     # --- the connection --------------------------------------------------------
 
     async def run(self) -> None:
-        conn = self.conn
-        conn.initiate_connection()
-        # The connection's window: every stream's at once (h2's default is one stream's).
-        conn.increment_flow_control_window(self.guard.bounds.max_concurrent_streams * STREAM_WINDOW - STREAM_WINDOW)
         pending = self.connection.client.pending
         data = bytes(pending)
         pending.clear()
@@ -187,65 +157,65 @@ class H2Server:
             await self.flush()
 
     def _receive(self, data: bytes) -> bool:
-        """The client's bytes through h2, and each event carried out; False: the connection ends."""
+        """The client's bytes through the session, and each event carried out; False: the connection ends."""
         try:
-            events = self.conn.receive_data(data)
-        except h2.exceptions.ProtocolError as error:  # h2 wrote its GOAWAY with the code
+            events = self.conn.receive(data)
+        except H2SessionError as error:  # the session wrote its GOAWAY with the code
             log.debug("HTTP/2 client broke the protocol: %s", error)
+            self.ending = True
             return False
         now = time.monotonic()
-        for event in events:
-            if not self._carry_out(event, now):
-                self.conn.close_connection(ENHANCE_YOUR_CALM)
+        for kind, stream_id, a, b in events:
+            if not self._carry_out(kind, stream_id, a, b, now):
+                self.conn.goaway(ENHANCE_YOUR_CALM, self.last_taken)
                 self.ending = True
                 return False
         return True
 
-    def _carry_out(self, event: h2.events.Event, now: float) -> bool:
-        """One event of h2's; False when a bound ends the connection."""
-        kind = type(event)
-        if kind is h2.events.RequestReceived:
-            assert isinstance(event, h2.events.RequestReceived)
-            self._request(event.stream_id, event.headers or [], ended=event.stream_ended is not None)
-        elif kind is h2.events.DataReceived:
-            assert isinstance(event, h2.events.DataReceived)
-            stream = self.streams.get(event.stream_id)
-            if stream is None or stream.ended or stream.reset:  # gone, or reset: its window is the connection's still
-                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
-                return True
-            try:
-                stream.data(event.data or b"", event.flow_controlled_length)
-            except H2Malformed:
-                self._malformed(stream)
-        elif kind is h2.events.StreamEnded:
-            stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+    def _carry_out(self, kind: int, stream_id: int, a: object, b: object, now: float) -> bool:
+        """One event of the session's; False when a bound ends the connection."""
+        if kind == session_events.REQUEST:
+            assert isinstance(a, list) and isinstance(b, bool)
+            self._request(stream_id, a, ended=b)
+            return True
+        stream = self.streams.get(stream_id) if stream_id else None
+        if kind == session_events.DATA:
+            assert isinstance(a, bytes) and isinstance(b, int)
+            if stream is None or stream.ended or stream.reset:  # gone, or reset: the connection's window still
+                self.conn.consume(stream_id, b)
+            else:
+                try:
+                    stream.data(a, b)
+                except H2Malformed:
+                    self._malformed(stream)
+        elif kind == session_events.END:
             if stream is not None and not stream.ended and not stream.reset:
                 try:
                     stream.end()
                 except H2Malformed:
                     self._malformed(stream)
-        elif kind is h2.events.StreamReset:
-            stream = self.streams.get(event.stream_id)  # type: ignore[attr-defined]
+        elif kind == session_events.RESET:
             if stream is not None and not stream.reset:
                 stream.cancel(by_client=True)
                 return self.guard.stream_reset(now) == OK
-        elif kind is h2.events.WindowUpdated:
+        elif kind == session_events.CLOSED:  # the session refused it (malformed): it reset it itself
+            if stream is not None and not stream.reset:
+                stream.cancel(by_client=False)
+        elif kind == session_events.WINDOW:
             self._window_changed()
-        elif kind is h2.events.RemoteSettingsChanged:
+        elif kind == session_events.SETTINGS:
             self._window_changed()
             return self.guard.control_frame(now) == OK
-        elif kind is h2.events.ConnectionTerminated:
+        elif kind == session_events.GOAWAY:
             self.ending = True
-        elif kind is h2.events.TrailersReceived:
-            pass  # request trailers never become header fields (protocol/_h2_body.py); StreamEnded follows
-        elif kind is not h2.events.SettingsAcknowledged:
-            return self.guard.control_frame(now) == OK  # PING, PRIORITY, unknown frames: they cost work
+        elif kind == session_events.PING:
+            return self.guard.control_frame(now) == OK
         return True
 
     def _request(self, stream_id: int, fields: list[tuple[bytes, bytes]], *, ended: bool) -> None:
         conn = self.conn
         if self.goaway is not None or self.ending or self.guard.stream_opened() != OK:
-            conn.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)  # after our GOAWAY, or past the bound
+            conn.reset(stream_id, REFUSED_STREAM)  # after our GOAWAY, or past the bound
             return
         self.last_taken = stream_id
         answer: ClientProtocolError | None = None
@@ -254,7 +224,7 @@ class H2Server:
             body = RequestBody(head, end_stream=ended)
         except H2Malformed:
             self.guard.stream_closed()
-            conn.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            conn.reset(stream_id, PROTOCOL_ERROR)
             return
         except ClientProtocolError as error:  # what HTTP/1.1 answers (400, 414, 431, 501)
             answer = error
@@ -269,7 +239,7 @@ class H2Server:
 
     def _malformed(self, stream: H2Stream) -> None:
         """The request's body broke its Content-Length: the stream is reset, its exchange stops."""
-        self.conn.reset_stream(stream.stream_id, ErrorCodes.PROTOCOL_ERROR)
+        self.conn.reset(stream.stream_id, PROTOCOL_ERROR)
         stream.cancel(by_client=False)
 
     async def _serve(self, stream: H2Stream, request: ev.Request, answer: ClientProtocolError | None) -> None:
@@ -324,23 +294,18 @@ class H2Server:
     # --- the end -------------------------------------------------------------
 
     async def _drain(self) -> None:
-        """GOAWAY naming the last stream taken; the streams in flight go on (h2 is not told: its
-        state would refuse their frames)."""
+        """GOAWAY naming the last stream taken; the streams in flight go on."""
         self.goaway = self.last_taken
-        frame = GoAwayFrame(0)
-        frame.last_stream_id = self.last_taken
-        frame.error_code = ErrorCodes.NO_ERROR
-        async with self._send_lock:
-            data = self.conn.data_to_send() + frame.serialize()
-            await send_all(self.socket_stream, data)
+        self.conn.goaway(NO_ERROR, self.last_taken, final=False)
+        await self.flush()
 
     async def _close(self) -> None:
-        """The last GOAWAY (h2's, with its code), within CLOSE_TIME; the caller closes the socket."""
-        conn = self.conn
+        """The last GOAWAY (unless one ended the connection already), within CLOSE_TIME; the caller
+        closes the socket."""
         try:
-            if conn.state_machine.state is not h2.connection.ConnectionState.CLOSED:
-                conn.close_connection(ErrorCodes.NO_ERROR, last_stream_id=self.last_taken)
+            if not self.ending:
+                self.conn.goaway(NO_ERROR, self.last_taken)
             with trio.move_on_after(CLOSE_TIME):
                 await self.flush()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h2.exceptions.ProtocolError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, H2SessionError):
             pass

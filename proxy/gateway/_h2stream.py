@@ -10,10 +10,12 @@
 #   backend that reads slowly slows its client, and at most a window's worth
 #   waits here;
 # - the response: HEADERS as protocol/_h2_head.response_fields makes them
-#   (no connection-specific field), DATA cut to what the stream's and the
-#   connection's windows and the client's frame size allow, waiting for a
-#   WINDOW_UPDATE otherwise; END_STREAM on the last frame. A response with
-#   no body ends on its HEADERS;
+#   (no connection-specific field); its body queued in the session, which
+#   frames it within the windows and the client's frame size; the stream
+#   waits until the session framed it (a WINDOW_UPDATE, if the window is
+#   shut) before it takes more from the backend, so at most one read of it
+#   waits here. END_STREAM on the last frame; a response with no body ends
+#   on its HEADERS;
 # - the client resetting the stream, or the connection ending, makes every
 #   further write fail as a closed peer does (trio.BrokenResourceError);
 # - finish() ends what the relay left: a response not sent whole is reset
@@ -26,23 +28,43 @@ from __future__ import annotations
 from collections import deque
 from typing import Protocol
 
-import h2.connection
-import h2.errors
-import h2.exceptions
 import trio
 
 from ..protocol import _events as ev
 from ..protocol._h2_body import RequestBody
 from ..protocol._h2_head import response_fields
+from ..protocol._h2session import Event, StreamClosed
 
-__all__ = ["H2Stream", "Mux"]
+__all__ = ["H2Stream", "Mux", "Session"]
+
+NO_ERROR, INTERNAL_ERROR = 0x0, 0x2  # RFC 9113 section 7
+
+
+class Session(Protocol):
+    """An HTTP/2 server session (protocol/_h2session.py's contract: PyH2Session, or the compiled one)."""
+
+    def receive(self, data: bytes) -> list[Event]: ...
+
+    def respond(self, stream_id: int, fields: list[tuple[bytes, bytes]], *, end_stream: bool) -> None: ...
+
+    def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> None: ...
+
+    def pending(self, stream_id: int) -> int: ...
+
+    def consume(self, stream_id: int, size: int) -> None: ...
+
+    def reset(self, stream_id: int, code: int) -> None: ...
+
+    def goaway(self, code: int, last_stream_id: int, *, final: bool = True) -> None: ...
+
+    def data_to_send(self) -> bytes: ...
 
 
 class Mux(Protocol):
     """What a stream uses of its HTTP/2 connection (_h2.H2Server)."""
 
     @property
-    def conn(self) -> h2.connection.H2Connection: ...  # h2's state of the connection
+    def conn(self) -> Session: ...  # the connection's session
 
     @property
     def secure(self) -> bool: ...  # over TLS
@@ -153,7 +175,7 @@ class H2Stream:
         event, flow = sides.events[0]
         sides.next_event()
         if flow:
-            self.server.conn.acknowledge_received_data(flow, self.stream_id)
+            self.server.conn.consume(self.stream_id, flow)
             await self.server.flush()
         return event
 
@@ -161,13 +183,13 @@ class H2Stream:
         await self.send_many(event)
 
     async def send_many(self, *events: ev.Event) -> None:
-        """The response's events as frames, then flushed.
+        """The response's events to the session, then to the socket.
 
         Raises:
             trio.BrokenResourceError: the stream or the connection is gone.
         """
         server = self.server
-        conn = server.conn
+        session = server.conn
         sides = self.conn
         stream_id = self.stream_id
         count = len(events)
@@ -179,53 +201,40 @@ class H2Stream:
                     final = kind is ev.Response
                     # A response without a body (HEAD, 204, 304, or an empty one) ends on its HEADERS.
                     last = final and at + 1 < count and events[at + 1] is ev.END_OF_MESSAGE
-                    conn.send_headers(stream_id, response_fields(event.status_code, event.headers), end_stream=last)
+                    session.respond(stream_id, response_fields(event.status_code, event.headers), end_stream=last)
                     if final:
                         sides.our_state = ev.DONE if last else ev.SEND_BODY
                 elif kind is ev.Data:
                     assert isinstance(event, ev.Data)
-                    await self._send_data(event.data)
+                    # The last DATA of a whole response carries END_STREAM itself.
+                    last = at + 1 < count and events[at + 1] is ev.END_OF_MESSAGE
+                    session.send_data(stream_id, event.data, end_stream=last)
+                    if last:
+                        sides.our_state = ev.DONE
                 elif kind is ev.EndOfMessage:
                     if sides.our_state is not ev.DONE:
-                        conn.end_stream(stream_id)
+                        session.send_data(stream_id, b"", end_stream=True)
                         sides.our_state = ev.DONE
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError) as error:
+        except StreamClosed as error:
             raise trio.BrokenResourceError(f"the HTTP/2 stream closed: {error}") from None
         await server.flush()
-
-    async def _send_data(self, data: bytes) -> None:
-        """DATA frames within the windows and the frame size, waiting for WINDOW_UPDATE as needed."""
-        server = self.server
-        conn = server.conn
-        view = memoryview(data)
-        while view:
+        while session.pending(stream_id):  # framed as the windows open, before more is taken
             if self.reset:
                 raise trio.BrokenResourceError("the client reset the stream")
-            window = conn.local_flow_control_window(self.stream_id)
-            if window <= 0:
-                await server.flush()
-                await server.window_opened()
-                continue
-            size = min(window, conn.max_outbound_frame_size, len(view))
-            conn.send_data(self.stream_id, bytes(view[:size]))
-            view = view[size:]
-            if view:
-                await server.flush()  # a frame at a time to the socket: nothing piles up in h2's buffer
+            await server.window_opened()
+            await server.flush()
 
     # --- the end -------------------------------------------------------------
 
     def finish(self) -> None:
         """After the exchange: whatever it left unfinished ends here (see the rules above)."""
-        conn = self.server.conn
+        session = self.server.conn
         unread = sum(flow for _, flow in self.conn.events)
         if unread:  # the connection's window, given back (the stream's closes with it)
-            conn.acknowledge_received_data(unread, self.stream_id)
+            session.consume(self.stream_id, unread)
         if self.reset:
             return
-        try:
-            if self.conn.our_state is not ev.DONE:
-                conn.reset_stream(self.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
-            elif not self.ended:
-                conn.reset_stream(self.stream_id, h2.errors.ErrorCodes.NO_ERROR)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            pass  # closed already (the connection ended)
+        if self.conn.our_state is not ev.DONE:
+            session.reset(self.stream_id, INTERNAL_ERROR)
+        elif not self.ended:
+            session.reset(self.stream_id, NO_ERROR)

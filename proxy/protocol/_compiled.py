@@ -13,10 +13,11 @@ import warnings
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from . import _head, _lane, _wire
+from . import _h2session, _head, _lane, _wire
 
-__all__ = ["HEAD_COMPILED", "LANE_COMPILED", "WIRE_COMPILED", "ChunkedDecoder", "check_head", "lane_request_head",
-           "lane_response_head", "normalise_path", "parse_response_head", "response_framing"]
+__all__ = ["H2SESSION_COMPILED", "HEAD_COMPILED", "LANE_COMPILED", "WIRE_COMPILED", "ChunkedDecoder", "H2Session",
+           "check_head", "lane_request_head", "lane_response_head", "normalise_path", "parse_response_head",
+           "response_framing"]
 
 
 def _choose(name: str, what: str, fallback: ModuleType) -> tuple[ModuleType, bool]:
@@ -38,9 +39,11 @@ if TYPE_CHECKING:
     ChunkedDecoder = _wire.ChunkedDecoder
     lane_request_head = _lane.request_head
     lane_response_head = _lane.response_head
+    H2Session = _h2session.PyH2Session
     HEAD_COMPILED: bool
     LANE_COMPILED: bool
     WIRE_COMPILED: bool
+    H2SESSION_COMPILED: bool
 else:
     _h, HEAD_COMPILED = _choose("._head_c", "request-head checks", _head)
     check_head, normalise_path = _h.check_head, _h.normalise_path
@@ -49,3 +52,11 @@ else:
         _w.parse_response_head, _w.response_framing, _w.ChunkedDecoder)
     _l, LANE_COMPILED = _choose("._lane_c", "fast-lane functions", _lane)
     lane_request_head, lane_response_head = _l.request_head, _l.response_head
+    # libnghttp2's session is built only where its header was (setup.py): without it HTTP/2 runs on
+    # h2's, a build of its own and not a broken one, so no warning here (serve says so at start).
+    H2Session, H2SESSION_COMPILED = _h2session.PyH2Session, False
+    if os.environ.get("FASTROUTE_NO_EXTENSIONS", "") in ("", "0"):
+        try:
+            H2Session, H2SESSION_COMPILED = importlib.import_module("._h2session_c", __package__).H2Session, True
+        except ImportError:
+            pass

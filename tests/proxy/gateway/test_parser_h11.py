@@ -10,6 +10,8 @@ from __future__ import annotations
 from ...helpers import rerun_tests
 
 MODULES = ["gateway/test_gateway.py", "gateway/test_hardening.py", "gateway/test_splice.py",
+           # HTTP/2 over h2's session (the reference), as --parser h11 chooses it:
+           "gateway/test_h2.py", "gateway/test_h2_clients.py", "gateway/test_h2_differential.py",
            "gateway/test_connection_fuzz.py", "admin/test_admin.py"]
 
 
