@@ -15,7 +15,10 @@ nghttp2-client) measures, in alternating rounds (HAProxy, then fastroute):
   requests h2load completed);
 - `-c1 -m1` over TLS: the mean time per request.
 
-    .venv/bin/python bench/h2_haproxy.py [--rounds 3] [--requests 200000]
+    .venv/bin/python bench/h2_haproxy.py [--rounds 3] [--requests 200000] [--reference]
+
+(--reference: a third row, fastroute with --parser h11, whose HTTP/2 runs on
+h2's session rather than libnghttp2's.)
 
 Bounded: a fixed count of requests per round; every process started is
 stopped.
@@ -56,6 +59,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=200_000, help="requests per -c32 -m10 round")
+    parser.add_argument("--reference", action="store_true",
+                        help="a third row: fastroute with --parser h11 (HTTP/2 on h2's session, not libnghttp2's)")
     args = parser.parse_args()
     for tool in ("haproxy", "nginx", "h2load"):
         if shutil.which(tool) is None:
@@ -71,13 +76,14 @@ def main() -> int:
         cert, key, bundle = certificate(work)
         haproxy = start_haproxy(work, tls_port, backend_port, tls_bundle=bundle, alpn="h2,http/1.1", h2c_port=h2c_port)
         procs.append(haproxy)
-        ours_tls, ours_plain = free_port(), free_port()
-        fastroute = start([sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off",
-                           "--listen", f"127.0.0.1:{ours_plain}", "--listen-tls", f"127.0.0.1:{ours_tls}",
-                           "--tls-cert", str(cert), "--tls-key", str(key),
-                           "--route", f"/=127.0.0.1:{backend_port}"], ours_tls)
-        procs.append(fastroute)
-        proxies = {"HAProxy": (haproxy, tls_port, h2c_port), "fastroute": (fastroute, ours_tls, ours_plain)}
+        proxies = {"HAProxy": (haproxy, tls_port, h2c_port)}
+        for name, extra in (("fastroute", []), ("fr --h11", ["--parser", "h11"]))[:2 if args.reference else 1]:
+            ours_tls, ours_plain = free_port(), free_port()
+            procs.append(start([sys.executable, "-m", "proxy", "serve", "--no-docker", "--access-log", "off",
+                                "--listen", f"127.0.0.1:{ours_plain}", "--listen-tls", f"127.0.0.1:{ours_tls}",
+                                "--tls-cert", str(cert), "--tls-key", str(key),
+                                "--route", f"/=127.0.0.1:{backend_port}", *extra], ours_tls))
+            proxies[name] = (procs[-1], ours_tls, ours_plain)
         rows: dict[tuple[str, str], list[tuple[float, float]]] = {}
         latency: dict[str, list[float]] = {name: [] for name in proxies}
         for _ in range(args.rounds):
@@ -95,9 +101,11 @@ def main() -> int:
                 runs = rows[(proxy, name)]
                 print(f"  -c32 -m10 over {name:<4} {proxy:<10} {statistics.median(r for r, _ in runs):9,.0f} req/s   "
                       f"{statistics.median(c for _, c in runs):6.1f} us CPU/request")
-            ours, theirs = rows[("fastroute", name)], rows[("HAProxy", name)]
-            print(f"  {'':26} ratio {statistics.median(r for r, _ in ours) / statistics.median(r for r, _ in theirs):9.3f}x"
-                  f"        {statistics.median(c for _, c in ours) / statistics.median(c for _, c in theirs):6.2f}x")
+            theirs = rows[("HAProxy", name)]
+            for proxy in list(proxies)[1:]:
+                ours = rows[(proxy, name)]
+                print(f"  {proxy:>26} / HAProxy {statistics.median(r for r, _ in ours) / statistics.median(r for r, _ in theirs):6.3f}x"
+                      f"        {statistics.median(c for _, c in ours) / statistics.median(c for _, c in theirs):6.2f}x")
         for proxy in proxies:
             print(f"  -c1 -m1 over TLS  {proxy:<10} {statistics.median(latency[proxy]) * 1000:9.0f} us per request (mean)")
     finally:
