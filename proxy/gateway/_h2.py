@@ -42,7 +42,7 @@ from ..protocol._h2_body import RequestBody
 from ..protocol._h2_guard import ENHANCE_YOUR_CALM, OK, REFUSED_STREAM, Guard, H2Bounds
 from ..protocol._h2_head import H2Malformed, request_head
 from ..protocol._compiled import H2SESSION_COMPILED, H2Session
-from ..protocol._h2session import H2Options, H2SessionError, PyH2Session
+from ..protocol._h2session import NO_ERROR, PROTOCOL_ERROR, H2Options, H2SessionError, PyH2Session
 from ._h2stream import H2Stream, Session
 from ._http import MAX_RECV, HttpStream, receive_some, send_all
 
@@ -56,7 +56,6 @@ log = logging.getLogger("fastroute")
 HEADER_OVERHEAD = 32  # bytes RFC 7541 section 4.1 counts per field in a header list's size
 STREAM_WINDOW = 65_535  # bytes of a request body a stream may send ahead (SETTINGS_INITIAL_WINDOW_SIZE's default)
 CLOSE_TIME = 1.0
-NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR = 0x0, 0x1, 0x2  # RFC 9113 section 7
 
 
 def session_for(parser: str, options: H2Options) -> Session:

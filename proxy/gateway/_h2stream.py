@@ -33,11 +33,9 @@ import trio
 from ..protocol import _events as ev
 from ..protocol._h2_body import RequestBody
 from ..protocol._h2_head import response_fields
-from ..protocol._h2session import Event, StreamClosed
+from ..protocol._h2session import INTERNAL_ERROR, NO_ERROR, Event, StreamClosed
 
 __all__ = ["H2Stream", "Mux", "Session"]
-
-NO_ERROR, INTERNAL_ERROR = 0x0, 0x2  # RFC 9113 section 7
 
 
 class Session(Protocol):

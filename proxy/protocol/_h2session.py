@@ -44,10 +44,12 @@ from hyperframe.frame import GoAwayFrame
 
 __all__ = [
     "CLOSED", "DATA", "END", "GOAWAY", "PING", "REQUEST", "RESET", "SETTINGS", "WINDOW",
+    "INTERNAL_ERROR", "NO_ERROR", "PROTOCOL_ERROR",
     "H2Options", "H2Session", "H2SessionError", "PyH2Session", "StreamClosed",
 ]
 
 REQUEST, DATA, END, RESET, CLOSED, GOAWAY, PING, SETTINGS, WINDOW = range(1, 10)
+NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR = 0x0, 0x1, 0x2  # error codes the caller sends (RFC 9113 section 7)
 Event = tuple[int, int, object, object]
 
 
