@@ -33,29 +33,10 @@ import trio
 from ..protocol import _events as ev
 from ..protocol._h2_body import RequestBody
 from ..protocol._h2_head import response_fields
-from ..protocol._h2session import INTERNAL_ERROR, NO_ERROR, Event, StreamClosed
+from ..protocol._h2_mux import Session
+from ..protocol._h2session import INTERNAL_ERROR, NO_ERROR, StreamClosed
 
-__all__ = ["H2Stream", "Mux", "Session"]
-
-
-class Session(Protocol):
-    """An HTTP/2 server session (protocol/_h2session.py's contract: PyH2Session, or the compiled one)."""
-
-    def receive(self, data: bytes) -> list[Event]: ...
-
-    def respond(self, stream_id: int, fields: list[tuple[bytes, bytes]], *, end_stream: bool) -> None: ...
-
-    def send_data(self, stream_id: int, data: bytes, *, end_stream: bool) -> None: ...
-
-    def pending(self, stream_id: int) -> int: ...
-
-    def consume(self, stream_id: int, size: int) -> None: ...
-
-    def reset(self, stream_id: int, code: int) -> None: ...
-
-    def goaway(self, code: int, last_stream_id: int, *, final: bool = True) -> None: ...
-
-    def data_to_send(self) -> bytes: ...
+__all__ = ["H2Stream", "Mux"]
 
 
 class Mux(Protocol):

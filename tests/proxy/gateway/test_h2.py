@@ -387,7 +387,7 @@ async def test_a_continuation_flood_ends_the_connection(nursery: trio.Nursery) -
 async def test_the_session_follows_the_parser() -> None:
     """--parser fast: libnghttp2's session (compiled); --parser h11: h2's, the reference. (The h11 run of
     this module, test_parser_h11.py, and the default one each use theirs: a mix-up fails here.)"""
-    from proxy.gateway._h2 import session_for
+    from proxy.protocol._h2_mux import session_for
     from proxy.protocol._h2session import H2Options, PyH2Session
 
     from ...conftest import _compiled
