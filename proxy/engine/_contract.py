@@ -8,12 +8,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from ..protocol import _events as ev
+
 if TYPE_CHECKING:
     from ..routing._retry import Waiting
     from ..tls._session import TlsSession
     from ._handover import EngineParts, Front
 
-__all__ = ["Connection"]
+__all__ = ["ClientEncoder", "Connection"]
+
+
+class ClientEncoder(Protocol):
+    """The client's side of one exchange, as a stream writes its response (protocol/_fastconn.py's
+    FastConnection for HTTP/1.1, engine/_h2leg.py's for an HTTP/2 stream)."""
+
+    @property
+    def keep_alive(self) -> bool: ...  # the client's connection may carry another request after this one
+
+    @property
+    def trailing_data(self) -> tuple[bytes, bool]: ...  # what the client sent past the request
+
+    def send(self, event: ev.Event) -> bytes:
+        """The response's `event`, as bytes for outbuf (or as the protocol carries it: then b"")."""
+        ...
 
 
 class Connection(Protocol):
@@ -28,6 +45,11 @@ class Connection(Protocol):
 
     @property
     def state(self) -> int: ...
+
+    @property
+    def plain(self) -> bool:
+        """The response's bytes go to the client's socket as they are (no TLS, no HTTP/2 frames): the
+        splice may move them."""
 
     def enter(self, state: int) -> None:
         """Enter `state`: a move engine/_states.py lists."""

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import trio
 
 from ._exchange import NativeClient
-from ._handover import Front, HandBack
+from ._h2 import NativeH2
+from ._handover import Front, HandBack, TaskStreams
 from ._loop import Loop
 from ._upstream import Pools
 
@@ -32,7 +33,7 @@ class Engine:
         self.config: Config = gateway.config
         self.loop = Loop()
         self.pools = Pools(self.loop)
-        self._clients: set[NativeClient] = set()
+        self._clients: set[NativeClient | NativeH2] = set()
         self.served = 0  # requests the engine answered (the backend's response or the gateway's own)
         self.handed_back = 0  # times a connection went on in the trio path
         self.laned = 0  # responses that took the lane (protocol/_lane.py)
@@ -60,6 +61,22 @@ class Engine:
             self._clients.discard(client)
             client.fail()  # cancelled (shutdown): out of the loop before the socket closes
         return client.result
+
+    async def serve_h2(self, front: Front, tasks: TaskStreams, *, secure: bool) -> None:
+        """Serve `front`'s HTTP/2 connection (from what its client stream read and did not serve) to its
+        end; the streams the engine does not serve itself run as `tasks`."""
+        pending = bytes(front.client.pending)
+        front.client.pending.clear()
+        async with trio.open_nursery() as nursery:
+            client = NativeH2(self, front, tasks, nursery, secure=secure)
+            self._clients.add(client)
+            try:
+                client.start(pending)
+                await client.done.wait()
+            finally:
+                self._clients.discard(client)
+                client.fail()  # cancelled (shutdown): out of the loop before the socket closes
+                nursery.cancel_scope.cancel()  # the stream tasks stop with the connection
 
     def drain(self) -> None:
         """Close the idle connections now; the others close after their exchange."""

@@ -22,7 +22,9 @@ import time
 import trio
 
 from .._errors import ClientProtocolError, ProxyError
+from ..protocol import _events as ev
 from ..protocol._compiled import check_head
+from ..protocol._fastconn import FastConnection
 from ..protocol._errors import Refused
 from ..protocol._h2_head import H2_ALPN, preface
 from ..protocol._head import RequestHead, has_body, head_begun, host_of
@@ -37,7 +39,7 @@ from ._handover import EngineParts, Front, HandBack
 from ._handshake import ANSWERED, DONE, PLAIN, READING, WRITING, Handshake
 from . import _cycle
 from ._cycle import CLOSE, LANE, PARSE, READ_AHEAD, READY, ROUTE, ROUTED, SENDING, SERVED, ConnectionFields
-from ._states import ALLOWED, CLOSED, FAST, HANDSHAKE, HEAD, NAMES, RESPONSE, SEND, SPLICE, START
+from ._states import CLOSED, FAST, HANDSHAKE, HEAD, RESPONSE, SEND, SPLICE, START, moved
 from ._loop import Timed
 from ._stream_shell import StreamShell
 from ._transport import Transport
@@ -87,11 +89,14 @@ class NativeClient(ConnectionFields):
         self.client_ip_b = front.client_ip.encode("ascii")
         self.configure()  # and the cycle's own exchange's fields (_cycle.py)
 
+    @property
+    def plain(self) -> bool:
+        """The response's bytes go to the socket as they are (no TLS): the splice may move them."""
+        return self.tls is None
+
     def enter(self, state: int) -> None:
         """The one place the general path enters a state: a move _states.MOVES lists, or a bug."""
-        if (self.state, state) not in ALLOWED:
-            raise AssertionError(f"no move from {NAMES[self.state]} to {NAMES[state]} (engine/_states.py)")
-        self.state = state
+        self.state = moved(self.state, state)
 
     # --- the start, and the two ends -----------------------------------------
 
@@ -153,7 +158,7 @@ class NativeClient(ConnectionFields):
             self.engine.handshakes += 1
             self._take_decrypted()  # the first request often comes with the client's last flight
             if self.front.http2 and handshake.tls.ssl_object.selected_alpn_protocol() == H2_ALPN:
-                self._hand_back(bytes(self.inbuf), h2=True)  # the trio path serves HTTP/2 (for now)
+                self._hand_back(bytes(self.inbuf), h2=True)  # served by engine/_h2.py, from the trio task's call
                 return
             self._wait_head(self.engine.config.timeouts.request_head)
             self.parse()
@@ -200,7 +205,8 @@ class NativeClient(ConnectionFields):
 
     def _hand_back(self, pending: bytes, waiting: Waiting | None = None, failures: int = 0, *,
                    h2: bool = False) -> None:
-        self.engine.handed_back += 1
+        if not h2:  # (an HTTP/2 connection comes back to the engine: engine/_h2.py)
+            self.engine.handed_back += 1
         # With `waiting` (routing/_retry.WAIT): the trio path waits for the backends tried to leave, then routes.
         self.result = HandBack(pending, bytes(self.transport.unsent), failures=failures, waiting=waiting, h2=h2)
         self._close()
@@ -311,7 +317,7 @@ class NativeClient(ConnectionFields):
         if self.http2:
             begun = preface(buffer)
             if begun:
-                self._hand_back(bytes(buffer), h2=True)  # the trio path serves HTTP/2 (for now)
+                self._hand_back(bytes(buffer), h2=True)  # served by engine/_h2.py, from the trio task's call
                 return
             self.http2 = begun is None  # None: what came may be the start of it (read on)
         try:
@@ -357,7 +363,11 @@ class NativeClient(ConnectionFields):
         """The exchange of a request routed to `pool`: its head is out of inbuf, what follows it is still there."""
         rest = bytes(self.inbuf)
         self.inbuf.clear()
-        leg = self.leg = StreamShell(self, head, head_bytes, rest, prefix, pool, arrived)
+        conn, request = FastConnection.for_request(head, rest, max_head=self.engine.gateway.max_head)
+        event = conn.next_event()
+        assert type(event) is ev.EndOfMessage, event
+        self.front.client.start_request(conn, head)
+        leg = self.leg = StreamShell(self, conn, request, head_bytes, prefix, pool, arrived)
         return leg
 
     # --- where the cycle (_cycle_c.pyx) hands over --------------------------------

@@ -15,11 +15,15 @@ from ..routing._retry import Waiting
 
 if TYPE_CHECKING:
     from .._config import Config
+    from .._errors import ClientProtocolError
+    from ..protocol._h2_body import RequestBody
+    from ..protocol._h2_mux import MuxStream
+    from ._h2 import NativeH2
     from ._host import Host
     from ._loop import Loop
     from ._upstream import Pools
 
-__all__ = ["ClientStream", "EngineParts", "Front", "HandBack"]
+__all__ = ["ClientStream", "EngineParts", "Front", "HandBack", "TaskStreams"]
 
 
 class ClientStream(Protocol):
@@ -51,6 +55,17 @@ class Front(Protocol):
 
     @property
     def http2(self) -> bool: ...  # the listener serves HTTP/2
+
+
+class TaskStreams(Protocol):
+    """The trio path's stream tasks (gateway/_h2.TrioStreams): how an HTTP/2 connection the engine
+    serves has a stream served that the engine does not serve itself."""
+
+    def start(self, host: NativeH2, stream_id: int, request: ev.Request, body: RequestBody,
+              answer: ClientProtocolError | None, ended: bool, resend: HandBack | None = None) -> MuxStream:
+        """The stream, served from now in a task of `host`'s nursery (with `answer`: refused with it;
+        with `resend`: a request the engine began, to be routed again)."""
+        ...
 
 
 class EngineParts(Protocol):

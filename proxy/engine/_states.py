@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["ALLOWED", "CLOSED", "CONNECT", "FAST", "HANDSHAKE", "HEAD", "MOVES", "NAMES", "RESPONSE", "SEND",
-           "SPLICE", "START", "Move", "diagram"]
+           "SPLICE", "START", "Move", "diagram", "moved"]
 
 HEAD = 0  # waiting for (the rest of) a request head; idle until a byte comes
 CONNECT = 1  # a new backend connection is opening
@@ -63,6 +63,13 @@ MOVES = (
     *(Move(state, CLOSED, "closed, or handed back to the trio path") for state in NAMES if state != CLOSED),
 )
 ALLOWED = frozenset((move.source, move.target) for move in MOVES)
+
+
+def moved(source: int, target: int) -> int:
+    """`target`, if the table lists the move from `source` to it; else a bug (AssertionError)."""
+    if (source, target) not in ALLOWED:
+        raise AssertionError(f"no move from {NAMES[source]} to {NAMES[target]} (engine/_states.py)")
+    return target
 
 
 def diagram() -> str:

@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING
 from .._errors import BadGateway, GatewayTimeout, ProxyError, UpstreamConnectError, UpstreamConnectTimeout
 from ..protocol import _events as ev
 from ..protocol._compiled import lane_request_head
-from ..protocol._fastconn import FastConnection
-from ..protocol._head import RequestHead
 from ..protocol._rewrite import request_headers, strip_target
 from ..routing._answer import error_answer
 from ..routing._pool import BackendState, Pool
@@ -40,12 +38,13 @@ from ._states import CONNECT, RESPONSE, SEND, SPLICE
 from ._upstream import Upstream, connect
 
 if TYPE_CHECKING:
-    from ._contract import Connection
+    from ._contract import ClientEncoder, Connection
 
 __all__ = ["StreamShell"]
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
+_PROTOCOLS = {b"2": "HTTP/2", b"1.0": "HTTP/1.0"}  # what the client spoke, for the records
 
 
 class StreamShell:
@@ -55,26 +54,24 @@ class StreamShell:
                  "relay", "upstream", "counted", "counted_route", "response_done", "keep", "splice_left",
                  "pipe", "lane", "lane_left", "lane_keep")
 
-    def __init__(self, client: Connection, head: RequestHead, head_bytes: bytes, rest: bytes, prefix: str, pool: Pool,
-                 arrived: float) -> None:
-        """The exchange of the request in `head` (`rest`: what the client sent after it)."""
+    def __init__(self, client: Connection, conn: ClientEncoder, request: ev.Request, head_bytes: bytes, prefix: str,
+                 pool: Pool, arrived: float) -> None:
+        """The exchange of `request` (its end taken from `conn`: the client's side of the exchange, its
+        encoder, and what the client sent past the request)."""
         engine = self.engine = client.engine
         self.client = client
-        conn, request = FastConnection.for_request(head, rest, max_head=engine.gateway.max_head)
-        event = conn.next_event()
-        assert type(event) is ev.EndOfMessage, event
-        self.conn = conn  # the client's side of the exchange: its encoder, and what it sent past the request
+        self.conn = conn
         self.request = request
         self.head_bytes = head_bytes  # the request's head as the client sent it (for a hand-back)
-        client.front.client.start_request(conn, head)
-        self.exchange: Exchange | None = Exchange(arrived, method=request.method, target=request.target, route=pool.route.name)
+        self.exchange: Exchange | None = Exchange(arrived, method=request.method, target=request.target, route=pool.route.name,
+                                                  protocol=_PROTOCOLS.get(request.http_version, "HTTP/1.1"))
         self.stream = Stream(self.exchange, pool,
                              Attempts(prefix, request.method, keyed=keyed(request.headers), leaving=pool.route.containers),
                              engine.gateway.not_ready)
         self.pool = pool
         self.prefix = prefix
         self.relay = ResponseRelay(self.exchange, client.extra,
-                                   splice_from=SPLICE_MIN if SPLICE_AVAILABLE and client.tls is None else None)
+                                   splice_from=SPLICE_MIN if SPLICE_AVAILABLE and client.plain else None)
         self.upstream: Upstream | None = None
         self.counted = False  # backend.outstanding counts this exchange
         self.counted_route = ""  # and backend.in_flight counts it for this route
@@ -82,7 +79,7 @@ class StreamShell:
         self.keep = True  # the client's connection may carry another request after this one
         self.splice_left = 0  # body bytes of a long Content-Length response not read by the parser yet
         self.pipe: SplicePipe | None = None
-        # The response may take the lane (an HTTP/1.1 keep-alive client, not HEAD).
+        # The response may take the lane (an HTTP/1.1 keep-alive client, not HEAD; never HTTP/2).
         self.lane = request.http_version == b"1.1" and request.method != b"HEAD" and conn.keep_alive
         self.lane_left = -1  # body bytes of a response in the lane still to come (-1: not in the lane)
         self.lane_keep = False  # the backend keeps its connection after that response
@@ -238,11 +235,12 @@ class StreamShell:
         secure = self.client.tls is not None
         strip = self.prefix if self.pool.route.strip_prefix else None
         target = request.target if strip is None else strip_target(request.target, strip)
-        if front.trusted:
-            headers = request_headers(request.headers, client_ip=front.client_ip, trusted=True,
+        h2 = request.http_version == b"2"
+        if front.trusted or h2:
+            headers = request_headers(request.headers, client_ip=front.client_ip, trusted=front.trusted,
                                       upstream_host=backend.host_header, prefix=strip,
                                       allow_underscores=config.allow_underscores,
-                                      scheme=b"https" if secure else b"http")
+                                      scheme=b"https" if secure else b"http", received=b"2" if h2 else b"1.1")
             send = upstream.conn.send
             upstream.pending = send(ev.Request(request.method, target, headers)) + send(ev.END_OF_MESSAGE)
         else:  # the lane: the same bytes in one step (protocol/_lane.py)

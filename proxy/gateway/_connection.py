@@ -33,7 +33,7 @@ from ..tls._session import TlsSession
 
 if TYPE_CHECKING:
     from ..engine._handover import HandBack
-from ._h2 import serve_h2
+from ._h2 import TrioStreams, serve_h2
 from ._http import MAX_RECV, HttpStream, receive_some
 from ._request import NativeHost, Requests
 from ._tls import accept_tls, refuse_plain
@@ -50,7 +50,8 @@ H2_PRIOR_KNOWLEDGE = ev.Request(b"PRI", b"*", [], b"2.0")
 class ClientConnection:
     """The requests of one accepted connection, one after another."""
 
-    __slots__ = ("gateway", "client", "client_ip", "trusted", "idle_scope", "secure", "http2", "_socket", "resend")
+    __slots__ = ("gateway", "client", "client_ip", "trusted", "idle_scope", "secure", "http2", "_socket", "resend",
+                 "native_h2")
 
     def __init__(self, gateway: NativeHost, stream: trio.SocketStream, *, secure: bool = False,
                  http2: bool = True) -> None:
@@ -67,6 +68,7 @@ class ClientConnection:
         # The engine handed back a request that failed on a backend and may
         # be sent again once the backends it tried left the table (Resend).
         self.resend: HandBack | None = None
+        self.native_h2 = False  # the engine saw HTTP/2 begin: it serves the connection (engine/_h2.py)
 
     async def run(self) -> None:
         """Serve requests until either side is done; never raises (but Cancelled)."""
@@ -81,7 +83,10 @@ class ClientConnection:
             requests = Requests(gateway, self.client_ip, trusted=self.trusted, secure=self.secure)
             if h2 or await self._serve_http1(requests):
                 requests.protocol = "HTTP/2"
-                await serve_h2(self, requests)
+                if self.native_h2 and gateway.engine is not None:
+                    await gateway.engine.serve_h2(self, TrioStreams(requests), secure=self.secure)
+                else:
+                    await serve_h2(self, requests)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception:
@@ -125,7 +130,7 @@ class ClientConnection:
             if back.unsent:  # ciphertext the engine's session wrote and the socket did not take yet
                 assert isinstance(client.stream, TlsStream)
                 await client.stream.transport_stream.send_all(back.unsent)
-            h2 = back.h2
+            h2 = self.native_h2 = back.h2
         if self.secure:
             stream = self.client.stream
             assert isinstance(stream, TlsStream)

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ..engine._handover import HandBack
     from ._request import NativeHost, Requests
 
-__all__ = ["Carrier", "H2Server", "StreamHost", "serve_h2", "serve_stream"]
+__all__ = ["Carrier", "H2Server", "StreamHost", "TrioStreams", "serve_h2", "serve_stream"]
 
 log = logging.getLogger("fastroute")
 
@@ -59,7 +59,10 @@ class Carrier(Protocol):
 class StreamHost(Mux, Protocol):
     """The HTTP/2 connection a stream task serves on (H2Server, or the engine's connection)."""
 
-    def stream_over(self, stream: H2Stream) -> None:
+    @property
+    def nursery(self) -> trio.Nursery: ...  # where its stream tasks run
+
+    def stream_over(self, stream: MuxStream) -> None:
         """`stream`'s task ends (its leftovers were reset): the connection takes note."""
 
 
@@ -90,6 +93,23 @@ async def serve_stream(host: StreamHost, requests: Requests, stream: H2Stream, r
         pass  # the reader sees the end
 
 
+class TrioStreams:
+    """The stream tasks of one client's requests, on its HTTP/2 connection (H2Server's, or the engine's:
+    engine/_handover.TaskStreams)."""
+
+    __slots__ = ("requests",)
+
+    def __init__(self, requests: Requests) -> None:
+        self.requests = requests
+
+    def start(self, host: StreamHost, stream_id: int, request: ev.Request, body: RequestBody,
+              answer: ClientProtocolError | None, ended: bool, resend: HandBack | None = None) -> H2Stream:
+        """The stream, served from now in its own task (serve_stream)."""
+        stream = H2Stream(host, stream_id, body, ended=ended)
+        host.nursery.start_soon(serve_stream, host, self.requests, stream, request, answer, resend)
+        return stream
+
+
 class H2Server(H2Mux):
     """One client's HTTP/2 connection on the trio path: its socket, and a task per stream."""
 
@@ -97,7 +117,7 @@ class H2Server(H2Mux):
         gateway = connection.gateway
         super().__init__(gateway.config.parser, gateway.config.limits, bounds, time.monotonic())
         self.connection = connection
-        self.requests = requests
+        self.tasks = TrioStreams(requests)
         self.gateway = gateway
         self.timeouts = gateway.config.timeouts
         client = connection.client
@@ -108,6 +128,11 @@ class H2Server(H2Mux):
         self._window = trio.Event()  # set when a window may have opened (WINDOW_UPDATE, SETTINGS)
         self._read_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
+
+    @property
+    def nursery(self) -> trio.Nursery:
+        assert self._nursery is not None
+        return self._nursery
 
     # --- the connection --------------------------------------------------------
 
@@ -165,12 +190,9 @@ class H2Server(H2Mux):
 
     def open(self, stream_id: int, request: ev.Request, body: RequestBody, answer: ClientProtocolError | None,
              ended: bool) -> MuxStream:
-        stream = H2Stream(self, stream_id, body, ended=ended)
-        assert self._nursery is not None
-        self._nursery.start_soon(serve_stream, self, self.requests, stream, request, answer)
-        return stream
+        return self.tasks.start(self, stream_id, request, body, answer, ended)
 
-    def stream_over(self, stream: H2Stream) -> None:
+    def stream_over(self, stream: MuxStream) -> None:
         self.finished(stream)
         scope = self._read_scope
         if not self.streams and scope is not None:  # the connection is idle from now

@@ -62,17 +62,24 @@ async def test_a_request_no_route_matches_goes_to_the_trio_path(nursery: trio.Nu
     assert (gateway.engine.served, gateway.engine.handed_back) == (0, 1)
 
 
-async def test_the_engine_hands_an_http2_connection_to_the_trio_path(nursery: trio.Nursery) -> None:
+async def test_the_engine_serves_http2_streams_and_hands_the_rest_to_stream_tasks(nursery: trio.Nursery) -> None:
     backend = await start_backend(nursery)
-    gateway = await start_gateway(nursery, [route("/", backend)], io="native")
+    gateway = await start_gateway(nursery, [route("/a", backend)], io="native")
     assert gateway.engine is not None
 
     client = await H2Client.connect(gateway.addresses[0])
     try:
-        assert (await client.request("GET", "/x")).status == 200
-        assert (await client.request("GET", "/y")).status == 200
+        assert (await client.request("GET", "/a/x")).status == 200
+        assert (await client.request("GET", "/a/y")).status == 200
+        assert (gateway.engine.served, gateway.engine.handed_back) == (2, 0)
+        # A body, a miss: the trio path's, in a task on the same connection.
+        assert (await client.request("POST", "/a/z", [("content-length", "3")], body=b"abc")).status == 200
+        assert (await client.request("GET", "/b")).status == 404
+        assert (gateway.engine.served, gateway.engine.handed_back) == (2, 2)
+        assert (await client.request("GET", "/a/w")).status == 200
     finally:
         await client.aclose()
-    assert (gateway.engine.served, gateway.engine.handed_back) == (0, 1)
-    assert (await fetch(gateway, "GET", "/z")).status == 200  # HTTP/1.1 still the engine's
-    assert gateway.engine.served == 1
+    assert gateway.engine.served == 3
+    assert [seen.body for seen in backend.seen] == [b"", b"", b"abc", b""]
+    assert (await fetch(gateway, "GET", "/a/z")).status == 200  # HTTP/1.1 alongside
+    assert gateway.engine.served == 4
