@@ -79,6 +79,8 @@ class NativeH2(H2Mux):
         self.timed = Timed()
         self.done = trio.Event()
         self.closed = False
+        self.backlogged = False  # bytes wait for the socket (it took less than was written)
+        self._deferred = False  # the socket's write waits for the end of the loop's batch
         self._writing = False  # write() runs
         self._again = False  # and is to run once more
         self.first = True  # no stream came yet
@@ -252,9 +254,11 @@ class NativeH2(H2Mux):
     # --- writing --------------------------------------------------------------------------
 
     def write(self) -> None:
-        """What the session has to send, to the socket as far as it takes it; the socket watched for
-        what comes next (reads only once nothing waits); the streams that waited go on once their
-        bytes are out. A write asked for while one runs (a stream that went on wrote) is made by it."""
+        """What the session has to send, framed now, and written to the socket (at the end of the
+        loop's batch, once for every stream that added to it; at once outside a batch, or while
+        bytes wait for the socket); the streams that waited go on once their bytes are framed and
+        nothing waits for the socket. A write asked for while one runs (a stream that went on
+        wrote) is made by it."""
         if self._writing:
             self._again = True
             return
@@ -268,30 +272,51 @@ class NativeH2(H2Mux):
             self._writing = False
 
     def _write_once(self) -> None:
-        out = self.out
-        transport = self.transport
         data = self.conn.data_to_send()
         if data:
-            out += data
-        if transport.waiting(out):
-            try:
-                transport.flush(out)
-            except (OSError, TlsFailed):
-                self._close()
-                return
-        if transport.waiting(out):
-            self.engine.loop.watch(self.fd, self, _OUT)
-            return
-        self.engine.loop.watch(self.fd, self, _IN)
-        self._written.set()
-        self._written = trio.Event()
+            self.out += data
+        if self.transport.waiting(self.out):
+            loop = self.engine.loop
+            if loop.batching and not self.backlogged:
+                if not self._deferred:
+                    self._deferred = True
+                    loop.defer(self)
+            else:
+                self._send()
+                if self.closed:
+                    return
         blocked = self.blocked
-        if blocked:
+        if blocked and not self.backlogged:
             session = self.conn
             for stream_id, leg in list(blocked.items()):
                 if blocked.get(stream_id) is leg and not session.pending(stream_id):
                     del blocked[stream_id]
                     leg.unblocked()
+
+    def deferred(self) -> None:
+        """The loop's batch is over: what its streams framed goes out."""
+        self._deferred = False
+        if not self.closed:
+            self.write()
+
+    def _send(self) -> None:
+        """`out` to the socket as far as it takes it; the socket watched for what comes next (reads
+        only once nothing waits)."""
+        out = self.out
+        transport = self.transport
+        try:
+            transport.flush(out)
+        except (OSError, TlsFailed):
+            self._close()
+            return
+        if transport.waiting(out):
+            self.backlogged = True
+            self.engine.loop.watch(self.fd, self, _OUT)
+            return
+        self.backlogged = False
+        self.engine.loop.watch(self.fd, self, _IN)
+        self._written.set()
+        self._written = trio.Event()
 
     # --- what a stream task uses of its connection (gateway/_h2stream.Mux) ---------------------
 
@@ -302,7 +327,7 @@ class NativeH2(H2Mux):
             trio.BrokenResourceError: the client is gone.
         """
         self.write()
-        while not self.closed and self.transport.waiting(self.out):
+        while not self.closed and self.backlogged:
             await self._written.wait()
         if self.closed:
             raise trio.BrokenResourceError("the HTTP/2 connection closed")

@@ -156,7 +156,7 @@ class H2Leg:
         if self.state == CLOSED:  # the write found the client gone
             return
         shell.wrote()
-        waiting = mux.conn.pending(self.stream_id) > 0 or mux.transport.waiting(mux.out)
+        waiting = mux.backlogged or mux.conn.pending(self.stream_id) > 0
         if waiting:
             mux.blocked[self.stream_id] = self
         shell.flushed(waiting)

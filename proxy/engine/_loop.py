@@ -13,6 +13,10 @@
 #   non-blocking sockets, calls the pure decisions, and registers interest;
 # - a handler that raises is a bug in one connection: it is logged once and
 #   that connection alone is closed (Handler.fail), never the loop;
+# - a write many handlers of one batch add to (an HTTP/2 connection's, which
+#   each of its streams' responses adds frames to) is deferred to the
+#   batch's end (defer()), then made once: one system call for the batch,
+#   not one per stream;
 # - a handler has one deadline at a time (Timed.deadline); moving it later
 #   costs nothing here (the entry in the heap is pushed again when it comes
 #   due), so the heap holds about one entry per handler, not one per phase
@@ -34,7 +38,7 @@ import trio
 from ._native import CYCLE_COMPILED
 from ._idle import IdleBatches
 
-__all__ = ["EPOLL_AVAILABLE", "Handler", "Loop", "Timed"]
+__all__ = ["EPOLL_AVAILABLE", "Deferred", "Handler", "Loop", "Timed"]
 
 log = logging.getLogger("fastroute")
 
@@ -53,6 +57,16 @@ class Handler(Protocol):
 
     def fail(self) -> None:
         """Close at once: a handler call raised (a bug, already logged)."""
+        ...
+
+
+class Deferred(Protocol):
+    def deferred(self) -> None:
+        """The batch that deferred it (Loop.defer) is over."""
+        ...
+
+    def fail(self) -> None:
+        """Close at once: deferred() raised (a bug, already logged)."""
         ...
 
 
@@ -90,6 +104,8 @@ class Loop:
         # one batch takes; code that runs outside a batch calls tick() first.
         self.now = 0.0
         self.nested = -1  # trio's epoll descriptor while it is in this set (nest()), else -1
+        self.batching = False  # the handlers of a batch run (a write may be deferred to its end)
+        self._deferred: list[Deferred] = []
 
     # --- interest ------------------------------------------------------------
 
@@ -143,6 +159,10 @@ class Loop:
             timed.queued = deadline
             heapq.heappush(self._timers, (deadline, next(self._order), timed))
 
+    def defer(self, handler: Deferred) -> None:
+        """Call handler.deferred() once the handlers of this batch ran (only while `batching`)."""
+        self._deferred.append(handler)
+
     def cancel(self, timed: Timed) -> None:
         timed.deadline = None
         timed.handler = None
@@ -191,7 +211,11 @@ class Loop:
     def batch(self) -> None:
         """Handle what is ready and what expired, now; then the task's wait ends at the next deadline."""
         self.now = now = trio.current_time()
-        dispatch(self._epoll, self._handlers, self._failed)
+        self.batching = True
+        try:
+            dispatch(self._epoll, self._handlers, self._failed)
+        finally:
+            self.batching = False
         self._settle(now)
 
     def wait_batch(self, timeout: float) -> int:
@@ -202,11 +226,19 @@ class Loop:
         what the wait saw, as _idle.poll_pair: TRIOS when trio's descriptor
         (nest()) was ready, OURS when only ours were, IDLE when nothing was.
         """
-        seen = wait_dispatch(self._epoll, self._handlers, self._failed, self.nested, timeout, self.tick)
+        self.batching = True
+        try:
+            seen = wait_dispatch(self._epoll, self._handlers, self._failed, self.nested, timeout, self.tick)
+        finally:
+            self.batching = False
         self._settle(self.now)
         return seen
 
     def _settle(self, now: float) -> None:
+        deferred = self._deferred
+        while deferred:
+            handler = deferred.pop()
+            self._call(handler, handler.deferred)
         self._expire(now)
         scope = self._scope
         if scope is not None:
@@ -236,14 +268,14 @@ class Loop:
             timed.deadline = timed.handler = None
             self._call(handler, handler.expired)
 
-    def _call(self, handler: Handler, method: object, *args: int) -> None:
+    def _call(self, handler: Handler | Deferred, method: object, *args: int) -> None:
         try:
             method(*args)  # type: ignore[operator]
         except Exception:
             self._failed(handler)
 
     @staticmethod
-    def _failed(handler: Handler) -> None:
+    def _failed(handler: Handler | Deferred) -> None:
         """A call of `handler` raised (the exception being handled): log it once, close that connection."""
         log.exception("bug: unexpected error in the native engine; closing that connection")
         try:

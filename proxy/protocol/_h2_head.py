@@ -30,7 +30,8 @@ from collections.abc import Sequence
 
 from .._config import Limits
 from .._errors import ClientProtocolError
-from ._head import RequestHead, check_head
+from ._compiled import check_head
+from ._head import RequestHead
 
 __all__ = ["CONNECTION_SPECIFIC", "H2_ALPN", "H2Malformed", "PREFACE", "preface", "request_head", "response_fields"]
 
