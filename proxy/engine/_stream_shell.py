@@ -235,19 +235,19 @@ class StreamShell:
         secure = self.client.tls is not None
         strip = self.prefix if self.pool.route.strip_prefix else None
         target = request.target if strip is None else strip_target(request.target, strip)
-        h2 = request.http_version == b"2"
-        if front.trusted or h2:
-            headers = request_headers(request.headers, client_ip=front.client_ip, trusted=front.trusted,
+        received = b"2" if request.http_version == b"2" else b"1.1"  # (Via)
+        if front.trusted:
+            headers = request_headers(request.headers, client_ip=front.client_ip, trusted=True,
                                       upstream_host=backend.host_header, prefix=strip,
                                       allow_underscores=config.allow_underscores,
-                                      scheme=b"https" if secure else b"http", received=b"2" if h2 else b"1.1")
+                                      scheme=b"https" if secure else b"http", received=received)
             send = upstream.conn.send
             upstream.pending = send(ev.Request(request.method, target, headers)) + send(ev.END_OF_MESSAGE)
         else:  # the lane: the same bytes in one step (protocol/_lane.py)
             upstream.pending = lane_request_head(
                 request.method, target, request.headers, client_ip=front.client_ip.encode("ascii"),
                 upstream_host=backend.host_header, prefix=None if strip is None else strip.encode("utf-8"),
-                allow_underscores=config.allow_underscores, secure=secure)
+                allow_underscores=config.allow_underscores, secure=secure, received=received)
             upstream.conn.expect_response(request.method)
         upstream.received = 0
         if not self.counted:

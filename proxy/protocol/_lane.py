@@ -103,7 +103,8 @@ def plain_upstream_head(head: bytes, target: bytes, *, limits: Limits, client_ip
 
 
 def request_head(method: bytes, target: bytes, headers: Headers, *, client_ip: bytes, upstream_host: bytes,
-                 prefix: bytes | None, allow_underscores: bool, secure: bool = False) -> bytes:
+                 prefix: bytes | None, allow_underscores: bool, secure: bool = False,
+                 received: bytes = b"1.1") -> bytes:
     """The request head to send upstream for an untrusted client's request without a body.
 
     Args:
@@ -114,11 +115,13 @@ def request_head(method: bytes, target: bytes, headers: Headers, *, client_ip: b
         prefix: the stripped prefix (X-Forwarded-Prefix), or None.
         allow_underscores: --allow-underscores.
         secure: the client came over TLS (X-Forwarded-Proto https).
+        received: the protocol version it came in (b"2": HTTP/2), for Via.
     """
     rewritten = request_headers(headers, client_ip=client_ip.decode("ascii"), trusted=False,
                                 upstream_host=upstream_host,
                                 prefix=None if prefix is None else prefix.decode("utf-8"),
-                                allow_underscores=allow_underscores, scheme=b"https" if secure else b"http")
+                                allow_underscores=allow_underscores, scheme=b"https" if secure else b"http",
+                                received=received)
     return encode_request_head(method, target, rewritten)
 
 

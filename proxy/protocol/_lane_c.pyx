@@ -204,7 +204,7 @@ cdef bint _hop_by_hop(const unsigned char* p, Py_ssize_t n, set tokens):
 
 
 def request_head(bytes method, bytes target, list headers, *, bytes client_ip, bytes upstream_host, prefix,
-                 bint allow_underscores, bint secure=False):
+                 bint allow_underscores, bint secure=False, bytes received=b"1.1"):
     """See proxy.protocol._lane.request_head."""
     cdef set tokens = None
     cdef bytes name, value
@@ -243,7 +243,7 @@ def request_head(bytes method, bytes target, list headers, *, bytes client_ip, b
             else b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ", host, b"\r\n"]
     if prefix is not None:
         out += [b"x-forwarded-prefix: ", prefix, b"\r\n"]
-    via.append(_VIA)
+    via.append(_VIA if received == b"1.1" else received + b" fastroute")
     out += [b"via: ", b", ".join(via), b"\r\n\r\n"]
     return b"".join(out)
 

@@ -175,7 +175,7 @@ def general_request(method: bytes, target: bytes, headers: list[tuple[bytes, byt
     out = upstream.send(ev.Request(method, target, request_headers(
         headers, client_ip=rewrite["client_ip"].decode(), trusted=False, upstream_host=rewrite["upstream_host"],
         prefix=None if prefix is None else prefix.decode(), allow_underscores=rewrite["allow_underscores"],
-        scheme=b"https" if rewrite.get("secure") else b"http")))
+        scheme=b"https" if rewrite.get("secure") else b"http", received=rewrite.get("received", b"1.1"))))
     return out + upstream.send(ev.END_OF_MESSAGE)
 
 
@@ -197,11 +197,13 @@ def _bodyless(header: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
 @SETTINGS
 @given(headers=st.lists(st.tuples(_REQUEST_NAMES, _REQUEST_VALUES).map(_bodyless), max_size=10),
        prefix=st.sampled_from([None, b"/", b"/steve/foo", "/caf\u00e9".encode()]),
-       allow_underscores=st.booleans(), method=st.sampled_from([b"GET", b"DELETE"]), secure=st.booleans())
+       allow_underscores=st.booleans(), method=st.sampled_from([b"GET", b"DELETE"]), secure=st.booleans(),
+       received=st.sampled_from([b"1.1", b"2"]))
 def test_request_heads_are_the_general_paths(lane: Any, headers: list[tuple[bytes, bytes]], prefix: bytes | None,
-                                             allow_underscores: bool, method: bytes, secure: bool) -> None:
+                                             allow_underscores: bool, method: bytes, secure: bool,
+                                             received: bytes) -> None:
     rewrite = {"client_ip": b"10.1.2.3", "upstream_host": b"172.17.0.5:8000", "prefix": prefix,
-               "allow_underscores": allow_underscores, "secure": secure}
+               "allow_underscores": allow_underscores, "secure": secure, "received": received}
     assert lane.request_head(method, b"/x?y", headers, **rewrite) == general_request(method, b"/x?y", headers,
                                                                                      **rewrite)
 
