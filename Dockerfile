@@ -11,9 +11,10 @@
 ARG BASE=python:3.12-slim-bookworm
 
 FROM ${BASE} AS build
-# A C compiler for the Cython extensions, and Python's headers when the base has none (Debian's python3).
+# A C compiler for the Cython extensions, libnghttp2's header for the HTTP/2 session's, and Python's
+# headers when the base has none (Debian's python3).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && apt-get install -y --no-install-recommends gcc libc6-dev libnghttp2-dev \
       $(python3 -c 'import os, sysconfig; print("" if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else "python3-dev")') \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -27,11 +28,16 @@ RUN --mount=type=secret,id=ca \
  && /opt/build/bin/python -m build --wheel --outdir /wheels .
 
 FROM ${BASE}
+# libnghttp2, which the wheel's HTTP/2 session links (the wheel links the system's: it does not carry it).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libnghttp2-14 \
+ && rm -rf /var/lib/apt/lists/*
 RUN --mount=type=secret,id=ca --mount=type=bind,from=build,source=/wheels,target=/wheels \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
  && python3 -m venv /opt/fastroute \
  && /opt/fastroute/bin/pip install --quiet --no-cache-dir "$(echo /wheels/fastroute-*.whl)[gateway]" \
- && /opt/fastroute/bin/python -c 'import fastroute; assert fastroute.COMPILED, "the compiled router is missing"'
+ && /opt/fastroute/bin/python -c 'import fastroute; assert fastroute.COMPILED, "the compiled router is missing"' \
+ && /opt/fastroute/bin/python -c 'from proxy.protocol._compiled import H2SESSION_COMPILED as c; assert c, "the HTTP/2 session is missing"'
 ENV PATH=/opt/fastroute/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     FASTROUTE_ADMIN=127.0.0.1:9090

@@ -22,16 +22,12 @@ import time
 import trio
 
 from .._errors import ClientProtocolError, ProxyError
-from ..protocol import _events as ev
 from ..protocol._compiled import check_head
-from ..protocol._fastconn import FastConnection
 from ..protocol._errors import Refused
 from ..protocol._h2_head import H2_ALPN, preface
-from ..protocol._head import RequestHead, has_body, head_begun, host_of
+from ..protocol._head import RequestHead, head_begun
 from ..protocol._reader import next_head
-from ..protocol._rewrite import is_upgrade_request
 from ..routing._answer import refusal
-from ..routing._decide import Forward, decide
 from ..routing._pool import Pool
 from ..routing._retry import Waiting
 from ..tls._session import TlsFailed, TlsSession
@@ -41,7 +37,7 @@ from . import _cycle
 from ._cycle import CLOSE, LANE, PARSE, READ_AHEAD, READY, ROUTE, ROUTED, SENDING, SERVED, ConnectionFields
 from ._states import CLOSED, FAST, HANDSHAKE, HEAD, RESPONSE, SEND, SPLICE, START, moved
 from ._loop import Timed
-from ._stream_shell import StreamShell
+from ._stream_shell import StreamShell, forward, http1_shell
 from ._transport import Transport
 
 __all__ = ["NativeClient"]
@@ -90,8 +86,7 @@ class NativeClient(ConnectionFields):
         self.configure()  # and the cycle's own exchange's fields (_cycle.py)
 
     @property
-    def plain(self) -> bool:
-        """The response's bytes go to the socket as they are (no TLS): the splice may move them."""
+    def plain(self) -> bool:  # no TLS: the response's bytes go to the socket as they are (the splice may move them)
         return self.tls is None
 
     def enter(self, state: int) -> None:
@@ -342,19 +337,10 @@ class NativeClient(ConnectionFields):
         """The checked head of the request whose head ends at inbuf[end]: routed here, or handed back."""
         self.http2 = False  # a request head: HTTP/1.1 from here
         buffer = self.inbuf
-        engine = self.engine
-        gateway = engine.gateway
-        decision = None
-        headers = head.headers
-        if not has_body(headers) and head.target != b"*" and not is_upgrade_request(headers):
-            now = time.monotonic()
-            decision = decide(gateway.table, head.target, host=host_of(headers), now=now, arrived=now,
-                              hold=engine.config.discovery.hold,
-                              routes_complete=gateway.routes_complete, can_wake=gateway.waker is not None)
-        if type(decision) is not Forward:
+        decision = forward(self.engine, head.target, head.headers)
+        if decision is None:
             self._hand_back(bytes(buffer))
             return
-        assert isinstance(decision, Forward)
         del buffer[:end]
         self._start_exchange(head, head_bytes, decision.prefix, decision.pool, time.monotonic()).next_backend()
 
@@ -363,11 +349,7 @@ class NativeClient(ConnectionFields):
         """The exchange of a request routed to `pool`: its head is out of inbuf, what follows it is still there."""
         rest = bytes(self.inbuf)
         self.inbuf.clear()
-        conn, request = FastConnection.for_request(head, rest, max_head=self.engine.gateway.max_head)
-        event = conn.next_event()
-        assert type(event) is ev.EndOfMessage, event
-        self.front.client.start_request(conn, head)
-        leg = self.leg = StreamShell(self, conn, request, head_bytes, prefix, pool, arrived)
+        leg = self.leg = http1_shell(self, head, head_bytes, rest, prefix, pool, arrived)
         return leg
 
     # --- where the cycle (_cycle_c.pyx) hands over --------------------------------

@@ -36,14 +36,12 @@ from ..protocol import _events as ev
 from ..protocol._h2_body import RequestBody
 from ..protocol._h2_guard import H2Bounds
 from ..protocol._h2_mux import H2Mux, MuxStream
-from ..protocol._head import has_body, host_of
-from ..routing._decide import Forward, decide
 from ..routing._retry import Waiting
 from ..tls._session import TlsFailed, TlsSession
 from ._handover import EngineParts, Front, HandBack, TaskStreams
 from ._h2leg import H2Leg
 from ._loop import Timed
-from ._stream_shell import StreamShell
+from ._stream_shell import StreamShell, forward
 from ._transport import Transport
 
 __all__ = ["NativeH2"]
@@ -199,22 +197,15 @@ class NativeH2(H2Mux):
     def open(self, stream_id: int, request: ev.Request, body: RequestBody, answer: ClientProtocolError | None,
              ended: bool) -> MuxStream:
         """The request's stream: on the engine if it is the commonest kind, else a trio task."""
-        if self.first:
-            self.first = False
+        self.first = False
         if not self.streams:
             self.engine.loop.cancel(self.timed)  # not idle
-        if answer is None and ended and request.target != b"*" and not has_body(request.headers):
-            gateway = self.engine.gateway
-            now = time.monotonic()
-            decision = decide(gateway.table, request.target, host=host_of(request.headers), now=now, arrived=now,
-                              hold=self.engine.config.discovery.hold, routes_complete=gateway.routes_complete,
-                              can_wake=gateway.waker is not None)
-            if type(decision) is Forward:
-                assert isinstance(decision, Forward)
-                leg = H2Leg(self, stream_id, request, body)
-                leg.shell = StreamShell(leg, leg.encoder, request, b"", decision.prefix, decision.pool, now)
-                self.starting.append(leg)  # its first step once the mux has it among its streams
-                return leg
+        decision = forward(self.engine, request.target, request.headers) if answer is None and ended else None
+        if decision is not None:
+            leg = H2Leg(self, stream_id, request, body)
+            leg.shell = StreamShell(leg, leg.encoder, request, b"", decision.prefix, decision.pool, time.monotonic())
+            self.starting.append(leg)  # its first step once the mux has it among its streams
+            return leg
         self.engine.handed_back += 1
         return self.tasks.start(self, stream_id, request, body, answer, ended)
 

@@ -26,7 +26,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..protocol import _events as ev
 from ..protocol._h2_body import RequestBody
@@ -38,10 +38,12 @@ from ._states import CLOSED, START, moved
 if TYPE_CHECKING:
     from ..protocol._h2_mux import Session
     from ..routing._retry import Waiting
-    from ._h2 import NativeH2
+    from ..tls._session import TlsSession
+    from ._handover import EngineParts, Front
     from ._stream_shell import StreamShell
+    from ._transport import Transport
 
-__all__ = ["H2Encoder", "H2Leg"]
+__all__ = ["H2Encoder", "H2Leg", "LegMux"]
 
 
 class H2Encoder:
@@ -100,6 +102,29 @@ class H2Encoder:
             self.gone = True
 
 
+class LegMux(Protocol):
+    """What a leg uses of its HTTP/2 connection (_h2.NativeH2)."""
+
+    engine: EngineParts
+    front: Front
+    fd: int
+    tls: TlsSession | None
+    response_extra: list[tuple[bytes, bytes]]
+    conn: Session
+    transport: Transport
+    backlogged: bool  # bytes wait for the socket
+    blocked: dict[int, H2Leg]  # legs whose bytes wait (flush)
+
+    def write(self) -> None:
+        """What the session has to send, framed, and written (see _h2.NativeH2.write)."""
+
+    def to_task(self, leg: H2Leg, waiting: Waiting | None, failures: int) -> None:
+        """`leg`'s request, not sent anywhere, goes on in a trio task."""
+
+    def leg_over(self, leg: H2Leg) -> None:
+        """`leg`'s exchange ended."""
+
+
 class H2Leg:
     """One stream of an HTTP/2 connection, as its StreamShell's client connection."""
 
@@ -109,7 +134,7 @@ class H2Leg:
     plain = False  # HTTP/2's frames: never spliced
     ended = True  # the engine serves only requests whose HEADERS ended the stream
 
-    def __init__(self, mux: NativeH2, stream_id: int, request: ev.Request, body: RequestBody) -> None:
+    def __init__(self, mux: LegMux, stream_id: int, request: ev.Request, body: RequestBody) -> None:
         self.mux = mux
         self.stream_id = stream_id
         self.request = request

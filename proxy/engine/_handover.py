@@ -17,13 +17,12 @@ if TYPE_CHECKING:
     from .._config import Config
     from .._errors import ClientProtocolError
     from ..protocol._h2_body import RequestBody
-    from ..protocol._h2_mux import MuxStream
-    from ._h2 import NativeH2
+    from ..protocol._h2_mux import MuxStream, Session
     from ._host import Host
     from ._loop import Loop
     from ._upstream import Pools
 
-__all__ = ["ClientStream", "EngineParts", "Front", "HandBack", "TaskStreams"]
+__all__ = ["ClientStream", "EngineParts", "Front", "HandBack", "StreamHost", "TaskStreams"]
 
 
 class ClientStream(Protocol):
@@ -57,11 +56,37 @@ class Front(Protocol):
     def http2(self) -> bool: ...  # the listener serves HTTP/2
 
 
+class StreamHost(Protocol):
+    """An HTTP/2 connection whose streams run as trio-path tasks (_h2.NativeH2, gateway/_h2.H2Server):
+    what a stream task uses of it."""
+
+    @property
+    def conn(self) -> Session: ...  # the connection's session
+
+    @property
+    def secure(self) -> bool: ...  # over TLS
+
+    @property
+    def response_extra(self) -> list[tuple[bytes, bytes]]: ...  # fields added to every response (HSTS)
+
+    @property
+    def nursery(self) -> trio.Nursery: ...  # where its stream tasks run
+
+    async def flush(self) -> None:
+        """What the session wrote, to the socket. Raises trio.BrokenResourceError: the client is gone."""
+
+    async def window_opened(self) -> None:
+        """Until a flow-control window may have opened."""
+
+    def stream_over(self, stream: MuxStream) -> None:
+        """`stream`'s task ends (its leftovers were reset): the connection takes note."""
+
+
 class TaskStreams(Protocol):
     """The trio path's stream tasks (gateway/_h2.TrioStreams): how an HTTP/2 connection the engine
     serves has a stream served that the engine does not serve itself."""
 
-    def start(self, host: NativeH2, stream_id: int, request: ev.Request, body: RequestBody,
+    def start(self, host: StreamHost, stream_id: int, request: ev.Request, body: RequestBody,
               answer: ClientProtocolError | None, ended: bool, resend: HandBack | None = None) -> MuxStream:
         """The stream, served from now in a task of `host`'s nursery (with `answer`: refused with it;
         with `resend`: a request the engine began, to be routed again)."""

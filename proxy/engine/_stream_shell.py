@@ -24,8 +24,11 @@ from typing import TYPE_CHECKING
 from .._errors import BadGateway, GatewayTimeout, ProxyError, UpstreamConnectError, UpstreamConnectTimeout
 from ..protocol import _events as ev
 from ..protocol._compiled import lane_request_head
-from ..protocol._rewrite import request_headers, strip_target
+from ..protocol._fastconn import FastConnection
+from ..protocol._head import RequestHead, has_body, host_of
+from ..protocol._rewrite import is_upgrade_request, request_headers, strip_target
 from ..routing._answer import error_answer
+from ..routing._decide import Forward, decide
 from ..routing._pool import BackendState, Pool
 from ..routing._record import Exchange
 from ..routing._response_rules import END, MORE, SPLICE as SPLICE_REST, STALE, UNANSWERED, Failed, ResponseRelay, early_failure
@@ -39,8 +42,9 @@ from ._upstream import Upstream, connect
 
 if TYPE_CHECKING:
     from ._contract import ClientEncoder, Connection
+    from ._handover import EngineParts
 
-__all__ = ["StreamShell"]
+__all__ = ["StreamShell", "forward", "http1_shell"]
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
@@ -442,6 +446,30 @@ class StreamShell:
         if self.exchange is not None:
             self.engine.gateway.record(self.client.front.client_ip, self.exchange)
             self.exchange = None
+
+
+def forward(engine: EngineParts, target: bytes, headers: ev.Headers) -> Forward | None:
+    """Where the engine sends a request itself: one without a body (not OPTIONS *, not an upgrade)
+    that decide() forwards; None: the trio path serves it."""
+    if has_body(headers) or target == b"*" or is_upgrade_request(headers):
+        return None
+    gateway = engine.gateway
+    now = time.monotonic()
+    decision = decide(gateway.table, target, host=host_of(headers), now=now, arrived=now,
+                      hold=engine.config.discovery.hold, routes_complete=gateway.routes_complete,
+                      can_wake=gateway.waker is not None)
+    return decision if isinstance(decision, Forward) else None
+
+
+def http1_shell(client: Connection, head: RequestHead, head_bytes: bytes, rest: bytes, prefix: str, pool: Pool,
+                arrived: float) -> StreamShell:
+    """The exchange of the HTTP/1.1 request whose checked head is `head` (`rest`: what the client sent
+    after it), on the client's own encoder."""
+    conn, request = FastConnection.for_request(head, rest, max_head=client.engine.gateway.max_head)
+    event = conn.next_event()
+    assert type(event) is ev.EndOfMessage, event
+    client.front.client.start_request(conn, head)
+    return StreamShell(client, conn, request, head_bytes, prefix, pool, arrived)
 
 
 def _connect_error(backend: BackendState, code: int) -> UpstreamConnectError:

@@ -34,14 +34,14 @@ from ..protocol._h2_body import RequestBody
 from ..protocol._h2_guard import H2Bounds
 from ..protocol._h2_mux import H2Mux, MuxStream
 from ..protocol._h2session import H2SessionError
-from ._h2stream import H2Stream, Mux
+from ._h2stream import H2Stream
 from ._http import MAX_RECV, HttpStream, receive_some, send_all
 
 if TYPE_CHECKING:
-    from ..engine._handover import HandBack
+    from ..engine._handover import HandBack, StreamHost
     from ._request import NativeHost, Requests
 
-__all__ = ["Carrier", "H2Server", "StreamHost", "TrioStreams", "serve_h2", "serve_stream"]
+__all__ = ["Carrier", "H2Server", "TrioStreams", "serve_h2", "serve_stream"]
 
 log = logging.getLogger("fastroute")
 
@@ -54,16 +54,6 @@ class Carrier(Protocol):
     gateway: NativeHost
     client: HttpStream  # its stream, and what was read of it (pending)
     idle_scope: trio.CancelScope | None  # the wait for the client's next bytes: the gateway's drain cancels it
-
-
-class StreamHost(Mux, Protocol):
-    """The HTTP/2 connection a stream task serves on (H2Server, or the engine's connection)."""
-
-    @property
-    def nursery(self) -> trio.Nursery: ...  # where its stream tasks run
-
-    def stream_over(self, stream: MuxStream) -> None:
-        """`stream`'s task ends (its leftovers were reset): the connection takes note."""
 
 
 async def serve_h2(connection: Carrier, requests: Requests) -> None:
