@@ -26,34 +26,19 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..protocol import _events as ev
 from ..protocol._h2_body import RequestBody
 from ..protocol._h2_head import response_fields
-from ..protocol._h2_mux import Session
 from ..protocol._h2session import INTERNAL_ERROR, NO_ERROR, StreamClosed
 
-__all__ = ["H2Stream", "Mux"]
+if TYPE_CHECKING:
+    from ..engine._handover import StreamHost
 
-
-class Mux(Protocol):
-    """What a stream uses of its HTTP/2 connection (_h2.H2Server)."""
-
-    @property
-    def conn(self) -> Session: ...  # the connection's session
-
-    @property
-    def secure(self) -> bool: ...  # over TLS
-
-    @property
-    def response_extra(self) -> list[tuple[bytes, bytes]]: ...  # fields added to every response (HSTS)
-
-    async def flush(self) -> None: ...  # what h2 wrote, to the socket
-
-    async def window_opened(self) -> None: ...  # until a flow-control window may have opened
+__all__ = ["H2Stream"]
 
 
 class _Sides:
@@ -85,7 +70,7 @@ class H2Stream:
 
     stream = None  # no socket of its own: the relay never splices nor tunnels it
 
-    def __init__(self, server: Mux, stream_id: int, body: RequestBody, *, ended: bool) -> None:
+    def __init__(self, server: StreamHost, stream_id: int, body: RequestBody, *, ended: bool) -> None:
         self.server = server
         self.stream_id = stream_id
         self.body = body
