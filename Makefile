@@ -17,7 +17,7 @@ all: test
 $(STAMP): pyproject.toml setup.py fastroute/_table.pyx proxy/protocol/_head_c.pyx proxy/protocol/_wire_c.pyx proxy/protocol/_lane_c.pyx \
 		proxy/protocol/_plain_c.pyx proxy/protocol/_bytes.pxd proxy/protocol/_bytes.h proxy/protocol/_plain_c.pxd \
 		proxy/engine/_cycle_c.pyx proxy/engine/_cycle_c.pxd proxy/engine/_route_c.pyx proxy/engine/_route_c.pxd \
-		proxy/engine/_dispatch_c.pyx proxy/engine/_sys.pxd proxy/protocol/_h2session_c.pyx proxy/protocol/_nghttp2.pxd
+		proxy/engine/_dispatch_c.pyx proxy/engine/_h2cycle_c.pyx proxy/engine/_sys.pxd proxy/protocol/_h2session_c.pyx proxy/protocol/_nghttp2.pxd
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[gateway,test,bench]'

@@ -29,6 +29,7 @@ setup(
             Extension("proxy.protocol._plain_c", ["proxy/protocol/_plain_c.pyx"], extra_compile_args=["-O3"]),
             Extension("proxy.engine._cycle_c", ["proxy/engine/_cycle_c.pyx"], extra_compile_args=["-O3"]),
             Extension("proxy.engine._route_c", ["proxy/engine/_route_c.pyx"], extra_compile_args=["-O3"]),
+            Extension("proxy.engine._h2cycle_c", ["proxy/engine/_h2cycle_c.pyx"], extra_compile_args=["-O3"]),
             Extension("proxy.engine._dispatch_c", ["proxy/engine/_dispatch_c.pyx"], extra_compile_args=["-O3"]),
             *nghttp2,
         ],

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import select
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -39,10 +39,14 @@ from ..protocol._h2_mux import H2Mux, MuxStream
 from ..routing._retry import Waiting
 from ..tls._session import TlsFailed, TlsSession
 from ._handover import EngineParts, Front, HandBack, TaskStreams
+from ._h2cycle import H2CYCLE_C, resume
 from ._h2leg import H2Leg
 from ._loop import Timed
 from ._stream_shell import StreamShell, forward
 from ._transport import Transport
+
+if TYPE_CHECKING:
+    from ._upstream import Upstream
 
 __all__ = ["NativeH2"]
 
@@ -51,6 +55,13 @@ log = logging.getLogger("fastroute")
 _IN = select.EPOLLIN | select.EPOLLRDHUP
 _OUT = select.EPOLLOUT
 _GONE = select.EPOLLERR | select.EPOLLHUP
+
+
+class Starting(Protocol):
+    """A stream the engine serves itself (an H2Leg, or the compiled cycle's), once the mux has it."""
+
+    def start(self) -> None:
+        """Its first step: to a backend."""
 
 
 class NativeH2(H2Mux):
@@ -71,9 +82,12 @@ class NativeH2(H2Mux):
         self.tls = session if isinstance(session, TlsSession) else None
         self.transport = Transport(self.fd, self.tls)
         self.response_extra = front.client.response_extra  # fields added to every response (HSTS)
+        self.client_ip_b = front.client_ip.encode("ascii")  # (X-Forwarded-For)
+        # The compiled HTTP/2 stream (_h2cycle.py) serves what it can of an untrusted client's.
+        self._cycle = H2CYCLE_C if H2CYCLE_C is not None and not front.trusted else None
         self.out = bytearray()  # what the session wrote that the socket did not take yet
         self.blocked: dict[int, H2Leg] = {}  # streams whose bytes wait (flush)
-        self.starting: list[H2Leg] = []  # legs opened by the bytes being received, to start after them
+        self.starting: list[Starting] = []  # streams opened by the bytes being received, to start after them
         self.timed = Timed()
         self.done = trio.Event()
         self.closed = False
@@ -182,9 +196,7 @@ class NativeH2(H2Mux):
             return False
         starting = self.starting
         while starting and not self.closed:
-            leg = starting.pop(0)
-            if leg.shell is not None and not leg.reset:
-                leg.shell.next_backend()
+            starting.pop(0).start()
         return not self.closed
 
     def expired(self) -> None:
@@ -194,12 +206,30 @@ class NativeH2(H2Mux):
 
     # --- the mux's decisions --------------------------------------------------------------
 
-    def open(self, stream_id: int, request: ev.Request, body: RequestBody, answer: ClientProtocolError | None,
-             ended: bool) -> MuxStream:
-        """The request's stream: on the engine if it is the commonest kind, else a trio task."""
+    def fast(self, stream_id: int, fields: list[tuple[bytes, bytes]]) -> MuxStream | None:
+        """The compiled stream, for a request it serves (_h2cycle.py); it starts after the mux."""
+        if self._cycle is None:
+            return None
+        stream = self._cycle.open(self, stream_id, fields)
+        if stream is not None:
+            self._busy()
+            self.starting.append(stream)
+        return stream  # type: ignore[no-any-return]
+
+    def resume(self, fast: MuxStream, kind: int, handed: object, upstream: Upstream | None,
+               deadline: float | None) -> None:
+        """The compiled stream `fast` hands over: an H2Leg goes on from where it stopped."""
+        resume(self, fast, kind, handed, upstream, deadline)
+
+    def _busy(self) -> None:
         self.first = False
         if not self.streams:
             self.engine.loop.cancel(self.timed)  # not idle
+
+    def open(self, stream_id: int, request: ev.Request, body: RequestBody, answer: ClientProtocolError | None,
+             ended: bool) -> MuxStream:
+        """The request's stream: on the engine if it is the commonest kind, else a trio task."""
+        self._busy()
         decision = forward(self.engine, request.target, request.headers) if answer is None and ended else None
         if decision is not None:
             leg = H2Leg(self, stream_id, request, body)
@@ -217,7 +247,7 @@ class NativeH2(H2Mux):
         self.streams[leg.stream_id] = self.tasks.start(self, leg.stream_id, leg.request, leg.body, None, True,
                                                        resend)
 
-    def leg_over(self, leg: H2Leg) -> None:
+    def leg_over(self, leg: MuxStream) -> None:
         """`leg`'s exchange ended (answered, reset, or stopped)."""
         self.finished(leg)
         self._stream_over()

@@ -152,6 +152,11 @@ class H2Leg:
         self.reset = False  # the stream was reset (by the client, or by us)
         self.by_client = False
 
+    def start(self) -> None:
+        """Its first step, once the mux has it among its streams: to a backend."""
+        if self.shell is not None and not self.reset:
+            self.shell.next_backend()
+
     # --- Connection (_contract.py) ----------------------------------------------------
 
     def enter(self, state: int) -> None:

@@ -10,20 +10,21 @@ import os
 import warnings
 from types import ModuleType
 
-__all__ = ["CYCLE_C", "CYCLE_COMPILED"]
+__all__ = ["CYCLE_C", "CYCLE_COMPILED", "compiled"]
 
 
-def _compiled() -> ModuleType | None:
+def compiled(name: str, what: str) -> ModuleType | None:
+    """The engine's compiled module `name` (`what` it is, for the warning), or None."""
     if os.environ.get("FASTROUTE_NO_EXTENSIONS", "") not in ("", "0"):
         return None
     try:
         # By name: a type checker does not read compiled modules, and would see none here.
-        return importlib.import_module(f"{__package__}._cycle_c")
+        return importlib.import_module(f"{__package__}.{name}")
     except ImportError as error:
-        warnings.warn(f"fastroute: the compiled engine cycle is not built ({error}); using the general path only",
+        warnings.warn(f"fastroute: {what} is not built ({error}); using the general path only",
                       RuntimeWarning, stacklevel=2)
         return None
 
 
-CYCLE_C = _compiled()  # the compiled module, or None
+CYCLE_C = compiled("_cycle_c", "the compiled engine cycle")  # the compiled module, or None
 CYCLE_COMPILED = CYCLE_C is not None

@@ -155,6 +155,12 @@ class H2Mux:
         """A request's stream, served from now (with `answer`: refused with it)."""
         raise NotImplementedError
 
+    def fast(self, stream_id: int, fields: list[tuple[bytes, bytes]]) -> MuxStream | None:
+        """A request whose HEADERS ended its stream, served by a stream of the shell's own from its
+        header list as it came (the engine's compiled cycle), or None: the head is checked and the
+        stream opened (open())."""
+        return None
+
     def window_changed(self) -> None:
         """A flow-control window may have opened (WINDOW_UPDATE, SETTINGS)."""
 
@@ -206,10 +212,13 @@ class H2Mux:
             conn.reset(stream_id, REFUSED_STREAM)  # after our GOAWAY, or past the bound
             return
         self.last_taken = stream_id
+        fast = self.fast(stream_id, fields) if ended else None
+        if fast is not None:
+            self.streams[stream_id] = fast
+            return
         answer: ClientProtocolError | None = None
         try:
-            head = request_head(fields, self.limits)
-            body = RequestBody(head, end_stream=ended)
+            request, body = self.request_of(fields, ended=ended)
         except H2Malformed:
             self.guard.stream_closed()
             conn.reset(stream_id, PROTOCOL_ERROR)
@@ -218,9 +227,18 @@ class H2Mux:
             answer = error
             request = ev.Request(b"-", b"-", [])
             body = RequestBody.dropped()
-        else:
-            request = ev.Request(head.method, head.target, head.headers + body.head_fields(), b"2")
         self.streams[stream_id] = self.open(stream_id, request, body, answer, ended)
+
+    def request_of(self, fields: list[tuple[bytes, bytes]], *, ended: bool) -> tuple[ev.Request, RequestBody]:
+        """The request a header list makes, and its body.
+
+        Raises:
+            H2Malformed: the request is malformed (the stream is reset).
+            ClientProtocolError: HTTP/1.1's rules refuse it, with the status the client gets.
+        """
+        head = request_head(fields, self.limits)
+        body = RequestBody(head, end_stream=ended)
+        return ev.Request(head.method, head.target, head.headers + body.head_fields(), b"2"), body
 
     def _malformed(self, stream: MuxStream) -> None:
         """The request's body broke its Content-Length: the stream is reset, its exchange stops."""

@@ -15,4 +15,4 @@ cdef struct Plain:
 cdef bint scan_plain(const unsigned char* p, Py_ssize_t n, Py_ssize_t max_target, Py_ssize_t max_headers,
                      Py_ssize_t max_header_bytes, Plain* out) noexcept
 cdef bytes write_plain(const unsigned char* p, const Plain* plain, bytes target, bytes client_ip, bytes prefix,
-                       bint secure)
+                       bint secure, bytes via=*)

@@ -194,15 +194,16 @@ cdef inline Py_ssize_t _put(unsigned char* o, Py_ssize_t at, const void* data, P
 
 
 cdef bytes write_plain(const unsigned char* p, const Plain* plain, bytes target, bytes client_ip, bytes prefix,
-                       bint secure):
-    """_lane.plain_upstream_head from the offsets scan_plain found in p."""
+                       bint secure, bytes via=_VIA):
+    """_lane.plain_upstream_head from the offsets scan_plain found in p (`via`: Via's value, for a
+    client that spoke HTTP/2 b"2 fastroute")."""
     cdef Py_ssize_t k, j, total, at
     cdef Py_ssize_t host = plain.host_end - plain.host_start
     total = plain.method_end + 1 + len(target) + 11
     for k in range(plain.fields):
         if not plain.dropped[k]:
             total += plain.name_end[k] - plain.name_start[k] + 2 + plain.value_end[k] - plain.value_start[k] + 2
-    total += 17 + len(client_ip) + 2 + 25 + secure + 18 + host + 2 + 5 + len(_VIA) + 4
+    total += 17 + len(client_ip) + 2 + 25 + secure + 18 + host + 2 + 5 + len(via) + 4
     if prefix is not None:
         total += 20 + len(prefix) + 2
     cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
@@ -240,7 +241,7 @@ cdef bytes write_plain(const unsigned char* p, const Plain* plain, bytes target,
         o[at + 1] = 10
         at += 2
     at = _put(o, at, b"via: ", 5)
-    at = _put(o, at, PyBytes_AS_STRING(_VIA), len(_VIA))
+    at = _put(o, at, PyBytes_AS_STRING(via), len(via))
     at = _put(o, at, b"\r\n\r\n", 4)
     assert at == total
     return out

@@ -15,6 +15,7 @@ import trio
 
 from proxy._config import Address, Tls
 from proxy.engine import _stream_shell
+from proxy.engine._upstream import Pools
 from proxy.gateway._server import Gateway
 
 from ...h2_support import H2Client
@@ -45,10 +46,16 @@ def client_view(status: int, headers: list[tuple[bytes, bytes]], body: bytes) ->
 H2_CASES = [case for case in CASES if not case.values[4]]
 
 
+# The cases the compiled HTTP/2 stream (engine/_h2cycle.py) serves once a pooled backend connection
+# waits: a header list of the plainest kind, routed to a backend; a request with a body, HEAD, a Cookie
+# or a TE field, a target to normalise, a spoofed or underscored field, a refusal is the general path's.
+CYCLED_CASES = {"get_query", "fields", "delete", "options"}
+
+
 @pytest.mark.parametrize(("method", "target", "fields", "body", "chunked"), H2_CASES)
 async def test_a_request_over_http2_goes_the_same_through_the_engine_and_the_trio_path(
-        nursery: trio.Nursery, method: str, target: str, fields: list[tuple[str, str]], body: bytes,
-        chunked: bool) -> None:
+        nursery: trio.Nursery, request: pytest.FixtureRequest, method: str, target: str,
+        fields: list[tuple[str, str]], body: bytes, chunked: bool) -> None:
     backend = await start_backend(nursery, handler=echo_or_head)
     h2_fields = [(n, v) for n, v in fields if n != "cookie"]
     h2_fields += [("cookie", c) for n, v in fields if n == "cookie" for c in v.split("; ")]
@@ -58,13 +65,17 @@ async def test_a_request_over_http2_goes_the_same_through_the_engine_and_the_tri
     for io in ("native", "trio"):
         gateway = await start_gateway(nursery, [route("/", backend)], io=io)
         client = await H2Client.connect(gateway.addresses[0])
-        reply = await client.request(method, target, h2_fields, body=body, authority=API)
-        views.append(client_view(reply.status, reply.headers, reply.body))
+        # Twice on one connection: the second finds the first's backend connection pooled (the cycle's).
+        for _ in range(2):
+            reply = await client.request(method, target, h2_fields, body=body, authority=API)
+            views.append(client_view(reply.status, reply.headers, reply.body))
         if io == "native" and not body and reply.status == 200:
-            assert engine_of(gateway) == (1, 0)  # the engine's own leg served it
-    assert views[0] == views[1]
+            assert engine_of(gateway) == (2, 0)  # the engine's own streams served them
+            cycled = request.node.callspec.id.split("-")[-1] in CYCLED_CASES
+            assert gateway.engine is not None and gateway.engine.cycled == (1 if cycled else 0)
+    assert views[:2] == views[2:]
     seen = [(s.method, s.target, s.headers, s.body) for s in backend.seen]
-    assert len(seen) in (0, 2) and seen[:1] == seen[1:]
+    assert len(seen) in (0, 4) and all(one == seen[0] for one in seen)
 
 
 async def test_many_streams_answered_out_of_order_each_get_their_own_response(nursery: trio.Nursery) -> None:
@@ -123,18 +134,24 @@ async def test_a_client_reset_closes_that_streams_backend_and_the_connection_goe
     assert engine_of(gateway) == (1, 0)  # the reset one was recorded, not served
 
 
-async def test_a_bug_in_one_stream_resets_that_stream_only(nursery: trio.Nursery,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("path", ["general", "cycle"])
+async def test_a_bug_in_one_stream_resets_that_stream_only(nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch,
+                                                           path: str) -> None:
     backend = await start_backend(nursery)
     gateway = await start_gateway(nursery, [route("/", backend)], io="native")
     client = await H2Client.connect(gateway.addresses[0])
     assert (await client.request("GET", "/before")).status == 200
 
-    def broken(self: object) -> None:
+    def broken(*args: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(_stream_shell.StreamShell, "wrote", broken)
-    reply = await client.request("GET", "/bug")
+    if path == "general":  # (a Cookie: not the cycle's)
+        monkeypatch.setattr(_stream_shell.StreamShell, "wrote", broken)
+        fields = [("cookie", "a=1")]
+    else:  # the cycle's stream, as it pools its backend connection
+        monkeypatch.setattr(Pools, "keep", broken)
+        fields = []
+    reply = await client.request("GET", "/bug", fields)
     assert reply.reset == ERR.INTERNAL_ERROR
     monkeypatch.undo()
     assert (await client.request("GET", "/after")).status == 200
@@ -183,4 +200,5 @@ async def test_https_with_alpn_h2_is_served_by_the_engine(nursery: trio.Nursery,
         reply = await client.request("GET", path, authority=API)
         assert reply.status == 200 and reply.header(b"strict-transport-security") == b"max-age=600"
     assert engine_of(gateway) == (3, 0)
+    assert gateway.engine is not None and gateway.engine.cycled == 2  # on the first's pooled connection
     assert dict(backend.seen[0].headers)[b"x-forwarded-proto"] == b"https"

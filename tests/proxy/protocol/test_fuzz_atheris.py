@@ -2,7 +2,8 @@
 # request-head checks (tests/fuzz/head_atheris.py) and over the fast
 # parser's response side against h11 (tests/fuzz/wire_atheris.py) and over
 # the engine's fast lane against its twin (tests/fuzz/lane_atheris.py) and
-# over the HTTP/2 session on libnghttp2 (tests/fuzz/h2session_atheris.py), each
+# over the HTTP/2 session on libnghttp2 (tests/fuzz/h2session_atheris.py) and
+# over the engine's compiled HTTP/2 stream (tests/fuzz/h2cycle_atheris.py), each
 # 200,000 inputs or 60 s, whichever comes first. By hand, longer: see each
 # harness. Without atheris this skips, saying why; with
 # FASTROUTE_REQUIRE_ATHERIS=1 (CI sets it: the test extra installs atheris)
@@ -31,6 +32,7 @@ TWINS = {  # each harness: the compiled twin it fuzzes
     "wire_atheris.py": ("proxy.protocol._wire_c", "the compiled HTTP/1.1 wire functions"),
     "lane_atheris.py": ("proxy.protocol._lane_c", "the compiled fast lane"),
     "h2session_atheris.py": ("proxy.protocol._h2session_c", "the libnghttp2 HTTP/2 session"),
+    "h2cycle_atheris.py": ("proxy.engine._h2cycle_c", "the compiled HTTP/2 stream"),
 }
 
 
