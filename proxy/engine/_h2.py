@@ -295,7 +295,10 @@ class NativeH2(H2Mux):
     def _write_once(self) -> None:
         data = self.conn.data_to_send()
         if data:
-            self.out += data
+            if self.out or not isinstance(data, bytearray):
+                self.out += data
+            else:
+                self.out = data  # the session's own buffer (protocol/_h2session_c.pyx): not copied again
         if self.transport.waiting(self.out):
             loop = self.engine.loop
             if loop.batching and not self.backlogged:

@@ -16,6 +16,7 @@
 #   provider, so nghttp2 frames it within the windows; an empty queue
 #   defers the stream until send_data() adds to it.
 
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport int32_t, uint8_t, uint32_t
@@ -35,7 +36,9 @@ cdef class _Stream:
 
     cdef list fields
     cdef Py_ssize_t size  # the header list's size so far (RFC 9113 section 6.5.2: 32 bytes a field besides)
-    cdef bytearray queued
+    cdef list chunks  # the response body's bytes queued, as send_data() had them (not copied)
+    cdef Py_ssize_t offset  # bytes of the first chunk framed already
+    cdef Py_ssize_t queued  # bytes queued and not framed yet
     cdef bint ending  # the response ends with what is queued
     cdef bint providing  # a data provider is submitted for the response
     cdef bint deferred  # nghttp2 waits for send_data() (the provider said NGHTTP2_ERR_DEFERRED)
@@ -43,7 +46,7 @@ cdef class _Stream:
 
     def __cinit__(self):
         self.fields = []
-        self.queued = bytearray()
+        self.chunks = []
 
 
 cdef class H2Session:
@@ -159,7 +162,9 @@ cdef class H2Session:
         cdef nghttp2_data_provider provider
         if stream is None:
             raise StreamClosed(f"stream {stream_id} is gone")
-        stream.queued += data
+        if data:
+            stream.chunks.append(data)
+            stream.queued += len(data)
         if end_stream:
             stream.ending = True
         if not stream.providing:
@@ -176,7 +181,7 @@ cdef class H2Session:
     def pending(self, int32_t stream_id):
         """Body bytes queued for the stream and not framed yet."""
         cdef _Stream stream = self.streams.get(stream_id)
-        return len(stream.queued) if stream is not None else 0
+        return stream.queued if stream is not None else 0
 
     def consume(self, int32_t stream_id, size_t size):
         """`size` bytes of the stream's DATA were used: its window (and the connection's) reopen."""
@@ -191,22 +196,29 @@ cdef class H2Session:
         nghttp2_submit_goaway(self.session, NGHTTP2_FLAG_NONE, last_stream_id, code, NULL, 0)
 
     def data_to_send(self):
-        """What to write to the client: control frames, HEADERS, and DATA as far as the windows allow."""
+        """What to write to the client: control frames, HEADERS, and DATA as far as the windows allow
+        (a bytearray of its own: the caller may keep it, and write from it)."""
         self._drain()
-        out = bytes(self.out)
-        self.out.clear()
+        if not PyByteArray_GET_SIZE(self.out):
+            return b""
+        out = self.out
+        self.out = bytearray()
         return out
 
     cdef int _drain(self) except -1:
         cdef const uint8_t *chunk
         cdef ssize_t size
+        cdef Py_ssize_t had
+        cdef bytearray out = self.out
         while True:
             size = nghttp2_session_mem_send(self.session, &chunk)
             if size < 0:
                 raise H2SessionError(0x2, nghttp2_strerror(<int>size).decode())
             if size == 0:
                 break
-            self.out += PyBytes_FromStringAndSize(<const char*>chunk, size)
+            had = PyByteArray_GET_SIZE(out)  # appended in place: one copy out of nghttp2's buffer
+            PyByteArray_Resize(out, had + size)
+            memcpy(PyByteArray_AS_STRING(out) + had, chunk, size)
         if self.error is not None:
             error, self.error = self.error, None
             raise error
@@ -343,16 +355,24 @@ cdef ssize_t _read_body(nghttp2_session *session, int32_t stream_id, uint8_t *bu
                         uint32_t *data_flags, nghttp2_data_source *source, void *user_data) noexcept:
     cdef H2Session self = <H2Session>user_data
     cdef _Stream stream
-    cdef Py_ssize_t size
+    cdef Py_ssize_t size, take
+    cdef bytes chunk
     try:
         stream = self.streams.get(stream_id)
         if stream is None:
             data_flags[0] |= NGHTTP2_DATA_FLAG_EOF
             return 0
-        size = min(<Py_ssize_t>length, len(stream.queued))
-        if size:
-            memcpy(buf, <char*>stream.queued, size)
-            del stream.queued[:size]
+        size = 0
+        while size < <Py_ssize_t>length and stream.chunks:
+            chunk = <bytes>stream.chunks[0]
+            take = min(<Py_ssize_t>length - size, len(chunk) - stream.offset)
+            memcpy(buf + size, <char*>chunk + stream.offset, take)
+            size += take
+            stream.offset += take
+            if stream.offset == len(chunk):
+                del stream.chunks[0]
+                stream.offset = 0
+        stream.queued -= size
         if not stream.queued:
             if stream.ending:
                 data_flags[0] |= NGHTTP2_DATA_FLAG_EOF
