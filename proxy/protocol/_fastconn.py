@@ -69,7 +69,7 @@ CLIENT = "client"
 class FastConnection:
     """One side of an HTTP/1.1 connection; see the module comment."""
 
-    __slots__ = ("role", "our_state", "their_state", "_buffer", "_eof", "_keep_alive", "_send_kind", "_send_left",
+    __slots__ = ("role", "our_state", "their_state", "_buffer", "_whole", "_eof", "_keep_alive", "_send_kind", "_send_left",
                  "_receive_kind", "_receive_left", "_decoder", "_method", "_their_version", "_max_head")
 
     def __init__(self, role: str, *, max_head: int) -> None:
@@ -77,6 +77,9 @@ class FastConnection:
         self.our_state: State = IDLE
         self.their_state: State = IDLE
         self._buffer = bytearray()
+        # Bytes received while nothing else waited, not copied into _buffer: a body read passes on
+        # as it came (next_event), anything else settles them there first.
+        self._whole: bytes | None = None
         self._eof = False
         self._keep_alive = True
         self._send_kind = BODY_NONE
@@ -130,14 +133,25 @@ class FastConnection:
     @property
     def trailing_data(self) -> tuple[bytes, bool]:
         """The bytes received and not consumed, and whether the peer closed."""
+        self._settle()
         return bytes(self._buffer), self._eof
 
     def receive_data(self, data: bytes) -> None:
         """Bytes from the peer; b"" means it closed its side."""
         if data:
-            self._buffer += data
+            if self._whole is None and not self._buffer and type(data) is bytes:
+                self._whole = data
+            else:
+                self._settle()
+                self._buffer += data
         else:
             self._eof = True
+
+    def _settle(self) -> None:
+        whole = self._whole
+        if whole is not None:
+            self._whole = None
+            self._buffer += whole
 
     def next_event(self) -> Event | State:
         """The next event from the received bytes, or NEED_DATA.
@@ -146,6 +160,18 @@ class FastConnection:
             RemoteProtocolError: the peer broke the protocol (status_hint says how to answer).
         """
         state = self.their_state
+        whole = self._whole
+        if whole is not None:
+            self._whole = None
+            kind = self._receive_kind
+            if state is SEND_BODY and kind == BODY_LENGTH and len(whole) <= self._receive_left:
+                self._receive_left -= len(whole)  # (a whole read of the body: passed on as it came)
+                if not self._receive_left:
+                    self._receive_kind = BODY_NONE
+                return Data(whole)
+            if state is SEND_BODY and kind == BODY_CLOSE:
+                return Data(whole)
+            self._buffer += whole
         try:
             if state is SEND_BODY:
                 return self._body_event()
