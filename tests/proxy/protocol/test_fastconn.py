@@ -184,3 +184,61 @@ def test_an_oversized_response_head_is_refused() -> None:
     with pytest.raises(ev.RemoteProtocolError) as caught:
         conn.next_event()
     assert caught.value.status_hint == 502
+
+
+def read_response(cls: Any, reads: list[bytes]) -> tuple[list[Any], bytes, tuple[bytes, bool], Any]:
+    """A response read in `reads` (b"": the backend closes): its events (the body joined), and the
+    connection's end."""
+    conn = cls.client(max_head=MAX_HEAD)
+    conn.send(ev.Request(b"GET", b"/", [(b"host", b"x")]))
+    conn.send(ev.END_OF_MESSAGE)
+    events: list[Any] = []
+    body = b""
+    for data in reads:
+        conn.receive_data(data)
+        while True:
+            try:
+                event = conn.next_event()
+            except ev.RemoteProtocolError:
+                return events, body, (b"", True), "error"
+            if event is ev.NEED_DATA or type(event) is ev.EndOfMessage or event is ev.CONNECTION_CLOSED:
+                if event is not ev.NEED_DATA:
+                    events.append(type(event))
+                break
+            if type(event) is ev.Data:
+                body += bytes(event.data)
+            else:
+                events.append(type(event))
+        if events and events[-1] in (ev.EndOfMessage, type(ev.CONNECTION_CLOSED)):
+            break
+    return events, body, conn.trailing_data, states(conn)
+
+
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n"
+
+
+@pytest.mark.parametrize("reads", [
+    pytest.param([HEAD, b"abcdef"], id="body_whole"),
+    pytest.param([HEAD, b"abc", b"def"], id="body_in_parts"),
+    pytest.param([HEAD + b"ab", b"cd", b"ef"], id="body_after_head"),
+    pytest.param([HEAD, b"abcdefXY"], id="past_the_body"),
+    pytest.param([HEAD, b"abc", b"defXY"], id="past_the_body_later"),
+    pytest.param([HEAD, b"abc", b""], id="closed_mid_body"),
+    pytest.param([b"HTTP/1.1 200 OK\r\n", b"Content-Length: 6\r\n\r\n", b"abcdef"], id="head_in_parts"),
+    pytest.param([b"HTTP/1.0 200 OK\r\n\r\n", b"abc", b"def", b""], id="until_close"),
+    pytest.param([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"3\r\nabc\r\n", b"0\r\n\r\n"],
+                 id="chunked"),
+])
+def test_a_response_read_in_parts_is_read_as_h11_reads_it(reads: list[bytes]) -> None:
+    assert read_response(FastConnection, reads) == read_response(H11Connection, reads)
+
+
+def test_a_whole_read_of_a_body_passes_on_as_it_came() -> None:
+    conn = FastConnection.client(max_head=MAX_HEAD)
+    conn.send(ev.Request(b"GET", b"/", [(b"host", b"x")]))
+    conn.send(ev.END_OF_MESSAGE)
+    conn.receive_data(HEAD)
+    assert type(conn.next_event()) is ev.Response and conn.next_event() is ev.NEED_DATA
+    read = bytes(b"abcdef")
+    conn.receive_data(read)
+    assert conn.next_event().data is read  # (not copied)
