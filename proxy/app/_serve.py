@@ -88,17 +88,21 @@ async def serve(
                 if config.parser == "fast" and not H2SESSION_COMPILED:
                     log.info("HTTP/2 runs on h2 (pure Python): the libnghttp2 session is not built "
                              "(apt-get install libnghttp2-dev, then make install)")
-                # What the start made (modules, the loops, the first route table) lives about as
-                # long as the process: out of the collector's sight, so that its passes do not walk
-                # it again and again under load (the collector's share of CPU halves: bench/README.md).
-                # Such an object is still freed when nothing refers to it; only a cycle among them
-                # waits for the end of serve(), which hands them back (a test serves many times).
-                gc.collect()
-                gc.freeze()
+                _freeze_the_start()
                 task_status.started(gateway)
     finally:
-        gc.unfreeze()
+        gc.unfreeze()  # (_freeze_the_start)
         gateway.close_sockets()
+
+
+def _freeze_the_start() -> None:
+    """What the start made (modules, the loops, the first route table) lives about as long as the
+    process: out of the collector's sight, so that its passes do not walk it again and again under
+    load (the collector's share of CPU halves: bench/README.md). Such an object is still freed when
+    nothing refers to it; only a cycle among them waits for the end of serve(), which hands them
+    back (gc.unfreeze: a test serves many times in one process)."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _follow_acme(nursery: trio.Nursery, acme: Acme, store: Store, gateway: Gateway,

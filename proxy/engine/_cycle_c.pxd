@@ -17,6 +17,9 @@ cdef enum:  # what a step of the cycle comes to: _cycle.py's STEPS
     CLOSE = 9  # the client closed, or the gateway drains: the connection closes
 
 
+from ._route_c cimport LoopParts
+
+
 cdef class ConnectionFields:
     cdef public object engine, front, done, result, timed, leg, head, pool
     cdef public object handed  # what comes with a hand-over (see the kinds above)
@@ -35,7 +38,8 @@ cdef class ConnectionFields:
     cdef public Py_ssize_t body_out, body_length
     # The configuration, read once (it is frozen): engine.config's and engine.gateway's.
     cdef object gateway, loop, pools, limits, epoll
-    cdef dict masks, handlers, idle, by_fd  # the loop's and the pools' (see _watch, _take and _keep)
+    cdef dict masks, handlers, idle, by_fd  # the loop's and the pools'
+    cdef LoopParts parts  # the same, for _route_c's watch, take and keep
     cdef bytes target  # the routed request's target (head.target, when there is a head)
     cdef Py_ssize_t max_target, max_headers, max_header_bytes
     cdef double request_head_timeout, keepalive_timeout, response_head_timeout, body_idle_timeout

@@ -30,9 +30,8 @@ from ..protocol._lane import with_fields as lane_with_fields
 from ..protocol._plain_c cimport Plain, scan_plain, write_plain
 from ..protocol._rewrite import strip_target
 from ..routing._record import Exchange
-from ..routing._pool import IDLE_UPSTREAM_MAX_AGE
 from ._pipe import SPLICE_AVAILABLE, SPLICE_MIN
-from ._route_c cimport _head_end, _pick, _plain
+from ._route_c cimport LoopParts, _head_end, _pick, _plain, keep, loop_parts, take, watch
 from ._route_c import forward_of
 
 cdef enum:
@@ -57,7 +56,6 @@ cdef enum:
 
 cdef int _IN = EPOLLIN | EPOLLRDHUP  # a client between requests, an upstream in flight, and _upstream.IDLE_MASK
 IDLE_MASK = _IN  # for the test that it is _upstream.IDLE_MASK
-cdef double _MAX_AGE = IDLE_UPSTREAM_MAX_AGE
 cdef char _buf[READ_MAX]  # one read at a time: the engine runs in one thread
 
 
@@ -109,6 +107,7 @@ cdef class ConnectionFields:
         self.handlers = engine.loop._handlers
         self.idle = engine.pools._idle
         self.by_fd = engine.pools._by_fd
+        self.parts = loop_parts(engine)
         self.limits = config.limits
         self.max_target = config.limits.max_target
         self.max_headers = config.limits.max_headers
@@ -420,45 +419,17 @@ cdef int _finish_fast(ConnectionFields c, upstream, int status, Py_ssize_t lengt
     return SERVED
 
 # --- the loop's interest and the pools, compiled ------------------------------------
-# Loop.watch, Pools.take and Pools.keep: the same steps over the same dicts (tests/proxy/engine/
-# test_cycle.py runs both on the same states), without an interpreted frame per call.
+# Loop.watch, Pools.take and Pools.keep (_route_c.pyx's, shared with the HTTP/2 cycle; tests/proxy/
+# engine/test_cycle.py runs them and the Python ones on the same states).
 
-cdef void _watch(ConnectionFields c, int fd, handler, int mask) except *:
-    """Loop.watch."""
-    known = c.masks.get(fd)
-    if known is None:
-        c.epoll.register(fd, mask)
-    elif <int>known != mask:
-        c.epoll.modify(fd, mask)
-    c.masks[fd] = mask
-    c.handlers[fd] = handler
+cdef inline void _watch(ConnectionFields c, int fd, handler, int mask) except *:
+    watch(c.parts, fd, handler, mask)
 
-cdef object _take(ConnectionFields c, backend):
-    """Pools.take."""
-    cdef list idle = c.idle.get(backend)
-    cdef double now = _monotonic()
-    while idle:
-        upstream = idle.pop()
-        del c.by_fd[upstream.fd]
-        if now - <double>upstream.idle_since < _MAX_AGE:
-            upstream.reused = True
-            return upstream
-        upstream.close(c.loop)
-    return None
+cdef inline object _take(ConnectionFields c, backend):
+    return take(c.parts, backend)
 
-cdef void _keep(ConnectionFields c, upstream) except *:
-    """Pools.keep, with --max-idle-upstream."""
-    backend = upstream.backend
-    cdef list idle = c.idle.get(backend)
-    if idle is None:
-        idle = c.idle.setdefault(backend, [])
-    if backend.retired or len(idle) >= c.max_idle_upstream:
-        upstream.close(c.loop)
-        return
-    upstream.idle_since = _monotonic()
-    idle.append(upstream)
-    c.by_fd[upstream.fd] = upstream
-    _watch(c, upstream.fd, c.pools, _IN)
+cdef inline void _keep(ConnectionFields c, upstream) except *:
+    keep(c.parts, upstream)
 
 # --- deadlines ---------------------------------------------------------------
 

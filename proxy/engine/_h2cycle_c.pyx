@@ -21,7 +21,8 @@ from libc.string cimport memchr, memcpy
 from ._sys cimport CLOCK_MONOTONIC, EAGAIN, EINTR, EPOLLIN, EPOLLRDHUP, MSG_NOSIGNAL, clock_gettime, errno, memmem, recv, send, timespec
 from ..protocol._bytes cimport FR_TCHAR
 from ..protocol._plain_c cimport Plain, scan_plain, write_plain
-from ._route_c cimport _pick
+from ._route_c cimport LoopParts, _pick, loop_parts, take, watch
+from ._route_c cimport keep as pool_keep
 
 from ..protocol._compiled import lane_response_head
 from ..protocol._h2_head import CONNECTION_SPECIFIC
@@ -190,6 +191,7 @@ def open(mux, int stream_id, list fields):
     stream.mux = mux
     stream.engine = engine
     stream.loop = engine.loop
+    stream.parts = loop_parts(engine)
     stream.stream_id = stream_id
     stream.ended = True
     stream.fields = fields
@@ -214,6 +216,7 @@ cdef class H2Fast:
     cdef public str prefix, counted_route
     cdef public double arrived
     cdef object engine, loop, backend
+    cdef LoopParts parts  # the loop's and the pools' dicts
     cdef bytearray got  # the response's bytes so far, when they came in more than one read
     cdef bytes method, target, request
     cdef bint counted, recorded
@@ -229,14 +232,14 @@ cdef class H2Fast:
         if backend is None:
             self._hand(ROUTED, None)
             return
-        upstream = self.engine.pools.take(backend)
+        upstream = take(self.parts, backend)
         if upstream is None:
             self._hand(ROUTED, backend)  # the general path connects
             return
         self.upstream = upstream
         self.backend = backend
         loop = self.loop
-        loop.watch(upstream.fd, self, _IN)  # its mask in the pool: no system call
+        watch(self.parts, upstream.fd, self, _IN)  # its mask in the pool: no system call
         if backend.failures or backend.down_until:
             backend.mark_ok()
         upstream.received = 0
@@ -280,7 +283,7 @@ cdef class H2Fast:
             self._hand(READ, (PyBytes_FromStringAndSize(p, size), 0))
             return
         if blank == NULL:
-            self._keep(p, size)  # the head in parts
+            self._hold(p, size)  # the head in parts
             return
         cdef Py_ssize_t end = blank - p + 4
         simple = lane_response_head(PyBytes_FromStringAndSize(p, end))
@@ -290,7 +293,7 @@ cdef class H2Fast:
             return
         status, length, keep, head = simple
         if length > size - end:  # the body in parts: every byte of it is progress
-            self._keep(p, size)
+            self._hold(p, size)
             loop = self.loop
             loop.at(loop.now + self.engine.config.timeouts.body_idle, self, self.timed)
             return
@@ -298,7 +301,7 @@ cdef class H2Fast:
         self._respond(status, length, keep, _fields(status, head, self.mux.response_extra),
                       PyBytes_FromStringAndSize(p + end, length) if length else b"")
 
-    cdef _keep(self, const char* p, Py_ssize_t size):
+    cdef _hold(self, const char* p, Py_ssize_t size):
         """What came of the response so far, kept for the next read (in `got`)."""
         if self.got is None:
             self.got = PyByteArray_FromStringAndSize(p, size)
@@ -386,7 +389,7 @@ cdef class H2Fast:
         if keep:
             if backend.errors:
                 backend.mark_answered()
-            self.engine.pools.keep(upstream, self.engine.config.limits.max_idle_upstream)
+            pool_keep(self.parts, upstream)
         else:
             upstream.close(self.loop)
         self.upstream = None  # (a bug above leaves it to _end, which closes it)

@@ -1,13 +1,27 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
-# The compiled cycle's routing (_cycle_c.pyx cimports these): where a
-# whole head ends, whether a checked head asks for nothing but a forward,
-# decide()'s Forward (forward_of), and Pool.pick, compiled. Each is the
-# general path's step, made stricter where that is simpler; tests compare
-# them with decide() and Pool.pick (tests/proxy/engine/test_cycle.py).
+# The compiled cycles' routing (_cycle_c.pyx and _h2cycle_c.pyx cimport
+# these): where a whole head ends, whether a checked head asks for nothing
+# but a forward, decide()'s Forward (forward_of), and Pool.pick, compiled;
+# and the loop's interest and the pools' take and keep (Loop.watch,
+# Pools.take and Pools.keep: the same steps over the same dicts, without an
+# interpreted frame per call). Each is the general path's step, made
+# stricter where that is simpler; tests compare them with decide(),
+# Pool.pick, Loop.watch and the Pools (tests/proxy/engine/test_cycle.py).
 
 from ._sys cimport memchr, memmem
 
 from ..protocol._head import LINE_SLACK
+from ..routing._pool import IDLE_UPSTREAM_MAX_AGE
+from ._sys cimport CLOCK_MONOTONIC, EPOLLIN, EPOLLRDHUP, clock_gettime, timespec
+
+cdef double _MAX_AGE = IDLE_UPSTREAM_MAX_AGE
+cdef int _IDLE = EPOLLIN | EPOLLRDHUP  # _upstream.IDLE_MASK
+
+
+cdef inline double _monotonic() noexcept:
+    cdef timespec now
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return now.tv_sec + now.tv_nsec * 1e-9
 
 
 cdef Py_ssize_t _head_end(const char* p, Py_ssize_t n, object limits) except -2:
@@ -99,3 +113,67 @@ def forward_of(table, host, bytes target):
     if route.strip_prefix and prefix != "/" and target.partition(b"?")[0] == (<str>prefix).encode("utf-8"):
         return None  # decide() redirects it (slash_redirect)
     return found
+
+
+cdef class LoopParts:
+    """What the compiled steps read of the engine's loop and pools (their dicts, shared)."""
+
+    def __init__(self, engine):
+        loop = engine.loop
+        self.loop = loop
+        self.epoll = loop._epoll
+        self.masks = loop._masks
+        self.handlers = loop._handlers
+        self.pools = engine.pools
+        self.idle = engine.pools._idle
+        self.by_fd = engine.pools._by_fd
+        self.max_idle_upstream = engine.config.limits.max_idle_upstream
+
+
+cdef LoopParts loop_parts(engine):
+    """The engine's LoopParts, made once."""
+    parts = getattr(engine, "loop_parts", None)
+    if parts is None:
+        parts = LoopParts(engine)
+        engine.loop_parts = parts
+    return <LoopParts>parts
+
+
+cdef void watch(LoopParts parts, int fd, handler, int mask) except *:
+    """Loop.watch."""
+    known = parts.masks.get(fd)
+    if known is None:
+        parts.epoll.register(fd, mask)
+    elif <int>known != mask:
+        parts.epoll.modify(fd, mask)
+    parts.masks[fd] = mask
+    parts.handlers[fd] = handler
+
+
+cdef object take(LoopParts parts, backend):
+    """Pools.take."""
+    cdef list idle = parts.idle.get(backend)
+    cdef double now = _monotonic()
+    while idle:
+        upstream = idle.pop()
+        del parts.by_fd[upstream.fd]
+        if now - <double>upstream.idle_since < _MAX_AGE:
+            upstream.reused = True
+            return upstream
+        upstream.close(parts.loop)
+    return None
+
+
+cdef void keep(LoopParts parts, upstream) except *:
+    """Pools.keep, with --max-idle-upstream."""
+    backend = upstream.backend
+    cdef list idle = parts.idle.get(backend)
+    if idle is None:
+        idle = parts.idle.setdefault(backend, [])
+    if backend.retired or len(idle) >= parts.max_idle_upstream:
+        upstream.close(parts.loop)
+        return
+    upstream.idle_since = _monotonic()
+    idle.append(upstream)
+    parts.by_fd[upstream.fd] = upstream
+    watch(parts, upstream.fd, parts.pools, _IDLE)

@@ -15,7 +15,7 @@ import trio
 
 from proxy._config import Address, Tls
 from proxy.engine import _stream_shell
-from proxy.engine._upstream import Pools
+from proxy.routing._pool import BackendState
 from proxy.gateway._server import Gateway
 
 from ...h2_support import H2Client
@@ -148,8 +148,8 @@ async def test_a_bug_in_one_stream_resets_that_stream_only(nursery: trio.Nursery
     if path == "general":  # (a Cookie: not the cycle's)
         monkeypatch.setattr(_stream_shell.StreamShell, "wrote", broken)
         fields = [("cookie", "a=1")]
-    else:  # the cycle's stream, as it pools its backend connection
-        monkeypatch.setattr(Pools, "keep", broken)
+    else:  # the cycle's stream, as its backend's part ends
+        monkeypatch.setattr(BackendState, "end", broken)
         fields = []
     reply = await client.request("GET", "/bug", fields)
     assert reply.reset == ERR.INTERNAL_ERROR
