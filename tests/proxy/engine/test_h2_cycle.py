@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from proxy._config import Limits
 from proxy._errors import ClientProtocolError
+from proxy.engine import _h2cycle
 from proxy.gateway._server import Gateway
 from proxy.protocol._compiled import check_head
 from proxy.protocol._h2_head import request_head, response_fields
@@ -27,22 +28,32 @@ from proxy.protocol._rewrite import response_headers, with_fields
 from proxy.protocol._wire import parse_response_head
 from proxy.routing._record import Exchange
 
+from ...conftest import _compiled
 from ...h2_support import H2Client
 from ...helpers import serve_raw, route, start_gateway
 from ..protocol.test_lane import heads
 
-_h2cycle_c = pytest.importorskip("proxy.engine._h2cycle_c", reason="the compiled HTTP/2 stream is not built")
+CLIENTS = pytest.mark.usefixtures("clients_closed", "chosen")  # (the socket tests)
 
-CLIENTS = pytest.mark.usefixtures("clients_closed")  # (the socket tests)
+
+@pytest.fixture(scope="module")
+def h2cycle() -> Any:
+    """proxy.engine._h2cycle_c (a failure, not a skip, where FASTROUTE_REQUIRE_COMPILED=1)."""
+    return _compiled("proxy.engine._h2cycle_c", "the compiled HTTP/2 stream")
+
+
+@pytest.fixture
+def chosen(h2cycle: Any) -> None:
+    """Skip unless the engine's HTTP/2 runs the compiled stream (not set aside by FASTROUTE_NO_EXTENSIONS)."""
+    if _h2cycle.H2CYCLE_C is None:
+        pytest.skip("FASTROUTE_NO_EXTENSIONS is set: the engine's HTTP/2 runs without the compiled stream")
 
 ERR = h2.errors.ErrorCodes
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def test_the_hand_overs_are_the_modules():
-    from proxy.engine import _h2cycle
-
-    assert _h2cycle_c.HANDOVERS == _h2cycle.HANDOVERS
+def test_the_hand_overs_are_the_modules(h2cycle: Any) -> None:
+    assert h2cycle.HANDOVERS == _h2cycle.HANDOVERS
 
 
 # --- the request: a header list as HTTP/1.1 ------------------------------------------------
@@ -80,21 +91,22 @@ def header_lists(draw: st.DrawFn) -> list[tuple[bytes, bytes]]:
 
 @SETTINGS
 @given(fields=header_lists())
-def test_a_header_list_the_cycle_writes_is_the_head_the_general_path_checks(fields: list[tuple[bytes, bytes]]) -> None:
+def test_a_header_list_the_cycle_writes_is_the_head_the_general_path_checks(h2cycle: Any,
+                                                                           fields: list[tuple[bytes, bytes]]) -> None:
     limits = Limits()
-    head = _h2cycle_c.http11(fields)
+    head = h2cycle.http11(fields)
     if head is None or plain_request(head, limits) is None:
         return  # the general path's, whatever it makes of it
     assert request_head(fields, limits) == check_head(head, limits)
 
 
-def test_the_plainest_list_is_the_cycles_and_others_are_not() -> None:
-    head = _h2cycle_c.http11([*_PSEUDO, (b"accept", b"*/*")])
+def test_the_plainest_list_is_the_cycles_and_others_are_not(h2cycle: Any) -> None:
+    head = h2cycle.http11([*_PSEUDO, (b"accept", b"*/*")])
     assert head == b"GET /a/b?c=d HTTP/1.1\r\nhost: api.test\r\naccept: */*\r\n\r\n"
     assert plain_request(head, Limits()) == b"/a/b?c=d"  # and plain: the cycle's
     for extra in [(b"cookie", b"a=1"), (b"host", b"api.test"), (b"te", b"trailers"), (b"Accept", b"*/*"),
                   (b"connection", b"keep-alive"), (b"accept", b" x"), (b":path", b"/")]:
-        assert _h2cycle_c.http11([*_PSEUDO, extra]) is None, extra
+        assert h2cycle.http11([*_PSEUDO, extra]) is None, extra
     with pytest.raises(ClientProtocolError):  # (the general path's 501: never the cycle's)
         request_head([(b":method", b"CONNECT"), *_PSEUDO[1:]], Limits())
 
@@ -106,7 +118,7 @@ _EXTRA = st.sampled_from([[], [(b"strict-transport-security", b"max-age=600")], 
 
 @SETTINGS
 @given(head=heads(), extra=_EXTRA)
-def test_a_lane_head_is_the_header_list_the_general_path_gives_the_session(head: bytes,
+def test_a_lane_head_is_the_header_list_the_general_path_gives_the_session(h2cycle: Any, head: bytes,
                                                                            extra: list[tuple[bytes, bytes]]) -> None:
     lane = lane_response_head(head)
     if lane is None:
@@ -114,7 +126,7 @@ def test_a_lane_head_is_the_header_list_the_general_path_gives_the_session(head:
     status, _, _, client_head = lane
     _, parsed_status, _, headers = parse_response_head(head)
     general = response_fields(parsed_status, with_fields(response_headers(headers), extra))
-    assert _h2cycle_c.response_fields(status, client_head, extra) == general
+    assert h2cycle.response_fields(status, client_head, extra) == general
 
 
 @pytest.mark.parametrize(("head", "extra", "fields"), [
@@ -125,11 +137,11 @@ def test_a_lane_head_is_the_header_list_the_general_path_gives_the_session(head:
                  [(b":status", b"404"), (b"content-length", b"0"), (b"x-b", b""),
                   (b"strict-transport-security", b"max-age=1")], id="hop_by_hop_gone_extra_added"),
 ])
-def test_lane_heads_as_header_lists(head: bytes, extra: list[tuple[bytes, bytes]],
+def test_lane_heads_as_header_lists(h2cycle: Any, head: bytes, extra: list[tuple[bytes, bytes]],
                                     fields: list[tuple[bytes, bytes]]) -> None:
     lane = lane_response_head(head)
     assert lane is not None
-    assert _h2cycle_c.response_fields(lane[0], lane[3], extra) == fields
+    assert h2cycle.response_fields(lane[0], lane[3], extra) == fields
 
 
 # --- the hand-overs, on sockets ---------------------------------------------------------

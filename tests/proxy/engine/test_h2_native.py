@@ -15,6 +15,7 @@ import trio
 
 from proxy._config import Address, Tls
 from proxy.engine import _stream_shell
+from proxy.engine._h2cycle import H2CYCLE_C
 from proxy.routing._pool import BackendState
 from proxy.gateway._server import Gateway
 
@@ -71,7 +72,7 @@ async def test_a_request_over_http2_goes_the_same_through_the_engine_and_the_tri
             views.append(client_view(reply.status, reply.headers, reply.body))
         if io == "native" and not body and reply.status == 200:
             assert engine_of(gateway) == (2, 0)  # the engine's own streams served them
-            cycled = request.node.callspec.id.split("-")[-1] in CYCLED_CASES
+            cycled = request.node.callspec.id.split("-")[-1] in CYCLED_CASES and H2CYCLE_C is not None
             assert gateway.engine is not None and gateway.engine.cycled == (1 if cycled else 0)
     assert views[:2] == views[2:]
     seen = [(s.method, s.target, s.headers, s.body) for s in backend.seen]
@@ -149,6 +150,8 @@ async def test_a_bug_in_one_stream_resets_that_stream_only(nursery: trio.Nursery
         monkeypatch.setattr(_stream_shell.StreamShell, "wrote", broken)
         fields = [("cookie", "a=1")]
     else:  # the cycle's stream, as its backend's part ends
+        if H2CYCLE_C is None:
+            pytest.skip("FASTROUTE_NO_EXTENSIONS is set: the engine's HTTP/2 runs without the compiled stream")
         monkeypatch.setattr(BackendState, "end", broken)
         fields = []
     reply = await client.request("GET", "/bug", fields)
@@ -200,5 +203,6 @@ async def test_https_with_alpn_h2_is_served_by_the_engine(nursery: trio.Nursery,
         reply = await client.request("GET", path, authority=API)
         assert reply.status == 200 and reply.header(b"strict-transport-security") == b"max-age=600"
     assert engine_of(gateway) == (3, 0)
-    assert gateway.engine is not None and gateway.engine.cycled == 2  # on the first's pooled connection
+    # On the first's pooled connection (with the compiled stream: FASTROUTE_NO_EXTENSIONS sets it aside).
+    assert gateway.engine is not None and gateway.engine.cycled == (2 if H2CYCLE_C is not None else 0)
     assert dict(backend.seen[0].headers)[b"x-forwarded-proto"] == b"https"
