@@ -295,3 +295,29 @@ async def test_a_client_reset_in_flight_closes_that_backend_connection(nursery: 
     reset, after = records
     assert (reset.target, reset.status, reset.response_started, reset.protocol) == (b"/x", 0, False, "HTTP/2")
     assert reset.backend == after.backend != "-"
+
+
+@CLIENTS
+async def test_a_drain_with_a_cycled_stream_in_flight_lets_it_finish(nursery: trio.Nursery) -> None:
+    arrived, release = trio.Event(), trio.Event()
+
+    async def held(stream: trio.SocketStream, head: bytes) -> bool:
+        arrived.set()
+        await release.wait()
+        await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nlate")
+        return True
+
+    gateway, client = await warm_gateway(nursery, held)
+    stream_id = client.start("GET", "/x")
+    await client.flush()
+    with trio.fail_after(30):  # a hang's bound
+        await arrived.wait()
+        nursery.start_soon(gateway.drain)
+        await client.until(lambda: client.goaway is not None)
+    assert client.goaway is not None and client.goaway.last_stream_id == stream_id
+    release.set()
+    reply = await client.reply(stream_id)
+    assert (reply.status, reply.body) == (200, b"late")
+    await client.until(lambda: False)  # then the gateway closes the connection
+    assert client.closed
+    assert counts(gateway) == (2, 0, 0)  # the general path read its response (the gateway drains)
