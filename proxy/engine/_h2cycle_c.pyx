@@ -332,12 +332,12 @@ cdef class H2Fast:
         if mux.backlogged or session.pending(stream_id):
             mux.blocked[stream_id] = self  # it ends once its bytes are out (unblocked())
             return
-        self._end(-1)
+        self._end(-1, True)
 
     def unblocked(self):
         """The connection wrote what waited, this stream's bytes too: it ends."""
         if self.step == DONE:
-            self._end(-1)
+            self._end(-1, True)
 
     def expired(self):
         """No response in time, or its body stalled: the general path's (504, the next backend, or
@@ -407,9 +407,9 @@ cdef class H2Fast:
                 bytes_out=length, backend="-" if backend is None else str(backend.address),
                 response_started=started, protocol="HTTP/2"))
 
-    cdef _end(self, long code):
+    cdef _end(self, long code, bint framed=False):
         """The stream is over (reset with `code` unless it is -1): the backend connection closed if it
-        is still ours, and the mux told."""
+        is still ours, and the mux told (`framed`: its last frames are written already)."""
         if self.step == OVER:
             return
         self.step = OVER
@@ -421,7 +421,10 @@ cdef class H2Fast:
         if code >= 0 and not self.reset:
             self.reset = True
             mux.conn.reset(self.stream_id, code)
-        mux.leg_over(self)
+        if framed:
+            mux.stream_done(self)
+        else:
+            mux.leg_over(self)
 
     cdef _hand(self, int kind, handed):
         """The general path goes on from here (mux.resume: _h2cycle.resume)."""
