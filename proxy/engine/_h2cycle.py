@@ -11,8 +11,9 @@
 #   SENT  -> after the mux took the bytes that opened it: a backend up with
 #            a pooled connection, the lane's request head (Via: 2
 #            fastroute) written whole
-#   DONE  -> the response's first read holds a head of the lane's kind and
-#            its whole body: its header list (protocol/_h2_head's rules)
+#   DONE  -> the response, in one read or a few kept (64 KiB at most), a
+#            head of the lane's kind and its whole body: its header list
+#            (protocol/_h2_head's rules)
 #            and body to the session, the backend connection pooled, the
 #            exchange recorded; the stream ends once its bytes are framed
 #            and the socket took them (as an H2Leg's).
@@ -25,10 +26,10 @@
 #   ROUTED   routed (to a backend, or none was up), nothing sent: the
 #            general path connects, or answers;
 #   SENDING  the backend took part of the request head: it writes the rest;
-#   READ     the request went out; a read of the response that is not the
-#            cycle's (a head split across reads, a longer body, a head of
-#            another kind, an error, the backend's close; or the gateway
-#            drains): the general path reads the response from it;
+#   READ     the request went out; what came of the response is not the
+#            cycle's (past 64 KiB, bytes past its body, a head of another
+#            kind, an error, the backend's close; or the gateway drains), or
+#            its body stalled: the general path reads the response from it;
 #   EXPIRED  the request went out and no response came in time: the
 #            general path's 504 (or the next backend).
 #
