@@ -1,12 +1,12 @@
 # The engine loop's deadlines, without sockets: one entry per handler in the
 # heap however often its deadline moves, an earlier deadline fires first, a
-# cancelled one never does.
+# cancelled one never does, and cancelled ones are swept out of the heap.
 
 from __future__ import annotations
 
 import weakref
 
-from proxy.engine._loop import Loop, Timed
+from proxy.engine._loop import SWEEP_FLOOR, Loop, Timed
 
 
 class Recorder:
@@ -67,6 +67,29 @@ def test_a_cancelled_deadline_does_not_keep_its_handler_alive() -> None:
     del handler
     assert gone() is None
     assert len(loop._timers) == 1  # the entry waits for its time, holding nothing that matters
+
+
+def test_cancelled_deadlines_of_many_handlers_are_swept_and_the_live_ones_still_fire() -> None:
+    # An HTTP/2 stream has a Timed of its own and ends long before its timeout:
+    # a million streams must not leave a million entries in the heap.
+    loop = Loop()
+    live = [Recorder() for _ in range(100)]
+    for index, handler in enumerate(live):
+        loop.at(30.0 + index, handler, handler.timed)
+    rearmed = Recorder()
+    loop.at(5.0, rearmed, rearmed.timed)
+    loop.cancel(rearmed.timed)
+    for _ in range(50_000):
+        stream = Recorder()
+        loop.at(60.0, stream, stream.timed)
+        loop.cancel(stream.timed)
+        assert len(loop._timers) <= max(SWEEP_FLOOR, 2 * 101)
+    loop.at(7.0, rearmed, rearmed.timed)  # its first entry was swept: a new one
+    loop._expire(8.0)
+    assert rearmed.fired == 1
+    loop._expire(200.0)
+    assert [handler.fired for handler in live] == [1] * 100
+    assert loop._timers == []
 
 
 def test_a_handler_that_raises_is_failed_not_the_loop() -> None:
