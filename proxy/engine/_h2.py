@@ -36,6 +36,7 @@ from ..protocol import _events as ev
 from ..protocol._h2_body import RequestBody
 from ..protocol._h2_guard import H2Bounds
 from ..protocol._h2_mux import H2Mux, MuxStream
+from ..protocol._h2session import PyH2Session
 from ..routing._retry import Waiting
 from ..tls._session import TlsFailed, TlsSession
 from ._handover import EngineParts, Front, HandBack, TaskStreams
@@ -83,8 +84,10 @@ class NativeH2(H2Mux):
         self.transport = Transport(self.fd, self.tls)
         self.response_extra = front.client.response_extra  # fields added to every response (HSTS)
         self.client_ip_b = front.client_ip.encode("ascii")  # (X-Forwarded-For)
-        # The compiled HTTP/2 stream (_h2cycle.py) serves what it can of an untrusted client's.
-        self._cycle = H2CYCLE_C if H2CYCLE_C is not None and not front.trusted else None
+        # The compiled HTTP/2 stream (_h2cycle.py) serves what it can of an untrusted client's, on
+        # the compiled session (it hands the session packed header lists).
+        compiled = not isinstance(self.conn, PyH2Session)
+        self._cycle = H2CYCLE_C if H2CYCLE_C is not None and compiled and not front.trusted else None
         self.out = bytearray()  # what the session wrote that the socket did not take yet
         self.blocked: dict[int, H2Leg] = {}  # streams whose bytes wait (flush)
         self.starting: list[Starting] = []  # streams opened by the bytes being received, to start after them

@@ -3,10 +3,11 @@
 # hands over): the commonest request of an HTTP/2 connection of the engine
 # (_h2.NativeH2), from its header list to its response in the session,
 # with no Python object per request but the head's bytes, the stream, the
-# response's header list and its record. The HTTP/1.1 cycle's pieces
-# serve it: the plain head's scan and upstream head (protocol/_plain_c),
-# the route and the pick (_route_c), the lane's response head
-# (protocol/_lane_c), the pools.
+# response's header list (packed in one bytes object) and its record. The
+# HTTP/1.1 cycle's pieces serve it: the plain head's scan and upstream head
+# (protocol/_plain_c), the route and the pick (_route_c), the lane's
+# response head read in place (protocol/_lane_c, which packs it for the
+# compiled session's respond_packed()), the pools.
 #
 # Rules: a step either completes as the general path (an H2Leg under a
 # StreamShell, _h2leg.py) would have completed it, the same bytes to the
@@ -16,15 +17,16 @@
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from libc.string cimport memchr, memcpy
+from libc.stdint cimport uint32_t
+from libc.string cimport memcpy
 
 from ._sys cimport CLOCK_MONOTONIC, EAGAIN, EINTR, EPOLLIN, EPOLLRDHUP, MSG_NOSIGNAL, clock_gettime, errno, memmem, recv, send, timespec
 from ..protocol._bytes cimport FR_TCHAR
+from ..protocol._lane_c cimport LaneResponse, response_packed
 from ..protocol._plain_c cimport Plain, scan_plain, write_plain
 from ._route_c cimport LoopParts, _pick, loop_parts, take, watch
 from ._route_c cimport keep as pool_keep
 
-from ..protocol._compiled import lane_response_head
 from ..protocol._h2_head import CONNECTION_SPECIFIC
 from ..protocol._h2session import INTERNAL_ERROR, StreamClosed
 from ..protocol._rewrite import strip_target
@@ -286,27 +288,27 @@ cdef class H2Fast:
             self._hold(p, size)  # the head in parts
             return
         cdef Py_ssize_t end = blank - p + 4
-        simple = lane_response_head(PyBytes_FromStringAndSize(p, end))
-        if simple is None or <Py_ssize_t>simple[1] < size - end or end + <Py_ssize_t>simple[1] > READ_MAX:
+        cdef LaneResponse lane
+        block = response_packed(<const unsigned char*>p, end, self.mux.response_extra, &lane)
+        if block is None or lane.size < size - end or end + lane.size > READ_MAX:
             # Not of the lane's kind, bytes past its body, or a body past what the cycle keeps.
             self._hand(READ, (PyBytes_FromStringAndSize(p, size), 0))
             return
-        status, length, keep, head = simple
-        if length > size - end:  # the body in parts: every byte of it is progress
+        if lane.size > size - end:  # the body in parts: every byte of it is progress
             self._hold(p, size)
             loop = self.loop
             loop.at(loop.now + self.engine.config.timeouts.body_idle, self, self.timed)
             return
         self.upstream.received += size
-        self._respond(status, length, keep, _fields(status, head, self.mux.response_extra),
-                      PyBytes_FromStringAndSize(p + end, length) if length else b"")
+        self._respond(lane.status, lane.size, lane.keep, block, lane.count,
+                      PyBytes_FromStringAndSize(p + end, lane.size) if lane.size else b"")
 
     cdef _hold(self, const char* p, Py_ssize_t size):
         """What came of the response so far, kept for the next read (in `got`)."""
         if self.got is None:
             self.got = PyByteArray_FromStringAndSize(p, size)
 
-    cdef _respond(self, int status, Py_ssize_t length, bint keep, list fields, bytes body):
+    cdef _respond(self, int status, Py_ssize_t length, bint keep, bytes block, Py_ssize_t count, bytes body):
         """The whole response to the session; the stream ends once its bytes are out."""
         self._backend_done(keep)
         self.got = None
@@ -315,7 +317,7 @@ cdef class H2Fast:
         session = mux.conn
         stream_id = self.stream_id
         try:
-            session.respond(stream_id, fields, end_stream=not length)
+            session.respond_packed(stream_id, block, count, not length)
             if length:
                 session.send_data(stream_id, body, end_stream=True)
         except StreamClosed:  # the session has the stream no more: as the general path's abort
@@ -438,33 +440,23 @@ cdef class H2Fast:
         self.mux.resume(self, kind, handed, upstream, deadline)
 
 
-cdef list _fields(int status, bytes head, list extra):
-    """The HTTP/2 header list of a response whose client head the lane wrote (`head`: the status line,
-    then "name: value" lines, names lowercase, hop-by-hop fields gone), with the gateway's `extra`
-    fields where the head has none of that name: protocol/_h2_head.response_fields over the general
-    path's fields."""
-    cdef list fields = [(b":status", b"%d" % status)]
-    cdef const char* p = PyBytes_AS_STRING(head)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(head) - 2, i, colon, line
-    cdef const char* found = <const char*>memchr(p, 10, n)
-    i = found - p + 1
-    cdef set names = set()
-    while i < n:
-        found = <const char*>memchr(p + i, 58, n - i)
-        colon = found - p
-        found = <const char*>memchr(p + colon, 13, n - colon)
-        line = found - p
-        name = PyBytes_FromStringAndSize(p + i, colon - i)
-        names.add(name)
-        if name not in _SPECIFIC:
-            fields.append((name, PyBytes_FromStringAndSize(p + colon + 2, line - colon - 2)))
-        i = line + 2
-    for field in extra:
-        if field[0] not in names:
-            fields.append(field)
-    return fields
-
-
-def response_fields(int status, bytes head, list extra):
-    """_fields, for the test that it is the general path's."""
-    return _fields(status, head, extra)
+def response_fields(bytes head, list extra):
+    """What the cycle gives the session for a backend's response head: (status, Content-Length,
+    whether the connection is kept, the header list unpacked), or None (not the cycle's); for the
+    test that the list is the general path's (protocol/_h2_head.response_fields)."""
+    cdef LaneResponse lane
+    block = response_packed(<const unsigned char*>PyBytes_AS_STRING(head), PyBytes_GET_SIZE(head), extra, &lane)
+    if block is None:
+        return None
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(block)
+    cdef uint32_t sizes[2]
+    cdef Py_ssize_t at = 0, i
+    fields = []
+    for i in range(lane.count):
+        memcpy(sizes, p + at, 8)
+        at += 8
+        fields.append((PyBytes_FromStringAndSize(<const char*>p + at, sizes[0]),
+                       PyBytes_FromStringAndSize(<const char*>p + at + sizes[0], sizes[1])))
+        at += sizes[0] + sizes[1]
+    assert at == PyBytes_GET_SIZE(block)
+    return lane.status, lane.size, lane.keep, fields

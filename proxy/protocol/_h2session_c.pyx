@@ -30,6 +30,9 @@ from ._h2session import (
 
 _DEFAULTS = H2Options()
 
+cdef enum:
+    PACKED_LOCAL = 32  # fields of a packed header list read onto the stack (more: allocated)
+
 
 cdef class _Stream:
     """What the session keeps of a stream: its header list while it arrives, its response body queue."""
@@ -153,6 +156,38 @@ cdef class H2Session:
                                         stream_id, NULL, nva, count, NULL)
         finally:
             _free(nva)
+        if rc < 0:
+            raise StreamClosed(f"HEADERS on stream {stream_id}: {nghttp2_strerror(rc).decode()}")
+
+    def respond_packed(self, int32_t stream_id, bytes block, Py_ssize_t count, bint end_stream):
+        """A response's HEADERS from a packed header list (protocol/_lane_c.response_packed: per
+        field its name's and its value's lengths, two uint32_t, then the name and the value): no
+        Python object per field."""
+        cdef nghttp2_nv local[PACKED_LOCAL]
+        cdef nghttp2_nv *nva = &local[0]
+        if count > PACKED_LOCAL:
+            nva = <nghttp2_nv*>_alloc(count * sizeof(nghttp2_nv))
+        cdef const uint8_t *p = <const uint8_t*><char*>block
+        cdef Py_ssize_t i, at = 0, size = len(block)
+        cdef uint32_t sizes[2]
+        try:
+            for i in range(count):
+                if at + 8 > size:
+                    raise ValueError("a packed header list shorter than its count")
+                memcpy(sizes, p + at, 8)
+                if at + 8 + sizes[0] + sizes[1] > size:
+                    raise ValueError("a packed header list shorter than its fields")
+                nva[i].name = <uint8_t*>p + at + 8
+                nva[i].namelen = sizes[0]
+                nva[i].value = <uint8_t*>p + at + 8 + sizes[0]
+                nva[i].valuelen = sizes[1]
+                nva[i].flags = NGHTTP2_NV_FLAG_NONE  # nghttp2 copies them
+                at += 8 + sizes[0] + sizes[1]
+            rc = nghttp2_submit_headers(self.session, NGHTTP2_FLAG_END_STREAM if end_stream else NGHTTP2_FLAG_NONE,
+                                        stream_id, NULL, nva, count, NULL)
+        finally:
+            if nva != &local[0]:
+                _free(nva)
         if rc < 0:
             raise StreamClosed(f"HEADERS on stream {stream_id}: {nghttp2_strerror(rc).decode()}")
 

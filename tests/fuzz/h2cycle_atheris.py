@@ -59,10 +59,14 @@ def one_input(raw: bytes) -> None:
     end = response.find(b"\r\n\r\n")
     response = response[: end + 4] if end >= 0 else response + b"\r\n\r\n"
     lane = response_head(response)
-    if lane is not None:
-        _, status, _, headers = parse_response_head(response)
-        general = response_fields(status, with_fields(response_headers(headers), EXTRA))
-        assert _h2cycle_c.response_fields(lane[0], lane[3], EXTRA) == general, response
+    cycled = _h2cycle_c.response_fields(response, EXTRA)
+    if lane is None or response.count(b"\r\n") > 256:  # (256 lines or more: past those read in place)
+        assert cycled is None, response
+        return
+    _, status, _, headers = parse_response_head(response)
+    general = response_fields(status, with_fields(response_headers(headers), EXTRA))
+    assert cycled is not None and cycled[:3] == lane[:3], response
+    assert cycled[3] == general, response
 
 
 def main() -> None:

@@ -76,7 +76,7 @@ LONG_MODULES: dict[str, str] = {}  # a module that must stay longer, with the re
 # would take a dozen of them as arguments, or re-scan.
 ONE_PASS = "one pass over the head's bytes, its offsets in C locals on the stack"
 LONG_FUNCTIONS = {
-    "proxy/protocol/_lane_c.pyx:response_head": ONE_PASS,
+    "proxy/protocol/_lane_c.pyx:_scan": ONE_PASS,
     "proxy/protocol/_plain_c.pyx:scan_plain": ONE_PASS,
     "proxy/protocol/_wire_c.pyx:next": "the body framing's state machine (length, chunk size, trailers), one step a call",
 }

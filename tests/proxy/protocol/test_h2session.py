@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -254,3 +255,22 @@ def test_both_sessions_agree_on_any_conversation(plan: list[tuple[Any, ...]], cu
                                                  for stream_id, body in answers.items()}))
     assert seen[0] == seen[1]
     assert answered[0] == answered[1]
+
+
+def test_a_packed_header_list_reaches_the_client_as_its_fields() -> None:
+    # respond_packed(): the compiled stream's header list in one bytes object (per field two
+    # uint32 lengths, the name, the value), 40 fields (past the ones read onto the stack) included.
+    session_cls = compiled_session()
+    conn = client()
+    conn.send_headers(1, fields(b"GET", b"/"), end_stream=True)
+    session = session_cls()
+    session.receive(conn.data_to_send())
+    listed = [(b":status", b"200"), *[(b"x-%d" % i, b"v" * i) for i in range(40)]]
+    block = b"".join(struct.pack("=II", len(name), len(value)) + name + value for name, value in listed)
+    session.respond_packed(1, block, len(listed), True)
+    got = [event for event in conn.receive_data(session.data_to_send()) if isinstance(event, h2.events.ResponseReceived)]
+    assert [tuple(field) for field in got[0].headers] == listed
+    with pytest.raises(ValueError):  # a count past the block: refused, nothing read beyond it
+        session.respond_packed(1, block[:-1], len(listed), True)
+    with pytest.raises(ValueError):
+        session.respond_packed(1, block, len(listed) + 1, True)
