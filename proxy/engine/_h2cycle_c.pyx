@@ -15,6 +15,7 @@
 # nothing that path reads before it hands over (mux.resume(), once, with
 # the kind of hand-over and what comes with it).
 
+cimport cython
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint32_t
@@ -208,6 +209,7 @@ def open(mux, int stream_id, list fields):
     return stream
 
 
+@cython.freelist(128)
 cdef class H2Fast:
     """One stream the cycle serves (a MuxStream of protocol/_h2_mux.py)."""
 

@@ -16,6 +16,7 @@
 #   provider, so nghttp2 frames it within the windows; an empty queue
 #   defers the stream until send_data() adds to it.
 
+cimport cython
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
@@ -34,12 +35,13 @@ cdef enum:
     PACKED_LOCAL = 32  # fields of a packed header list read onto the stack (more: allocated)
 
 
+@cython.freelist(128)
 cdef class _Stream:
     """What the session keeps of a stream: its header list while it arrives, its response body queue."""
 
     cdef list fields
     cdef Py_ssize_t size  # the header list's size so far (RFC 9113 section 6.5.2: 32 bytes a field besides)
-    cdef list chunks  # the response body's bytes queued, as send_data() had them (not copied)
+    cdef list chunks  # the response body's bytes queued, as send_data() had them (not copied); None: none yet
     cdef Py_ssize_t offset  # bytes of the first chunk framed already
     cdef Py_ssize_t queued  # bytes queued and not framed yet
     cdef bint ending  # the response ends with what is queued
@@ -49,7 +51,6 @@ cdef class _Stream:
 
     def __cinit__(self):
         self.fields = []
-        self.chunks = []
 
 
 cdef class H2Session:
@@ -198,7 +199,10 @@ cdef class H2Session:
         if stream is None:
             raise StreamClosed(f"stream {stream_id} is gone")
         if data:
-            stream.chunks.append(data)
+            if stream.chunks is None:
+                stream.chunks = [data]
+            else:
+                stream.chunks.append(data)
             stream.queued += len(data)
         if end_stream:
             stream.ending = True
@@ -322,7 +326,7 @@ cdef int _on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, vo
             if frame.headers.cat == NGHTTP2_HCAT_REQUEST:
                 stream.requested = True
                 self.events.append((REQUEST, stream_id, stream.fields, ended))
-                stream.fields = []
+                stream.fields = None  # (a trailer's fields are dropped: never added to)
             elif ended:
                 self.events.append((END, stream_id, None, None))
         elif kind == NGHTTP2_DATA:
