@@ -31,7 +31,7 @@ from ..protocol._plain_c cimport Plain, scan_plain, write_plain
 from ..protocol._rewrite import strip_target
 from ..routing._record import Exchange
 from ._pipe import SPLICE_AVAILABLE, SPLICE_MIN
-from ._route_c cimport LoopParts, _head_end, _pick, _plain, keep, loop_parts, take, watch
+from ._route_c cimport LoopParts, _head_end, _pick, _plain, arm, keep, loop_parts, take, watch
 from ._route_c import forward_of
 
 cdef enum:
@@ -435,12 +435,4 @@ cdef inline void _keep(ConnectionFields c, upstream) except *:
 
 cdef void _deadline(ConnectionFields c, double seconds) except *:
     """As _exchange.NativeClient._deadline (Loop.at): a deadline moved later costs no heap entry."""
-    loop = c.loop
-    cdef double deadline = loop.now + seconds
-    timed = c.timed
-    queued = timed.queued
-    if queued is not None and deadline >= <double>queued:
-        timed.deadline = deadline
-        timed.handler = c
-    else:
-        loop.at(deadline, c, timed)
+    arm(c.parts, <double>c.loop.now + seconds, c, c.timed)

@@ -92,6 +92,7 @@ class NativeH2(H2Mux):
         self.blocked: dict[int, H2Leg] = {}  # streams whose bytes wait (flush)
         self.starting: list[Starting] = []  # streams opened by the bytes being received, to start after them
         self.timed = Timed()
+        self.spare_timed: list[Timed] = []  # of ended compiled streams, for the next (_h2cycle_c.pyx)
         self.done = trio.Event()
         self.closed = False
         self.backlogged = False  # bytes wait for the socket (it took less than was written)

@@ -25,7 +25,7 @@ from ._sys cimport CLOCK_MONOTONIC, EAGAIN, EINTR, EPOLLIN, EPOLLRDHUP, MSG_NOSI
 from ..protocol._bytes cimport FR_TCHAR
 from ..protocol._lane_c cimport LaneResponse, response_packed
 from ..protocol._plain_c cimport Plain, scan_plain, write_plain
-from ._route_c cimport LoopParts, _pick, loop_parts, take, watch
+from ._route_c cimport LoopParts, _pick, arm, disarm, loop_parts, take, watch
 from ._route_c cimport keep as pool_keep
 
 from ..protocol._h2_head import CONNECTION_SPECIFIC
@@ -205,7 +205,8 @@ def open(mux, int stream_id, list fields):
     stream.request = write_plain(p, &plain, upstream_target, mux.client_ip_b,
                                  None if strip is None else (<str>strip).encode("utf-8"), mux.tls is not None, _VIA)
     stream.arrived = _monotonic()
-    stream.timed = Timed()
+    spare = mux.spare_timed
+    stream.timed = spare.pop() if spare else Timed()
     return stream
 
 
@@ -251,7 +252,7 @@ cdef class H2Fast:
         backend.begin(self.counted_route)
         self.counted = True
         self.step = SENT
-        loop.at(loop.now + self.engine.config.timeouts.response_head, self, self.timed)
+        arm(self.parts, <double>loop.now + self.engine.config.timeouts.response_head, self, self.timed)
         cdef bytes data = self.request
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
         cdef Py_ssize_t sent = send(<int>upstream.fd, PyBytes_AS_STRING(data), n, MSG_NOSIGNAL)
@@ -299,7 +300,7 @@ cdef class H2Fast:
         if lane.size > size - end:  # the body in parts: every byte of it is progress
             self._hold(p, size)
             loop = self.loop
-            loop.at(loop.now + self.engine.config.timeouts.body_idle, self, self.timed)
+            arm(self.parts, <double>loop.now + self.engine.config.timeouts.body_idle, self, self.timed)
             return
         self.upstream.received += size
         self._respond(lane.status, lane.size, lane.keep, block, lane.count,
@@ -418,7 +419,7 @@ cdef class H2Fast:
             return
         self.step = OVER
         mux = self.mux
-        self.loop.cancel(self.timed)
+        self._spare_timed()
         mux.blocked.pop(self.stream_id, None)
         if self.upstream is not None:
             self._backend_done(False)
@@ -430,11 +431,17 @@ cdef class H2Fast:
         else:
             mux.leg_over(self)
 
+    cdef _spare_timed(self):
+        """The stream's deadline cancelled, its Timed left to the connection's next compiled stream
+        (the entry it has in the heap serves that stream's later deadline: no push)."""
+        timed = self.timed
+        disarm(timed)
+        self.mux.spare_timed.append(timed)
+
     cdef _hand(self, int kind, handed):
         """The general path goes on from here (mux.resume: _h2cycle.resume)."""
-        timed = self.timed
-        deadline = timed.deadline
-        self.loop.cancel(timed)
+        deadline = self.timed.deadline
+        self._spare_timed()
         self.step = OVER
         self.got = None
         upstream, self.upstream = self.upstream, None

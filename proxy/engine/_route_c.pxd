@@ -14,3 +14,5 @@ cdef LoopParts loop_parts(engine)
 cdef void watch(LoopParts parts, int fd, handler, int mask) except *
 cdef object take(LoopParts parts, backend)
 cdef void keep(LoopParts parts, upstream) except *
+cdef void arm(LoopParts parts, double deadline, handler, timed) except *
+cdef void disarm(timed) except *

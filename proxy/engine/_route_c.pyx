@@ -177,3 +177,20 @@ cdef void keep(LoopParts parts, upstream) except *:
     idle.append(upstream)
     parts.by_fd[upstream.fd] = upstream
     watch(parts, upstream.fd, parts.pools, _IDLE)
+
+
+cdef void arm(LoopParts parts, double deadline, handler, timed) except *:
+    """Loop.at, with no Python call while the Timed has an entry in the heap at or before `deadline`
+    (a deadline moved later, or a Timed used again: the entry is pushed again when it comes due)."""
+    queued = timed.queued
+    if queued is not None and deadline >= <double>queued:
+        timed.deadline = deadline
+        timed.handler = handler
+    else:
+        parts.loop.at(deadline, handler, timed)
+
+
+cdef void disarm(timed) except *:
+    """Loop.cancel."""
+    timed.deadline = None
+    timed.handler = None

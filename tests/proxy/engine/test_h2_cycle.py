@@ -325,6 +325,24 @@ async def test_a_drain_with_a_cycled_stream_in_flight_lets_it_finish(nursery: tr
     assert counts(gateway) == (2, 0, 0)  # the general path read its response (the gateway drains)
 
 
+@CLIENTS
+async def test_a_connections_compiled_streams_share_their_deadlines_heap_entries(nursery: trio.Nursery) -> None:
+    # Each stream has a response deadline; a connection's next stream takes the Timed the last one
+    # left, whose entry in the loop's heap serves its later deadline: 500 streams, no entry each.
+    async def answer(stream: trio.SocketStream, head: bytes) -> bool:
+        await stream.send_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        return True
+
+    gateway, client = await warm_gateway(nursery, answer)
+    engine = gateway.engine
+    assert engine is not None
+    before = len(engine.loop._timers)
+    for _ in range(500):
+        assert (await client.request("GET", "/x")).body == b"ok"
+    assert counts(gateway)[1] == 500
+    assert len(engine.loop._timers) <= before + 2
+
+
 def test_a_head_of_more_lines_than_read_in_place_is_the_general_paths(h2cycle: Any) -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n" + b"X-A: 1\r\n" * 300 + b"\r\n"
     assert lane_response_head(head) is not None  # (the lane's twin takes it)
