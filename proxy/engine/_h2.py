@@ -260,7 +260,8 @@ class NativeH2(H2Mux):
     def stream_done(self, stream: MuxStream) -> None:
         """A compiled stream ended whole, its frames written already (_h2cycle_c.pyx)."""
         self.finished(stream)
-        self._stream_over()
+        if not self.streams:
+            self._stream_over()
 
     def stream_over(self, stream: MuxStream) -> None:
         """A stream task ends (what it left was reset)."""

@@ -118,7 +118,9 @@ class H2Mux:
             self.ending = True
             return False
         for kind, stream_id, a, b in events:
-            if not self._carry_out(kind, stream_id, a, b, now):
+            if kind == session_events.REQUEST:  # (the commonest event: no call to _carry_out)
+                self._request(stream_id, a, ended=b)  # type: ignore[arg-type]
+            elif not self._carry_out(kind, stream_id, a, b, now):
                 self.conn.goaway(ENHANCE_YOUR_CALM, self.last_taken)
                 self.ending = True
                 return False
@@ -167,11 +169,8 @@ class H2Mux:
     # --- the events ----------------------------------------------------------------
 
     def _carry_out(self, kind: int, stream_id: int, a: object, b: object, now: float) -> bool:
-        """One event of the session's; False when a bound ends the connection."""
-        if kind == session_events.REQUEST:
-            assert isinstance(a, list) and isinstance(b, bool)
-            self._request(stream_id, a, ended=b)
-            return True
+        """One event of the session's but a request (receive() opens those); False when a bound ends
+        the connection."""
         stream = self.streams.get(stream_id) if stream_id else None
         if kind == session_events.DATA:
             assert isinstance(a, bytes) and isinstance(b, int)
